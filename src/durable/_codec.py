@@ -1,0 +1,452 @@
+"""The one codec: arguments, results, errors, hook payloads and stream chunks all pass through it.
+
+Format: ``b"DJ1:"`` followed by canonical JSON (compact, sorted keys). Values JSON has no
+word for are tagged objects with a single ``"$tag"`` key; a user dict key that starts with
+``$`` is escaped by doubling the ``$``, so user data can never look like a tag. Equal values
+encode to equal bytes (dict keys and set members are sorted), which is what lets a replay
+compare a step's argument bytes with the recorded ones.
+
+``b"DP1:"`` marks cloudpickle, an explicit opt-in for trusted values (``serializer="pickle"``).
+It is only ever decoded when the caller says pickle is allowed, and data from outside
+(hook payloads, webhook bodies, HTTP) is always encoded and decoded as JSON.
+
+Classes (dataclasses, enums, exceptions, pydantic models, ``__durable_serialize__`` classes)
+are named ``module:qualname``. Every class seen while encoding is remembered, so classes
+defined in ``__main__`` or in a notebook cell decode in the same process; other processes
+import the module.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import enum
+import importlib
+import json
+import math
+import pathlib
+import sys
+import traceback as traceback_module
+import uuid
+from datetime import date, datetime, time, timedelta, timezone
+from decimal import Decimal
+from typing import Any, Literal
+
+from ._errors import SerializationError, StepFailed
+
+JSON_TAG = b"DJ1:"
+PICKLE_TAG = b"DP1:"
+Serializer = Literal["json", "pickle"]
+
+_MAX_SAFE_INT = 2**63
+_PATH_TYPES: dict[str, type[pathlib.PurePath]] = {
+    "PurePosixPath": pathlib.PurePosixPath,
+    "PureWindowsPath": pathlib.PureWindowsPath,
+    "PosixPath": pathlib.PosixPath,
+    "WindowsPath": pathlib.WindowsPath,
+    "Path": pathlib.Path,
+}
+_classes: dict[str, type] = {}
+
+
+def register_class(cls: type, name: str | None = None) -> type:
+    """Make ``cls`` decodable under ``name`` (default ``module:qualname``); returns ``cls``.
+
+    Use it for classes that another process must decode but cannot import by module name.
+    """
+    _classes[name or class_ref(cls)] = cls
+    return cls
+
+
+def class_ref(cls: type) -> str:
+    return f"{cls.__module__}:{cls.__qualname__}"
+
+
+def _resolve_class(ref: str, path: str) -> type:
+    cls = _classes.get(ref)
+    if cls is not None:
+        return cls
+    module_name, _, qualname = ref.partition(":")
+    if not module_name or not qualname or "<" in qualname:
+        raise SerializationError(path, f"class {ref} is not known in this process (register it with durable.register_class)")
+    try:
+        obj: Any = sys.modules.get(module_name) or importlib.import_module(module_name)
+        for part in qualname.split("."):
+            obj = getattr(obj, part)
+    except (ImportError, AttributeError) as exc:
+        raise SerializationError(path, f"class {ref} cannot be found ({exc})") from None
+    if not isinstance(obj, type):
+        raise SerializationError(path, f"{ref} is not a class")
+    _classes[ref] = obj
+    return obj
+
+
+# ----------------------------------------------------------------------------------------------
+# encoding
+
+
+def encode(value: Any, *, serializer: Serializer = "json", root: str = "value") -> bytes:
+    """Encode ``value``; raise ``SerializationError`` naming the offending path before anything is written."""
+    if serializer == "pickle":
+        import cloudpickle
+
+        try:
+            return PICKLE_TAG + cloudpickle.dumps(value)
+        except Exception as exc:
+            raise SerializationError(root, f"cannot be pickled: {exc}") from exc
+    return JSON_TAG + dumps_json(to_tagged(value, root))
+
+
+def dumps_json(obj: Any) -> bytes:
+    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False, allow_nan=False, sort_keys=True).encode()
+
+
+def to_tagged(value: Any, path: str = "value") -> Any:
+    """Turn ``value`` into plain JSON data with tags, checking every node."""
+    return _Encoder().enc(value, path)
+
+
+class _Encoder:
+    __slots__ = ("_active",)
+
+    def __init__(self) -> None:
+        self._active: set[int] = set()
+
+    def enc(self, v: Any, path: str) -> Any:  # noqa: C901 - one flat dispatch reads best here
+        t = type(v)
+        if t is str or v is None or t is bool:
+            return v
+        if t is int:
+            return v if -_MAX_SAFE_INT < v < _MAX_SAFE_INT else {"$int": hex(v)}
+        if t is float:
+            if math.isfinite(v):
+                return v
+            return {"$float": "nan" if v != v else ("inf" if v > 0 else "-inf")}
+        if t is dict:
+            return self._container(v, path, self._dict)
+        if t is list:
+            return self._container(v, path, lambda x, p: [self.enc(item, f"{p}[{i}]") for i, item in enumerate(x)])
+        if t is tuple:
+            return self._container(
+                v, path, lambda x, p: {"$tuple": [self.enc(item, f"{p}[{i}]") for i, item in enumerate(x)]}
+            )
+        if t is bytes or t is bytearray:
+            tag = "$bytes" if t is bytes else "$bytearray"
+            return {tag: base64.b64encode(v).decode("ascii")}
+        if t is set or t is frozenset:
+            tag = "$set" if t is set else "$frozenset"
+            return self._container(v, path, lambda x, p: {tag: _sorted_members([self.enc(m, f"{p}{{…}}") for m in x])})
+        if t is datetime:
+            return {"$datetime": _enc_datetime(v)}
+        if t is date:
+            return {"$date": v.isoformat()}
+        if t is time:
+            if v.tzinfo is not None and type(v.tzinfo) is not timezone:
+                raise SerializationError(path, "time with a non-fixed tzinfo is not serializable")
+            return {"$time": v.isoformat()}
+        if t is timedelta:
+            return {"$timedelta": [v.days, v.seconds, v.microseconds]}
+        if t is Decimal:
+            return {"$decimal": str(v)}
+        if t is uuid.UUID:
+            return {"$uuid": str(v)}
+        if isinstance(v, enum.Enum):
+            return {"$enum": [_ref(t), self.enc(v.value, f"{path}.value")]}
+        if isinstance(v, pathlib.PurePath) and t.__name__ in _PATH_TYPES:
+            return {"$path": [t.__name__, str(v)]}
+        if isinstance(v, BaseException):
+            return self._container(v, path, self._exception)
+        custom = getattr(t, "__durable_serialize__", None)
+        if custom is not None:
+            return self._container(v, path, lambda x, p: {"$obj": [_ref(t), self.enc(custom(x), f"{p}")]})
+        if dataclasses.is_dataclass(v):
+            return self._container(v, path, self._dataclass)
+        if _is_pydantic(v):
+            return self._container(
+                v, path, lambda x, p: {"$pydantic": [_ref(t), self.enc(x.model_dump(mode="python"), p)]}
+            )
+        raise SerializationError(path, f"{_describe(t)} is not serializable")
+
+    def _container(self, v: Any, path: str, fn: Any) -> Any:
+        key = id(v)
+        if key in self._active:
+            raise SerializationError(path, "value contains itself (cycles are not serializable)")
+        self._active.add(key)
+        try:
+            return fn(v, path)
+        finally:
+            self._active.discard(key)
+
+    def _dict(self, d: dict[Any, Any], path: str) -> Any:
+        if all(type(k) is str for k in d):
+            return {("$" + k if k.startswith("$") else k): self.enc(val, f"{path}[{k!r}]") for k, val in d.items()}
+        pairs = []
+        for k, val in d.items():
+            ek = self.enc(k, f"{path}<key {k!r}>")
+            pairs.append([ek, self.enc(val, f"{path}[{k!r}]")])
+        pairs.sort(key=lambda kv: dumps_json(kv[0]))
+        return {"$map": pairs}
+
+    def _dataclass(self, v: Any, path: str) -> Any:
+        fields = {f.name: self.enc(getattr(v, f.name), f"{path}.{f.name}") for f in dataclasses.fields(v)}
+        return {"$dataclass": [_ref(type(v)), fields]}
+
+    def _exception(self, exc: BaseException, path: str) -> Any:
+        # Exceptions travel leniently: arguments or attributes that cannot be encoded are
+        # dropped (the message is kept), because losing an error to a SerializationError
+        # would hide the real failure.
+        try:
+            args = self.enc(list(exc.args), f"{path}.args")
+        except SerializationError:
+            args = [_safe_str(exc)]
+        attrs = {}
+        for key, value in vars(exc).items():
+            if key.startswith("__") or key == "_durable_attrs":
+                continue
+            try:
+                attrs[key] = self.enc(value, f"{path}.{key}")
+            except SerializationError:
+                continue
+        tb = getattr(exc, "__durable_traceback__", None)
+        if tb is None and exc.__traceback__ is not None:
+            tb = "".join(traceback_module.format_exception(exc))
+        cause = exc.__cause__
+        return {
+            "$exception": [
+                _ref(type(exc)),
+                args,
+                _safe_str(exc),
+                tb or "",
+                self.enc(cause, f"{path}.__cause__") if cause is not None else None,
+                attrs,
+            ]
+        }
+
+
+def _safe_str(exc: BaseException) -> str:
+    try:
+        return str(exc)
+    except Exception:
+        return repr(exc)
+
+
+def _ref(cls: type) -> str:
+    ref = class_ref(cls)
+    _classes.setdefault(ref, cls)
+    return ref
+
+
+def _sorted_members(items: list[Any]) -> list[Any]:
+    return sorted(items, key=dumps_json)
+
+
+def _enc_datetime(v: datetime) -> Any:
+    tz = v.tzinfo
+    if tz is None or type(tz) is timezone:
+        return v.isoformat()
+    key = getattr(tz, "key", None)  # zoneinfo.ZoneInfo keeps its IANA name
+    if isinstance(key, str):
+        return [v.replace(tzinfo=None).isoformat(), key, v.fold]
+    return v.astimezone(timezone(v.utcoffset() or timedelta(0))).isoformat()
+
+
+def _is_pydantic(v: Any) -> bool:
+    pydantic = sys.modules.get("pydantic")
+    return pydantic is not None and isinstance(v, pydantic.BaseModel)
+
+
+def _describe(t: type) -> str:
+    return t.__name__ if t.__module__ == "builtins" else f"{t.__module__}.{t.__qualname__}"
+
+
+# ----------------------------------------------------------------------------------------------
+# decoding
+
+
+def decode(data: bytes, *, allow_pickle: bool = False, root: str = "value") -> Any:
+    """Decode bytes made by :func:`encode`. Pickle is refused unless ``allow_pickle`` is true."""
+    data = bytes(data)
+    head = data[:4]
+    if head == JSON_TAG:
+        try:
+            obj = json.loads(data[4:])
+        except ValueError as exc:
+            raise SerializationError(root, f"corrupt JSON payload: {exc}") from None
+        return from_tagged(obj, root)
+    if head == PICKLE_TAG:
+        if not allow_pickle:
+            raise SerializationError(root, "refusing to unpickle: pickle is only allowed where serializer='pickle' was chosen")
+        import cloudpickle
+
+        return cloudpickle.loads(data[4:])  # trusted: written by our own opt-in pickle serializer
+    raise SerializationError(root, f"unknown payload format {head!r}")
+
+
+def from_tagged(obj: Any, path: str = "value") -> Any:
+    t = type(obj)
+    if t is list:
+        return [from_tagged(x, f"{path}[{i}]") for i, x in enumerate(obj)]
+    if t is not dict:
+        return obj
+    if len(obj) == 1:
+        (key,) = obj
+        if key.startswith("$") and not key.startswith("$$"):
+            return _decode_tag(key, obj[key], path)
+    return {(k[1:] if k.startswith("$") else k): from_tagged(v, f"{path}[{k!r}]") for k, v in obj.items()}
+
+
+def _decode_tag(tag: str, v: Any, path: str) -> Any:  # noqa: C901 - one flat dispatch reads best here
+    try:
+        if tag == "$tuple":
+            return tuple(from_tagged(x, f"{path}[{i}]") for i, x in enumerate(v))
+        if tag == "$int":
+            return int(v, 16)
+        if tag == "$float":
+            return float(v)
+        if tag == "$bytes":
+            return base64.b64decode(v)
+        if tag == "$bytearray":
+            return bytearray(base64.b64decode(v))
+        if tag == "$map":
+            return {from_tagged(k, path): from_tagged(x, f"{path}[…]") for k, x in v}
+        if tag == "$set":
+            return {from_tagged(x, path) for x in v}
+        if tag == "$frozenset":
+            return frozenset(from_tagged(x, path) for x in v)
+        if tag == "$datetime":
+            return _dec_datetime(v)
+        if tag == "$date":
+            return date.fromisoformat(v)
+        if tag == "$time":
+            return time.fromisoformat(v)
+        if tag == "$timedelta":
+            return timedelta(days=v[0], seconds=v[1], microseconds=v[2])
+        if tag == "$decimal":
+            return Decimal(v)
+        if tag == "$uuid":
+            return uuid.UUID(v)
+        if tag == "$path":
+            return _PATH_TYPES[v[0]](v[1])
+        if tag == "$enum":
+            cls = _resolve_class(v[0], path)
+            if not issubclass(cls, enum.Enum):
+                raise SerializationError(path, f"{v[0]} is not an Enum")
+            return cls(from_tagged(v[1], path))
+        if tag == "$dataclass":
+            return _dec_dataclass(v, path)
+        if tag == "$pydantic":
+            cls = _resolve_class(v[0], path)
+            return cls.model_validate(from_tagged(v[1], path))  # type: ignore[attr-defined]
+        if tag == "$obj":
+            cls = _resolve_class(v[0], path)
+            fn = getattr(cls, "__durable_deserialize__", None)
+            if fn is None:
+                raise SerializationError(path, f"class {v[0]} has no __durable_deserialize__")
+            return fn(from_tagged(v[1], path))
+        if tag == "$exception":
+            return _dec_exception(v, path)
+    except SerializationError:
+        raise
+    except Exception as exc:
+        raise SerializationError(path, f"cannot decode {tag}: {type(exc).__name__}: {exc}") from None
+    raise SerializationError(path, f"unknown tag {tag!r} (written by a newer version?)")
+
+
+def _dec_datetime(v: Any) -> datetime:
+    if isinstance(v, str):
+        return datetime.fromisoformat(v)
+    from zoneinfo import ZoneInfo
+
+    return datetime.fromisoformat(v[0]).replace(tzinfo=ZoneInfo(v[1]), fold=v[2])
+
+
+def _dec_dataclass(v: Any, path: str) -> Any:
+    cls = _resolve_class(v[0], path)
+    if not dataclasses.is_dataclass(cls):
+        raise SerializationError(path, f"{v[0]} is not a dataclass")
+    values = {k: from_tagged(x, f"{path}.{k}") for k, x in v[1].items()}
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    init = {k: x for k, x in values.items() if k in fields and fields[k].init}
+    obj = cls(**init)
+    for k, x in values.items():
+        if k in fields and not fields[k].init:
+            object.__setattr__(obj, k, x)
+    return obj
+
+
+def _dec_exception(v: Any, path: str) -> BaseException:
+    ref, args, message, tb, cause = v[:5]
+    attrs = v[5] if len(v) > 5 else {}
+    decoded_args = from_tagged(args, f"{path}.args")
+    try:
+        cls = _resolve_class(ref, path)
+        if not issubclass(cls, BaseException):
+            raise SerializationError(path, f"{ref} is not an exception class")
+        # Restore state the way it was, without calling __init__ (whose signature need not
+        # match its args: an __init__(code) that formats a message stores the message).
+        exc = cls.__new__(cls, *decoded_args)
+        exc.args = tuple(decoded_args)
+        for key, value in attrs.items():
+            setattr(exc, key, from_tagged(value, f"{path}.{key}"))
+    except Exception:
+        # The class is gone or will not rebuild: keep type name, message and traceback text
+        # in a StepFailed rather than losing the error.
+        exc = StepFailed("?", ref.replace(":", "."), message, tb)
+    exc.__durable_traceback__ = tb  # type: ignore[attr-defined]
+    if cause is not None:
+        exc.__cause__ = from_tagged(cause, f"{path}.__cause__")
+    return exc
+
+
+# ----------------------------------------------------------------------------------------------
+# plain JSON for the outside world
+
+
+def to_plain_json(value: Any) -> Any:
+    """Best-effort conversion of a decoded value into plain JSON data for HTTP clients and UIs."""
+    t = type(value)
+    if value is None or t in (str, bool, int):
+        return value
+    if t is float:
+        return value if math.isfinite(value) else str(value)
+    if isinstance(value, dict):
+        return {str(k) if not isinstance(k, str) else k: to_plain_json(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [to_plain_json(v) for v in value]
+    if isinstance(value, bytes | bytearray):
+        return base64.b64encode(value).decode("ascii")
+    if isinstance(value, datetime | date | time):
+        return value.isoformat()
+    if isinstance(value, timedelta):
+        return value.total_seconds()
+    if isinstance(value, enum.Enum):
+        return to_plain_json(value.value)
+    if isinstance(value, BaseException):
+        return {"type": type(value).__name__, "message": _safe_str(value)}
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: to_plain_json(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if _is_pydantic(value):
+        return to_plain_json(value.model_dump(mode="json"))
+    return str(value)
+
+
+def check_plain_json(value: Any, path: str = "payload") -> None:
+    """Raise SerializationError unless ``value`` is plain JSON data (what an HTTP body can hold)."""
+    t = type(value)
+    if value is None or t in (str, bool, int):
+        return
+    if t is float:
+        if not math.isfinite(value):
+            raise SerializationError(path, "NaN and infinity are not JSON")
+        return
+    if t is list:
+        for i, x in enumerate(value):
+            check_plain_json(x, f"{path}[{i}]")
+        return
+    if t is dict:
+        for k, x in value.items():
+            if type(k) is not str:
+                raise SerializationError(path, f"JSON object keys must be strings, got {type(k).__name__}")
+            check_plain_json(x, f"{path}[{k!r}]")
+        return
+    raise SerializationError(path, f"{type(value).__name__} is not JSON")

@@ -1,0 +1,85 @@
+"""Errors as recorded in the log: type, message, traceback text, cause, and the exception itself.
+
+The exception is kept so that a workflow catching a failed step sees the original type; the
+type name, message and traceback text are kept beside it so that a process that cannot
+re-create the class (or a person reading the log) still sees what happened.
+"""
+
+from __future__ import annotations
+
+import json
+import traceback
+from dataclasses import dataclass
+from typing import Any
+
+from . import _codec
+from ._errors import SerializationError, StepFailed
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorInfo:
+    type: str
+    message: str
+    traceback: str
+    exception: BaseException | None = None
+    retry_at: float | None = None
+
+    def to_exception(self, step_name: str) -> BaseException:
+        """The exception to raise in a workflow for a step that failed with this error."""
+        exc = self.exception
+        if exc is None or isinstance(exc, StepFailed) and exc.step_name == "?":
+            exc = StepFailed(step_name, self.type, self.message, self.traceback)
+            exc.__durable_traceback__ = self.traceback  # type: ignore[attr-defined]
+        return exc
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"type": self.type, "message": self.message, "traceback": self.traceback}
+
+
+def type_name(exc: BaseException) -> str:
+    cls = type(exc)
+    return cls.__qualname__ if cls.__module__ == "builtins" else f"{cls.__module__}.{cls.__qualname__}"
+
+
+def traceback_text(exc: BaseException) -> str:
+    recorded = getattr(exc, "__durable_traceback__", None)
+    if recorded:
+        return str(recorded)
+    return "".join(traceback.format_exception(exc))
+
+
+def encode_error(exc: BaseException, *, retry_at: float | None = None) -> bytes:
+    """Encode ``exc`` for the log; never fails (an unencodable exception keeps its text only)."""
+    try:
+        message = str(exc)
+    except Exception:
+        message = repr(exc)
+    record: dict[str, Any] = {
+        "type": type_name(exc),
+        "message": message,
+        "traceback": traceback_text(exc),
+        "exception": exc,
+    }
+    if retry_at is not None:
+        record["retry_at"] = retry_at
+    try:
+        return _codec.encode(record, root="error")
+    except SerializationError:
+        record["exception"] = None
+        return _codec.encode(record, root="error")
+
+
+def decode_error(data: bytes) -> ErrorInfo:
+    try:
+        record = _codec.decode(data, root="error")
+    except SerializationError:
+        # The exception payload refers to something this process cannot rebuild: keep the text.
+        raw = json.loads(bytes(data)[4:])
+        return ErrorInfo(str(raw.get("type")), str(raw.get("message")), str(raw.get("traceback", "")), None)
+    return ErrorInfo(
+        type=record["type"],
+        message=record["message"],
+        traceback=record.get("traceback", ""),
+        exception=record.get("exception"),
+        retry_at=record.get("retry_at"),
+    )

@@ -1,0 +1,245 @@
+"""Every error durable raises, in one place.
+
+::
+
+    DurableError
+    ├── SerializationError (TypeError)     a value the codec cannot encode or decode
+    ├── NonDeterminismError                replayed code issued something the log does not hold
+    ├── NotInWorkflowError (RuntimeError)  a workflow-only API called elsewhere
+    ├── NotInStepError (RuntimeError)      a step-only API called elsewhere
+    ├── WorkflowNotFound (LookupError)     no workflow registered under that name
+    ├── RunNotFound (LookupError)          no run with that id
+    ├── RunFailed                          result() of a run that failed
+    ├── RunCancelled                       result() of a run that was cancelled
+    ├── StepFailed                         a step failed with an error type that cannot be re-created
+    ├── StepTimeout (TimeoutError)         a step attempt ran past its timeout
+    ├── FatalError                         raised by user code: fail the step, do not retry
+    ├── RetryableError                     raised by user code: retry, optionally after a delay
+    ├── HookNotFound (LookupError)         no live hook with that token
+    ├── HookConflictError                  another live hook already holds that token
+    ├── HookValidationError (ValueError)   a payload that does not match the hook's schema
+    ├── WebhookResponseTimeout (TimeoutError)  a manual webhook got no response in time
+    ├── StreamClosedError                  writing to a closed stream
+    ├── StreamFailed                       a stream whose run failed: readers see the error
+    ├── InvalidStoreURL (ValueError)       a store URL that cannot be understood
+    └── StoreError                         the store failed (corrupt file, lost connection, ...)
+        └── StoreCorrupt                   not a durable database, or a newer schema
+
+Messages are built in ``__init__`` from structured attributes, so callers can branch on
+the attributes and people can read the message.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class DurableError(Exception):
+    """Raised for every failure that durable itself detects; the root of the tree above."""
+
+
+class SerializationError(DurableError, TypeError):
+    """Raised when a value cannot be encoded or decoded by the codec.
+
+    ``path`` says where the value sits inside what was being encoded, e.g.
+    ``result["items"][3]``.
+    """
+
+    def __init__(self, path: str, problem: str) -> None:
+        self.path = path
+        self.problem = problem
+        super().__init__(f"{path}: {problem}" if path else problem)
+
+
+class NonDeterminismError(DurableError):
+    """Raised when a replay of a workflow does something its event log says it did not do.
+
+    The run is marked failed with this error; its log is left as it was, so the code can be
+    fixed (or rolled back) and the history inspected.
+    """
+
+    def __init__(self, position: int, recorded: str, actual: str) -> None:
+        self.position = position
+        self.recorded = recorded
+        self.actual = actual
+        super().__init__(
+            f"workflow code no longer matches its event log at command #{position}: "
+            f"the log holds {recorded}, the code did {actual}"
+        )
+
+
+class NotInWorkflowError(DurableError, RuntimeError):
+    """Raised when a workflow-only API (``sleep``, ``create_hook``, ``now``, ...) is called outside a workflow."""
+
+    def __init__(self, api: str) -> None:
+        self.api = api
+        super().__init__(
+            f"durable.{api}() can only be called inside a @durable.workflow function "
+            "(steps and plain code use the ordinary library instead)"
+        )
+
+
+class NotInStepError(DurableError, RuntimeError):
+    """Raised when a step-only API (``get_step_metadata``) is called outside a step."""
+
+    def __init__(self, api: str) -> None:
+        self.api = api
+        super().__init__(f"durable.{api}() can only be called while a @durable.step runs")
+
+
+class WorkflowNotFound(DurableError, LookupError):
+    """Raised when no workflow is registered under a name."""
+
+    def __init__(self, name: str, known: list[str] | None = None) -> None:
+        self.name = name
+        hint = f" (known: {', '.join(sorted(known))})" if known else ""
+        super().__init__(f"no workflow named {name!r} is registered with this runtime{hint}")
+
+
+class RunNotFound(DurableError, LookupError):
+    """Raised when no run has the given id."""
+
+    def __init__(self, run_id: str) -> None:
+        self.run_id = run_id
+        super().__init__(f"no run with id {run_id!r}")
+
+
+class RunFailed(DurableError):
+    """Raised by ``Run.result()`` when the run failed.
+
+    ``error`` is the original exception re-created when its type could be, else ``None``;
+    ``error_type``, ``message`` and ``traceback`` are always there.
+    """
+
+    def __init__(
+        self,
+        run_id: str,
+        error_type: str,
+        message: str,
+        traceback: str = "",
+        error: BaseException | None = None,
+    ) -> None:
+        self.run_id = run_id
+        self.error_type = error_type
+        self.message = message
+        self.traceback = traceback
+        self.error = error
+        super().__init__(f"run {run_id} failed: {error_type}: {message}")
+
+
+class RunCancelled(DurableError):
+    """Raised by ``Run.result()`` when the run was cancelled."""
+
+    def __init__(self, run_id: str) -> None:
+        self.run_id = run_id
+        super().__init__(f"run {run_id} was cancelled")
+
+
+class StepFailed(DurableError):
+    """Raised in a workflow when a step failed with an error whose type cannot be re-created.
+
+    Also used when the original exception class is unknown in this process.
+    """
+
+    def __init__(self, step_name: str, error_type: str, message: str, traceback: str = "") -> None:
+        self.step_name = step_name
+        self.error_type = error_type
+        self.message = message
+        self.traceback = traceback
+        super().__init__(f"step {step_name!r} failed: {error_type}: {message}")
+
+
+class StepTimeout(DurableError, TimeoutError):
+    """Raised when a step attempt runs longer than its ``timeout``; counts as a failed attempt."""
+
+    def __init__(self, step_name: str, timeout: float) -> None:
+        self.step_name = step_name
+        self.timeout = timeout
+        super().__init__(f"step {step_name!r} timed out after {timeout:g}s")
+
+
+class FatalError(DurableError):
+    """Raise this in a step to fail it at once, without retries."""
+
+
+class RetryableError(DurableError):
+    """Raise this in a step to have it retried; ``retry_after`` (seconds, a duration string,
+    a ``timedelta`` or an aware ``datetime``) sets the delay instead of the back-off."""
+
+    def __init__(self, message: str = "", retry_after: Any = None) -> None:
+        self.retry_after = retry_after
+        super().__init__(message)
+
+
+class HookNotFound(DurableError, LookupError):
+    """Raised when no live hook holds a token (never created, disposed, or its run ended)."""
+
+    def __init__(self, token: str) -> None:
+        self.token = token
+        super().__init__(f"no live hook with token {token!r}")
+
+
+class HookConflictError(DurableError):
+    """Raised in a workflow awaiting a hook whose token another live hook already holds."""
+
+    def __init__(self, token: str) -> None:
+        self.token = token
+        super().__init__(f"hook token {token!r} is already in use by another live hook")
+
+
+class HookValidationError(DurableError, ValueError):
+    """Raised when a hook payload does not match the hook's schema; nothing is recorded."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = list(problems)
+        super().__init__("invalid hook payload: " + "; ".join(self.problems))
+
+
+class WebhookResponseTimeout(DurableError, TimeoutError):
+    """Raised when a manual-mode webhook got no response from its workflow in time."""
+
+    def __init__(self, token: str, timeout: float) -> None:
+        self.token = token
+        self.timeout = timeout
+        super().__init__(f"webhook {token!r} got no response within {timeout:g}s")
+
+
+class StreamClosedError(DurableError):
+    """Raised when writing to a stream that is closed."""
+
+    def __init__(self, run_id: str, namespace: str) -> None:
+        self.run_id = run_id
+        self.namespace = namespace
+        super().__init__(f"stream {namespace!r} of run {run_id} is closed")
+
+
+class StreamFailed(DurableError):
+    """Raised to a stream reader, after the last chunk, when the stream ended with an error."""
+
+    def __init__(self, run_id: str, namespace: str, error: str) -> None:
+        self.run_id = run_id
+        self.namespace = namespace
+        self.error = error
+        super().__init__(f"stream {namespace!r} of run {run_id} ended with an error: {error}")
+
+
+class InvalidStoreURL(DurableError, ValueError):
+    """Raised when a store URL cannot be understood."""
+
+    def __init__(self, url: str, problem: str) -> None:
+        self.url = url
+        self.problem = problem
+        super().__init__(f"invalid store URL {url!r}: {problem}")
+
+
+class StoreError(DurableError):
+    """Raised when the store fails; the driver's own exception is the ``__cause__``."""
+
+
+class StoreCorrupt(StoreError):
+    """Raised when a database is not a durable store, or was written by a newer version."""
+
+    def __init__(self, location: str, problem: str) -> None:
+        self.location = location
+        self.problem = problem
+        super().__init__(f"{location}: {problem}")

@@ -1,0 +1,113 @@
+"""Event records: the event log is the truth about a run.
+
+Kinds, grouped by what replay does with them:
+
+- *creation records* say the workflow issued a command at a position (``step_created``,
+  ``hook_created``, ``hook_conflict``, ``wait_created``, ``stream_written``,
+  ``stream_closed``); replay checks each new call against the record at its position;
+- *deliveries* resolve something the workflow awaits, one per idle point, in log order
+  (``run_started``, ``step_completed``, ``step_failed``, ``wait_completed``,
+  ``hook_received``, ``hook_conflict``);
+- the rest are history that replay skips (``run_created``, ``step_started``,
+  ``step_retrying``, ``wait_cancelled``, ``hook_disposed``, terminal run events).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from enum import StrEnum
+from typing import Any
+
+from . import _codec
+
+
+class EventKind(StrEnum):
+    RUN_CREATED = "run_created"
+    RUN_STARTED = "run_started"
+    RUN_COMPLETED = "run_completed"
+    RUN_FAILED = "run_failed"
+    RUN_CANCELLED = "run_cancelled"
+    STEP_CREATED = "step_created"
+    STEP_STARTED = "step_started"
+    STEP_RETRYING = "step_retrying"
+    STEP_COMPLETED = "step_completed"
+    STEP_FAILED = "step_failed"
+    HOOK_CREATED = "hook_created"
+    HOOK_CONFLICT = "hook_conflict"
+    HOOK_RECEIVED = "hook_received"
+    HOOK_DISPOSED = "hook_disposed"
+    WAIT_CREATED = "wait_created"
+    WAIT_COMPLETED = "wait_completed"
+    WAIT_CANCELLED = "wait_cancelled"
+    STREAM_WRITTEN = "stream_written"
+    STREAM_CLOSED = "stream_closed"
+
+
+CREATION_KINDS = frozenset(
+    {
+        EventKind.STEP_CREATED,
+        EventKind.HOOK_CREATED,
+        EventKind.HOOK_CONFLICT,
+        EventKind.WAIT_CREATED,
+        EventKind.STREAM_WRITTEN,
+        EventKind.STREAM_CLOSED,
+    }
+)
+DELIVERY_KINDS = frozenset(
+    {
+        EventKind.RUN_STARTED,
+        EventKind.STEP_COMPLETED,
+        EventKind.STEP_FAILED,
+        EventKind.WAIT_COMPLETED,
+        EventKind.HOOK_RECEIVED,
+        EventKind.HOOK_CONFLICT,
+    }
+)
+# What replay needs to read; everything else is skipped when loading a log.
+REPLAY_KINDS = CREATION_KINDS | DELIVERY_KINDS | {EventKind.WAIT_CANCELLED, EventKind.HOOK_DISPOSED}
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One entry of a run's event log.
+
+    ``correlation_id`` names the step, hook, wait or stream write the event is about
+    (``step_3``: the third command the workflow issued); ``name`` is the step name, hook
+    token or stream namespace; ``data`` is the codec payload (arguments, result, error,
+    hook payload, ...), decoded by :attr:`value`.
+    """
+
+    run_id: str
+    seq: int
+    kind: str
+    correlation_id: str | None
+    created_at: float
+    name: str | None = None
+    data: bytes | None = None
+    attempt: int | None = None
+
+    @property
+    def timestamp(self) -> datetime:
+        return datetime.fromtimestamp(self.created_at, timezone.utc)
+
+    @property
+    def value(self) -> Any:
+        """The decoded payload (``None`` when the event has none). Pickled payloads are not decoded here."""
+        if self.data is None:
+            return None
+        if self.data[:4] == _codec.PICKLE_TAG:
+            return "<pickled value>"
+        return _codec.decode(self.data, root=f"{self.kind}.data")
+
+    @property
+    def position(self) -> int | None:
+        """The command position encoded in the correlation id (``step_3`` -> 3)."""
+        if not self.correlation_id:
+            return None
+        return int(self.correlation_id.rpartition("_")[2])
+
+    def __repr__(self) -> str:
+        extra = f" {self.correlation_id}" if self.correlation_id else ""
+        name = f" {self.name!r}" if self.name else ""
+        return f"<Event #{self.seq} {self.kind}{extra}{name}>"

@@ -1,0 +1,207 @@
+"""The deterministic event loop that workflow code runs on.
+
+The replay engine drives it by hand: :meth:`run_until_idle` runs ready callbacks until none
+remain; then the engine delivers the next recorded event and runs it to idle again. Nothing
+here reads a clock or touches I/O, so the same events always produce the same interleaving
+of tasks -- which is what makes ``asyncio.gather``, task groups and ``asyncio.wait`` replay
+identically.
+
+Timers (``call_at``/``call_later``) in the future are handed to the engine, which turns them
+into durable waits; ``loop.time()`` is workflow time, the timestamp of the last event
+consumed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+from collections import deque
+from collections.abc import Callable, Coroutine, Generator
+from contextvars import Context
+from typing import Any, Protocol
+
+log = logging.getLogger("durable.replay")
+
+
+class TimerSink(Protocol):
+    def timer_scheduled(self, handle: asyncio.TimerHandle) -> None: ...
+    def timer_cancelled(self, handle: asyncio.TimerHandle) -> None: ...
+
+
+class WorkflowIOError(RuntimeError):
+    """Raised when workflow code tries to do I/O or threads on the deterministic loop."""
+
+    def __init__(self, what: str) -> None:
+        super().__init__(f"{what} is not allowed in workflow code: do I/O in a @durable.step instead")
+
+
+class DurableTimer(asyncio.TimerHandle):
+    """A timer of the workflow loop; ``durable_id`` names the durable wait it became."""
+
+    durable_id: str | None = None
+
+
+class DeterministicLoop(asyncio.AbstractEventLoop):
+    """An asyncio loop with no clock and no I/O, run to idle by the replay engine."""
+
+    def __init__(self, sink: TimerSink, now: float = 0.0) -> None:
+        self._sink = sink
+        self._ready: deque[asyncio.Handle] = deque()
+        self._now = now
+        self._running = False
+        self._closed = False
+        self._task_factory: Any = None
+        self._asyncgens: list[Any] = []
+
+    # -- driving -------------------------------------------------------------------------
+
+    def set_time(self, now: float) -> None:
+        if now > self._now:
+            self._now = now
+
+    def run_until_idle(self) -> None:
+        """Run every ready callback, including those they schedule, until none is left."""
+        outer_loop = asyncio.events._get_running_loop()
+        outer_hooks = sys.get_asyncgen_hooks()
+        asyncio.events._set_running_loop(self)
+        sys.set_asyncgen_hooks(firstiter=self._asyncgen_firstiter, finalizer=self._asyncgen_finalizer)
+        self._running = True
+        ready = self._ready
+        try:
+            while ready:
+                handle = ready.popleft()
+                if not handle._cancelled:
+                    handle._run()
+        finally:
+            self._running = False
+            sys.set_asyncgen_hooks(*outer_hooks)
+            asyncio.events._set_running_loop(outer_loop)
+
+    def _asyncgen_firstiter(self, agen: Any) -> None:
+        self._asyncgens.append(agen)
+
+    def _asyncgen_finalizer(self, agen: Any) -> None:
+        # A workflow's async generator collected unfinished: close it on this loop, never on
+        # the runtime's real loop (that would run workflow code with real I/O and time).
+        if not self._closed:
+            self.call_soon(self.create_task, agen.aclose())
+
+    # -- scheduling ------------------------------------------------------------------------
+
+    def time(self) -> float:
+        return self._now
+
+    def call_soon(self, callback: Callable[..., Any], *args: Any, context: Context | None = None) -> asyncio.Handle:
+        handle = asyncio.Handle(callback, args, self, context)
+        self._ready.append(handle)
+        return handle
+
+    def call_later(
+        self, delay: float, callback: Callable[..., Any], *args: Any, context: Context | None = None
+    ) -> asyncio.TimerHandle:
+        return self.call_at(self._now + delay, callback, *args, context=context)
+
+    def call_at(
+        self, when: float, callback: Callable[..., Any], *args: Any, context: Context | None = None
+    ) -> asyncio.TimerHandle:
+        handle = DurableTimer(when, callback, args, self, context)
+        if when <= self._now:
+            self._ready.append(handle)
+        else:
+            handle._scheduled = True  # type: ignore[attr-defined]
+            self._sink.timer_scheduled(handle)
+        return handle
+
+    def _timer_handle_cancelled(self, handle: asyncio.TimerHandle) -> None:
+        self._sink.timer_cancelled(handle)
+
+    def fire_timer(self, handle: asyncio.TimerHandle) -> None:
+        handle._scheduled = False  # type: ignore[attr-defined]
+        if not handle._cancelled:
+            self._ready.append(handle)
+
+    def create_future(self) -> asyncio.Future[Any]:
+        return asyncio.Future(loop=self)
+
+    def create_task(  # type: ignore[override]
+        self, coro: Coroutine[Any, Any, Any] | Generator[Any, None, Any], *, name: str | None = None,
+        context: Context | None = None,
+    ) -> asyncio.Task[Any]:
+        if self._task_factory is not None:
+            return self._task_factory(self, coro, context=context)  # type: ignore[no-any-return]
+        return asyncio.Task(coro, loop=self, name=name, context=context)
+
+    def set_task_factory(self, factory: Any) -> None:
+        self._task_factory = factory
+
+    def get_task_factory(self) -> Any:
+        return self._task_factory
+
+    # -- state -----------------------------------------------------------------------------
+
+    def is_running(self) -> bool:
+        return self._running
+
+    def is_closed(self) -> bool:
+        return self._closed
+
+    def close(self) -> None:
+        self._closed = True
+        self._ready.clear()
+
+    def get_debug(self) -> bool:
+        return False
+
+    def set_debug(self, enabled: bool) -> None:
+        pass
+
+    def call_exception_handler(self, context: dict[str, Any]) -> None:
+        # "Task was destroyed but it is pending" and friends are expected when a suspended
+        # workflow is evicted; they are not errors of the run.
+        log.debug("workflow loop: %s", context.get("message"), exc_info=context.get("exception"))
+
+    def default_exception_handler(self, context: dict[str, Any]) -> None:
+        self.call_exception_handler(context)
+
+    def get_exception_handler(self) -> Any:
+        return None
+
+    def set_exception_handler(self, handler: Any) -> None:
+        pass
+
+    # -- everything real is refused --------------------------------------------------------
+
+    def run_forever(self) -> None:
+        raise WorkflowIOError("running the workflow loop directly")
+
+    def run_until_complete(self, future: Any) -> Any:
+        raise WorkflowIOError("running the workflow loop directly")
+
+    def stop(self) -> None:
+        pass
+
+    def call_soon_threadsafe(self, callback: Callable[..., Any], *args: Any, context: Context | None = None) -> Any:
+        raise WorkflowIOError("call_soon_threadsafe")
+
+    def run_in_executor(self, executor: Any, func: Callable[..., Any], *args: Any) -> Any:
+        raise WorkflowIOError("run_in_executor / asyncio.to_thread")
+
+
+
+def _refuse(name: str) -> Callable[..., Any]:
+    def refuse(self: DeterministicLoop, *args: Any, **kwargs: Any) -> Any:
+        raise WorkflowIOError(f"loop.{name}()")
+
+    refuse.__name__ = name
+    return refuse
+
+
+# Sockets, subprocesses, signal handlers, file descriptors and DNS: all real I/O.
+for _name in (
+    "create_connection", "create_server", "create_unix_connection", "create_unix_server",
+    "create_datagram_endpoint", "getaddrinfo", "getnameinfo", "subprocess_exec", "subprocess_shell",
+    "add_reader", "add_writer", "add_signal_handler", "sock_recv", "sock_sendall", "sock_connect",
+    "sock_accept", "connect_read_pipe", "connect_write_pipe", "sendfile", "start_tls",
+):
+    setattr(DeterministicLoop, _name, _refuse(_name))

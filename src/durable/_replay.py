@@ -1,0 +1,394 @@
+"""The replay engine: a workflow function, its arguments and its events in; commands and an outcome out.
+
+Pure: no store, no clock, no network. :meth:`WorkflowInstance.advance` takes the events the
+instance has not seen yet, delivers them one per idle point of the deterministic loop, and
+returns what the workflow asked for since the last call (the *commands*) plus whether it is
+suspended, completed or failed. A live instance is kept by the runtime between calls (the
+sticky cache), so each new event costs one delivery, not a replay of the whole history.
+
+Positions: the k-th step/hook/wait/stream write the workflow *calls* gets correlation id
+``<kind>_<k>``, whatever order results arrive in. Each call is checked against the creation
+record at its position, and a result for a position the code never reached is refused, so
+code that no longer matches its log raises :class:`NonDeterminismError` instead of hanging or
+returning a wrong result.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import random
+from collections import deque
+from collections.abc import Sequence
+from contextvars import copy_context
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any, Literal
+
+from . import _codec
+from ._commands import (
+    CancelWait,
+    CloseStream,
+    Command,
+    CreateHook,
+    DisposeHook,
+    ScheduleStep,
+    StartWait,
+    WriteChunk,
+)
+from ._context import current_instance
+from ._errorinfo import decode_error, encode_error
+from ._errors import NonDeterminismError, SerializationError
+from ._events import CREATION_KINDS, DELIVERY_KINDS, Event, EventKind
+from ._loop import DeterministicLoop
+from ._workflow import WorkflowMetadata
+
+if TYPE_CHECKING:
+    from ._hooks import Hook
+    from ._step import Step
+    from ._workflow import Workflow
+
+DEFAULT_NAMESPACE = "default"
+Status = Literal["suspended", "completed", "failed"]
+
+
+@dataclass(slots=True)
+class Outcome:
+    """What one :meth:`WorkflowInstance.advance` produced."""
+
+    status: Status
+    commands: list[Command] = field(default_factory=list)
+    result: bytes | None = None  # encoded return value when completed
+    error: bytes | None = None  # encoded error record when failed
+    # True when a command needs the workflow to run again without any new event (a hook
+    # conflict is decided by the store at commit time and delivered as an event).
+    diverged: bool = False
+
+
+class _StepWaiter:
+    __slots__ = ("future", "step")
+
+    def __init__(self, future: asyncio.Future[Any], step: Step[Any, Any]) -> None:
+        self.future = future
+        self.step = step
+
+
+def describe_record(event: Event) -> str:
+    if event.kind == EventKind.STEP_CREATED:
+        return f"step {event.name!r} with arguments {_short(event.data)}"
+    if event.kind in (EventKind.HOOK_CREATED, EventKind.HOOK_CONFLICT):
+        return f"hook with token {event.name!r}"
+    if event.kind == EventKind.WAIT_CREATED:
+        return "a durable sleep"
+    if event.kind == EventKind.STREAM_WRITTEN:
+        return f"a write to stream {event.name!r}"
+    if event.kind == EventKind.STREAM_CLOSED:
+        return f"closing stream {event.name!r}"
+    return event.kind
+
+
+def _short(data: bytes | None, limit: int = 80) -> str:
+    if data is None:
+        return "()"
+    text = bytes(data[4:]).decode("utf-8", "replace") if data[:4] == _codec.JSON_TAG else "<pickled>"
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+class WorkflowInstance:
+    """One live execution of a workflow run, advanced event by event."""
+
+    def __init__(
+        self,
+        workflow: Workflow[Any, Any],
+        *,
+        run_id: str,
+        input: bytes,
+        seed: str,
+        base_url: str | None = None,
+    ) -> None:
+        self.workflow = workflow
+        self.run_id = run_id
+        self._input = input
+        self._base_url = base_url
+        self.loop = DeterministicLoop(self)
+        self.id_random = random.Random(f"{seed}:ids")
+        self.user_random = random.Random(f"{seed}:random")
+        self.seen_seq = 0  # last event consumed (or known to be this instance's own record)
+        self.store_seq: int | None = None  # the log's last seq when it is known to end at seen_seq
+        self.status: Literal["new", "running", "completed", "failed"] = "new"
+        self.metadata = WorkflowMetadata(run_id, workflow.name, datetime.fromtimestamp(0, timezone.utc), base_url)
+
+        self._position = 0
+        self._records: dict[int, Event] = {}
+        self._cancelled_waits: set[str] = set()
+        self._disposed_hooks: set[str] = set()
+        self._deliveries: deque[Event] = deque()
+        self._subscribers: dict[str, Any] = {}
+        self._new: list[Command] = []
+        self._new_positions: dict[str, int] = {}  # correlation id -> index in _new, until committed
+        self._main: asyncio.Task[Any] | None = None
+        self._divergence: NonDeterminismError | None = None
+        self._pending_error: BaseException | None = None
+
+    # ------------------------------------------------------------------------------------
+    # driving
+
+    def advance(self, events: Sequence[Event]) -> Outcome:
+        """Feed events the instance has not seen, run the workflow as far as they allow."""
+        for event in events:
+            if event.seq <= self.seen_seq:
+                continue
+            self.seen_seq = event.seq
+            kind = event.kind
+            if kind in CREATION_KINDS:
+                self._records[event.position or 0] = event
+            if kind in DELIVERY_KINDS:
+                self._deliveries.append(event)
+            elif kind == EventKind.WAIT_CANCELLED:
+                self._cancelled_waits.add(event.correlation_id or "")
+            elif kind == EventKind.HOOK_DISPOSED:
+                self._disposed_hooks.add(event.correlation_id or "")
+        return self._drive()
+
+    def _drive(self) -> Outcome:
+        if self.status in ("completed", "failed"):
+            return Outcome(self.status)
+        loop = self.loop
+        loop.run_until_idle()
+        while not self._finished() and self._deliveries:
+            self._deliver(self._deliveries.popleft())
+            loop.run_until_idle()
+        return self._outcome()
+
+    def _finished(self) -> bool:
+        return self._divergence is not None or (self._main is not None and self._main.done())
+
+    def _outcome(self) -> Outcome:
+        if self._divergence is None and (self._main is None or not self._main.done()):
+            self._check_unissued()
+        if self._divergence is not None:
+            self.status = "failed"
+            return Outcome("failed", error=encode_error(self._divergence), diverged=True)
+        commands = self._take_commands()
+        main = self._main
+        if main is None or not main.done():
+            return Outcome("suspended", commands)
+        error = main.exception() if not main.cancelled() else asyncio.CancelledError("workflow task was cancelled")
+        if error is None:
+            try:
+                result = _codec.encode(main.result(), serializer=self.workflow.serializer, root="result")
+            except SerializationError as exc:
+                error = exc
+            else:
+                self.status = "completed"
+                return Outcome("completed", commands, result=result)
+        self.status = "failed"
+        return Outcome("failed", commands, error=encode_error(error))
+
+    def _take_commands(self) -> list[Command]:
+        commands, self._new = self._new, []
+        self._new_positions.clear()
+        return commands
+
+    def _check_unissued(self) -> None:
+        """Idle with every delivery consumed: a recorded command the code never reached is divergence."""
+        later = [p for p in self._records if p > self._position]
+        if later:
+            first = min(later)
+            self._diverge(first, describe_record(self._records[first]), "nothing: it is waiting for something else")
+
+    def close(self) -> None:
+        """Drop the instance: cancel its tasks so user ``finally`` blocks run here, not at garbage collection."""
+        loop = self.loop
+        if loop.is_closed():
+            return
+        self._new.clear()
+        self.status = "failed" if self.status not in ("completed", "failed") else self.status
+        tasks = [t for t in asyncio.all_tasks(loop) if not t.done()] if self._main is not None else []
+        for task in tasks:
+            task.cancel()
+        try:
+            for _ in range(3):
+                loop.run_until_idle()
+        finally:
+            loop.close()
+
+    # ------------------------------------------------------------------------------------
+    # deliveries
+
+    def _deliver(self, event: Event) -> None:
+        self.loop.set_time(event.created_at)
+        kind = event.kind
+        if kind == EventKind.RUN_STARTED:
+            self._start(event)
+            return
+        corr = event.correlation_id or ""
+        sub = self._subscribers.get(corr)
+        if sub is None:
+            self._diverge(
+                event.position or 0,
+                f"a result for {corr}",
+                f"only {self._position} command(s) so far, none of them {corr}",
+            )
+            return
+        if kind == EventKind.STEP_COMPLETED:
+            self._resolve_step(sub, event)
+        elif kind == EventKind.STEP_FAILED:
+            if isinstance(sub, _StepWaiter) and not sub.future.done():
+                sub.future.set_exception(decode_error(event.data or b"").to_exception(sub.step.name))
+        elif kind == EventKind.WAIT_COMPLETED:
+            if isinstance(sub, asyncio.TimerHandle):
+                del self._subscribers[corr]
+                self.loop.fire_timer(sub)
+        elif kind == EventKind.HOOK_RECEIVED:
+            sub.deliver(event)
+        elif kind == EventKind.HOOK_CONFLICT:
+            sub.conflict()
+
+    def _resolve_step(self, waiter: Any, event: Event) -> None:
+        if not isinstance(waiter, _StepWaiter) or waiter.future.done():
+            return  # the workflow stopped waiting for it (cancelled awaiter): the result is ignored
+        try:
+            value = _codec.decode(
+                event.data or b"", allow_pickle=waiter.step.serializer == "pickle", root=f"result of step {waiter.step.name!r}"
+            )
+        except SerializationError as exc:
+            waiter.future.set_exception(exc)
+        else:
+            waiter.future.set_result(value)
+
+    def _start(self, event: Event) -> None:
+        if self._main is not None:
+            return
+        self.status = "running"
+        self.metadata = WorkflowMetadata(
+            self.run_id, self.workflow.name, datetime.fromtimestamp(event.created_at, timezone.utc), self._base_url
+        )
+        context = copy_context()
+        context.run(current_instance.set, self)
+        self._main = self.loop.create_task(self._run_main(), name=f"workflow {self.workflow.name}", context=context)
+
+    async def _run_main(self) -> Any:
+        payload = _codec.decode(self._input, allow_pickle=self.workflow.serializer == "pickle", root="workflow input")
+        args, kwargs = payload["args"], payload["kwargs"]
+        if not self.workflow.is_generator:
+            return await self.workflow.fn(*args, **kwargs)
+        agen = self.workflow.fn(*args, **kwargs)
+        try:
+            async for item in agen:
+                self.write_chunk(DEFAULT_NAMESPACE, item, root="yielded value")
+        finally:
+            await agen.aclose()
+        return None
+
+    # ------------------------------------------------------------------------------------
+    # commands (called from workflow code running on the deterministic loop)
+
+    def _next(self, kind: str) -> tuple[int, str]:
+        self._position += 1
+        return self._position, f"{kind}_{self._position}"
+
+    def _diverge(self, position: int, recorded: str, actual: str) -> None:
+        if self._divergence is None:
+            self._divergence = NonDeterminismError(position, recorded, actual)
+
+    def _record_at(self, position: int, kinds: tuple[str, ...], describe: str) -> Event | None:
+        """The creation record at ``position`` if the log has one; divergence if it is of another kind."""
+        record = self._records.get(position)
+        if record is not None and record.kind not in kinds:
+            self._diverge(position, describe_record(record), describe)
+        return record
+
+    def _issue(self, command: Command) -> None:
+        self._new_positions[command.correlation_id] = len(self._new)
+        self._new.append(command)
+
+    async def call_step(self, step: Step[Any, Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        position, corr = self._next("step")
+        data = _codec.encode(
+            {"args": list(args), "kwargs": kwargs}, serializer=step.serializer, root=f"arguments of step {step.name!r}"
+        )
+        future: asyncio.Future[Any] = self.loop.create_future()
+        describe = f"step {step.name!r} with arguments {_short(data)}"
+        record = self._record_at(position, (EventKind.STEP_CREATED,), describe)
+        if record is None:
+            self._issue(ScheduleStep(corr, step.name, data, step.retry.max_attempts))
+        elif record.name != step.name or (step.serializer == "json" and record.data != data):
+            # Pickled bytes are not canonical across processes: only the name is compared.
+            self._diverge(position, describe_record(record), describe)
+        if self._divergence is not None:
+            return await future  # never resolves: the run fails with the divergence
+        self._subscribers[corr] = _StepWaiter(future, step)
+        return await future
+
+    def create_hook(self, hook: Hook[Any], token: str | None, metadata: bytes | None) -> tuple[str, str]:
+        position, corr = self._next("hook")
+        if token is None:
+            token = base64.urlsafe_b64encode(self.id_random.getrandbits(192).to_bytes(24, "big")).decode()
+        record = self._record_at(position, (EventKind.HOOK_CREATED, EventKind.HOOK_CONFLICT), f"hook with token {token!r}")
+        if record is None:
+            self._issue(CreateHook(corr, token, metadata))
+        elif record.name != token:
+            self._diverge(position, describe_record(record), f"hook with token {token!r}")
+        self._subscribers[corr] = hook
+        return corr, token
+
+    def dispose_hook(self, corr: str) -> None:
+        self._subscribers.pop(corr, None)
+        if corr in self._disposed_hooks:
+            return
+        self._disposed_hooks.add(corr)
+        if not self._drop_uncommitted(corr):
+            self._issue(DisposeHook(corr))
+
+    def write_chunk(self, namespace: str, value: Any, *, root: str = "chunk") -> None:
+        data = _codec.encode(value, root=root)
+        digest = hashlib.blake2b(data, digest_size=8).digest()
+        position, corr = self._next("write")
+        record = self._record_at(position, (EventKind.STREAM_WRITTEN,), f"a write to stream {namespace!r}")
+        if record is None:
+            self._issue(WriteChunk(corr, namespace, data, digest))
+        elif record.name != namespace or record.data != digest:
+            self._diverge(position, describe_record(record), f"a different write to stream {namespace!r}")
+
+    def close_stream(self, namespace: str) -> None:
+        position, corr = self._next("close")
+        record = self._record_at(position, (EventKind.STREAM_CLOSED,), f"closing stream {namespace!r}")
+        if record is None:
+            self._issue(CloseStream(corr, namespace))
+        elif record.name != namespace:
+            self._diverge(position, describe_record(record), f"closing stream {namespace!r}")
+
+    def _drop_uncommitted(self, corr: str) -> bool:
+        """Forget a command issued and undone within one slice; nothing needs recording."""
+        index = self._new_positions.pop(corr, None)
+        if index is None:
+            return False
+        self._new[index] = None  # type: ignore[call-overload]
+        self._new = [c for c in self._new if c is not None]
+        self._new_positions.clear()
+        self._new_positions.update({c.correlation_id: i for i, c in enumerate(self._new)})
+        return True
+
+    # -- timers (TimerSink) ----------------------------------------------------------------
+
+    def timer_scheduled(self, handle: asyncio.TimerHandle) -> None:
+        if self._divergence is not None or self.loop.is_closed():
+            return
+        position, corr = self._next("wait")
+        handle.durable_id = corr  # type: ignore[attr-defined]
+        record = self._record_at(position, (EventKind.WAIT_CREATED,), "a durable sleep")
+        if record is None:
+            self._issue(StartWait(corr, handle.when()))
+        self._subscribers[corr] = handle
+
+    def timer_cancelled(self, handle: asyncio.TimerHandle) -> None:
+        corr = getattr(handle, "durable_id", None)
+        if corr is None or self.loop.is_closed() or self._subscribers.pop(corr, None) is None:
+            return
+        if corr in self._cancelled_waits:
+            return
+        self._cancelled_waits.add(corr)
+        if not self._drop_uncommitted(corr):
+            self._issue(CancelWait(corr))

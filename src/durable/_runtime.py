@@ -1,0 +1,530 @@
+"""The runtime: the only part that talks to the store and runs user steps.
+
+::
+
+     start() ──create_run──► store ◄──────────────────────────────┐
+        │                      ▲                                  │ commit (one transaction):
+        ▼                      │ claim runs / steps (leases)       │   events + new steps/hooks/waits
+     invoke ──► WorkflowInstance.advance(events) ──► commands ─────┘   + claims of the new steps
+        ▲           (sticky cache: live between events)
+        │                                        step finished here and its run is cached here:
+     run step ──► outcome ──────────────────────► advance speculatively, then commit
+                                                  "step N completed + step N+1 started" at once
+
+A run is invoked by one worker at a time: either under a lease taken by ``claim_runs`` (cold
+start, timers, hook payloads, work from other processes), or in a single speculative commit
+that only succeeds if nobody else appended to the run or holds it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import socket
+import time
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from contextvars import Token
+from typing import Any
+
+import anyio
+from anyio.abc import TaskGroup
+
+from . import _codec, _registry
+from ._context import current_runtime
+from ._errors import HookNotFound, RunNotFound, WorkflowNotFound
+from ._events import Event, EventKind
+from ._hooks import ResumeResult, validate_payload
+from ._ids import new_run_id
+from ._replay import Outcome, WorkflowInstance
+from ._run import Run, RunInfo
+from ._step_runner import StepOutcome, run_step
+from ._workflow import Workflow
+from .stores import store_from_url
+from .stores._base import Invocation, NewEvent, NewRun, RunRecord, StepClaim, Store
+
+log = logging.getLogger("durable")
+
+
+class Runtime:
+    """Executes workflows and steps against a store; use it as ``async with Runtime(...) as rt:``.
+
+    Inside the block, module-level ``durable.start``/``get_run``/``list_runs``/``resume_hook``
+    act on this runtime.
+    """
+
+    def __init__(
+        self,
+        store: str | Store | None = None,
+        *,
+        workflows: Iterable[Workflow[Any, Any]] | None = None,
+        max_concurrent_steps: int = 64,
+        base_url: str | None = None,
+        sticky_cache_size: int = 1024,
+        poll_interval: float = 0.5,
+        lease_ttl: float = 10.0,
+        heartbeat_interval: float = 0.5,
+        worker_id: str | None = None,
+    ) -> None:
+        if max_concurrent_steps < 1:
+            raise ValueError(f"max_concurrent_steps must be at least 1, got {max_concurrent_steps}")
+        self.store: Store = store if isinstance(store, Store) else store_from_url(store)
+        self._explicit = {wf.name: wf for wf in workflows} if workflows is not None else None
+        self.max_concurrent_steps = max_concurrent_steps
+        self.base_url = base_url or os.environ.get("DURABLE_BASE_URL") or None
+        self.poll_interval = poll_interval
+        self.lease_ttl = lease_ttl
+        self.heartbeat_interval = heartbeat_interval
+        self.worker_id = worker_id or f"w-{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(4)}"
+        self._host = socket.gethostname()
+        self._cache: OrderedDict[str, WorkflowInstance] = OrderedDict()
+        self._cache_size = sticky_cache_size
+        self._run_locks: dict[str, anyio.Lock] = {}
+        self._running_steps: dict[tuple[str, str], anyio.CancelScope] = {}
+        self._free_slots = max_concurrent_steps
+        self._tg: TaskGroup | None = None
+        self._context_token: Token[Runtime | None] | None = None
+        self._warned_unknown: set[str] = set()
+        self._closing = False
+        self.stats = {"cold_replays": 0, "sticky_resumes": 0, "speculative_commits": 0, "fallbacks": 0}
+
+    def __repr__(self) -> str:
+        return f"<durable.Runtime {self.store.url} worker={self.worker_id}>"
+
+    # ------------------------------------------------------------------------------------
+    # lifecycle
+
+    async def __aenter__(self) -> Runtime:
+        await self.open()
+        self._context_token = current_runtime.set(self)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._context_token is not None:
+            current_runtime.reset(self._context_token)
+            self._context_token = None
+        await self.aclose()
+
+    async def open(self) -> None:
+        """Open the store and start executing (``async with`` does this for you)."""
+        await self.store.open()
+        now = time.time()
+        await self.store.register_worker(self.worker_id, self._host, os.getpid(), _process_start(os.getpid()), self.lease_ttl, now)
+        await self._reap_dead_local_workers(now)
+        self._tg = anyio.create_task_group()
+        await self._tg.__aenter__()
+        self._tg.start_soon(self._dispatch_loop, name="durable dispatcher")
+        self._tg.start_soon(self._heartbeat_loop, name="durable heartbeat")
+
+    async def aclose(self) -> None:
+        if self._tg is None:
+            return
+        self._closing = True
+        tg, self._tg = self._tg, None
+        tg.cancel_scope.cancel()
+        try:
+            await tg.__aexit__(None, None, None)
+        finally:
+            for run_id in list(self._cache):
+                self._evict(run_id)
+            with anyio.CancelScope(shield=True):
+                try:
+                    await self.store.unregister_worker(self.worker_id)
+                finally:
+                    await self.store.aclose()
+
+    def _spawn(self, fn: Callable[..., Awaitable[Any]], *args: Any) -> None:
+        if self._tg is None:
+            raise RuntimeError("the runtime is not running (use `async with durable.Runtime() as rt:`)")
+        self._tg.start_soon(fn, *args)
+
+    # ------------------------------------------------------------------------------------
+    # registry
+
+    def workflow_names(self) -> list[str]:
+        return sorted(self._explicit if self._explicit is not None else _registry.workflows)
+
+    def get_workflow(self, name: str) -> Workflow[Any, Any] | None:
+        if self._explicit is not None:
+            return self._explicit.get(name)
+        return _registry.workflows.get(name)
+
+    def _step_names(self) -> list[str]:
+        return sorted(_registry.steps)
+
+    # ------------------------------------------------------------------------------------
+    # public operations
+
+    async def start(
+        self,
+        workflow: Workflow[Any, Any] | str,
+        /,
+        *args: Any,
+        run_id: str | None = None,
+        idempotency_key: str | None = None,
+        **kwargs: Any,
+    ) -> Run:
+        """Start a run and return its :class:`Run` at once. The same ``idempotency_key`` returns the same run."""
+        wf = self._resolve(workflow)
+        data = _codec.encode({"args": list(args), "kwargs": kwargs}, serializer=wf.serializer, root=f"arguments of {wf.name}")
+        new = NewRun(
+            run_id=_check_run_id(run_id) if run_id is not None else new_run_id(),
+            workflow_name=wf.name,
+            input=data,
+            seed=secrets.token_hex(16),
+            idempotency_key=idempotency_key,
+            now=time.time(),
+            owner=self.worker_id if self._tg is not None and self.get_workflow(wf.name) is wf else None,
+        )
+        record, created = await self.store.create_run(new)
+        if created and new.owner is not None:
+            self._spawn(self._start_fresh, record)
+        return Run(record.run_id, self)
+
+    def _resolve(self, workflow: Workflow[Any, Any] | str) -> Workflow[Any, Any]:
+        if isinstance(workflow, Workflow):
+            return workflow
+        if isinstance(workflow, str):
+            found = self.get_workflow(workflow)
+            if found is None:
+                raise WorkflowNotFound(workflow, self.workflow_names())
+            return found
+        raise TypeError(f"expected a @durable.workflow function or its name, got {workflow!r}")
+
+    async def get_run(self, run_id: str) -> Run:
+        """A handle on an existing run; RunNotFound if there is none."""
+        if await self.store.get_run(run_id) is None:
+            raise RunNotFound(run_id)
+        return Run(run_id, self)
+
+    async def list_runs(
+        self, *, status: str | None = None, workflow: str | None = None, limit: int = 100, before: str | None = None
+    ) -> list[RunInfo]:
+        records = await self.store.list_runs(status=status, workflow=workflow, limit=limit, before=before)
+        return [RunInfo.from_record(r) for r in records]
+
+    async def resume_hook(self, token: str, payload: Any) -> ResumeResult:
+        """Deliver ``payload`` to the live hook holding ``token`` (validated if the hook is typed)."""
+        hook = await self.store.get_hook(token)
+        if hook is None:
+            raise HookNotFound(token)
+        metadata = _codec.decode(hook.metadata) if hook.metadata else {}
+        schema_name = metadata.get("schema") if isinstance(metadata, dict) else None
+        if schema_name:
+            definition = _registry.hook_definitions.get(schema_name)
+            if definition is None:
+                log.warning("hook %r expects schema %r, which is not defined in this process: not validated", token, schema_name)
+            else:
+                payload = validate_payload(definition.schema, payload)
+        data = _codec.encode(payload, root="hook payload")
+        record = await self.store.resume_hook(token, data, time.time())
+        return ResumeResult(record.run_id, record.hook_id, token)
+
+    async def resume_webhook(self, token: str, request: Any, *, timeout: float = 30.0) -> Any:
+        from ._webhooks import resume_webhook
+
+        return await resume_webhook(self, token, request, timeout=timeout)
+
+    async def cancel(self, run_id: str) -> str:
+        record = await self.store.cancel_run(run_id, time.time())
+        if record is None:
+            raise RunNotFound(run_id)
+        self._evict(run_id)
+        for (rid, _), scope in list(self._running_steps.items()):
+            if rid == run_id:
+                scope.cancel()
+        return record.status
+
+    # ------------------------------------------------------------------------------------
+    # invocations
+
+    def _lock(self, run_id: str) -> anyio.Lock:
+        lock = self._run_locks.get(run_id)
+        if lock is None:
+            lock = self._run_locks[run_id] = anyio.Lock()
+        return lock
+
+    def _new_instance(self, wf: Workflow[Any, Any], record: RunRecord) -> WorkflowInstance:
+        return WorkflowInstance(wf, run_id=record.run_id, input=record.input, seed=record.seed, base_url=self.base_url)
+
+    def _cache_put(self, run_id: str, instance: WorkflowInstance) -> None:
+        self._cache[run_id] = instance
+        self._cache.move_to_end(run_id)
+        while len(self._cache) > self._cache_size:
+            oldest = next(iter(self._cache))
+            self._evict(oldest)
+
+    def _evict(self, run_id: str) -> None:
+        instance = self._cache.pop(run_id, None)
+        self._run_locks.pop(run_id, None) if run_id not in self._cache else None
+        if instance is not None:
+            try:
+                instance.close()
+            except Exception:
+                log.exception("closing the workflow instance of run %s", run_id)
+
+    async def _start_fresh(self, record: RunRecord) -> None:
+        """Run a just-created run's first slice here, committed with its ``run_started``."""
+        wf = self.get_workflow(record.workflow_name)
+        if wf is None:
+            return
+        async with self._lock(record.run_id):
+            if record.run_id in self._cache:
+                return
+            instance = self._new_instance(wf, record)
+            instance.store_seq = record.last_seq
+            instance.seen_seq = record.last_seq
+            self._cache_put(record.run_id, instance)
+            try:
+                await self._advance_speculatively(instance, EventKind.RUN_STARTED, None, None, None, holds_lease=True)
+            except Exception:
+                log.exception("first invocation of run %s failed; it will be retried", record.run_id)
+                with anyio.CancelScope(shield=True):
+                    await self.store.release_run(record.run_id, self.worker_id, time.time())
+
+    async def _advance_speculatively(
+        self, instance: WorkflowInstance, kind: str, corr: str | None, data: bytes | None, attempt: int | None,
+        *, holds_lease: bool = False,
+    ) -> bool:
+        """Feed an event not yet stored and commit it with the commands it led to, atomically."""
+        run_id = instance.run_id
+        known = instance.store_seq
+        assert known is not None
+        now = time.time()
+        event = Event(run_id, known + 1, kind, corr, now, None, data, attempt)
+        outcome = instance.advance([event])
+        new = NewEvent(kind, corr, now, data, attempt)
+        ok = await self._commit(instance, outcome, known, [new], holds_lease=holds_lease)
+        if ok:
+            self.stats["speculative_commits"] += 1
+        return ok
+
+    async def _commit(
+        self, instance: WorkflowInstance, outcome: Outcome, known_seq: int, speculative: list[NewEvent], *, holds_lease: bool
+    ) -> bool:
+        run_id = instance.run_id
+        claim_now = min(self._free_slots, sum(1 for c in outcome.commands if type(c).__name__ == "ScheduleStep"))
+        self._free_slots -= claim_now
+        try:
+            result = await self.store.commit(
+                Invocation(
+                    run_id=run_id, worker_id=self.worker_id, known_seq=known_seq, now=time.time(),
+                    commands=outcome.commands, status=outcome.status, result=outcome.result, error=outcome.error,
+                    speculative=speculative, holds_lease=holds_lease, claim_steps=claim_now,
+                )
+            )
+        except BaseException:
+            self._free_slots += claim_now
+            self._evict(run_id)
+            raise
+        self._free_slots += claim_now - len(result.claimed)
+        if not result.ok:
+            log.debug("commit of run %s refused: %s", run_id, result.reason)
+            self._evict(run_id)
+            return False
+        if outcome.status != "suspended":
+            self._evict(run_id)
+            self._run_locks.pop(run_id, None)
+        elif self._cache.get(run_id) is instance:
+            if result.clean:
+                instance.seen_seq = result.last_seq
+                instance.store_seq = result.last_seq
+            else:
+                instance.store_seq = None
+        for claim in result.claimed:
+            self._launch_step(claim)
+        return True
+
+    async def _invoke_claimed(self, record: RunRecord) -> None:
+        """Invoke a run this worker holds the lease of (cold replay, or the sticky instance)."""
+        run_id = record.run_id
+        try:
+            async with self._lock(run_id):
+                wf = self.get_workflow(record.workflow_name)
+                if wf is None:
+                    await self.store.release_run(run_id, self.worker_id, time.time())
+                    return
+                instance = self._cache.get(run_id)
+                if instance is None:
+                    instance = self._new_instance(wf, record)
+                    self._cache_put(run_id, instance)
+                    self.stats["cold_replays"] += 1
+                else:
+                    self._cache.move_to_end(run_id)
+                    self.stats["sticky_resumes"] += 1
+                events, last_seq = await self.store.read_log(run_id, instance.seen_seq)
+                speculative: list[NewEvent] = []
+                if record.status == "pending" and instance.status == "new":
+                    now = time.time()
+                    start = Event(run_id, last_seq + 1, EventKind.RUN_STARTED, None, now)
+                    events = [*events, start]
+                    speculative = [NewEvent(EventKind.RUN_STARTED, None, now)]
+                outcome = instance.advance(events)
+                if not speculative:
+                    instance.seen_seq = max(instance.seen_seq, last_seq)
+                await self._commit(instance, outcome, last_seq, speculative, holds_lease=True)
+        except Exception:
+            log.exception("invocation of run %s failed; it will be retried", run_id)
+            self._evict(run_id)
+            with anyio.CancelScope(shield=True):
+                await self.store.release_run(run_id, self.worker_id, time.time())
+
+    # ------------------------------------------------------------------------------------
+    # steps
+
+    def _launch_step(self, claim: StepClaim) -> None:
+        scope = anyio.CancelScope()
+        self._running_steps[(claim.run_id, claim.step_id)] = scope
+        self._spawn(self._execute_step, claim, scope)
+
+    async def _execute_step(self, claim: StepClaim, scope: anyio.CancelScope) -> None:
+        key = (claim.run_id, claim.step_id)
+        try:
+            step = _registry.steps.get(claim.name)
+            if step is None:  # unregistered since it was claimed (a notebook cell re-run): retry elsewhere
+                outcome = StepOutcome(
+                    EventKind.STEP_RETRYING,
+                    _encode_missing_step(claim.name),
+                    retry_at=time.time() + 1.0,
+                )
+            else:
+                outcome = await run_step(step, claim, store=self.store, base_url=self.base_url, spawn=self._spawn, cancel_scope=scope)
+            await self._record_step(claim, outcome)
+        except Exception:
+            log.exception("recording step %s of run %s failed; its lease will expire and it will re-run", claim.step_id, claim.run_id)
+        finally:
+            self._running_steps.pop(key, None)
+            self._free_slots += 1
+            self.store.notifier.notify("work")
+
+    async def _record_step(self, claim: StepClaim, outcome: StepOutcome) -> None:
+        run_id = claim.run_id
+        if outcome.kind != EventKind.STEP_RETRYING and not outcome.cancelled:
+            instance = self._cache.get(run_id)
+            if instance is not None and instance.store_seq is not None:
+                async with self._lock(run_id):
+                    instance = self._cache.get(run_id)
+                    if instance is not None and instance.status == "running" and instance.store_seq is not None:
+                        if await self._advance_speculatively(instance, outcome.kind, claim.step_id, outcome.data, claim.attempt):
+                            return
+                        self.stats["fallbacks"] += 1
+        await self.store.finish_step(
+            run_id, claim.step_id, outcome.kind, outcome.data, claim.attempt, time.time(), outcome.retry_at
+        )
+
+    # ------------------------------------------------------------------------------------
+    # background loops
+
+    async def _dispatch_loop(self) -> None:
+        wait = 0.01
+        while True:
+            try:
+                busy = await self._dispatch_once()
+            except Exception:
+                log.exception("durable dispatcher: store error; retrying")
+                busy = False
+                await anyio.sleep(min(1.0, wait * 4))
+            if busy:
+                wait = 0.01
+                continue
+            listener = self.store.notifier.listen("work")
+            timeout = self._poll_timeout(wait)
+            try:
+                due = await self.store.next_wake(self.workflow_names(), self._step_names())
+            except Exception:
+                due = None
+            if due is not None:
+                timeout = min(timeout, max(0.0, due - time.time()))
+            if timeout > 0 and not await self.store.notifier.wait(listener, timeout):
+                wait = min(self.poll_interval, wait * 2)
+            else:
+                wait = 0.01
+
+    def _poll_timeout(self, wait: float) -> float:
+        if self.store.cross_process and not self.store.notifies_across_processes:
+            return wait
+        return self.poll_interval * 4
+
+    async def _dispatch_once(self) -> bool:
+        now = time.time()
+        busy = False
+        names = [n for n in self.workflow_names()]
+        for record in await self.store.claim_runs(self.worker_id, names, now, limit=16):
+            busy = True
+            self._spawn(self._invoke_claimed, record)
+        if self._free_slots > 0:
+            claims = await self.store.claim_steps(self.worker_id, self._step_names(), now, self._free_slots)
+            for claim in claims:
+                busy = True
+                self._free_slots -= 1
+                self._launch_step(claim)
+        return busy
+
+    async def _heartbeat_loop(self) -> None:
+        while True:
+            await anyio.sleep(self.heartbeat_interval)
+            try:
+                now = time.time()
+                others = await self.store.heartbeat(self.worker_id, self.lease_ttl, now)
+                await self._mark_dead([w for w, pid, start in others if not _process_alive(pid, start)])
+                if self._running_steps:
+                    ended = await self.store.terminal_runs(sorted({rid for rid, _ in self._running_steps}))
+                    for (rid, sid), scope in list(self._running_steps.items()):
+                        if rid in ended:
+                            scope.cancel()
+            except Exception:
+                log.exception("durable heartbeat failed; retrying")
+
+    async def _reap_dead_local_workers(self, now: float) -> None:
+        others = await self.store.heartbeat(self.worker_id, self.lease_ttl, now)
+        await self._mark_dead([w for w, pid, start in others if not _process_alive(pid, start)])
+
+    async def _mark_dead(self, worker_ids: list[str]) -> None:
+        if worker_ids:
+            log.info("workers %s are gone; their leases are free", ", ".join(worker_ids))
+            await self.store.mark_workers_dead(worker_ids)
+
+    # ------------------------------------------------------------------------------------
+
+    def run(self, run_id: str) -> Run:
+        return Run(run_id, self)
+
+    async def follow_runs(self) -> AsyncIterator[None]:
+        """Yield whenever the set or status of runs may have changed (for live views)."""
+        while True:
+            listener = self.store.notifier.listen("runs")
+            yield None
+            await self.store.notifier.wait(listener, self.poll_interval if self.store.cross_process else float("inf"))
+
+
+def _check_run_id(run_id: str) -> str:
+    if not isinstance(run_id, str) or not run_id or len(run_id) > 200 or not run_id.isprintable() or "/" in run_id:
+        raise ValueError(f"run_id must be a printable string of 1-200 characters without '/', got {run_id!r}")
+    return run_id
+
+
+def _encode_missing_step(name: str) -> bytes:
+    from ._errorinfo import encode_error
+
+    return encode_error(LookupError(f"step {name!r} is not registered in this process"))
+
+
+def _process_start(pid: int) -> str:
+    """The process's start time from /proc, to tell a live process from a reused pid."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return f.read().rsplit(b")", 1)[1].split()[19].decode()
+    except (OSError, IndexError):
+        return ""
+
+
+def _process_alive(pid: int, start: str) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return not start or _process_start(pid) == start
+

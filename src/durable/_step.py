@@ -1,0 +1,143 @@
+"""``@step``: functions that do the real I/O, retried, with their results recorded exactly once."""
+
+from __future__ import annotations
+
+import inspect
+import random as _random
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Generic, ParamSpec, TypeVar, overload
+
+from . import _registry
+from ._codec import Serializer
+from ._context import current_instance, current_step
+from ._duration import Duration, parse_duration
+from ._errors import NotInStepError
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """Exponential back-off with jitter: attempt *n* waits ``initial * 2**(n-1)``, capped, times 0.5-1.0."""
+
+    max_retries: int = 3
+    initial_delay: float = 1.0
+    max_delay: float = 300.0
+
+    @property
+    def max_attempts(self) -> int:
+        return self.max_retries + 1
+
+    def delay(self, attempt: int) -> float:
+        base = min(self.max_delay, self.initial_delay * (2 ** max(0, attempt - 1)))
+        return base * (0.5 + _random.random() / 2)
+
+
+class Step(Generic[P, R]):
+    """A registered step. Inside a workflow, calling it schedules a durable step; anywhere else
+    it simply runs the function (handy in tests)."""
+
+    def __init__(
+        self,
+        fn: Callable[P, Coroutine[Any, Any, R]],
+        *,
+        name: str,
+        retry: RetryPolicy,
+        timeout: float | None,
+        serializer: Serializer,
+    ) -> None:
+        if not inspect.iscoroutinefunction(fn):
+            raise TypeError(f"@durable.step needs an async def function, got {fn!r}")
+        if serializer not in ("json", "pickle"):
+            raise ValueError(f"serializer must be 'json' or 'pickle', got {serializer!r}")
+        self.fn = fn
+        self.name = name
+        self.retry = retry
+        self.timeout = timeout
+        self.serializer: Serializer = serializer
+        self.__wrapped__ = fn
+        self.__name__ = getattr(fn, "__name__", name)
+        self.__qualname__ = getattr(fn, "__qualname__", name)
+        self.__doc__ = fn.__doc__
+        self.__module__ = fn.__module__
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> Coroutine[Any, Any, R]:
+        instance = current_instance.get()
+        if instance is None:
+            return self.fn(*args, **kwargs)
+        return instance.call_step(self, args, kwargs)
+
+    def __repr__(self) -> str:
+        return f"<durable.Step {self.name!r}>"
+
+
+@overload
+def step(fn: Callable[P, Coroutine[Any, Any, R]], /) -> Step[P, R]: ...
+@overload
+def step(
+    *,
+    name: str | None = None,
+    max_retries: int = 3,
+    timeout: Duration | None = None,
+    retry_delay: Duration = 1.0,
+    max_retry_delay: Duration = 300.0,
+    serializer: Serializer = "json",
+) -> Callable[[Callable[P, Coroutine[Any, Any, R]]], Step[P, R]]: ...
+
+
+def step(
+    fn: Any = None,
+    /,
+    *,
+    name: str | None = None,
+    max_retries: int = 3,
+    timeout: Duration | None = None,
+    retry_delay: Duration = 1.0,
+    max_retry_delay: Duration = 300.0,
+    serializer: Serializer = "json",
+) -> Any:
+    """Declare a durable step.
+
+    It runs at least once and its result is recorded exactly once. ``max_retries`` counts
+    retries after the first attempt (default 3, so up to 4 attempts); ``timeout`` cancels an
+    attempt that runs too long; ``retry_delay``/``max_retry_delay`` shape the back-off.
+    """
+    if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:
+        raise ValueError(f"max_retries must be an int >= 0, got {max_retries!r}")
+    policy = RetryPolicy(
+        max_retries=max_retries,
+        initial_delay=parse_duration(retry_delay, what="retry_delay"),
+        max_delay=parse_duration(max_retry_delay, what="max_retry_delay"),
+    )
+    timeout_s = None if timeout is None else parse_duration(timeout, what="step timeout")
+    if timeout_s is not None and timeout_s <= 0:
+        raise ValueError(f"step timeout must be positive, got {timeout!r}")
+
+    def decorate(f: Callable[P, Coroutine[Any, Any, R]]) -> Step[P, R]:
+        s = Step(f, name=name or _registry.default_name(f), retry=policy, timeout=timeout_s, serializer=serializer)
+        _registry.add(_registry.steps, "step", s.name, s, f)
+        return s
+
+    return decorate(fn) if fn is not None else decorate
+
+
+@dataclass(frozen=True, slots=True)
+class StepMetadata:
+    """``step_id`` is stable across retries and unique across runs: use it as an idempotency key."""
+
+    step_id: str
+    step_name: str
+    attempt: int
+    started_at: datetime
+    run_id: str
+
+
+def get_step_metadata() -> StepMetadata:
+    """The running step's id (stable across retries), attempt number (1-based) and first start time."""
+    ctx = current_step.get()
+    if ctx is None:
+        raise NotInStepError("get_step_metadata")
+    return ctx.metadata

@@ -1,0 +1,130 @@
+"""One step attempt on the real event loop: run, time out, flush streams, classify the outcome."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any
+
+import anyio
+
+from . import _codec
+from ._context import current_step
+from ._duration import deadline_from
+from ._errorinfo import encode_error
+from ._errors import FatalError, RetryableError, SerializationError, StepTimeout
+from ._events import EventKind
+from ._step import StepMetadata
+from ._streams import StreamWriter
+from ._workflow import WorkflowMetadata
+
+if TYPE_CHECKING:
+    from ._step import Step
+    from .stores._base import StepClaim, Store
+
+
+@dataclass(slots=True)
+class StepContext:
+    """What ``get_step_metadata()``, ``get_writable()`` and friends see while a step attempt runs."""
+
+    store: Store
+    claim: StepClaim
+    metadata: StepMetadata
+    workflow_metadata: WorkflowMetadata
+    spawn: Callable[..., Any]
+    writers: dict[tuple[str, str], StreamWriter] = field(default_factory=dict)
+
+    def writer(self, namespace: str, run_id: str | None = None) -> StreamWriter:
+        key = (run_id or self.claim.run_id, namespace)
+        writer = self.writers.get(key)
+        if writer is None:
+            writer = StreamWriter(
+                self.store, key[0], namespace, step_id=self.claim.step_id, attempt=self.claim.attempt, spawn=self.spawn
+            )
+            self.writers[key] = writer
+        return writer
+
+    async def settle_writers(self) -> BaseException | None:
+        """Flush every writer of this attempt (its chunks reach the log before its outcome does)."""
+        first_error: BaseException | None = None
+        for writer in self.writers.values():
+            try:
+                await writer.aclose()
+            except Exception as exc:
+                first_error = first_error or exc
+        return first_error
+
+
+@dataclass(frozen=True, slots=True)
+class StepOutcome:
+    kind: str  # step_completed | step_retrying | step_failed
+    data: bytes
+    retry_at: float | None = None
+    cancelled: bool = False
+
+
+async def run_step(
+    step: Step[Any, Any],
+    claim: StepClaim,
+    *,
+    store: Store,
+    base_url: str | None,
+    spawn: Callable[..., Any],
+    cancel_scope: anyio.CancelScope,
+) -> StepOutcome:
+    """Run one attempt of ``claim`` and say what to record. Never raises for user errors."""
+    started = datetime.fromtimestamp(claim.first_started_at, timezone.utc)
+    context = StepContext(
+        store=store,
+        claim=claim,
+        metadata=StepMetadata(f"{claim.run_id}/{claim.step_id}", claim.name, claim.attempt, started, claim.run_id),
+        workflow_metadata=WorkflowMetadata(claim.run_id, claim.workflow_name, started, base_url),
+        spawn=spawn,
+    )
+    token = current_step.set(context)
+    error: BaseException | None = None
+    result: Any = None
+    try:
+        with cancel_scope:
+            try:
+                payload = _codec.decode(claim.input, allow_pickle=step.serializer == "pickle", root=f"arguments of step {step.name!r}")
+                if step.timeout is None:
+                    result = await step.fn(*payload["args"], **payload["kwargs"])
+                else:
+                    with anyio.move_on_after(step.timeout) as timeout_scope:
+                        result = await step.fn(*payload["args"], **payload["kwargs"])
+                    if timeout_scope.cancelled_caught:
+                        raise StepTimeout(step.name, step.timeout)
+            except Exception as exc:
+                error = exc
+    finally:
+        current_step.reset(token)
+    flush_error = await context.settle_writers()
+    if cancel_scope.cancelled_caught:
+        return StepOutcome(EventKind.STEP_FAILED, encode_error(RuntimeError("step cancelled: its run was cancelled")), cancelled=True)
+    if error is None and flush_error is not None:
+        error = flush_error
+    if error is None:
+        try:
+            data = _codec.encode(result, serializer=step.serializer, root=f"result of step {step.name!r}")
+        except SerializationError as exc:
+            # Re-running will not make the value serializable: fail now, with the path.
+            return StepOutcome(EventKind.STEP_FAILED, encode_error(exc))
+        return StepOutcome(EventKind.STEP_COMPLETED, data)
+    return _failure(step, claim, error)
+
+
+def _failure(step: Step[Any, Any], claim: StepClaim, error: BaseException) -> StepOutcome:
+    if isinstance(error, FatalError | SerializationError) or claim.attempt >= claim.max_attempts:
+        return StepOutcome(EventKind.STEP_FAILED, encode_error(error))
+    now = time.time()
+    if isinstance(error, RetryableError) and error.retry_after is not None:
+        try:
+            retry_at = deadline_from(error.retry_after, now, what="retry_after")
+        except (TypeError, ValueError):
+            retry_at = now + step.retry.delay(claim.attempt)
+    else:
+        retry_at = now + step.retry.delay(claim.attempt)
+    return StepOutcome(EventKind.STEP_RETRYING, encode_error(error, retry_at=retry_at), retry_at=retry_at)

@@ -1,0 +1,299 @@
+"""Durable streams: flushable, back-pressured writers and catch-up-then-follow readers.
+
+::
+
+    step code ──write()──► memory channel (bounded) ──► flusher task ──append_chunks()──► chunk log
+                 (waits when full)                       (one transaction per batch)       │
+                                                                                           ▼
+    reader ◄── decode ◄── read_chunks(from index) ◄── woken by the store's notifier (in process)
+                                                      or a short poll with back-off (other processes)
+
+A batch is whatever queued up while the previous append was being written (plus
+``max_delay`` of waiting, if set), so a slow store gets bigger batches instead of more memory.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import anyio
+from anyio.abc import ObjectReceiveStream, ObjectSendStream
+
+from . import _codec
+from ._context import current_instance, current_step
+from ._errors import NotInWorkflowError, StreamClosedError, StreamFailed
+from ._replay import DEFAULT_NAMESPACE
+
+if TYPE_CHECKING:
+    from .stores._base import Store
+
+_MAX_BUFFER = 1024
+_BATCH = 512
+
+
+@dataclass(frozen=True, slots=True)
+class StreamChunk:
+    """A chunk as stored: its index, value, and the step attempt that wrote it (``None`` for the workflow)."""
+
+    index: int
+    value: Any
+    step_id: str | None
+    attempt: int | None
+    created_at: float
+
+
+class _Flush:
+    __slots__ = ("close", "done", "error")
+
+    def __init__(self, close: bool = False) -> None:
+        self.close = close
+        self.done = anyio.Event()
+        self.error: BaseException | None = None
+
+
+class StreamWriter:
+    """Writes chunks from a step to a run's stream; ``async with`` closes the stream on a clean exit.
+
+    ``write`` encodes at once (a bad chunk raises ``SerializationError`` there and nothing else
+    is lost) and waits only when ``max_buffer`` chunks are already queued.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        run_id: str,
+        namespace: str,
+        *,
+        step_id: str | None,
+        attempt: int | None,
+        spawn: Any,
+        max_buffer: int = _MAX_BUFFER,
+        max_delay: float = 0.0,
+    ) -> None:
+        self.run_id = run_id
+        self.namespace = namespace
+        self._store = store
+        self._step_id = step_id
+        self._attempt = attempt
+        self._max_delay = max_delay
+        send, receive = anyio.create_memory_object_stream[Any](max_buffer)
+        self._send: ObjectSendStream[Any] = send
+        self._receive: ObjectReceiveStream[Any] = receive
+        self._closed = False
+        self._error: BaseException | None = None
+        self._written = 0
+        spawn(self._flusher)
+
+    def __repr__(self) -> str:
+        return f"<StreamWriter run={self.run_id} namespace={self.namespace!r} written={self._written}>"
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    async def write(self, value: Any) -> None:
+        if self._error is not None:
+            raise self._error
+        if self._closed:
+            raise StreamClosedError(self.run_id, self.namespace)
+        data = _codec.encode(value, root=f"chunk #{self._written} of stream {self.namespace!r}")
+        await self._send.send(data)
+        self._written += 1
+
+    async def flush(self) -> None:
+        """Return once every chunk written so far is in the log."""
+        if self._closed:
+            if self._error is not None:
+                raise self._error
+            return
+        await self._request(_Flush())
+
+    async def close(self) -> None:
+        """Flush and mark the stream closed: readers end after the last chunk."""
+        if self._closed:
+            return
+        await self._request(_Flush(close=True))
+        self._closed = True
+
+    async def _request(self, marker: _Flush) -> None:
+        if self._error is not None:
+            raise self._error
+        await self._send.send(marker)
+        await marker.done.wait()
+        if marker.error is not None:
+            raise marker.error
+
+    async def aclose(self) -> None:
+        """Stop the flusher after flushing what is queued, without closing the stream (used after a failed attempt)."""
+        if not self._closed:
+            try:
+                await self.flush()
+            finally:
+                self._closed = True
+        self._send.close()
+
+    async def __aenter__(self) -> StreamWriter:
+        return self
+
+    async def __aexit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        if exc_type is None:
+            await self.close()
+        else:
+            # A failing step may be retried: keep the stream open for the next attempt.
+            await self.flush()
+
+    def __durable_serialize__(self) -> dict[str, str]:
+        return {"run_id": self.run_id, "namespace": self.namespace}
+
+    @classmethod
+    def __durable_deserialize__(cls, data: dict[str, str]) -> StreamHandle:
+        return StreamHandle(data["run_id"], data["namespace"])
+
+    async def _flusher(self) -> None:
+        receive = self._receive
+        async with receive:
+            async for first in receive:
+                batch: list[bytes] = []
+                markers: list[_Flush] = []
+                item: Any = first
+                deadline = time.monotonic() + self._max_delay
+                while True:
+                    if isinstance(item, _Flush):
+                        markers.append(item)
+                        break
+                    batch.append(item)
+                    if len(batch) >= _BATCH:
+                        break
+                    try:
+                        item = receive.receive_nowait()
+                    except anyio.WouldBlock:
+                        remaining = deadline - time.monotonic()
+                        if remaining <= 0:
+                            break
+                        with anyio.move_on_after(remaining):
+                            item = await receive.receive()
+                            continue
+                        break
+                    except anyio.EndOfStream:
+                        break
+                close = any(m.close for m in markers)
+                error: BaseException | None = None
+                if batch or close:
+                    try:
+                        await self._store.append_chunks(
+                            self.run_id, self.namespace, batch, self._step_id, self._attempt, time.time(), close=close
+                        )
+                    except Exception as exc:
+                        error = exc
+                        self._error = exc
+                for marker in markers:
+                    marker.error = error
+                    marker.done.set()
+                if close and error is None:
+                    return
+
+
+class StreamHandle:
+    """A reference to a run's stream: what ``get_writable()`` returns inside a workflow, and what a
+    writer becomes when passed to a step. Writes from a workflow are recorded commands (replays
+    do not repeat them); in a step they go through the step's buffered writer."""
+
+    def __init__(self, run_id: str, namespace: str) -> None:
+        self.run_id = run_id
+        self.namespace = namespace
+
+    def __repr__(self) -> str:
+        return f"<StreamHandle run={self.run_id} namespace={self.namespace!r}>"
+
+    async def write(self, value: Any) -> None:
+        instance = current_instance.get()
+        if instance is not None:
+            instance.write_chunk(self.namespace, value)
+            return
+        await _step_writer(self.namespace, self.run_id).write(value)
+
+    async def flush(self) -> None:
+        if current_instance.get() is None:
+            await _step_writer(self.namespace, self.run_id).flush()
+
+    async def close(self) -> None:
+        instance = current_instance.get()
+        if instance is not None:
+            instance.close_stream(self.namespace)
+            return
+        await _step_writer(self.namespace, self.run_id).close()
+
+    async def __aenter__(self) -> StreamHandle:
+        return self
+
+    async def __aexit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        if exc_type is None:
+            await self.close()
+
+    def __durable_serialize__(self) -> dict[str, str]:
+        return {"run_id": self.run_id, "namespace": self.namespace}
+
+    @classmethod
+    def __durable_deserialize__(cls, data: dict[str, str]) -> StreamHandle:
+        return cls(data["run_id"], data["namespace"])
+
+
+def _step_writer(namespace: str, run_id: str | None) -> StreamWriter:
+    step = current_step.get()
+    if step is None:
+        raise NotInWorkflowError("get_writable")
+    return step.writer(namespace, run_id)
+
+
+def get_writable(namespace: str = DEFAULT_NAMESPACE) -> Any:
+    """The run's stream ``namespace``: a buffered :class:`StreamWriter` in a step, a
+    :class:`StreamHandle` in a workflow (recorded writes, passable to steps)."""
+    if not isinstance(namespace, str) or not namespace:
+        raise ValueError(f"stream namespace must be a non-empty string, got {namespace!r}")
+    instance = current_instance.get()
+    if instance is not None:
+        return StreamHandle(instance.run_id, namespace)
+    return _step_writer(namespace, None)
+
+
+async def read_stream(
+    store: Store,
+    run_id: str,
+    namespace: str = DEFAULT_NAMESPACE,
+    *,
+    start_index: int = 0,
+    poll_interval: float = 0.5,
+    with_metadata: bool = False,
+    allow_pickle: bool = False,
+) -> AsyncIterator[Any]:
+    """Replay the stored chunks from ``start_index`` (negative: from the end), then follow live
+    until the stream is closed. Raises :class:`StreamFailed` after the last chunk if the run failed."""
+    index = start_index
+    idle_wait = 0.01
+    notifier = store.notifier
+    follow_by_poll = store.cross_process and not store.notifies_across_processes
+    while True:
+        listener = notifier.listen("stream", run_id)
+        page = await store.read_chunks(run_id, namespace, index, _BATCH)
+        for chunk in page.chunks:
+            value = _codec.decode(chunk.data, allow_pickle=allow_pickle, root=f"chunk #{chunk.index}")
+            index = chunk.index + 1
+            if with_metadata:
+                yield StreamChunk(chunk.index, value, chunk.step_id, chunk.attempt, chunk.created_at)
+            else:
+                yield value
+        if page.closed:
+            if page.error is not None:
+                raise StreamFailed(run_id, namespace, page.error)
+            return
+        if page.chunks:
+            idle_wait = 0.01
+            continue
+        timeout = idle_wait if follow_by_poll else float("inf")
+        if await notifier.wait(listener, timeout):
+            idle_wait = 0.01
+        else:
+            idle_wait = min(poll_interval, idle_wait * 2)

@@ -1,0 +1,47 @@
+"""``resume_webhook``: hand an HTTP request to the workflow waiting on a webhook, and answer it."""
+
+from __future__ import annotations
+
+import secrets
+import time
+from typing import TYPE_CHECKING
+
+import anyio
+
+from . import _codec
+from ._errors import HookNotFound, WebhookResponseTimeout
+from ._hooks import Request, Response
+from ._streams import read_stream
+
+if TYPE_CHECKING:
+    from ._runtime import Runtime
+
+
+async def resume_webhook(runtime: Runtime, token: str, request: Request, *, timeout: float = 30.0) -> Response:
+    """Deliver ``request`` to the webhook holding ``token`` and return the response to send.
+
+    Plain hooks are refused here (HookNotFound): only webhooks are reachable over HTTP. In
+    ``"manual"`` mode this waits up to ``timeout`` seconds for a step to call
+    ``request.respond_with(...)``.
+    """
+    store = runtime.store
+    hook = await store.get_hook(token)
+    metadata = _codec.decode(hook.metadata) if hook is not None and hook.metadata else None
+    if hook is None or not isinstance(metadata, dict) or "webhook" not in metadata:
+        raise HookNotFound(token)
+    mode = metadata["webhook"]
+    request.run_id = hook.run_id
+    if mode == "manual":
+        request.response_namespace = f"$webhook-response:{hook.hook_id}:{secrets.token_hex(8)}"
+    await store.resume_hook(token, _codec.encode(request, root="webhook request"), time.time())
+    if mode == "static":
+        response = metadata.get("response")
+        return response if isinstance(response, Response) else Response(status=202)
+    if mode != "manual":
+        return Response(status=202)
+    assert request.response_namespace is not None
+    with anyio.move_on_after(timeout):
+        async for value in read_stream(store, hook.run_id, request.response_namespace):
+            if isinstance(value, Response):
+                return value
+    raise WebhookResponseTimeout(token, timeout)

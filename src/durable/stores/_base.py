@@ -1,0 +1,288 @@
+"""The store interface: every state change is one method call and one transaction.
+
+The runtime is the store's only writer of workflow state. Implementations: SQLite (the
+embedded default, also used with ``:memory:`` for ``memory://``) and PostgreSQL. The shapes
+here fit ``SELECT ... FOR UPDATE SKIP LOCKED`` claims and ``LISTEN/NOTIFY`` wake-ups: claims
+return work that one worker now owns; :class:`Notifier` topics are what NOTIFY carries.
+"""
+
+from __future__ import annotations
+
+import abc
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+import anyio
+
+from .._commands import Command
+from .._events import Event
+
+RunStatus = Literal["pending", "running", "completed", "failed", "cancelled"]
+TERMINAL: frozenset[str] = frozenset({"completed", "failed", "cancelled"})
+ACTIVE: tuple[str, str] = ("pending", "running")
+
+
+@dataclass(frozen=True, slots=True)
+class RunRecord:
+    run_id: str
+    workflow_name: str
+    status: str
+    input: bytes
+    seed: str
+    created_at: float
+    updated_at: float
+    started_at: float | None = None
+    completed_at: float | None = None
+    output: bytes | None = None
+    error: bytes | None = None
+    idempotency_key: str | None = None
+    last_seq: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class StepRecord:
+    run_id: str
+    step_id: str
+    name: str
+    status: str
+    attempt: int
+    max_attempts: int
+    created_at: float
+    started_at: float | None
+    completed_at: float | None
+    output: bytes | None
+    error: bytes | None
+    ready_at: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class StepClaim:
+    """A step attempt this worker now owns and must run."""
+
+    run_id: str
+    step_id: str
+    name: str
+    input: bytes
+    attempt: int
+    max_attempts: int
+    first_started_at: float
+    workflow_name: str
+
+
+@dataclass(frozen=True, slots=True)
+class HookRecord:
+    run_id: str
+    hook_id: str
+    token: str
+    status: str
+    metadata: bytes | None
+    created_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class Chunk:
+    index: int
+    data: bytes
+    step_id: str | None
+    attempt: int | None
+    created_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class ChunkPage:
+    chunks: list[Chunk]
+    closed: bool  # no chunk will follow the last one returned
+    error: str | None  # set when the stream ended because its run failed
+
+
+@dataclass(frozen=True, slots=True)
+class NewRun:
+    run_id: str
+    workflow_name: str
+    input: bytes
+    seed: str
+    idempotency_key: str | None
+    now: float
+    owner: str | None = None  # the worker that will run the first invocation itself (holds the lease)
+
+
+@dataclass(frozen=True, slots=True)
+class NewEvent:
+    """An event the caller's live instance already consumed, to be appended first in a commit."""
+
+    kind: str
+    correlation_id: str | None
+    created_at: float
+    data: bytes | None = None
+    attempt: int | None = None
+
+
+@dataclass(slots=True)
+class Invocation:
+    """The result of advancing a workflow instance, to commit atomically.
+
+    ``speculative`` events were consumed before being stored; they commit only if nothing
+    replay reads was appended after ``known_seq`` and nobody else holds the run, which makes
+    "step N completed" plus "step N+1 scheduled and started" a single transaction.
+    """
+
+    run_id: str
+    worker_id: str
+    known_seq: int
+    now: float
+    commands: Sequence[Command]
+    status: Literal["suspended", "completed", "failed"]
+    result: bytes | None = None
+    error: bytes | None = None
+    speculative: Sequence[NewEvent] = ()
+    holds_lease: bool = False
+    claim_steps: int = 0
+
+
+@dataclass(slots=True)
+class CommitResult:
+    ok: bool
+    reason: str = ""
+    last_seq: int = 0
+    clean: bool = True  # nothing replay reads was appended by others after known_seq
+    claimed: list[StepClaim] = field(default_factory=list)
+    run_status: str = ""
+
+
+class Notifier:
+    """In-process wake-ups by topic; stores that see other processes' writes (NOTIFY) call it too.
+
+    Listen *before* reading, then wait: a notification that lands between the read and the
+    wait is not lost, because :meth:`listen` hands out the event that the next
+    :meth:`notify` sets.
+    """
+
+    def __init__(self) -> None:
+        self._events: dict[tuple[str, ...], anyio.Event] = {}
+
+    def notify(self, *topic: str) -> None:
+        event = self._events.pop(topic, None)
+        if event is not None:
+            event.set()
+
+    def listen(self, *topic: str) -> anyio.Event:
+        event = self._events.get(topic)
+        if event is None:
+            event = self._events[topic] = anyio.Event()
+        return event
+
+    @staticmethod
+    async def wait(event: anyio.Event, timeout: float) -> bool:
+        """Wait for ``event`` or ``timeout`` seconds; True if it was set."""
+        if math.isinf(timeout):
+            await event.wait()
+            return True
+        with anyio.move_on_after(timeout):
+            await event.wait()
+            return True
+        return event.is_set()
+
+
+class Store(abc.ABC):
+    """What the runtime needs from storage; each method is one transaction.
+
+    :attr:`notifier` wakes followers in this process. ``cross_process`` is true when other
+    processes may write too; followers then also poll (SQLite) unless the store feeds the
+    notifier from the database itself (PostgreSQL LISTEN, ``notifies_across_processes``).
+    """
+
+    url: str
+    notifier: Notifier
+    cross_process: bool = True
+    notifies_across_processes: bool = False
+
+    async def __aenter__(self) -> Store:
+        await self.open()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    @abc.abstractmethod
+    async def open(self) -> None: ...
+    @abc.abstractmethod
+    async def aclose(self) -> None: ...
+
+    # -- workers ---------------------------------------------------------------------------
+    @abc.abstractmethod
+    async def register_worker(self, worker_id: str, host: str, pid: int, pid_start: str, ttl: float, now: float) -> None: ...
+    @abc.abstractmethod
+    async def heartbeat(self, worker_id: str, ttl: float, now: float) -> list[tuple[str, int, str]]:
+        """Renew this worker; return (worker_id, pid, pid_start) of other live workers on this host."""
+    @abc.abstractmethod
+    async def mark_workers_dead(self, worker_ids: Sequence[str]) -> None: ...
+    @abc.abstractmethod
+    async def unregister_worker(self, worker_id: str) -> None: ...
+
+    # -- runs ------------------------------------------------------------------------------
+    @abc.abstractmethod
+    async def create_run(self, new: NewRun) -> tuple[RunRecord, bool]:
+        """Create the run (``run_created``), or return the existing one for its idempotency key / id."""
+    @abc.abstractmethod
+    async def get_run(self, run_id: str) -> RunRecord | None: ...
+    @abc.abstractmethod
+    async def list_runs(
+        self, *, status: str | None = None, workflow: str | None = None, limit: int = 100, before: str | None = None
+    ) -> list[RunRecord]: ...
+    @abc.abstractmethod
+    async def load_events(self, run_id: str, after_seq: int = 0) -> list[Event]:
+        """Every event of the run after ``after_seq``, for people and tools."""
+    @abc.abstractmethod
+    async def read_log(self, run_id: str, after_seq: int) -> tuple[list[Event], int]:
+        """The events replay needs after ``after_seq``, and the run's last seq, in one range read."""
+    @abc.abstractmethod
+    async def claim_runs(self, worker_id: str, workflow_names: Sequence[str], now: float, limit: int) -> list[RunRecord]:
+        """Lease runs due for an invocation (fires their due waits in the same transaction)."""
+    @abc.abstractmethod
+    async def release_run(self, run_id: str, worker_id: str, now: float) -> None:
+        """Give up a lease without committing (the invocation could not run here)."""
+    @abc.abstractmethod
+    async def commit(self, invocation: Invocation) -> CommitResult: ...
+    @abc.abstractmethod
+    async def cancel_run(self, run_id: str, now: float) -> RunRecord | None: ...
+    @abc.abstractmethod
+    async def next_wake(self, workflow_names: Sequence[str], step_names: Sequence[str]) -> float | None:
+        """The earliest time at which a run or a step of these names becomes due."""
+    @abc.abstractmethod
+    async def terminal_runs(self, run_ids: Sequence[str]) -> list[str]: ...
+
+    # -- steps -----------------------------------------------------------------------------
+    @abc.abstractmethod
+    async def claim_steps(self, worker_id: str, step_names: Sequence[str], now: float, limit: int) -> list[StepClaim]: ...
+    @abc.abstractmethod
+    async def finish_step(
+        self, run_id: str, step_id: str, kind: str, data: bytes, attempt: int, now: float, retry_at: float | None = None
+    ) -> bool:
+        """Record ``step_completed``/``step_failed``/``step_retrying`` for a running step and wake its run."""
+    @abc.abstractmethod
+    async def list_steps(self, run_id: str) -> list[StepRecord]: ...
+
+    # -- hooks -----------------------------------------------------------------------------
+    @abc.abstractmethod
+    async def get_hook(self, token: str) -> HookRecord | None: ...
+    @abc.abstractmethod
+    async def list_hooks(self, run_id: str, *, active_only: bool = True) -> list[HookRecord]: ...
+    @abc.abstractmethod
+    async def resume_hook(self, token: str, payload: bytes, now: float) -> HookRecord:
+        """Append ``hook_received`` to the run of the live hook holding ``token``; HookNotFound if none."""
+
+    # -- streams ---------------------------------------------------------------------------
+    @abc.abstractmethod
+    async def append_chunks(
+        self, run_id: str, namespace: str, chunks: Sequence[bytes], step_id: str | None, attempt: int | None,
+        now: float, *, close: bool = False,
+    ) -> int:
+        """Append chunks with contiguous indices; return the index after the last. StreamClosedError if closed."""
+    @abc.abstractmethod
+    async def close_stream(self, run_id: str, namespace: str, error: str | None, now: float) -> None: ...
+    @abc.abstractmethod
+    async def read_chunks(self, run_id: str, namespace: str, start: int, limit: int) -> ChunkPage: ...
+    @abc.abstractmethod
+    async def list_streams(self, run_id: str) -> list[tuple[str, int, bool]]: ...

@@ -1,0 +1,727 @@
+"""The store's SQL, shared by SQLite and PostgreSQL.
+
+Each public function here is the body of one transaction, written against :class:`DB`: a
+cursor-like object whose ``execute`` takes ``?`` placeholders (the PostgreSQL store rewrites
+them), plus the dialect's row-locking clauses. Functions never read the clock: ``now`` comes
+from the caller, so tests can drive virtual time. ``db.note(topic)`` queues an in-process
+wake-up (and a NOTIFY on PostgreSQL) sent after the transaction commits.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+from .._codec import encode
+from .._commands import CancelWait, CloseStream, CreateHook, DisposeHook, ScheduleStep, StartWait, WriteChunk
+from .._errorinfo import decode_error, encode_error
+from .._errors import DurableError, HookNotFound, RunNotFound, StepFailed, StreamClosedError
+from .._events import REPLAY_KINDS, Event, EventKind
+from ._base import (
+    ACTIVE,
+    TERMINAL,
+    Chunk,
+    ChunkPage,
+    CommitResult,
+    HookRecord,
+    Invocation,
+    NewRun,
+    RunRecord,
+    StepClaim,
+    StepRecord,
+)
+
+Row = tuple[Any, ...]
+
+
+class DB(Protocol):
+    for_update: str  # " FOR UPDATE" or ""
+    skip_locked: str  # " FOR UPDATE SKIP LOCKED" or ""
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> list[Row]: ...
+    def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None: ...
+    def note(self, *topic: str) -> None: ...
+
+
+def _marks(n: int) -> str:
+    return ",".join("?" * n)
+
+
+_ALIVE = "(SELECT worker_id FROM workers WHERE alive_until > ?)"
+_RUN_COLUMNS = (
+    "run_id, workflow_name, status, input, seed, created_at, updated_at, started_at, completed_at, "
+    "output, error, idempotency_key, last_seq"
+)
+_REPLAY_KIND_LIST = tuple(sorted(str(k) for k in REPLAY_KINDS))
+
+
+def _run(row: Row) -> RunRecord:
+    return RunRecord(
+        run_id=row[0], workflow_name=row[1], status=row[2], input=bytes(row[3]), seed=row[4], created_at=row[5],
+        updated_at=row[6], started_at=row[7], completed_at=row[8],
+        output=None if row[9] is None else bytes(row[9]), error=None if row[10] is None else bytes(row[10]),
+        idempotency_key=row[11], last_seq=row[12],
+    )
+
+
+def _event(run_id: str, row: Row) -> Event:
+    return Event(run_id, row[0], row[1], row[2], row[6], row[3], None if row[4] is None else bytes(row[4]), row[5])
+
+
+class _Appender:
+    """Appends events to one locked run, numbering them from the run's ``last_seq``."""
+
+    def __init__(self, db: DB, run_id: str, last_seq: int) -> None:
+        self.db = db
+        self.run_id = run_id
+        self.seq = last_seq
+        self.rows: list[tuple[Any, ...]] = []
+
+    def add(
+        self, kind: str, corr: str | None, now: float, *, name: str | None = None, data: bytes | None = None,
+        attempt: int | None = None,
+    ) -> int:
+        self.seq += 1
+        self.rows.append((self.run_id, self.seq, kind, corr, name, data, attempt, now))
+        return self.seq
+
+    def flush(self) -> None:
+        if self.rows:
+            self.db.executemany(
+                "INSERT INTO events (run_id, seq, kind, corr_id, name, data, attempt, created_at) VALUES (?,?,?,?,?,?,?,?)",
+                self.rows,
+            )
+            self.rows = []
+            self.db.note("run", self.run_id)
+
+
+def _lock_run(db: DB, run_id: str) -> Row | None:
+    rows = db.execute(
+        f"SELECT status, last_seq, owner, workflow_name FROM runs WHERE run_id = ?{db.for_update}", (run_id,)
+    )
+    return rows[0] if rows else None
+
+
+# -- workers ----------------------------------------------------------------------------------
+
+
+def register_worker(db: DB, worker_id: str, host: str, pid: int, pid_start: str, ttl: float, now: float) -> None:
+    db.execute(
+        "INSERT INTO workers (worker_id, host, pid, pid_start, started_at, alive_until) VALUES (?,?,?,?,?,?) "
+        "ON CONFLICT (worker_id) DO UPDATE SET alive_until = excluded.alive_until",
+        (worker_id, host, pid, pid_start, now, now + ttl),
+    )
+
+
+def heartbeat(db: DB, worker_id: str, host: str, ttl: float, now: float) -> list[tuple[str, int, str]]:
+    db.execute("UPDATE workers SET alive_until = ? WHERE worker_id = ?", (now + ttl, worker_id))
+    rows = db.execute(
+        "SELECT worker_id, pid, pid_start FROM workers WHERE host = ? AND worker_id <> ? AND alive_until > ?",
+        (host, worker_id, now),
+    )
+    return [(r[0], r[1], r[2]) for r in rows]
+
+
+def mark_workers_dead(db: DB, worker_ids: Sequence[str]) -> None:
+    if worker_ids:
+        db.execute(f"UPDATE workers SET alive_until = 0 WHERE worker_id IN ({_marks(len(worker_ids))})", tuple(worker_ids))
+        db.note("work")
+
+
+def unregister_worker(db: DB, worker_id: str) -> None:
+    db.execute("DELETE FROM workers WHERE worker_id = ?", (worker_id,))
+    db.note("work")
+
+
+# -- runs ---------------------------------------------------------------------------------------
+
+
+def create_run(db: DB, new: NewRun) -> tuple[RunRecord, bool]:
+    inserted = db.execute(
+        "INSERT INTO runs (run_id, workflow_name, status, input, seed, idempotency_key, created_at, updated_at, "
+        "last_seq, wake_at, owner) VALUES (?,?,?,?,?,?,?,?,1,?,?) ON CONFLICT DO NOTHING RETURNING run_id",
+        (new.run_id, new.workflow_name, "pending", new.input, new.seed, new.idempotency_key, new.now, new.now, new.now,
+         new.owner),
+    )
+    if not inserted:
+        where, key = ("idempotency_key", new.idempotency_key) if new.idempotency_key else ("run_id", new.run_id)
+        rows = db.execute(f"SELECT {_RUN_COLUMNS} FROM runs WHERE {where} = ?", (key,))
+        if not rows:  # the other unique column clashed
+            rows = db.execute(f"SELECT {_RUN_COLUMNS} FROM runs WHERE run_id = ?", (new.run_id,))
+        existing = _run(rows[0])
+        if existing.workflow_name != new.workflow_name:
+            raise DurableError(
+                f"run {existing.run_id!r} ({where} {key!r}) already exists for workflow {existing.workflow_name!r}, "
+                f"not {new.workflow_name!r}"
+            )
+        return existing, False
+    db.execute(
+        "INSERT INTO events (run_id, seq, kind, corr_id, name, data, attempt, created_at) VALUES (?,1,?,NULL,?,?,NULL,?)",
+        (new.run_id, EventKind.RUN_CREATED.value, new.workflow_name, new.input, new.now),
+    )
+    db.note("work")
+    db.note("runs")
+    db.note("run", new.run_id)
+    return RunRecord(
+        run_id=new.run_id, workflow_name=new.workflow_name, status="pending", input=new.input, seed=new.seed,
+        created_at=new.now, updated_at=new.now, idempotency_key=new.idempotency_key, last_seq=1,
+    ), True
+
+
+def get_run(db: DB, run_id: str) -> RunRecord | None:
+    rows = db.execute(f"SELECT {_RUN_COLUMNS} FROM runs WHERE run_id = ?", (run_id,))
+    return _run(rows[0]) if rows else None
+
+
+def list_runs(db: DB, status: str | None, workflow: str | None, limit: int, before: str | None) -> list[RunRecord]:
+    where, params = [], []
+    if status:
+        where.append("status = ?")
+        params.append(status)
+    if workflow:
+        where.append("workflow_name = ?")
+        params.append(workflow)
+    if before:
+        where.append("(created_at, run_id) < (SELECT created_at, run_id FROM runs WHERE run_id = ?)")
+        params.append(before)
+    clause = f"WHERE {' AND '.join(where)}" if where else ""
+    rows = db.execute(
+        f"SELECT {_RUN_COLUMNS} FROM runs {clause} ORDER BY created_at DESC, run_id DESC LIMIT ?", (*params, limit)
+    )
+    return [_run(r) for r in rows]
+
+
+def load_events(db: DB, run_id: str, after_seq: int, replay_only: bool) -> list[Event]:
+    columns = "seq, kind, corr_id, name, data, attempt, created_at"
+    if replay_only:
+        rows = db.execute(
+            f"SELECT {columns} FROM events WHERE run_id = ? AND seq > ? AND kind IN ({_marks(len(_REPLAY_KIND_LIST))}) "
+            "ORDER BY seq",
+            (run_id, after_seq, *_REPLAY_KIND_LIST),
+        )
+    else:
+        rows = db.execute(f"SELECT {columns} FROM events WHERE run_id = ? AND seq > ? ORDER BY seq", (run_id, after_seq))
+    return [_event(run_id, r) for r in rows]
+
+
+def read_log(db: DB, run_id: str, after_seq: int) -> tuple[list[Event], int]:
+    rows = db.execute("SELECT last_seq FROM runs WHERE run_id = ?", (run_id,))
+    if not rows:
+        raise RunNotFound(run_id)
+    return load_events(db, run_id, after_seq, True), int(rows[0][0])
+
+
+def claim_runs(db: DB, worker_id: str, names: Sequence[str], now: float, limit: int) -> list[RunRecord]:
+    if not names:
+        return []
+    rows = db.execute(
+        f"SELECT run_id FROM runs WHERE wake_at <= ? AND status IN ('pending', 'running') "
+        f"AND workflow_name IN ({_marks(len(names))}) AND (owner IS NULL OR owner NOT IN {_ALIVE}) "
+        f"ORDER BY wake_at LIMIT ?{db.skip_locked}",
+        (now, *names, now, limit),
+    )
+    claimed = []
+    for (run_id,) in rows:
+        locked = _lock_run(db, run_id)
+        if locked is None:
+            continue
+        _fire_due_waits(db, run_id, locked[1], now)
+        db.execute("UPDATE runs SET owner = ? WHERE run_id = ?", (worker_id, run_id))
+        record = get_run(db, run_id)
+        if record is not None:
+            claimed.append(record)
+    return claimed
+
+
+def _fire_due_waits(db: DB, run_id: str, last_seq: int, now: float) -> None:
+    due = db.execute(
+        "SELECT wait_id FROM waits WHERE run_id = ? AND status = 'waiting' AND resume_at <= ? ORDER BY resume_at, wait_id",
+        (run_id, now),
+    )
+    if not due:
+        return
+    appender = _Appender(db, run_id, last_seq)
+    for (wait_id,) in due:
+        appender.add(EventKind.WAIT_COMPLETED, wait_id, now)
+    db.executemany(
+        "UPDATE waits SET status = 'completed' WHERE run_id = ? AND wait_id = ?", [(run_id, w) for (w,) in due]
+    )
+    appender.flush()
+    db.execute("UPDATE runs SET last_seq = ?, updated_at = ? WHERE run_id = ?", (appender.seq, now, run_id))
+
+
+def release_run(db: DB, run_id: str, worker_id: str, now: float) -> None:
+    db.execute("UPDATE runs SET owner = NULL WHERE run_id = ? AND owner = ?", (run_id, worker_id))
+
+
+def next_wake(db: DB, names: Sequence[str], step_names: Sequence[str]) -> float | None:
+    times = []
+    if names:
+        rows = db.execute(
+            f"SELECT MIN(wake_at) FROM runs WHERE wake_at IS NOT NULL AND status IN ('pending', 'running') "
+            f"AND workflow_name IN ({_marks(len(names))})",
+            tuple(names),
+        )
+        times.append(rows[0][0])
+    if step_names:
+        rows = db.execute(
+            f"SELECT MIN(ready_at) FROM steps WHERE status = 'pending' AND name IN ({_marks(len(step_names))})",
+            tuple(step_names),
+        )
+        times.append(rows[0][0])
+    known = [t for t in times if t is not None]
+    return min(known) if known else None
+
+
+def terminal_runs(db: DB, run_ids: Sequence[str]) -> list[str]:
+    if not run_ids:
+        return []
+    rows = db.execute(
+        f"SELECT run_id FROM runs WHERE run_id IN ({_marks(len(run_ids))}) AND status IN ('completed', 'failed', 'cancelled')",
+        tuple(run_ids),
+    )
+    return [r[0] for r in rows]
+
+
+# -- the invocation commit ------------------------------------------------------------------------
+
+
+def commit(db: DB, inv: Invocation) -> CommitResult:  # noqa: C901 - one transaction, read top to bottom
+    locked = _lock_run(db, inv.run_id)
+    if locked is None:
+        return CommitResult(False, "no such run")
+    status, last_seq, owner = locked[0], locked[1], locked[2]
+    if status in TERMINAL:
+        return CommitResult(False, "run is " + status, run_status=status)
+    if inv.holds_lease and owner != inv.worker_id:
+        return CommitResult(False, "lease lost", run_status=status)
+    # Only events replay reads can invalidate what the instance computed; step_started and
+    # step_retrying appended meanwhile (by parallel steps) do not.
+    clean = last_seq == inv.known_seq or not db.execute(
+        f"SELECT 1 FROM events WHERE run_id = ? AND seq > ? AND kind IN ({_marks(len(_REPLAY_KIND_LIST))}) LIMIT 1",
+        (inv.run_id, inv.known_seq, *_REPLAY_KIND_LIST),
+    )
+    if inv.speculative:
+        if not clean:
+            return CommitResult(False, "log moved", run_status=status)
+        if owner is not None and owner != inv.worker_id and db.execute(
+            "SELECT 1 FROM workers WHERE worker_id = ? AND alive_until > ?", (owner, inv.now)
+        ):
+            return CommitResult(False, "run is leased", run_status=status)
+    now = inv.now
+    out = _Appender(db, inv.run_id, last_seq)
+
+    for ev in inv.speculative:
+        if ev.kind == EventKind.RUN_STARTED:
+            if status != "pending":
+                return CommitResult(False, "run already started", run_status=status)
+            db.execute("UPDATE runs SET status = 'running', started_at = ? WHERE run_id = ?", (ev.created_at, inv.run_id))
+            status = "running"
+            db.note("runs")
+        elif ev.kind in (EventKind.STEP_COMPLETED, EventKind.STEP_FAILED):
+            if not _finish_step_row(db, inv.run_id, ev.correlation_id or "", ev.kind, ev.data, ev.created_at, None):
+                return CommitResult(False, "step not running", run_status=status)
+        elif ev.kind == EventKind.WAIT_COMPLETED:
+            done = db.execute(
+                "UPDATE waits SET status = 'completed' WHERE run_id = ? AND wait_id = ? AND status = 'waiting' "
+                "RETURNING wait_id",
+                (inv.run_id, ev.correlation_id),
+            )
+            if not done:
+                return CommitResult(False, "wait not pending", run_status=status)
+        else:
+            raise ValueError(f"cannot commit a speculative {ev.kind} event")
+        out.add(ev.kind, ev.correlation_id, ev.created_at, data=ev.data, attempt=ev.attempt)
+
+    wake_now = not clean
+    new_steps: list[ScheduleStep] = []
+    for cmd in inv.commands:
+        corr = cmd.correlation_id
+        if isinstance(cmd, ScheduleStep):
+            db.execute(
+                "INSERT INTO steps (run_id, step_id, name, status, attempt, max_attempts, input, created_at, ready_at) "
+                "VALUES (?,?,?,'pending',0,?,?,?,?)",
+                (inv.run_id, corr, cmd.name, cmd.max_attempts, cmd.input, now, now),
+            )
+            out.add(EventKind.STEP_CREATED, corr, now, name=cmd.name, data=cmd.input)
+            new_steps.append(cmd)
+        elif isinstance(cmd, CreateHook):
+            created = db.execute(
+                "INSERT INTO hooks (run_id, hook_id, token, status, metadata, created_at) VALUES (?,?,?,'active',?,?) "
+                "ON CONFLICT DO NOTHING RETURNING hook_id",
+                (inv.run_id, corr, cmd.token, cmd.metadata, now),
+            )
+            if created:
+                out.add(EventKind.HOOK_CREATED, corr, now, name=cmd.token, data=cmd.metadata)
+            else:
+                out.add(EventKind.HOOK_CONFLICT, corr, now, name=cmd.token, data=cmd.metadata)
+                wake_now = True
+        elif isinstance(cmd, StartWait):
+            db.execute(
+                "INSERT INTO waits (run_id, wait_id, resume_at, status) VALUES (?,?,?,'waiting')",
+                (inv.run_id, corr, cmd.resume_at),
+            )
+            out.add(EventKind.WAIT_CREATED, corr, now, data=encode(cmd.resume_at))
+        elif isinstance(cmd, CancelWait):
+            db.execute(
+                "UPDATE waits SET status = 'cancelled' WHERE run_id = ? AND wait_id = ? AND status = 'waiting'",
+                (inv.run_id, corr),
+            )
+            out.add(EventKind.WAIT_CANCELLED, corr, now)
+        elif isinstance(cmd, DisposeHook):
+            db.execute(
+                "UPDATE hooks SET status = 'disposed' WHERE run_id = ? AND hook_id = ? AND status = 'active'",
+                (inv.run_id, corr),
+            )
+            out.add(EventKind.HOOK_DISPOSED, corr, now)
+        elif isinstance(cmd, WriteChunk):
+            if _append_chunks(db, inv.run_id, cmd.namespace, [cmd.data], None, None, now, close=False, strict=False):
+                out.add(EventKind.STREAM_WRITTEN, corr, now, name=cmd.namespace, data=cmd.digest)
+        elif isinstance(cmd, CloseStream):
+            _close_stream(db, inv.run_id, cmd.namespace, None)
+            out.add(EventKind.STREAM_CLOSED, corr, now, name=cmd.namespace)
+
+    claimed: list[StepClaim] = []
+    if inv.status == "suspended":
+        for cmd in new_steps[: inv.claim_steps]:
+            db.execute(
+                "UPDATE steps SET status = 'running', attempt = 1, owner = ?, started_at = ?, attempt_started_at = ? "
+                "WHERE run_id = ? AND step_id = ?",
+                (inv.worker_id, now, now, inv.run_id, cmd.correlation_id),
+            )
+            out.add(EventKind.STEP_STARTED, cmd.correlation_id, now, attempt=1)
+            claimed.append(
+                StepClaim(inv.run_id, cmd.correlation_id, cmd.name, cmd.input, 1, cmd.max_attempts, now, locked[3])
+            )
+        if len(new_steps) > len(claimed):
+            db.note("work")
+
+    if inv.status == "suspended":
+        if wake_now:
+            wake_at: float | None = now
+            db.note("work")
+        else:
+            rows = db.execute(
+                "SELECT MIN(resume_at) FROM waits WHERE run_id = ? AND status = 'waiting'", (inv.run_id,)
+            )
+            wake_at = rows[0][0]
+            if wake_at is not None:
+                db.note("work")
+        out.flush()
+        db.execute(
+            "UPDATE runs SET last_seq = ?, owner = NULL, wake_at = ?, updated_at = ? WHERE run_id = ?",
+            (out.seq, wake_at, now, inv.run_id),
+        )
+        run_status = status
+    else:
+        kind = EventKind.RUN_COMPLETED if inv.status == "completed" else EventKind.RUN_FAILED
+        run_status = "completed" if inv.status == "completed" else "failed"
+        out.add(kind, None, now, data=inv.result if inv.status == "completed" else inv.error)
+        out.flush()
+        db.execute(
+            "UPDATE runs SET status = ?, output = ?, error = ?, completed_at = ?, last_seq = ?, owner = NULL, "
+            "wake_at = NULL, updated_at = ? WHERE run_id = ?",
+            (run_status, inv.result, inv.error, now, out.seq, now, inv.run_id),
+        )
+        _finalize(db, inv.run_id, None if run_status == "completed" else _error_text(inv.error))
+    return CommitResult(True, last_seq=out.seq, clean=clean, claimed=claimed, run_status=run_status)
+
+
+def _error_text(error: bytes | None) -> str:
+    if not error:
+        return "failed"
+    info = decode_error(error)
+    return f"{info.type}: {info.message}"
+
+
+def _finalize(db: DB, run_id: str, stream_error: str | None) -> None:
+    """A run became terminal: free its hook tokens, drop its waits and pending steps, close its streams."""
+    db.execute("UPDATE hooks SET status = 'disposed' WHERE run_id = ? AND status = 'active'", (run_id,))
+    db.execute("UPDATE waits SET status = 'cancelled' WHERE run_id = ? AND status = 'waiting'", (run_id,))
+    db.execute("UPDATE steps SET status = 'cancelled', owner = NULL WHERE run_id = ? AND status = 'pending'", (run_id,))
+    closed = db.execute(
+        "UPDATE streams SET closed = 1, error = ? WHERE run_id = ? AND closed = 0 RETURNING namespace",
+        (stream_error, run_id),
+    )
+    for (namespace,) in closed:
+        db.note("stream", run_id, namespace)
+    db.note("runs")
+    db.note("run", run_id)
+    db.note("run-end", run_id)
+    db.note("stream-end", run_id)
+
+
+def cancel_run(db: DB, run_id: str, now: float) -> RunRecord | None:
+    locked = _lock_run(db, run_id)
+    if locked is None:
+        return None
+    if locked[0] not in TERMINAL:
+        out = _Appender(db, run_id, locked[1])
+        out.add(EventKind.RUN_CANCELLED, None, now)
+        out.flush()
+        db.execute(
+            "UPDATE runs SET status = 'cancelled', completed_at = ?, last_seq = ?, owner = NULL, wake_at = NULL, "
+            "updated_at = ? WHERE run_id = ?",
+            (now, out.seq, now, run_id),
+        )
+        _finalize(db, run_id, "run cancelled")
+    return get_run(db, run_id)
+
+
+# -- steps ----------------------------------------------------------------------------------------
+
+
+def claim_steps(db: DB, worker_id: str, names: Sequence[str], now: float, limit: int) -> list[StepClaim]:
+    if not names or limit <= 0:
+        return []
+    marks = _marks(len(names))
+    candidates = db.execute(
+        f"SELECT run_id, step_id FROM steps WHERE status = 'pending' AND ready_at <= ? AND name IN ({marks}) "
+        "ORDER BY ready_at LIMIT ?",
+        (now, *names, limit),
+    )
+    if len(candidates) < limit:
+        candidates += db.execute(
+            f"SELECT run_id, step_id FROM steps WHERE status = 'running' AND name IN ({marks}) "
+            f"AND (owner IS NULL OR owner NOT IN {_ALIVE}) LIMIT ?",
+            (*names, now, limit - len(candidates)),
+        )
+    claims = []
+    for run_id, step_id in candidates:
+        # Lock order everywhere: run, then its steps/hooks/streams. A run another worker holds
+        # is skipped, not waited for.
+        runs = db.execute(
+            f"SELECT status, last_seq, owner, workflow_name FROM runs WHERE run_id = ?{db.skip_locked}", (run_id,)
+        )
+        if not runs:
+            continue
+        run = runs[0]
+        rows = db.execute(
+            "SELECT name, input, attempt, max_attempts, started_at FROM steps WHERE run_id = ? AND step_id = ? "
+            f"AND ((status = 'pending' AND ready_at <= ?) OR (status = 'running' AND (owner IS NULL OR owner NOT IN {_ALIVE})))"
+            f"{db.for_update}",
+            (run_id, step_id, now, now),
+        )
+        if not rows:
+            continue  # claimed or finished meanwhile
+        if run[0] in TERMINAL:
+            db.execute("UPDATE steps SET status = 'cancelled', owner = NULL WHERE run_id = ? AND step_id = ?", (run_id, step_id))
+            continue
+        name, data, attempt, max_attempts, started_at = rows[0][0], bytes(rows[0][1]), rows[0][2] + 1, rows[0][3], rows[0][4]
+        out = _Appender(db, run_id, run[1])
+        if attempt > max_attempts:
+            # Attempts lost to crashes count: a step that keeps killing its worker must end.
+            message = f"step {name!r} exceeded its {max_attempts} attempt(s) (its worker stopped during the last one)"
+            error = encode_error(StepFailed(name, "durable.StepFailed", message))
+            out.add(EventKind.STEP_FAILED, step_id, now, data=error, attempt=attempt - 1)
+            db.execute(
+                "UPDATE steps SET status = 'failed', error = ?, completed_at = ?, owner = NULL WHERE run_id = ? AND step_id = ?",
+                (error, now, run_id, step_id),
+            )
+            out.flush()
+            db.execute(
+                "UPDATE runs SET last_seq = ?, wake_at = ?, updated_at = ? WHERE run_id = ?", (out.seq, now, now, run_id)
+            )
+            db.note("work")
+            continue
+        out.add(EventKind.STEP_STARTED, step_id, now, attempt=attempt)
+        db.execute(
+            "UPDATE steps SET status = 'running', attempt = ?, owner = ?, started_at = COALESCE(started_at, ?), "
+            "attempt_started_at = ?, ready_at = NULL WHERE run_id = ? AND step_id = ?",
+            (attempt, worker_id, now, now, run_id, step_id),
+        )
+        out.flush()
+        db.execute("UPDATE runs SET last_seq = ?, updated_at = ? WHERE run_id = ?", (out.seq, now, run_id))
+        claims.append(StepClaim(run_id, step_id, name, data, attempt, max_attempts, started_at or now, run[3]))
+    return claims
+
+
+def _finish_step_row(
+    db: DB, run_id: str, step_id: str, kind: str, data: bytes | None, now: float, retry_at: float | None
+) -> bool:
+    if kind == EventKind.STEP_COMPLETED:
+        sql = "UPDATE steps SET status = 'completed', output = ?, completed_at = ?, owner = NULL"
+        params: tuple[Any, ...] = (data, now)
+    elif kind == EventKind.STEP_FAILED:
+        sql = "UPDATE steps SET status = 'failed', error = ?, completed_at = ?, owner = NULL"
+        params = (data, now)
+    else:
+        sql = "UPDATE steps SET status = 'pending', error = ?, ready_at = ?, owner = NULL"
+        params = (data, retry_at if retry_at is not None else now)
+    done = db.execute(
+        f"{sql} WHERE run_id = ? AND step_id = ? AND status = 'running' RETURNING step_id", (*params, run_id, step_id)
+    )
+    return bool(done)
+
+
+def finish_step(
+    db: DB, run_id: str, step_id: str, kind: str, data: bytes, attempt: int, now: float, retry_at: float | None
+) -> bool:
+    run = _lock_run(db, run_id)
+    if run is None or not _finish_step_row(db, run_id, step_id, kind, data, now, retry_at):
+        return False
+    out = _Appender(db, run_id, run[1])
+    out.add(kind, step_id, now, data=data, attempt=attempt)
+    out.flush()
+    if run[0] in ACTIVE and kind != EventKind.STEP_RETRYING:
+        db.execute(
+            "UPDATE runs SET last_seq = ?, wake_at = ?, updated_at = ? WHERE run_id = ?", (out.seq, now, now, run_id)
+        )
+    else:
+        db.execute("UPDATE runs SET last_seq = ?, updated_at = ? WHERE run_id = ?", (out.seq, now, run_id))
+    db.note("work")
+    return True
+
+
+def list_steps(db: DB, run_id: str) -> list[StepRecord]:
+    rows = db.execute(
+        "SELECT run_id, step_id, name, status, attempt, max_attempts, created_at, started_at, completed_at, output, "
+        "error, ready_at FROM steps WHERE run_id = ? ORDER BY created_at, length(step_id), step_id",
+        (run_id,),
+    )
+    return [
+        StepRecord(
+            r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8],
+            None if r[9] is None else bytes(r[9]), None if r[10] is None else bytes(r[10]), r[11],
+        )
+        for r in rows
+    ]
+
+
+# -- hooks ----------------------------------------------------------------------------------------
+
+_HOOK_COLUMNS = "run_id, hook_id, token, status, metadata, created_at"
+
+
+def _hook(r: Row) -> HookRecord:
+    return HookRecord(r[0], r[1], r[2], r[3], None if r[4] is None else bytes(r[4]), r[5])
+
+
+def get_hook(db: DB, token: str) -> HookRecord | None:
+    rows = db.execute(f"SELECT {_HOOK_COLUMNS} FROM hooks WHERE token = ? AND status = 'active'", (token,))
+    return _hook(rows[0]) if rows else None
+
+
+def list_hooks(db: DB, run_id: str, active_only: bool) -> list[HookRecord]:
+    extra = " AND status = 'active'" if active_only else ""
+    rows = db.execute(
+        f"SELECT {_HOOK_COLUMNS} FROM hooks WHERE run_id = ?{extra} ORDER BY created_at, length(hook_id), hook_id",
+        (run_id,),
+    )
+    return [_hook(r) for r in rows]
+
+
+def resume_hook(db: DB, token: str, payload: bytes, now: float) -> HookRecord:
+    found = db.execute("SELECT run_id FROM hooks WHERE token = ? AND status = 'active'", (token,))
+    if not found:
+        raise HookNotFound(token)
+    run = _lock_run(db, found[0][0])
+    rows = db.execute(f"SELECT {_HOOK_COLUMNS} FROM hooks WHERE token = ? AND status = 'active'{db.for_update}", (token,))
+    if run is None or run[0] in TERMINAL or not rows or rows[0][0] != found[0][0]:
+        raise HookNotFound(token)
+    hook = _hook(rows[0])
+    out = _Appender(db, hook.run_id, run[1])
+    out.add(EventKind.HOOK_RECEIVED, hook.hook_id, now, name=token, data=payload)
+    out.flush()
+    db.execute(
+        "UPDATE runs SET last_seq = ?, wake_at = ?, updated_at = ? WHERE run_id = ?", (out.seq, now, now, hook.run_id)
+    )
+    db.note("work")
+    return hook
+
+
+# -- streams --------------------------------------------------------------------------------------
+
+
+def _append_chunks(
+    db: DB, run_id: str, namespace: str, chunks: Sequence[bytes], step_id: str | None, attempt: int | None,
+    now: float, *, close: bool, strict: bool,
+) -> bool:
+    rows = db.execute(
+        f"SELECT next_index, closed FROM streams WHERE run_id = ? AND namespace = ?{db.for_update}", (run_id, namespace)
+    )
+    if rows:
+        start, closed = rows[0]
+        if closed:
+            if strict:
+                raise StreamClosedError(run_id, namespace)
+            return False
+    else:
+        start = 0
+        db.execute("INSERT INTO streams (run_id, namespace, next_index, closed) VALUES (?,?,0,0)", (run_id, namespace))
+    if chunks:
+        db.executemany(
+            "INSERT INTO chunks (run_id, namespace, idx, data, step_id, attempt, created_at) VALUES (?,?,?,?,?,?,?)",
+            [(run_id, namespace, start + i, data, step_id, attempt, now) for i, data in enumerate(chunks)],
+        )
+    db.execute(
+        "UPDATE streams SET next_index = ?, closed = ? WHERE run_id = ? AND namespace = ?",
+        (start + len(chunks), 1 if close else 0, run_id, namespace),
+    )
+    db.note("stream", run_id, namespace)
+    return True
+
+
+def append_chunks(
+    db: DB, run_id: str, namespace: str, chunks: Sequence[bytes], step_id: str | None, attempt: int | None,
+    now: float, close: bool,
+) -> int:
+    run = db.execute("SELECT status FROM runs WHERE run_id = ?", (run_id,))
+    if not run:
+        raise RunNotFound(run_id)
+    if run[0][0] in TERMINAL:
+        raise StreamClosedError(run_id, namespace)
+    _append_chunks(db, run_id, namespace, chunks, step_id, attempt, now, close=close, strict=True)
+    return int(db.execute("SELECT next_index FROM streams WHERE run_id = ? AND namespace = ?", (run_id, namespace))[0][0])
+
+
+def _close_stream(db: DB, run_id: str, namespace: str, error: str | None) -> None:
+    updated = db.execute(
+        "UPDATE streams SET closed = 1, error = ? WHERE run_id = ? AND namespace = ? AND closed = 0 RETURNING namespace",
+        (error, run_id, namespace),
+    )
+    if not updated and not db.execute("SELECT 1 FROM streams WHERE run_id = ? AND namespace = ?", (run_id, namespace)):
+        db.execute(
+            "INSERT INTO streams (run_id, namespace, next_index, closed, error) VALUES (?,?,0,1,?)",
+            (run_id, namespace, error),
+        )
+    db.note("stream", run_id, namespace)
+
+
+def close_stream(db: DB, run_id: str, namespace: str, error: str | None) -> None:
+    if not db.execute("SELECT 1 FROM runs WHERE run_id = ?", (run_id,)):
+        raise RunNotFound(run_id)
+    _close_stream(db, run_id, namespace, error)
+
+
+def read_chunks(db: DB, run_id: str, namespace: str, start: int, limit: int) -> ChunkPage:
+    stream = db.execute(
+        "SELECT next_index, closed, error FROM streams WHERE run_id = ? AND namespace = ?", (run_id, namespace)
+    )
+    if start < 0:
+        start = max(0, (stream[0][0] if stream else 0) + start)
+    rows = db.execute(
+        "SELECT idx, data, step_id, attempt, created_at FROM chunks WHERE run_id = ? AND namespace = ? AND idx >= ? "
+        "ORDER BY idx LIMIT ?",
+        (run_id, namespace, start, limit),
+    )
+    chunks = [Chunk(r[0], bytes(r[1]), r[2], r[3], r[4]) for r in rows]
+    end = start + len(chunks)
+    if stream:
+        next_index, closed, error = stream[0]
+        return ChunkPage(chunks, bool(closed) and end >= next_index, error if closed else None)
+    run = db.execute("SELECT status, error FROM runs WHERE run_id = ?", (run_id,))
+    if not run:
+        raise RunNotFound(run_id)
+    status = run[0][0]
+    if status in TERMINAL:
+        error = None if status == "completed" else ("run cancelled" if status == "cancelled" else _error_text(run[0][1]))
+        return ChunkPage(chunks, True, error)
+    return ChunkPage(chunks, False, None)
+
+
+def list_streams(db: DB, run_id: str) -> list[tuple[str, int, bool]]:
+    rows = db.execute(
+        "SELECT namespace, next_index, closed FROM streams WHERE run_id = ? ORDER BY namespace", (run_id,)
+    )
+    return [(r[0], r[1], bool(r[2])) for r in rows]

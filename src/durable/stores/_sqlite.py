@@ -1,0 +1,426 @@
+"""The embedded default store: one SQLite file in WAL mode (or ``:memory:`` for ``memory://``).
+
+All database work happens on one dedicated thread that owns the connection, so the event
+loop never blocks on SQLite. That thread also *groups commits*: operations queued while a
+transaction is being written run together in the next one (each inside its own SAVEPOINT, so
+one failing operation does not undo the others), turning N fsyncs into one under load.
+
+Durability: ``synchronous=FULL`` by default (a committed change survives power loss);
+``?synchronous=normal`` survives process crashes but may lose the last commits on power loss.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import queue
+import sqlite3
+import threading
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+from .._errors import DurableError, StoreCorrupt, StoreError
+from .._events import Event
+from . import _sql
+from ._base import (
+    ChunkPage,
+    CommitResult,
+    HookRecord,
+    Invocation,
+    NewRun,
+    Notifier,
+    RunRecord,
+    StepClaim,
+    StepRecord,
+    Store,
+)
+
+log = logging.getLogger("durable.store")
+T = TypeVar("T")
+SCHEMA_VERSION = 1
+_BATCH = 64
+
+_SCHEMA = [
+    """CREATE TABLE durable_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)""",
+    """CREATE TABLE workers (
+        worker_id TEXT PRIMARY KEY, host TEXT NOT NULL, pid INTEGER NOT NULL, pid_start TEXT NOT NULL,
+        started_at REAL NOT NULL, alive_until REAL NOT NULL)""",
+    """CREATE TABLE runs (
+        run_id TEXT PRIMARY KEY, workflow_name TEXT NOT NULL, status TEXT NOT NULL, input BLOB NOT NULL,
+        seed TEXT NOT NULL, idempotency_key TEXT UNIQUE, output BLOB, error BLOB,
+        created_at REAL NOT NULL, updated_at REAL NOT NULL, started_at REAL, completed_at REAL,
+        last_seq INTEGER NOT NULL, wake_at REAL, owner TEXT)""",
+    "CREATE INDEX runs_wake ON runs (wake_at) WHERE wake_at IS NOT NULL",
+    "CREATE INDEX runs_created ON runs (created_at, run_id)",
+    "CREATE INDEX runs_status ON runs (status, created_at)",
+    """CREATE TABLE events (
+        run_id TEXT NOT NULL, seq INTEGER NOT NULL, kind TEXT NOT NULL, corr_id TEXT, name TEXT, data BLOB,
+        attempt INTEGER, created_at REAL NOT NULL, PRIMARY KEY (run_id, seq)) WITHOUT ROWID""",
+    # A command or a terminal step/wait/hook event is recorded at most once per correlation id.
+    """CREATE UNIQUE INDEX events_once ON events (run_id, corr_id, kind) WHERE kind IN (
+        'step_created', 'step_completed', 'step_failed', 'hook_created', 'hook_conflict', 'hook_disposed',
+        'wait_created', 'wait_completed', 'wait_cancelled', 'stream_written', 'stream_closed')""",
+    """CREATE TABLE steps (
+        run_id TEXT NOT NULL, step_id TEXT NOT NULL, name TEXT NOT NULL, status TEXT NOT NULL,
+        attempt INTEGER NOT NULL, max_attempts INTEGER NOT NULL, input BLOB NOT NULL, output BLOB, error BLOB,
+        created_at REAL NOT NULL, started_at REAL, attempt_started_at REAL, completed_at REAL, ready_at REAL,
+        owner TEXT, PRIMARY KEY (run_id, step_id))""",
+    "CREATE INDEX steps_ready ON steps (ready_at) WHERE status = 'pending'",
+    "CREATE INDEX steps_running ON steps (owner) WHERE status = 'running'",
+    """CREATE TABLE hooks (
+        run_id TEXT NOT NULL, hook_id TEXT NOT NULL, token TEXT NOT NULL, status TEXT NOT NULL, metadata BLOB,
+        created_at REAL NOT NULL, PRIMARY KEY (run_id, hook_id))""",
+    "CREATE UNIQUE INDEX hooks_live_token ON hooks (token) WHERE status = 'active'",
+    """CREATE TABLE waits (
+        run_id TEXT NOT NULL, wait_id TEXT NOT NULL, resume_at REAL NOT NULL, status TEXT NOT NULL,
+        PRIMARY KEY (run_id, wait_id))""",
+    "CREATE INDEX waits_due ON waits (run_id, resume_at) WHERE status = 'waiting'",
+    """CREATE TABLE streams (
+        run_id TEXT NOT NULL, namespace TEXT NOT NULL, next_index INTEGER NOT NULL, closed INTEGER NOT NULL,
+        error TEXT, PRIMARY KEY (run_id, namespace))""",
+    """CREATE TABLE chunks (
+        run_id TEXT NOT NULL, namespace TEXT NOT NULL, idx INTEGER NOT NULL, data BLOB NOT NULL, step_id TEXT,
+        attempt INTEGER, created_at REAL NOT NULL, PRIMARY KEY (run_id, namespace, idx)) WITHOUT ROWID""",
+]
+# Migrations from version N to N+1, appended as the schema evolves: MIGRATIONS[N] runs on a version-N store.
+MIGRATIONS: dict[int, list[str]] = {}
+
+
+class _Tx:
+    """The :class:`_sql.DB` view of the connection inside one transaction."""
+
+    for_update = ""
+    skip_locked = ""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+        self.topics: list[tuple[str, ...]] = []
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        return self.conn.execute(sql, params).fetchall()
+
+    def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        self.conn.executemany(sql, rows)
+
+    def note(self, *topic: str) -> None:
+        self.topics.append(topic)
+
+
+class _Op:
+    __slots__ = ("fn", "future", "loop", "topics", "write")
+
+    def __init__(self, fn: Callable[[_Tx], Any], write: bool, loop: asyncio.AbstractEventLoop) -> None:
+        self.fn = fn
+        self.write = write
+        self.loop = loop
+        self.future: asyncio.Future[Any] = loop.create_future()
+        self.topics: list[tuple[str, ...]] = []
+
+
+class _DatabaseThread:
+    """Owns the connection; runs queued operations in grouped transactions."""
+
+    def __init__(self, connect: Callable[[], sqlite3.Connection], name: str) -> None:
+        self._connect = connect
+        self._queue: queue.SimpleQueue[_Op | None] = queue.SimpleQueue()
+        self._ready = threading.Event()
+        self._open_error: BaseException | None = None
+        self._thread = threading.Thread(target=self._main, name=name, daemon=True)
+        self._thread.start()
+        self._ready.wait()
+        if self._open_error is not None:
+            raise self._open_error
+
+    def submit(self, op: _Op) -> None:
+        self._queue.put(op)
+
+    def stop(self) -> None:
+        self._queue.put(None)
+        self._thread.join()
+
+    def _main(self) -> None:
+        try:
+            conn = self._connect()
+        except BaseException as exc:
+            self._open_error = exc
+            self._ready.set()
+            return
+        self._ready.set()
+        try:
+            while True:
+                op = self._queue.get()
+                if op is None:
+                    return
+                batch = [op]
+                stop = False
+                while len(batch) < _BATCH:
+                    try:
+                        more = self._queue.get_nowait()
+                    except queue.Empty:
+                        break
+                    if more is None:
+                        stop = True
+                        break
+                    batch.append(more)
+                self._run_batch(conn, batch)
+                if stop:
+                    return
+        finally:
+            conn.close()
+
+    def _run_batch(self, conn: sqlite3.Connection, batch: list[_Op]) -> None:
+        results: list[tuple[_Op, bool, Any]] = []
+        writing = any(op.write for op in batch)
+        try:
+            conn.execute("BEGIN IMMEDIATE" if writing else "BEGIN")
+        except sqlite3.Error as exc:
+            error = _translate(exc)
+            for op in batch:
+                results.append((op, False, error))
+            _resolve(results)
+            return
+        for i, op in enumerate(batch):
+            tx = _Tx(conn)
+            savepoint = f"op{i}"
+            if writing:
+                conn.execute(f"SAVEPOINT {savepoint}")
+            try:
+                value = op.fn(tx)
+            except BaseException as exc:
+                if writing:
+                    conn.execute(f"ROLLBACK TO {savepoint}")
+                    conn.execute(f"RELEASE {savepoint}")
+                results.append((op, False, exc if isinstance(exc, DurableError) else _translate(exc)))
+                continue
+            if writing:
+                conn.execute(f"RELEASE {savepoint}")
+            op.topics = tx.topics
+            results.append((op, True, value))
+        try:
+            conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            conn.execute("ROLLBACK")
+            error = _translate(exc)
+            results = [(op, False, error) for op, _, _ in results]
+        _resolve(results)
+
+
+def _translate(exc: BaseException) -> BaseException:
+    if isinstance(exc, sqlite3.DatabaseError) and "not a database" in str(exc):
+        return StoreCorrupt("sqlite", "the file is not a SQLite database")
+    if isinstance(exc, sqlite3.Error):
+        error = StoreError(f"SQLite error: {exc}")
+        error.__cause__ = exc
+        return error
+    return exc
+
+
+def _resolve(results: list[tuple[_Op, bool, Any]]) -> None:
+    by_loop: dict[asyncio.AbstractEventLoop, list[tuple[_Op, bool, Any]]] = {}
+    for item in results:
+        by_loop.setdefault(item[0].loop, []).append(item)
+    for loop, items in by_loop.items():
+        try:
+            loop.call_soon_threadsafe(_settle, items)
+        except RuntimeError:
+            pass  # the loop is closed: nobody waits any more
+
+
+def _settle(items: list[tuple[_Op, bool, Any]]) -> None:
+    for op, ok, value in items:
+        if op.future.done():
+            continue
+        if ok:
+            op.future.set_result(value)
+        else:
+            op.future.set_exception(value)
+
+
+class SQLiteStore(Store):
+    """SQLite store. ``path`` is a file path, or ``":memory:"`` for a private in-memory database."""
+
+    def __init__(self, path: str | os.PathLike[str], *, synchronous: str = "full", busy_timeout: float = 30.0) -> None:
+        self.path = str(path)
+        self.memory = self.path == ":memory:"
+        self.url = "memory://" if self.memory else f"sqlite:///{self.path}"
+        synchronous = synchronous.lower()
+        if synchronous not in ("full", "normal", "off", "extra"):
+            raise ValueError(f"synchronous must be full, normal, extra or off, got {synchronous!r}")
+        self.synchronous = synchronous
+        self.busy_timeout = busy_timeout
+        self.notifier = Notifier()
+        self.cross_process = not self.memory
+        self._thread: _DatabaseThread | None = None
+
+    def __repr__(self) -> str:
+        return f"<SQLiteStore {self.url} synchronous={self.synchronous}>"
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    async def open(self) -> None:
+        if self._thread is not None:
+            return
+        if not self.memory:
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        self._thread = await asyncio.to_thread(_DatabaseThread, self._connect, f"durable-sqlite {self.path}")
+
+    async def aclose(self) -> None:
+        thread, self._thread = self._thread, None
+        if thread is not None:
+            await asyncio.to_thread(thread.stop)
+
+    def _connect(self) -> sqlite3.Connection:
+        try:
+            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=self.busy_timeout)
+            conn.execute("PRAGMA journal_mode=WAL" if not self.memory else "PRAGMA journal_mode=MEMORY")
+            conn.execute(f"PRAGMA synchronous={self.synchronous.upper()}")
+            conn.execute("PRAGMA foreign_keys=OFF")
+            _migrate(conn, self.path)
+        except sqlite3.DatabaseError as exc:
+            raise StoreCorrupt(self.path, f"cannot be opened as a durable store: {exc}") from None
+        return conn
+
+    async def _call(self, fn: Callable[[_Tx], T], *, write: bool = True) -> T:
+        if self._thread is None:
+            raise StoreError(f"{self!r} is not open (use it inside `async with`)")
+        op = _Op(fn, write, asyncio.get_running_loop())
+        self._thread.submit(op)
+        try:
+            result: T = await op.future
+        finally:
+            for topic in op.topics:
+                self.notifier.notify(*topic)
+        return result
+
+    # -- workers ---------------------------------------------------------------------------
+
+    async def register_worker(self, worker_id: str, host: str, pid: int, pid_start: str, ttl: float, now: float) -> None:
+        self._host = host
+        await self._call(lambda db: _sql.register_worker(db, worker_id, host, pid, pid_start, ttl, now))
+
+    async def heartbeat(self, worker_id: str, ttl: float, now: float) -> list[tuple[str, int, str]]:
+        host = getattr(self, "_host", "")
+        return await self._call(lambda db: _sql.heartbeat(db, worker_id, host, ttl, now))
+
+    async def mark_workers_dead(self, worker_ids: Sequence[str]) -> None:
+        await self._call(lambda db: _sql.mark_workers_dead(db, worker_ids))
+
+    async def unregister_worker(self, worker_id: str) -> None:
+        await self._call(lambda db: _sql.unregister_worker(db, worker_id))
+
+    # -- runs ------------------------------------------------------------------------------
+
+    async def create_run(self, new: NewRun) -> tuple[RunRecord, bool]:
+        return await self._call(lambda db: _sql.create_run(db, new))
+
+    async def get_run(self, run_id: str) -> RunRecord | None:
+        return await self._call(lambda db: _sql.get_run(db, run_id), write=False)
+
+    async def list_runs(
+        self, *, status: str | None = None, workflow: str | None = None, limit: int = 100, before: str | None = None
+    ) -> list[RunRecord]:
+        return await self._call(lambda db: _sql.list_runs(db, status, workflow, limit, before), write=False)
+
+    async def load_events(self, run_id: str, after_seq: int = 0) -> list[Event]:
+        return await self._call(lambda db: _sql.load_events(db, run_id, after_seq, False), write=False)
+
+    async def read_log(self, run_id: str, after_seq: int) -> tuple[list[Event], int]:
+        return await self._call(lambda db: _sql.read_log(db, run_id, after_seq), write=False)
+
+    async def claim_runs(self, worker_id: str, workflow_names: Sequence[str], now: float, limit: int) -> list[RunRecord]:
+        return await self._call(lambda db: _sql.claim_runs(db, worker_id, workflow_names, now, limit))
+
+    async def release_run(self, run_id: str, worker_id: str, now: float) -> None:
+        await self._call(lambda db: _sql.release_run(db, run_id, worker_id, now))
+
+    async def commit(self, invocation: Invocation) -> CommitResult:
+        return await self._call(lambda db: _sql.commit(db, invocation))
+
+    async def cancel_run(self, run_id: str, now: float) -> RunRecord | None:
+        return await self._call(lambda db: _sql.cancel_run(db, run_id, now))
+
+    async def next_wake(self, workflow_names: Sequence[str], step_names: Sequence[str]) -> float | None:
+        return await self._call(lambda db: _sql.next_wake(db, workflow_names, step_names), write=False)
+
+    async def terminal_runs(self, run_ids: Sequence[str]) -> list[str]:
+        return await self._call(lambda db: _sql.terminal_runs(db, run_ids), write=False)
+
+    # -- steps -----------------------------------------------------------------------------
+
+    async def claim_steps(self, worker_id: str, step_names: Sequence[str], now: float, limit: int) -> list[StepClaim]:
+        return await self._call(lambda db: _sql.claim_steps(db, worker_id, step_names, now, limit))
+
+    async def finish_step(
+        self, run_id: str, step_id: str, kind: str, data: bytes, attempt: int, now: float, retry_at: float | None = None
+    ) -> bool:
+        return await self._call(lambda db: _sql.finish_step(db, run_id, step_id, kind, data, attempt, now, retry_at))
+
+    async def list_steps(self, run_id: str) -> list[StepRecord]:
+        return await self._call(lambda db: _sql.list_steps(db, run_id), write=False)
+
+    # -- hooks -----------------------------------------------------------------------------
+
+    async def get_hook(self, token: str) -> HookRecord | None:
+        return await self._call(lambda db: _sql.get_hook(db, token), write=False)
+
+    async def list_hooks(self, run_id: str, *, active_only: bool = True) -> list[HookRecord]:
+        return await self._call(lambda db: _sql.list_hooks(db, run_id, active_only), write=False)
+
+    async def resume_hook(self, token: str, payload: bytes, now: float) -> HookRecord:
+        return await self._call(lambda db: _sql.resume_hook(db, token, payload, now))
+
+    # -- streams ---------------------------------------------------------------------------
+
+    async def append_chunks(
+        self, run_id: str, namespace: str, chunks: Sequence[bytes], step_id: str | None, attempt: int | None,
+        now: float, *, close: bool = False,
+    ) -> int:
+        return await self._call(lambda db: _sql.append_chunks(db, run_id, namespace, chunks, step_id, attempt, now, close))
+
+    async def close_stream(self, run_id: str, namespace: str, error: str | None, now: float) -> None:
+        await self._call(lambda db: _sql.close_stream(db, run_id, namespace, error))
+
+    async def read_chunks(self, run_id: str, namespace: str, start: int, limit: int) -> ChunkPage:
+        return await self._call(lambda db: _sql.read_chunks(db, run_id, namespace, start, limit), write=False)
+
+    async def list_streams(self, run_id: str) -> list[tuple[str, int, bool]]:
+        return await self._call(lambda db: _sql.list_streams(db, run_id), write=False)
+
+
+def _migrate(conn: sqlite3.Connection, location: str) -> None:
+    """Create the schema on an empty database, upgrade an older one, refuse anything else."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        if "durable_meta" not in tables:
+            if tables:
+                raise StoreCorrupt(
+                    location,
+                    "is a SQLite database but not a durable store (it has tables "
+                    + ", ".join(sorted(tables)[:5])
+                    + "); point DURABLE_STORE at a new file",
+                )
+            for statement in _SCHEMA:
+                conn.execute(statement)
+            conn.execute("INSERT INTO durable_meta (key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+            conn.execute("INSERT INTO durable_meta (key, value) VALUES ('format', 'durable-sqlite')")
+        else:
+            row = conn.execute("SELECT value FROM durable_meta WHERE key = 'schema_version'").fetchone()
+            version = int(row[0]) if row else 0
+            if version > SCHEMA_VERSION:
+                raise StoreCorrupt(
+                    location, f"was written by a newer durable (schema {version}; this version reads up to {SCHEMA_VERSION})"
+                )
+            while version < SCHEMA_VERSION:
+                if version not in MIGRATIONS:
+                    raise StoreCorrupt(location, f"has unknown schema version {version}")
+                for statement in MIGRATIONS[version]:
+                    conn.execute(statement)
+                version += 1
+                conn.execute("UPDATE durable_meta SET value = ? WHERE key = 'schema_version'", (str(version),))
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise

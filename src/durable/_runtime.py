@@ -83,6 +83,7 @@ class Runtime:
         self._run_locks: dict[str, anyio.Lock] = {}
         self._running_steps: dict[tuple[str, str], anyio.CancelScope] = {}
         self._free_slots = max_concurrent_steps
+        self._starved = False  # work may be waiting for a free step slot
         self._tg: TaskGroup | None = None
         self._context_token: Token[Runtime | None] | None = None
         self._warned_unknown: set[str] = set()
@@ -319,6 +320,8 @@ class Runtime:
             self._evict(run_id)
             raise
         self._free_slots += claim_now - len(result.claimed)
+        if claim_now < sum(1 for c in outcome.commands if type(c).__name__ == "ScheduleStep"):
+            self._starved = True
         if not result.ok:
             log.debug("commit of run %s refused: %s", run_id, result.reason)
             self._evict(run_id)
@@ -396,7 +399,9 @@ class Runtime:
         finally:
             self._running_steps.pop(key, None)
             self._free_slots += 1
-            self.store.notifier.notify("work")
+            if self._starved:  # steps may be waiting for this slot
+                self._starved = False
+                self.store.notifier.notify("work")
 
     async def _record_step(self, claim: StepClaim, outcome: StepOutcome) -> None:
         run_id = claim.run_id
@@ -427,11 +432,12 @@ class Runtime:
                 await anyio.sleep(min(1.0, wait * 4))
             if busy:
                 wait = 0.01
+                await anyio.sleep(0)
                 continue
             listener = self.store.notifier.listen("work")
             timeout = self._poll_timeout(wait)
             try:
-                due = await self.store.next_wake(self.workflow_names(), self._step_names())
+                due = await self.store.next_wake(self.workflow_names(), self._step_names(), time.time())
             except Exception:
                 due = None
             if due is not None:
@@ -455,6 +461,7 @@ class Runtime:
             self._spawn(self._invoke_claimed, record)
         if self._free_slots > 0:
             claims = await self.store.claim_steps(self.worker_id, self._step_names(), now, self._free_slots)
+            self._starved = len(claims) == self._free_slots
             for claim in claims:
                 busy = True
                 self._free_slots -= 1

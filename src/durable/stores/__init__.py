@@ -38,7 +38,7 @@ def store_from_url(url: str | None = None) -> Store:
 
         return SQLiteStore(":memory:")
     if scheme == "sqlite":
-        return _sqlite(url, parts)
+        return _sqlite_store(url, parts)
     try:
         module = import_module("durable.stores._postgres")
     except ImportError as exc:
@@ -47,7 +47,7 @@ def store_from_url(url: str | None = None) -> Store:
     return store
 
 
-def _sqlite(url: str, parts: Any) -> Store:
+def _sqlite_store(url: str, parts: Any) -> Store:
     from ._sqlite import SQLiteStore
 
     if parts.netloc:

@@ -248,8 +248,8 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def cancel_run(self, run_id: str, now: float) -> RunRecord | None: ...
     @abc.abstractmethod
-    async def next_wake(self, workflow_names: Sequence[str], step_names: Sequence[str]) -> float | None:
-        """The earliest time at which a run or a step of these names becomes due."""
+    async def next_wake(self, workflow_names: Sequence[str], step_names: Sequence[str], now: float) -> float | None:
+        """The earliest time at which a run (not leased by a live worker) or a step of these names becomes due."""
     @abc.abstractmethod
     async def terminal_runs(self, run_ids: Sequence[str]) -> list[str]: ...
 

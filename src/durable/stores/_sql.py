@@ -254,13 +254,13 @@ def release_run(db: DB, run_id: str, worker_id: str, now: float) -> None:
     db.execute("UPDATE runs SET owner = NULL WHERE run_id = ? AND owner = ?", (run_id, worker_id))
 
 
-def next_wake(db: DB, names: Sequence[str], step_names: Sequence[str]) -> float | None:
+def next_wake(db: DB, names: Sequence[str], step_names: Sequence[str], now: float) -> float | None:
     times = []
     if names:
         rows = db.execute(
             f"SELECT MIN(wake_at) FROM runs WHERE wake_at IS NOT NULL AND status IN ('pending', 'running') "
-            f"AND workflow_name IN ({_marks(len(names))})",
-            tuple(names),
+            f"AND workflow_name IN ({_marks(len(names))}) AND (owner IS NULL OR owner NOT IN {_ALIVE})",
+            (*names, now),
         )
         times.append(rows[0][0])
     if step_names:

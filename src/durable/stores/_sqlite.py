@@ -17,6 +17,7 @@ import os
 import queue
 import sqlite3
 import threading
+import typing
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -111,11 +112,11 @@ class _Tx:
 class _Op:
     __slots__ = ("fn", "future", "loop", "topics", "write")
 
-    def __init__(self, fn: Callable[[_Tx], Any], write: bool, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, fn: Callable[[_Tx], Any], write: bool, loop: asyncio.AbstractEventLoop | None = None) -> None:
         self.fn = fn
         self.write = write
         self.loop = loop
-        self.future: asyncio.Future[Any] = loop.create_future()
+        self.future: asyncio.Future[Any] | None = loop.create_future() if loop is not None else None
         self.topics: list[tuple[str, ...]] = []
 
 
@@ -171,40 +172,53 @@ class _DatabaseThread:
             conn.close()
 
     def _run_batch(self, conn: sqlite3.Connection, batch: list[_Op]) -> None:
-        results: list[tuple[_Op, bool, Any]] = []
-        writing = any(op.write for op in batch)
+        _resolve(run_batch(conn, batch))
+
+
+class Busy(Exception):
+    """The database is locked by another connection; try again on the database thread."""
+
+
+def run_batch(conn: sqlite3.Connection, batch: list[_Op], *, fail_if_busy: bool = False) -> list[tuple[_Op, bool, Any]]:
+    """Run operations in one transaction, each in its own savepoint; return (op, ok, value) per op."""
+    results: list[tuple[_Op, bool, Any]] = []
+    writing = any(op.write for op in batch)
+    try:
+        conn.execute("BEGIN IMMEDIATE" if writing else "BEGIN")
+    except sqlite3.OperationalError as exc:
+        if fail_if_busy and "locked" in str(exc):
+            raise Busy() from exc
+        return [(op, False, _translate(exc)) for op in batch]
+    except sqlite3.Error as exc:
+        return [(op, False, _translate(exc)) for op in batch]
+    single = len(batch) == 1
+    for i, op in enumerate(batch):
+        tx = _Tx(conn)
+        savepoint = f"op{i}"
+        if writing and not single:
+            conn.execute(f"SAVEPOINT {savepoint}")
         try:
-            conn.execute("BEGIN IMMEDIATE" if writing else "BEGIN")
-        except sqlite3.Error as exc:
-            error = _translate(exc)
-            for op in batch:
-                results.append((op, False, error))
-            _resolve(results)
-            return
-        for i, op in enumerate(batch):
-            tx = _Tx(conn)
-            savepoint = f"op{i}"
-            if writing:
-                conn.execute(f"SAVEPOINT {savepoint}")
-            try:
-                value = op.fn(tx)
-            except BaseException as exc:
-                if writing:
-                    conn.execute(f"ROLLBACK TO {savepoint}")
-                    conn.execute(f"RELEASE {savepoint}")
-                results.append((op, False, exc if isinstance(exc, DurableError) else _translate(exc)))
-                continue
-            if writing:
+            value = op.fn(tx)
+        except BaseException as exc:
+            if writing and not single:
+                conn.execute(f"ROLLBACK TO {savepoint}")
                 conn.execute(f"RELEASE {savepoint}")
-            op.topics = tx.topics
-            results.append((op, True, value))
-        try:
-            conn.execute("COMMIT")
-        except sqlite3.Error as exc:
-            conn.execute("ROLLBACK")
-            error = _translate(exc)
-            results = [(op, False, error) for op, _, _ in results]
-        _resolve(results)
+            elif single:
+                conn.execute("ROLLBACK")
+                return [(op, False, exc if isinstance(exc, DurableError) else _translate(exc))]
+            results.append((op, False, exc if isinstance(exc, DurableError) else _translate(exc)))
+            continue
+        if writing and not single:
+            conn.execute(f"RELEASE {savepoint}")
+        op.topics = tx.topics
+        results.append((op, True, value))
+    try:
+        conn.execute("COMMIT")
+    except sqlite3.Error as exc:
+        conn.execute("ROLLBACK")
+        error = _translate(exc)
+        results = [(op, False, error) for op, _, _ in results]
+    return results
 
 
 def _translate(exc: BaseException) -> BaseException:
@@ -220,7 +234,9 @@ def _translate(exc: BaseException) -> BaseException:
 def _resolve(results: list[tuple[_Op, bool, Any]]) -> None:
     by_loop: dict[asyncio.AbstractEventLoop, list[tuple[_Op, bool, Any]]] = {}
     for item in results:
-        by_loop.setdefault(item[0].loop, []).append(item)
+        loop = item[0].loop
+        if loop is not None:
+            by_loop.setdefault(loop, []).append(item)
     for loop, items in by_loop.items():
         try:
             loop.call_soon_threadsafe(_settle, items)
@@ -230,7 +246,7 @@ def _resolve(results: list[tuple[_Op, bool, Any]]) -> None:
 
 def _settle(items: list[tuple[_Op, bool, Any]]) -> None:
     for op, ok, value in items:
-        if op.future.done():
+        if op.future is None or op.future.done():
             continue
         if ok:
             op.future.set_result(value)
@@ -239,7 +255,14 @@ def _settle(items: list[tuple[_Op, bool, Any]]) -> None:
 
 
 class SQLiteStore(Store):
-    """SQLite store. ``path`` is a file path, or ``":memory:"`` for a private in-memory database."""
+    """SQLite store. ``path`` is a file path, or ``":memory:"`` for a private in-memory database.
+
+    Short transactions run inline on the event loop through a second connection whose busy
+    timeout is zero: on this kind of machine a thread hand-off costs ~100 µs, ten times a
+    ``synchronous=NORMAL`` commit. Inline work never waits for a lock -- if another connection
+    holds it, the operation goes to the database thread, which waits (and groups commits).
+    With ``synchronous=FULL`` writes always go to the thread, so an fsync never stalls the loop.
+    """
 
     def __init__(self, path: str | os.PathLike[str], *, synchronous: str = "full", busy_timeout: float = 30.0) -> None:
         self.path = str(path)
@@ -253,6 +276,8 @@ class SQLiteStore(Store):
         self.notifier = Notifier()
         self.cross_process = not self.memory
         self._thread: _DatabaseThread | None = None
+        self._inline: sqlite3.Connection | None = None
+        self.inline_writes = self.memory or synchronous in ("normal", "off")
 
     def __repr__(self) -> str:
         return f"<SQLiteStore {self.url} synchronous={self.synchronous}>"
@@ -260,16 +285,27 @@ class SQLiteStore(Store):
     # -- lifecycle -------------------------------------------------------------------------
 
     async def open(self) -> None:
-        if self._thread is not None:
+        if self._inline is not None:
             return
-        if not self.memory:
-            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        if self.memory:
+            self._inline = self._connect()
+            return
+        Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         self._thread = await asyncio.to_thread(_DatabaseThread, self._connect, f"durable-sqlite {self.path}")
+        self._inline = await asyncio.to_thread(self._connect_inline)
 
     async def aclose(self) -> None:
         thread, self._thread = self._thread, None
+        inline, self._inline = self._inline, None
         if thread is not None:
             await asyncio.to_thread(thread.stop)
+        if inline is not None:
+            inline.close()
+
+    def _connect_inline(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=0)
+        conn.execute(f"PRAGMA synchronous={self.synchronous.upper()}")
+        return conn
 
     def _connect(self) -> sqlite3.Connection:
         try:
@@ -283,10 +319,26 @@ class SQLiteStore(Store):
         return conn
 
     async def _call(self, fn: Callable[[_Tx], T], *, write: bool = True) -> T:
-        if self._thread is None:
+        if self._inline is None:
             raise StoreError(f"{self!r} is not open (use it inside `async with`)")
+        if self._thread is None or not write or self.inline_writes:
+            # A checkpoint first (never after: a commit must not be lost to a cancellation).
+            await asyncio.sleep(0)
+            op = _Op(fn, write)
+            try:
+                ((_, ok, value),) = run_batch(self._inline, [op], fail_if_busy=self._thread is not None)
+            except Busy:
+                pass
+            else:
+                for topic in op.topics:
+                    self.notifier.notify(*topic)
+                if not ok:
+                    raise value
+                return typing.cast(T, value)
+        assert self._thread is not None
         op = _Op(fn, write, asyncio.get_running_loop())
         self._thread.submit(op)
+        assert op.future is not None
         try:
             result: T = await op.future
         finally:
@@ -341,8 +393,8 @@ class SQLiteStore(Store):
     async def cancel_run(self, run_id: str, now: float) -> RunRecord | None:
         return await self._call(lambda db: _sql.cancel_run(db, run_id, now))
 
-    async def next_wake(self, workflow_names: Sequence[str], step_names: Sequence[str]) -> float | None:
-        return await self._call(lambda db: _sql.next_wake(db, workflow_names, step_names), write=False)
+    async def next_wake(self, workflow_names: Sequence[str], step_names: Sequence[str], now: float) -> float | None:
+        return await self._call(lambda db: _sql.next_wake(db, workflow_names, step_names, now), write=False)
 
     async def terminal_runs(self, run_ids: Sequence[str]) -> list[str]:
         return await self._call(lambda db: _sql.terminal_runs(db, run_ids), write=False)

@@ -14,7 +14,7 @@ from . import _codec
 from ._context import current_step
 from ._duration import deadline_from
 from ._errorinfo import encode_error
-from ._errors import FatalError, RetryableError, SerializationError, StepTimeout
+from ._errors import FatalError, RetryableError, SerializationError, StepTimeout, StreamClosedError
 from ._events import EventKind
 from ._step import StepMetadata
 from ._streams import StreamWriter
@@ -117,7 +117,9 @@ async def run_step(
 
 
 def _failure(step: Step[Any, Any], claim: StepClaim, error: BaseException) -> StepOutcome:
-    if isinstance(error, FatalError | SerializationError) or claim.attempt >= claim.max_attempts:
+    # Errors a retry cannot fix fail at once: an explicit FatalError, a result that cannot be
+    # encoded, a write to a stream that is already closed.
+    if isinstance(error, FatalError | SerializationError | StreamClosedError) or claim.attempt >= claim.max_attempts:
         return StepOutcome(EventKind.STEP_FAILED, encode_error(error))
     now = time.time()
     if isinstance(error, RetryableError) and error.retry_after is not None:

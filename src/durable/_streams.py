@@ -276,7 +276,7 @@ async def read_stream(
     notifier = store.notifier
     follow_by_poll = store.cross_process and not store.notifies_across_processes
     while True:
-        listener = notifier.listen("stream", run_id)
+        listener = notifier.listen("stream", run_id, namespace)
         page = await store.read_chunks(run_id, namespace, index, _BATCH)
         for chunk in page.chunks:
             value = _codec.decode(chunk.data, allow_pickle=allow_pickle, root=f"chunk #{chunk.index}")

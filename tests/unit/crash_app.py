@@ -1,0 +1,109 @@
+"""Workflows for the crash tests, and a child-process entry point that the tests SIGKILL.
+
+Every step appends ``[label, step_id, attempt]`` to the side-effect log named by
+``CRASH_LOG`` (fsynced), so a test can count executions. A step reaching the point named by
+``CRASH_AT`` on its first attempt writes a marker file and waits to be killed.
+
+Usage: ``python crash_app.py STORE_URL RUN_ID WORKFLOW [ARG]``: start (or re-attach to) the
+run and wait for it, as a process that the test kills.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import anyio
+
+import durable
+
+
+def log_effect(*parts: object) -> None:
+    with open(os.environ["CRASH_LOG"], "a") as f:
+        f.write(json.dumps(parts) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+
+
+async def wait_to_be_killed(point: str) -> None:
+    Path(os.environ["CRASH_DIR"], point).touch()
+    await anyio.sleep(120)
+
+
+def crash_point(point: str, attempt: int) -> bool:
+    return os.environ.get("CRASH_AT") == point and attempt == 1
+
+
+@durable.step(name="crash.record", retry_delay="50ms")
+async def record(label: str) -> str:
+    meta = durable.get_step_metadata()
+    log_effect(label, meta.step_id, meta.attempt, time.time())
+    if crash_point(f"step:{label}", meta.attempt):
+        await wait_to_be_killed(f"step:{label}")
+    return label.upper()
+
+
+@durable.step(name="crash.stream_tokens", retry_delay="50ms")
+async def stream_tokens(n: int) -> int:
+    meta = durable.get_step_metadata()
+    log_effect("stream", meta.step_id, meta.attempt, time.time())
+    writer = durable.get_writable("tokens")
+    for i in range(n):
+        await writer.write({"i": i, "attempt": meta.attempt})
+        if i == n // 2 and crash_point("mid-stream", meta.attempt):
+            await writer.flush()
+            await wait_to_be_killed("mid-stream")
+    await writer.close()
+    return n
+
+
+@durable.workflow(name="crash.pipeline")
+async def pipeline() -> list[str]:
+    out = [await record("a")]
+    b, c = await asyncio.gather(record("b"), record("c"))
+    out += [b, c]
+    out.append(await record("d"))
+    return out
+
+
+@durable.workflow(name="crash.sleeper")
+async def sleeper(seconds: float) -> dict[str, float]:
+    await record("before-sleep")
+    started = durable.now().timestamp()
+    await durable.sleep(seconds)
+    await record("after-sleep")
+    return {"slept_from": started, "woke_at": durable.now().timestamp()}
+
+
+@durable.workflow(name="crash.approvals")
+async def approvals() -> list[object]:
+    hook = durable.create_hook(token="crash-approval")
+    await record("waiting")
+    received = []
+    async for payload in hook:
+        received.append(payload)
+        if payload.get("last"):
+            break
+    received.append(await record("after-hook"))
+    return received
+
+
+@durable.workflow(name="crash.streaming")
+async def streaming() -> int:
+    await record("start")
+    return await stream_tokens(10)
+
+
+async def main(url: str, run_id: str, workflow: str, *args: str) -> None:
+    async with durable.Runtime(url, heartbeat_interval=0.2) as rt:
+        parsed = [json.loads(a) for a in args]
+        run = await rt.start(workflow, *parsed, run_id=run_id)
+        print(json.dumps(await run.result(timeout=120)), flush=True)
+
+
+if __name__ == "__main__":
+    asyncio.run(main(*sys.argv[1:]))

@@ -116,7 +116,7 @@ class WorkflowInstance:
         self.user_random = random.Random(f"{seed}:random")
         self.seen_seq = 0  # last event consumed (or known to be this instance's own record)
         self.store_seq: int | None = None  # the log's last seq when it is known to end at seen_seq
-        self.status: Literal["new", "running", "completed", "failed"] = "new"
+        self.status: Literal["new", "running", "completed", "failed", "closed"] = "new"
         self.metadata = WorkflowMetadata(run_id, workflow.name, datetime.fromtimestamp(0, timezone.utc), base_url)
 
         self._position = 0
@@ -152,6 +152,8 @@ class WorkflowInstance:
         return self._drive()
 
     def _drive(self) -> Outcome:
+        if self.status == "closed":
+            raise RuntimeError(f"the workflow instance of run {self.run_id} was closed")
         if self.status in ("completed", "failed"):
             return Outcome(self.status)
         loop = self.loop
@@ -204,7 +206,7 @@ class WorkflowInstance:
         if loop.is_closed():
             return
         self._new.clear()
-        self.status = "failed" if self.status not in ("completed", "failed") else self.status
+        self.status = "closed"
         tasks = [t for t in asyncio.all_tasks(loop) if not t.done()] if self._main is not None else []
         for task in tasks:
             task.cancel()

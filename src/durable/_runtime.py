@@ -250,15 +250,19 @@ class Runtime:
         return WorkflowInstance(wf, run_id=record.run_id, input=record.input, seed=record.seed, base_url=self.base_url)
 
     def _cache_put(self, run_id: str, instance: WorkflowInstance) -> None:
+        """Keep ``instance`` live for the run's next event, evicting the least recently used others."""
         self._cache[run_id] = instance
         self._cache.move_to_end(run_id)
-        while len(self._cache) > self._cache_size:
-            oldest = next(iter(self._cache))
-            self._evict(oldest)
+        while len(self._cache) > max(1, self._cache_size):
+            self._evict(next(iter(self._cache)))
+
+    def _release_if_uncached(self, run_id: str) -> None:
+        """With ``sticky_cache_size=0`` every invocation replays cold: drop the instance once it is committed."""
+        if self._cache_size == 0:
+            self._evict(run_id)
 
     def _evict(self, run_id: str) -> None:
         instance = self._cache.pop(run_id, None)
-        self._run_locks.pop(run_id, None) if run_id not in self._cache else None
         if instance is not None:
             try:
                 instance.close()
@@ -279,6 +283,7 @@ class Runtime:
             self._cache_put(record.run_id, instance)
             try:
                 await self._advance_speculatively(instance, EventKind.RUN_STARTED, None, None, None, holds_lease=True)
+                self._release_if_uncached(record.run_id)
             except Exception:
                 log.exception("first invocation of run %s failed; it will be retried", record.run_id)
                 with anyio.CancelScope(shield=True):
@@ -326,9 +331,12 @@ class Runtime:
             log.debug("commit of run %s refused: %s", run_id, result.reason)
             self._evict(run_id)
             return False
-        if outcome.status != "suspended":
+        if outcome.status != "suspended" or result.conflicts:
+            # Finished, or the store answered a hook with hook_conflict: a conflict is a delivery
+            # the instance has not seen, and a cold replay is the simple way to show it.
             self._evict(run_id)
-            self._run_locks.pop(run_id, None)
+            if outcome.status != "suspended":
+                self._run_locks.pop(run_id, None)
         elif self._cache.get(run_id) is instance:
             if result.clean:
                 instance.seen_seq = result.last_seq
@@ -367,6 +375,7 @@ class Runtime:
                 if not speculative:
                     instance.seen_seq = max(instance.seen_seq, last_seq)
                 await self._commit(instance, outcome, last_seq, speculative, holds_lease=True)
+                self._release_if_uncached(run_id)
         except Exception:
             log.exception("invocation of run %s failed; it will be retried", run_id)
             self._evict(run_id)
@@ -412,6 +421,7 @@ class Runtime:
                     instance = self._cache.get(run_id)
                     if instance is not None and instance.status == "running" and instance.store_seq is not None:
                         if await self._advance_speculatively(instance, outcome.kind, claim.step_id, outcome.data, claim.attempt):
+                            self._release_if_uncached(run_id)
                             return
                         self.stats["fallbacks"] += 1
         await self.store.finish_step(

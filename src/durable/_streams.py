@@ -115,8 +115,11 @@ class StreamWriter:
         """Flush and mark the stream closed: readers end after the last chunk."""
         if self._closed:
             return
-        await self._request(_Flush(close=True))
-        self._closed = True
+        try:
+            await self._request(_Flush(close=True))
+        finally:
+            self._closed = True
+            self._send.close()
 
     async def _request(self, marker: _Flush) -> None:
         if self._error is not None:
@@ -276,7 +279,7 @@ async def read_stream(
     notifier = store.notifier
     follow_by_poll = store.cross_process and not store.notifies_across_processes
     while True:
-        listener = notifier.listen("stream", run_id, namespace)
+        listener = notifier.listen("stream", run_id)  # one topic per run: any chunk, close or run end
         page = await store.read_chunks(run_id, namespace, index, _BATCH)
         for chunk in page.chunks:
             value = _codec.decode(chunk.data, allow_pickle=allow_pickle, root=f"chunk #{chunk.index}")

@@ -149,6 +149,7 @@ class CommitResult:
     clean: bool = True  # nothing replay reads was appended by others after known_seq
     claimed: list[StepClaim] = field(default_factory=list)
     run_status: str = ""
+    conflicts: bool = False  # a hook_conflict was appended: the instance must see it (replay again)
 
 
 class Notifier:

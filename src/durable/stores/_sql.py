@@ -334,6 +334,7 @@ def commit(db: DB, inv: Invocation) -> CommitResult:  # noqa: C901 - one transac
         out.add(ev.kind, ev.correlation_id, ev.created_at, data=ev.data, attempt=ev.attempt)
 
     wake_now = not clean
+    conflicts = False
     new_steps: list[ScheduleStep] = []
     for cmd in inv.commands:
         corr = cmd.correlation_id
@@ -355,7 +356,7 @@ def commit(db: DB, inv: Invocation) -> CommitResult:  # noqa: C901 - one transac
                 out.add(EventKind.HOOK_CREATED, corr, now, name=cmd.token, data=cmd.metadata)
             else:
                 out.add(EventKind.HOOK_CONFLICT, corr, now, name=cmd.token, data=cmd.metadata)
-                wake_now = True
+                wake_now = conflicts = True
         elif isinstance(cmd, StartWait):
             db.execute(
                 "INSERT INTO waits (run_id, wait_id, resume_at, status) VALUES (?,?,?,'waiting')",
@@ -424,7 +425,9 @@ def commit(db: DB, inv: Invocation) -> CommitResult:  # noqa: C901 - one transac
             (run_status, inv.result, inv.error, now, out.seq, now, inv.run_id),
         )
         _finalize(db, inv.run_id, None if run_status == "completed" else _error_text(inv.error))
-    return CommitResult(True, last_seq=out.seq, clean=clean, claimed=claimed, run_status=run_status)
+    return CommitResult(
+        True, last_seq=out.seq, clean=clean, claimed=claimed, run_status=run_status, conflicts=conflicts
+    )
 
 
 def _error_text(error: bytes | None) -> str:
@@ -439,16 +442,11 @@ def _finalize(db: DB, run_id: str, stream_error: str | None) -> None:
     db.execute("UPDATE hooks SET status = 'disposed' WHERE run_id = ? AND status = 'active'", (run_id,))
     db.execute("UPDATE waits SET status = 'cancelled' WHERE run_id = ? AND status = 'waiting'", (run_id,))
     db.execute("UPDATE steps SET status = 'cancelled', owner = NULL WHERE run_id = ? AND status = 'pending'", (run_id,))
-    closed = db.execute(
-        "UPDATE streams SET closed = 1, error = ? WHERE run_id = ? AND closed = 0 RETURNING namespace",
-        (stream_error, run_id),
-    )
-    for (namespace,) in closed:
-        db.note("stream", run_id, namespace)
+    db.execute("UPDATE streams SET closed = 1, error = ? WHERE run_id = ? AND closed = 0", (stream_error, run_id))
+    db.note("stream", run_id)  # also wakes readers of streams never written, which end with the run
     db.note("runs")
     db.note("run", run_id)
     db.note("run-end", run_id)
-    db.note("stream-end", run_id)
 
 
 def cancel_run(db: DB, run_id: str, now: float) -> RunRecord | None:
@@ -658,7 +656,7 @@ def _append_chunks(
         "UPDATE streams SET next_index = ?, closed = ? WHERE run_id = ? AND namespace = ?",
         (start + len(chunks), 1 if close else 0, run_id, namespace),
     )
-    db.note("stream", run_id, namespace)
+    db.note("stream", run_id)
     return True
 
 
@@ -685,7 +683,7 @@ def _close_stream(db: DB, run_id: str, namespace: str, error: str | None) -> Non
             "INSERT INTO streams (run_id, namespace, next_index, closed, error) VALUES (?,?,0,1,?)",
             (run_id, namespace, error),
         )
-    db.note("stream", run_id, namespace)
+    db.note("stream", run_id)
 
 
 def close_stream(db: DB, run_id: str, namespace: str, error: str | None) -> None:

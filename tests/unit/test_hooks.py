@@ -1,0 +1,258 @@
+"""Hooks and webhooks on every store: delivery order, buffering, conflicts, validation, timeouts."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import socket
+
+import anyio
+import pydantic
+import pytest
+
+import durable
+from durable.testing import check_replay
+
+pytestmark = pytest.mark.anyio
+
+
+async def wait_for_hook(runtime: durable.Runtime, token: str) -> None:
+    """Poll until a live hook holds ``token`` (the run reached create_hook and committed)."""
+    with anyio.fail_after(10):
+        while await runtime.store.get_hook(token) is None:
+            await anyio.sleep(0.01)
+
+
+@durable.workflow
+async def collector(token: str) -> dict[str, object]:
+    hook = durable.create_hook(token=token)
+    first = await hook
+    rest = []
+    async for payload in hook:
+        rest.append(payload)
+        if payload.get("done"):
+            break
+    hook.dispose()
+    return {"first": first, "rest": rest}
+
+
+async def test_payloads_arrive_once_each_in_order(runtime: durable.Runtime) -> None:
+    """Three resumes reach the workflow in the order accepted, including ones sent before it awaited."""
+    run = await runtime.start(collector, "t-order")
+    await wait_for_hook(runtime, "t-order")
+    result = await runtime.resume_hook("t-order", {"n": 1})
+    assert (result.run_id, result.hook_id, result.token) == (run.run_id, "hook_1", "t-order")
+    await runtime.resume_hook("t-order", {"n": 2})
+    await runtime.resume_hook("t-order", {"n": 3, "done": True})
+    assert await run.result(timeout=20) == {"first": {"n": 1}, "rest": [{"n": 2}, {"n": 3, "done": True}]}
+    with pytest.raises(durable.HookNotFound, match="t-order"):
+        await runtime.resume_hook("t-order", {"late": True})  # disposed, and the run is over
+    assert (await check_replay(run)).status == "completed"
+
+
+async def test_unknown_token_raises_hook_not_found(runtime: durable.Runtime) -> None:
+    """Resuming a token that no live hook holds raises HookNotFound and records nothing."""
+    with pytest.raises(durable.HookNotFound):
+        await runtime.resume_hook("nobody-has-this", {"x": 1})
+
+
+@durable.workflow
+async def conflicted(token: str) -> str:
+    hook = durable.create_hook(token=token)
+    try:
+        await hook
+    except durable.HookConflictError as exc:
+        return f"conflict on {exc.token}"
+    return "received"
+
+
+async def test_a_second_live_hook_with_the_same_token_conflicts(runtime: durable.Runtime) -> None:
+    """The second run creating a live token fails in the workflow with HookConflictError; the first keeps it."""
+    first = await runtime.start(conflicted, "shared")
+    await wait_for_hook(runtime, "shared")
+    second = await runtime.start(conflicted, "shared")
+    assert await second.result(timeout=20) == "conflict on shared"
+    await runtime.resume_hook("shared", "hello")
+    assert await first.result(timeout=20) == "received"
+    assert any(e.kind == "hook_conflict" for e in await second.events())
+
+
+@durable.workflow
+async def with_default_token() -> str:
+    hook = durable.create_hook()
+    await durable.get_writable("tokens").write(hook.token)
+    return str(await hook)
+
+
+async def test_default_tokens_are_random_unguessable_and_stable_on_replay(runtime: durable.Runtime) -> None:
+    """Default tokens carry >= 128 random bits, differ between runs, and replay to the same value."""
+    runs = [await runtime.start(with_default_token) for _ in range(2)]
+    tokens = []
+    for run in runs:
+        token = await anext(aiter(run.stream("tokens")))
+        tokens.append(token)
+        await runtime.resume_hook(token, "ok")
+        assert await run.result(timeout=20) == "ok"
+        assert (await check_replay(run)).status == "completed"
+    assert tokens[0] != tokens[1]
+    assert all(len(t) >= 22 for t in tokens)  # 24 random bytes, base64url
+
+
+@durable.workflow
+async def approval_with_timeout(token: str, seconds: float) -> str:
+    hook = durable.create_hook(token=token)
+    try:
+        decision = await asyncio.wait_for(hook, timeout=seconds)
+    except TimeoutError:
+        decision = None
+    if decision is None:
+        # The lost race must not swallow the next payload.
+        second = await hook
+        return f"timed out, then {second}"
+    return f"decided {decision}"
+
+
+async def test_a_timed_out_hook_await_does_not_swallow_the_next_payload(runtime: durable.Runtime) -> None:
+    """wait_for(hook, timeout) times out durably; the next payload goes to the next awaiter, and it replays."""
+    run = await runtime.start(approval_with_timeout, "slow-approver", 0.2)
+    await wait_for_hook(runtime, "slow-approver")
+    await anyio.sleep(0.5)
+    await runtime.resume_hook("slow-approver", "yes")
+    assert await run.result(timeout=20) == "timed out, then yes"
+    assert (await check_replay(run)).result == "timed out, then yes"
+    fast = await runtime.start(approval_with_timeout, "fast-approver", 30)
+    await wait_for_hook(runtime, "fast-approver")
+    await runtime.resume_hook("fast-approver", "no")
+    assert await fast.result(timeout=20) == "decided no"
+    kinds = [e.kind for e in await fast.events()]
+    assert "wait_cancelled" in kinds  # the losing timer was cancelled durably
+
+
+@dataclasses.dataclass
+class Approval:
+    approved: bool
+    by: str
+    note: str = ""
+
+
+class Refund(pydantic.BaseModel):
+    amount: int
+    currency: str
+
+
+def positive(value: object) -> int:
+    if not isinstance(value, int) or value <= 0:
+        raise ValueError(f"{value!r} is not a positive int")
+    return value
+
+
+ApprovalHook = durable.define_hook(schema=Approval)
+RefundHook = durable.define_hook(schema=Refund)
+CountHook = durable.define_hook(schema=positive, name="count")
+
+
+@durable.workflow
+async def typed_hooks() -> list[object]:
+    approval = await ApprovalHook.create(token="typed-approval")
+    refund = await RefundHook.create(token="typed-refund")
+    count = await CountHook.create(token="typed-count")
+    assert isinstance(approval, Approval) and isinstance(refund, Refund)
+    return [approval, refund, count]
+
+
+async def test_typed_hooks_validate_and_reject_without_recording(runtime: durable.Runtime) -> None:
+    """define_hook validates with a dataclass, a pydantic model or a callable; bad payloads append nothing."""
+    run = await runtime.start(typed_hooks)
+    await wait_for_hook(runtime, "typed-approval")
+    before = len(await run.events())
+    with pytest.raises(durable.HookValidationError) as info:
+        await ApprovalHook.resume("typed-approval", {"approved": "yes", "extra": 1})
+    assert sorted(info.value.problems) == ["approved: expected bool, got str", "by: field required", "extra: unknown field"]
+    with pytest.raises(durable.HookValidationError):
+        await runtime.resume_hook("typed-approval", {"approved": 1})  # the untyped path validates too
+    assert len(await run.events()) == before
+    await ApprovalHook.resume("typed-approval", {"approved": True, "by": "ann"})
+    await wait_for_hook(runtime, "typed-refund")
+    with pytest.raises(durable.HookValidationError, match="amount"):
+        await RefundHook.resume("typed-refund", {"amount": "lots", "currency": "EUR"})
+    await RefundHook.resume("typed-refund", {"amount": 5, "currency": "EUR"})
+    await wait_for_hook(runtime, "typed-count")
+    with pytest.raises(durable.HookValidationError, match="not a positive int"):
+        await CountHook.resume("typed-count", -3)
+    await CountHook.resume("typed-count", 7)
+    assert await run.result(timeout=20) == [Approval(True, "ann"), Refund(amount=5, currency="EUR"), 7]
+
+
+async def test_hook_payloads_must_be_codec_values(runtime: durable.Runtime) -> None:
+    """A payload the JSON codec cannot encode is refused with SerializationError before anything is recorded."""
+    run = await runtime.start(collector, "t-bad")
+    await wait_for_hook(runtime, "t-bad")
+    with socket.socket() as sock, pytest.raises(durable.SerializationError, match="socket"):
+        await runtime.resume_hook("t-bad", {"conn": sock})
+    assert not any(e.kind == "hook_received" for e in await run.events())
+    await run.cancel()
+
+
+@durable.step
+async def answer(request: durable.Request) -> None:
+    await request.respond_with(durable.Response(json={"echo": request.json()}, status=201))
+
+
+@durable.workflow
+async def webhooks() -> dict[str, object]:
+    default = durable.create_webhook(token="wh-default")
+    static = durable.create_webhook(token="wh-static", respond_with=durable.Response(text="thanks", status=200))
+    manual = durable.create_webhook(token="wh-manual", respond_with="manual")
+    assert default.url.endswith("/.well-known/workflow/v1/webhook/wh-default")
+    first = await default
+    second = await static
+    third = await manual
+    await answer(third)
+    return {
+        "first": [first.method, first.query, first.headers.get("x-sig"), first.json()],
+        "second": second.form(),
+        "third": third.text(),
+    }
+
+
+async def test_webhooks_deliver_requests_and_answer_default_static_and_manual(runtime: durable.Runtime) -> None:
+    """Webhooks answer 202 by default, a static response, or the response a step sends in manual mode."""
+    run = await runtime.start(webhooks)
+    await wait_for_hook(runtime, "wh-default")
+    request = durable.Request("POST", "http://x/hook?a=1&a=2", {"x-sig": "s1"}, [("a", "1"), ("a", "2")], b'{"k": 1}')
+    response = await runtime.resume_webhook("wh-default", request)
+    assert response.status == 202
+    form = durable.Request("POST", "http://x/", {}, [], b"name=ann&age=3")
+    response = await runtime.resume_webhook("wh-static", form)
+    assert (response.status, response.body) == (200, b"thanks")
+    manual = durable.Request("PUT", "http://x/", {}, [], b'{"q": 42}')
+    response = await runtime.resume_webhook("wh-manual", manual, timeout=20)
+    assert (response.status, response.body) == (201, b'{"echo":{"q":42}}')
+    assert await run.result(timeout=20) == {
+        "first": ["POST", [("a", "1"), ("a", "2")], "s1", {"k": 1}],
+        "second": {"name": "ann", "age": "3"},
+        "third": '{"q": 42}',
+    }
+
+
+async def test_plain_hooks_are_not_reachable_as_webhooks(runtime: durable.Runtime) -> None:
+    """resume_webhook refuses a token held by a plain hook, so HTTP cannot reach internal hooks."""
+    run = await runtime.start(collector, "t-internal")
+    await wait_for_hook(runtime, "t-internal")
+    with pytest.raises(durable.HookNotFound):
+        await runtime.resume_webhook("t-internal", durable.Request("POST", "http://x/", {}, [], b"{}"))
+    await run.cancel()
+
+
+@durable.workflow
+async def ignores_manual() -> str:
+    await durable.create_webhook(token="wh-silent", respond_with="manual")
+    return "never answered"
+
+
+async def test_manual_webhook_without_an_answer_times_out(runtime: durable.Runtime) -> None:
+    """A manual webhook whose workflow never responds raises WebhookResponseTimeout to the caller."""
+    await runtime.start(ignores_manual)
+    await wait_for_hook(runtime, "wh-silent")
+    with pytest.raises(durable.WebhookResponseTimeout):
+        await runtime.resume_webhook("wh-silent", durable.Request("POST", "http://x/", {}, [], b""), timeout=0.3)

@@ -1,0 +1,251 @@
+"""Durable streams on every store: chunk log, readers, run-end closing, flushing, back-pressure, retries."""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import anyio
+import pytest
+
+import durable
+from durable.stores import store_from_url
+from durable.testing import check_replay
+
+pytestmark = pytest.mark.anyio
+
+
+@durable.step
+async def tokens(n: int) -> str:
+    writer = durable.get_writable()
+    async with writer:
+        for i in range(n):
+            await writer.write({"token": i})
+    return "done"
+
+
+@durable.workflow
+async def generate(n: int) -> str:
+    return await tokens(n)
+
+
+async def test_reader_replays_then_follows_and_resumes_without_gaps(runtime: durable.Runtime) -> None:
+    """Chunks get contiguous indices; a reader can start anywhere, and a resumed reader sees no gap or duplicate."""
+    run = await runtime.start(generate, 50)
+    seen: list[Any] = []
+    async for chunk in run.stream(with_metadata=True):
+        seen.append(chunk)
+        if len(seen) == 20:
+            break  # the client disconnects after index 19 ...
+    async for chunk in run.stream(start_index=seen[-1].index + 1, with_metadata=True):
+        seen.append(chunk)  # ... and resumes after it
+    assert [c.index for c in seen] == list(range(50))
+    assert [c.value["token"] for c in seen] == list(range(50))
+    assert await run.result(timeout=20) == "done"
+    assert [c async for c in run.stream(start_index=-3)] == [{"token": 47}, {"token": 48}, {"token": 49}]
+
+
+@durable.workflow
+async def progress(n: int):  # type: ignore[no-untyped-def]
+    for i in range(n):
+        yield {"done": i + 1, "of": n}
+        await durable.sleep(0.01)
+
+
+async def test_generator_workflow_yields_once_each_even_when_replayed_cold(store_url: str) -> None:
+    """Async-generator yields become chunks exactly once, with the sticky cache disabled so every wake-up replays."""
+    async with durable.Runtime(store_url, sticky_cache_size=0) as runtime:
+        run = await runtime.start(progress, 5)
+        chunks = [c async for c in run.stream()]
+        assert chunks == [{"done": i + 1, "of": 5} for i in range(5)]
+        assert await run.result(timeout=20) is None
+        assert runtime.stats["cold_replays"] >= 5
+        assert (await check_replay(run)).status == "completed"
+        assert await run.streams() == [("default", 5, True)]
+
+
+@durable.workflow
+async def quiet() -> int:
+    await durable.sleep(0.1)
+    return 1
+
+
+@durable.step
+async def write_then_fail(n: int) -> None:
+    writer = durable.get_writable("partial")
+    for i in range(n):
+        await writer.write(i)
+    raise durable.FatalError("gave up")
+
+
+@durable.workflow
+async def failing_stream() -> None:
+    await write_then_fail(3)
+
+
+async def test_run_end_closes_every_stream_and_failures_reach_readers(runtime: durable.Runtime) -> None:
+    """A reader of a never-written stream ends with the run; a failed run's stream ends with StreamFailed after its chunks."""
+    ok = await runtime.start(quiet)
+    assert [c async for c in ok.stream("never-written")] == []
+    assert await ok.result(timeout=10) == 1
+    bad = await runtime.start(failing_stream)
+    got: list[int] = []
+    with pytest.raises(durable.StreamFailed, match="gave up"):
+        async for chunk in bad.stream("partial"):
+            got.append(chunk)
+    assert got == [0, 1, 2]
+
+
+@durable.step
+async def unflushed(n: int) -> str:
+    writer = durable.get_writable("bulk")
+    for i in range(n):
+        await writer.write(i)  # never flushed nor closed by the step itself
+    return "returned"
+
+
+@durable.workflow
+async def bulk(n: int) -> str:
+    return await unflushed(n)
+
+
+async def test_a_steps_chunks_are_flushed_before_its_completion_is_recorded(runtime: durable.Runtime) -> None:
+    """Every chunk of a step is in the log no later than its step_completed event."""
+    run = await runtime.start(bulk, 3000)
+    assert await run.result(timeout=30) == "returned"
+    chunks = [c async for c in run.stream("bulk", with_metadata=True)]
+    assert [c.value for c in chunks] == list(range(3000))
+    completed = next(e for e in await run.events() if e.kind == "step_completed")
+    assert max(c.created_at for c in chunks) <= completed.created_at
+
+
+@durable.step
+async def misuse() -> list[str]:
+    writer = durable.get_writable("misuse")
+    await writer.write("kept")
+    problems = []
+    with socket.socket() as sock:
+        try:
+            await writer.write({"sock": sock})
+        except durable.SerializationError as exc:
+            problems.append(f"serialization: {exc.path}")
+    await writer.close()
+    try:
+        await writer.write("after close")
+    except durable.StreamClosedError:
+        problems.append("closed")
+    return problems
+
+
+@durable.workflow
+async def misuse_workflow() -> list[str]:
+    return await misuse()
+
+
+async def test_bad_chunks_and_writes_after_close_raise_in_the_writer(runtime: durable.Runtime) -> None:
+    """A non-serializable chunk and a write after close raise clear errors; what was written stays."""
+    run = await runtime.start(misuse_workflow)
+    assert await run.result(timeout=20) == ["serialization: chunk #1 of stream 'misuse'['sock']", "closed"]
+    assert [c async for c in run.stream("misuse")] == ["kept"]
+
+
+@durable.step(max_retries=2, retry_delay="10ms")
+async def flaky_writer(tag: str) -> int:
+    attempt = durable.get_step_metadata().attempt
+    writer = durable.get_writable("attempts")
+    await writer.write(f"{tag} attempt {attempt} chunk 0")
+    if attempt < 3:
+        raise ConnectionError("retry me")
+    await writer.write(f"{tag} attempt {attempt} chunk 1")
+    return attempt
+
+
+@durable.workflow
+async def retried_stream() -> int:
+    return await flaky_writer("x")
+
+
+async def test_chunks_of_failed_attempts_stay_marked_with_their_attempt(runtime: durable.Runtime) -> None:
+    """The documented rule: a retried step's earlier chunks stay in the log, each marked with its attempt."""
+    run = await runtime.start(retried_stream)
+    assert await run.result(timeout=20) == 3
+    chunks = [c async for c in run.stream("attempts", with_metadata=True)]
+    assert [(c.attempt, c.value) for c in chunks] == [
+        (1, "x attempt 1 chunk 0"), (2, "x attempt 2 chunk 0"), (3, "x attempt 3 chunk 0"), (3, "x attempt 3 chunk 1"),
+    ]
+    assert {c.step_id for c in chunks} == {"step_1"}
+
+
+@durable.step
+async def log_lines(writer: durable.StreamHandle, lines: list[str]) -> int:
+    for line in lines:
+        await writer.write(line)
+    await writer.flush()
+    return len(lines)
+
+
+@durable.workflow
+async def passes_writer() -> int:
+    logs = durable.get_writable("logs")
+    await logs.write("from the workflow")
+    n = await log_lines(logs, ["from", "the", "step"])
+    await logs.close()
+    return n
+
+
+async def test_a_writer_passed_from_workflow_to_step_writes_to_the_same_stream(runtime: durable.Runtime) -> None:
+    """get_writable() in a workflow gives a handle that serializes by reference; a step writes through it."""
+    run = await runtime.start(passes_writer)
+    assert await run.result(timeout=20) == 3
+    assert [c async for c in run.stream("logs")] == ["from the workflow", "from", "the", "step"]
+    assert (await check_replay(run)).status == "completed"
+
+
+class GatedStore:
+    """Wraps a store so that appending chunks waits on a gate: a slow store, for back-pressure."""
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+        self.gate = anyio.Event()
+        self.appends: list[int] = []
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+    async def append_chunks(self, run_id: str, namespace: str, chunks: Sequence[bytes], *args: Any, **kw: Any) -> int:
+        await self.gate.wait()
+        self.appends.append(len(chunks))
+        return int(await self._inner.append_chunks(run_id, namespace, chunks, *args, **kw))
+
+
+async def test_a_slow_store_applies_back_pressure_and_loses_nothing(tmp_path: Any) -> None:
+    """With the store stalled, write() blocks once the bounded buffer is full; after it resumes, all chunks land in order."""
+    async with store_from_url("memory://") as inner:
+        record, _ = await inner.create_run(
+            __import__("durable.stores._base", fromlist=["NewRun"]).NewRun("r1", "w", b"DJ1:{}", "seed", None, time.time())
+        )
+        store = GatedStore(inner)
+        async with anyio.create_task_group() as tg:
+            writer = durable.StreamWriter(store, "r1", "bp", step_id=None, attempt=None, spawn=tg.start_soon, max_buffer=4)  # type: ignore[arg-type]
+            for i in range(5):  # one in flight at the flusher + four buffered
+                await writer.write(i)
+            with anyio.move_on_after(0.2) as scope:
+                await writer.write(5)
+            assert scope.cancelled_caught  # blocked: memory does not grow
+            store.gate.set()
+            for i in range(6, 100):
+                await writer.write(i)
+            await writer.close()
+        values = [c async for c in durable._streams.read_stream(inner, "r1", "bp")]
+        assert values == [i for i in range(100) if i != 5]
+        assert sum(store.appends) == 99 and len(store.appends) < 99  # batched
+
+
+async def test_a_reader_in_another_store_object_follows_by_polling(sqlite_url: str) -> None:
+    """A reader with its own connection (as in another process) sees chunks written live by the runtime."""
+    async with durable.Runtime(sqlite_url) as runtime, store_from_url(sqlite_url) as other:
+        run = await runtime.start(generate, 20)
+        values = [c async for c in durable._streams.read_stream(other, run.run_id, poll_interval=0.05)]
+        assert values == [{"token": i} for i in range(20)]

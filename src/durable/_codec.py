@@ -97,130 +97,167 @@ def encode(value: Any, *, serializer: Serializer = "json", root: str = "value") 
     return JSON_TAG + dumps_json(to_tagged(value, root))
 
 
+_JSON_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False, sort_keys=True)
+_JSON_DECODER = json.JSONDecoder()
+_MAX_DEPTH = 256
+
+
 def dumps_json(obj: Any) -> bytes:
-    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False, allow_nan=False, sort_keys=True).encode()
+    return _JSON_ENCODER.encode(obj).encode()
+
+
+class _Unencodable(Exception):
+    """Internal: raised deep in the encoder; each level adds its path segment on the way out.
+
+    Paths are only built when something fails, which keeps encoding of good values cheap.
+    """
+
+    def __init__(self, problem: str) -> None:
+        self.problem = problem
+        self.segments: list[str] = []
 
 
 def to_tagged(value: Any, path: str = "value") -> Any:
     """Turn ``value`` into plain JSON data with tags, checking every node."""
-    return _Encoder().enc(value, path)
+    try:
+        return _enc(value, 0)
+    except _Unencodable as exc:
+        segments = exc.segments[::-1]
+        if len(segments) > 12:
+            segments = [*segments[:6], "…", *segments[-5:]]
+        raise SerializationError(path + "".join(segments), exc.problem) from None
 
 
-class _Encoder:
-    __slots__ = ("_active",)
-
-    def __init__(self) -> None:
-        self._active: set[int] = set()
-
-    def enc(self, v: Any, path: str) -> Any:  # noqa: C901 - one flat dispatch reads best here
-        t = type(v)
-        if t is str or v is None or t is bool:
+def _enc(v: Any, depth: int) -> Any:  # noqa: C901 - one flat dispatch reads best here
+    t = type(v)
+    if t is str or v is None or t is bool:
+        return v
+    if t is int:
+        return v if -_MAX_SAFE_INT < v < _MAX_SAFE_INT else {"$int": hex(v)}
+    if t is float:
+        if math.isfinite(v):
             return v
-        if t is int:
-            return v if -_MAX_SAFE_INT < v < _MAX_SAFE_INT else {"$int": hex(v)}
-        if t is float:
-            if math.isfinite(v):
-                return v
-            return {"$float": "nan" if v != v else ("inf" if v > 0 else "-inf")}
-        if t is dict:
-            return self._container(v, path, self._dict)
-        if t is list:
-            return self._container(v, path, lambda x, p: [self.enc(item, f"{p}[{i}]") for i, item in enumerate(x)])
-        if t is tuple:
-            return self._container(
-                v, path, lambda x, p: {"$tuple": [self.enc(item, f"{p}[{i}]") for i, item in enumerate(x)]}
-            )
-        if t is bytes or t is bytearray:
-            tag = "$bytes" if t is bytes else "$bytearray"
-            return {tag: base64.b64encode(v).decode("ascii")}
-        if t is set or t is frozenset:
-            tag = "$set" if t is set else "$frozenset"
-            return self._container(v, path, lambda x, p: {tag: _sorted_members([self.enc(m, f"{p}{{…}}") for m in x])})
-        if t is datetime:
-            return {"$datetime": _enc_datetime(v)}
-        if t is date:
-            return {"$date": v.isoformat()}
-        if t is time:
-            if v.tzinfo is not None and type(v.tzinfo) is not timezone:
-                raise SerializationError(path, "time with a non-fixed tzinfo is not serializable")
-            return {"$time": v.isoformat()}
-        if t is timedelta:
-            return {"$timedelta": [v.days, v.seconds, v.microseconds]}
-        if t is Decimal:
-            return {"$decimal": str(v)}
-        if t is uuid.UUID:
-            return {"$uuid": str(v)}
-        if isinstance(v, enum.Enum):
-            return {"$enum": [_ref(t), self.enc(v.value, f"{path}.value")]}
-        if isinstance(v, pathlib.PurePath) and t.__name__ in _PATH_TYPES:
-            return {"$path": [t.__name__, str(v)]}
-        if isinstance(v, BaseException):
-            return self._container(v, path, self._exception)
-        custom = getattr(t, "__durable_serialize__", None)
-        if custom is not None:
-            return self._container(v, path, lambda x, p: {"$obj": [_ref(t), self.enc(custom(x), f"{p}")]})
-        if dataclasses.is_dataclass(v):
-            return self._container(v, path, self._dataclass)
-        if _is_pydantic(v):
-            return self._container(
-                v, path, lambda x, p: {"$pydantic": [_ref(t), self.enc(x.model_dump(mode="python"), p)]}
-            )
-        raise SerializationError(path, f"{_describe(t)} is not serializable")
-
-    def _container(self, v: Any, path: str, fn: Any) -> Any:
-        key = id(v)
-        if key in self._active:
-            raise SerializationError(path, "value contains itself (cycles are not serializable)")
-        self._active.add(key)
+        return {"$float": "nan" if v != v else ("inf" if v > 0 else "-inf")}
+    if depth > _MAX_DEPTH:
+        raise _Unencodable(f"nested deeper than {_MAX_DEPTH} levels (or contains itself)")
+    depth += 1
+    if t is dict:
+        return _enc_dict(v, depth)
+    if t is list:
+        return _enc_items(v, depth)
+    if t is tuple:
+        return {"$tuple": _enc_items(v, depth)}
+    if t is bytes or t is bytearray:
+        return {"$bytes" if t is bytes else "$bytearray": base64.b64encode(v).decode("ascii")}
+    if t is set or t is frozenset:
         try:
-            return fn(v, path)
-        finally:
-            self._active.discard(key)
+            members = [_enc(m, depth) for m in v]
+        except _Unencodable as exc:
+            exc.segments.append("{…}")
+            raise
+        return {"$set" if t is set else "$frozenset": _sorted_members(members)}
+    if t is datetime:
+        return {"$datetime": _enc_datetime(v)}
+    if t is date:
+        return {"$date": v.isoformat()}
+    if t is time:
+        if v.tzinfo is not None and type(v.tzinfo) is not timezone:
+            raise _Unencodable("time with a non-fixed tzinfo is not serializable")
+        return {"$time": v.isoformat()}
+    if t is timedelta:
+        return {"$timedelta": [v.days, v.seconds, v.microseconds]}
+    if t is Decimal:
+        return {"$decimal": str(v)}
+    if t is uuid.UUID:
+        return {"$uuid": str(v)}
+    if isinstance(v, enum.Enum):
+        return {"$enum": [_ref(t), _enc_at(v.value, depth, ".value")]}
+    if isinstance(v, pathlib.PurePath) and t.__name__ in _PATH_TYPES:
+        return {"$path": [t.__name__, str(v)]}
+    if isinstance(v, BaseException):
+        return _enc_exception(v, depth)
+    custom = getattr(t, "__durable_serialize__", None)
+    if custom is not None:
+        return {"$obj": [_ref(t), _enc(custom(v), depth)]}
+    if dataclasses.is_dataclass(v):
+        fields = {f.name: _enc_at(getattr(v, f.name), depth, f".{f.name}") for f in dataclasses.fields(v)}
+        return {"$dataclass": [_ref(t), fields]}
+    if _is_pydantic(v):
+        return {"$pydantic": [_ref(t), _enc(v.model_dump(mode="python"), depth)]}
+    raise _Unencodable(f"{_describe(t)} is not serializable")
 
-    def _dict(self, d: dict[Any, Any], path: str) -> Any:
-        if all(type(k) is str for k in d):
-            return {("$" + k if k.startswith("$") else k): self.enc(val, f"{path}[{k!r}]") for k, val in d.items()}
-        pairs = []
-        for k, val in d.items():
-            ek = self.enc(k, f"{path}<key {k!r}>")
-            pairs.append([ek, self.enc(val, f"{path}[{k!r}]")])
-        pairs.sort(key=lambda kv: dumps_json(kv[0]))
-        return {"$map": pairs}
 
-    def _dataclass(self, v: Any, path: str) -> Any:
-        fields = {f.name: self.enc(getattr(v, f.name), f"{path}.{f.name}") for f in dataclasses.fields(v)}
-        return {"$dataclass": [_ref(type(v)), fields]}
+def _enc_at(v: Any, depth: int, segment: str) -> Any:
+    try:
+        return _enc(v, depth)
+    except _Unencodable as exc:
+        exc.segments.append(segment)
+        raise
 
-    def _exception(self, exc: BaseException, path: str) -> Any:
-        # Exceptions travel leniently: arguments or attributes that cannot be encoded are
-        # dropped (the message is kept), because losing an error to a SerializationError
-        # would hide the real failure.
+
+def _enc_items(items: Any, depth: int) -> list[Any]:
+    out = []
+    for i, item in enumerate(items):
         try:
-            args = self.enc(list(exc.args), f"{path}.args")
-        except SerializationError:
-            args = [_safe_str(exc)]
-        attrs = {}
-        for key, value in vars(exc).items():
-            if key.startswith("__") or key == "_durable_attrs":
-                continue
-            try:
-                attrs[key] = self.enc(value, f"{path}.{key}")
-            except SerializationError:
-                continue
-        tb = getattr(exc, "__durable_traceback__", None)
-        if tb is None and exc.__traceback__ is not None:
-            tb = "".join(traceback_module.format_exception(exc))
-        cause = exc.__cause__
-        return {
-            "$exception": [
-                _ref(type(exc)),
-                args,
-                _safe_str(exc),
-                tb or "",
-                self.enc(cause, f"{path}.__cause__") if cause is not None else None,
-                attrs,
-            ]
-        }
+            out.append(_enc(item, depth))
+        except _Unencodable as exc:
+            exc.segments.append(f"[{i}]")
+            raise
+    return out
+
+
+def _enc_dict(d: dict[Any, Any], depth: int) -> Any:
+    out: dict[str, Any] = {}
+    plain = True
+    for k, val in d.items():
+        if type(k) is not str:
+            plain = False
+            break
+        try:
+            out["$" + k if k.startswith("$") else k] = _enc(val, depth)
+        except _Unencodable as exc:
+            exc.segments.append(f"[{k!r}]")
+            raise
+    if plain:
+        return out
+    pairs = []
+    for k, val in d.items():
+        ek = _enc_at(k, depth, f"<key {k!r}>")
+        pairs.append([ek, _enc_at(val, depth, f"[{k!r}]")])
+    pairs.sort(key=lambda kv: dumps_json(kv[0]))
+    return {"$map": pairs}
+
+
+def _enc_exception(exc: BaseException, depth: int) -> Any:
+    # Exceptions travel leniently: arguments or attributes that cannot be encoded are dropped
+    # (the message is kept), because losing an error to a SerializationError would hide the
+    # real failure.
+    try:
+        args = _enc_items(exc.args, depth)
+    except _Unencodable:
+        args = [_safe_str(exc)]
+    attrs = {}
+    for key, value in vars(exc).items():
+        if key.startswith("__"):
+            continue
+        try:
+            attrs[key] = _enc(value, depth)
+        except _Unencodable:
+            continue
+    tb = getattr(exc, "__durable_traceback__", None)
+    if tb is None and exc.__traceback__ is not None:
+        tb = "".join(traceback_module.format_exception(exc))
+    cause = exc.__cause__
+    return {
+        "$exception": [
+            _ref(type(exc)),
+            args,
+            _safe_str(exc),
+            tb or "",
+            _enc_at(cause, depth, ".__cause__") if cause is not None else None,
+            attrs,
+        ]
+    }
 
 
 def _safe_str(exc: BaseException) -> str:
@@ -268,10 +305,13 @@ def decode(data: bytes, *, allow_pickle: bool = False, root: str = "value") -> A
     data = bytes(data)
     head = data[:4]
     if head == JSON_TAG:
+        body = data[4:]
         try:
-            obj = json.loads(data[4:])
+            obj = _JSON_DECODER.decode(body.decode())
         except ValueError as exc:
             raise SerializationError(root, f"corrupt JSON payload: {exc}") from None
+        if b'"$' not in body:
+            return obj  # no tags and no escaped keys anywhere: plain JSON data as is
         return from_tagged(obj, root)
     if head == PICKLE_TAG:
         if not allow_pickle:

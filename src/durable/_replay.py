@@ -142,7 +142,7 @@ class WorkflowInstance:
             self.seen_seq = event.seq
             kind = event.kind
             if kind in CREATION_KINDS:
-                self._records[event.position or 0] = event
+                self._records[int(event.correlation_id.rpartition("_")[2])] = event  # type: ignore[union-attr]
             if kind in DELIVERY_KINDS:
                 self._deliveries.append(event)
             elif kind == EventKind.WAIT_CANCELLED:
@@ -157,11 +157,13 @@ class WorkflowInstance:
         if self.status in ("completed", "failed"):
             return Outcome(self.status)
         loop = self.loop
-        loop.run_until_idle()
-        while not self._finished() and self._deliveries:
-            self._deliver(self._deliveries.popleft())
+        deliveries = self._deliveries
+        with loop.activate():
             loop.run_until_idle()
-        return self._outcome()
+            while deliveries and not self._finished():
+                self._deliver(deliveries.popleft())
+                loop.run_until_idle()
+            return self._outcome()
 
     def _finished(self) -> bool:
         return self._divergence is not None or (self._main is not None and self._main.done())
@@ -211,8 +213,9 @@ class WorkflowInstance:
         for task in tasks:
             task.cancel()
         try:
-            for _ in range(3):
-                loop.run_until_idle()
+            with loop.activate():
+                for _ in range(3):
+                    loop.run_until_idle()
         finally:
             loop.close()
 
@@ -312,13 +315,13 @@ class WorkflowInstance:
             {"args": list(args), "kwargs": kwargs}, serializer=step.serializer, root=f"arguments of step {step.name!r}"
         )
         future: asyncio.Future[Any] = self.loop.create_future()
-        describe = f"step {step.name!r} with arguments {_short(data)}"
-        record = self._record_at(position, (EventKind.STEP_CREATED,), describe)
+        record = self._records.get(position)
         if record is None:
             self._issue(ScheduleStep(corr, step.name, data, step.retry.max_attempts))
-        elif record.name != step.name or (step.serializer == "json" and record.data != data):
-            # Pickled bytes are not canonical across processes: only the name is compared.
-            self._diverge(position, describe_record(record), describe)
+        elif record.kind != EventKind.STEP_CREATED or record.name != step.name or (
+            step.serializer == "json" and record.data != data  # pickled bytes are not canonical: name only
+        ):
+            self._diverge(position, describe_record(record), f"step {step.name!r} with arguments {_short(data)}")
         if self._divergence is not None:
             return await future  # never resolves: the run fails with the divergence
         self._subscribers[corr] = _StepWaiter(future, step)

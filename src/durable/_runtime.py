@@ -18,6 +18,7 @@ that only succeeds if nobody else appended to the run or holds it.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import secrets
@@ -29,7 +30,6 @@ from contextvars import Token
 from typing import Any
 
 import anyio
-from anyio.abc import TaskGroup
 
 from . import _codec, _registry
 from ._context import current_runtime
@@ -37,6 +37,7 @@ from ._errors import HookNotFound, RunNotFound, WorkflowNotFound
 from ._events import Event, EventKind
 from ._hooks import ResumeResult, validate_payload
 from ._ids import new_run_id
+from ._commands import ScheduleStep
 from ._replay import Outcome, WorkflowInstance
 from ._run import Run, RunInfo
 from ._step_runner import StepOutcome, run_step
@@ -80,11 +81,12 @@ class Runtime:
         self._host = socket.gethostname()
         self._cache: OrderedDict[str, WorkflowInstance] = OrderedDict()
         self._cache_size = sticky_cache_size
-        self._run_locks: dict[str, anyio.Lock] = {}
+        self._run_locks: dict[str, asyncio.Lock] = {}
         self._running_steps: dict[tuple[str, str], anyio.CancelScope] = {}
         self._free_slots = max_concurrent_steps
         self._starved = False  # work may be waiting for a free step slot
-        self._tg: TaskGroup | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._running = False
         self._context_token: Token[Runtime | None] | None = None
         self._warned_unknown: set[str] = set()
         self._closing = False
@@ -113,19 +115,21 @@ class Runtime:
         now = time.time()
         await self.store.register_worker(self.worker_id, self._host, os.getpid(), _process_start(os.getpid()), self.lease_ttl, now)
         await self._reap_dead_local_workers(now)
-        self._tg = anyio.create_task_group()
-        await self._tg.__aenter__()
-        self._tg.start_soon(self._dispatch_loop, name="durable dispatcher")
-        self._tg.start_soon(self._heartbeat_loop, name="durable heartbeat")
+        self._running = True
+        self._spawn(self._dispatch_loop)
+        self._spawn(self._heartbeat_loop)
 
     async def aclose(self) -> None:
-        if self._tg is None:
+        """Stop executing: cancel background work (unfinished steps re-run elsewhere), close the store."""
+        if not self._running:
             return
-        self._closing = True
-        tg, self._tg = self._tg, None
-        tg.cancel_scope.cancel()
+        self._running = False
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
         try:
-            await tg.__aexit__(None, None, None)
+            with anyio.CancelScope(shield=True):
+                await asyncio.gather(*tasks, return_exceptions=True)
         finally:
             for run_id in list(self._cache):
                 self._evict(run_id)
@@ -136,9 +140,21 @@ class Runtime:
                     await self.store.aclose()
 
     def _spawn(self, fn: Callable[..., Awaitable[Any]], *args: Any) -> None:
-        if self._tg is None:
+        """Run ``fn(*args)`` as a task owned by the runtime (cancelled by :meth:`aclose`).
+
+        Plain asyncio tasks rather than an anyio task group: a step is one task, and creating
+        it is on the hot path of every step; structured shutdown is done by :meth:`aclose`.
+        """
+        if not self._running:
             raise RuntimeError("the runtime is not running (use `async with durable.Runtime() as rt:`)")
-        self._tg.start_soon(fn, *args)
+        task = asyncio.get_running_loop().create_task(fn(*args))  # type: ignore[arg-type]
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("durable background task failed", exc_info=task.exception())
 
     # ------------------------------------------------------------------------------------
     # registry
@@ -176,7 +192,7 @@ class Runtime:
             seed=secrets.token_hex(16),
             idempotency_key=idempotency_key,
             now=time.time(),
-            owner=self.worker_id if self._tg is not None and self.get_workflow(wf.name) is wf else None,
+            owner=self.worker_id if self._running and self.get_workflow(wf.name) is wf else None,
         )
         record, created = await self.store.create_run(new)
         if created and new.owner is not None:
@@ -240,10 +256,12 @@ class Runtime:
     # ------------------------------------------------------------------------------------
     # invocations
 
-    def _lock(self, run_id: str) -> anyio.Lock:
+    def _lock(self, run_id: str) -> asyncio.Lock:
+        # asyncio's lock does not yield when it is free; anyio's always checkpoints, which
+        # costs a loop iteration on every step.
         lock = self._run_locks.get(run_id)
         if lock is None:
-            lock = self._run_locks[run_id] = anyio.Lock()
+            lock = self._run_locks[run_id] = asyncio.Lock()
         return lock
 
     def _new_instance(self, wf: Workflow[Any, Any], record: RunRecord) -> WorkflowInstance:
@@ -282,8 +300,9 @@ class Runtime:
             instance.seen_seq = record.last_seq
             self._cache_put(record.run_id, instance)
             try:
-                await self._advance_speculatively(instance, EventKind.RUN_STARTED, None, None, None, holds_lease=True)
+                claims = await self._advance_speculatively(instance, EventKind.RUN_STARTED, None, None, None, holds_lease=True)
                 self._release_if_uncached(record.run_id)
+                self._launch_steps(claims or [])
             except Exception:
                 log.exception("first invocation of run %s failed; it will be retried", record.run_id)
                 with anyio.CancelScope(shield=True):
@@ -292,8 +311,11 @@ class Runtime:
     async def _advance_speculatively(
         self, instance: WorkflowInstance, kind: str, corr: str | None, data: bytes | None, attempt: int | None,
         *, holds_lease: bool = False,
-    ) -> bool:
-        """Feed an event not yet stored and commit it with the commands it led to, atomically."""
+    ) -> list[StepClaim] | None:
+        """Feed an event not yet stored and commit it with the commands it led to, atomically.
+
+        Returns the steps claimed for this worker, or None if the commit was refused.
+        """
         run_id = instance.run_id
         known = instance.store_seq
         assert known is not None
@@ -301,16 +323,18 @@ class Runtime:
         event = Event(run_id, known + 1, kind, corr, now, None, data, attempt)
         outcome = instance.advance([event])
         new = NewEvent(kind, corr, now, data, attempt)
-        ok = await self._commit(instance, outcome, known, [new], holds_lease=holds_lease)
-        if ok:
+        claims = await self._commit(instance, outcome, known, [new], holds_lease=holds_lease)
+        if claims is not None:
             self.stats["speculative_commits"] += 1
-        return ok
+        return claims
 
     async def _commit(
         self, instance: WorkflowInstance, outcome: Outcome, known_seq: int, speculative: list[NewEvent], *, holds_lease: bool
-    ) -> bool:
+    ) -> list[StepClaim] | None:
+        """Commit an advanced instance; return the steps claimed here (not yet launched), None if refused."""
         run_id = instance.run_id
-        claim_now = min(self._free_slots, sum(1 for c in outcome.commands if type(c).__name__ == "ScheduleStep"))
+        new_steps = sum(1 for c in outcome.commands if isinstance(c, ScheduleStep))
+        claim_now = min(self._free_slots, new_steps)
         self._free_slots -= claim_now
         try:
             result = await self.store.commit(
@@ -325,12 +349,12 @@ class Runtime:
             self._evict(run_id)
             raise
         self._free_slots += claim_now - len(result.claimed)
-        if claim_now < sum(1 for c in outcome.commands if type(c).__name__ == "ScheduleStep"):
+        if claim_now < new_steps:
             self._starved = True
         if not result.ok:
             log.debug("commit of run %s refused: %s", run_id, result.reason)
             self._evict(run_id)
-            return False
+            return None
         if outcome.status != "suspended" or result.conflicts:
             # Finished, or the store answered a hook with hook_conflict: a conflict is a delivery
             # the instance has not seen, and a cold replay is the simple way to show it.
@@ -343,9 +367,7 @@ class Runtime:
                 instance.store_seq = result.last_seq
             else:
                 instance.store_seq = None
-        for claim in result.claimed:
-            self._launch_step(claim)
-        return True
+        return result.claimed
 
     async def _invoke_claimed(self, record: RunRecord) -> None:
         """Invoke a run this worker holds the lease of (cold replay, or the sticky instance)."""
@@ -374,8 +396,9 @@ class Runtime:
                 outcome = instance.advance(events)
                 if not speculative:
                     instance.seen_seq = max(instance.seen_seq, last_seq)
-                await self._commit(instance, outcome, last_seq, speculative, holds_lease=True)
+                claims = await self._commit(instance, outcome, last_seq, speculative, holds_lease=True)
                 self._release_if_uncached(run_id)
+                self._launch_steps(claims or [])
         except Exception:
             log.exception("invocation of run %s failed; it will be retried", run_id)
             self._evict(run_id)
@@ -385,34 +408,47 @@ class Runtime:
     # ------------------------------------------------------------------------------------
     # steps
 
-    def _launch_step(self, claim: StepClaim) -> None:
-        scope = anyio.CancelScope()
-        self._running_steps[(claim.run_id, claim.step_id)] = scope
-        self._spawn(self._execute_step, claim, scope)
+    def _launch_steps(self, claims: list[StepClaim]) -> None:
+        for claim in claims:
+            scope = anyio.CancelScope()
+            self._running_steps[(claim.run_id, claim.step_id)] = scope
+            self._spawn(self._execute_step, claim, scope)
 
     async def _execute_step(self, claim: StepClaim, scope: anyio.CancelScope) -> None:
-        key = (claim.run_id, claim.step_id)
-        try:
-            step = _registry.steps.get(claim.name)
-            if step is None:  # unregistered since it was claimed (a notebook cell re-run): retry elsewhere
-                outcome = StepOutcome(
-                    EventKind.STEP_RETRYING,
-                    _encode_missing_step(claim.name),
-                    retry_at=time.time() + 1.0,
-                )
-            else:
-                outcome = await run_step(step, claim, store=self.store, base_url=self.base_url, spawn=self._spawn, cancel_scope=scope)
-            await self._record_step(claim, outcome)
-        except Exception:
-            log.exception("recording step %s of run %s failed; its lease will expire and it will re-run", claim.step_id, claim.run_id)
-        finally:
-            self._running_steps.pop(key, None)
-            self._free_slots += 1
-            if self._starved:  # steps may be waiting for this slot
-                self._starved = False
-                self.store.notifier.notify("work")
+        """Run a claimed step, record it, and run the next step it led to in this same task.
 
-    async def _record_step(self, claim: StepClaim, outcome: StepOutcome) -> None:
+        A sequential workflow thus runs step after step in one task: recording step N commits
+        step N+1 as started (claimed here), and the loop picks it up without a new task.
+        """
+        next_claim: StepClaim | None = claim
+        while next_claim is not None:
+            claim, next_claim = next_claim, None
+            key = (claim.run_id, claim.step_id)
+            self._running_steps[key] = scope
+            try:
+                step = _registry.steps.get(claim.name)
+                if step is None:  # unregistered since it was claimed (a notebook cell re-run): retry elsewhere
+                    outcome = StepOutcome(EventKind.STEP_RETRYING, _encode_missing_step(claim.name), retry_at=time.time() + 1.0)
+                else:
+                    outcome = await run_step(
+                        step, claim, store=self.store, base_url=self.base_url, spawn=self._spawn, cancel_scope=scope
+                    )
+                claims = await self._record_step(claim, outcome)
+                if claims:
+                    next_claim = claims[0]
+                    scope = anyio.CancelScope()
+                    self._launch_steps(claims[1:])
+            except Exception:
+                log.exception("recording step %s of run %s failed; its lease will expire and it will re-run", claim.step_id, claim.run_id)
+            finally:
+                self._running_steps.pop(key, None)
+                self._free_slots += 1
+                if self._starved:  # steps may be waiting for this slot
+                    self._starved = False
+                    self.store.notifier.notify("work")
+
+    async def _record_step(self, claim: StepClaim, outcome: StepOutcome) -> list[StepClaim]:
+        """Record a step's outcome; in the fast path also advance its run and return the steps claimed."""
         run_id = claim.run_id
         if outcome.kind != EventKind.STEP_RETRYING and not outcome.cancelled:
             instance = self._cache.get(run_id)
@@ -420,13 +456,17 @@ class Runtime:
                 async with self._lock(run_id):
                     instance = self._cache.get(run_id)
                     if instance is not None and instance.status == "running" and instance.store_seq is not None:
-                        if await self._advance_speculatively(instance, outcome.kind, claim.step_id, outcome.data, claim.attempt):
+                        claims = await self._advance_speculatively(
+                            instance, outcome.kind, claim.step_id, outcome.data, claim.attempt
+                        )
+                        if claims is not None:
                             self._release_if_uncached(run_id)
-                            return
+                            return claims
                         self.stats["fallbacks"] += 1
         await self.store.finish_step(
             run_id, claim.step_id, outcome.kind, outcome.data, claim.attempt, time.time(), outcome.retry_at
         )
+        return []
 
     # ------------------------------------------------------------------------------------
     # background loops
@@ -475,7 +515,7 @@ class Runtime:
             for claim in claims:
                 busy = True
                 self._free_slots -= 1
-                self._launch_step(claim)
+                self._launch_steps([claim])
         return busy
 
     async def _heartbeat_loop(self) -> None:

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import anyio
+import anyio.lowlevel
 from anyio.abc import ObjectReceiveStream, ObjectSendStream
 
 from . import _codec
@@ -294,6 +295,7 @@ async def read_stream(
             return
         if page.chunks:
             idle_wait = 0.01
+            await anyio.lowlevel.checkpoint()  # a long backlog must not starve the event loop
             continue
         timeout = idle_wait if follow_by_poll else float("inf")
         if await notifier.wait(listener, timeout):

@@ -168,6 +168,13 @@ class Notifier:
         if event is not None:
             event.set()
 
+    def notify_all(self) -> None:
+        """Wake every listener, whatever its topic: a cross-process feed had a gap (a reconnected
+        LISTEN), so anything may have changed; each listener re-reads once."""
+        events, self._events = self._events, {}
+        for event in events.values():
+            event.set()
+
     def listen(self, *topic: str) -> anyio.Event:
         event = self._events.get(topic)
         if event is None:

@@ -65,7 +65,10 @@ def _run(row: Row) -> RunRecord:
 
 
 def _event(run_id: str, row: Row) -> Event:
-    return Event(run_id, row[0], row[1], row[2], row[6], row[3], None if row[4] is None else bytes(row[4]), row[5])
+    data = row[5]
+    if data is not None and type(data) is not bytes:
+        data = bytes(data)
+    return Event(run_id, row[0], row[1], row[2], row[3], row[4], data, row[6])
 
 
 class _Appender:
@@ -192,7 +195,7 @@ def list_runs(db: DB, status: str | None, workflow: str | None, limit: int, befo
 
 
 def load_events(db: DB, run_id: str, after_seq: int, replay_only: bool) -> list[Event]:
-    columns = "seq, kind, corr_id, name, data, attempt, created_at"
+    columns = "seq, kind, corr_id, created_at, name, data, attempt"
     if replay_only:
         rows = db.execute(
             f"SELECT {columns} FROM events WHERE run_id = ? AND seq > ? AND kind IN ({_marks(len(_REPLAY_KIND_LIST))}) "
@@ -335,17 +338,29 @@ def commit(db: DB, inv: Invocation) -> CommitResult:  # noqa: C901 - one transac
 
     wake_now = not clean
     conflicts = False
-    new_steps: list[ScheduleStep] = []
+    new_steps = [c for c in inv.commands if isinstance(c, ScheduleStep)]
+    # The first ``claim_steps`` new steps start right here, on the committing worker: they are
+    # inserted already running, which saves a pending -> running round trip (and its pages).
+    claiming = {c.correlation_id for c in new_steps[: inv.claim_steps]} if inv.status == "suspended" else set()
+    claimed: list[StepClaim] = []
     for cmd in inv.commands:
         corr = cmd.correlation_id
         if isinstance(cmd, ScheduleStep):
-            db.execute(
-                "INSERT INTO steps (run_id, step_id, name, status, attempt, max_attempts, input, created_at, ready_at) "
-                "VALUES (?,?,?,'pending',0,?,?,?,?)",
-                (inv.run_id, corr, cmd.name, cmd.max_attempts, cmd.input, now, now),
-            )
             out.add(EventKind.STEP_CREATED, corr, now, name=cmd.name, data=cmd.input)
-            new_steps.append(cmd)
+            if corr in claiming:
+                db.execute(
+                    "INSERT INTO steps (run_id, step_id, name, status, attempt, max_attempts, input, created_at, "
+                    "started_at, attempt_started_at, owner) VALUES (?,?,?,'running',1,?,?,?,?,?,?)",
+                    (inv.run_id, corr, cmd.name, cmd.max_attempts, cmd.input, now, now, now, inv.worker_id),
+                )
+                out.add(EventKind.STEP_STARTED, corr, now, attempt=1)
+                claimed.append(StepClaim(inv.run_id, corr, cmd.name, cmd.input, 1, cmd.max_attempts, now, locked[3]))
+            else:
+                db.execute(
+                    "INSERT INTO steps (run_id, step_id, name, status, attempt, max_attempts, input, created_at, ready_at) "
+                    "VALUES (?,?,?,'pending',0,?,?,?,?)",
+                    (inv.run_id, corr, cmd.name, cmd.max_attempts, cmd.input, now, now),
+                )
         elif isinstance(cmd, CreateHook):
             created = db.execute(
                 "INSERT INTO hooks (run_id, hook_id, token, status, metadata, created_at) VALUES (?,?,?,'active',?,?) "
@@ -382,20 +397,8 @@ def commit(db: DB, inv: Invocation) -> CommitResult:  # noqa: C901 - one transac
             _close_stream(db, inv.run_id, cmd.namespace, None)
             out.add(EventKind.STREAM_CLOSED, corr, now, name=cmd.namespace)
 
-    claimed: list[StepClaim] = []
-    if inv.status == "suspended":
-        for cmd in new_steps[: inv.claim_steps]:
-            db.execute(
-                "UPDATE steps SET status = 'running', attempt = 1, owner = ?, started_at = ?, attempt_started_at = ? "
-                "WHERE run_id = ? AND step_id = ?",
-                (inv.worker_id, now, now, inv.run_id, cmd.correlation_id),
-            )
-            out.add(EventKind.STEP_STARTED, cmd.correlation_id, now, attempt=1)
-            claimed.append(
-                StepClaim(inv.run_id, cmd.correlation_id, cmd.name, cmd.input, 1, cmd.max_attempts, now, locked[3])
-            )
-        if len(new_steps) > len(claimed):
-            db.note("work")
+    if len(new_steps) > len(claimed):
+        db.note("work")
 
     if inv.status == "suspended":
         if wake_now:

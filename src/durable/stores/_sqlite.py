@@ -67,20 +67,20 @@ _SCHEMA = [
         run_id TEXT NOT NULL, step_id TEXT NOT NULL, name TEXT NOT NULL, status TEXT NOT NULL,
         attempt INTEGER NOT NULL, max_attempts INTEGER NOT NULL, input BLOB NOT NULL, output BLOB, error BLOB,
         created_at REAL NOT NULL, started_at REAL, attempt_started_at REAL, completed_at REAL, ready_at REAL,
-        owner TEXT, PRIMARY KEY (run_id, step_id))""",
+        owner TEXT, PRIMARY KEY (run_id, step_id)) WITHOUT ROWID""",
     "CREATE INDEX steps_ready ON steps (ready_at) WHERE status = 'pending'",
     "CREATE INDEX steps_running ON steps (owner) WHERE status = 'running'",
     """CREATE TABLE hooks (
         run_id TEXT NOT NULL, hook_id TEXT NOT NULL, token TEXT NOT NULL, status TEXT NOT NULL, metadata BLOB,
-        created_at REAL NOT NULL, PRIMARY KEY (run_id, hook_id))""",
+        created_at REAL NOT NULL, PRIMARY KEY (run_id, hook_id)) WITHOUT ROWID""",
     "CREATE UNIQUE INDEX hooks_live_token ON hooks (token) WHERE status = 'active'",
     """CREATE TABLE waits (
         run_id TEXT NOT NULL, wait_id TEXT NOT NULL, resume_at REAL NOT NULL, status TEXT NOT NULL,
-        PRIMARY KEY (run_id, wait_id))""",
+        PRIMARY KEY (run_id, wait_id)) WITHOUT ROWID""",
     "CREATE INDEX waits_due ON waits (run_id, resume_at) WHERE status = 'waiting'",
     """CREATE TABLE streams (
         run_id TEXT NOT NULL, namespace TEXT NOT NULL, next_index INTEGER NOT NULL, closed INTEGER NOT NULL,
-        error TEXT, PRIMARY KEY (run_id, namespace))""",
+        error TEXT, PRIMARY KEY (run_id, namespace)) WITHOUT ROWID""",
     """CREATE TABLE chunks (
         run_id TEXT NOT NULL, namespace TEXT NOT NULL, idx INTEGER NOT NULL, data BLOB NOT NULL, step_id TEXT,
         attempt INTEGER, created_at REAL NOT NULL, PRIMARY KEY (run_id, namespace, idx)) WITHOUT ROWID""",
@@ -322,8 +322,8 @@ class SQLiteStore(Store):
         if self._inline is None:
             raise StoreError(f"{self!r} is not open (use it inside `async with`)")
         if self._thread is None or not write or self.inline_writes:
-            # A checkpoint first (never after: a commit must not be lost to a cancellation).
-            await asyncio.sleep(0)
+            # No checkpoint here: an inline call completes without yielding, like a dict
+            # lookup. Loops that call the store repeatedly checkpoint themselves.
             op = _Op(fn, write)
             try:
                 ((_, ok, value),) = run_batch(self._inline, [op], fail_if_busy=self._thread is not None)

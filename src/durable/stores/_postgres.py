@@ -1,0 +1,811 @@
+"""The PostgreSQL store: many worker processes, on any number of machines, sharing one database.
+
+::
+
+    runtime ──await──► PostgresStore._call(fn, *args)                         event loop
+                          │  one transaction = one hop to a worker thread
+                          ▼
+                   _attempt: BEGIN · fn(_Tx) · SELECT txid, pg_notify(topics) · COMMIT
+                          │  fn is the shared SQL of stores/_sql.py (also run by SQLite)
+                          ▼
+                      PostgreSQL ──NOTIFY "durable:<schema>"──► LISTEN connection   event loop
+                                                                  └─► notifier.notify(topic)
+                                                                      (every other process)
+
+Why threads and not ``psycopg.AsyncConnection`` for transactions: the transaction bodies in
+``_sql.py`` are plain functions, written once for ``sqlite3``, that decide what to run next
+from what they just read (claim loops, conditional updates). Running them on a blocking
+connection in a worker thread (from a ``psycopg_pool.ConnectionPool``) costs one thread
+hop per transaction, about what one statement round trip costs here, and keeps the SQL in
+one place. Cancelling the caller waits for the transaction in flight to finish, so a
+commit is never half-known to this process. The LISTEN side, which only waits, is a
+``psycopg.AsyncConnection`` on the event loop.
+
+Failures, and what each one becomes:
+
+- connection lost (server restart, ``pg_terminate_backend``, network): before ``COMMIT``
+  the transaction certainly rolled back, so it is run again on a fresh connection, with
+  back-off, for up to ``reconnect_timeout`` seconds. If the connection breaks *during*
+  ``COMMIT``, the outcome is looked up with ``txid_status()`` of the transaction id read
+  just before: committed means done (the result computed is returned), aborted means run
+  it again. Nothing recorded is lost and nothing is recorded twice.
+- serialization failure, deadlock, a unique-key race (two first writes to one stream): the
+  transaction function runs again after a short jittered pause.
+- anything else from the driver: :class:`~durable.StoreError` naming the operation, with
+  the driver's exception as ``__cause__``. Connecting (bad URL, wrong credentials, server
+  unreachable) fails with one line that names the server, never with the password.
+
+The LISTEN connection reconnects on its own; after a gap it wakes every local listener
+(they re-read, so a notification missed meanwhile costs one read, not a hang).
+
+URL: ``postgresql://user:password@host:port/dbname?option=value``. libpq options pass
+through (``sslmode``, ``connect_timeout``, ...); durable's own are ``schema`` (keep
+durable's tables in their own schema, created on first use), ``pool_size`` (connections
+per process, default 10) and ``reconnect_timeout`` (seconds, default 60).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import random
+import re
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
+
+import anyio
+import psycopg
+import psycopg.errors
+from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+from psycopg_pool import ConnectionPool, PoolTimeout
+
+from .._errors import DurableError, InvalidStoreURL, StoreCorrupt, StoreError
+from .._events import Event
+from . import _sql
+from ._base import (
+    ChunkPage,
+    CommitResult,
+    HookRecord,
+    Invocation,
+    NewRun,
+    Notifier,
+    RunRecord,
+    StepClaim,
+    StepRecord,
+    Store,
+)
+
+log = logging.getLogger("durable.store")
+T = TypeVar("T")
+
+SCHEMA_VERSION = 1
+# Migrations from version N to N+1, appended as the schema evolves: MIGRATIONS[N] runs on a version-N store.
+MIGRATIONS: dict[int, list[str]] = {}
+
+_TABLES = ("durable_meta", "workers", "runs", "events", "steps", "hooks", "waits", "streams", "chunks")
+_SCHEMA = [
+    "CREATE TABLE durable_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+    """CREATE TABLE workers (
+        worker_id TEXT PRIMARY KEY, host TEXT NOT NULL, pid INTEGER NOT NULL, pid_start TEXT NOT NULL,
+        started_at DOUBLE PRECISION NOT NULL, alive_until DOUBLE PRECISION NOT NULL)""",
+    """CREATE TABLE runs (
+        run_id TEXT PRIMARY KEY, workflow_name TEXT NOT NULL, status TEXT NOT NULL, input BYTEA NOT NULL,
+        seed TEXT NOT NULL, idempotency_key TEXT UNIQUE, output BYTEA, error BYTEA,
+        created_at DOUBLE PRECISION NOT NULL, updated_at DOUBLE PRECISION NOT NULL, started_at DOUBLE PRECISION,
+        completed_at DOUBLE PRECISION, last_seq BIGINT NOT NULL, wake_at DOUBLE PRECISION, owner TEXT)""",
+    "CREATE INDEX runs_wake ON runs (wake_at) WHERE wake_at IS NOT NULL",
+    "CREATE INDEX runs_created ON runs (created_at, run_id)",
+    "CREATE INDEX runs_status ON runs (status, created_at)",
+    """CREATE TABLE events (
+        run_id TEXT NOT NULL, seq BIGINT NOT NULL, kind TEXT NOT NULL, corr_id TEXT, name TEXT, data BYTEA,
+        attempt INTEGER, created_at DOUBLE PRECISION NOT NULL, PRIMARY KEY (run_id, seq))""",
+    # A command or a terminal step/wait/hook event is recorded at most once per correlation id.
+    """CREATE UNIQUE INDEX events_once ON events (run_id, corr_id, kind) WHERE kind IN (
+        'step_created', 'step_completed', 'step_failed', 'hook_created', 'hook_conflict', 'hook_disposed',
+        'wait_created', 'wait_completed', 'wait_cancelled', 'stream_written', 'stream_closed')""",
+    """CREATE TABLE steps (
+        run_id TEXT NOT NULL, step_id TEXT NOT NULL, name TEXT NOT NULL, status TEXT NOT NULL,
+        attempt INTEGER NOT NULL, max_attempts INTEGER NOT NULL, input BYTEA NOT NULL, output BYTEA, error BYTEA,
+        created_at DOUBLE PRECISION NOT NULL, started_at DOUBLE PRECISION, attempt_started_at DOUBLE PRECISION,
+        completed_at DOUBLE PRECISION, ready_at DOUBLE PRECISION, owner TEXT, PRIMARY KEY (run_id, step_id))""",
+    "CREATE INDEX steps_ready ON steps (ready_at) WHERE status = 'pending'",
+    "CREATE INDEX steps_running ON steps (owner) WHERE status = 'running'",
+    """CREATE TABLE hooks (
+        run_id TEXT NOT NULL, hook_id TEXT NOT NULL, token TEXT NOT NULL, status TEXT NOT NULL, metadata BYTEA,
+        created_at DOUBLE PRECISION NOT NULL, PRIMARY KEY (run_id, hook_id))""",
+    "CREATE UNIQUE INDEX hooks_live_token ON hooks (token) WHERE status = 'active'",
+    """CREATE TABLE waits (
+        run_id TEXT NOT NULL, wait_id TEXT NOT NULL, resume_at DOUBLE PRECISION NOT NULL, status TEXT NOT NULL,
+        PRIMARY KEY (run_id, wait_id))""",
+    "CREATE INDEX waits_due ON waits (run_id, resume_at) WHERE status = 'waiting'",
+    """CREATE TABLE streams (
+        run_id TEXT NOT NULL, namespace TEXT NOT NULL, next_index INTEGER NOT NULL, closed INTEGER NOT NULL,
+        error TEXT, PRIMARY KEY (run_id, namespace))""",
+    """CREATE TABLE chunks (
+        run_id TEXT NOT NULL, namespace TEXT NOT NULL, idx INTEGER NOT NULL, data BYTEA NOT NULL, step_id TEXT,
+        attempt INTEGER, created_at DOUBLE PRECISION NOT NULL, PRIMARY KEY (run_id, namespace, idx))""",
+]
+
+# pg_advisory_xact_lock(class, hashtext(schema)): serialises schema creation and migration
+# between processes starting at once. The class is "dura" in ASCII.
+_MIGRATION_LOCK_CLASS = 0x64757261
+_OPTIONS = ("schema", "pool_size", "reconnect_timeout")
+_SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,49}")
+# NOTIFY payload: "<nonce>\x1e<topic>\x1e<topic>...", each topic's parts joined by \x1f.
+# The nonce names the sending store, whose own process was already woken in-process.
+_TOPIC_SEP = "\x1e"
+_PART_SEP = "\x1f"
+_PAYLOAD_MAX = 7900  # PostgreSQL refuses payloads of 8000 bytes or more
+# SQLSTATEs after which the transaction function simply runs again.
+_CONFLICTS = {"40001": "serialization failure", "40P01": "deadlock", "23505": "unique-key race"}
+_MAX_CONFLICT_RETRIES = 20
+# SQLSTATEs meaning "this connection is no good": reconnect and run the transaction again.
+_CONNECTION_STATES = {"57P01", "57P02", "57P03", "25006"}  # shutdown x3, read-only (failed-over primary)
+
+
+# -- the URL --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Target:
+    """Where to connect, parsed once from the store URL."""
+
+    conninfo: str  # libpq connection string, durable's own options removed, defaults added
+    schema: str | None
+    pool_size: int
+    reconnect_timeout: float
+    display: str  # user@host:port/dbname, never the password
+    masked_url: str
+    user: str
+    host: str
+    port: str
+    dbname: str
+
+
+def _mask(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def _parse_url(url: str) -> _Target:
+    """Split durable's options from libpq's, validate both, and add safe defaults."""
+    masked = _mask(url)
+    parts = urlsplit(url)
+    if parts.scheme.lower() not in ("postgresql", "postgres"):
+        raise InvalidStoreURL(masked, "a PostgreSQL URL starts with postgresql://")
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    ours = {k: v for k, v in query if k in _OPTIONS}
+    rest = [(k, v) for k, v in query if k not in _OPTIONS]
+    schema = ours.get("schema") or None
+    if schema is not None and not _SCHEMA_NAME.fullmatch(schema):
+        raise InvalidStoreURL(masked, f"schema must be a lower-case name of letters, digits and _, got {schema!r}")
+    try:
+        pool_size = int(ours.get("pool_size", "10"))
+        reconnect_timeout = float(ours.get("reconnect_timeout", "60"))
+    except ValueError as exc:
+        raise InvalidStoreURL(masked, f"pool_size and reconnect_timeout must be numbers ({exc})") from None
+    if pool_size < 1:
+        raise InvalidStoreURL(masked, f"pool_size must be at least 1, got {pool_size}")
+    libpq_url = urlunsplit(parts._replace(query=urlencode(rest, quote_via=quote)))
+    try:
+        params = conninfo_to_dict(libpq_url)
+    except psycopg.Error as exc:
+        raise InvalidStoreURL(masked, _one_line(str(exc))) from None
+    extra: dict[str, Any] = {}
+    # Without connect_timeout, libpq waits forever for a host that drops packets.
+    extra.setdefault("connect_timeout", params.get("connect_timeout") or 10)
+    extra.setdefault("application_name", params.get("application_name") or "durable")
+    # Keepalives notice a silently dead peer (a machine gone, a cut network) in ~25 s.
+    for key, value in (("keepalives", 1), ("keepalives_idle", 10), ("keepalives_interval", 5), ("keepalives_count", 3)):
+        extra[key] = params.get(key, value)
+    if schema is not None:
+        extra["options"] = f"{params.get('options', '')} -c search_path={schema}".strip()
+    conninfo = make_conninfo(libpq_url, **extra)
+    user = str(params.get("user") or parts.username or "(default user)")
+    host = str(params.get("host") or "localhost")
+    port = str(params.get("port") or "5432")
+    dbname = str(params.get("dbname") or user)
+    return _Target(
+        conninfo=conninfo, schema=schema, pool_size=pool_size, reconnect_timeout=reconnect_timeout,
+        display=f"{user}@{host}:{port}/{dbname}" + (f" (schema {schema})" if schema else ""),
+        masked_url=masked, user=user, host=host, port=port, dbname=dbname,
+    )
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def _connect_error(exc: BaseException, target: _Target) -> StoreError:
+    """One line that says which server refused and why, in words a person can act on."""
+    text = _one_line(str(exc))
+    low = text.lower()
+    # libpq prefixes: "connection failed: connection to server at "h" (ip), port p failed: <reason>"
+    reason = re.sub(r"^(connection failed: )?(connection to server (at|on) .*? failed: )", "", text)
+    if "password authentication failed" in low or "authentication failed" in low:
+        problem = f"password authentication failed for user {target.user!r} (check the user and password in the URL)"
+    elif "no password supplied" in low:
+        problem = f"the server wants a password for user {target.user!r} and the URL has none"
+    elif re.search(r'database ".*" does not exist', low):
+        problem = f"database {target.dbname!r} does not exist (create it: createdb {target.dbname})"
+    elif re.search(r'role ".*" does not exist', low):
+        problem = f"role {target.user!r} does not exist"
+    elif "connection refused" in low:
+        problem = f"connection refused (is PostgreSQL running and listening on {target.host}:{target.port}?)"
+    elif "could not translate host name" in low or "name or service not known" in low:
+        problem = f"unknown host {target.host!r}"
+    elif "timeout expired" in low:
+        problem = "no answer before connect_timeout (is the host reachable? a firewall?)"
+    else:
+        problem = reason
+    return StoreError(f"cannot connect to PostgreSQL {target.display}: {problem}")
+
+
+# -- one transaction ------------------------------------------------------------------------
+
+
+@functools.lru_cache(maxsize=1024)
+def _pg(statement: str) -> str:
+    """``?`` placeholders (the shared SQL's dialect) to psycopg's ``%s``."""
+    return statement.replace("%", "%%").replace("?", "%s")
+
+
+class _Tx:
+    """The :class:`_sql.DB` view of one pooled connection inside one transaction."""
+
+    for_update = " FOR UPDATE"
+    skip_locked = " FOR UPDATE SKIP LOCKED"
+
+    def __init__(self, conn: psycopg.Connection[Any]) -> None:
+        self.cursor = conn.cursor()
+        self.topics: list[tuple[str, ...]] = []
+
+    def execute(self, statement: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        cursor = self.cursor
+        cursor.execute(_pg(statement), params)
+        if cursor.description is None:  # INSERT/UPDATE without RETURNING
+            return []
+        return cursor.fetchall()
+
+    def executemany(self, statement: str, rows: Sequence[Sequence[Any]]) -> None:
+        self.cursor.executemany(_pg(statement), rows)
+
+    def note(self, *topic: str) -> None:
+        if topic not in self.topics:
+            self.topics.append(topic)
+
+
+def _payloads(nonce: str, topics: Sequence[tuple[str, ...]]) -> list[str]:
+    """Pack a transaction's topics into as few NOTIFY payloads as fit the size limit."""
+    payloads: list[str] = []
+    current = nonce
+    for topic in topics:
+        item = _PART_SEP.join(topic)
+        if len(item.encode()) > _PAYLOAD_MAX - 64:
+            item = _PART_SEP.join(topic[:2])[: _PAYLOAD_MAX // 8]  # a coarser wake-up still wakes
+        if len((current + _TOPIC_SEP + item).encode()) > _PAYLOAD_MAX:
+            payloads.append(current)
+            current = nonce
+        current += _TOPIC_SEP + item
+    if current != nonce:
+        payloads.append(current)
+    return payloads
+
+
+class _Lost(Exception):
+    """The connection broke. ``xid`` is set when it broke during COMMIT: the outcome must be looked up."""
+
+    def __init__(self, cause: BaseException, xid: int | None = None, value: Any = None,
+                 topics: Sequence[tuple[str, ...]] = ()) -> None:
+        super().__init__(str(cause))
+        self.cause = cause
+        self.xid = xid
+        self.value = value
+        self.topics = topics
+
+
+class _Conflict(Exception):
+    """A serialization failure, deadlock or unique-key race: run the transaction function again."""
+
+    def __init__(self, cause: psycopg.Error) -> None:
+        super().__init__(str(cause))
+        self.cause = cause
+
+
+def _is_connection_error(exc: BaseException, conn: psycopg.Connection[Any] | None) -> bool:
+    if isinstance(exc, PoolTimeout):
+        return True
+    if not isinstance(exc, psycopg.Error):
+        return False
+    if conn is not None and conn.closed:
+        return True
+    state = getattr(exc, "sqlstate", None)
+    return state is not None and (state.startswith("08") or state in _CONNECTION_STATES)
+
+
+# -- the store ------------------------------------------------------------------------------
+
+
+class PostgresStore(Store):
+    """PostgreSQL store: ``FOR UPDATE SKIP LOCKED`` claims, leases with heartbeats, LISTEN/NOTIFY wake-ups.
+
+    Build it from a URL (``store_from_url`` does); :meth:`open` connects, creates or
+    migrates the schema (under an advisory lock) and starts listening.
+    """
+
+    cross_process = True
+    notifies_across_processes = True
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self._target = _parse_url(url)
+        self.notifier = Notifier()
+        self._pool: ConnectionPool[psycopg.Connection[Any]] | None = None
+        self._limiter: anyio.CapacityLimiter | None = None
+        self._listener: asyncio.Task[None] | None = None
+        self._channel = ""
+        self._nonce = f"{random.getrandbits(48):012x}"
+        self._host = ""
+        self._stats: Counter[str] = Counter()
+        self._outage_since: float | None = None
+        self._check_lock = threading.Lock()
+        self._checked_at = 0.0
+
+    def __repr__(self) -> str:
+        return f"<PostgresStore {self._target.masked_url}>"
+
+    def statistics(self) -> dict[str, int]:
+        """Counters: transactions by operation, retries, reconnections, notifications in and out."""
+        return dict(self._stats)
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    async def open(self) -> None:
+        if self._pool is not None:
+            return
+        self._channel = await anyio.to_thread.run_sync(self._prepare)
+        target = self._target
+        pool: ConnectionPool[psycopg.Connection[Any]] = ConnectionPool(
+            target.conninfo, min_size=1, max_size=target.pool_size, open=False, name="durable",
+            kwargs={"autocommit": True}, timeout=target.reconnect_timeout,
+            reconnect_timeout=max(target.reconnect_timeout, 30.0),
+        )
+        try:
+            await anyio.to_thread.run_sync(functools.partial(pool.open, wait=True, timeout=30.0))
+        except PoolTimeout:
+            await anyio.to_thread.run_sync(pool.close)
+            raise StoreError(f"cannot connect to PostgreSQL {target.display}: no connection within 30 s") from None
+        self._pool = pool
+        self._limiter = anyio.CapacityLimiter(target.pool_size)
+        listening: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._listener = asyncio.get_running_loop().create_task(self._listen(listening), name="durable LISTEN")
+        try:
+            await listening
+        except BaseException:
+            await self.aclose()
+            raise
+
+    async def aclose(self) -> None:
+        listener, self._listener = self._listener, None
+        if listener is not None:
+            listener.cancel()
+            try:
+                await listener
+            except asyncio.CancelledError:
+                # Our own cancel of the listener ends here; a cancellation of this task goes on.
+                current = asyncio.current_task()
+                if current is not None and current.cancelling():
+                    raise
+            except Exception:
+                log.exception("durable: the LISTEN task failed")
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            with anyio.CancelScope(shield=True):
+                await anyio.to_thread.run_sync(pool.close)
+
+    def _prepare(self) -> str:
+        """Connect once (clear errors), create or migrate the schema, and name the NOTIFY channel."""
+        conn = self._connect_direct()
+        try:
+            _migrate(conn, self._target)
+            schema = conn.execute("SELECT current_schema()").fetchone()
+        except psycopg.Error as exc:
+            raise StoreError(f"PostgreSQL {self._target.display}: cannot prepare the schema: {_one_line(str(exc))}") from exc
+        finally:
+            conn.close()
+        return f"durable:{schema[0] if schema else 'public'}"[:63]
+
+    def _connect_direct(self) -> psycopg.Connection[Any]:
+        try:
+            return psycopg.Connection.connect(self._target.conninfo, autocommit=True)
+        except psycopg.Error as exc:
+            raise _connect_error(exc, self._target) from None
+
+    async def migrate(self) -> tuple[int, int]:
+        """Create or upgrade the schema now (``durable migrate``); return (version before, version after)."""
+
+        def run() -> tuple[int, int]:
+            conn = self._connect_direct()
+            try:
+                return _migrate(conn, self._target)
+            except psycopg.Error as exc:
+                raise StoreError(f"PostgreSQL {self._target.display}: migration failed: {_one_line(str(exc))}") from exc
+            finally:
+                conn.close()
+
+        return await anyio.to_thread.run_sync(run)
+
+    # -- transactions ----------------------------------------------------------------------
+
+    async def _call(self, fn: Callable[..., T], *args: Any, write: bool = True) -> T:
+        """Run ``fn(db, *args)`` as one transaction, retried across conflicts and lost connections."""
+        if self._pool is None or self._limiter is None:
+            raise StoreError(f"{self!r} is not open (use it inside `async with`)")
+        self._stats[fn.__name__] += 1
+        conflicts = 0
+        delay = 0.02
+        deadline: float | None = None
+        unsure: _Lost | None = None  # the connection broke during COMMIT: did it commit?
+        while True:
+            try:
+                if unsure is None:
+                    value, topics = await anyio.to_thread.run_sync(
+                        self._attempt, fn, args, write, limiter=self._limiter
+                    )
+                else:
+                    assert unsure.xid is not None
+                    status = await anyio.to_thread.run_sync(self._xact_status, unsure.xid, limiter=self._limiter)
+                    if status == "in progress":  # the old backend is still finishing it
+                        raise _Lost(unsure.cause)
+                    self._stats["commits_looked_up"] += 1
+                    if status != "committed":  # aborted: nothing happened, run it again
+                        unsure = None
+                        continue
+                    value, topics = unsure.value, unsure.topics
+            except _Conflict as exc:
+                conflicts += 1
+                self._stats["conflict_retries"] += 1
+                if conflicts > _MAX_CONFLICT_RETRIES:
+                    raise self._error(fn, exc.cause) from exc.cause
+                await anyio.sleep(random.uniform(0, min(0.2, 0.002 * 2**conflicts)))
+                continue
+            except _Lost as exc:
+                now = time.monotonic()
+                if deadline is None:
+                    deadline = now + self._target.reconnect_timeout
+                self._note_outage(exc.cause)
+                if exc.xid is not None and unsure is None:
+                    unsure = exc
+                if now >= deadline:
+                    raise StoreError(
+                        f"lost the connection to PostgreSQL {self._target.display} and could not get it back "
+                        f"within {self._target.reconnect_timeout:g} s: {_one_line(str(exc.cause))}"
+                    ) from None
+                await anyio.sleep(min(delay, deadline - now) * random.uniform(0.5, 1.0))
+                delay = min(2.0, delay * 2)
+                continue
+            if self._outage_since is not None:
+                log.warning(
+                    "durable: PostgreSQL %s is back after %.1f s", self._target.display,
+                    time.monotonic() - self._outage_since,
+                )
+                self._outage_since = None
+            for topic in topics:
+                self.notifier.notify(*topic)
+            return value
+
+    def _note_outage(self, cause: BaseException) -> None:
+        self._stats["reconnects"] += 1
+        if self._outage_since is None:
+            self._outage_since = time.monotonic()
+            log.warning("durable: lost the connection to PostgreSQL %s (%s); reconnecting",
+                        self._target.display, _one_line(str(cause)) or type(cause).__name__)
+
+    def _check_pool(self) -> None:
+        """After one dead connection, test the idle ones at once (a restart kills them all),
+        instead of meeting them one failed transaction at a time. At most once a second."""
+        pool = self._pool
+        with self._check_lock:
+            if pool is None or time.monotonic() - self._checked_at < 1.0:
+                return
+            self._checked_at = time.monotonic()
+        try:
+            pool.check()
+        except Exception:  # the pool's own reconnection takes over
+            log.debug("durable: pool check failed", exc_info=True)
+
+    def _attempt(self, fn: Callable[..., T], args: tuple[Any, ...], write: bool) -> tuple[T, list[tuple[str, ...]]]:
+        """One try of one transaction, on a worker thread. Raises _Lost/_Conflict for the caller to retry."""
+        pool = self._pool
+        if pool is None:
+            raise StoreError(f"{self!r} is closed")
+        try:
+            conn = pool.getconn(timeout=5.0)
+        except PoolTimeout as exc:
+            raise _Lost(exc) from None
+        returned = False
+        committing = False
+        xid: int | None = None
+        value: Any = None
+        tx = _Tx(conn)
+        try:
+            if write:
+                conn.execute("BEGIN")
+            value = fn(tx, *args)
+            if write:
+                payloads = _payloads(self._nonce, tx.topics)
+                row = tx.cursor.execute(
+                    "SELECT txid_current_if_assigned(), (SELECT count(pg_notify(%s, p)) FROM unnest(%s::text[]) AS p)",
+                    (self._channel, payloads),
+                ).fetchone()
+                xid = row[0] if row else None
+                committing = True
+                conn.execute("COMMIT")
+            return value, tx.topics
+        except psycopg.Error as exc:
+            self._rollback(conn)
+            if _is_connection_error(exc, conn):
+                if not conn.closed:
+                    conn.close()  # e.g. a read-only (demoted) server: the pool replaces it
+                pool.putconn(conn)
+                returned = True
+                self._check_pool()
+                raise _Lost(exc, xid if committing else None, value, tx.topics) from None
+            if exc.sqlstate in _CONFLICTS:
+                raise _Conflict(exc) from None
+            raise
+        except BaseException:
+            self._rollback(conn)
+            raise
+        finally:
+            if not returned:
+                pool.putconn(conn)
+
+    @staticmethod
+    def _rollback(conn: psycopg.Connection[Any]) -> None:
+        if not conn.closed and conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+            try:
+                conn.execute("ROLLBACK")
+            except psycopg.Error:
+                conn.close()
+
+    def _xact_status(self, xid: int) -> str | None:
+        """After a connection broke during COMMIT: did that transaction commit?"""
+        pool = self._pool
+        if pool is None:
+            raise StoreError(f"{self!r} is closed")
+        try:
+            with pool.connection() as conn:
+                row = conn.execute("SELECT txid_status(%s)", (xid,)).fetchone()
+        except (psycopg.Error, PoolTimeout) as exc:
+            raise _Lost(exc, xid) from None
+        return row[0] if row else None
+
+    def _error(self, fn: Callable[..., Any], exc: BaseException) -> StoreError:
+        return StoreError(f"PostgreSQL {self._target.display}: {fn.__name__} failed: {_one_line(str(exc))}")
+
+    async def _run(self, fn: Callable[..., T], *args: Any, write: bool = True) -> T:
+        """:meth:`_call`, with driver errors that are not ours to retry translated at this one boundary."""
+        try:
+            return await self._call(fn, *args, write=write)
+        except DurableError:
+            raise
+        except psycopg.Error as exc:
+            raise self._error(fn, exc) from exc
+
+    # -- LISTEN ----------------------------------------------------------------------------
+
+    async def _listen(self, listening: asyncio.Future[None]) -> None:
+        """Feed NOTIFYs from other processes into the notifier; reconnect forever with back-off."""
+        delay = 0.1
+        gap = False
+        while True:
+            try:
+                conn = await psycopg.AsyncConnection.connect(self._target.conninfo, autocommit=True)
+            except psycopg.Error as exc:
+                if not listening.done():
+                    listening.set_exception(_connect_error(exc, self._target))
+                    return
+                log.debug("durable LISTEN: reconnect failed: %s", exc)
+                await asyncio.sleep(delay * random.uniform(0.5, 1.0))
+                delay = min(5.0, delay * 2)
+                continue
+            try:
+                await conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(self._channel)))
+                delay = 0.1
+                if not listening.done():
+                    listening.set_result(None)
+                if gap:  # notifications may have been missed: everyone re-reads once
+                    self._stats["listen_reconnects"] += 1
+                    log.info("durable: LISTEN on PostgreSQL %s resumed", self._target.display)
+                    self.notifier.notify_all()
+                    gap = False
+                while True:
+                    async for notify in conn.notifies(timeout=10.0):
+                        self._deliver(notify.payload)
+                    # Quiet for 10 s: make sure the connection is alive, not silently cut.
+                    async with asyncio.timeout(10.0):
+                        await conn.execute("SELECT 1")
+            except (psycopg.Error, TimeoutError) as exc:
+                if not listening.done():
+                    listening.set_exception(_connect_error(exc, self._target))
+                    return
+                gap = True
+                log.warning("durable: LISTEN connection to PostgreSQL %s lost (%s); reconnecting",
+                            self._target.display, _one_line(str(exc)) or type(exc).__name__)
+                self.notifier.notify_all()
+            finally:
+                await conn.close()
+
+    def _deliver(self, payload: str) -> None:
+        nonce, _, rest = payload.partition(_TOPIC_SEP)
+        if nonce == self._nonce or not rest:
+            return  # our own commit: this process was woken when it returned
+        self._stats["notifications"] += 1
+        for item in rest.split(_TOPIC_SEP):
+            self.notifier.notify(*item.split(_PART_SEP))
+
+    # -- workers ---------------------------------------------------------------------------
+
+    async def register_worker(self, worker_id: str, host: str, pid: int, pid_start: str, ttl: float, now: float) -> None:
+        self._host = host
+        await self._run(_sql.register_worker, worker_id, host, pid, pid_start, ttl, now)
+
+    async def heartbeat(self, worker_id: str, ttl: float, now: float) -> list[tuple[str, int, str]]:
+        return await self._run(_sql.heartbeat, worker_id, self._host, ttl, now)
+
+    async def mark_workers_dead(self, worker_ids: Sequence[str]) -> None:
+        await self._run(_sql.mark_workers_dead, sorted(worker_ids))  # sorted: one lock order, no deadlock
+
+    async def unregister_worker(self, worker_id: str) -> None:
+        await self._run(_sql.unregister_worker, worker_id)
+
+    # -- runs ------------------------------------------------------------------------------
+
+    async def create_run(self, new: NewRun) -> tuple[RunRecord, bool]:
+        return await self._run(_sql.create_run, new)
+
+    async def get_run(self, run_id: str) -> RunRecord | None:
+        return await self._run(_sql.get_run, run_id, write=False)
+
+    async def list_runs(
+        self, *, status: str | None = None, workflow: str | None = None, limit: int = 100, before: str | None = None
+    ) -> list[RunRecord]:
+        return await self._run(_sql.list_runs, status, workflow, limit, before, write=False)
+
+    async def load_events(self, run_id: str, after_seq: int = 0) -> list[Event]:
+        return await self._run(_sql.load_events, run_id, after_seq, False, write=False)
+
+    async def read_log(self, run_id: str, after_seq: int) -> tuple[list[Event], int]:
+        return await self._run(_sql.read_log, run_id, after_seq, write=False)
+
+    async def claim_runs(self, worker_id: str, workflow_names: Sequence[str], now: float, limit: int) -> list[RunRecord]:
+        return await self._run(_sql.claim_runs, worker_id, workflow_names, now, limit)
+
+    async def release_run(self, run_id: str, worker_id: str, now: float) -> None:
+        await self._run(_sql.release_run, run_id, worker_id, now)
+
+    async def commit(self, invocation: Invocation) -> CommitResult:
+        return await self._run(_sql.commit, invocation)
+
+    async def cancel_run(self, run_id: str, now: float) -> RunRecord | None:
+        return await self._run(_sql.cancel_run, run_id, now)
+
+    async def next_wake(self, workflow_names: Sequence[str], step_names: Sequence[str], now: float) -> float | None:
+        return await self._run(_sql.next_wake, workflow_names, step_names, now, write=False)
+
+    async def terminal_runs(self, run_ids: Sequence[str]) -> list[str]:
+        return await self._run(_sql.terminal_runs, run_ids, write=False)
+
+    # -- steps -----------------------------------------------------------------------------
+
+    async def claim_steps(self, worker_id: str, step_names: Sequence[str], now: float, limit: int) -> list[StepClaim]:
+        return await self._run(_sql.claim_steps, worker_id, step_names, now, limit)
+
+    async def finish_step(
+        self, run_id: str, step_id: str, kind: str, data: bytes, attempt: int, now: float, retry_at: float | None = None
+    ) -> bool:
+        return await self._run(_sql.finish_step, run_id, step_id, kind, data, attempt, now, retry_at)
+
+    async def list_steps(self, run_id: str) -> list[StepRecord]:
+        return await self._run(_sql.list_steps, run_id, write=False)
+
+    # -- hooks -----------------------------------------------------------------------------
+
+    async def get_hook(self, token: str) -> HookRecord | None:
+        return await self._run(_sql.get_hook, token, write=False)
+
+    async def list_hooks(self, run_id: str, *, active_only: bool = True) -> list[HookRecord]:
+        return await self._run(_sql.list_hooks, run_id, active_only, write=False)
+
+    async def resume_hook(self, token: str, payload: bytes, now: float) -> HookRecord:
+        return await self._run(_sql.resume_hook, token, payload, now)
+
+    # -- streams ---------------------------------------------------------------------------
+
+    async def append_chunks(
+        self, run_id: str, namespace: str, chunks: Sequence[bytes], step_id: str | None, attempt: int | None,
+        now: float, *, close: bool = False,
+    ) -> int:
+        return await self._run(_sql.append_chunks, run_id, namespace, chunks, step_id, attempt, now, close)
+
+    async def close_stream(self, run_id: str, namespace: str, error: str | None, now: float) -> None:
+        await self._run(_sql.close_stream, run_id, namespace, error)
+
+    async def read_chunks(self, run_id: str, namespace: str, start: int, limit: int) -> ChunkPage:
+        return await self._run(_sql.read_chunks, run_id, namespace, start, limit, write=False)
+
+    async def list_streams(self, run_id: str) -> list[tuple[str, int, bool]]:
+        return await self._run(_sql.list_streams, run_id, write=False)
+
+
+# -- schema ---------------------------------------------------------------------------------
+
+
+def _migrate(conn: psycopg.Connection[Any], target: _Target) -> tuple[int, int]:
+    """Create the schema in an empty (or new) schema, upgrade an older one, refuse anything else.
+
+    One transaction under an advisory lock keyed by the schema name, so workers that start
+    at the same moment take turns: the first creates, the others find it done. PostgreSQL
+    DDL is transactional, so a failed migration leaves the previous version intact.
+    """
+    location = f"PostgreSQL {target.display}"
+    with conn.transaction():
+        if target.schema is not None:
+            name = target.schema
+        else:
+            row = conn.execute("SELECT current_schema()").fetchone()
+            if row is None or row[0] is None:
+                raise StoreCorrupt(location, "has no schema to create tables in (search_path names none that exists); "
+                                   "add ?schema=durable to the URL")
+            name = row[0]
+        conn.execute("SELECT pg_advisory_xact_lock(%s, hashtext(%s))", (_MIGRATION_LOCK_CLASS, name))
+        if target.schema is not None:
+            conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(name)))
+        tables = {
+            r[0]
+            for r in conn.execute(
+                "SELECT table_name FROM information_schema.tables WHERE table_schema = %s", (name,)
+            ).fetchall()
+        }
+        if "durable_meta" not in tables:
+            clash = sorted(tables & set(_TABLES))
+            if clash:
+                raise StoreCorrupt(
+                    location,
+                    f"schema {name!r} already has tables named {', '.join(clash)} that durable did not create; "
+                    "add ?schema=durable to the URL to keep durable's tables apart",
+                )
+            for statement in _SCHEMA:
+                conn.execute(statement)
+            conn.execute(
+                "INSERT INTO durable_meta (key, value) VALUES ('schema_version', %s), ('format', 'durable-postgresql')",
+                (str(SCHEMA_VERSION),),
+            )
+            return 0, SCHEMA_VERSION
+        row = conn.execute("SELECT value FROM durable_meta WHERE key = 'schema_version'").fetchone()
+        version = before = int(row[0]) if row else 0
+        if version > SCHEMA_VERSION:
+            raise StoreCorrupt(
+                location, f"was written by a newer durable (schema {version}; this version reads up to {SCHEMA_VERSION})"
+            )
+        while version < SCHEMA_VERSION:
+            if version not in MIGRATIONS:
+                raise StoreCorrupt(location, f"has unknown schema version {version}")
+            for statement in MIGRATIONS[version]:
+                conn.execute(statement)
+            version += 1
+        if version != before:
+            conn.execute("UPDATE durable_meta SET value = %s WHERE key = 'schema_version'", (str(version),))
+            log.info("durable: migrated %s from schema %d to %d", location, before, version)
+        return before, version

@@ -61,9 +61,10 @@ class Outcome:
     commands: list[Command] = field(default_factory=list)
     result: bytes | None = None  # encoded return value when completed
     error: bytes | None = None  # encoded error record when failed
-    # True when a command needs the workflow to run again without any new event (a hook
-    # conflict is decided by the store at commit time and delivered as an event).
-    diverged: bool = False
+    diverged: bool = False  # the failure is a NonDeterminismError
+    # The earliest deadline among the durable timers the workflow still waits on: the run
+    # must be woken then (None: no timer pending).
+    next_wake: float | None = None
 
 
 class _StepWaiter:
@@ -124,7 +125,8 @@ class WorkflowInstance:
         self._cancelled_waits: set[str] = set()
         self._disposed_hooks: set[str] = set()
         self._deliveries: deque[Event] = deque()
-        self._subscribers: dict[str, Any] = {}
+        self._subscribers: dict[str, Any] = {}  # correlation id -> what waits for its result
+        self._timers: dict[str, asyncio.TimerHandle] = {}  # pending durable timers
         self._new: list[Command] = []
         self._new_positions: dict[str, int] = {}  # correlation id -> index in _new, until committed
         self._main: asyncio.Task[Any] | None = None
@@ -177,7 +179,8 @@ class WorkflowInstance:
         commands = self._take_commands()
         main = self._main
         if main is None or not main.done():
-            return Outcome("suspended", commands)
+            timers = self._timers
+            return Outcome("suspended", commands, next_wake=min(h.when() for h in timers.values()) if timers else None)
         error = main.exception() if not main.cancelled() else asyncio.CancelledError("workflow task was cancelled")
         if error is None:
             try:
@@ -229,14 +232,15 @@ class WorkflowInstance:
             self._start(event)
             return
         corr = event.correlation_id or ""
-        sub = self._subscribers.get(corr)
+        if kind in (EventKind.STEP_COMPLETED, EventKind.STEP_FAILED, EventKind.WAIT_COMPLETED):
+            sub = self._subscribers.pop(corr, None)  # a step or wait resolves once: forget it
+        else:
+            sub = self._subscribers.get(corr)
         if sub is None:
-            self._diverge(
-                event.position or 0,
-                f"a result for {corr}",
-                f"only {self._position} command(s) so far, none of them {corr}",
-            )
-            return
+            position = event.position or 0
+            if position > self._position:
+                self._diverge(position, f"a result for {corr}", f"only {self._position} command(s) so far, none of them {corr}")
+            return  # a result for something the workflow stopped waiting for (a cancelled timer, ...)
         if kind == EventKind.STEP_COMPLETED:
             self._resolve_step(sub, event)
         elif kind == EventKind.STEP_FAILED:
@@ -244,7 +248,7 @@ class WorkflowInstance:
                 sub.future.set_exception(decode_error(event.data or b"").to_exception(sub.step.name))
         elif kind == EventKind.WAIT_COMPLETED:
             if isinstance(sub, asyncio.TimerHandle):
-                del self._subscribers[corr]
+                self._timers.pop(corr, None)
                 self.loop.fire_timer(sub)
         elif kind == EventKind.HOOK_RECEIVED:
             sub.deliver(event)
@@ -387,11 +391,13 @@ class WorkflowInstance:
         if record is None:
             self._issue(StartWait(corr, handle.when()))
         self._subscribers[corr] = handle
+        self._timers[corr] = handle
 
     def timer_cancelled(self, handle: asyncio.TimerHandle) -> None:
         corr = getattr(handle, "durable_id", None)
         if corr is None or self.loop.is_closed() or self._subscribers.pop(corr, None) is None:
             return
+        self._timers.pop(corr, None)
         if corr in self._cancelled_waits:
             return
         self._cancelled_waits.add(corr)

@@ -115,6 +115,7 @@ class Runtime:
         now = time.time()
         await self.store.register_worker(self.worker_id, self._host, os.getpid(), _process_start(os.getpid()), self.lease_ttl, now)
         await self._reap_dead_local_workers(now)
+        await self._warn_about_unknown_workflows()
         self._running = True
         self._spawn(self._dispatch_loop)
         self._spawn(self._heartbeat_loop)
@@ -342,6 +343,7 @@ class Runtime:
                     run_id=run_id, worker_id=self.worker_id, known_seq=known_seq, now=time.time(),
                     commands=outcome.commands, status=outcome.status, result=outcome.result, error=outcome.error,
                     speculative=speculative, holds_lease=holds_lease, claim_steps=claim_now,
+                    next_wake=outcome.next_wake,
                 )
             )
         except BaseException:
@@ -532,6 +534,15 @@ class Runtime:
                             scope.cancel()
             except Exception:
                 log.exception("durable heartbeat failed; retrying")
+
+    async def _warn_about_unknown_workflows(self) -> None:
+        known = set(self.workflow_names())
+        for name, count in sorted((await self.store.active_workflows()).items()):
+            if name not in known:
+                log.warning(
+                    "%d unfinished run(s) of workflow %r wait for a runtime that registers it "
+                    "(they stay pending; this runtime does not know that workflow)", count, name,
+                )
 
     async def _reap_dead_local_workers(self, now: float) -> None:
         others = await self.store.heartbeat(self.worker_id, self.lease_ttl, now)

@@ -139,6 +139,7 @@ class Invocation:
     speculative: Sequence[NewEvent] = ()
     holds_lease: bool = False
     claim_steps: int = 0
+    next_wake: float | None = None  # earliest pending timer of the instance (it has seen every wait)
 
 
 @dataclass(slots=True)
@@ -258,6 +259,9 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def next_wake(self, workflow_names: Sequence[str], step_names: Sequence[str], now: float) -> float | None:
         """The earliest time at which a run (not leased by a live worker) or a step of these names becomes due."""
+    @abc.abstractmethod
+    async def active_workflows(self) -> dict[str, int]:
+        """Unfinished runs per workflow name (to warn about runs no runtime here can execute)."""
     @abc.abstractmethod
     async def terminal_runs(self, run_ids: Sequence[str]) -> list[str]: ...
 

@@ -276,6 +276,13 @@ def next_wake(db: DB, names: Sequence[str], step_names: Sequence[str], now: floa
     return min(known) if known else None
 
 
+def active_workflows(db: DB) -> dict[str, int]:
+    rows = db.execute(
+        "SELECT workflow_name, count(*) FROM runs WHERE status IN ('pending', 'running') GROUP BY workflow_name"
+    )
+    return {r[0]: int(r[1]) for r in rows}
+
+
 def terminal_runs(db: DB, run_ids: Sequence[str]) -> list[str]:
     if not run_ids:
         return []
@@ -405,10 +412,8 @@ def commit(db: DB, inv: Invocation) -> CommitResult:  # noqa: C901 - one transac
             wake_at: float | None = now
             db.note("work")
         else:
-            rows = db.execute(
-                "SELECT MIN(resume_at) FROM waits WHERE run_id = ? AND status = 'waiting'", (inv.run_id,)
-            )
-            wake_at = rows[0][0]
+            # The instance consumed every event and knows its pending timers: no query needed.
+            wake_at = inv.next_wake
             if wake_at is not None:
                 db.note("work")
         out.flush()

@@ -396,6 +396,9 @@ class SQLiteStore(Store):
     async def next_wake(self, workflow_names: Sequence[str], step_names: Sequence[str], now: float) -> float | None:
         return await self._call(lambda db: _sql.next_wake(db, workflow_names, step_names, now), write=False)
 
+    async def active_workflows(self) -> dict[str, int]:
+        return await self._call(_sql.active_workflows, write=False)
+
     async def terminal_runs(self, run_ids: Sequence[str]) -> list[str]:
         return await self._call(lambda db: _sql.terminal_runs(db, run_ids), write=False)
 

@@ -237,7 +237,7 @@ async def test_a_slow_store_applies_back_pressure_and_loses_nothing(tmp_path: An
                     break
                 accepted += 1
             # At most one batch held by the stalled flusher plus a full buffer: memory does not grow.
-            assert 4 <= accepted <= 8
+            assert 4 <= accepted <= 9  # (a sender blocked on a full buffer hands its chunk over too)
             store.gate.set()
             for i in range(accepted + 1, 100):
                 await writer.write(i)

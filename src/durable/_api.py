@@ -22,6 +22,10 @@ from .stores._base import Store
 _options: dict[str, Any] = {}
 _defaults: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Runtime] = weakref.WeakKeyDictionary()
 _starting: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Future[Runtime]] = weakref.WeakKeyDictionary()
+# The loop keeps only weak references to tasks: without this one, the garbage collector can
+# destroy the pending task that holds the default runtime open (seen in Jupyter kernels).
+_holders: set[asyncio.Task[None]] = set()
+_stops: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Event] = weakref.WeakKeyDictionary()
 
 
 def configure(*, store: str | Store | None = None, **runtime_options: Any) -> None:
@@ -29,13 +33,19 @@ def configure(*, store: str | Store | None = None, **runtime_options: Any) -> No
 
     Takes effect for the next default runtime: call it before the first ``durable.start``.
     """
-    _options.clear()
-    _options.update(runtime_options)
+    options = dict(runtime_options)
     if store is not None:
-        _options["store"] = store
-    for loop, runtime in list(_defaults.items()):
-        if not loop.is_closed():
-            loop.call_soon_threadsafe(lambda rt=runtime: asyncio.ensure_future(rt.aclose()))
+        options["store"] = store
+    if options == _options:
+        # Re-running a notebook's set-up cell must not stop the runtime its runs are on.
+        return
+    _options.clear()
+    _options.update(options)
+    for loop in list(_defaults):
+        stop = _stops.get(loop)
+        if stop is not None and not loop.is_closed():
+            # The holder task closes its runtime itself: a task group must exit in its own task.
+            loop.call_soon_threadsafe(stop.set)
     _defaults.clear()
 
 
@@ -51,18 +61,21 @@ async def get_runtime() -> Runtime:
     pending = _starting.get(loop)
     if pending is None:
         pending = _starting[loop] = loop.create_future()
-        loop.create_task(_hold_default(loop, pending), name="durable default runtime")
+        holder = loop.create_task(_hold_default(loop, pending), name="durable default runtime")
+        _holders.add(holder)
+        holder.add_done_callback(_holders.discard)
     return await asyncio.shield(pending)
 
 
 async def _hold_default(loop: asyncio.AbstractEventLoop, ready: asyncio.Future[Runtime]) -> None:
     runtime = Runtime(**_options)
+    stop = _stops[loop] = asyncio.Event()
     try:
         async with runtime:
             _defaults[loop] = runtime
             _starting.pop(loop, None)
             ready.set_result(runtime)
-            await asyncio.Event().wait()
+            await stop.wait()
     except BaseException as exc:
         _starting.pop(loop, None)
         if _defaults.get(loop) is runtime:

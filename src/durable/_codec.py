@@ -91,9 +91,10 @@ def encode(value: Any, *, serializer: Serializer = "json", root: str = "value") 
         import cloudpickle
 
         try:
-            return PICKLE_TAG + cloudpickle.dumps(value)
+            pickled: bytes = cloudpickle.dumps(value)
         except Exception as exc:
             raise SerializationError(root, f"cannot be pickled: {exc}") from exc
+        return PICKLE_TAG + pickled
     return JSON_TAG + dumps_json(to_tagged(value, root))
 
 
@@ -128,7 +129,7 @@ def to_tagged(value: Any, path: str = "value") -> Any:
         raise SerializationError(path + "".join(segments), exc.problem) from None
 
 
-def _enc(v: Any, depth: int) -> Any:  # noqa: C901 - one flat dispatch reads best here
+def _enc(v: Any, depth: int) -> Any:
     t = type(v)
     if t is str or v is None or t is bool:
         return v
@@ -335,7 +336,7 @@ def from_tagged(obj: Any, path: str = "value") -> Any:
     return {(k[1:] if k.startswith("$") else k): from_tagged(v, f"{path}[{k!r}]") for k, v in obj.items()}
 
 
-def _decode_tag(tag: str, v: Any, path: str) -> Any:  # noqa: C901 - one flat dispatch reads best here
+def _decode_tag(tag: str, v: Any, path: str) -> Any:
     try:
         if tag == "$tuple":
             return tuple(from_tagged(x, f"{path}[{i}]") for i, x in enumerate(v))

@@ -99,12 +99,12 @@ async def _follow(url: str, run_id: str, stop: anyio.Event, position: list[int])
 async def _main(url: str) -> int:
     run_id = f"demo-{int(time.time())}-{os.getpid()}"
     workdir = Path(".durable")
-    workdir.mkdir(exist_ok=True)
+    workdir.mkdir(exist_ok=True)  # noqa: ASYNC240 - one tiny directory, before anything else runs
     effects = workdir / f"{run_id}.effects"
     os.environ[EFFECTS_ENV] = str(effects)
     _say(f"durable demo — store: {url}")
     _say(f"1. A worker process starts run {run_id} of workflow 'demo.order'.")
-    worker = subprocess.Popen(
+    worker = subprocess.Popen(  # noqa: ASYNC220 - Popen returns at once; we never wait on it blocking
         [sys.executable, "-m", "durable._demo", "--worker", url, run_id],
         env={**os.environ}, stdout=subprocess.DEVNULL,
     )

@@ -27,7 +27,7 @@ class ErrorInfo:
     def to_exception(self, step_name: str) -> BaseException:
         """The exception to raise in a workflow for a step that failed with this error."""
         exc = self.exception
-        if exc is None or isinstance(exc, StepFailed) and exc.step_name == "?":
+        if exc is None or (isinstance(exc, StepFailed) and exc.step_name == "?"):
             exc = StepFailed(step_name, self.type, self.message, self.traceback)
             exc.__durable_traceback__ = self.traceback  # type: ignore[attr-defined]
         return exc

@@ -14,7 +14,7 @@ Kinds, grouped by what replay does with them:
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, NamedTuple
 
@@ -88,7 +88,7 @@ class Event(NamedTuple):
 
     @property
     def timestamp(self) -> datetime:
-        return datetime.fromtimestamp(self.created_at, timezone.utc)
+        return datetime.fromtimestamp(self.created_at, UTC)
 
     @property
     def value(self) -> Any:
@@ -106,7 +106,7 @@ class Event(NamedTuple):
             return None
         return int(self.correlation_id.rpartition("_")[2])
 
-    def __repr__(self) -> str:  # noqa: D105 - keep the log readable in tracebacks and notebooks
+    def __repr__(self) -> str:
         extra = f" {self.correlation_id}" if self.correlation_id else ""
         name = f" {self.name!r}" if self.name else ""
         return f"<Event #{self.seq} {self.kind}{extra}{name}>"

@@ -10,6 +10,7 @@ timeout) is removed, so it never swallows a payload.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import json
 import typing
@@ -78,10 +79,8 @@ class Hook(Generic[T]):
         finally:
             if not future.done():
                 future.cancel()
-            try:
+            with contextlib.suppress(ValueError):  # already taken by a delivery
                 self._awaiters.remove(future)
-            except ValueError:
-                pass
 
     def __aiter__(self) -> Hook[T]:
         return self
@@ -341,7 +340,7 @@ class Request:
     @classmethod
     def __durable_deserialize__(cls, data: dict[str, Any]) -> Request:
         return cls(
-            data["method"], data["url"], dict(data["headers"]), [tuple(p) for p in data["query"]], data["body"],  # type: ignore[misc]
+            data["method"], data["url"], dict(data["headers"]), [tuple(p) for p in data["query"]], data["body"],
             data.get("run_id", ""), data.get("response_namespace"),
         )
 

@@ -23,7 +23,7 @@ from collections import deque
 from collections.abc import Sequence
 from contextvars import copy_context
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal
 
 from . import _codec
@@ -112,13 +112,13 @@ class WorkflowInstance:
         self.run_id = run_id
         self._input = input
         self._base_url = base_url
-        self.loop = DeterministicLoop(self)
+        self.loop = DeterministicLoop(self)  # type: ignore[abstract]  # typeshed marks I/O methods abstract
         self.id_random = random.Random(f"{seed}:ids")
         self.user_random = random.Random(f"{seed}:random")
         self.seen_seq = 0  # last event consumed (or known to be this instance's own record)
         self.store_seq: int | None = None  # the log's last seq when it is known to end at seen_seq
         self.status: Literal["new", "running", "completed", "failed", "closed"] = "new"
-        self.metadata = WorkflowMetadata(run_id, workflow.name, datetime.fromtimestamp(0, timezone.utc), base_url)
+        self.metadata = WorkflowMetadata(run_id, workflow.name, datetime.fromtimestamp(0, UTC), base_url)
 
         self._position = 0
         self._records: dict[int, Event] = {}
@@ -272,7 +272,7 @@ class WorkflowInstance:
             return
         self.status = "running"
         self.metadata = WorkflowMetadata(
-            self.run_id, self.workflow.name, datetime.fromtimestamp(event.created_at, timezone.utc), self._base_url
+            self.run_id, self.workflow.name, datetime.fromtimestamp(event.created_at, UTC), self._base_url
         )
         context = copy_context()
         context.run(current_instance.set, self)

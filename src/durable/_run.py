@@ -6,7 +6,7 @@ import math
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from . import _codec
@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 
 
 def _dt(ts: float | None) -> datetime | None:
-    return None if ts is None else datetime.fromtimestamp(ts, timezone.utc)
+    return None if ts is None else datetime.fromtimestamp(ts, UTC)
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,7 +39,7 @@ class RunInfo:
     @classmethod
     def from_record(cls, r: RunRecord) -> RunInfo:
         return cls(
-            r.run_id, r.workflow_name, r.status, _dt(r.created_at) or datetime.now(timezone.utc), _dt(r.started_at),
+            r.run_id, r.workflow_name, r.status, _dt(r.created_at) or datetime.now(UTC), _dt(r.started_at),
             _dt(r.completed_at), decode_error(r.error) if r.error else None, r.idempotency_key,
         )
 
@@ -47,7 +47,7 @@ class RunInfo:
     def duration(self) -> float | None:
         if self.started_at is None:
             return None
-        end = self.completed_at or datetime.now(timezone.utc)
+        end = self.completed_at or datetime.now(UTC)
         return (end - self.started_at).total_seconds()
 
 
@@ -67,7 +67,7 @@ class StepInfo:
     @classmethod
     def from_record(cls, r: StepRecord) -> StepInfo:
         return cls(
-            r.step_id, r.name, r.status, r.attempt, r.max_attempts, _dt(r.created_at) or datetime.now(timezone.utc),
+            r.step_id, r.name, r.status, r.attempt, r.max_attempts, _dt(r.created_at) or datetime.now(UTC),
             _dt(r.started_at), _dt(r.completed_at), _dt(r.ready_at) if r.status == "pending" else None,
             decode_error(r.error) if r.error else None,
         )
@@ -76,7 +76,7 @@ class StepInfo:
     def duration(self) -> float | None:
         if self.started_at is None:
             return None
-        end = self.completed_at or datetime.now(timezone.utc)
+        end = self.completed_at or datetime.now(UTC)
         return (end - self.started_at).total_seconds()
 
 
@@ -91,7 +91,7 @@ class HookInfo:
     @classmethod
     def from_record(cls, r: HookRecord) -> HookInfo:
         meta = _codec.decode(r.metadata) if r.metadata else None
-        return cls(r.hook_id, r.token, r.status, _dt(r.created_at) or datetime.now(timezone.utc), meta)
+        return cls(r.hook_id, r.token, r.status, _dt(r.created_at) or datetime.now(UTC), meta)
 
     @property
     def is_webhook(self) -> bool:

@@ -30,14 +30,15 @@ from contextvars import Token
 from typing import Any
 
 import anyio
+import anyio.lowlevel
 
 from . import _codec, _registry
+from ._commands import ScheduleStep
 from ._context import current_runtime
 from ._errors import HookNotFound, RunNotFound, WorkflowNotFound
 from ._events import Event, EventKind
 from ._hooks import ResumeResult, validate_payload
 from ._ids import new_run_id
-from ._commands import ScheduleStep
 from ._replay import Outcome, WorkflowInstance
 from ._run import Run, RunInfo
 from ._step_runner import StepOutcome, run_step
@@ -148,7 +149,7 @@ class Runtime:
         """
         if not self._running:
             raise RuntimeError("the runtime is not running (use `async with durable.Runtime() as rt:`)")
-        task = asyncio.get_running_loop().create_task(fn(*args))  # type: ignore[arg-type]
+        task: asyncio.Task[Any] = asyncio.get_running_loop().create_task(fn(*args))  # type: ignore[arg-type]
         self._tasks.add(task)
         task.add_done_callback(self._task_done)
 
@@ -484,7 +485,7 @@ class Runtime:
                 await anyio.sleep(min(1.0, wait * 4))
             if busy:
                 wait = 0.01
-                await anyio.sleep(0)
+                await anyio.lowlevel.checkpoint()
                 continue
             listener = self.store.notifier.listen("work")
             timeout = self._poll_timeout(wait)
@@ -529,7 +530,7 @@ class Runtime:
                 await self._mark_dead([w for w, pid, start in others if not _process_alive(pid, start)])
                 if self._running_steps:
                     ended = await self.store.terminal_runs(sorted({rid for rid, _ in self._running_steps}))
-                    for (rid, sid), scope in list(self._running_steps.items()):
+                    for (rid, _), scope in list(self._running_steps.items()):
                         if rid in ended:
                             scope.cancel()
             except Exception:

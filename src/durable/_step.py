@@ -33,7 +33,7 @@ class RetryPolicy:
 
     def delay(self, attempt: int) -> float:
         base = min(self.max_delay, self.initial_delay * (2 ** max(0, attempt - 1)))
-        return base * (0.5 + _random.random() / 2)
+        return float(base * (0.5 + _random.random() / 2))
 
 
 class Step(Generic[P, R]):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -75,7 +75,7 @@ async def run_step(
     cancel_scope: anyio.CancelScope,
 ) -> StepOutcome:
     """Run one attempt of ``claim`` and say what to record. Never raises for user errors."""
-    started = datetime.fromtimestamp(claim.first_started_at, timezone.utc)
+    started = datetime.fromtimestamp(claim.first_started_at, UTC)
     context = StepContext(
         store=store,
         claim=claim,

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 import anyio.lowlevel
-from anyio.abc import ObjectReceiveStream, ObjectSendStream
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from . import _codec
 from ._context import current_instance, current_step
@@ -81,8 +81,8 @@ class StreamWriter:
         self._attempt = attempt
         self._max_delay = max_delay
         send, receive = anyio.create_memory_object_stream[Any](max_buffer)
-        self._send: ObjectSendStream[Any] = send
-        self._receive: ObjectReceiveStream[Any] = receive
+        self._send: MemoryObjectSendStream[Any] = send
+        self._receive: MemoryObjectReceiveStream[Any] = receive
         self._closed = False
         self._error: BaseException | None = None
         self._written = 0
@@ -304,7 +304,5 @@ async def read_stream(
             await anyio.lowlevel.checkpoint()  # a long backlog must not starve the event loop
             continue
         timeout = idle_wait if follow_by_poll else float("inf")
-        if await notifier.wait(listener, timeout):
-            idle_wait = 0.01
-        else:
-            idle_wait = min(poll_interval, idle_wait * 2)
+        notified = await notifier.wait(listener, timeout)
+        idle_wait = 0.01 if notified else min(poll_interval, idle_wait * 2)

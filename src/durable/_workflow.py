@@ -8,7 +8,7 @@ import random as _random
 import uuid as _uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, overload
 
 from . import _registry
@@ -105,7 +105,7 @@ def _resolve(future: asyncio.Future[None]) -> None:
 
 def now() -> datetime:
     """Workflow time: the timestamp of the last event the workflow consumed (same on every replay)."""
-    return datetime.fromtimestamp(_instance("now").loop.time(), timezone.utc)
+    return datetime.fromtimestamp(_instance("now").loop.time(), UTC)
 
 
 class _DeterministicRandom:

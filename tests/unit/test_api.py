@@ -114,7 +114,7 @@ async def test_foreign_and_corrupt_database_files_are_refused(tmp_path: Path) ->
     foreign = tmp_path / "app.db"
     with sqlite3.connect(foreign) as conn:
         conn.execute("CREATE TABLE customers (id INTEGER)")
-    with pytest.raises(durable.StoreCorrupt, match="not a durable store.*customers"):
+    with pytest.raises(durable.StoreCorrupt, match=r"not a durable store.*customers"):
         async with durable.Runtime(f"sqlite:///{foreign}"):
             pass
     with sqlite3.connect(foreign) as conn:

@@ -12,6 +12,7 @@ import pytest
 
 import durable
 from durable.stores import store_from_url
+from durable.stores._base import NewRun
 from durable.testing import check_replay
 
 pytestmark = pytest.mark.anyio
@@ -223,9 +224,7 @@ class GatedStore:
 async def test_a_slow_store_applies_back_pressure_and_loses_nothing(tmp_path: Any) -> None:
     """With the store stalled, write() blocks once the bounded buffer is full; after it resumes, all chunks land in order."""
     async with store_from_url("memory://") as inner:
-        record, _ = await inner.create_run(
-            __import__("durable.stores._base", fromlist=["NewRun"]).NewRun("r1", "w", b"DJ1:{}", "seed", None, time.time())
-        )
+        await inner.create_run(NewRun("r1", "w", b"DJ1:{}", "seed", None, time.time()))
         store = GatedStore(inner)
         async with anyio.create_task_group() as tg:
             writer = durable.StreamWriter(store, "r1", "bp", step_id=None, attempt=None, spawn=tg.start_soon, max_buffer=4)  # type: ignore[arg-type]

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import anyio
 import pytest
@@ -96,7 +97,7 @@ async def sleepy() -> list[str]:
     await asyncio.sleep(0.1)
     order.append("asyncio.sleep")
     await durable.sleep(timedelta(milliseconds=50))
-    await durable.sleep(datetime.now(timezone.utc) - timedelta(seconds=1))  # a deadline in the past: no wait
+    await durable.sleep(datetime.now(UTC) - timedelta(seconds=1))  # a deadline in the past: no wait
     elapsed = (durable.now() - t0).total_seconds()
     order.append(f"elapsed>={elapsed >= 0.35}")
     return order
@@ -120,7 +121,7 @@ async def slow_step(delay: float, value: str) -> str:
 async def racing() -> dict[str, object]:
     fast = asyncio.ensure_future(slow_step(0.01, "fast"))
     slow = asyncio.ensure_future(slow_step(0.3, "slow"))
-    done, pending = await asyncio.wait({fast, slow}, return_when=asyncio.FIRST_COMPLETED)
+    done, _ = await asyncio.wait({fast, slow}, return_when=asyncio.FIRST_COMPLETED)
     first = next(iter(done)).result()
     try:
         timed = await asyncio.wait_for(slow_step(5.0, "never"), timeout=0.2)
@@ -284,11 +285,8 @@ async def test_unknown_run_and_workflow_names_give_clear_errors(runtime: durable
 async def test_unserializable_arguments_fail_before_anything_is_written(runtime: durable.Runtime) -> None:
     """A start with an unencodable argument raises SerializationError naming the path, and creates no run."""
     before = len(await runtime.list_runs())
-    with pytest.raises(durable.SerializationError, match=r"\['x'\]\[1\]: .*socket"):
-        import socket
-
-        with socket.socket() as s:
-            await runtime.start(arithmetic, x=[1, s])
+    with socket.socket() as s, pytest.raises(durable.SerializationError, match=r"\['x'\]\[1\]: .*socket"):
+        await runtime.start(arithmetic, x=[1, s])
     assert len(await runtime.list_runs()) == before
 
 

@@ -296,7 +296,7 @@ def terminal_runs(db: DB, run_ids: Sequence[str]) -> list[str]:
 # -- the invocation commit ------------------------------------------------------------------------
 
 
-def commit(db: DB, inv: Invocation) -> CommitResult:  # noqa: C901 - one transaction, read top to bottom
+def commit(db: DB, inv: Invocation) -> CommitResult:
     locked = _lock_run(db, inv.run_id)
     if locked is None:
         return CommitResult(False, "no such run")

@@ -12,6 +12,7 @@ Durability: ``synchronous=FULL`` by default (a committed change survives power l
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import queue
@@ -238,10 +239,8 @@ def _resolve(results: list[tuple[_Op, bool, Any]]) -> None:
         if loop is not None:
             by_loop.setdefault(loop, []).append(item)
     for loop, items in by_loop.items():
-        try:
+        with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits any more
             loop.call_soon_threadsafe(_settle, items)
-        except RuntimeError:
-            pass  # the loop is closed: nobody waits any more
 
 
 def _settle(items: list[tuple[_Op, bool, Any]]) -> None:

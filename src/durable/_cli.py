@@ -1,0 +1,456 @@
+"""The ``durable`` command (also ``python -m durable``). Needs the ``web`` extra (typer, rich, uvicorn).
+
+Every command takes ``--store URL`` (default: ``$DURABLE_STORE``, else the library default).
+Errors a person can act on are one line on stderr and an exit code, never a traceback:
+
+    0 ok · 1 not found / refused / failed · 2 bad usage (store URL, JSON, --app) · 3 store unusable · 130 interrupted
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import signal
+import sys
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from typing import Annotated, Any, NoReturn, TypeVar
+from urllib.parse import urlsplit, urlunsplit
+
+import anyio
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from . import _codec
+from ._errors import (
+    DurableError,
+    HookValidationError,
+    InvalidStoreURL,
+    RunNotFound,
+    SerializationError,
+    StoreError,
+)
+from ._replay import DEFAULT_NAMESPACE
+from .stores import default_url, store_from_url
+from .stores._base import TERMINAL, Store
+
+T = TypeVar("T")
+out = Console(highlight=False, soft_wrap=False)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+app = typer.Typer(
+    name="durable",
+    help="Durable workflows for asyncio: serve them, run workers, inspect and steer runs.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+StoreOption = Annotated[
+    str | None,
+    typer.Option("--store", "-s", help="Store URL (default: $DURABLE_STORE, else sqlite:///.durable/durable.db).", show_default=False),
+]
+
+
+class CLIError(Exception):
+    """A problem to report in one line and exit with ``code``."""
+
+    def __init__(self, message: str, code: int = 1) -> None:
+        self.message = message
+        self.code = code
+        super().__init__(message)
+
+
+def _fail(error: CLIError) -> NoReturn:
+    err.print(f"[bold red]error:[/] {error.message}", markup=True, highlight=False)
+    raise typer.Exit(error.code)
+
+
+def _exit_code(exc: DurableError) -> int:
+    if isinstance(exc, InvalidStoreURL):
+        return 2
+    if isinstance(exc, StoreError):
+        return 3
+    return 1
+
+
+@contextmanager
+def _reported() -> Iterator[None]:
+    """Turn durable's own errors (and Ctrl-C) into a message and an exit code."""
+    try:
+        yield
+    except CLIError as exc:
+        _fail(exc)
+    except HookValidationError as exc:
+        _fail(CLIError("invalid payload: " + "; ".join(exc.problems), 1))
+    except DurableError as exc:
+        _fail(CLIError(str(exc), _exit_code(exc)))
+    except KeyboardInterrupt:
+        raise typer.Exit(130) from None
+
+
+def _with_store(url: str | None, fn: Callable[[Store], Awaitable[T]]) -> T:
+    """Open the store at ``url``, run ``fn`` with it, close it."""
+
+    async def main() -> T:
+        async with store_from_url(url) as store:
+            return await fn(store)
+
+    with _reported():
+        return anyio.run(main)
+    raise AssertionError("unreachable: _reported() exits on every error")
+
+
+def safe_url(url: str) -> str:
+    """``url`` without its password, for printing."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    netloc = f"{parts.username}:***@{host}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def _import(module_name: str) -> Any:
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())  # `--app flows` means ./flows.py, as with uvicorn
+    try:
+        return importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name and module_name.startswith(exc.name):
+            raise CLIError(f"cannot import {module_name!r}: no module named {exc.name!r} (run from its directory?)", 2) from None
+        raise
+
+
+def _parse_json(text: str, what: str) -> Any:
+    try:
+        value = json.loads(text, parse_constant=lambda name: _raise(ValueError(f"{name} is not JSON")))
+        _codec.check_plain_json(value, what)
+    except (ValueError, SerializationError) as exc:
+        raise CLIError(f"{what} is not valid JSON: {exc}", 2) from None
+    return value
+
+
+def _raise(exc: Exception) -> NoReturn:
+    raise exc
+
+
+def _when(ts: float | None) -> str:
+    if ts is None:
+        return ""
+    from datetime import datetime
+
+    return datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _seconds(start: float | None, end: float | None) -> str:
+    if start is None or end is None:
+        return ""
+    value = end - start
+    return f"{value * 1000:.0f} ms" if value < 1 else f"{value:.2f} s"
+
+
+_STATUS_STYLE = {"completed": "green", "failed": "red", "cancelled": "dim", "running": "yellow", "pending": "yellow"}
+
+
+def _status(status: str) -> str:
+    return f"[{_STATUS_STYLE.get(status, 'white')}]{status}[/]"
+
+
+def _short(value: Any, width: int = 60) -> str:
+    text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+# -- serving -------------------------------------------------------------------------------------
+
+
+def _load_app(spec: str | None, store_url: str | None, api_token: str | None) -> Any:
+    """The ASGI app to serve for ``--app``: ``module`` (its workflows, a runtime on --store),
+    ``module:obj`` where obj is an ASGI app, a Runtime or a Store, or nothing (the store alone)."""
+    from ._runtime import Runtime
+    from .web import create_app
+
+    if not spec:
+        return create_app(store_from_url(store_url), api_token=api_token)
+    module_name, _, attr = spec.partition(":")
+    module = _import(module_name)
+    if not attr:
+        return create_app(Runtime(store_url), api_token=api_token)
+    try:
+        obj = getattr(module, attr)
+    except AttributeError:
+        raise CLIError(f"module {module_name!r} has no attribute {attr!r}", 2) from None
+    if store_url:
+        err.print(f"note: --store is ignored: {spec} brings its own runtime or store")
+    if isinstance(obj, Runtime | Store):
+        return create_app(obj, api_token=api_token)
+    if not callable(obj):
+        raise CLIError(f"{spec} is not an ASGI app, a durable.Runtime or a Store", 2)
+    return obj
+
+
+@app.command()
+def serve(
+    app_spec: Annotated[str | None, typer.Option("--app", "-a", help="module (its workflows) or module:obj (an ASGI app, Runtime or Store).")] = None,
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    store: StoreOption = None,
+    api_token: Annotated[str | None, typer.Option("--api-token", envvar="DURABLE_API_TOKEN", help="Bearer token for the API.", show_default=False)] = None,
+) -> None:
+    """Serve the web app (API, SSE streams, hooks, webhooks, the live runs page) with uvicorn."""
+    import uvicorn
+
+    with _reported():
+        asgi = _load_app(app_spec, store, api_token)
+    where = f"http://{host}:{port}/" + (f"#token={api_token}" if api_token else "")
+    err.print(f"durable: runs page at {where}  (Ctrl-C stops)")
+    config = uvicorn.Config(asgi, host=host, port=port, lifespan="on", log_level="info", timeout_graceful_shutdown=5)
+    server = uvicorn.Server(config)
+    with _reported():
+        server.run()
+    if not server.started:
+        raise typer.Exit(1)
+
+
+@app.command()
+def worker(
+    app_spec: Annotated[str, typer.Option("--app", "-a", help="Module(s) defining workflows and steps, comma-separated.")],
+    store: StoreOption = None,
+) -> None:
+    """Run the workflows the given modules define until SIGINT or SIGTERM."""
+    from ._runtime import Runtime
+
+    async def main() -> None:
+        async with Runtime(store) as runtime:
+            names = ", ".join(runtime.workflow_names()) or "(none)"
+            err.print(f"durable worker {runtime.worker_id} on {safe_url(runtime.store.url)}; workflows: {names}")
+            with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+                async for signum in signals:
+                    err.print(f"durable worker: {signal.Signals(signum).name}, stopping")
+                    return
+
+    with _reported():
+        for name in (n.strip() for n in app_spec.split(",")):
+            if name:
+                _import(name.partition(":")[0])
+        anyio.run(main)
+
+
+# -- reading -------------------------------------------------------------------------------------
+
+
+@app.command()
+def runs(
+    status: Annotated[str | None, typer.Option(help="Only runs with this status.")] = None,
+    workflow: Annotated[str | None, typer.Option(help="Only runs of this workflow.")] = None,
+    limit: Annotated[int, typer.Option(help="How many runs, newest first.")] = 50,
+    store: StoreOption = None,
+) -> None:
+    """List runs, newest first."""
+    if status is not None and status not in ("pending", "running", "completed", "failed", "cancelled"):
+        _fail(CLIError(f"--status must be pending, running, completed, failed or cancelled, not {status!r}", 2))
+
+    async def read(s: Store) -> Any:
+        return await s.list_runs(status=status, workflow=workflow, limit=limit)
+
+    records = _with_store(store, read)
+    if not records:
+        out.print("no runs")
+        return
+    table = Table("run", "workflow", "status", "created", "duration", "error", box=None, pad_edge=False)
+    from ._errorinfo import decode_error
+
+    for r in records:
+        error = decode_error(r.error) if r.error else None
+        table.add_row(
+            r.run_id, r.workflow_name, _status(r.status), _when(r.created_at), _seconds(r.started_at, r.completed_at),
+            f"{error.type}: {error.message}" if error else "",
+        )
+    table.columns[0].no_wrap = True
+    out.print(table)
+
+
+@app.command("inspect")
+def inspect_run(run_id: Annotated[str, typer.Argument(help="The run's id.")], store: StoreOption = None) -> None:
+    """Show a run: status, timings, steps with attempts, hooks, streams, result or error."""
+    from ._errorinfo import decode_error
+
+    async def read(s: Store) -> Any:
+        record = await s.get_run(run_id)
+        if record is None:
+            raise RunNotFound(run_id)
+        return record, await s.list_steps(run_id), await s.list_hooks(run_id, active_only=False), await s.list_streams(run_id)
+
+    record, steps, hooks, streams = _with_store(store, read)
+    out.print(f"[bold]run {record.run_id}[/]  {record.workflow_name}  {_status(record.status)}")
+    out.print(f"created {_when(record.created_at)}  started {_when(record.started_at) or '-'}  "
+              f"ended {_when(record.completed_at) or '-'}  duration {_seconds(record.started_at, record.completed_at) or '-'}")
+    if steps:
+        table = Table("step", "name", "status", "attempts", "started", "duration", "error", box=None, pad_edge=False)
+        for s in steps:
+            error = decode_error(s.error) if s.error else None
+            table.add_row(
+                s.step_id, s.name, _status(s.status), f"{s.attempt}/{s.max_attempts}", _when(s.started_at),
+                _seconds(s.started_at, s.completed_at), f"{error.type}: {error.message}" if error else "",
+            )
+        out.print(table)
+    for h in hooks:
+        out.print(f"hook {h.hook_id} token [bold]{h.token}[/] {h.status}", markup=True)
+    for namespace, count, closed in streams:
+        out.print(f"stream {namespace!r}: {count} chunk(s), {'closed' if closed else 'open'}")
+    if record.status == "completed" and record.output is not None:
+        from .web._present import plain_value
+
+        out.print("result: " + _short(plain_value(record.output), 2000))
+    if record.error:
+        error = decode_error(record.error)
+        out.print(f"[red]error: {error.type}: {error.message}[/]")
+        if error.traceback:
+            out.print(error.traceback.rstrip(), markup=False)
+
+
+@app.command()
+def events(run_id: Annotated[str, typer.Argument(help="The run's id.")], store: StoreOption = None) -> None:
+    """Print a run's event log, oldest first."""
+    from .web._present import event_json
+
+    async def read(s: Store) -> Any:
+        if await s.get_run(run_id) is None:
+            raise RunNotFound(run_id)
+        return await s.load_events(run_id)
+
+    table = Table("seq", "time", "kind", "id", "name", "attempt", "data", box=None, pad_edge=False)
+    for e in _with_store(store, read):
+        shown = event_json(e)
+        table.add_row(
+            str(e.seq), _when(e.created_at), e.kind, e.correlation_id or "", e.name or "",
+            "" if e.attempt is None else str(e.attempt), "" if shown["data"] is None else _short(shown["data"]),
+        )
+    out.print(table)
+
+
+@app.command()
+def tail(
+    run_id: Annotated[str, typer.Argument(help="The run's id.")],
+    namespace: Annotated[str, typer.Option(help="Stream namespace.")] = DEFAULT_NAMESPACE,
+    start_index: Annotated[int, typer.Option(help="First chunk (negative: from the end).")] = 0,
+    store: StoreOption = None,
+) -> None:
+    """Follow a run's stream: one JSON line per chunk until the stream closes."""
+    from ._streams import read_stream
+    from .web._present import dumps
+
+    async def follow(s: Store) -> None:
+        if await s.get_run(run_id) is None:
+            raise RunNotFound(run_id)
+        async for chunk in read_stream(s, run_id, namespace, start_index=start_index):
+            print(dumps(_codec.to_plain_json(chunk)), flush=True)
+
+    _with_store(store, follow)
+
+
+# -- steering ------------------------------------------------------------------------------------
+
+
+@app.command()
+def cancel(run_id: Annotated[str, typer.Argument(help="The run's id.")], store: StoreOption = None) -> None:
+    """Cancel a run: its steps are cancelled (by their worker), streams closed, hooks disposed."""
+    import time
+
+    async def act(s: Store) -> str:
+        before = await s.get_run(run_id)
+        if before is None:
+            raise RunNotFound(run_id)
+        if before.status in TERMINAL:
+            return f"run {run_id} is already {before.status}: nothing to cancel"
+        after = await s.cancel_run(run_id, time.time())
+        return f"run {run_id} {after.status if after is not None else 'cancelled'}"
+
+    out.print(_with_store(store, act))
+
+
+@app.command()
+def resume(
+    token: Annotated[str, typer.Argument(help="The hook's token.")],
+    payload: Annotated[str, typer.Argument(help="The payload, as JSON.")],
+    app_spec: Annotated[str | None, typer.Option("--app", "-a", help="Module(s) defining typed hooks, to validate the payload.")] = None,
+    store: StoreOption = None,
+) -> None:
+    """Resume the live hook holding TOKEN with a JSON payload."""
+    from ._runtime import Runtime
+
+    with _reported():
+        value = _parse_json(payload, "the payload")
+        for name in (app_spec or "").split(","):
+            if name.strip():
+                _import(name.strip().partition(":")[0])
+
+    async def act(s: Store) -> str:
+        hook = await s.get_hook(token)
+        metadata = _codec.decode(hook.metadata) if hook is not None and hook.metadata else None
+        if isinstance(metadata, dict) and "webhook" in metadata:
+            raise CLIError(f"token {token!r} belongs to a webhook: send an HTTP request to its URL instead")
+        result = await Runtime(s).resume_hook(token, value)  # never opened: it only appends to the store
+        return f"resumed hook {result.hook_id} of run {result.run_id}"
+
+    out.print(_with_store(store, act))
+
+
+@app.command()
+def migrate(store: StoreOption = None) -> None:
+    """Create the store's schema, or upgrade it to this version's; print what was done."""
+    url = store or default_url()
+
+    async def act(s: Store) -> None:
+        return None
+
+    before = _schema_version(url)
+    _with_store(url, act)
+    after = _schema_version(url)
+    where = safe_url(url)
+    if before is None and after is None:
+        out.print(f"{where}: schema is up to date (created or upgraded as needed)")
+    elif before is None:
+        out.print(f"{where}: created schema version {after}")
+    elif before == after:
+        out.print(f"{where}: already at schema version {after}, nothing to do")
+    else:
+        out.print(f"{where}: migrated schema version {before} -> {after}")
+
+
+def _schema_version(url: str) -> int | None:
+    """The schema version of a SQLite store file (None if there is no such file or it is not SQLite)."""
+    import sqlite3
+
+    with _reported():
+        s = store_from_url(url)
+    path = getattr(s, "path", None)
+    if not path or getattr(s, "memory", False) or not os.path.exists(path):
+        return None
+    try:
+        with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as conn:
+            row = conn.execute("SELECT value FROM durable_meta WHERE key = 'schema_version'").fetchone()
+        return int(row[0]) if row else 0
+    except sqlite3.Error:
+        return None
+
+
+@app.command()
+def demo(store: StoreOption = None) -> None:
+    """The guided demo (what `make demo` runs): a workflow surviving a crash, streamed live."""
+    try:
+        from ._demo import run_demo
+    except ImportError as exc:
+        _fail(CLIError(f"the demo is not available in this version ({exc})"))
+    with _reported():
+        code = run_demo(store)
+    raise typer.Exit(code)
+
+
+def main() -> None:
+    """Entry point of the ``durable`` console script."""
+    app()
+

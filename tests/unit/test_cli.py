@@ -1,0 +1,256 @@
+"""The ``durable`` command through its entry point (``python -m durable``), on a SQLite store shared
+with the test process."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import types
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+from typer.testing import CliRunner
+
+import durable
+from durable._cli import app
+from durable.stores import store_from_url
+
+pytestmark = [pytest.mark.anyio, pytest.mark.slow]
+
+attempts: dict[str, int] = {}
+
+
+@durable.step
+async def cli_flaky(key: str) -> str:
+    attempts[key] = attempts.get(key, 0) + 1
+    if attempts[key] == 1:
+        raise durable.RetryableError("first try fails", retry_after=0.01)
+    return "ok"
+
+
+@durable.step
+async def cli_chunks(n: int, delay: float) -> int:
+    writer = durable.get_writable()
+    for i in range(n):
+        await writer.write({"i": i})
+        await writer.flush()
+        await anyio.sleep(delay)
+    return n
+
+
+@durable.workflow
+async def cli_pipeline(key: str, n: int, delay: float) -> dict[str, Any]:
+    return {"flaky": await cli_flaky(key), "chunks": await cli_chunks(n, delay)}
+
+
+@durable.step
+async def cli_explode() -> None:
+    raise durable.FatalError("kaboom")
+
+
+@durable.workflow
+async def cli_failing() -> None:
+    await cli_chunks(2, 0.0)
+    await cli_explode()
+
+
+@durable.workflow
+async def cli_held(token: str) -> Any:
+    return await durable.create_hook(token=token)
+
+
+async def cli(*args: str, store: str | None, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m durable ARGS`` without blocking the event loop (the test's runtime keeps working)."""
+    env = {k: v for k, v in os.environ.items() if k not in ("DURABLE_STORE", "DURABLE_API_TOKEN")}
+    env["COLUMNS"] = "200"
+    if store is not None:
+        env["DURABLE_STORE"] = store
+    with anyio.fail_after(60):
+        done = await anyio.run_process([sys.executable, "-m", "durable", *args], env=env, cwd=cwd, check=False)
+    return subprocess.CompletedProcess(done.args, done.returncode, done.stdout.decode(), done.stderr.decode())
+
+
+@pytest.fixture
+async def rt(sqlite_url: str) -> AsyncIterator[durable.Runtime]:
+    async with durable.Runtime(sqlite_url, heartbeat_interval=0.2, poll_interval=0.1) as runtime:
+        yield runtime
+
+
+async def test_runs_inspect_and_events_describe_a_finished_run(rt: durable.Runtime, sqlite_url: str) -> None:
+    """`runs` lists the run, `inspect` shows steps with attempts and the result, `events` the log."""
+    run = await rt.start(cli_pipeline, "inspect-1", 3, 0.0)
+    assert await run.result(timeout=20) == {"flaky": "ok", "chunks": 3}
+
+    listed = await cli("runs", store=sqlite_url)
+    assert listed.returncode == 0
+    assert run.run_id in listed.stdout
+    assert "completed" in listed.stdout
+    assert (await cli("runs", "--status", "failed", store=sqlite_url)).stdout.strip() == "no runs"
+
+    shown = await cli("inspect", run.run_id, store=sqlite_url)
+    assert shown.returncode == 0
+    lines = shown.stdout.splitlines()
+    assert any("cli_flaky" in line and "2/4" in line and "completed" in line for line in lines)
+    assert any("cli_chunks" in line and "1/4" in line for line in lines)
+    assert "stream 'default': 3 chunk(s), closed" in shown.stdout
+    assert 'result: {"chunks":3,"flaky":"ok"}' in shown.stdout
+
+    logged = await cli("events", run.run_id, store=sqlite_url)
+    kinds = [line.split()[3] for line in logged.stdout.splitlines()[1:] if line.strip()]
+    assert kinds[:3] == ["run_created", "run_started", "step_created"]
+    assert "step_retrying" in kinds
+    assert kinds[-1] == "run_completed"
+
+
+async def test_inspect_shows_the_error_and_traceback_of_a_failed_run(rt: durable.Runtime, sqlite_url: str) -> None:
+    """A failed run's inspect output names the error and prints its recorded traceback."""
+    run = await rt.start(cli_failing)
+    await run.wait(timeout=20)
+    shown = await cli("inspect", run.run_id, store=sqlite_url)
+    assert shown.returncode == 0
+    assert "FatalError: kaboom" in shown.stdout
+    assert "Traceback" in shown.stdout
+
+
+async def test_tail_follows_a_live_stream_until_it_closes(rt: durable.Runtime, sqlite_url: str) -> None:
+    """`tail` prints each chunk as a JSON line while the run writes them (from another process), then exits 0."""
+    run = await rt.start(cli_pipeline, "tail-1", 12, 0.05)
+    tailed = await cli("tail", run.run_id, store=sqlite_url)
+    assert tailed.returncode == 0, tailed.stderr
+    assert [json.loads(line) for line in tailed.stdout.splitlines()] == [{"i": i} for i in range(12)]
+    assert (await cli("tail", run.run_id, "--start-index", "-2", store=sqlite_url)).stdout.splitlines() == ['{"i":10}', '{"i":11}']
+
+
+async def test_tail_of_a_failed_run_prints_its_chunks_then_fails(rt: durable.Runtime, sqlite_url: str) -> None:
+    """A stream that ended with its run's failure is printed, then reported with exit code 1."""
+    run = await rt.start(cli_failing)
+    await run.wait(timeout=20)
+    tailed = await cli("tail", run.run_id, store=sqlite_url)
+    assert (tailed.returncode, tailed.stdout.splitlines()) == (1, ['{"i":0}', '{"i":1}'])
+    assert "kaboom" in tailed.stderr
+
+
+async def test_resume_and_cancel_steer_waiting_runs(rt: durable.Runtime, sqlite_url: str) -> None:
+    """`resume` delivers a JSON payload to a hook; `cancel` cancels a run and is idempotent."""
+    resumed = await rt.start(cli_held, "cli-token-1")
+    cancelled = await rt.start(cli_held, "cli-token-2")
+    with anyio.fail_after(20):
+        while len(await resumed.hooks()) + len(await cancelled.hooks()) < 2:  # noqa: ASYNC110 - polling the store
+            await anyio.sleep(0.02)
+
+    done = await cli("resume", "cli-token-1", '{"approved": true, "by": ["ada"]}', store=sqlite_url)
+    assert (done.returncode, done.stdout.strip()) == (0, f"resumed hook hook_1 of run {resumed.run_id}")
+    assert await resumed.result(timeout=20) == {"approved": True, "by": ["ada"]}
+
+    first = await cli("cancel", cancelled.run_id, store=sqlite_url)
+    assert (first.returncode, first.stdout.strip()) == (0, f"run {cancelled.run_id} cancelled")
+    assert await cancelled.status() == "cancelled"
+    again = await cli("cancel", cancelled.run_id, store=sqlite_url)
+    assert again.stdout.strip() == f"run {cancelled.run_id} is already cancelled: nothing to cancel"
+
+
+async def test_user_errors_are_one_line_with_an_exit_code(tmp_path: Path, sqlite_url: str) -> None:
+    """Unknown ids, bad URLs, bad JSON, bad --app and foreign files: one line on stderr, no traceback, a fitting code."""
+    foreign = tmp_path / "foreign.db"
+    foreign.write_bytes(b"this is not a database" * 100)
+    cases = [
+        (("inspect", "run_nope"), 1, "error: no run with id 'run_nope'"),
+        (("events", "run_nope"), 1, "error: no run with id 'run_nope'"),
+        (("tail", "run_nope"), 1, "error: no run with id 'run_nope'"),
+        (("cancel", "run_nope"), 1, "error: no run with id 'run_nope'"),
+        (("resume", "nobody", "{}"), 1, "error: no live hook with token 'nobody'"),
+        (("resume", "nobody", "{bad"), 2, "error: the payload is not valid JSON"),
+        (("resume", "nobody", "NaN"), 2, "error: the payload is not valid JSON"),
+        (("runs", "--status", "finished"), 2, "error: --status must be"),
+        (("runs", "--store", "sqlite://host/x.db"), 2, "error: invalid store URL"),
+        (("runs", "--store", "mysql://x"), 2, "error: invalid store URL 'mysql://x'"),
+        (("runs", "--store", f"sqlite:///{foreign}"), 3, "error: "),
+        (("serve", "--app", "no_such_module_here"), 2, "error: cannot import 'no_such_module_here'"),
+        (("serve", "--app", "json:no_such_attr"), 2, "error: module 'json' has no attribute 'no_such_attr'"),
+        (("worker", "--app", "no_such_module_here"), 2, "error: cannot import 'no_such_module_here'"),
+    ]
+    for args, code, message in cases:
+        done = await cli(*args, store=sqlite_url, cwd=tmp_path)
+        assert (done.returncode, done.stderr.startswith(message)) == (code, True), (args, done.stderr)
+        assert len(done.stderr.strip().splitlines()) == 1, (args, done.stderr)
+        assert "Traceback" not in done.stderr
+
+
+async def test_migrate_creates_the_schema_then_has_nothing_to_do(tmp_path: Path) -> None:
+    """`migrate` on a new file creates the schema and says so; a second run reports it is current."""
+    url = f"sqlite:///{tmp_path / 'new' / 'store.db'}"
+    first = await cli("migrate", store=url)
+    assert (first.returncode, first.stdout.strip()) == (0, f"{url}: created schema version 1")
+    second = await cli("migrate", "--store", url, store=None)
+    assert second.stdout.strip() == f"{url}: already at schema version 1, nothing to do"
+
+
+WORKER_FLOWS = textwrap.dedent(
+    """
+    import durable
+
+    @durable.step
+    async def cli_worker_double(x: int) -> int:
+        return 2 * x
+
+    @durable.workflow
+    async def cli_worker_flow(x: int) -> int:
+        return await cli_worker_double(x) + 1
+    """
+)
+
+
+async def test_worker_runs_the_workflows_it_imports_until_sigterm(tmp_path: Path, sqlite_url: str) -> None:
+    """`worker --app module` (from the current directory) executes runs created elsewhere, and stops on SIGTERM."""
+    (tmp_path / "cliworkerflows.py").write_text(WORKER_FLOWS)
+    spec = importlib.util.spec_from_file_location("cliworkerflows", tmp_path / "cliworkerflows.py")
+    assert spec is not None
+    assert spec.loader is not None
+    flows = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(flows)
+
+    env = {**os.environ, "DURABLE_STORE": sqlite_url}
+    async with await anyio.open_process(
+        [sys.executable, "-m", "durable", "worker", "--app", "cliworkerflows"], cwd=tmp_path, env=env
+    ) as worker:
+        async with store_from_url(sqlite_url) as store:
+            run = await durable.Runtime(store).start(flows.cli_worker_flow, 20)  # never opened: it only creates the run
+            assert await durable.Run(run.run_id, store=store).result(timeout=30) == 41
+        worker.send_signal(signal.SIGTERM)
+        with anyio.fail_after(15):
+            code = await worker.wait()
+        assert worker.stderr is not None
+        stderr = (await worker.stderr.receive()).decode()
+    assert code == 0
+    assert "workflows: cli_worker_flow" in stderr
+
+
+def test_demo_runs_the_demo_with_the_store_and_passes_its_exit_code(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`demo` imports durable._demo lazily, calls run_demo(store_url) and exits with its code."""
+    calls: list[str | None] = []
+    fake = types.ModuleType("durable._demo")
+
+    def run_demo(store_url: str | None) -> int:
+        calls.append(store_url)
+        return 3
+
+    fake.run_demo = run_demo  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "durable._demo", fake)
+    result = CliRunner().invoke(app, ["demo", "--store", "memory://"])
+    assert (result.exit_code, calls) == (3, ["memory://"])
+
+
+def test_help_lists_every_command() -> None:
+    """`durable --help` lists the commands the issue asks for."""
+    done = subprocess.run([sys.executable, "-m", "durable", "--help"], capture_output=True, text=True, env={**os.environ, "COLUMNS": "200"})
+    assert done.returncode == 0
+    for command in ["serve", "worker", "runs", "inspect", "events", "tail", "cancel", "resume", "migrate", "demo"]:
+        assert f" {command} " in done.stdout

@@ -1,0 +1,276 @@
+"""SSE against a real uvicorn server in a subprocess (``python -m durable serve``), read by real clients.
+
+``running_server`` is also used by test_browser.py.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import anyio
+import httpx
+import pytest
+from httpx_sse import aconnect_sse
+
+pytestmark = [pytest.mark.anyio, pytest.mark.slow]
+
+FLOWS = textwrap.dedent(
+    '''
+    """Workflows for the real-server tests; `app` adds a task counter beside the durable app."""
+    import asyncio
+    import os
+    from contextlib import asynccontextmanager
+
+    import anyio
+    from starlette.applications import Starlette
+    from starlette.responses import JSONResponse
+    from starlette.routing import Mount, Route
+
+    import durable
+    from durable.web import create_app
+
+
+    @durable.step
+    async def sse_write(start: int, n: int, delay: float) -> int:
+        writer = durable.get_writable()  # not closed here: the stream closes when the run ends
+        for i in range(start, start + n):
+            await writer.write({"i": i, "text": f"<b>chunk {i}</b>"})
+            await writer.flush()
+            await anyio.sleep(delay)
+        return n
+
+
+    @durable.workflow
+    async def sse_ticker(n: int, delay: float) -> int:
+        return await sse_write(0, n, delay)
+
+
+    @durable.workflow
+    async def sse_paused(token: str) -> str:
+        """Three chunks, a wait on a hook (the stream stays open), two more chunks."""
+        await sse_write(0, 3, 0.0)
+        await durable.create_hook(token=token)
+        await sse_write(3, 2, 0.0)
+        return "done"
+
+
+    runtime = durable.Runtime(os.environ["DURABLE_STORE"], poll_interval=0.2)
+
+
+    async def tasks(request):
+        return JSONResponse({"tasks": len(asyncio.all_tasks())})
+
+
+    @asynccontextmanager
+    async def lifespan(app):
+        async with runtime:
+            yield
+
+
+    app = Starlette(
+        routes=[Route("/debug/tasks", tasks), Mount("/", app=create_app(runtime, manage=False, ping=0.2, api_token=""))],
+        lifespan=lifespan,
+    )
+    '''
+)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+@contextmanager
+def running_server(directory: Path, source: str, app_spec: str, module: str = "flows") -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """Write ``source`` as ``module``.py in ``directory`` and serve ``app_spec`` from there; yield (base URL, process)."""
+    (directory / f"{module}.py").write_text(source)
+    port = free_port()
+    env = {**os.environ, "DURABLE_STORE": f"sqlite:///{directory / 'server.db'}?synchronous=normal"}
+    env.pop("DURABLE_API_TOKEN", None)
+    log = (directory / "server.log").open("wb")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "durable", "serve", "--app", app_spec, "--port", str(port)],
+        cwd=directory, env=env, stdout=log, stderr=subprocess.STDOUT,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(f"server exited with {process.returncode}:\n{(directory / 'server.log').read_text()}")
+            try:
+                if httpx.get(base + "/workflows", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"server did not come up:\n{(directory / 'server.log').read_text()}")
+            time.sleep(0.05)
+        yield base, process
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        log.close()
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    with running_server(tmp_path, FLOWS, "flows:app") as running:
+        yield running
+
+
+@pytest.fixture
+async def client(server: tuple[str, subprocess.Popen[bytes]]) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=server[0], timeout=httpx.Timeout(10.0)) as c:
+        yield c
+
+
+async def start(client: httpx.AsyncClient, workflow: str, *args: Any) -> str:
+    response = await client.post("/runs", json={"workflow": workflow, "args": list(args)})
+    assert response.status_code == 201, response.text
+    run_id: str = response.json()["run_id"]
+    return run_id
+
+
+async def read_events(client: httpx.AsyncClient, url: str, *, count: int | None = None, last_id: str | None = None) -> tuple[list[tuple[int, Any]], bool]:
+    """Read up to ``count`` chunk events (all if None); return (index, data) pairs and whether `end` came."""
+    headers = {"Last-Event-ID": last_id} if last_id is not None else {}
+    seen: list[tuple[int, Any]] = []
+    async with aconnect_sse(client, "GET", url, headers=headers) as source:
+        async for event in source.aiter_sse():
+            if event.event == "message" and not event.data:
+                continue  # a ping comment: httpx-sse yields it as an empty event, browsers do not
+            if event.event == "end":
+                assert json.loads(event.data) == {"error": None}
+                return seen, True
+            seen.append((int(event.id), json.loads(event.data)))
+            if count is not None and len(seen) == count:
+                return seen, False  # leaving the block closes the connection mid-stream
+    return seen, False
+
+
+async def test_a_client_that_disconnects_and_resumes_misses_nothing_and_sees_nothing_twice(client: httpx.AsyncClient) -> None:
+    """Reading a live stream over three connections, each resumed with Last-Event-ID, yields every chunk exactly once."""
+    run_id = await start(client, "sse_ticker", 60, 0.01)
+    url = f"/runs/{run_id}/stream"
+    first, ended = await read_events(client, url, count=10)
+    assert not ended
+    second, ended = await read_events(client, url, count=25, last_id=str(first[-1][0]))
+    assert not ended
+    rest, ended = await read_events(client, url, last_id=str(second[-1][0]))
+    assert ended
+    seen = first + second + rest
+    assert [index for index, _ in seen] == list(range(60))
+    assert [data for _, data in seen] == [{"i": i, "text": f"<b>chunk {i}</b>"} for i in range(60)]
+
+
+async def test_chunks_arrive_live_and_resume_after_a_pause(client: httpx.AsyncClient) -> None:
+    """Chunks reach SSE and NDJSON readers while the run waits; after a disconnect, Last-Event-ID picks up the rest."""
+    run_id = await start(client, "sse_paused", "sse-pause-1")
+    url = f"/runs/{run_id}/stream"
+    with anyio.fail_after(20):
+        first, ended = await read_events(client, url, count=3)
+    assert ([i for i, _ in first], ended) == ([0, 1, 2], False)
+    assert (await client.get(f"/runs/{run_id}")).json()["status"] == "running"  # the stream is live, not replayed
+
+    lines: list[dict[str, Any]] = []
+    async with client.stream("GET", url, headers={"Accept": "application/x-ndjson"}) as response:
+        iterator = response.aiter_lines()
+        with anyio.fail_after(20):
+            while len(lines) < 3:
+                lines.append(json.loads(await anext(iterator)))
+            assert (await client.post("/hooks/sse-pause-1", json={"go": True})).status_code == 202
+            async for line in iterator:
+                lines.append(json.loads(line))
+    assert [line.get("index") for line in lines] == [0, 1, 2, 3, 4, None]
+    assert lines[-1] == {"end": True, "error": None}
+
+    with anyio.fail_after(20):
+        rest, ended = await read_events(client, url, last_id="2")
+    assert ([i for i, _ in rest], ended) == ([3, 4], True)
+
+
+async def test_idle_streams_get_keep_alive_pings(client: httpx.AsyncClient) -> None:
+    """A stream with nothing to send still gets comment lines (pings) at the configured interval."""
+    run_id = await start(client, "sse_paused", "sse-ping-1")
+    comments = 0
+    async with client.stream("GET", f"/runs/{run_id}/streams/quiet") as response:
+        with anyio.fail_after(10):
+            async for line in response.aiter_lines():
+                if line.startswith(":"):
+                    comments += 1
+                    if comments == 2:
+                        break
+    assert comments == 2
+    await client.post(f"/runs/{run_id}/cancel")
+
+
+async def task_count(client: httpx.AsyncClient) -> int:
+    count: int = (await client.get("/debug/tasks")).json()["tasks"]
+    return count
+
+
+async def test_disconnected_clients_leave_no_tasks_behind(client: httpx.AsyncClient, server: tuple[str, Any]) -> None:
+    """Twenty open followers (streams, NDJSON, live feeds) add tasks; once their clients leave, the server is back to its baseline."""
+    run_id = await start(client, "sse_paused", "sse-leak-1")
+    with anyio.fail_after(20):
+        await read_events(client, f"/runs/{run_id}/stream", count=3)
+    baseline = await task_count(client)
+    ndjson = {"Accept": "application/x-ndjson"}
+    followed = [
+        (f"/runs/{run_id}/stream", {}), (f"/runs/{run_id}/stream", ndjson), (f"/runs/{run_id}/streams/idle", {}),
+        ("/live/runs", {}), (f"/live/runs/{run_id}", {}),
+    ] * 4
+    async with httpx.AsyncClient(base_url=server[0], timeout=10) as followers:
+        responses = []
+        for path, headers in followed:
+            response = await followers.send(followers.build_request("GET", path, headers=headers), stream=True)
+            assert response.status_code == 200
+            responses.append(response)
+        for response in responses:
+            with anyio.fail_after(10):
+                await anext(response.aiter_raw())  # each follower is really streaming
+        assert await task_count(client) > baseline
+        for response in responses:
+            await response.aclose()
+    with anyio.fail_after(10):
+        while await task_count(client) != baseline:  # noqa: ASYNC110 - observing another process
+            await anyio.sleep(0.05)
+
+
+async def test_the_server_stops_promptly_with_streams_open(client: httpx.AsyncClient, server: tuple[str, subprocess.Popen[bytes]]) -> None:
+    """SIGTERM ends open SSE responses and the server exits cleanly within seconds."""
+    run_id = await start(client, "sse_paused", "sse-stop-1")
+    async with httpx.AsyncClient(base_url=server[0], timeout=10) as followers:
+        responses = [await followers.send(followers.build_request("GET", f"/runs/{run_id}/stream"), stream=True) for _ in range(5)]
+        for response in responses:
+            with anyio.fail_after(10):
+                await anext(response.aiter_raw())
+        process = server[1]
+        began = time.monotonic()
+        process.send_signal(signal.SIGTERM)
+        with anyio.fail_after(10):
+            while process.poll() is None:  # noqa: ASYNC110 - waiting on another process
+                await anyio.sleep(0.05)
+        assert process.returncode in (0, -signal.SIGTERM)  # uvicorn re-raises the signal once it has shut down
+        assert time.monotonic() - began < 8
+        for response in responses:
+            await response.aclose()

@@ -43,6 +43,11 @@ log = logging.getLogger("durable.store")
 T = TypeVar("T")
 SCHEMA_VERSION = 1
 _BATCH = 64
+# Checkpoints (copying the WAL into the database file, with an fsync) run on the database
+# thread when it is idle or has run this many operations, never inline on the event loop.
+_CHECKPOINT_EVERY = 0.2
+_CHECKPOINT_AFTER_OPS = 500
+_CHECKPOINT = object()  # queued by the store after many inline writes
 
 _SCHEMA = [
     """CREATE TABLE durable_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)""",
@@ -60,10 +65,6 @@ _SCHEMA = [
     """CREATE TABLE events (
         run_id TEXT NOT NULL, seq INTEGER NOT NULL, kind TEXT NOT NULL, corr_id TEXT, name TEXT, data BLOB,
         attempt INTEGER, created_at REAL NOT NULL, PRIMARY KEY (run_id, seq)) WITHOUT ROWID""",
-    # A command or a terminal step/wait/hook event is recorded at most once per correlation id.
-    """CREATE UNIQUE INDEX events_once ON events (run_id, corr_id, kind) WHERE kind IN (
-        'step_created', 'step_completed', 'step_failed', 'hook_created', 'hook_conflict', 'hook_disposed',
-        'wait_created', 'wait_completed', 'wait_cancelled', 'stream_written', 'stream_closed')""",
     """CREATE TABLE steps (
         run_id TEXT NOT NULL, step_id TEXT NOT NULL, name TEXT NOT NULL, status TEXT NOT NULL,
         attempt INTEGER NOT NULL, max_attempts INTEGER NOT NULL, input BLOB NOT NULL, output BLOB, error BLOB,
@@ -124,9 +125,11 @@ class _Op:
 class _DatabaseThread:
     """Owns the connection; runs queued operations in grouped transactions."""
 
-    def __init__(self, connect: Callable[[], sqlite3.Connection], name: str) -> None:
+    def __init__(self, connect: Callable[[], sqlite3.Connection], name: str, *, memory: bool = False) -> None:
         self._connect = connect
-        self._queue: queue.SimpleQueue[_Op | None] = queue.SimpleQueue()
+        self._memory = memory
+        self._since_checkpoint = 1  # check once at start
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._ready = threading.Event()
         self._open_error: BaseException | None = None
         self._thread = threading.Thread(target=self._main, name=name, daemon=True)
@@ -137,6 +140,9 @@ class _DatabaseThread:
 
     def submit(self, op: _Op) -> None:
         self._queue.put(op)
+
+    def request_checkpoint(self) -> None:
+        self._queue.put(_CHECKPOINT)  # type: ignore[arg-type]
 
     def stop(self) -> None:
         self._queue.put(None)
@@ -152,9 +158,17 @@ class _DatabaseThread:
         self._ready.set()
         try:
             while True:
-                op = self._queue.get()
+                try:
+                    op = self._queue.get(timeout=_CHECKPOINT_EVERY)
+                except queue.Empty:
+                    self._checkpoint(conn)
+                    continue
                 if op is None:
                     return
+                if op is _CHECKPOINT:
+                    self._since_checkpoint = 1
+                    self._checkpoint(conn)
+                    continue
                 batch = [op]
                 stop = False
                 while len(batch) < _BATCH:
@@ -165,6 +179,9 @@ class _DatabaseThread:
                     if more is None:
                         stop = True
                         break
+                    if more is _CHECKPOINT:
+                        self._since_checkpoint = _CHECKPOINT_AFTER_OPS
+                        continue
                     batch.append(more)
                 self._run_batch(conn, batch)
                 if stop:
@@ -174,6 +191,16 @@ class _DatabaseThread:
 
     def _run_batch(self, conn: sqlite3.Connection, batch: list[_Op]) -> None:
         _resolve(run_batch(conn, batch))
+        self._since_checkpoint += len(batch)
+        if self._since_checkpoint >= _CHECKPOINT_AFTER_OPS:
+            self._checkpoint(conn)
+
+    def _checkpoint(self, conn: sqlite3.Connection) -> None:
+        """Copy the WAL back into the database here, off the event loop (the inline connection never does)."""
+        if self._since_checkpoint and not self._memory:
+            with contextlib.suppress(sqlite3.Error):  # busy: the next idle moment will do it
+                conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+        self._since_checkpoint = 0
 
 
 class Busy(Exception):
@@ -276,6 +303,7 @@ class SQLiteStore(Store):
         self.cross_process = not self.memory
         self._thread: _DatabaseThread | None = None
         self._inline: sqlite3.Connection | None = None
+        self._inline_writes = 0
         self.inline_writes = self.memory or synchronous in ("normal", "off")
 
     def __repr__(self) -> str:
@@ -304,7 +332,14 @@ class SQLiteStore(Store):
     def _connect_inline(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=0)
         conn.execute(f"PRAGMA synchronous={self.synchronous.upper()}")
+        conn.execute("PRAGMA wal_autocheckpoint=0")  # the database thread checkpoints
         return conn
+
+    def _count_inline_write(self) -> None:
+        self._inline_writes += 1
+        if self._inline_writes >= _CHECKPOINT_AFTER_OPS and self._thread is not None:
+            self._inline_writes = 0
+            self._thread.request_checkpoint()
 
     def _connect(self) -> sqlite3.Connection:
         try:
@@ -329,6 +364,8 @@ class SQLiteStore(Store):
             except Busy:
                 pass
             else:
+                if write:
+                    self._count_inline_write()
                 for topic in op.topics:
                     self.notifier.notify(*topic)
                 if not ok:

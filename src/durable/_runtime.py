@@ -205,7 +205,9 @@ class Runtime:
         if isinstance(workflow, Workflow):
             return workflow
         if isinstance(workflow, str):
-            found = self.get_workflow(workflow)
+            # Starting needs the definition (its serializer); executing is up to whichever
+            # runtime has it in its set. A client runtime (workflows=[]) can still start runs.
+            found = self.get_workflow(workflow) or _registry.workflows.get(workflow)
             if found is None:
                 raise WorkflowNotFound(workflow, self.workflow_names())
             return found

@@ -14,7 +14,7 @@ import anyio
 import pytest
 
 import durable
-from tests.unit import crash_app  # noqa: F401 - registers the crash.* workflows in this process
+from tests.unit import crash_app, multi_app  # noqa: F401 - register the crash.* and multi.* workflows here
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 APP = Path(__file__).with_name("crash_app.py")
@@ -135,3 +135,30 @@ async def test_kill_mid_stream_keeps_flushed_chunks_and_the_retry_writes_again(t
     assert first == list(range(6))
     assert second == list(range(10))
     assert all(c.value["attempt"] == c.attempt for c in chunks)
+
+
+async def test_several_processes_share_one_sqlite_file_without_running_anything_twice(tmp_path: Path) -> None:
+    """Two worker processes on one SQLite file: every run completes, each step is recorded once, both did work."""
+    url = f"sqlite:///{tmp_path / 'shared.db'}"
+    log = tmp_path / "multi.log"
+    env = {**os.environ, "MULTI_LOG": str(log), "PYTHONPATH": str(Path(__file__).parents[2])}
+    app = Path(__file__).with_name("multi_app.py")
+    async with durable.Runtime(url, workflows=[]) as client:  # records runs, executes nothing
+        runs = [await client.start("multi.job", f"r{i}") for i in range(40)]
+        workers = [
+            subprocess.Popen([sys.executable, str(app), url], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            for _ in range(2)
+        ]
+        try:
+            for i, run in enumerate(runs):
+                assert await run.result(timeout=60) == [f"r{i}-0", f"r{i}-1", f"r{i}-2"]
+            for run in runs:
+                completions = [e.correlation_id for e in await run.events() if e.kind == "step_completed"]
+                assert sorted(completions) == ["step_1", "step_2", "step_3"]
+        finally:
+            for w in workers:
+                w.kill()
+                w.wait()
+    lines = log.read_text().split("\n")[:-1]
+    assert len(lines) == 120  # no step ran twice: nobody crashed, so at-least-once is exactly once here
+    assert len({line.split()[0] for line in lines}) == 2

@@ -319,3 +319,59 @@ async def test_cancel_marks_the_run_and_result_raises(runtime: durable.Runtime) 
         await run.result(timeout=5)
     assert await run.cancel() == "cancelled"
     assert (await run.events())[-1].kind == "run_cancelled"
+
+
+cancelled_steps: list[str] = []
+
+
+@durable.step
+async def long_running(tag: str) -> str:
+    try:
+        await anyio.sleep(30)
+    except BaseException:
+        cancelled_steps.append(tag)
+        raise
+    return tag
+
+
+@durable.workflow
+async def cancellable(tag: str) -> str:
+    hook = durable.create_hook(token=f"cancel-{tag}")
+    await durable.get_writable("log").write("started")
+    result = await long_running(tag)
+    await hook
+    return result
+
+
+async def test_cancel_stops_running_steps_closes_streams_and_disposes_hooks(runtime: durable.Runtime) -> None:
+    """run.cancel() cancels the running step through its cancel scope, closes streams and frees hook tokens."""
+    run = await runtime.start(cancellable, "c1")
+    with anyio.fail_after(10):
+        while not [s for s in await run.steps() if s.status == "running"]:
+            await anyio.sleep(0.02)
+    await run.cancel()
+    with anyio.fail_after(10):
+        while "c1" not in cancelled_steps:
+            await anyio.sleep(0.02)
+    with pytest.raises(durable.StreamFailed, match="cancelled"):
+        assert [c async for c in run.stream("log")] == ["started"]
+    with pytest.raises(durable.HookNotFound):
+        await runtime.resume_hook("cancel-c1", "too late")
+    assert await run.status() == "cancelled"
+
+
+@durable.workflow
+async def many_steps(n: int) -> int:
+    total = 0
+    for i in range(n):
+        total += await double(i)
+    return total
+
+
+async def test_a_sequential_run_never_replays_from_the_start(runtime: durable.Runtime) -> None:
+    """With the sticky cache, an N-step run is advanced event by event: no cold replay, one commit per step."""
+    before = dict(runtime.stats)
+    run = await runtime.start(many_steps, 60)
+    assert await run.result(timeout=30) == 2 * sum(range(60))
+    assert runtime.stats["cold_replays"] == before["cold_replays"]
+    assert runtime.stats["speculative_commits"] - before["speculative_commits"] == 61  # start + one per step

@@ -1,0 +1,189 @@
+"""The codec: every supported type round-trips with its type, bytes are canonical, failures name a path."""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import math
+import pathlib
+import socket
+import uuid
+from datetime import UTC, date, datetime, time, timedelta, timezone
+from decimal import Decimal
+from zoneinfo import ZoneInfo
+
+import pydantic
+import pytest
+
+import durable
+from durable import _codec
+from durable._duration import deadline_from, parse_duration
+
+
+class Color(enum.Enum):
+    RED = "red"
+    BLUE = 2
+
+
+@dataclasses.dataclass(frozen=True)
+class Point:
+    x: int
+    y: int
+    label: str = ""
+
+
+class Money:
+    def __init__(self, cents: int, currency: str) -> None:
+        self.cents, self.currency = cents, currency
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Money) and (other.cents, other.currency) == (self.cents, self.currency)
+
+    def __durable_serialize__(self) -> list[object]:
+        return [self.cents, self.currency]
+
+    @classmethod
+    def __durable_deserialize__(cls, data: list[object]) -> Money:
+        return cls(int(data[0]), str(data[1]))  # type: ignore[call-overload]
+
+
+class User(pydantic.BaseModel):
+    name: str
+    tags: list[str] = []
+
+
+class OutOfStock(Exception):
+    def __init__(self, sku: str, wanted: int) -> None:
+        self.sku, self.wanted = sku, wanted
+        super().__init__(f"{sku}: only {wanted - 1} left")
+
+
+VALUES = [
+    None, True, False, 0, -7, 2**70, -(2**100), 1.5, -0.0, float("inf"), float("-inf"), "", "héllo ☃",
+    b"\x00\xffbytes", bytearray(b"ba"), [1, [2, [3]]], (1, "a", (2,)), {"a": 1, "$weird": 2, "$$": 3},
+    {1: "int key", (1, 2): "tuple key", frozenset({3}): "frozenset key", None: "none key"},
+    {1, 2, 3}, frozenset({"x", "y"}), datetime(2026, 1, 2, 3, 4, 5, 6), datetime(2026, 1, 2, tzinfo=UTC),
+    datetime(2026, 3, 29, 2, 30, tzinfo=ZoneInfo("Europe/Paris")), datetime(2026, 1, 1, tzinfo=timezone(timedelta(hours=-5))),
+    date(2026, 11, 25), time(23, 59, 58, 1), time(1, 2, tzinfo=UTC), timedelta(days=-3, seconds=5, microseconds=7),
+    Decimal("3.14159265358979323846"), uuid.UUID("12345678-1234-5678-1234-567812345678"), Color.RED, Color.BLUE,
+    pathlib.PurePosixPath("/a/b"), pathlib.PureWindowsPath("C:\\x"), pathlib.Path("rel/p"), Point(1, 2, "p"),
+    Money(1999, "EUR"), User(name="ann", tags=["a"]), {"nested": [Point(0, 0), {Color.RED: (Money(1, "X"),)}]},
+]
+
+
+@pytest.mark.parametrize("value", VALUES, ids=[f"{type(v).__name__}-{i}" for i, v in enumerate(VALUES)])
+def test_values_round_trip_with_their_types(value: object) -> None:
+    """decode(encode(x)) == x, with the same type, for every supported kind of value."""
+    decoded = _codec.decode(_codec.encode(value))
+    assert type(decoded) is type(value)
+    assert decoded == value
+    if isinstance(value, datetime):
+        assert decoded.tzinfo == value.tzinfo or decoded.utcoffset() == value.utcoffset()
+
+
+def test_nan_round_trips() -> None:
+    """NaN is not equal to itself, so it is checked on its own."""
+    assert math.isnan(_codec.decode(_codec.encode(float("nan"))))
+
+
+def test_exceptions_keep_type_attributes_message_and_cause() -> None:
+    """An exception is rebuilt without calling __init__: type, attributes, args and __cause__ survive."""
+    try:
+        try:
+            raise KeyError("inner")
+        except KeyError as inner:
+            raise OutOfStock("sku-1", 3) from inner
+    except OutOfStock as exc:
+        decoded = _codec.decode(_codec.encode(exc))
+    assert type(decoded) is OutOfStock
+    assert (decoded.sku, decoded.wanted, str(decoded)) == ("sku-1", 3, "sku-1: only 2 left")
+    assert isinstance(decoded.__cause__, KeyError)
+    assert "OutOfStock" in decoded.__durable_traceback__
+
+
+def test_encoding_is_canonical() -> None:
+    """Equal dicts and sets give equal bytes whatever their insertion order."""
+    a = {"b": 1, "a": {3, 1, 2}, 2: "x", 1: "y"}
+    b = {1: "y", 2: "x", "a": {2, 3, 1}, "b": 1}
+    assert _codec.encode(a) == _codec.encode(b)
+    assert _codec.encode({"z": 1, "a": 2}) == _codec.encode({"a": 2, "z": 1})
+
+
+def test_user_keys_cannot_forge_tags() -> None:
+    """A dict whose only key looks like a tag stays a dict."""
+    forged = {"$bytes": "aGk="}
+    assert _codec.decode(_codec.encode(forged)) == forged
+
+
+@pytest.mark.parametrize(
+    ("value", "path"),
+    [
+        ({"items": [1, 2, 3, {"conn": "SOCKET"}]}, "result['items'][3]['conn']"),
+        ([1, (2, "SOCKET")], "result[1][1]"),
+        (Point(1, "SOCKET"), "result.y"),  # type: ignore[arg-type]
+        ({frozenset({1}): {"k": ["SOCKET"]}}, "result[frozenset({1})]['k'][0]"),
+    ],
+)
+def test_unsupported_values_name_their_path(value: object, path: str) -> None:
+    """A value that cannot be encoded raises SerializationError with the path to it and its type."""
+    with socket.socket() as sock:
+        def swap(v: object) -> object:
+            if v == "SOCKET":
+                return sock
+            if isinstance(v, dict):
+                return {k: swap(x) for k, x in v.items()}
+            if isinstance(v, list):
+                return [swap(x) for x in v]
+            if isinstance(v, tuple):
+                return tuple(swap(x) for x in v)
+            if isinstance(v, Point):
+                return Point(v.x, swap(v.y), v.label)  # type: ignore[arg-type]
+            return v
+
+        with pytest.raises(durable.SerializationError) as info:
+            _codec.encode(swap(value), root="result")
+    assert info.value.path == path
+    assert str(info.value) == f"{path}: socket.socket is not serializable"
+
+
+def test_cycles_and_unknown_tags_fail_clearly() -> None:
+    """A self-containing list and a payload with an unknown tag raise SerializationError, never a partial object."""
+    loop: list[object] = []
+    loop.append(loop)
+    with pytest.raises(durable.SerializationError, match="contains itself"):
+        _codec.encode(loop)
+    with pytest.raises(durable.SerializationError, match="unknown tag '\\$future'"):
+        _codec.decode(b'DJ1:{"$future": 1}')
+    with pytest.raises(durable.SerializationError, match="unknown payload format"):
+        _codec.decode(b"XXXX{}")
+    with pytest.raises(durable.SerializationError, match="cannot be found"):
+        _codec.decode(b'DJ1:{"$dataclass": ["no_such_module_xyz:Thing", {}]}')
+
+
+def test_pickle_is_opt_in_and_refused_by_default() -> None:
+    """Pickled payloads decode only when the caller allows pickle."""
+    data = _codec.encode(lambda x: x + 1, serializer="pickle")
+    with pytest.raises(durable.SerializationError, match="refusing to unpickle"):
+        _codec.decode(data)
+    assert _codec.decode(data, allow_pickle=True)(1) == 2
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [("10s", 10), ("5m", 300), ("1 day", 86400), ("2h30m", 9000), ("1.5h", 5400), ("500ms", 0.5),
+     ("1 week, 2 days", 777600), ("90", 90), (3, 3.0), (timedelta(minutes=2), 120)],
+)
+def test_durations_people_write(text: object, seconds: float) -> None:
+    """Durations parse from strings, numbers and timedeltas."""
+    assert parse_duration(text) == seconds  # type: ignore[arg-type]
+
+
+def test_bad_durations_and_naive_deadlines_are_refused() -> None:
+    """Unreadable, negative or naive-datetime durations raise errors that say what is expected."""
+    with pytest.raises(ValueError, match="expected e.g."):
+        parse_duration("soon")
+    with pytest.raises(ValueError, match="zero or positive"):
+        parse_duration(-1)
+    with pytest.raises(ValueError, match="timezone-aware"):
+        deadline_from(datetime(2026, 1, 1), 0.0)
+    assert deadline_from(datetime(2026, 1, 1, tzinfo=UTC), 0.0) == datetime(2026, 1, 1, tzinfo=UTC).timestamp()

@@ -180,7 +180,7 @@ def test_durations_people_write(text: object, seconds: float) -> None:
 
 def test_bad_durations_and_naive_deadlines_are_refused() -> None:
     """Unreadable, negative or naive-datetime durations raise errors that say what is expected."""
-    with pytest.raises(ValueError, match="expected e.g."):
+    with pytest.raises(ValueError, match=r"expected e\.g\."):
         parse_duration("soon")
     with pytest.raises(ValueError, match="zero or positive"):
         parse_duration(-1)

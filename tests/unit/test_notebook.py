@@ -409,7 +409,7 @@ def _execute(cells: list[str], workdir: Path, *, timeout: int = 120) -> Any:
     import nbclient
     import nbformat
 
-    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in cells])
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in cells])  # type: ignore[no-untyped-call]
     client = nbclient.NotebookClient(
         nb, kernel_name="python3", timeout=timeout, resources={"metadata": {"path": str(workdir)}}
     )
@@ -439,7 +439,7 @@ def test_every_notebook_runs_top_to_bottom(notebook: Path, tmp_path: Path) -> No
     import nbclient
     import nbformat
 
-    nb = nbformat.read(notebook, as_version=4)
+    nb = nbformat.read(notebook, as_version=4)  # type: ignore[no-untyped-call]
     assert all(not c.get("outputs") and not c.get("execution_count") for c in nb.cells if c.cell_type == "code")
     shutil.copy(notebook, tmp_path / notebook.name)
     client = nbclient.NotebookClient(

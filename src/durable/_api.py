@@ -71,18 +71,28 @@ async def _hold_default(loop: asyncio.AbstractEventLoop, ready: asyncio.Future[R
     runtime = Runtime(**_options)
     stop = _stops[loop] = asyncio.Event()
     try:
-        async with runtime:
-            _defaults[loop] = runtime
-            _starting.pop(loop, None)
-            ready.set_result(runtime)
-            await stop.wait()
+        await runtime.open()
     except BaseException as exc:
         _starting.pop(loop, None)
-        if _defaults.get(loop) is runtime:
-            del _defaults[loop]
         if not ready.done():
             ready.set_exception(exc if isinstance(exc, Exception) else RuntimeError("default runtime stopped"))
         raise
+    _defaults[loop] = runtime
+    _starting.pop(loop, None)
+    ready.set_result(runtime)
+    close = True
+    try:
+        await stop.wait()
+    except GeneratorExit:
+        # The loop is torn down without cancelling its tasks (a kernel exiting): nothing can be
+        # awaited any more. Nothing is lost either -- the next process sees this one is gone.
+        close = False
+        raise
+    finally:
+        if _defaults.get(loop) is runtime:
+            del _defaults[loop]
+        if close:
+            await runtime.aclose()
 
 
 async def start(workflow: Workflow[Any, Any] | str, /, *args: Any, run_id: str | None = None,

@@ -19,6 +19,7 @@ that only succeeds if nobody else appended to the run or holds it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import secrets
@@ -106,7 +107,9 @@ class Runtime:
 
     async def __aexit__(self, *exc: object) -> None:
         if self._context_token is not None:
-            current_runtime.reset(self._context_token)
+            # Leaving from another context (a task torn down at exit) cannot reset the variable.
+            with contextlib.suppress(ValueError):
+                current_runtime.reset(self._context_token)
             self._context_token = None
         await self.aclose()
 

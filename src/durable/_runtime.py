@@ -308,6 +308,8 @@ class Runtime:
             self._cache_put(record.run_id, instance)
             try:
                 claims = await self._advance_speculatively(instance, EventKind.RUN_STARTED, None, None, None, holds_lease=True)
+                if claims is None:  # refused: give the lease back so the run can be claimed again
+                    await self.store.release_run(record.run_id, self.worker_id, time.time())
                 self._release_if_uncached(record.run_id)
                 self._launch_steps(claims or [])
             except Exception:
@@ -405,6 +407,8 @@ class Runtime:
                 if not speculative:
                     instance.seen_seq = max(instance.seen_seq, last_seq)
                 claims = await self._commit(instance, outcome, last_seq, speculative, holds_lease=True)
+                if claims is None:  # refused (log moved under a first start, run ended): free the lease
+                    await self.store.release_run(run_id, self.worker_id, time.time())
                 self._release_if_uncached(run_id)
                 self._launch_steps(claims or [])
         except Exception:

@@ -144,7 +144,9 @@ class WorkflowInstance:
             self.seen_seq = event.seq
             kind = event.kind
             if kind in CREATION_KINDS:
-                self._records[int(event.correlation_id.rpartition("_")[2])] = event  # type: ignore[union-attr]
+                position = int(event.correlation_id.rpartition("_")[2])  # type: ignore[union-attr]
+                if position > self._position:  # not reached yet (re-read own records are skipped)
+                    self._records[position] = event
             if kind in DELIVERY_KINDS:
                 self._deliveries.append(event)
             elif kind == EventKind.WAIT_CANCELLED:
@@ -200,7 +202,7 @@ class WorkflowInstance:
 
     def _check_unissued(self) -> None:
         """Idle with every delivery consumed: a recorded command the code never reached is divergence."""
-        later = [p for p in self._records if p > self._position]
+        later = [p for p in self._records if p > self._position] if self._records else []
         if later:
             first = min(later)
             self._diverge(first, describe_record(self._records[first]), "nothing: it is waiting for something else")
@@ -303,8 +305,12 @@ class WorkflowInstance:
             self._divergence = NonDeterminismError(position, recorded, actual)
 
     def _record_at(self, position: int, kinds: tuple[str, ...], describe: str) -> Event | None:
-        """The creation record at ``position`` if the log has one; divergence if it is of another kind."""
-        record = self._records.get(position)
+        """The creation record at ``position`` if the log has one; divergence if it is of another kind.
+
+        Records are dropped once their position is reached, so the instance keeps only those
+        ahead of it (none, for a live instance) and the check below stays O(1) per command.
+        """
+        record = self._records.pop(position, None)
         if record is not None and record.kind not in kinds:
             self._diverge(position, describe_record(record), describe)
         return record
@@ -319,7 +325,7 @@ class WorkflowInstance:
             {"args": list(args), "kwargs": kwargs}, serializer=step.serializer, root=f"arguments of step {step.name!r}"
         )
         future: asyncio.Future[Any] = self.loop.create_future()
-        record = self._records.get(position)
+        record = self._records.pop(position, None)
         if record is None:
             self._issue(ScheduleStep(corr, step.name, data, step.retry.max_attempts))
         elif record.kind != EventKind.STEP_CREATED or record.name != step.name or (

@@ -167,9 +167,10 @@ def _short(value: Any, width: int = 60) -> str:
 # -- serving -------------------------------------------------------------------------------------
 
 
-def _load_app(spec: str | None, store_url: str | None, api_token: str | None) -> Any:
-    """The ASGI app to serve for ``--app``: ``module`` (its workflows, a runtime on --store),
-    ``module:obj`` where obj is an ASGI app, a Runtime or a Store, or nothing (the store alone)."""
+def _load_app(spec: str | None, store_url: str | None, api_token: str | None, base_url: str) -> Any:
+    """The ASGI app to serve for ``--app``: ``module`` (its workflows, a runtime on --store whose
+    webhook URLs start with ``base_url``), ``module:obj`` where obj is an ASGI app, a Runtime or
+    a Store, or nothing (the store alone)."""
     from ._runtime import Runtime
     from .web import create_app
 
@@ -178,7 +179,7 @@ def _load_app(spec: str | None, store_url: str | None, api_token: str | None) ->
     module_name, _, attr = spec.partition(":")
     module = _import(module_name)
     if not attr:
-        return create_app(Runtime(store_url), api_token=api_token)
+        return create_app(Runtime(store_url, base_url=os.environ.get("DURABLE_BASE_URL") or base_url), api_token=api_token)
     try:
         obj = getattr(module, attr)
     except AttributeError:
@@ -204,7 +205,7 @@ def serve(
     import uvicorn
 
     with _reported():
-        asgi = _load_app(app_spec, store, api_token)
+        asgi = _load_app(app_spec, store, api_token, f"http://{host}:{port}")
     where = f"http://{host}:{port}/" + (f"#token={api_token}" if api_token else "")
     err.print(f"durable: runs page at {where}  (Ctrl-C stops)")
     config = uvicorn.Config(asgi, host=host, port=port, lifespan="on", log_level="info", timeout_graceful_shutdown=5)

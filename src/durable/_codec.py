@@ -19,6 +19,7 @@ import the module.
 from __future__ import annotations
 
 import base64
+import contextlib
 import dataclasses
 import enum
 import importlib
@@ -28,7 +29,7 @@ import pathlib
 import sys
 import traceback as traceback_module
 import uuid
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import date, datetime, time, timedelta, timezone, tzinfo
 from decimal import Decimal
 from typing import Any, Literal
 
@@ -104,7 +105,9 @@ _MAX_DEPTH = 256
 
 
 def dumps_json(obj: Any) -> bytes:
-    return _JSON_ENCODER.encode(obj).encode()
+    # surrogatepass: a str may hold lone surrogates ("\ud800"); they must round-trip, not
+    # fail with UnicodeEncodeError. Valid text encodes to the same UTF-8 as before.
+    return _JSON_ENCODER.encode(obj).encode("utf-8", "surrogatepass")
 
 
 class _Unencodable(Exception):
@@ -164,7 +167,7 @@ def _enc(v: Any, depth: int) -> Any:
     if t is time:
         if v.tzinfo is not None and type(v.tzinfo) is not timezone:
             raise _Unencodable("time with a non-fixed tzinfo is not serializable")
-        return {"$time": v.isoformat()}
+        return {"$time": v.isoformat() if _iso_exact(v) else [v.replace(tzinfo=None).isoformat(), _enc_tz(v.tzinfo), v.fold]}
     if t is timedelta:
         return {"$timedelta": [v.days, v.seconds, v.microseconds]}
     if t is Decimal:
@@ -278,10 +281,42 @@ def _sorted_members(items: list[Any]) -> list[Any]:
     return sorted(items, key=dumps_json)
 
 
+def _iso_exact(v: datetime | time) -> bool:
+    """Whether ``isoformat()`` keeps everything: not a fold, a zone name, or a sub-second UTC
+    offset (which ``fromisoformat`` drops before Python 3.12)."""
+    if v.fold:
+        return False
+    tz = v.tzinfo
+    if tz is None:
+        return True
+    offset = tz.utcoffset(None)
+    return offset is not None and not offset.microseconds and tz.tzname(None) == timezone(offset).tzname(None)
+
+
+def _enc_tz(tz: tzinfo | None) -> Any:
+    """A fixed offset as ``[days, seconds, microseconds]``, plus its name when it has its own."""
+    if tz is None:
+        return None
+    offset = tz.utcoffset(None) or timedelta(0)
+    spec: list[Any] = [offset.days, offset.seconds, offset.microseconds]
+    name = tz.tzname(None)
+    if name != timezone(offset).tzname(None):
+        spec.append(name)
+    return spec
+
+
+def _dec_tz(spec: Any) -> timezone | None:
+    if spec is None:
+        return None
+    return timezone(timedelta(days=spec[0], seconds=spec[1], microseconds=spec[2]), *spec[3:])
+
+
 def _enc_datetime(v: datetime) -> Any:
     tz = v.tzinfo
     if tz is None or type(tz) is timezone:
-        return v.isoformat()
+        # The ISO string when it is exact (the common case, and the format's first form);
+        # else [naive ISO, offset as [days, seconds, microseconds(, name)] or None, fold].
+        return v.isoformat() if _iso_exact(v) else [v.replace(tzinfo=None).isoformat(), _enc_tz(tz), v.fold]
     key = getattr(tz, "key", None)  # zoneinfo.ZoneInfo keeps its IANA name
     if isinstance(key, str):
         return [v.replace(tzinfo=None).isoformat(), key, v.fold]
@@ -308,7 +343,7 @@ def decode(data: bytes, *, allow_pickle: bool = False, root: str = "value") -> A
     if head == JSON_TAG:
         body = data[4:]
         try:
-            obj = _JSON_DECODER.decode(body.decode())
+            obj = _JSON_DECODER.decode(body.decode("utf-8", "surrogatepass"))
         except ValueError as exc:
             raise SerializationError(root, f"corrupt JSON payload: {exc}") from None
         if b'"$' not in body:
@@ -359,7 +394,7 @@ def _decode_tag(tag: str, v: Any, path: str) -> Any:
         if tag == "$date":
             return date.fromisoformat(v)
         if tag == "$time":
-            return time.fromisoformat(v)
+            return _dec_time(v)
         if tag == "$timedelta":
             return timedelta(days=v[0], seconds=v[1], microseconds=v[2])
         if tag == "$decimal":
@@ -396,9 +431,17 @@ def _decode_tag(tag: str, v: Any, path: str) -> Any:
 def _dec_datetime(v: Any) -> datetime:
     if isinstance(v, str):
         return datetime.fromisoformat(v)
+    if not isinstance(v[1], str):
+        return datetime.fromisoformat(v[0]).replace(tzinfo=_dec_tz(v[1]), fold=v[2])
     from zoneinfo import ZoneInfo
 
     return datetime.fromisoformat(v[0]).replace(tzinfo=ZoneInfo(v[1]), fold=v[2])
+
+
+def _dec_time(v: Any) -> time:
+    if isinstance(v, str):
+        return time.fromisoformat(v)
+    return time.fromisoformat(v[0]).replace(tzinfo=_dec_tz(v[1]), fold=v[2])
 
 
 def _dec_dataclass(v: Any, path: str) -> Any:
@@ -426,6 +469,11 @@ def _dec_exception(v: Any, path: str) -> BaseException:
         # Restore state the way it was, without calling __init__ (whose signature need not
         # match its args: an __init__(code) that formats a message stores the message).
         exc = cls.__new__(cls, *decoded_args)
+        if cls.__module__ == "builtins":
+            # Builtin exceptions take exactly their args, and some keep state in C fields that
+            # only __init__ sets (UnicodeDecodeError.reason, StopIteration.value, ...).
+            with contextlib.suppress(Exception):
+                cls.__init__(exc, *decoded_args)
         exc.args = tuple(decoded_args)
         for key, value in attrs.items():
             setattr(exc, key, from_tagged(value, f"{path}.{key}"))

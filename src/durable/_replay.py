@@ -173,7 +173,9 @@ class WorkflowInstance:
         return self._divergence is not None or (self._main is not None and self._main.done())
 
     def _outcome(self) -> Outcome:
-        if self._divergence is None and (self._main is None or not self._main.done()):
+        if self._divergence is None:
+            # Also when the workflow finished: returning (or raising) before a command the log
+            # holds means the code changed, and its result must not be taken for the run's.
             self._check_unissued()
         if self._divergence is not None:
             self.status = "failed"
@@ -205,7 +207,9 @@ class WorkflowInstance:
         later = [p for p in self._records if p > self._position] if self._records else []
         if later:
             first = min(later)
-            self._diverge(first, describe_record(self._records[first]), "nothing: it is waiting for something else")
+            finished = self._main is not None and self._main.done()
+            actual = "nothing more: it finished" if finished else "nothing: it is waiting for something else"
+            self._diverge(first, describe_record(self._records[first]), actual)
 
     def close(self) -> None:
         """Drop the instance: cancel its tasks so user ``finally`` blocks run here, not at garbage collection."""

@@ -143,7 +143,7 @@ async def test_resume_and_cancel_steer_waiting_runs(rt: durable.Runtime, sqlite_
     resumed = await rt.start(cli_held, "cli-token-1")
     cancelled = await rt.start(cli_held, "cli-token-2")
     with anyio.fail_after(20):
-        while len(await resumed.hooks()) + len(await cancelled.hooks()) < 2:  # noqa: ASYNC110 - polling the store
+        while len(await resumed.hooks()) + len(await cancelled.hooks()) < 2:
             await anyio.sleep(0.02)
 
     done = await cli("resume", "cli-token-1", '{"approved": true, "by": ["ada"]}', store=sqlite_url)

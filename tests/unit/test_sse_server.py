@@ -94,16 +94,20 @@ def free_port() -> int:
 
 
 @contextmanager
-def running_server(directory: Path, source: str, app_spec: str, module: str = "flows") -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    """Write ``source`` as ``module``.py in ``directory`` and serve ``app_spec`` from there; yield (base URL, process)."""
+def running_server(
+    directory: Path, source: str, app_spec: str | None, module: str = "flows", env: dict[str, str] | None = None
+) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """Write ``source`` as ``module``.py in ``directory`` and ``durable serve --app app_spec`` from there
+    (no --app if None); yield (base URL, process)."""
     (directory / f"{module}.py").write_text(source)
     port = free_port()
-    env = {**os.environ, "DURABLE_STORE": f"sqlite:///{directory / 'server.db'}?synchronous=normal"}
-    env.pop("DURABLE_API_TOKEN", None)
+    environment = {k: v for k, v in os.environ.items() if k not in ("DURABLE_API_TOKEN", "DURABLE_BASE_URL")}
+    environment["DURABLE_STORE"] = f"sqlite:///{directory / 'server.db'}?synchronous=normal"
+    environment.update(env or {})
     log = (directory / "server.log").open("wb")
     process = subprocess.Popen(
-        [sys.executable, "-m", "durable", "serve", "--app", app_spec, "--port", str(port)],
-        cwd=directory, env=env, stdout=log, stderr=subprocess.STDOUT,
+        [sys.executable, "-m", "durable", "serve", *(["--app", app_spec] if app_spec else []), "--port", str(port)],
+        cwd=directory, env=environment, stdout=log, stderr=subprocess.STDOUT,
     )
     base = f"http://127.0.0.1:{port}"
     try:
@@ -112,7 +116,7 @@ def running_server(directory: Path, source: str, app_spec: str, module: str = "f
             if process.poll() is not None:
                 raise RuntimeError(f"server exited with {process.returncode}:\n{(directory / 'server.log').read_text()}")
             try:
-                if httpx.get(base + "/workflows", timeout=1).status_code == 200:
+                if httpx.get(base + "/", timeout=1).status_code == 200:  # the page is public even with a token
                     break
             except httpx.TransportError:
                 pass
@@ -233,6 +237,9 @@ async def test_disconnected_clients_leave_no_tasks_behind(client: httpx.AsyncCli
     run_id = await start(client, "sse_paused", "sse-leak-1")
     with anyio.fail_after(20):
         await read_events(client, f"/runs/{run_id}/stream", count=3)
+        while not (await client.get(f"/runs/{run_id}")).json()["hooks"]:
+            await anyio.sleep(0.02)
+    await anyio.sleep(0.3)  # the run is parked on its hook: only the runtime's own loops are left
     baseline = await task_count(client)
     ndjson = {"Accept": "application/x-ndjson"}
     followed = [
@@ -252,7 +259,7 @@ async def test_disconnected_clients_leave_no_tasks_behind(client: httpx.AsyncCli
         for response in responses:
             await response.aclose()
     with anyio.fail_after(10):
-        while await task_count(client) != baseline:  # noqa: ASYNC110 - observing another process
+        while await task_count(client) > baseline:
             await anyio.sleep(0.05)
 
 
@@ -268,9 +275,50 @@ async def test_the_server_stops_promptly_with_streams_open(client: httpx.AsyncCl
         began = time.monotonic()
         process.send_signal(signal.SIGTERM)
         with anyio.fail_after(10):
-            while process.poll() is None:  # noqa: ASYNC110 - waiting on another process
+            while process.poll() is None:
                 await anyio.sleep(0.05)
         assert process.returncode in (0, -signal.SIGTERM)  # uvicorn re-raises the signal once it has shut down
         assert time.monotonic() - began < 8
         for response in responses:
             await response.aclose()
+
+
+WEBHOOK_FLOWS = textwrap.dedent(
+    """
+    import durable
+
+
+    @durable.workflow
+    async def sse_webhook_flow() -> str:
+        webhook = durable.create_webhook(respond_with=durable.Response(text="thanks", status=200))
+        await durable.get_writable().write(webhook.url)  # a recorded write from the workflow itself
+        request = await webhook
+        return request.text()
+    """
+)
+
+
+async def test_serving_a_module_gives_webhooks_absolute_urls_that_work(tmp_path: Path) -> None:
+    """`durable serve --app module` runs its workflows; a webhook's URL names this server and answers over HTTP."""
+    with running_server(tmp_path, WEBHOOK_FLOWS, "whflows", module="whflows") as (base, _):
+        async with httpx.AsyncClient(base_url=base, timeout=10) as client:
+            run_id = await start(client, "sse_webhook_flow")
+            with anyio.fail_after(20):
+                (_, url), = (await read_events(client, f"/runs/{run_id}/stream", count=1))[0]
+            assert url.startswith(base + "/.well-known/workflow/v1/webhook/")
+            answer = await client.post(url, content=b"hello")
+            assert (answer.status_code, answer.text) == (200, "thanks")
+            with anyio.fail_after(20):
+                while (detail := (await client.get(f"/runs/{run_id}")).json())["status"] != "completed":
+                    await anyio.sleep(0.05)
+            assert detail["result"] == "hello"
+
+
+async def test_serving_a_store_alone_reads_runs_but_cannot_start_them(tmp_path: Path) -> None:
+    """`durable serve` without --app serves the store: the page and the API answer, POST /runs is 503."""
+    with running_server(tmp_path, "", None, module="empty") as (base, _):
+        async with httpx.AsyncClient(base_url=base, timeout=10) as client:
+            assert (await client.get("/workflows")).json() == {"can_start": False, "workflows": []}
+            assert (await client.get("/runs")).json() == {"runs": [], "next_cursor": None}
+            assert (await client.post("/runs", json={"workflow": "x"})).status_code == 503
+            assert (await client.get("/")).status_code == 200

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from .._runtime import Runtime
 from ..stores._base import RunRecord, Store
 from ._http import HTTPError
+from ._streams import SharedReads
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,6 +26,7 @@ class Context:
     webhook_timeout: float
     ping: float
     poll_interval: float
+    reads: SharedReads
 
     async def run_record(self, run_id: str) -> RunRecord:
         record = await self.store.get_run(run_id)

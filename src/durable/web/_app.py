@@ -1,0 +1,157 @@
+"""``create_app``: the routes, bearer auth, error mapping and lifespan of the durable web app."""
+
+from __future__ import annotations
+
+import html
+import logging
+import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from importlib import resources
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from .._errors import StoreError
+from .._hooks import WEBHOOK_PATH
+from .._runtime import Runtime
+from ..stores._base import Store
+from ._context import Context
+from ._hooks import HookEndpoints
+from ._http import Endpoint, HTTPError, guarded
+from ._runs import RunEndpoints
+from ._streams import SharedReads
+
+log = logging.getLogger("durable.web")
+_ANY_METHOD = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
+# The page runs only its own script and talks only to this server, whatever a chunk contains.
+_PAGE_HEADERS = {
+    "Cache-Control": "no-store",
+    "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; object-src 'none'; base-uri 'none'; frame-ancestors 'none'",
+    "X-Content-Type-Options": "nosniff",
+}
+_STATIC = {"app.js": "text/javascript; charset=utf-8", "app.css": "text/css; charset=utf-8"}
+
+
+def create_app(
+    runtime_or_store: Runtime | Store,
+    *,
+    api_token: str | None = None,
+    manage: bool = True,
+    max_body: int = 1 << 20,
+    webhook_timeout: float = 30.0,
+    ping: float = 15.0,
+) -> Starlette:
+    """A Starlette app serving runs: JSON API, SSE streams, hooks, webhooks and the live runs page.
+
+    Given a :class:`~durable.Runtime`, the app's lifespan opens and closes it, so one server
+    runs both the API and the workflows; given a bare store it serves reads, cancels and
+    resumes (a worker elsewhere runs the workflows) and answers ``POST /runs`` with 503.
+    Pass ``manage=False`` when you open and close the runtime or store yourself -- needed when
+    the app is mounted under another, since Starlette does not run a mounted app's lifespan.
+
+    ``api_token`` (default: ``$DURABLE_API_TOKEN``) puts everything but the webhook URL and the
+    page's static files behind ``Authorization: Bearer <token>``; webhooks are protected by
+    their unguessable tokens. ``max_body`` bounds request bodies (413 beyond it),
+    ``webhook_timeout`` bounds the wait for a manual webhook response (504 beyond it), and
+    ``ping`` is the SSE keep-alive interval in seconds.
+    """
+    if isinstance(runtime_or_store, Runtime):
+        runtime: Runtime | None = runtime_or_store
+        store = runtime_or_store.store
+    elif isinstance(runtime_or_store, Store):
+        runtime, store = None, runtime_or_store
+    else:
+        raise TypeError(f"create_app needs a durable.Runtime or a Store, got {runtime_or_store!r}")
+    token = api_token if api_token is not None else os.environ.get("DURABLE_API_TOKEN") or None
+    ctx = Context(
+        store=store,
+        runtime=runtime,
+        resumer=runtime if runtime is not None else Runtime(store),
+        max_body=max_body,
+        webhook_timeout=webhook_timeout,
+        ping=ping,
+        poll_interval=runtime.poll_interval if runtime is not None else 0.5,
+        reads=SharedReads(store),
+    )
+    runs, hooks = RunEndpoints(ctx), HookEndpoints(ctx)
+
+    def api(path: str, endpoint: Endpoint, methods: list[str] | None = None) -> Route:
+        return Route(path, _answering(guarded(endpoint, token)), methods=methods)
+
+    routes: list[BaseRoute] = [
+        Route("/", _page, methods=["GET"]),
+        Route("/static/{name}", _static, methods=["GET"]),
+        api("/workflows", runs.workflows, ["GET"]),
+        api("/runs", runs.list_runs, ["GET"]),
+        api("/runs", runs.start, ["POST"]),
+        api("/runs/{run_id}", runs.get_run, ["GET"]),
+        api("/runs/{run_id}/events", runs.events, ["GET"]),
+        api("/runs/{run_id}/cancel", runs.cancel, ["POST"]),
+        api("/runs/{run_id}/stream", runs.stream, ["GET"]),
+        api("/runs/{run_id}/streams/{namespace:path}", runs.stream, ["GET"]),
+        api("/live/runs", runs.live_runs, ["GET"]),
+        api("/live/runs/{run_id}", runs.live_run, ["GET"]),
+        api("/hooks/{token:path}", hooks.resume_hook, ["POST"]),  # tokens may hold "/"
+        Route(WEBHOOK_PATH + "{token:path}", _answering(hooks.webhook), methods=_ANY_METHOD),  # no bearer token
+    ]
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        if not manage:
+            yield
+        elif runtime is not None:
+            async with runtime:
+                yield
+        else:
+            async with store:
+                yield
+
+    app = Starlette(routes=routes, lifespan=lifespan, exception_handlers={HTTPException: _http_exception})
+    app.state.durable_runtime = runtime
+    app.state.durable_store = store
+    return app
+
+
+def _answering(endpoint: Endpoint) -> Endpoint:
+    """Map errors to JSON answers; an unexpected error is logged here and never shown to the client."""
+
+    async def answer(request: Request) -> Response:
+        try:
+            return await endpoint(request)
+        except HTTPError as exc:
+            return exc.response()
+        except StoreError:
+            log.exception("%s %s: the store failed", request.method, request.url.path)
+            return JSONResponse({"error": "the store is unavailable"}, status_code=503)
+        except Exception:
+            log.exception("%s %s failed", request.method, request.url.path)
+            return JSONResponse({"error": "internal server error"}, status_code=500)
+
+    answer.__name__ = getattr(endpoint, "__name__", "endpoint")
+    return answer
+
+
+async def _http_exception(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    return JSONResponse({"error": exc.detail}, status_code=exc.status_code, headers=exc.headers)
+
+
+def _asset(name: str) -> str:
+    return resources.files(__package__).joinpath("static", name).read_text(encoding="utf-8")
+
+
+async def _page(request: Request) -> Response:
+    """The runs page. It holds no data -- everything comes from the (authenticated) API -- so it is public."""
+    base = html.escape(request.scope.get("root_path", "").rstrip("/") + "/", quote=True)
+    return HTMLResponse(_asset("index.html").replace("{{base}}", base), headers=_PAGE_HEADERS)
+
+
+async def _static(request: Request) -> Response:
+    name = request.path_params["name"]
+    if name not in _STATIC:
+        return JSONResponse({"error": "not found"}, status_code=404)
+    return Response(_asset(name), media_type=_STATIC[name], headers={"Cache-Control": "no-cache", "X-Content-Type-Options": "nosniff"})

@@ -1,0 +1,73 @@
+"""Resuming from outside: ``POST /hooks/{token}`` (JSON, authenticated) and the webhook URL
+(any method, protected only by its unguessable token).
+
+Every check -- size, JSON, plain data, the hook's schema -- happens before the payload is
+appended, so a refused request leaves the run's log as it was. Payloads are parsed as JSON
+and stored through the JSON codec; nothing from a request is ever unpickled.
+"""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from .. import _codec
+from .._errors import HookNotFound, HookValidationError, SerializationError, WebhookResponseTimeout
+from .._hooks import Request as DurableRequest
+from .._hooks import Response as DurableResponse
+from ._context import Context
+from ._http import HTTPError, parse_json, read_body
+
+
+class HookEndpoints:
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+
+    async def resume_hook(self, request: Request) -> Response:
+        token = request.path_params["token"]
+        payload = parse_json(await read_body(request, self.ctx.max_body))
+        if await self._is_webhook(token):
+            # A webhook's workflow expects a durable.Request, not bare JSON: it has its own URL.
+            raise HTTPError(404, f"no live hook with token {token!r} (it is a webhook: send the request to its URL)")
+        try:
+            result = await self.ctx.resumer.resume_hook(token, payload)
+        except HookNotFound:
+            raise HTTPError(404, f"no live hook with token {token!r}") from None
+        except HookValidationError as exc:
+            raise HTTPError(422, "the payload does not match the hook's schema", problems=exc.problems) from None
+        except SerializationError as exc:  # a schema that returned a value the codec cannot store
+            raise HTTPError(422, str(exc)) from None
+        return JSONResponse({"run_id": result.run_id, "hook_id": result.hook_id, "token": result.token}, status_code=202)
+
+    async def _is_webhook(self, token: str) -> bool:
+        hook = await self.ctx.store.get_hook(token)
+        if hook is None or not hook.metadata:
+            return False
+        try:
+            metadata = _codec.decode(hook.metadata)
+        except SerializationError:
+            return False
+        return isinstance(metadata, dict) and "webhook" in metadata
+
+    async def webhook(self, request: Request) -> Response:
+        token = request.path_params["token"]
+        body = await read_body(request, self.ctx.max_body)
+        headers: dict[str, str] = {}
+        for key, value in request.headers.items():  # lower-case keys; repeated headers joined as HTTP allows
+            headers[key] = f"{headers[key]}, {value}" if key in headers else value
+        incoming = DurableRequest(
+            method=request.method,
+            url=str(request.url),
+            headers=headers,
+            query=list(request.query_params.multi_items()),
+            body=body,
+        )
+        try:
+            answer = await self.ctx.resumer.resume_webhook(token, incoming, timeout=self.ctx.webhook_timeout)
+        except HookNotFound:
+            raise HTTPError(404, "no live webhook at this URL") from None
+        except WebhookResponseTimeout:
+            raise HTTPError(504, f"the workflow did not respond within {self.ctx.webhook_timeout:g}s") from None
+        if not isinstance(answer, DurableResponse):
+            return Response(status_code=202)
+        return Response(answer.body, status_code=answer.status, headers=answer.headers)

@@ -1,0 +1,161 @@
+"""The runs API: list, inspect, start and cancel runs; their events; their streams, live."""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+from sse_starlette import EventSourceResponse
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from .._errors import RunNotFound, SerializationError
+from .._replay import DEFAULT_NAMESPACE
+from .._run import Run
+from ..stores._base import TERMINAL
+from ._context import Context
+from ._http import HTTPError, int_param, parse_json, read_body
+from ._present import event_json, run_detail, run_summary
+from ._streams import NDJSON, changes, follow_pages, ndjson_response, snapshots, sse_response
+
+STATUSES = ("pending", "running", "completed", "failed", "cancelled")
+_START_KEYS = {"workflow", "args", "kwargs", "run_id", "idempotency_key"}
+_LIVE_SETTLE = 0.1  # seconds: at most ~10 updates a second per page
+
+
+class RunEndpoints:
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+
+    # -- reading -------------------------------------------------------------------------------
+
+    def _filters(self, request: Request) -> dict[str, Any]:
+        status = request.query_params.get("status") or None
+        if status is not None and status not in STATUSES:
+            raise HTTPError(400, f"status must be one of {', '.join(STATUSES)}, got {status!r}")
+        limit = int_param(request, "limit", 50)
+        assert limit is not None
+        if not 1 <= limit <= 1000:
+            raise HTTPError(400, f"limit must be between 1 and 1000, got {limit}")
+        return {"status": status, "workflow": request.query_params.get("workflow") or None, "limit": limit}
+
+    async def list_runs(self, request: Request) -> Response:
+        filters = self._filters(request)
+        cursor = request.query_params.get("cursor") or None
+        records = await self.ctx.store.list_runs(**filters, before=cursor)
+        next_cursor = records[-1].run_id if len(records) == filters["limit"] else None
+        return JSONResponse({"runs": [run_summary(r) for r in records], "next_cursor": next_cursor})
+
+    async def _detail(self, run_id: str) -> dict[str, Any]:
+        store = self.ctx.store
+        record = await self.ctx.run_record(run_id)
+        steps = await store.list_steps(run_id)
+        hooks = await store.list_hooks(run_id, active_only=False)
+        streams = await store.list_streams(run_id)
+        return run_detail(record, steps, hooks, streams)
+
+    async def get_run(self, request: Request) -> Response:
+        return JSONResponse(await self._detail(request.path_params["run_id"]))
+
+    async def events(self, request: Request) -> Response:
+        run_id = request.path_params["run_id"]
+        await self.ctx.run_record(run_id)
+        after = int_param(request, "after", 0)
+        assert after is not None
+        events = await self.ctx.store.load_events(run_id, after)
+        return JSONResponse({"events": [event_json(e) for e in events]})
+
+    async def workflows(self, request: Request) -> Response:
+        runtime = self.ctx.runtime
+        return JSONResponse({"can_start": runtime is not None, "workflows": runtime.workflow_names() if runtime else []})
+
+    # -- changing ------------------------------------------------------------------------------
+
+    async def start(self, request: Request) -> Response:
+        runtime = self.ctx.runtime
+        if runtime is None:
+            raise HTTPError(503, "this server has a store but no runtime, so it cannot start runs: serve create_app(Runtime(...))")
+        body = parse_json(await read_body(request, self.ctx.max_body))
+        if not isinstance(body, dict):
+            raise HTTPError(422, 'expected an object: {"workflow": name, "args": [...], "kwargs": {...}}')
+        unknown = sorted(set(body) - _START_KEYS)
+        if unknown:
+            raise HTTPError(422, f"unknown field(s): {', '.join(unknown)}")
+        name, args, kwargs = body.get("workflow"), body.get("args", []), body.get("kwargs", {})
+        if not isinstance(name, str) or not name:
+            raise HTTPError(422, "'workflow' must be the name of a registered workflow")
+        workflow = runtime.get_workflow(name)
+        if workflow is None:
+            raise HTTPError(404, f"no workflow named {name!r}", workflows=runtime.workflow_names())
+        if not isinstance(args, list) or not isinstance(kwargs, dict):
+            raise HTTPError(422, "'args' must be a list and 'kwargs' an object")
+        for key in ("run_id", "idempotency_key"):
+            if body.get(key) is not None and not isinstance(body[key], str):
+                raise HTTPError(422, f"{key!r} must be a string")
+        try:
+            inspect.signature(workflow.fn).bind(*args, **kwargs)
+        except TypeError as exc:
+            raise HTTPError(422, f"bad arguments for {name}: {exc}") from None
+        try:
+            run = await runtime.start(
+                workflow, *args, run_id=body.get("run_id"), idempotency_key=body.get("idempotency_key"), **kwargs
+            )
+        except (ValueError, SerializationError) as exc:
+            raise HTTPError(422, str(exc)) from None
+        return JSONResponse({"run_id": run.run_id, "workflow": name}, status_code=201)
+
+    async def cancel(self, request: Request) -> Response:
+        run_id = request.path_params["run_id"]
+        try:
+            if self.ctx.runtime is not None:
+                status = await self.ctx.runtime.cancel(run_id)
+            else:
+                status = await Run(run_id, store=self.ctx.store).cancel()
+        except RunNotFound:
+            raise HTTPError(404, f"no run with id {run_id!r}") from None
+        return JSONResponse({"run_id": run_id, "status": status})
+
+    # -- following -----------------------------------------------------------------------------
+
+    async def stream(self, request: Request) -> Response:
+        run_id = request.path_params["run_id"]
+        namespace = request.path_params.get("namespace", DEFAULT_NAMESPACE)
+        if not namespace:
+            raise HTTPError(400, "the stream namespace is empty")
+        await self.ctx.run_record(run_id)
+        start = int_param(request, "start_index", 0)
+        last_id = request.headers.get("last-event-id", "").strip()
+        if last_id:
+            try:
+                start = int(last_id) + 1
+            except ValueError:
+                raise HTTPError(400, f"Last-Event-ID must be a chunk index, got {last_id!r}") from None
+        assert start is not None
+        pages = follow_pages(self.ctx.reads, run_id, namespace, start, poll_interval=self.ctx.poll_interval)
+        if NDJSON in request.headers.get("accept", ""):
+            return ndjson_response(pages)
+        return sse_response(pages, ping=self.ctx.ping)
+
+    async def live_runs(self, request: Request) -> Response:
+        """The first page of runs (with the list's filters), re-sent whenever it changes."""
+        filters = self._filters(request)
+        store = self.ctx.store
+
+        async def read() -> tuple[str, Any, bool]:
+            return "runs", [run_summary(r) for r in await store.list_runs(**filters)], False
+
+        updates = changes(store, ("runs",), poll_interval=self.ctx.poll_interval, settle=_LIVE_SETTLE)
+        return EventSourceResponse(snapshots(updates, read), ping=self.ctx.ping, sep="\n")
+
+    async def live_run(self, request: Request) -> Response:
+        """One run's detail, re-sent whenever its log grows; ``event: end`` once it has ended."""
+        run_id = request.path_params["run_id"]
+        await self.ctx.run_record(run_id)
+
+        async def read() -> tuple[str, Any, bool]:
+            detail = await self._detail(run_id)
+            return "run", detail, detail["status"] in TERMINAL
+
+        updates = changes(self.ctx.store, ("run", run_id), poll_interval=self.ctx.poll_interval, settle=_LIVE_SETTLE)
+        return EventSourceResponse(snapshots(updates, read), ping=self.ctx.ping, sep="\n")
+

@@ -1,0 +1,275 @@
+// The live runs page: plain DOM and EventSource, no build step.
+// Every value from the server is inserted as text (textContent), never as HTML: chunk
+// contents, tokens and error messages cannot inject markup.
+"use strict";
+
+const BASE = document.querySelector('meta[name="durable-base"]').content;
+const TERMINAL = new Set(["completed", "failed", "cancelled"]);
+let token = sessionStorage.getItem("durable-token") || "";
+let closeView = () => {};
+
+// -- helpers -------------------------------------------------------------------------------------
+
+function el(tag, props = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [key, value] of Object.entries(props)) {
+    if (key === "class") node.className = value;
+    else if (key === "text") node.textContent = value;
+    else if (key.startsWith("on")) node.addEventListener(key.slice(2), value);
+    else node.setAttribute(key, value);
+  }
+  for (const child of children) node.append(child instanceof Node ? child : String(child));
+  return node;
+}
+
+function apiURL(path, params = {}, forEventSource = false) {
+  const url = new URL(BASE + path, location.href);
+  for (const [key, value] of Object.entries(params)) if (value) url.searchParams.set(key, value);
+  // EventSource cannot send headers: the API takes the token as a query parameter on GET.
+  if (forEventSource && token) url.searchParams.set("access_token", token);
+  return url;
+}
+
+async function api(method, path, body) {
+  const headers = { Accept: "application/json" };
+  if (token) headers.Authorization = "Bearer " + token;
+  if (body !== undefined) headers["Content-Type"] = "application/json";
+  const response = await fetch(apiURL(path), { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+  const data = await response.json().catch(() => ({}));
+  if (response.status === 401 && askToken()) return api(method, path, body);
+  if (!response.ok) throw new Error(data.error || response.statusText);
+  return data;
+}
+
+function askToken() {
+  const given = prompt("This server needs an API token:");
+  if (!given) return false;
+  token = given.trim();
+  sessionStorage.setItem("durable-token", token);
+  return true;
+}
+
+function follow(path, params, handlers) {
+  const source = new EventSource(apiURL(path, params, true));
+  for (const [name, handler] of Object.entries(handlers)) {
+    source.addEventListener(name, (event) => handler(event.data === "" ? null : JSON.parse(event.data), event));
+  }
+  source.addEventListener("open", () => setConnection("live"));
+  source.addEventListener("error", () => {
+    if (source.readyState !== EventSource.CLOSED) setConnection("reconnecting…");
+  });
+  return source;
+}
+
+function setConnection(text) { document.getElementById("connection").textContent = text; }
+
+function when(iso) { return iso ? new Date(iso).toLocaleString() : ""; }
+
+function seconds(value) {
+  if (value === null || value === undefined) return "";
+  return value < 1 ? `${Math.round(value * 1000)} ms` : `${value.toFixed(value < 10 ? 2 : 1)} s`;
+}
+
+function statusBadge(status) { return el("span", { class: `status ${status}`, text: status }); }
+
+function replaceRows(tbody, rows, empty = "") {
+  if (rows.length === 0 && empty) {
+    const columns = tbody.parentElement.querySelectorAll("thead th").length;
+    rows = [el("tr", {}, el("td", { colspan: String(columns), class: "muted", text: empty }))];
+  }
+  tbody.replaceChildren(...rows);
+}
+
+// -- the runs list -------------------------------------------------------------------------------
+
+let runsSource = null;
+
+function showList() {
+  document.getElementById("list-view").hidden = false;
+  document.getElementById("run-view").hidden = true;
+  followRuns();
+}
+
+function followRuns() {
+  if (runsSource) runsSource.close();
+  const status = document.getElementById("status-filter").value;
+  runsSource = follow("live/runs", { status, limit: "100" }, { runs: renderRuns });
+}
+
+function renderRuns(runs) {
+  document.getElementById("runs-empty").hidden = runs.length > 0;
+  replaceRows(document.querySelector("#runs tbody"), runs.map((run) => {
+    const open = () => { location.hash = "run/" + encodeURIComponent(run.run_id); };
+    return el("tr", { class: "run", "data-run-id": run.run_id, "data-status": run.status, onclick: open },
+      el("td", {}, el("code", { text: run.run_id })),
+      el("td", { text: run.workflow }),
+      el("td", {}, statusBadge(run.status)),
+      el("td", { text: when(run.created_at) }),
+      el("td", { text: seconds(run.duration) }),
+      el("td", { class: "error", text: run.error ? `${run.error.type}: ${run.error.message}` : "" }));
+  }));
+}
+
+async function setUpStartForm() {
+  const { can_start: canStart, workflows } = await api("GET", "workflows");
+  const form = document.getElementById("start-form");
+  form.hidden = !canStart || workflows.length === 0;
+  document.getElementById("start-workflow").replaceChildren(...workflows.map((name) => el("option", { text: name })));
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const message = document.getElementById("start-message");
+    try {
+      const args = JSON.parse(document.getElementById("start-args").value || "[]");
+      const kwargs = JSON.parse(document.getElementById("start-kwargs").value || "{}");
+      const workflow = document.getElementById("start-workflow").value;
+      const { run_id: runId } = await api("POST", "runs", { workflow, args, kwargs });
+      message.textContent = "";
+      location.hash = "run/" + encodeURIComponent(runId);
+    } catch (error) {
+      message.textContent = String(error.message || error);
+    }
+  });
+}
+
+// -- one run -------------------------------------------------------------------------------------
+
+function showRun(runId) {
+  if (runsSource) { runsSource.close(); runsSource = null; }
+  document.getElementById("list-view").hidden = true;
+  document.getElementById("run-view").hidden = false;
+  document.getElementById("run-id").textContent = runId;
+  document.getElementById("run-status").textContent = "";
+  for (const id of ["run-meta", "run-outcome", "streams"]) document.getElementById(id).replaceChildren();
+  for (const id of ["steps", "hooks"]) replaceRows(document.querySelector(`#${id} tbody`), []);
+
+  const streams = new Map();  // namespace -> EventSource
+  const runSource = follow(`live/runs/${encodeURIComponent(runId)}`, {}, {
+    run: (run) => {
+      renderRun(run);
+      for (const { namespace } of run.streams) openStream(runId, namespace, streams);
+    },
+    end: () => { runSource.close(); setConnection("run ended"); },
+  });
+  openStream(runId, "default", streams);
+  const cancel = document.getElementById("cancel-button");
+  cancel.onclick = async () => {
+    try { await api("POST", `runs/${encodeURIComponent(runId)}/cancel`); } catch (error) { alert(error.message); }
+  };
+  closeView = () => {
+    runSource.close();
+    for (const source of streams.values()) source.close();
+  };
+}
+
+function renderRun(run) {
+  const status = document.getElementById("run-status");
+  status.textContent = run.status;
+  status.className = `status ${run.status}`;
+  status.dataset.status = run.status;
+  document.getElementById("cancel-button").hidden = TERMINAL.has(run.status);
+  const meta = [["Workflow", run.workflow], ["Created", when(run.created_at)], ["Started", when(run.started_at)],
+    ["Ended", when(run.completed_at)], ["Duration", seconds(run.duration)]];
+  if (run.idempotency_key) meta.push(["Idempotency key", run.idempotency_key]);
+  document.getElementById("run-meta").replaceChildren(...meta.flatMap(([k, v]) => [el("dt", { text: k }), el("dd", { text: v })]));
+  const outcome = document.getElementById("run-outcome");
+  if (run.status === "completed") outcome.replaceChildren(el("h3", { text: "Result" }), el("pre", { id: "run-result", text: JSON.stringify(run.result, null, 2) }));
+  else if (run.error) outcome.replaceChildren(el("p", { class: "error", text: `${run.error.type}: ${run.error.message}` }));
+  else outcome.replaceChildren();
+  renderSteps(run);
+  renderHooks(run);
+}
+
+function renderSteps(run) {
+  const time = (iso) => (iso ? Date.parse(iso) : null);
+  const origin = time(run.started_at) ?? time(run.created_at);
+  const ends = run.steps.map((s) => time(s.completed_at) ?? Date.now());
+  const end = Math.max(time(run.completed_at) ?? Date.now(), ...ends);
+  const span = Math.max(1, end - origin);
+  replaceRows(document.querySelector("#steps tbody"), run.steps.map((step) => {
+    const start = time(step.started_at);
+    const track = el("div", { class: "track" });
+    if (start !== null) {
+      const stop = time(step.completed_at) ?? Date.now();
+      const bar = el("div", { class: `bar ${step.status}`, title: `${step.name}: ${seconds((stop - start) / 1000)}` });
+      bar.style.left = `${(100 * (start - origin)) / span}%`;
+      bar.style.width = `${(100 * (stop - start)) / span}%`;
+      track.append(bar);
+    }
+    const status = el("td", {}, statusBadge(step.status));
+    if (step.error) status.append(el("div", { class: "error", text: `${step.error.type}: ${step.error.message}` }));
+    if (step.retry_at) status.append(el("div", { class: "muted", text: `retry at ${when(step.retry_at)}` }));
+    return el("tr", { "data-step-id": step.step_id },
+      el("td", {}, el("code", { text: step.name }), el("span", { class: "muted", text: ` ${step.step_id}` })),
+      status,
+      el("td", { text: `${step.attempts} / ${step.max_attempts}` }),
+      el("td", { text: seconds(step.duration) }),
+      el("td", { class: "timeline" }, track));
+  }), "no steps yet");
+}
+
+function renderHooks(run) {
+  replaceRows(document.querySelector("#hooks tbody"), run.hooks.map((hook) => {
+    const resume = el("td");
+    if (hook.status === "active" && hook.kind === "hook") {
+      const input = el("input", { value: "{}", "aria-label": `payload for ${hook.token}`, spellcheck: "false" });
+      const note = el("span", { class: "muted" });
+      const send = async () => {
+        try {
+          await api("POST", `hooks/${encodeURIComponent(hook.token)}`, JSON.parse(input.value));
+          note.textContent = "sent";
+        } catch (error) { note.textContent = String(error.message || error); }
+      };
+      resume.append(input, " ", el("button", { type: "button", text: "Resume", onclick: send }), " ", note);
+    } else if (hook.kind === "webhook") {
+      resume.append(el("code", { text: hook.path }));
+    }
+    return el("tr", { "data-token": hook.token },
+      el("td", {}, el("code", { text: hook.token })),
+      el("td", { text: hook.schema ? `${hook.kind} (${hook.schema})` : hook.kind }),
+      el("td", {}, statusBadge(hook.status)),
+      resume);
+  }), "no hooks");
+}
+
+function openStream(runId, namespace, streams) {
+  if (streams.has(namespace) || namespace.startsWith("$")) return;  // "$..." streams are internal
+  const list = el("ol", { start: "0" });
+  const state = el("span", { class: "muted", text: " live" });
+  const box = el("div", { class: "stream", "data-namespace": namespace }, el("h4", {}, el("code", { text: namespace }), state), list);
+  document.getElementById("streams").append(box);
+  const path = `runs/${encodeURIComponent(runId)}/streams/${encodeURIComponent(namespace)}`;
+  const source = follow(path, {}, {
+    message: (chunk, event) => {
+      list.append(el("li", { class: "chunk", value: event.lastEventId, text: JSON.stringify(chunk) }));
+      list.scrollTop = list.scrollHeight;
+    },
+    end: (info) => {
+      source.close();
+      state.textContent = info && info.error ? ` ended with an error: ${info.error}` : " ended";
+      state.className = info && info.error ? "error" : "muted";
+      box.dataset.ended = "true";
+    },
+  });
+  streams.set(namespace, source);
+}
+
+// -- routing -------------------------------------------------------------------------------------
+
+function route() {
+  const hash = location.hash.slice(1);
+  if (hash.startsWith("token=")) {  // a link like /#token=... from `durable serve`
+    token = decodeURIComponent(hash.slice(6));
+    sessionStorage.setItem("durable-token", token);
+    history.replaceState(null, "", location.pathname + location.search);
+    return route();
+  }
+  closeView();
+  closeView = () => {};
+  if (hash.startsWith("run/")) showRun(decodeURIComponent(hash.slice(4)));
+  else showList();
+}
+
+document.getElementById("status-filter").addEventListener("change", followRuns);
+window.addEventListener("hashchange", route);
+route();
+setUpStartForm().catch((error) => { document.getElementById("start-message").textContent = String(error.message || error); });

@@ -1,0 +1,198 @@
+"""Property 2: a crash anywhere loses nothing and duplicates nothing.
+
+Generated programs run on a SQLite file until a crash at a generated point (after any append,
+between a step's side effects and the record of its outcome, in the middle of a stream flush);
+then the file is reopened and a fresh runtime finishes the run. The final result, hook payloads
+and workflow streams equal the uninterrupted run's (the simulator's, same seed), every step's
+outcome is recorded exactly once, stream indices have no gap or duplicate, and step streams hold
+whole attempts in order.
+
+Simulated crashes (:class:`crashing.CrashingStore`) give breadth; a few cases kill a real child
+process with SIGKILL at a generated point of its log, and recover in this process, where the
+runtime finds the dead worker by its pid.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import random
+import signal
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+from hypothesis import assume, given, note, settings
+from hypothesis import strategies as st
+
+import durable
+from durable import _codec
+from durable.stores._sqlite import SQLiteStore
+
+from .conftest import examples
+from .crashing import CrashingStore, CrashPlan, SimulatedCrash, check_recovered
+from .harness import drive_hooks, read_history
+from .programs import Program, Step, programs, to_workflow
+from .sim import History, simulate
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+async def _quietly(fn: Any, *args: Any) -> None:
+    try:
+        await fn(*args)
+    except SimulatedCrash:
+        pass
+
+
+async def _until_crash_or_end(store: CrashingStore, run_id: str) -> None:
+    while not store.dead:
+        try:
+            record = await store.get_run(run_id)
+        except SimulatedCrash:
+            return
+        if record is not None and record.status in ("completed", "failed", "cancelled"):
+            return
+        with anyio.move_on_after(0.01):
+            await store.crashed.wait()
+
+
+async def _recover(path: str, program: Program, run_id: str, dead_worker: str | None) -> History:
+    store = SQLiteStore(path, synchronous="normal")
+    await store.open()
+    if dead_worker is not None:
+        await store.mark_workers_dead([dead_worker])  # what the runtime does for a worker whose pid is gone
+    workflow = to_workflow(program)
+    async with durable.Runtime(store, workflows=[workflow], poll_interval=0.02, heartbeat_interval=0.1) as rt:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(drive_hooks, rt, run_id, program)
+            await rt.run(run_id).wait(timeout=30)
+            tg.cancel_scope.cancel()
+        return await read_history(rt.store, run_id)
+
+
+async def crash_then_recover(program: Program, plan: CrashPlan, path: str) -> tuple[History, str]:
+    """Run until the plan's crash (or the end), abandon that runtime, recover with a fresh one."""
+    workflow = to_workflow(program)
+    store = CrashingStore(path, plan)
+    rt = durable.Runtime(store, workflows=[workflow], poll_interval=0.02, heartbeat_interval=0.1)
+    await rt.open()
+    run_id = ""
+    quiet = logging.getLogger("durable")
+    quiet.disabled = True  # the dying runtime logs every operation that failed: expected here
+    try:
+        run = await rt.start(workflow)
+        run_id = run.run_id
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(_quietly, drive_hooks, rt, run_id, program)
+            with anyio.fail_after(30):
+                await _until_crash_or_end(store, run_id)
+            tg.cancel_scope.cancel()
+    finally:
+        try:
+            await rt.aclose()
+        except SimulatedCrash:
+            pass
+        quiet.disabled = False
+    return await _recover(path, program, run_id, rt.worker_id), store.crash_point or "no crash: the run ended first"
+
+
+def _bounds(program: Program) -> dict[str, int]:
+    """Rough sizes of an uninterrupted run, to aim generated crash points inside it."""
+    history = simulate(program, seed="bounds", rng=random.Random(0))
+    outcomes = sum(1 for e in history.events if e.kind in ("step_completed", "step_failed", "step_retrying"))
+    flushes = sum(2 for e in history.events if e.kind == "step_started") if any(s.chunks for s in program.steps().values()) else 0
+    return {
+        "after-append": len(history.events) + sum(len(c) for c in history.chunks.values()),
+        "before-outcome": outcomes,
+        "mid-flush": flushes,
+    }
+
+
+def _expected(program: Program, recovered: History) -> History:
+    return simulate(program, seed=recovered.seed, rng=random.Random(0))
+
+
+@st.composite
+def crash_cases(draw: st.DrawFn) -> tuple[Program, CrashPlan]:
+    program = draw(programs().filter(lambda p: bool(p.steps())))
+    bounds = _bounds(program)
+    modes = [m for m, b in bounds.items() if b > 0]
+    mode = draw(st.sampled_from(modes))
+    return program, CrashPlan(mode, draw(st.integers(1, bounds[mode])))
+
+
+@settings(max_examples=examples(30))
+@given(crash_cases())
+def test_a_crash_anywhere_loses_and_duplicates_nothing(case: tuple[Program, CrashPlan]) -> None:
+    """After a simulated crash at a generated point and a restart, the run ends exactly as if uninterrupted."""
+    program, plan = case
+    note(f"{plan}\n{program!r}")
+    with tempfile.TemporaryDirectory() as tmp:
+        recovered, point = asyncio.run(crash_then_recover(program, plan, str(Path(tmp) / "crash.db")))
+    note(f"crashed {point}")
+    assert recovered.status in ("completed", "failed"), recovered.status
+    check_recovered(program, recovered, _expected(program, recovered))
+
+
+# -- real processes, really killed ------------------------------------------------------------------------
+
+
+def _progress(db: str, run_id: str) -> int:
+    try:
+        with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=1) as conn:
+            seq = conn.execute("SELECT last_seq FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+            chunks = conn.execute("SELECT count(*) FROM chunks WHERE run_id = ?", (run_id,)).fetchone()
+    except sqlite3.Error:
+        return 0
+    return (seq[0] if seq else 0) + (chunks[0] if chunks else 0)
+
+
+def _kill_at(db: str, program: Program, run_id: str, target: int, tmp: str) -> str:
+    """Run the program in a child process and SIGKILL it once its run holds ``target`` log entries and chunks."""
+    program_file = Path(tmp) / "program.bin"
+    program_file.write_bytes(_codec.encode(program))
+    log_path = Path(tmp) / "child.log"
+    with open(log_path, "wb") as log:
+        child = subprocess.Popen(
+            [sys.executable, "-m", "tests.property.crash_child", db, str(program_file), run_id],
+            cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + 60
+        try:
+            while child.poll() is None and time.monotonic() < deadline:
+                if _progress(db, run_id) >= target:
+                    os.kill(child.pid, signal.SIGKILL)
+                    child.wait()
+                    return f"killed at {target} entries"
+                time.sleep(0.001)
+        finally:
+            if child.poll() is None:
+                child.kill()
+                child.wait()
+    assert child.returncode == 0, f"the child failed before the kill point:\n{log_path.read_text()}"
+    return "the child finished first"
+
+
+@pytest.mark.slow
+@settings(max_examples=examples(4))
+@given(program=programs().filter(lambda p: len(p.steps()) >= 2), fraction=st.floats(0.2, 0.9))
+def test_sigkill_of_a_real_process_loses_and_duplicates_nothing(program: Program, fraction: float) -> None:
+    """A child process SIGKILLed part-way through a run; a runtime here recovers it (finding the dead pid) and it ends as uninterrupted."""
+    assume(any(isinstance(n, Step) for n in program.body.items))
+    target = max(3, int(_bounds(program)["after-append"] * fraction))
+    note(f"kill at {target} entries\n{program!r}")
+    with tempfile.TemporaryDirectory() as tmp:
+        db = str(Path(tmp) / "kill.db")
+        how = _kill_at(db, program, "run_killed", target, tmp)
+        note(how)
+        recovered = asyncio.run(_recover(db, program, "run_killed", None))
+    assert recovered.status in ("completed", "failed"), recovered.status
+    check_recovered(program, recovered, _expected(program, recovered))

@@ -1,0 +1,220 @@
+"""Minimal reproductions of engine bugs found by the property tests (tests/property/), one per bug.
+
+Each test drives the pure engine (or the codec) directly with the smallest input the property
+shrank to, so the bug stays pinned down even if the generators change.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+import durable
+from durable import _codec
+from durable._events import Event, EventKind
+from durable._workflow import Workflow
+from durable.testing import replay_events
+
+INPUT = _codec.encode({"args": [], "kwargs": {}})
+
+
+def _log(*entries: tuple[str, str | None, str | None, bytes | None]) -> list[Event]:
+    events = [Event("run_r", 1, EventKind.RUN_CREATED, None, 1.0, "wf", INPUT), Event("run_r", 2, EventKind.RUN_STARTED, None, 1.0)]
+    for kind, corr, name, data in entries:
+        events.append(Event("run_r", len(events) + 1, kind, corr, 2.0, name, data))
+    return events
+
+
+def _workflow(fn: Any) -> Workflow[Any, Any]:
+    return Workflow(fn, name="wf", serializer="json")
+
+
+@durable.step(name="regressions.echo")
+async def echo(value: Any) -> Any:
+    return value
+
+
+def test_finishing_before_a_recorded_command_is_non_determinism() -> None:
+    """Code that returns where its log holds a further command (here a hook) raises NonDeterminismError, not a result.
+
+    Found by test_nondeterminism: a program ``create_hook(token="h1")`` whose mutant dropped the
+    call replayed the original log to completion with a different result.
+    """
+
+    async def removed_the_hook() -> list[Any]:
+        return []
+
+    log = _log((EventKind.HOOK_CREATED, "hook_1", "h1", None))
+    with pytest.raises(durable.NonDeterminismError, match="#1"):
+        replay_events(_workflow(removed_the_hook), log)
+
+
+def test_failing_before_a_recorded_command_is_non_determinism() -> None:
+    """A replay that raises before reaching a recorded step reports the divergence, not the unrelated error."""
+
+    async def crashes_early() -> None:
+        raise KeyError("h1")
+
+    args = _codec.encode({"args": [1], "kwargs": {}})
+    log = _log((EventKind.STEP_CREATED, "step_1", "regressions.echo", args))
+    with pytest.raises(durable.NonDeterminismError):
+        replay_events(_workflow(crashes_early), log)
+
+
+def test_finishing_after_every_recorded_command_is_fine() -> None:
+    """The control: a workflow that reached every recorded command completes normally."""
+
+    async def one_step() -> Any:
+        return await asyncio.gather(echo(1))
+
+    args = _codec.encode({"args": [1], "kwargs": {}})
+    log = _log(
+        (EventKind.STEP_CREATED, "step_1", "regressions.echo", args),
+        (EventKind.STEP_COMPLETED, "step_1", None, _codec.encode(1)),
+    )
+    assert replay_events(_workflow(one_step), log).result == [1]
+
+
+# -- codec (found by tests/property/test_codec_roundtrip.py) ---------------------------------------
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "time(0, 0, fold=1)",
+        "datetime(2024, 10, 27, 2, 30, fold=1)",
+        "datetime(2020, 1, 1, tzinfo=timezone(timedelta(microseconds=7)))",
+        "time(1, 2, tzinfo=timezone(timedelta(microseconds=7)))",
+        "datetime(2020, 1, 1, tzinfo=timezone(timedelta(hours=-8), 'PST'))",
+    ],
+)
+def test_datetimes_keep_fold_zone_names_and_sub_second_offsets(value: str) -> None:
+    """fold, a fixed zone's name and a sub-second UTC offset survive a round trip (isoformat() drops them)."""
+    from datetime import datetime, time, timedelta, timezone
+
+    original = eval(value, {"datetime": datetime, "time": time, "timedelta": timedelta, "timezone": timezone})
+    decoded = _codec.decode(_codec.encode(original))
+    assert decoded == original
+    assert decoded.fold == original.fold
+    assert decoded.utcoffset() == original.utcoffset()
+    assert decoded.tzname() == original.tzname()
+
+
+def test_plain_datetimes_keep_their_iso_encoding() -> None:
+    """The fix above leaves the bytes of ordinary datetimes unchanged, so existing logs still replay."""
+    from datetime import datetime, timezone
+
+    assert _codec.encode(datetime(2024, 1, 2, 3, 4, 5, tzinfo=timezone.utc)) == b'DJ1:{"$datetime":"2024-01-02T03:04:05+00:00"}'
+
+
+def test_strings_with_lone_surrogates_round_trip() -> None:
+    """A str holding a lone surrogate encodes (it used to raise UnicodeEncodeError, not even SerializationError)."""
+    value = {"\ud800": ["a\udfffb"]}
+    assert _codec.decode(_codec.encode(value)) == value
+    assert _codec.encode("é") == "DJ1:\"é\"".encode()  # valid text: same bytes as before
+
+
+def test_builtin_exceptions_keep_state_their_init_sets() -> None:
+    """A decoded UnicodeDecodeError has its reason and message, not an empty str()."""
+    original = UnicodeDecodeError("utf-8", b"\xff", 0, 1, "invalid start byte")
+    decoded = _codec.decode(_codec.encode(original))
+    assert type(decoded) is UnicodeDecodeError
+    assert decoded.reason == "invalid start byte"
+    assert str(decoded) == str(original)
+
+
+# -- runtime and streams (found by tests/property/test_crash_anywhere.py; not fixed here) -----------
+# These live in _streams.py / stores/, which the lead owns. Each test is a strict xfail: it
+# turns into a failure ("XPASS(strict)") as soon as the bug is fixed, as a reminder to drop the
+# marker and the matching guard in tests/property/crashing.py.
+
+
+@durable.step(name="regressions.stream_then_close", retry_delay=0.001)
+async def stream_then_close() -> str:
+    async with durable.get_writable("tokens") as writer:  # closes the stream on a clean exit
+        await writer.write({"token": 1})
+    return "done"
+
+
+@durable.workflow(name="regressions.streaming")
+async def streaming() -> str:
+    return await stream_then_close()
+
+
+@pytest.mark.xfail(strict=True, reason="a re-run attempt finds the stream its crashed attempt closed, and fails")
+@pytest.mark.anyio
+async def test_a_step_that_closed_its_stream_completes_after_a_crash(tmp_path: Any) -> None:
+    """A worker dying after a step closed its stream but before its completion was recorded must not doom the step.
+
+    Found by test_crash_anywhere (simulated crash ``before-outcome``, and a real SIGKILL): the
+    re-run attempt (same step_id, attempt 2) writes to the stream attempt 1 closed, gets
+    StreamClosedError -- which fails a step at once -- and the run fails. At-least-once steps
+    that close their stream (the documented ``async with writer:`` pattern) cannot survive a
+    crash in that window. A fix: record a step's stream close with its outcome (in the same
+    transaction), or let a later attempt of the step that closed a stream reopen it.
+    """
+    from durable.stores._sqlite import SQLiteStore
+
+    class DiesBeforeTheOutcome(SQLiteStore):
+        dead = False
+
+        async def finish_step(self, *args: Any, **kwargs: Any) -> bool:
+            self.dead = True
+            raise durable.StoreError("the process died here")
+
+        async def commit(self, invocation: Any) -> Any:
+            if any(e.kind == EventKind.STEP_COMPLETED for e in invocation.speculative):
+                self.dead = True
+                raise durable.StoreError("the process died here")
+            return await super().commit(invocation)
+
+    path = str(tmp_path / "closed.db")
+    first = durable.Runtime(DiesBeforeTheOutcome(path), workflows=[streaming], poll_interval=0.02)
+    async with first:
+        run = await first.start(streaming)
+        for _ in range(500):
+            if first.store.dead:  # type: ignore[attr-defined]
+                break
+            await asyncio.sleep(0.01)
+    second_store = SQLiteStore(path)
+    await second_store.open()
+    await second_store.mark_workers_dead([first.worker_id])
+    async with durable.Runtime(second_store, workflows=[streaming], poll_interval=0.02) as second:
+        assert await second.run(run.run_id).result(timeout=10) == "done"
+
+
+@pytest.mark.xfail(strict=True, reason="StreamWriter.aclose() leaves its channel open when the last flush fails")
+@pytest.mark.anyio
+async def test_a_writer_whose_flush_fails_still_releases_its_channel() -> None:
+    """StreamWriter.aclose() closes its memory channel even when flushing raised (else: ResourceWarning at GC).
+
+    Found by test_crash_anywhere: after a store error, ``aclose`` re-raises the flush error
+    from ``try/finally`` but ``self._send.close()`` sits after that block, so it never runs.
+    """
+    import gc
+    import warnings
+
+    from durable._streams import StreamWriter
+    from durable.stores._sqlite import SQLiteStore
+
+    class Broken(SQLiteStore):
+        async def append_chunks(self, *args: Any, **kwargs: Any) -> int:
+            raise durable.StoreError("disk gone")
+
+    store = Broken(":memory:")
+    await store.open()
+    tasks: list[asyncio.Task[Any]] = []
+    writer = StreamWriter(store, "run_x", "default", step_id="step_1", attempt=1,
+                          spawn=lambda fn, *a: tasks.append(asyncio.ensure_future(fn(*a))))
+    await writer.write({"a": 1})
+    with pytest.raises(durable.StoreError):
+        await writer.aclose()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        del writer
+        gc.collect()
+    await store.aclose()
+    assert not [w for w in caught if "Unclosed" in str(w.message)], [str(w.message) for w in caught]

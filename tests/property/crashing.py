@@ -26,6 +26,7 @@ same program and seed.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,12 +39,15 @@ from durable.stores._base import CommitResult, Invocation, NewRun, RunRecord, St
 from durable.stores._sqlite import SQLiteStore
 
 from .harness import check_chunk_indices, differences, observe
-from .programs import Program, plan_attempt
+from .programs import Parallel, Program, Random, Seq, Step, plan_attempt
 from .sim import History
 from .values import strict_eq
 
 
-STREAM_CLOSE_RERUN_BUG = True
+# Known bugs in code this suite does not own (see tests/unit/test_replay_regressions.py); each
+# flag narrows the crash property around one of them. Set a flag to False once its bug is fixed.
+STREAM_CLOSE_RERUN_BUG = True  # a re-run attempt fails on the stream its crashed attempt closed
+WRITER_LEAK_BUG = True  # StreamWriter.aclose() leaves its channel open when the last flush fails
 
 
 class SimulatedCrash(StoreError):
@@ -247,3 +251,20 @@ def check_recovered(program: Program, recovered: History, expected: History) -> 
         last_attempt, last_values = groups[-1]
         planned = plan_attempt(step.key, step.arg, step.fails, step.fatal, step.chunks, last_attempt).chunks
         assert strict_eq(last_values, planned), f"{namespace}: the last attempt wrote {last_values}, planned {planned}"
+
+
+def without_step_streams(program: Program) -> Program:
+    """The program with no step writing a stream (to stay clear of STREAM_CLOSE_RERUN_BUG)."""
+    def strip(seq: Seq) -> Seq:
+        items = []
+        for item in seq.items:
+            if isinstance(item, Step):
+                item = dataclasses.replace(item, chunks=0)
+            elif isinstance(item, Random):
+                item = Random(strip(item.then), strip(item.otherwise))
+            elif isinstance(item, Parallel):
+                item = Parallel(item.kind, tuple(strip(b) for b in item.branches))
+            items.append(item)
+        return Seq(tuple(items))
+
+    return Program(strip(program.body), program.generator)

@@ -530,29 +530,34 @@ def test_three_workers_300_runs_and_one_sigkilled(pg_url: str, tmp_path: Path, v
     steps_per_run = n + 2
     workers = WorkerProcesses(pg_url, tmp_path)
     try:
+        run_ids = asyncio.run(_start(pg_url, runs, n))  # all queued first: the workers then share a backlog
         workers.start("w1")
         workers.start("w2")
         workers.start("w3", host="machine-b" if victim == "other-host" else None)
         workers.wait_registered()
-        run_ids = asyncio.run(_start(pg_url, runs, n))
         with pg.connect(pg_url) as conn:
 
             def completed() -> int:
                 row = conn.execute("SELECT count(*) FROM runs WHERE status = 'completed'").fetchone()
                 return int(row[0]) if row else 0
 
+            def steps_done() -> int:
+                row = conn.execute("SELECT count(*) FROM steps WHERE status = 'completed'").fetchone()
+                return int(row[0]) if row else 0
+
             deadline = time.monotonic() + 120
-            while completed() < runs // 3:
+            while steps_done() < runs * steps_per_run // 3:  # a third of the way: every run is mid-way
                 workers.check_alive()
                 assert time.monotonic() < deadline, "no progress"
                 time.sleep(0.02)
             # Freeze the victim, note what it holds, then kill it: nothing can change in between.
             workers.kill("w3", signal.SIGSTOP)
-            # A COMMIT it sent just before may still be running on the server: let it finish. (Its
-            # statements that wait for a row lock never commit: the client that would send COMMIT is frozen.)
+            # A COMMIT it sent just before may still be on its way or running on the server: let it land.
+            # (Its sessions waiting for a row lock or for its next message never commit: it is frozen.)
+            time.sleep(0.5)
             while conn.execute(
                 "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'durable-w3' AND state = 'active' "
-                "AND wait_event_type IS DISTINCT FROM 'Lock'"
+                "AND wait_event_type IS DISTINCT FROM 'Lock' AND wait_event_type IS DISTINCT FROM 'Client'"
             ).fetchone() != (0,):
                 time.sleep(0.01)
             held_steps = conn.execute(

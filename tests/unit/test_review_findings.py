@@ -59,6 +59,7 @@ SATURATED = """
 """
 
 
+@pytest.mark.slow
 @pytest.mark.xfail(
     strict=True,
     reason="_dispatch_loop busy-loops without awaiting anything when a step is due and no slot is free: "
@@ -478,3 +479,51 @@ async def test_a_run_ending_without_a_webhook_answer_says_so(runtime: durable.Ru
     assert await run.status() == "completed"
     assert "within 30s" not in str(info.value)
     assert "ended" in str(info.value) or "completed" in str(info.value)
+
+
+# -- 12. module-level durable.* calls inside a step reach the executing runtime only sometimes -------
+
+
+@durable.step(name="review.resume_from_step")
+async def resume_from_step(token: str, value: int) -> str:
+    try:
+        await durable.resume_hook(token, value)  # the module-level API: "the current runtime"
+    except durable.HookNotFound as exc:
+        return f"HookNotFound: {exc}"
+    return "delivered"
+
+
+@durable.workflow(name="review.collects_two")
+async def collects_two() -> list[object]:
+    hook = durable.create_hook(token="review-two")
+    return [await hook, await hook]
+
+
+@durable.workflow(name="review.resumes_from_a_step")
+async def resumes_from_a_step(value: int, sleep_first: bool) -> str:
+    if sleep_first:
+        await durable.sleep(0.05)  # the next invocation is claimed by the dispatcher
+    return await resume_from_step("review-two", value)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="current_runtime is set in __aenter__ after open() spawned the dispatcher: steps launched from "
+    "dispatcher tasks do not see it, so durable.resume_hook/start/get_run in them use a default runtime "
+    "on another store",
+)
+async def test_module_level_calls_in_a_step_use_the_runtime_running_it(
+    runtime: durable.Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """durable.resume_hook called in a step reaches the runtime executing the step, however the step was launched."""
+    monkeypatch.setenv("DURABLE_STORE", "memory://")  # where a stray default runtime would go
+    collector = await runtime.start(collects_two)
+    await wait_for_hook(runtime, "review-two")
+    direct = await runtime.start(resumes_from_a_step, 1, False)
+    assert await direct.result(timeout=10) == "delivered"
+    after_sleep = await runtime.start(resumes_from_a_step, 2, True)
+    try:
+        assert await after_sleep.result(timeout=10) == "delivered"
+        assert await collector.result(timeout=10) == [1, 2]
+    finally:
+        await collector.cancel()

@@ -95,7 +95,7 @@ class SharedReads:
     async def read(self, run_id: str, namespace: str, index: int, listener: anyio.Event) -> PageRead:
         key = (run_id, namespace)
         latest = self._latest.get(key)
-        if latest is not None and latest.index == index:
+        if latest is not None and latest.index == index and not latest.since.is_set():
             await latest.done.wait()
             if latest.page is not None:
                 return latest

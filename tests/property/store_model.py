@@ -1,0 +1,492 @@
+"""A plain in-memory model of the store, for the state-machine property (test_store_model.py).
+
+It says what each :class:`~durable.stores._base.Store` call must return and how the state must
+change, in dictionaries and lists, with none of the SQL. Where the store may legitimately choose
+(which of several equally due runs a limited claim takes, the order of steps claimed in one
+call), the model accepts the store's choice: :class:`ModelEvent.block` marks events whose order
+within one transaction is not specified.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from durable import _codec
+from durable._commands import CancelWait, CloseStream, Command, CreateHook, DisposeHook, ScheduleStep, StartWait, WriteChunk
+from durable._errorinfo import decode_error, encode_error
+from durable._errors import DurableError, HookNotFound, RunNotFound, StepFailed, StreamClosedError
+from durable._events import REPLAY_KINDS, EventKind
+from durable.stores._base import (
+    ChunkPage,
+    CommitResult,
+    HookRecord,
+    Invocation,
+    NewRun,
+    RunRecord,
+    StepClaim,
+    StepRecord,
+)
+from durable.stores._base import Chunk as StoreChunk
+
+ACTIVE = ("pending", "running")
+TERMINAL = ("completed", "failed", "cancelled")
+
+
+@dataclass
+class ModelEvent:
+    seq: int
+    kind: str
+    corr: str | None
+    created_at: float
+    name: str | None = None
+    data: bytes | None = None
+    attempt: int | None = None
+    block: int | None = None  # events of one block may be stored in any order among themselves
+
+    def key(self) -> tuple[Any, ...]:
+        return (str(self.kind), self.corr, self.created_at, self.name, self.data, self.attempt)
+
+
+@dataclass
+class ModelRun:
+    run_id: str
+    workflow_name: str
+    status: str
+    input: bytes
+    seed: str
+    created_at: float
+    idempotency_key: str | None
+    owner: str | None
+    wake_at: float | None
+    started_at: float | None = None
+    completed_at: float | None = None
+    output: bytes | None = None
+    error: bytes | None = None
+    events: list[ModelEvent] = field(default_factory=list)
+
+    @property
+    def last_seq(self) -> int:
+        return len(self.events)
+
+    def record(self) -> RunRecord:
+        return RunRecord(
+            self.run_id, self.workflow_name, self.status, self.input, self.seed, self.created_at, 0.0,
+            self.started_at, self.completed_at, self.output, self.error, self.idempotency_key, self.last_seq,
+        )
+
+
+@dataclass
+class ModelStep:
+    run_id: str
+    step_id: str
+    name: str
+    status: str
+    attempt: int
+    max_attempts: int
+    input: bytes
+    created_at: float
+    ready_at: float | None
+    owner: str | None = None
+    started_at: float | None = None
+    completed_at: float | None = None
+    output: bytes | None = None
+    error: bytes | None = None
+
+    def record(self) -> StepRecord:
+        return StepRecord(
+            self.run_id, self.step_id, self.name, self.status, self.attempt, self.max_attempts, self.created_at,
+            self.started_at, self.completed_at, self.output, self.error, self.ready_at,
+        )
+
+
+@dataclass
+class ModelHook:
+    run_id: str
+    hook_id: str
+    token: str
+    status: str
+    metadata: bytes | None
+    created_at: float
+
+    def record(self) -> HookRecord:
+        return HookRecord(self.run_id, self.hook_id, self.token, self.status, self.metadata, self.created_at)
+
+
+@dataclass
+class ModelStream:
+    chunks: list[StoreChunk] = field(default_factory=list)
+    closed: bool = False
+    error: str | None = None
+
+
+def _error_text(error: bytes | None) -> str:
+    if not error:
+        return "failed"
+    info = decode_error(error)
+    return f"{info.type}: {info.message}"
+
+
+def _order_key(created_at: float, ident: str) -> tuple[float, int, str]:
+    return (created_at, len(ident), ident)
+
+
+class StoreModel:
+    """What the store holds, as plain data; each method is one store call."""
+
+    def __init__(self, host: str) -> None:
+        self.host = host
+        self.runs: dict[str, ModelRun] = {}
+        self.steps: dict[tuple[str, str], ModelStep] = {}
+        self.hooks: dict[tuple[str, str], ModelHook] = {}
+        self.waits: dict[tuple[str, str], tuple[float, str]] = {}  # -> (resume_at, status)
+        self.streams: dict[tuple[str, str], ModelStream] = {}
+        self.workers: dict[str, float] = {}  # worker -> alive_until
+        self.blocks = 0
+
+    # -- helpers -------------------------------------------------------------------------------
+
+    def alive(self, worker: str | None, now: float) -> bool:
+        return worker is not None and self.workers.get(worker, 0.0) > now
+
+    def _append(self, run: ModelRun, kind: str, corr: str | None, now: float, *, name: str | None = None,
+                data: bytes | None = None, attempt: int | None = None, block: int | None = None) -> None:
+        run.events.append(ModelEvent(run.last_seq + 1, kind, corr, now, name, data, attempt, block))
+
+    def _finalize(self, run_id: str, stream_error: str | None) -> None:
+        for hook in self.hooks.values():
+            if hook.run_id == run_id and hook.status == "active":
+                hook.status = "disposed"
+        for key, (resume_at, status) in list(self.waits.items()):
+            if key[0] == run_id and status == "waiting":
+                self.waits[key] = (resume_at, "cancelled")
+        for step in self.steps.values():
+            if step.run_id == run_id and step.status == "pending":
+                step.status, step.owner = "cancelled", None
+        for (rid, _), stream in self.streams.items():
+            if rid == run_id and not stream.closed:
+                stream.closed, stream.error = True, stream_error
+
+    def _stream(self, run_id: str, namespace: str) -> ModelStream:
+        return self.streams.setdefault((run_id, namespace), ModelStream())
+
+    # -- workers -----------------------------------------------------------------------------------
+
+    def register_worker(self, worker: str, ttl: float, now: float) -> None:
+        self.workers[worker] = now + ttl
+
+    def heartbeat(self, worker: str, ttl: float, now: float) -> set[str]:
+        self.workers[worker] = now + ttl
+        return {w for w, until in self.workers.items() if w != worker and until > now}
+
+    def mark_workers_dead(self, workers: Sequence[str]) -> None:
+        for worker in workers:
+            if worker in self.workers:
+                self.workers[worker] = 0.0
+
+    # -- runs --------------------------------------------------------------------------------------
+
+    def create_run(self, new: NewRun) -> tuple[RunRecord, bool]:
+        by_key = next((r for r in self.runs.values() if new.idempotency_key and r.idempotency_key == new.idempotency_key), None)
+        if new.run_id in self.runs or by_key is not None:
+            existing = by_key if by_key is not None else self.runs[new.run_id]
+            if existing.workflow_name != new.workflow_name:
+                raise DurableError("exists for another workflow")
+            return existing.record(), False
+        run = ModelRun(new.run_id, new.workflow_name, "pending", new.input, new.seed, new.now, new.idempotency_key,
+                       new.owner, new.now)
+        self._append(run, EventKind.RUN_CREATED, None, new.now, name=new.workflow_name, data=new.input)
+        self.runs[new.run_id] = run
+        return run.record(), True
+
+    def claimable_runs(self, names: Sequence[str], now: float) -> list[ModelRun]:
+        return sorted(
+            (r for r in self.runs.values()
+             if r.wake_at is not None and r.wake_at <= now and r.status in ACTIVE and r.workflow_name in names
+             and not self.alive(r.owner, now)),
+            key=lambda r: r.wake_at or 0.0,
+        )
+
+    def claim_run(self, run_id: str, worker: str, now: float) -> RunRecord:
+        """One run the store chose in claim_runs: fire its due waits, lease it."""
+        run = self.runs[run_id]
+        due = sorted(
+            ((resume_at, wait_id) for (rid, wait_id), (resume_at, status) in self.waits.items()
+             if rid == run_id and status == "waiting" and resume_at <= now),
+        )
+        for resume_at, wait_id in due:
+            self._append(run, EventKind.WAIT_COMPLETED, wait_id, now)
+            self.waits[(run_id, wait_id)] = (resume_at, "completed")
+        run.owner = worker
+        return run.record()
+
+    def release_run(self, run_id: str, worker: str) -> None:
+        run = self.runs.get(run_id)
+        if run is not None and run.owner == worker:
+            run.owner = None
+
+    def cancel_run(self, run_id: str, now: float) -> RunRecord | None:
+        run = self.runs.get(run_id)
+        if run is None:
+            return None
+        if run.status not in TERMINAL:
+            self._append(run, EventKind.RUN_CANCELLED, None, now)
+            run.status, run.completed_at, run.owner, run.wake_at = "cancelled", now, None, None
+            self._finalize(run_id, "run cancelled")
+        return run.record()
+
+    def commit(self, inv: Invocation) -> CommitResult:  # noqa: C901 - mirrors one transaction, top to bottom
+        run = self.runs.get(inv.run_id)
+        if run is None:
+            return CommitResult(False, "no such run")
+        if run.status in TERMINAL:
+            return CommitResult(False, "run is " + run.status, run_status=run.status)
+        if inv.holds_lease and run.owner != inv.worker_id:
+            return CommitResult(False, "lease lost", run_status=run.status)
+        clean = run.last_seq == inv.known_seq or not any(
+            e.seq > inv.known_seq and e.kind in REPLAY_KINDS for e in run.events
+        )
+        if inv.speculative:
+            if not clean:
+                return CommitResult(False, "log moved", run_status=run.status)
+            if run.owner is not None and run.owner != inv.worker_id and self.alive(run.owner, inv.now):
+                return CommitResult(False, "run is leased", run_status=run.status)
+        # A refused speculative event refuses the whole commit: nothing of it may stay. Each event
+        # is checked against the state the earlier ones of the same commit leave.
+        started, finished, fired = run.status != "pending", set(), set()
+        for ev in inv.speculative:
+            corr = ev.correlation_id or ""
+            if ev.kind == EventKind.RUN_STARTED:
+                if started:
+                    return CommitResult(False, "run already started", run_status=run.status)
+                started = True
+            if ev.kind in (EventKind.STEP_COMPLETED, EventKind.STEP_FAILED):
+                step = self.steps.get((inv.run_id, corr))
+                if step is None or step.status != "running" or corr in finished:
+                    return CommitResult(False, "step not running", run_status=run.status)
+                finished.add(corr)
+            if ev.kind == EventKind.WAIT_COMPLETED:
+                wait = self.waits.get((inv.run_id, corr))
+                if wait is None or wait[1] != "waiting" or corr in fired:
+                    return CommitResult(False, "wait not pending", run_status=run.status)
+                fired.add(corr)
+        now = inv.now
+        for ev in inv.speculative:
+            if ev.kind == EventKind.RUN_STARTED:
+                run.status, run.started_at = "running", ev.created_at
+            elif ev.kind in (EventKind.STEP_COMPLETED, EventKind.STEP_FAILED):
+                step = self.steps[(inv.run_id, ev.correlation_id or "")]
+                step.status = "completed" if ev.kind == EventKind.STEP_COMPLETED else "failed"
+                if ev.kind == EventKind.STEP_COMPLETED:
+                    step.output = ev.data
+                else:
+                    step.error = ev.data
+                step.completed_at, step.owner = ev.created_at, None
+            else:
+                wait_key = (inv.run_id, ev.correlation_id or "")
+                self.waits[wait_key] = (self.waits[wait_key][0], "completed")
+            self._append(run, ev.kind, ev.correlation_id, ev.created_at, data=ev.data, attempt=ev.attempt)
+
+        conflicts = False
+        new_steps = [c for c in inv.commands if isinstance(c, ScheduleStep)]
+        claiming = {c.correlation_id for c in new_steps[: inv.claim_steps]} if inv.status == "suspended" else set()
+        claimed: list[StepClaim] = []
+        for cmd in inv.commands:
+            self._command(run, cmd, inv, now, claiming, claimed)
+            if isinstance(cmd, CreateHook) and run.events[-1].kind == EventKind.HOOK_CONFLICT:
+                conflicts = True
+        if inv.status == "suspended":
+            run.wake_at = now if (not clean or conflicts) else inv.next_wake
+            run.owner = None
+            run_status = run.status
+        else:
+            kind = EventKind.RUN_COMPLETED if inv.status == "completed" else EventKind.RUN_FAILED
+            run_status = "completed" if inv.status == "completed" else "failed"
+            self._append(run, kind, None, now, data=inv.result if inv.status == "completed" else inv.error)
+            run.status, run.output, run.error, run.completed_at = run_status, inv.result, inv.error, now
+            run.owner, run.wake_at = None, None
+            self._finalize(run.run_id, None if run_status == "completed" else _error_text(inv.error))
+        return CommitResult(True, last_seq=run.last_seq, clean=clean, claimed=claimed, run_status=run_status,
+                            conflicts=conflicts)
+
+    def _command(self, run: ModelRun, cmd: Command, inv: Invocation, now: float, claiming: set[str],
+                 claimed: list[StepClaim]) -> None:
+        corr, run_id = cmd.correlation_id, run.run_id
+        if isinstance(cmd, ScheduleStep):
+            self._append(run, EventKind.STEP_CREATED, corr, now, name=cmd.name, data=cmd.input)
+            if corr in claiming:
+                self.steps[(run_id, corr)] = ModelStep(run_id, corr, cmd.name, "running", 1, cmd.max_attempts, cmd.input,
+                                                       now, None, inv.worker_id, now)
+                self._append(run, EventKind.STEP_STARTED, corr, now, attempt=1)
+                claimed.append(StepClaim(run_id, corr, cmd.name, cmd.input, 1, cmd.max_attempts, now, run.workflow_name))
+            else:
+                self.steps[(run_id, corr)] = ModelStep(run_id, corr, cmd.name, "pending", 0, cmd.max_attempts, cmd.input,
+                                                       now, now)
+        elif isinstance(cmd, CreateHook):
+            taken = any(h.token == cmd.token and h.status == "active" for h in self.hooks.values())
+            if taken or (run_id, corr) in self.hooks:
+                self._append(run, EventKind.HOOK_CONFLICT, corr, now, name=cmd.token, data=cmd.metadata)
+            else:
+                self.hooks[(run_id, corr)] = ModelHook(run_id, corr, cmd.token, "active", cmd.metadata, now)
+                self._append(run, EventKind.HOOK_CREATED, corr, now, name=cmd.token, data=cmd.metadata)
+        elif isinstance(cmd, StartWait):
+            self.waits[(run_id, corr)] = (cmd.resume_at, "waiting")
+            self._append(run, EventKind.WAIT_CREATED, corr, now, data=_codec.encode(cmd.resume_at))
+        elif isinstance(cmd, CancelWait):
+            wait = self.waits.get((run_id, corr))
+            if wait is not None and wait[1] == "waiting":
+                self.waits[(run_id, corr)] = (wait[0], "cancelled")
+            self._append(run, EventKind.WAIT_CANCELLED, corr, now)
+        elif isinstance(cmd, DisposeHook):
+            hook = self.hooks.get((run_id, corr))
+            if hook is not None and hook.status == "active":
+                hook.status = "disposed"
+            self._append(run, EventKind.HOOK_DISPOSED, corr, now)
+        elif isinstance(cmd, WriteChunk):
+            stream = self._stream(run_id, cmd.namespace)
+            if not stream.closed:
+                stream.chunks.append(StoreChunk(len(stream.chunks), cmd.data, None, None, now))
+                self._append(run, EventKind.STREAM_WRITTEN, corr, now, name=cmd.namespace, data=cmd.digest)
+        elif isinstance(cmd, CloseStream):
+            stream = self._stream(run_id, cmd.namespace)
+            if not stream.closed:
+                stream.closed, stream.error = True, None
+            self._append(run, EventKind.STREAM_CLOSED, corr, now, name=cmd.namespace)
+
+    # -- steps -------------------------------------------------------------------------------------
+
+    def claim_steps(self, worker: str, names: Sequence[str], now: float) -> list[StepClaim]:
+        """All claimable steps (the test asks for more than there can be, so the choice is the model's)."""
+        pending = sorted(
+            (s for s in self.steps.values() if s.status == "pending" and s.ready_at is not None and s.ready_at <= now
+             and s.name in names),
+            key=lambda s: s.ready_at or 0.0,
+        )
+        orphans = [s for s in self.steps.values() if s.status == "running" and s.name in names
+                   and not self.alive(s.owner, now)]
+        self.blocks += 1
+        claims = []
+        for step in [*pending, *orphans]:
+            run = self.runs[step.run_id]
+            if run.status in TERMINAL:
+                step.status, step.owner = "cancelled", None
+                continue
+            attempt = step.attempt + 1
+            if attempt > step.max_attempts:
+                message = f"step {step.name!r} exceeded its {step.max_attempts} attempt(s) (its worker stopped during the last one)"
+                error = encode_error(StepFailed(step.name, "durable.StepFailed", message))
+                self._append(run, EventKind.STEP_FAILED, step.step_id, now, data=error, attempt=attempt - 1, block=self.blocks)
+                step.status, step.error, step.completed_at, step.owner = "failed", error, now, None
+                run.wake_at = now
+                continue
+            self._append(run, EventKind.STEP_STARTED, step.step_id, now, attempt=attempt, block=self.blocks)
+            step.status, step.attempt, step.owner = "running", attempt, worker
+            step.started_at = step.started_at if step.started_at is not None else now
+            step.ready_at = None
+            claims.append(StepClaim(step.run_id, step.step_id, step.name, step.input, attempt, step.max_attempts,
+                                    step.started_at, run.workflow_name))
+        return claims
+
+    def finish_step(self, run_id: str, step_id: str, kind: str, data: bytes, attempt: int, now: float,
+                    retry_at: float | None) -> bool:
+        run = self.runs.get(run_id)
+        step = self.steps.get((run_id, step_id))
+        if run is None or step is None or step.status != "running":
+            return False
+        if kind == EventKind.STEP_COMPLETED:
+            step.status, step.output, step.completed_at = "completed", data, now
+        elif kind == EventKind.STEP_FAILED:
+            step.status, step.error, step.completed_at = "failed", data, now
+        else:
+            step.status, step.error, step.ready_at = "pending", data, retry_at if retry_at is not None else now
+        step.owner = None
+        self._append(run, kind, step_id, now, data=data, attempt=attempt)
+        if run.status in ACTIVE and kind != EventKind.STEP_RETRYING:
+            run.wake_at = now
+        return True
+
+    def list_steps(self, run_id: str) -> list[StepRecord]:
+        steps = [s for s in self.steps.values() if s.run_id == run_id]
+        return [s.record() for s in sorted(steps, key=lambda s: _order_key(s.created_at, s.step_id))]
+
+    # -- hooks -------------------------------------------------------------------------------------
+
+    def get_hook(self, token: str) -> HookRecord | None:
+        hook = next((h for h in self.hooks.values() if h.token == token and h.status == "active"), None)
+        return hook.record() if hook else None
+
+    def list_hooks(self, run_id: str, active_only: bool) -> list[HookRecord]:
+        hooks = [h for h in self.hooks.values() if h.run_id == run_id and (h.status == "active" or not active_only)]
+        return [h.record() for h in sorted(hooks, key=lambda h: _order_key(h.created_at, h.hook_id))]
+
+    def resume_hook(self, token: str, payload: bytes, now: float) -> HookRecord:
+        hook = next((h for h in self.hooks.values() if h.token == token and h.status == "active"), None)
+        if hook is None or self.runs[hook.run_id].status in TERMINAL:
+            raise HookNotFound(token)
+        run = self.runs[hook.run_id]
+        self._append(run, EventKind.HOOK_RECEIVED, hook.hook_id, now, name=token, data=payload)
+        run.wake_at = now
+        return hook.record()
+
+    # -- streams -----------------------------------------------------------------------------------
+
+    def append_chunks(self, run_id: str, namespace: str, chunks: Sequence[bytes], step_id: str | None,
+                      attempt: int | None, now: float, close: bool) -> int:
+        run = self.runs.get(run_id)
+        if run is None:
+            raise RunNotFound(run_id)
+        stream = self.streams.get((run_id, namespace))
+        if run.status in TERMINAL or (stream is not None and stream.closed):
+            raise StreamClosedError(run_id, namespace)
+        stream = self._stream(run_id, namespace)
+        for data in chunks:
+            stream.chunks.append(StoreChunk(len(stream.chunks), data, step_id, attempt, now))
+        stream.closed = close
+        return len(stream.chunks)
+
+    def close_stream(self, run_id: str, namespace: str, error: str | None) -> None:
+        if run_id not in self.runs:
+            raise RunNotFound(run_id)
+        stream = self._stream(run_id, namespace)
+        if not stream.closed:
+            stream.closed, stream.error = True, error
+
+    def read_chunks(self, run_id: str, namespace: str, start: int, limit: int) -> ChunkPage:
+        stream = self.streams.get((run_id, namespace))
+        if start < 0:
+            start = max(0, (len(stream.chunks) if stream else 0) + start)
+        if stream is not None:
+            chunks = [c for c in stream.chunks if c.index >= start][:limit]
+            end = start + len(chunks)
+            return ChunkPage(chunks, stream.closed and end >= len(stream.chunks), stream.error if stream.closed else None)
+        run = self.runs.get(run_id)
+        if run is None:
+            raise RunNotFound(run_id)
+        if run.status in TERMINAL:
+            error = None if run.status == "completed" else ("run cancelled" if run.status == "cancelled" else _error_text(run.error))
+            return ChunkPage([], True, error)
+        return ChunkPage([], False, None)
+
+    def list_streams(self, run_id: str) -> list[tuple[str, int, bool]]:
+        return sorted((ns, len(s.chunks), s.closed) for (rid, ns), s in self.streams.items() if rid == run_id)
+
+    # -- queries -----------------------------------------------------------------------------------
+
+    def next_wake(self, names: Sequence[str], step_names: Sequence[str], now: float) -> float | None:
+        times = [r.wake_at for r in self.runs.values() if r.wake_at is not None and r.status in ACTIVE
+                 and r.workflow_name in names and not self.alive(r.owner, now)]
+        times += [s.ready_at for s in self.steps.values() if s.status == "pending" and s.name in step_names
+                  and s.ready_at is not None]
+        known = [t for t in times if t is not None]
+        return min(known) if known else None
+
+    def terminal_runs(self, run_ids: Sequence[str]) -> list[str]:
+        return sorted(r for r in run_ids if r in self.runs and self.runs[r].status in TERMINAL)
+
+    def active_workflows(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for run in self.runs.values():
+            if run.status in ACTIVE:
+                counts[run.workflow_name] = counts.get(run.workflow_name, 0) + 1
+        return counts

@@ -34,6 +34,7 @@ from ._errors import StoreCorrupt as StoreCorrupt
 from ._errors import StoreError as StoreError
 from ._errors import StreamClosedError as StreamClosedError
 from ._errors import StreamFailed as StreamFailed
+from ._errors import WebhookNotAnswered as WebhookNotAnswered
 from ._errors import WebhookResponseTimeout as WebhookResponseTimeout
 from ._errors import WorkflowNotFound as WorkflowNotFound
 from ._events import Event as Event
@@ -75,7 +76,7 @@ __all__ = [
     "NotInWorkflowError", "Request", "Response", "ResumeResult", "RetryableError", "Run", "RunCancelled", "RunFailed",
     "RunInfo", "RunNotFound", "Runtime", "SerializationError", "StepFailed", "StepInfo", "StepMetadata", "StepTimeout",
     "StoreCorrupt", "StoreError", "StreamChunk", "StreamClosedError", "StreamFailed", "StreamHandle", "StreamWriter",
-    "Webhook", "WebhookResponseTimeout", "WorkflowMetadata", "WorkflowNotFound", "configure", "create_hook",
+    "Webhook", "WebhookNotAnswered", "WebhookResponseTimeout", "WorkflowMetadata", "WorkflowNotFound", "configure", "create_hook",
     "create_webhook", "define_hook", "get_run", "get_runtime", "get_step_metadata", "get_workflow_metadata",
     "get_writable", "list_runs", "now", "random", "register_class", "resume_hook", "resume_webhook", "sleep", "start",
     "step", "uuid4", "workflow",

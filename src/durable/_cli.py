@@ -21,7 +21,9 @@ from urllib.parse import urlsplit, urlunsplit
 import anyio
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from . import _codec
 from ._errors import (
@@ -37,8 +39,10 @@ from .stores import default_url, store_from_url
 from .stores._base import TERMINAL, Store
 
 T = TypeVar("T")
-out = Console(highlight=False, soft_wrap=False)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
+# Markup is off by default: run ids, tokens, names and messages print as they are (a "[red]"
+# in a token stays text). Styled lines opt in with markup=True and escape() every value.
+out = Console(highlight=False, soft_wrap=False, markup=False)
+err = Console(stderr=True, highlight=False, soft_wrap=True, markup=False)
 
 app = typer.Typer(
     name="durable",
@@ -64,7 +68,7 @@ class CLIError(Exception):
 
 
 def _fail(error: CLIError) -> NoReturn:
-    err.print(f"[bold red]error:[/] {error.message}", markup=True, highlight=False)
+    err.print(f"[bold red]error:[/] {escape(error.message)}", markup=True)
     raise typer.Exit(error.code)
 
 
@@ -155,8 +159,8 @@ def _seconds(start: float | None, end: float | None) -> str:
 _STATUS_STYLE = {"completed": "green", "failed": "red", "cancelled": "dim", "running": "yellow", "pending": "yellow"}
 
 
-def _status(status: str) -> str:
-    return f"[{_STATUS_STYLE.get(status, 'white')}]{status}[/]"
+def _status(status: str) -> Text:
+    return Text(status, style=_STATUS_STYLE.get(status, ""))
 
 
 def _short(value: Any, width: int = 60) -> str:
@@ -286,7 +290,7 @@ def inspect_run(run_id: Annotated[str, typer.Argument(help="The run's id.")], st
         return record, await s.list_steps(run_id), await s.list_hooks(run_id, active_only=False), await s.list_streams(run_id)
 
     record, steps, hooks, streams = _with_store(store, read)
-    out.print(f"[bold]run {record.run_id}[/]  {record.workflow_name}  {_status(record.status)}")
+    out.print(Text.assemble((f"run {record.run_id}", "bold"), f"  {record.workflow_name}  ", _status(record.status)))
     out.print(f"created {_when(record.created_at)}  started {_when(record.started_at) or '-'}  "
               f"ended {_when(record.completed_at) or '-'}  duration {_seconds(record.started_at, record.completed_at) or '-'}")
     if steps:
@@ -299,7 +303,7 @@ def inspect_run(run_id: Annotated[str, typer.Argument(help="The run's id.")], st
             )
         out.print(table)
     for h in hooks:
-        out.print(f"hook {h.hook_id} token [bold]{h.token}[/] {h.status}", markup=True)
+        out.print(f"hook {h.hook_id} token {h.token} {h.status}")
     for namespace, count, closed in streams:
         out.print(f"stream {namespace!r}: {count} chunk(s), {'closed' if closed else 'open'}")
     if record.status == "completed" and record.output is not None:
@@ -308,9 +312,9 @@ def inspect_run(run_id: Annotated[str, typer.Argument(help="The run's id.")], st
         out.print("result: " + _short(plain_value(record.output), 2000))
     if record.error:
         error = decode_error(record.error)
-        out.print(f"[red]error: {error.type}: {error.message}[/]")
+        out.print(Text(f"error: {error.type}: {error.message}", style="red"))
         if error.traceback:
-            out.print(error.traceback.rstrip(), markup=False)
+            out.print(error.traceback.rstrip())
 
 
 @app.command()

@@ -182,13 +182,23 @@ def _enc(v: Any, depth: int) -> Any:
         return _enc_exception(v, depth)
     custom = getattr(t, "__durable_serialize__", None)
     if custom is not None:
-        return {"$obj": [_ref(t), _enc(custom(v), depth)]}
+        return {"$obj": [_ref(t), _enc(_call_serializer(custom, v, t), depth)]}
     if dataclasses.is_dataclass(v):
         fields = {f.name: _enc_at(getattr(v, f.name), depth, f".{f.name}") for f in dataclasses.fields(v)}
         return {"$dataclass": [_ref(t), fields]}
     if _is_pydantic(v):
-        return {"$pydantic": [_ref(t), _enc(v.model_dump(mode="python"), depth)]}
+        return {"$pydantic": [_ref(t), _enc(_call_serializer(lambda m: m.model_dump(mode="python"), v, t), depth)]}
     raise _Unencodable(f"{_describe(t)} is not serializable")
+
+
+def _call_serializer(fn: Any, value: Any, t: type) -> Any:
+    """User serialization code that raises is reported like any other unencodable value."""
+    try:
+        return fn(value)
+    except _Unencodable:
+        raise
+    except Exception as exc:
+        raise _Unencodable(f"{_describe(t)} failed to serialize: {type(exc).__name__}: {exc}") from None
 
 
 def _enc_at(v: Any, depth: int, segment: str) -> Any:

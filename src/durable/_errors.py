@@ -19,6 +19,7 @@
     ├── HookConflictError                  another live hook already holds that token
     ├── HookValidationError (ValueError)   a payload that does not match the hook's schema
     ├── WebhookResponseTimeout (TimeoutError)  a manual webhook got no response in time
+    ├── WebhookNotAnswered                 a manual webhook's run ended without responding
     ├── StreamClosedError                  writing to a closed stream
     ├── StreamFailed                       a stream whose run failed: readers see the error
     ├── InvalidStoreURL (ValueError)       a store URL that cannot be understood
@@ -202,6 +203,15 @@ class WebhookResponseTimeout(DurableError, TimeoutError):
         self.token = token
         self.timeout = timeout
         super().__init__(f"webhook {token!r} got no response within {timeout:g}s")
+
+
+class WebhookNotAnswered(DurableError):
+    """Raised when a manual-mode webhook's run ended (or its step finished) without sending a response."""
+
+    def __init__(self, token: str, why: str) -> None:
+        self.token = token
+        self.why = why
+        super().__init__(f"webhook {token!r} got no response: {why}")
 
 
 class StreamClosedError(DurableError):

@@ -141,7 +141,8 @@ def create_hook(*, token: str | None = None, metadata: dict[str, Any] | None = N
     if instance is None:
         raise NotInWorkflowError("create_hook")
     _check_token(token)
-    return Hook(instance, token, metadata)
+    # User metadata lives under "user": it can never look like our own keys ("webhook", "schema").
+    return Hook(instance, token, {"user": metadata} if metadata else None)
 
 
 def _check_token(token: str | None) -> None:
@@ -171,16 +172,17 @@ class HookDefinition(Generic[T]):
         if instance is None:
             raise NotInWorkflowError("create_hook")
         _check_token(token)
-        return Hook(instance, token, {**(metadata or {}), "schema": self.name})
+        return Hook(instance, token, {"schema": self.name, **({"user": metadata} if metadata else {})})
 
     def validate(self, payload: Any) -> T:
         """Check ``payload`` against the schema and return the converted value; HookValidationError lists the problems."""
         return typing.cast(T, validate_payload(self.schema, payload))
 
     async def resume(self, token: str, payload: Any) -> ResumeResult:
-        from ._api import resume_hook
+        from ._api import get_runtime
 
-        return await resume_hook(token, self.validate(payload))
+        # Validated (and converted) once, here: the runtime must not validate the converted value again.
+        return await (await get_runtime()).resume_hook(token, self.validate(payload), validate=False)
 
 
 def define_hook(*, schema: type[T] | Any, name: str | None = None) -> HookDefinition[T]:
@@ -214,6 +216,8 @@ def validate_payload(schema: Any, payload: Any) -> Any:
         raise
     except Exception as exc:
         raise HookValidationError([f"{type(exc).__name__}: {exc}"]) from None
+    if result is False:
+        raise HookValidationError([f"rejected by {getattr(check, '__qualname__', check)!s}"])
     return payload if result is None or result is True else result
 
 

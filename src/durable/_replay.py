@@ -189,7 +189,7 @@ class WorkflowInstance:
         if error is None:
             try:
                 result = _codec.encode(main.result(), serializer=self.workflow.serializer, root="result")
-            except SerializationError as exc:
+            except Exception as exc:  # SerializationError, or whatever a pickler raised
                 error = exc
             else:
                 self.status = "completed"

@@ -86,16 +86,18 @@ class HookInfo:
     token: str
     status: str
     created_at: datetime
-    metadata: Any
+    metadata: Any  # what the workflow passed to create_hook(metadata=...)
+    is_webhook: bool = False
+    schema: str | None = None  # the define_hook name, for typed hooks
 
     @classmethod
     def from_record(cls, r: HookRecord) -> HookInfo:
-        meta = _codec.decode(r.metadata) if r.metadata else None
-        return cls(r.hook_id, r.token, r.status, _dt(r.created_at) or datetime.now(UTC), meta)
-
-    @property
-    def is_webhook(self) -> bool:
-        return isinstance(self.metadata, dict) and "webhook" in self.metadata
+        meta = _codec.decode(r.metadata) if r.metadata else {}
+        meta = meta if isinstance(meta, dict) else {}
+        return cls(
+            r.hook_id, r.token, r.status, _dt(r.created_at) or datetime.now(UTC), meta.get("user"),
+            "webhook" in meta, meta.get("schema"),
+        )
 
 
 class Run:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import logging
 import os
 import secrets
@@ -120,6 +121,8 @@ class Runtime:
         await self.store.register_worker(self.worker_id, self._host, os.getpid(), _process_start(os.getpid()), self.lease_ttl, now)
         await self._reap_dead_local_workers(now)
         await self._warn_about_unknown_workflows()
+        self._task_context = contextvars.copy_context()
+        self._task_context.run(current_runtime.set, self)
         self._running = True
         self._spawn(self._dispatch_loop)
         self._spawn(self._heartbeat_loop)
@@ -152,7 +155,11 @@ class Runtime:
         """
         if not self._running:
             raise RuntimeError("the runtime is not running (use `async with durable.Runtime() as rt:`)")
-        task: asyncio.Task[Any] = asyncio.get_running_loop().create_task(fn(*args))  # type: ignore[arg-type]
+        # Tasks run in a context where current_runtime is this runtime: module-level
+        # durable.start/resume_hook/get_run called from a step reach the runtime executing it.
+        task: asyncio.Task[Any] = asyncio.get_running_loop().create_task(
+            fn(*args), context=self._task_context.copy()  # type: ignore[arg-type]
+        )
         self._tasks.add(task)
         task.add_done_callback(self._task_done)
 
@@ -228,14 +235,18 @@ class Runtime:
         records = await self.store.list_runs(status=status, workflow=workflow, limit=limit, before=before)
         return [RunInfo.from_record(r) for r in records]
 
-    async def resume_hook(self, token: str, payload: Any) -> ResumeResult:
-        """Deliver ``payload`` to the live hook holding ``token`` (validated if the hook is typed)."""
+    async def resume_hook(self, token: str, payload: Any, *, validate: bool = True) -> ResumeResult:
+        """Deliver ``payload`` to the live hook holding ``token``.
+
+        A hook created from ``define_hook`` is validated against its schema when its definition
+        is known in this process; ``validate=False`` is for callers that already did it.
+        """
         hook = await self.store.get_hook(token)
         if hook is None:
             raise HookNotFound(token)
         metadata = _codec.decode(hook.metadata) if hook.metadata else {}
         schema_name = metadata.get("schema") if isinstance(metadata, dict) else None
-        if schema_name:
+        if schema_name and validate:
             definition = _registry.hook_definitions.get(schema_name)
             if definition is None:
                 log.warning("hook %r expects schema %r, which is not defined in this process: not validated", token, schema_name)
@@ -365,11 +376,11 @@ class Runtime:
             log.debug("commit of run %s refused: %s", run_id, result.reason)
             self._evict(run_id)
             return None
-        if outcome.status != "suspended" or result.conflicts:
+        if outcome.status != "suspended" or result.run_status in ("completed", "failed", "cancelled") or result.conflicts:
             # Finished, or the store answered a hook with hook_conflict: a conflict is a delivery
             # the instance has not seen, and a cold replay is the simple way to show it.
             self._evict(run_id)
-            if outcome.status != "suspended":
+            if outcome.status != "suspended" or result.run_status != "running":
                 self._run_locks.pop(run_id, None)
         elif self._cache.get(run_id) is instance:
             if result.clean:
@@ -486,6 +497,8 @@ class Runtime:
     async def _dispatch_loop(self) -> None:
         wait = 0.01
         while True:
+            # Store calls may complete without yielding (inline SQLite): never spin without a checkpoint.
+            await anyio.lowlevel.checkpoint()
             try:
                 busy = await self._dispatch_once()
             except Exception:
@@ -494,17 +507,23 @@ class Runtime:
                 await anyio.sleep(min(1.0, wait * 4))
             if busy:
                 wait = 0.01
-                await anyio.lowlevel.checkpoint()
                 continue
             listener = self.store.notifier.listen("work")
             timeout = self._poll_timeout(wait)
+            # Due steps matter only with a free slot; a step finishing while work waits for a
+            # slot notifies "work" (see _starved).
+            step_names = self._step_names() if self._free_slots > 0 else []
+            if not step_names:
+                self._starved = True
             try:
-                due = await self.store.next_wake(self.workflow_names(), self._step_names(), time.time())
+                due = await self.store.next_wake(self.workflow_names(), step_names, time.time())
             except Exception:
                 due = None
             if due is not None:
-                timeout = min(timeout, max(0.0, due - time.time()))
-            if timeout > 0 and not await self.store.notifier.wait(listener, timeout):
+                # At least a millisecond: something due that could not be claimed (held by a
+                # live worker) must not turn this loop into a spin.
+                timeout = min(timeout, max(0.001, due - time.time()))
+            if not await self.store.notifier.wait(listener, timeout):
                 wait = min(self.poll_interval, wait * 2)
             else:
                 wait = 0.01
@@ -521,13 +540,19 @@ class Runtime:
         for record in await self.store.claim_runs(self.worker_id, names, now, limit=16):
             busy = True
             self._spawn(self._invoke_claimed, record)
-        if self._free_slots > 0:
-            claims = await self.store.claim_steps(self.worker_id, self._step_names(), now, self._free_slots)
-            self._starved = len(claims) == self._free_slots
-            for claim in claims:
-                busy = True
-                self._free_slots -= 1
-                self._launch_steps([claim])
+        free = self._free_slots
+        if free > 0:
+            # Reserve the slots before awaiting: an invocation committing meanwhile must not
+            # claim the same ones (max_concurrent_steps is a hard bound).
+            self._free_slots -= free
+            claims: list[StepClaim] = []
+            try:
+                claims = await self.store.claim_steps(self.worker_id, self._step_names(), now, free)
+            finally:
+                self._free_slots += free - len(claims)
+            self._starved = len(claims) == free
+            busy = busy or bool(claims)
+            self._launch_steps(claims)
         return busy
 
     async def _heartbeat_loop(self) -> None:

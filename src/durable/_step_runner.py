@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -99,6 +100,11 @@ async def run_step(
                         raise StepTimeout(step.name, step.timeout)
             except Exception as exc:
                 error = exc
+            except asyncio.CancelledError as exc:
+                task = asyncio.current_task()
+                if task is not None and task.cancelling():
+                    raise  # a real cancellation: the run was cancelled, or the runtime is closing
+                error = exc  # raised by the step's own code: a failure like any other
     finally:
         current_step.reset(token)
     flush_error = await context.settle_writers()
@@ -109,7 +115,7 @@ async def run_step(
     if error is None:
         try:
             data = _codec.encode(result, serializer=step.serializer, root=f"result of step {step.name!r}")
-        except SerializationError as exc:
+        except Exception as exc:  # SerializationError, or whatever a pickler raised
             # Re-running will not make the value serializable: fail now, with the path.
             return StepOutcome(EventKind.STEP_FAILED, encode_error(exc))
         return StepOutcome(EventKind.STEP_COMPLETED, data)

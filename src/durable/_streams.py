@@ -138,12 +138,12 @@ class StreamWriter:
 
     async def aclose(self) -> None:
         """Stop the flusher after flushing what is queued, without closing the stream (used after a failed attempt)."""
-        if not self._closed:
-            try:
+        try:
+            if not self._closed:
                 await self.flush()
-            finally:
-                self._closed = True
-        self._send.close()
+        finally:
+            self._closed = True
+            self._send.close()
 
     async def __aenter__(self) -> StreamWriter:
         return self

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 import anyio
 
 from . import _codec
-from ._errors import HookNotFound, WebhookResponseTimeout
+from ._errors import HookNotFound, StreamFailed, WebhookNotAnswered, WebhookResponseTimeout
 from ._hooks import Request, Response
 from ._streams import read_stream
 
@@ -41,7 +41,13 @@ async def resume_webhook(runtime: Runtime, token: str, request: Request, *, time
         return Response(status=202)
     assert request.response_namespace is not None
     with anyio.move_on_after(timeout):
-        async for value in read_stream(store, hook.run_id, request.response_namespace):
-            if isinstance(value, Response):
-                return value
+        try:
+            async for value in read_stream(store, hook.run_id, request.response_namespace):
+                if isinstance(value, Response):
+                    return value
+        except StreamFailed:
+            pass
+        run = await store.get_run(hook.run_id)
+        status = run.status if run is not None else "gone"
+        raise WebhookNotAnswered(token, f"its run {hook.run_id} ended ({status}) without responding")
     raise WebhookResponseTimeout(token, timeout)

@@ -247,12 +247,14 @@ async def test_plain_hooks_are_not_reachable_as_webhooks(runtime: durable.Runtim
 @durable.workflow
 async def ignores_manual() -> str:
     await durable.create_webhook(token="wh-silent", respond_with="manual")
+    await durable.sleep("1h")  # busy with something else: it never answers
     return "never answered"
 
 
 async def test_manual_webhook_without_an_answer_times_out(runtime: durable.Runtime) -> None:
-    """A manual webhook whose workflow never responds raises WebhookResponseTimeout to the caller."""
-    await runtime.start(ignores_manual)
+    """A manual webhook whose workflow does not respond in time raises WebhookResponseTimeout to the caller."""
+    run = await runtime.start(ignores_manual)
     await wait_for_hook(runtime, "wh-silent")
-    with pytest.raises(durable.WebhookResponseTimeout):
+    with pytest.raises(durable.WebhookResponseTimeout, match="within 0.3s"):
         await runtime.resume_webhook("wh-silent", durable.Request("POST", "http://x/", {}, [], b""), timeout=0.3)
+    await run.cancel()

@@ -10,6 +10,7 @@ wake-up (and a NOTIFY on PostgreSQL) sent after the transaction commits.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any, Protocol
 
 from .._codec import encode
@@ -219,9 +220,9 @@ def claim_runs(db: DB, worker_id: str, names: Sequence[str], now: float, limit: 
         return []
     rows = db.execute(
         f"SELECT run_id FROM runs WHERE wake_at <= ? AND status IN ('pending', 'running') "
-        f"AND workflow_name IN ({_marks(len(names))}) AND (owner IS NULL OR owner NOT IN {_ALIVE}) "
+        f"AND workflow_name IN ({_marks(len(names))}) AND (owner IS NULL OR (owner <> ? AND owner NOT IN {_ALIVE})) "
         f"ORDER BY wake_at LIMIT ?{db.skip_locked}",
-        (now, *names, now, limit),
+        (now, *names, worker_id, now, limit),
     )
     claimed = []
     for (run_id,) in rows:
@@ -318,33 +319,31 @@ def commit(db: DB, inv: Invocation) -> CommitResult:
             "SELECT 1 FROM workers WHERE worker_id = ? AND alive_until > ?", (owner, inv.now)
         ):
             return CommitResult(False, "run is leased", run_status=status)
+        refusal = _check_speculative(db, inv, status)
+        if refusal:  # checked before any write: a refused commit changes nothing
+            return CommitResult(False, refusal, run_status=status)
     now = inv.now
     out = _Appender(db, inv.run_id, last_seq)
 
-    for ev in inv.speculative:
+    for ev in inv.speculative:  # all checked by _check_speculative above
         if ev.kind == EventKind.RUN_STARTED:
-            if status != "pending":
-                return CommitResult(False, "run already started", run_status=status)
             db.execute("UPDATE runs SET status = 'running', started_at = ? WHERE run_id = ?", (ev.created_at, inv.run_id))
             status = "running"
             db.note("runs")
         elif ev.kind in (EventKind.STEP_COMPLETED, EventKind.STEP_FAILED):
-            if not _finish_step_row(db, inv.run_id, ev.correlation_id or "", ev.kind, ev.data, ev.created_at, None):
-                return CommitResult(False, "step not running", run_status=status)
-        elif ev.kind == EventKind.WAIT_COMPLETED:
-            done = db.execute(
-                "UPDATE waits SET status = 'completed' WHERE run_id = ? AND wait_id = ? AND status = 'waiting' "
-                "RETURNING wait_id",
+            _finish_step_row(db, inv.run_id, ev.correlation_id or "", ev.kind, ev.data, ev.created_at, None, ev.attempt)
+        else:
+            db.execute(
+                "UPDATE waits SET status = 'completed' WHERE run_id = ? AND wait_id = ? AND status = 'waiting'",
                 (inv.run_id, ev.correlation_id),
             )
-            if not done:
-                return CommitResult(False, "wait not pending", run_status=status)
-        else:
-            raise ValueError(f"cannot commit a speculative {ev.kind} event")
         out.add(ev.kind, ev.correlation_id, ev.created_at, data=ev.data, attempt=ev.attempt)
 
     wake_now = not clean
     conflicts = False
+    # A workflow write (a yield) to a stream a step already closed cannot be delivered, and
+    # the workflow moved on past it: the run fails with the error rather than lose it silently.
+    lost_write: StreamClosedError | None = None
     new_steps = [c for c in inv.commands if isinstance(c, ScheduleStep)]
     # The first ``claim_steps`` new steps start right here, on the committing worker: they are
     # inserted already running, which saves a pending -> running round trip (and its pages).
@@ -400,6 +399,8 @@ def commit(db: DB, inv: Invocation) -> CommitResult:
         elif isinstance(cmd, WriteChunk):
             if _append_chunks(db, inv.run_id, cmd.namespace, [cmd.data], None, None, now, close=False, strict=False):
                 out.add(EventKind.STREAM_WRITTEN, corr, now, name=cmd.namespace, data=cmd.digest)
+            elif lost_write is None:
+                lost_write = StreamClosedError(inv.run_id, cmd.namespace)
         elif isinstance(cmd, CloseStream):
             _close_stream(db, inv.run_id, cmd.namespace, None)
             out.add(EventKind.STREAM_CLOSED, corr, now, name=cmd.namespace)
@@ -407,6 +408,8 @@ def commit(db: DB, inv: Invocation) -> CommitResult:
     if len(new_steps) > len(claimed):
         db.note("work")
 
+    if lost_write is not None:
+        inv = replace(inv, status="failed", result=None, error=encode_error(lost_write))
     if inv.status == "suspended":
         if wake_now:
             wake_at: float | None = now
@@ -436,6 +439,36 @@ def commit(db: DB, inv: Invocation) -> CommitResult:
     return CommitResult(
         True, last_seq=out.seq, clean=clean, claimed=claimed, run_status=run_status, conflicts=conflicts
     )
+
+
+def _check_speculative(db: DB, inv: Invocation, status: str) -> str:
+    """Why the speculative events cannot be appended now ("" if they can), read-only.
+
+    Each event is checked against the state the ones before it leave (two run_started, or two
+    results for one step, in one list are refused too).
+    """
+    seen: set[tuple[str, str | None]] = set()
+    for ev in inv.speculative:
+        key = (str(ev.kind), ev.correlation_id)
+        if key in seen:
+            return f"{ev.kind} twice"
+        seen.add(key)
+        if ev.kind == EventKind.RUN_STARTED:
+            if status != "pending":
+                return "run already started"
+        elif ev.kind in (EventKind.STEP_COMPLETED, EventKind.STEP_FAILED):
+            if (EventKind.STEP_COMPLETED.value, ev.correlation_id) in seen and (EventKind.STEP_FAILED.value, ev.correlation_id) in seen:
+                return "step finished twice"
+            if not _step_accepts(db, inv.run_id, ev.correlation_id or "", ev.kind, ev.attempt):
+                return "step not running"
+        elif ev.kind == EventKind.WAIT_COMPLETED:
+            if not db.execute(
+                "SELECT 1 FROM waits WHERE run_id = ? AND wait_id = ? AND status = 'waiting'", (inv.run_id, ev.correlation_id)
+            ):
+                return "wait not pending"
+        else:
+            raise ValueError(f"cannot commit a speculative {ev.kind} event")
+    return ""
 
 
 def _error_text(error: bytes | None) -> str:
@@ -489,8 +522,8 @@ def claim_steps(db: DB, worker_id: str, names: Sequence[str], now: float, limit:
     if len(candidates) < limit:
         candidates += db.execute(
             f"SELECT run_id, step_id FROM steps WHERE status = 'running' AND name IN ({marks}) "
-            f"AND (owner IS NULL OR owner NOT IN {_ALIVE}) LIMIT ?",
-            (*names, now, limit - len(candidates)),
+            f"AND (owner IS NULL OR (owner <> ? AND owner NOT IN {_ALIVE})) LIMIT ?",
+            (*names, worker_id, now, limit - len(candidates)),
         )
     claims = []
     for run_id, step_id in candidates:
@@ -504,9 +537,10 @@ def claim_steps(db: DB, worker_id: str, names: Sequence[str], now: float, limit:
         run = runs[0]
         rows = db.execute(
             "SELECT name, input, attempt, max_attempts, started_at FROM steps WHERE run_id = ? AND step_id = ? "
-            f"AND ((status = 'pending' AND ready_at <= ?) OR (status = 'running' AND (owner IS NULL OR owner NOT IN {_ALIVE})))"
+            f"AND ((status = 'pending' AND ready_at <= ?) OR "
+            f"(status = 'running' AND (owner IS NULL OR (owner <> ? AND owner NOT IN {_ALIVE}))))"
             f"{db.for_update}",
-            (run_id, step_id, now, now),
+            (run_id, step_id, now, worker_id, now),
         )
         if not rows:
             continue  # claimed or finished meanwhile
@@ -542,8 +576,23 @@ def claim_steps(db: DB, worker_id: str, names: Sequence[str], now: float, limit:
     return claims
 
 
+def _step_accepts(db: DB, run_id: str, step_id: str, kind: str, attempt: int | None) -> bool:
+    """Whether a running step takes this outcome: a result from any attempt (it is a valid result),
+    a failure or retry only from the attempt now running (a late attempt whose lease lapsed must
+    not fail or requeue the attempt that took over)."""
+    if kind == EventKind.STEP_COMPLETED or attempt is None:
+        return bool(db.execute(
+            "SELECT 1 FROM steps WHERE run_id = ? AND step_id = ? AND status = 'running'", (run_id, step_id)
+        ))
+    return bool(db.execute(
+        "SELECT 1 FROM steps WHERE run_id = ? AND step_id = ? AND status = 'running' AND attempt = ?",
+        (run_id, step_id, attempt),
+    ))
+
+
 def _finish_step_row(
-    db: DB, run_id: str, step_id: str, kind: str, data: bytes | None, now: float, retry_at: float | None
+    db: DB, run_id: str, step_id: str, kind: str, data: bytes | None, now: float, retry_at: float | None,
+    attempt: int | None = None,
 ) -> bool:
     if kind == EventKind.STEP_COMPLETED:
         sql = "UPDATE steps SET status = 'completed', output = ?, completed_at = ?, owner = NULL"
@@ -554,9 +603,15 @@ def _finish_step_row(
     else:
         sql = "UPDATE steps SET status = 'pending', error = ?, ready_at = ?, owner = NULL"
         params = (data, retry_at if retry_at is not None else now)
-    done = db.execute(
-        f"{sql} WHERE run_id = ? AND step_id = ? AND status = 'running' RETURNING step_id", (*params, run_id, step_id)
-    )
+    if kind != EventKind.STEP_COMPLETED and attempt is not None:
+        done = db.execute(
+            f"{sql} WHERE run_id = ? AND step_id = ? AND status = 'running' AND attempt = ? RETURNING step_id",
+            (*params, run_id, step_id, attempt),
+        )
+    else:
+        done = db.execute(
+            f"{sql} WHERE run_id = ? AND step_id = ? AND status = 'running' RETURNING step_id", (*params, run_id, step_id)
+        )
     return bool(done)
 
 
@@ -564,7 +619,7 @@ def finish_step(
     db: DB, run_id: str, step_id: str, kind: str, data: bytes, attempt: int, now: float, retry_at: float | None
 ) -> bool:
     run = _lock_run(db, run_id)
-    if run is None or not _finish_step_row(db, run_id, step_id, kind, data, now, retry_at):
+    if run is None or not _finish_step_row(db, run_id, step_id, kind, data, now, retry_at, attempt):
         return False
     out = _Appender(db, run_id, run[1])
     out.add(kind, step_id, now, data=data, attempt=attempt)
@@ -644,11 +699,17 @@ def _append_chunks(
     now: float, *, close: bool, strict: bool,
 ) -> bool:
     rows = db.execute(
-        f"SELECT next_index, closed FROM streams WHERE run_id = ? AND namespace = ?{db.for_update}", (run_id, namespace)
+        f"SELECT next_index, closed, closed_by FROM streams WHERE run_id = ? AND namespace = ?{db.for_update}",
+        (run_id, namespace),
     )
+    writer = f"{step_id}#{attempt}" if step_id is not None else None
     if rows:
-        start, closed = rows[0]
-        if closed:
+        start, closed, closed_by = rows[0]
+        # A new attempt of the step whose earlier attempt closed the stream (then crashed before
+        # its completion was recorded) writes again, as the retry rule says; anyone else may not.
+        reopen = closed and step_id is not None and closed_by is not None and closed_by.startswith(f"{step_id}#") \
+            and closed_by != writer
+        if closed and not reopen:
             if strict:
                 raise StreamClosedError(run_id, namespace)
             return False
@@ -661,8 +722,8 @@ def _append_chunks(
             [(run_id, namespace, start + i, data, step_id, attempt, now) for i, data in enumerate(chunks)],
         )
     db.execute(
-        "UPDATE streams SET next_index = ?, closed = ? WHERE run_id = ? AND namespace = ?",
-        (start + len(chunks), 1 if close else 0, run_id, namespace),
+        "UPDATE streams SET next_index = ?, closed = ?, closed_by = ? WHERE run_id = ? AND namespace = ?",
+        (start + len(chunks), 1 if close else 0, writer if close else None, run_id, namespace),
     )
     db.note("stream", run_id)
     return True

@@ -82,7 +82,7 @@ _SCHEMA = [
     "CREATE INDEX waits_due ON waits (run_id, resume_at) WHERE status = 'waiting'",
     """CREATE TABLE streams (
         run_id TEXT NOT NULL, namespace TEXT NOT NULL, next_index INTEGER NOT NULL, closed INTEGER NOT NULL,
-        error TEXT, PRIMARY KEY (run_id, namespace)) WITHOUT ROWID""",
+        error TEXT, closed_by TEXT, PRIMARY KEY (run_id, namespace)) WITHOUT ROWID""",
     """CREATE TABLE chunks (
         run_id TEXT NOT NULL, namespace TEXT NOT NULL, idx INTEGER NOT NULL, data BLOB NOT NULL, step_id TEXT,
         attempt INTEGER, created_at REAL NOT NULL, PRIMARY KEY (run_id, namespace, idx)) WITHOUT ROWID""",
@@ -142,7 +142,7 @@ class _DatabaseThread:
         self._queue.put(op)
 
     def request_checkpoint(self) -> None:
-        self._queue.put(_CHECKPOINT)  # type: ignore[arg-type]
+        self._queue.put(_CHECKPOINT)
 
     def stop(self) -> None:
         self._queue.put(None)

@@ -53,9 +53,9 @@ def create_app(
     Pass ``manage=False`` when you open and close the runtime or store yourself -- needed when
     the app is mounted under another, since Starlette does not run a mounted app's lifespan.
 
-    ``api_token`` (default: ``$DURABLE_API_TOKEN``) puts everything but the webhook URL and the
-    page's static files behind ``Authorization: Bearer <token>``; webhooks are protected by
-    their unguessable tokens. ``max_body`` bounds request bodies (413 beyond it),
+    ``api_token`` (default: ``$DURABLE_API_TOKEN``; ``""`` for none) puts everything but the
+    webhook URL and the page's static files behind ``Authorization: Bearer <token>``; webhooks
+    are protected by their unguessable tokens. ``max_body`` bounds request bodies (413 beyond it),
     ``webhook_timeout`` bounds the wait for a manual webhook response (504 beyond it), and
     ``ping`` is the SSE keep-alive interval in seconds.
     """

@@ -41,7 +41,9 @@ from .stores._base import TERMINAL, Store
 T = TypeVar("T")
 # Markup is off by default: run ids, tokens, names and messages print as they are (a "[red]"
 # in a token stays text). Styled lines opt in with markup=True and escape() every value.
-out = Console(highlight=False, soft_wrap=False, markup=False)
+# Piped output is not folded at 80 columns: tables stay one row per line for grep and less.
+_PIPE_WIDTH = None if sys.stdout.isatty() or os.environ.get("COLUMNS") else 240
+out = Console(highlight=False, soft_wrap=False, markup=False, width=_PIPE_WIDTH)
 err = Console(stderr=True, highlight=False, soft_wrap=True, markup=False)
 
 app = typer.Typer(
@@ -146,7 +148,7 @@ def _when(ts: float | None) -> str:
         return ""
     from datetime import datetime
 
-    return datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M:%S")
+    return datetime.fromtimestamp(ts).strftime("%m-%d %H:%M:%S")
 
 
 def _seconds(start: float | None, end: float | None) -> str:
@@ -161,6 +163,15 @@ _STATUS_STYLE = {"completed": "green", "failed": "red", "cancelled": "dim", "run
 
 def _status(status: str) -> Text:
     return Text(status, style=_STATUS_STYLE.get(status, ""))
+
+
+def _table(*names: str) -> Table:
+    """Every column keeps its values on one line but the last (error, data), which folds."""
+    table = Table(box=None, pad_edge=False)
+    for name in names[:-1]:
+        table.add_column(name, no_wrap=True)
+    table.add_column(names[-1], overflow="fold")
+    return table
 
 
 def _short(value: Any, width: int = 60) -> str:
@@ -265,7 +276,7 @@ def runs(
     if not records:
         out.print("no runs")
         return
-    table = Table("run", "workflow", "status", "created", "duration", "error", box=None, pad_edge=False)
+    table = _table("run", "workflow", "status", "created", "duration", "error")
     from ._errorinfo import decode_error
 
     for r in records:
@@ -274,7 +285,6 @@ def runs(
             r.run_id, r.workflow_name, _status(r.status), _when(r.created_at), _seconds(r.started_at, r.completed_at),
             f"{error.type}: {error.message}" if error else "",
         )
-    table.columns[0].no_wrap = True
     out.print(table)
 
 
@@ -294,7 +304,7 @@ def inspect_run(run_id: Annotated[str, typer.Argument(help="The run's id.")], st
     out.print(f"created {_when(record.created_at)}  started {_when(record.started_at) or '-'}  "
               f"ended {_when(record.completed_at) or '-'}  duration {_seconds(record.started_at, record.completed_at) or '-'}")
     if steps:
-        table = Table("step", "name", "status", "attempts", "started", "duration", "error", box=None, pad_edge=False)
+        table = _table("step", "name", "status", "attempts", "started", "duration", "error")
         for s in steps:
             error = decode_error(s.error) if s.error else None
             table.add_row(
@@ -327,7 +337,7 @@ def events(run_id: Annotated[str, typer.Argument(help="The run's id.")], store: 
             raise RunNotFound(run_id)
         return await s.load_events(run_id)
 
-    table = Table("seq", "time", "kind", "id", "name", "attempt", "data", box=None, pad_edge=False)
+    table = _table("seq", "time", "kind", "id", "name", "attempt", "data")
     for e in _with_store(store, read):
         shown = event_json(e)
         table.add_row(

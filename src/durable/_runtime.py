@@ -56,6 +56,14 @@ class Runtime:
 
     Inside the block, module-level ``durable.start``/``get_run``/``list_runs``/``resume_hook``
     act on this runtime.
+
+    ``workflows``: the workflows it executes (default: every registered one; ``[]`` makes a
+    step-only worker). ``execute_steps=False``: run no steps either (a pure client).
+    ``max_concurrent_steps`` bounds the steps running at once; ``sticky_cache_size`` the live
+    workflow instances kept between events. ``lease_ttl``: how long a worker that stops
+    heart-beating keeps its leases (on one machine a dead process is detected at once); a step
+    that blocks the event loop longer than this looks dead to other processes -- use
+    ``asyncio.to_thread`` for long synchronous work in steps.
     """
 
     def __init__(
@@ -70,12 +78,14 @@ class Runtime:
         lease_ttl: float = 10.0,
         heartbeat_interval: float = 0.5,
         worker_id: str | None = None,
+        execute_steps: bool = True,
     ) -> None:
         if max_concurrent_steps < 1:
             raise ValueError(f"max_concurrent_steps must be at least 1, got {max_concurrent_steps}")
         self.store: Store = store if isinstance(store, Store) else store_from_url(store)
         self._explicit = {wf.name: wf for wf in workflows} if workflows is not None else None
         self.max_concurrent_steps = max_concurrent_steps
+        self.execute_steps = execute_steps
         self.base_url = base_url or os.environ.get("DURABLE_BASE_URL") or None
         self.poll_interval = poll_interval
         self.lease_ttl = lease_ttl
@@ -88,6 +98,8 @@ class Runtime:
         self._running_steps: dict[tuple[str, str], anyio.CancelScope] = {}
         self._free_slots = max_concurrent_steps
         self._starved = False  # work may be waiting for a free step slot
+        self._unrecorded: list[tuple[StepClaim, StepOutcome]] = []  # outcomes the store refused to take yet
+        self._invoke_failures: dict[str, int] = {}  # consecutive failed invocations per run (back-off)
         self._tasks: set[asyncio.Task[Any]] = set()
         self._running = False
         self._context_token: Token[Runtime | None] | None = None
@@ -180,7 +192,9 @@ class Runtime:
         return _registry.workflows.get(name)
 
     def _step_names(self) -> list[str]:
-        return sorted(_registry.steps)
+        # Steps of any registered name run here (a step-only worker is Runtime(workflows=[]));
+        # execute_steps=False makes a pure client that starts runs and resumes hooks only.
+        return sorted(_registry.steps) if self.execute_steps else []
 
     # ------------------------------------------------------------------------------------
     # public operations
@@ -408,6 +422,10 @@ class Runtime:
                     self._cache.move_to_end(run_id)
                     self.stats["sticky_resumes"] += 1
                 events, last_seq = await self.store.read_log(run_id, instance.seen_seq)
+                if instance.status == "closed":  # evicted while we read (the cache was full): start over
+                    instance = self._new_instance(wf, record)
+                    self._cache_put(run_id, instance)
+                    events, last_seq = await self.store.read_log(run_id, 0)
                 speculative: list[NewEvent] = []
                 if record.status == "pending" and instance.status == "new":
                     now = time.time()
@@ -423,10 +441,15 @@ class Runtime:
                 self._release_if_uncached(run_id)
                 self._launch_steps(claims or [])
         except Exception:
-            log.exception("invocation of run %s failed; it will be retried", run_id)
+            # Back off exponentially (50 ms .. 60 s) so a persistent failure is not a hot loop.
+            failures = self._invoke_failures[run_id] = self._invoke_failures.get(run_id, 0) + 1
+            delay = min(60.0, 0.05 * 2 ** (failures - 1))
+            log.exception("invocation of run %s failed (%d in a row); retrying in %.2fs", run_id, failures, delay)
             self._evict(run_id)
-            with anyio.CancelScope(shield=True):
-                await self.store.release_run(run_id, self.worker_id, time.time())
+            with anyio.CancelScope(shield=True), contextlib.suppress(Exception):
+                await self.store.release_run(run_id, self.worker_id, time.time(), retry_at=time.time() + delay)
+        else:
+            self._invoke_failures.pop(run_id, None)
 
     # ------------------------------------------------------------------------------------
     # steps
@@ -448,6 +471,7 @@ class Runtime:
             claim, next_claim = next_claim, None
             key = (claim.run_id, claim.step_id)
             self._running_steps[key] = scope
+            outcome: StepOutcome | None = None
             try:
                 step = _registry.steps.get(claim.name)
                 if step is None:  # unregistered since it was claimed (a notebook cell re-run): retry elsewhere
@@ -462,7 +486,11 @@ class Runtime:
                     scope = anyio.CancelScope()
                     self._launch_steps(claims[1:])
             except Exception:
-                log.exception("recording step %s of run %s failed; its lease will expire and it will re-run", claim.step_id, claim.run_id)
+                # The outcome could not be stored (store unreachable, disk full, ...). The step
+                # stays ours, so keep the outcome and let the heartbeat retry until it lands.
+                log.exception("recording step %s of run %s failed; retrying in the background", claim.step_id, claim.run_id)
+                if outcome is not None:
+                    self._unrecorded.append((claim, outcome))
             finally:
                 self._running_steps.pop(key, None)
                 self._free_slots += 1
@@ -560,6 +588,7 @@ class Runtime:
             await anyio.sleep(self.heartbeat_interval)
             try:
                 now = time.time()
+                await self._retry_unrecorded()
                 others = await self.store.heartbeat(self.worker_id, self.lease_ttl, now)
                 await self._mark_dead([w for w, pid, start in others if not _process_alive(pid, start)])
                 if self._running_steps:
@@ -569,6 +598,14 @@ class Runtime:
                             scope.cancel()
             except Exception:
                 log.exception("durable heartbeat failed; retrying")
+
+    async def _retry_unrecorded(self) -> None:
+        while self._unrecorded:
+            claim, outcome = self._unrecorded[0]
+            await self.store.finish_step(
+                claim.run_id, claim.step_id, outcome.kind, outcome.data, claim.attempt, time.time(), outcome.retry_at
+            )
+            self._unrecorded.pop(0)
 
     async def _warn_about_unknown_workflows(self) -> None:
         known = set(self.workflow_names())

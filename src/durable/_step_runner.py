@@ -88,9 +88,14 @@ async def run_step(
     error: BaseException | None = None
     result: Any = None
     try:
+        try:
+            payload = _codec.decode(claim.input, allow_pickle=step.serializer == "pickle", root=f"arguments of step {step.name!r}")
+        except Exception as exc:
+            # Depends on this process (a class it cannot import): another attempt, maybe on
+            # another worker, may succeed, so this is a retryable failure, not a fatal one.
+            return _failure(step, claim, RuntimeError(f"cannot decode the arguments here: {exc}"))
         with cancel_scope:
             try:
-                payload = _codec.decode(claim.input, allow_pickle=step.serializer == "pickle", root=f"arguments of step {step.name!r}")
                 if step.timeout is None:
                     result = await step.fn(*payload["args"], **payload["kwargs"])
                 else:

@@ -108,7 +108,7 @@ async def test_hook_payloads_sent_while_the_runtime_is_dead_arrive_in_order(tmp_
     crash.wait_until(lambda: crash.logged("waiting"))
     await anyio.sleep(0.2)
     crash.kill()
-    async with durable.Runtime(crash.url, workflows=[]) as outside:  # executes nothing
+    async with durable.Runtime(crash.url, workflows=[], execute_steps=False) as outside:  # executes nothing
         await outside.resume_hook("crash-approval", {"n": 1})
         await outside.resume_hook("crash-approval", {"n": 2})
     async with durable.Runtime(crash.url, heartbeat_interval=0.2) as rt:
@@ -143,7 +143,7 @@ async def test_several_processes_share_one_sqlite_file_without_running_anything_
     log = tmp_path / "multi.log"
     env = {**os.environ, "MULTI_LOG": str(log), "PYTHONPATH": str(Path(__file__).parents[2])}
     app = Path(__file__).with_name("multi_app.py")
-    async with durable.Runtime(url, workflows=[]) as client:  # records runs, executes nothing
+    async with durable.Runtime(url, workflows=[], execute_steps=False) as client:  # records runs, executes nothing
         runs = [await client.start("multi.job", f"r{i}") for i in range(40)]
         workers = [
             subprocess.Popen([sys.executable, str(app), url], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

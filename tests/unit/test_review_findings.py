@@ -1,8 +1,9 @@
-"""Bugs found in an adversarial review of the core, each proven by a test marked xfail(strict) until fixed."""
+"""Bugs found in an adversarial review of the core, each proven by a test (they failed before the fixes)."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
 import subprocess
@@ -60,11 +61,6 @@ SATURATED = """
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=True,
-    reason="_dispatch_loop busy-loops without awaiting anything when a step is due and no slot is free: "
-    "inline stores never yield, so the event loop freezes",
-)
 @pytest.mark.parametrize("url", ["memory://", "sqlite"])
 async def test_a_gather_wider_than_the_step_slots_completes(url: str, tmp_path: Path) -> None:
     """A gather of 65 steps on a default runtime (64 slots) completes instead of freezing the process."""
@@ -97,12 +93,6 @@ async def cancelled_inside_step() -> str:
     return "no error"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=TimeoutError,
-    reason="run_step only catches Exception: a CancelledError raised by step code escapes _execute_step, "
-    "the step row stays 'running' under a live owner and the run never advances",
-)
 async def test_a_step_raising_cancelled_error_does_not_hang_its_run(runtime: durable.Runtime) -> None:
     """A step whose own code raises CancelledError counts as a failed attempt; the run goes on."""
     run = await runtime.start(cancelled_inside_step)
@@ -136,12 +126,6 @@ async def step_result_explodes() -> str:
     return "no error"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=TimeoutError,
-    reason="run_step catches only SerializationError around encode(); a ValueError from __durable_serialize__ "
-    "escapes, is logged by _execute_step, and the step stays 'running' forever",
-)
 async def test_a_step_result_whose_serializer_raises_fails_the_step(runtime: durable.Runtime) -> None:
     """A step result whose __durable_serialize__ raises fails the step (the workflow sees an error) instead of hanging."""
     run = await runtime.start(step_result_explodes)
@@ -156,12 +140,6 @@ async def workflow_result_explodes() -> ExplodingValue:
     return ExplodingValue()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=TimeoutError,
-    reason="_outcome catches only SerializationError from encode(); the ValueError escapes advance(), "
-    "_invoke_claimed releases the lease and the run is re-claimed and cold-replayed thousands of times a second",
-)
 async def test_a_workflow_result_whose_serializer_raises_fails_the_run(
     runtime: durable.Runtime, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -205,11 +183,6 @@ async def retry_then_occupy(deadline: datetime) -> str:
     return await occupy("retried", deadline)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="_dispatch_once passes _free_slots to claim_steps and subtracts after the await; an invocation "
-    "spawned by claim_runs reserves the same slot meanwhile (and _free_slots goes negative)",
-)
 async def test_max_concurrent_steps_is_never_exceeded(tmp_path: Path) -> None:
     """With max_concurrent_steps=1, a timer wake-up and a due retry at the same moment never run two steps at once."""
     concurrency.update(now=0, max=0)
@@ -267,11 +240,6 @@ async def zombie_run() -> int:
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=True,
-    reason="_finish_step_row updates any 'running' step without checking owner/attempt: a late attempt whose "
-    "lease lapsed records step_retrying over the attempt now running elsewhere, and a third attempt starts",
-)
 async def test_a_late_attempt_cannot_requeue_a_step_running_elsewhere(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -334,11 +302,6 @@ async def stall_and_bystander() -> list[str]:
     return list(await asyncio.gather(stall_loop(), bystander()))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="claim_steps/claim_runs treat a worker whose alive_until passed as dead, including the claiming worker "
-    "itself: after a stall its dispatcher re-claims (attempt + 1) steps still running in the same process",
-)
 async def test_a_stalled_worker_does_not_rerun_its_own_running_steps(sqlite_url: str) -> None:
     """A loop stall longer than lease_ttl in a single runtime does not start a second attempt of a step it is still running."""
     stall_log.clear()
@@ -373,11 +336,6 @@ async def awaits_predicate_hook() -> object:
     return await PredicateHook.create(token="review-predicate")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="validate_payload returns `payload if result is None or result is True else result`: a validator "
-    "returning False makes False the accepted payload instead of rejecting it",
-)
 async def test_a_validator_returning_false_rejects_the_payload(runtime: durable.Runtime) -> None:
     """A callable schema that returns False rejects the payload with HookValidationError and records nothing."""
     run = await runtime.start(awaits_predicate_hook)
@@ -411,12 +369,6 @@ async def awaits_point() -> Point:
     return await PointHook.create(token="review-point")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=durable.HookValidationError,
-    reason="HookDefinition.resume validates, then Runtime.resume_hook validates the converted value again "
-    "(the schema is registered by name): a converting validator sees a Point, not a mapping, and rejects it",
-)
 async def test_a_converting_validator_is_applied_once(runtime: durable.Runtime) -> None:
     """define_hook(schema=converter).resume() converts the payload once and the workflow receives the converted value."""
     run = await runtime.start(awaits_point)
@@ -437,11 +389,6 @@ async def plain_hook_with_metadata() -> object:
     return await hook
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="hook metadata mixes user keys with internal ones: resume_webhook/HookInfo.is_webhook test "
-    "`'webhook' in metadata`, so user metadata {'webhook': ...} turns a plain hook into a public webhook",
-)
 async def test_user_metadata_cannot_make_a_plain_hook_a_webhook(runtime: durable.Runtime) -> None:
     """A plain hook stays unreachable over HTTP whatever keys its user metadata has."""
     run = await runtime.start(plain_hook_with_metadata)
@@ -464,11 +411,6 @@ async def ends_without_answering() -> str:
     return "done, never answered"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="resume_webhook treats the end of the response stream (the run ended) like a timeout and raises "
-    "WebhookResponseTimeout 'no response within 30s' at once",
-)
 async def test_a_run_ending_without_a_webhook_answer_says_so(runtime: durable.Runtime) -> None:
     """When the run ends without answering a manual webhook, the error says the run ended rather than claiming a timeout."""
     run = await runtime.start(ends_without_answering)
@@ -506,12 +448,6 @@ async def resumes_from_a_step(value: int, sleep_first: bool) -> str:
     return await resume_from_step("review-two", value)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="current_runtime is set in __aenter__ after open() spawned the dispatcher: steps launched from "
-    "dispatcher tasks do not see it, so durable.resume_hook/start/get_run in them use a default runtime "
-    "on another store",
-)
 async def test_module_level_calls_in_a_step_use_the_runtime_running_it(
     runtime: durable.Runtime, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -527,3 +463,29 @@ async def test_module_level_calls_in_a_step_use_the_runtime_running_it(
         assert await collector.result(timeout=10) == [1, 2]
     finally:
         await collector.cancel()
+
+
+# -- 13. a workflow-side write to a closed stream is dropped silently -------------------------------
+
+
+@durable.step(name="review.closes_default_stream")
+async def closes_default_stream() -> int:
+    async with durable.get_writable() as writer:  # closes the run's default stream on exit
+        await writer.write("from the step")
+    return 1
+
+
+@durable.workflow(name="review.yields_after_close")
+async def yields_after_close():  # type: ignore[no-untyped-def]
+    yield "first"
+    await closes_default_stream()
+    yield "after the close"
+
+
+async def test_a_yield_to_a_closed_stream_is_not_lost_silently(runtime: durable.Runtime) -> None:
+    """A yield after the default stream was closed either reaches the stream or fails the run; it never vanishes."""
+    run = await runtime.start(yields_after_close)
+    with contextlib.suppress(durable.RunFailed):
+        await run.result(timeout=10)
+    chunks = [c async for c in run.stream()] if await run.status() == "completed" else []
+    assert await run.status() == "failed" or "after the close" in chunks

@@ -250,8 +250,8 @@ class Store(abc.ABC):
     async def claim_runs(self, worker_id: str, workflow_names: Sequence[str], now: float, limit: int) -> list[RunRecord]:
         """Lease runs due for an invocation (fires their due waits in the same transaction)."""
     @abc.abstractmethod
-    async def release_run(self, run_id: str, worker_id: str, now: float) -> None:
-        """Give up a lease without committing (the invocation could not run here)."""
+    async def release_run(self, run_id: str, worker_id: str, now: float, retry_at: float | None = None) -> None:
+        """Give up a lease without committing; with ``retry_at``, the run is not due before then."""
     @abc.abstractmethod
     async def commit(self, invocation: Invocation) -> CommitResult: ...
     @abc.abstractmethod

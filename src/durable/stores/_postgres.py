@@ -6,7 +6,8 @@
                           │  one transaction = one hop to a worker thread
                           ▼
                    _attempt: BEGIN · fn(_Tx) · SELECT txid, pg_notify(topics) · COMMIT
-                          │  fn is the shared SQL of stores/_sql.py (also run by SQLite)
+                          │  fn is the shared SQL of stores/_sql.py (also run by SQLite),
+                          │  pipelined: only statements whose rows fn reads wait for an answer
                           ▼
                       PostgreSQL ──NOTIFY "durable:<schema>"──► LISTEN connection   event loop
                                                                   └─► notifier.notify(topic)
@@ -557,7 +558,7 @@ class PostgresStore(Store):
         if pool is None:
             raise StoreError(f"{self!r} is closed")
         try:
-            conn = pool.getconn(timeout=5.0)
+            conn = pool.getconn(timeout=min(5.0, self._target.reconnect_timeout / 4))
         except PoolTimeout as exc:
             raise _Lost(exc) from None
         returned = False
@@ -614,7 +615,7 @@ class PostgresStore(Store):
         if pool is None:
             raise StoreError(f"{self!r} is closed")
         try:
-            with pool.connection() as conn:
+            with pool.connection(timeout=min(5.0, self._target.reconnect_timeout / 4)) as conn:
                 row = conn.execute("SELECT txid_status(%s)", (xid,)).fetchone()
         except (psycopg.Error, PoolTimeout) as exc:
             raise _Lost(exc, xid) from None
@@ -641,7 +642,7 @@ class PostgresStore(Store):
         while True:
             try:
                 conn = await psycopg.AsyncConnection.connect(self._target.conninfo, autocommit=True)
-            except psycopg.Error as exc:
+            except Exception as exc:
                 if not listening.done():
                     listening.set_exception(_connect_error(exc, self._target))
                     return
@@ -665,7 +666,7 @@ class PostgresStore(Store):
                     # Quiet for 10 s: make sure the connection is alive, not silently cut.
                     async with asyncio.timeout(10.0):
                         await conn.execute("SELECT 1")
-            except (psycopg.Error, TimeoutError) as exc:
+            except Exception as exc:  # psycopg.Error, TimeoutError, or anything else: never die silently
                 if not listening.done():
                     listening.set_exception(_connect_error(exc, self._target))
                     return
@@ -721,8 +722,8 @@ class PostgresStore(Store):
     async def claim_runs(self, worker_id: str, workflow_names: Sequence[str], now: float, limit: int) -> list[RunRecord]:
         return await self._run(_sql.claim_runs, worker_id, workflow_names, now, limit)
 
-    async def release_run(self, run_id: str, worker_id: str, now: float) -> None:
-        await self._run(_sql.release_run, run_id, worker_id, now)
+    async def release_run(self, run_id: str, worker_id: str, now: float, retry_at: float | None = None) -> None:
+        await self._run(_sql.release_run, run_id, worker_id, now, retry_at)
 
     async def commit(self, invocation: Invocation) -> CommitResult:
         return await self._run(_sql.commit, invocation)

@@ -254,8 +254,16 @@ def _fire_due_waits(db: DB, run_id: str, last_seq: int, now: float) -> None:
     db.execute("UPDATE runs SET last_seq = ?, updated_at = ? WHERE run_id = ?", (appender.seq, now, run_id))
 
 
-def release_run(db: DB, run_id: str, worker_id: str, now: float) -> None:
-    db.execute("UPDATE runs SET owner = NULL WHERE run_id = ? AND owner = ?", (run_id, worker_id))
+def release_run(db: DB, run_id: str, worker_id: str, now: float, retry_at: float | None = None) -> None:
+    """Give up a lease; with ``retry_at``, nobody claims the run again before then (a back-off)."""
+    if retry_at is None:
+        db.execute("UPDATE runs SET owner = NULL WHERE run_id = ? AND owner = ?", (run_id, worker_id))
+    else:
+        db.execute(
+            "UPDATE runs SET owner = NULL, wake_at = ? WHERE run_id = ? AND owner = ? AND wake_at IS NOT NULL",
+            (retry_at, run_id, worker_id),
+        )
+        db.note("work")
 
 
 def next_wake(db: DB, names: Sequence[str], step_names: Sequence[str], now: float) -> float | None:

@@ -420,8 +420,8 @@ class SQLiteStore(Store):
     async def claim_runs(self, worker_id: str, workflow_names: Sequence[str], now: float, limit: int) -> list[RunRecord]:
         return await self._call(lambda db: _sql.claim_runs(db, worker_id, workflow_names, now, limit))
 
-    async def release_run(self, run_id: str, worker_id: str, now: float) -> None:
-        await self._call(lambda db: _sql.release_run(db, run_id, worker_id, now))
+    async def release_run(self, run_id: str, worker_id: str, now: float, retry_at: float | None = None) -> None:
+        await self._call(lambda db: _sql.release_run(db, run_id, worker_id, now, retry_at))
 
     async def commit(self, invocation: Invocation) -> CommitResult:
         return await self._call(lambda db: _sql.commit(db, invocation))

@@ -12,7 +12,13 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from .. import _codec
-from .._errors import HookNotFound, HookValidationError, SerializationError, WebhookResponseTimeout
+from .._errors import (
+    HookNotFound,
+    HookValidationError,
+    SerializationError,
+    WebhookNotAnswered,
+    WebhookResponseTimeout,
+)
 from .._hooks import Request as DurableRequest
 from .._hooks import Response as DurableResponse
 from ._context import Context
@@ -68,6 +74,8 @@ class HookEndpoints:
             raise HTTPError(404, "no live webhook at this URL") from None
         except WebhookResponseTimeout:
             raise HTTPError(504, f"the workflow did not respond within {self.ctx.webhook_timeout:g}s") from None
+        except WebhookNotAnswered:  # the request was delivered, but its run ended without answering
+            raise HTTPError(502, "the workflow ended without responding") from None
         if not isinstance(answer, DurableResponse):
             return Response(status_code=202)
         return Response(answer.body, status_code=answer.status, headers=answer.headers)

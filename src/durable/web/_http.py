@@ -64,7 +64,7 @@ def parse_json(body: bytes) -> Any:
     return value
 
 
-def int_param(request: Request, name: str, default: int | None = None) -> int | None:
+def int_param(request: Request, name: str, default: int) -> int:
     raw = request.query_params.get(name)
     if raw is None or raw == "":
         return default

@@ -34,7 +34,6 @@ class RunEndpoints:
         if status is not None and status not in STATUSES:
             raise HTTPError(400, f"status must be one of {', '.join(STATUSES)}, got {status!r}")
         limit = int_param(request, "limit", 50)
-        assert limit is not None
         if not 1 <= limit <= 1000:
             raise HTTPError(400, f"limit must be between 1 and 1000, got {limit}")
         return {"status": status, "workflow": request.query_params.get("workflow") or None, "limit": limit}
@@ -61,7 +60,6 @@ class RunEndpoints:
         run_id = request.path_params["run_id"]
         await self.ctx.run_record(run_id)
         after = int_param(request, "after", 0)
-        assert after is not None
         events = await self.ctx.store.load_events(run_id, after)
         return JSONResponse({"events": [event_json(e) for e in events]})
 
@@ -130,7 +128,6 @@ class RunEndpoints:
                 start = int(last_id) + 1
             except ValueError:
                 raise HTTPError(400, f"Last-Event-ID must be a chunk index, got {last_id!r}") from None
-        assert start is not None
         pages = follow_pages(self.ctx.reads, run_id, namespace, start, poll_interval=self.ctx.poll_interval)
         if NDJSON in request.headers.get("accept", ""):
             return ndjson_response(pages)

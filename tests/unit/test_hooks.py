@@ -255,6 +255,6 @@ async def test_manual_webhook_without_an_answer_times_out(runtime: durable.Runti
     """A manual webhook whose workflow does not respond in time raises WebhookResponseTimeout to the caller."""
     run = await runtime.start(ignores_manual)
     await wait_for_hook(runtime, "wh-silent")
-    with pytest.raises(durable.WebhookResponseTimeout, match="within 0.3s"):
+    with pytest.raises(durable.WebhookResponseTimeout, match=r"within 0\.3s"):
         await runtime.resume_webhook("wh-silent", durable.Request("POST", "http://x/", {}, [], b""), timeout=0.3)
     await run.cancel()

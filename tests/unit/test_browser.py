@@ -74,6 +74,8 @@ def page(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[tuple[Any, 
 
 def test_the_runs_page_starts_a_run_and_shows_it_live(page: tuple[Any, str]) -> None:
     """Open /, start a run, see its chunks arrive while it runs, resume its hook, see it complete."""
+    from playwright.sync_api import expect
+
     tab, base = page
     problems: list[str] = []
     tab.on("pageerror", lambda error: problems.append(f"page error: {error}"))
@@ -94,11 +96,11 @@ def test_the_runs_page_starts_a_run_and_shows_it_live(page: tuple[Any, str]) -> 
 
     chunks = tab.locator('.stream[data-namespace="default"] li')
     chunks.first.wait_for()
-    assert tab.text_content("#run-status") == "running"  # the first chunk arrived while the run was live
+    tab.wait_for_selector('#run-status[data-status="running"]')  # it cannot end before we resume its hook
 
     hook_row = tab.locator('#hooks tr[data-token="<b>page-approve</b>"]')
     hook_row.wait_for()
-    assert chunks.count() == 8
+    expect(chunks).to_have_count(8)
     assert chunks.nth(3).text_content() == '{"html":"<img src=x onerror=alert(3)>","i":3}'  # shown as text
     assert hook_row.locator("code").first.text_content() == "<b>page-approve</b>"
     assert tab.locator("#steps tbody tr").first.text_content().startswith("page_produce")
@@ -111,9 +113,7 @@ def test_the_runs_page_starts_a_run_and_shows_it_live(page: tuple[Any, str]) -> 
     assert '"count": 8' in (tab.text_content("#run-result") or "")
 
     tab.click("text=← all runs")
-    row = tab.locator('#runs tr[data-status="completed"]')
-    row.wait_for()
-    assert row.count() == 1
+    expect(tab.locator('#runs tr[data-status="completed"]')).to_have_count(1)
     assert tab.locator("img").count() == 0  # no chunk became markup
     assert problems == []
 

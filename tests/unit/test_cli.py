@@ -166,7 +166,7 @@ async def test_user_errors_are_one_line_with_an_exit_code(tmp_path: Path, sqlite
         (("events", "run_nope"), 1, "error: no run with id 'run_nope'"),
         (("tail", "run_nope"), 1, "error: no run with id 'run_nope'"),
         (("cancel", "run_nope"), 1, "error: no run with id 'run_nope'"),
-        (("resume", "nobody", "{}"), 1, "error: no live hook with token 'nobody'"),
+        (("resume", "[b]nobody", "{}"), 1, "error: no live hook with token '[b]nobody'"),  # not rich markup
         (("resume", "nobody", "{bad"), 2, "error: the payload is not valid JSON"),
         (("resume", "nobody", "NaN"), 2, "error: the payload is not valid JSON"),
         (("runs", "--status", "finished"), 2, "error: --status must be"),

@@ -212,6 +212,39 @@ async def test_chunks_arrive_live_and_resume_after_a_pause(client: httpx.AsyncCl
     assert ([i for i, _ in rest], ended) == ([3, 4], True)
 
 
+async def test_live_feeds_send_the_runs_list_and_a_run_as_they_change(client: httpx.AsyncClient) -> None:
+    """/live/runs re-sends the list when a run starts or ends; /live/runs/{id} sends the run until `event: end`."""
+    async with aconnect_sse(client, "GET", "/live/runs") as source:
+        events = source.aiter_sse()
+        with anyio.fail_after(20):
+            first = await anext(events)
+            assert (first.event, json.loads(first.data)) == ("runs", [])
+            run_id = await start(client, "sse_paused", "sse-live-1")
+            statuses: list[str] = []
+            async for event in events:
+                if event.event == "runs":
+                    runs = json.loads(event.data)
+                    assert [r["run_id"] for r in runs] == [run_id]
+                    statuses.append(runs[0]["status"])
+                    if statuses[-1] == "running":
+                        break
+    details: list[dict[str, Any]] = []
+    resumed = False
+    async with aconnect_sse(client, "GET", f"/live/runs/{run_id}") as source:
+        with anyio.fail_after(20):
+            async for event in source.aiter_sse():
+                if event.event == "run":
+                    details.append(json.loads(event.data))
+                    if not resumed and [h["status"] for h in details[-1]["hooks"]] == ["active"]:
+                        resumed = (await client.post("/hooks/sse-live-1", json=1)).status_code == 202
+                elif event.event == "end":
+                    break
+    assert resumed
+    assert details[-1]["status"] == "completed"
+    assert [s["status"] for s in details[-1]["steps"]] == ["completed", "completed"]
+    assert details[-1]["hooks"][0]["status"] == "disposed"
+
+
 async def test_idle_streams_get_keep_alive_pings(client: httpx.AsyncClient) -> None:
     """A stream with nothing to send still gets comment lines (pings) at the configured interval."""
     run_id = await start(client, "sse_paused", "sse-ping-1")

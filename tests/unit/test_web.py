@@ -20,8 +20,8 @@ from starlette.applications import Starlette
 from starlette.routing import Mount
 
 import durable
-from durable.web import create_app
 from durable.stores._base import ChunkPage
+from durable.web import create_app
 from durable.web._streams import PageRead, SharedReads, follow_pages
 
 pytestmark = pytest.mark.anyio
@@ -107,8 +107,10 @@ async def web_reply(request: durable.Request) -> None:
 @durable.workflow
 async def web_silent_webhook(token: str) -> None:
     webhook = durable.create_webhook(token=token, respond_with="manual")
-    durable.create_hook(token=token + ":never")
-    await webhook  # and never respond
+    never = durable.create_hook(token=token + ":never")
+    request = await webhook  # and never respond: end at once, or wait forever
+    if request.text() != "end":
+        await never
 
 
 # -- fixtures and helpers ------------------------------------------------------------------------
@@ -524,7 +526,8 @@ async def test_webhook_static_and_manual_responses(client: httpx.AsyncClient, ru
 
 
 async def test_webhook_errors(runtime: durable.Runtime) -> None:
-    """Unknown tokens and plain hooks are 404 at the webhook URL, webhooks are 404 at /hooks, 413 over the limit, 504 without a manual response."""
+    """Unknown tokens and plain hooks are 404 at the webhook URL, webhooks are 404 at /hooks, 413 over the limit,
+    504 when a manual response does not come in time, 502 when the run ends without one."""
     async with client_for(create_app(runtime, manage=False, api_token="", webhook_timeout=0.3, max_body=64)) as client:
         await runtime.start(web_silent_webhook, "web-wh-silent")
         await wait_for_hook(runtime, "web-wh-silent:never")
@@ -535,6 +538,11 @@ async def test_webhook_errors(runtime: durable.Runtime) -> None:
         response = await client.post("/.well-known/workflow/v1/webhook/web-wh-silent", content=b"hi")
         assert response.status_code == 504
         assert "did not respond" in response.json()["error"]
+
+        await runtime.start(web_silent_webhook, "web-wh-ending")
+        await wait_for_hook(runtime, "web-wh-ending:never")
+        response = await client.post("/.well-known/workflow/v1/webhook/web-wh-ending", content=b"end")
+        assert (response.status_code, response.json()) == (502, {"error": "the workflow ended without responding"})
 
 
 # -- auth, errors, page, lifespan ----------------------------------------------------------------

@@ -288,6 +288,7 @@ async def read_stream(
     while True:
         listener = notifier.listen("stream", run_id)  # one topic per run: any chunk, close or run end
         page = await store.read_chunks(run_id, namespace, index, _BATCH)
+        index = page.start  # a negative start_index counts from the end once, at the first read
         for chunk in page.chunks:
             value = _codec.decode(chunk.data, allow_pickle=allow_pickle, root=f"chunk #{chunk.index}")
             index = chunk.index + 1

@@ -252,3 +252,17 @@ async def test_a_reader_in_another_store_object_follows_by_polling(sqlite_url: s
         run = await runtime.start(generate, 20)
         values = [c async for c in durable._streams.read_stream(other, run.run_id, poll_interval=0.05)]
         assert values == [{"token": i} for i in range(20)]
+
+
+@durable.workflow
+async def slow_writer() -> None:
+    stream = durable.get_writable("late")
+    await durable.sleep(0.2)
+    for i in range(5):
+        await stream.write(i)
+
+
+async def test_a_negative_start_on_an_empty_stream_then_follows_from_the_beginning(runtime: durable.Runtime) -> None:
+    """start_index=-2 on a stream still empty resolves once, at the first read: no later chunk is skipped."""
+    run = await runtime.start(slow_writer)
+    assert [c async for c in run.stream("late", start_index=-2)] == [0, 1, 2, 3, 4]

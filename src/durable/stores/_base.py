@@ -95,6 +95,7 @@ class ChunkPage:
     chunks: list[Chunk]
     closed: bool  # no chunk will follow the last one returned
     error: str | None  # set when the stream ended because its run failed
+    start: int = 0  # the index the read started at (a negative start resolved against the end)
 
 
 @dataclass(frozen=True, slots=True)

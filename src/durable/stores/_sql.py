@@ -784,15 +784,15 @@ def read_chunks(db: DB, run_id: str, namespace: str, start: int, limit: int) -> 
     end = start + len(chunks)
     if stream:
         next_index, closed, error = stream[0]
-        return ChunkPage(chunks, bool(closed) and end >= next_index, error if closed else None)
+        return ChunkPage(chunks, bool(closed) and end >= next_index, error if closed else None, start)
     run = db.execute("SELECT status, error FROM runs WHERE run_id = ?", (run_id,))
     if not run:
         raise RunNotFound(run_id)
     status = run[0][0]
     if status in TERMINAL:
         error = None if status == "completed" else ("run cancelled" if status == "cancelled" else _error_text(run[0][1]))
-        return ChunkPage(chunks, True, error)
-    return ChunkPage(chunks, False, None)
+        return ChunkPage(chunks, True, error, start)
+    return ChunkPage(chunks, False, None, start)
 
 
 def list_streams(db: DB, run_id: str) -> list[tuple[str, int, bool]]:

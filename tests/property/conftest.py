@@ -8,28 +8,40 @@
 Tests size themselves with :func:`examples` (a per-test base count scaled by the profile), because
 a property that starts a real runtime per example cannot afford as many examples as one that
 only encodes values. The per-test timeout scales the same way.
+
+``DURABLE_MUTANT=<name>`` applies one deliberately injected bug from mutants.py (in memory), to
+show that the properties catch it; ``python -m tests.property.mutants`` runs them all.
 """
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, Phase, settings
 from hypothesis.database import DirectoryBasedExampleDatabase
 
+from .mutants import apply_from_env
+
+# A deliberately injected bug (see mutants.py), applied in memory before any test module loads.
+MUTANT = apply_from_env()
 PROFILE = os.environ.get("HYPOTHESIS_PROFILE", "ci")
 SCALE = {"ci": 1, "thorough": 20}.get(PROFILE, 1)
 _DATABASE = DirectoryBasedExampleDatabase(str(Path(__file__).resolve().parents[2] / ".hypothesis" / "examples"))
 
-_common = {
+_common: dict[str, Any] = {
     "deadline": None,  # examples that start a runtime take tens of milliseconds, unevenly on a shared machine
     "suppress_health_check": [HealthCheck.too_slow, HealthCheck.data_too_large],
-    "database": _DATABASE,
+    "database": None if MUTANT else _DATABASE,  # a mutant's failures must not be replayed against real code
     "derandomize": False,
     "print_blob": True,
 }
+if MUTANT:
+    # Showing that a property fails needs no minimal example, and shrinking examples that hang
+    # under a mutant would take minutes.
+    _common["phases"] = [Phase.explicit, Phase.reuse, Phase.generate]
 settings.register_profile("ci", max_examples=100, **_common)
 settings.register_profile("thorough", max_examples=100 * 20, **_common)
 settings.load_profile(PROFILE if PROFILE in ("ci", "thorough") else "ci")

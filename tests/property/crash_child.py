@@ -18,6 +18,7 @@ from durable import _codec
 from durable.stores._sqlite import SQLiteStore
 
 from .harness import drive_hooks
+from .mutants import apply_from_env
 from .programs import Program, to_workflow
 
 
@@ -35,4 +36,5 @@ async def main(db_path: str, program_file: str, run_id: str) -> None:
 
 
 if __name__ == "__main__":
+    apply_from_env()  # the mutation check's injected bug, if any, lives in this process too
     anyio.run(main, *sys.argv[1:4])

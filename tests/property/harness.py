@@ -86,7 +86,7 @@ async def read_history(store: Store, run_id: str, commits: Sequence[Commit] = ()
     )
 
 
-async def run_on_runtime(program: Program, store: RecordingStore | None = None, *, timeout: float = 30.0) -> History:
+async def run_on_runtime(program: Program, store: RecordingStore | None = None, *, timeout: float = 20.0) -> History:
     """(a) Run ``program`` uninterrupted on the real runtime (``memory://`` unless a store is given)."""
     store = store if store is not None else RecordingStore()
     workflow = to_workflow(program)

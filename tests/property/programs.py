@@ -243,7 +243,7 @@ class Interpreter:
     async def seq(self, seq: Seq) -> list[Any]:
         return [await self.node(item) for item in seq.items]
 
-    async def node(self, n: Any) -> Any:  # noqa: C901 - one dispatch over the node types
+    async def node(self, n: Any) -> Any:
         if self.trace is not None:
             self.trace.append(n)
         if isinstance(n, Step):
@@ -502,7 +502,7 @@ class _Renderer:
             lines.append(f"{pad}return [{', '.join(names)}]")
         return lines
 
-    def node(self, n: Any, indent: int) -> tuple[str, list[str]]:  # noqa: C901 - one case per node type
+    def node(self, n: Any, indent: int) -> tuple[str, list[str]]:
         pad = "    " * indent
         r = self.var()
         if isinstance(n, Step):
@@ -611,7 +611,28 @@ def _replace_seq(seq: Seq, path: list[int], new_items: tuple[Any, ...]) -> Seq:
 
 
 __all__ = [
-    "EXHAUSTED", "HookAwait", "HookCreate", "HookTimeout", "Interpreter", "Parallel", "Program", "Random", "STEPS",
-    "STEP_DELAY", "STEP_MAX_ATTEMPTS", "Seq", "Sleep", "Step", "WORKFLOW_NAME", "Write", "Yield", "executions",
-    "field", "plan_attempt", "programs", "render", "sequences", "to_workflow",
+    "EXHAUSTED",
+    "STEPS",
+    "STEP_DELAY",
+    "STEP_MAX_ATTEMPTS",
+    "WORKFLOW_NAME",
+    "HookAwait",
+    "HookCreate",
+    "HookTimeout",
+    "Interpreter",
+    "Parallel",
+    "Program",
+    "Random",
+    "Seq",
+    "Sleep",
+    "Step",
+    "Write",
+    "Yield",
+    "executions",
+    "field",
+    "plan_attempt",
+    "programs",
+    "render",
+    "sequences",
+    "to_workflow",
 ]

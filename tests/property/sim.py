@@ -23,7 +23,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from durable import _codec
-from durable._commands import CancelWait, CloseStream, Command, CreateHook, DisposeHook, ScheduleStep, StartWait, WriteChunk
+from durable._commands import (
+    CancelWait,
+    CloseStream,
+    Command,
+    CreateHook,
+    DisposeHook,
+    ScheduleStep,
+    StartWait,
+    WriteChunk,
+)
 from durable._errorinfo import decode_error, encode_error
 from durable._events import REPLAY_KINDS, Event, EventKind
 from durable._replay import Outcome, WorkflowInstance

@@ -9,15 +9,26 @@ within one transaction is not specified.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from durable import _codec
-from durable._commands import CancelWait, CloseStream, Command, CreateHook, DisposeHook, ScheduleStep, StartWait, WriteChunk
+from durable._commands import (
+    CancelWait,
+    CloseStream,
+    Command,
+    CreateHook,
+    DisposeHook,
+    ScheduleStep,
+    StartWait,
+    WriteChunk,
+)
 from durable._errorinfo import decode_error, encode_error
 from durable._errors import DurableError, HookNotFound, RunNotFound, StepFailed, StreamClosedError
 from durable._events import REPLAY_KINDS, EventKind
+from durable.stores._base import Chunk as StoreChunk
 from durable.stores._base import (
     ChunkPage,
     CommitResult,
@@ -28,7 +39,6 @@ from durable.stores._base import (
     StepClaim,
     StepRecord,
 )
-from durable.stores._base import Chunk as StoreChunk
 
 ACTIVE = ("pending", "running")
 TERMINAL = ("completed", "failed", "cancelled")
@@ -119,6 +129,16 @@ class ModelStream:
     chunks: list[StoreChunk] = field(default_factory=list)
     closed: bool = False
     error: str | None = None
+    closed_by: str | None = None  # "step_id#attempt" of the step attempt that closed it by appending
+
+    def refuses(self, step_id: str | None, attempt: int | None) -> bool:
+        """Closed to this writer: only a later attempt of the step whose attempt closed it may reopen it."""
+        if not self.closed:
+            return False
+        writer = f"{step_id}#{attempt}" if step_id is not None else None
+        reopen = step_id is not None and self.closed_by is not None and self.closed_by.startswith(f"{step_id}#") \
+            and self.closed_by != writer
+        return not reopen
 
 
 def _error_text(error: bytes | None) -> str:
@@ -200,11 +220,15 @@ class StoreModel:
         self.runs[new.run_id] = run
         return run.record(), True
 
-    def claimable_runs(self, names: Sequence[str], now: float) -> list[ModelRun]:
+    def free(self, owner: str | None, worker: str, now: float) -> bool:
+        """A lease ``worker`` may take over: nobody's, or another worker's that is not alive (its own never lapses)."""
+        return owner is None or (owner != worker and not self.alive(owner, now))
+
+    def claimable_runs(self, names: Sequence[str], worker: str, now: float) -> list[ModelRun]:
         return sorted(
             (r for r in self.runs.values()
              if r.wake_at is not None and r.wake_at <= now and r.status in ACTIVE and r.workflow_name in names
-             and not self.alive(r.owner, now)),
+             and self.free(r.owner, worker, now)),
             key=lambda r: r.wake_at or 0.0,
         )
 
@@ -236,7 +260,7 @@ class StoreModel:
             self._finalize(run_id, "run cancelled")
         return run.record()
 
-    def commit(self, inv: Invocation) -> CommitResult:  # noqa: C901 - mirrors one transaction, top to bottom
+    def commit(self, inv: Invocation) -> CommitResult:
         run = self.runs.get(inv.run_id)
         if run is None:
             return CommitResult(False, "no such run")
@@ -254,23 +278,23 @@ class StoreModel:
                 return CommitResult(False, "run is leased", run_status=run.status)
         # A refused speculative event refuses the whole commit: nothing of it may stay. Each event
         # is checked against the state the earlier ones of the same commit leave.
-        started, finished, fired = run.status != "pending", set(), set()
+        seen: set[tuple[str, str | None]] = set()
         for ev in inv.speculative:
             corr = ev.correlation_id or ""
-            if ev.kind == EventKind.RUN_STARTED:
-                if started:
-                    return CommitResult(False, "run already started", run_status=run.status)
-                started = True
+            if (str(ev.kind), ev.correlation_id) in seen:
+                return CommitResult(False, f"{ev.kind} twice", run_status=run.status)
+            seen.add((str(ev.kind), ev.correlation_id))
+            if ev.kind == EventKind.RUN_STARTED and run.status != "pending":
+                return CommitResult(False, "run already started", run_status=run.status)
             if ev.kind in (EventKind.STEP_COMPLETED, EventKind.STEP_FAILED):
-                step = self.steps.get((inv.run_id, corr))
-                if step is None or step.status != "running" or corr in finished:
+                if {(str(EventKind.STEP_COMPLETED), ev.correlation_id), (str(EventKind.STEP_FAILED), ev.correlation_id)} <= seen:
+                    return CommitResult(False, "step finished twice", run_status=run.status)
+                if not self.step_accepts(inv.run_id, corr, ev.kind, ev.attempt):
                     return CommitResult(False, "step not running", run_status=run.status)
-                finished.add(corr)
             if ev.kind == EventKind.WAIT_COMPLETED:
                 wait = self.waits.get((inv.run_id, corr))
-                if wait is None or wait[1] != "waiting" or corr in fired:
+                if wait is None or wait[1] != "waiting":
                     return CommitResult(False, "wait not pending", run_status=run.status)
-                fired.add(corr)
         now = inv.now
         for ev in inv.speculative:
             if ev.kind == EventKind.RUN_STARTED:
@@ -289,13 +313,19 @@ class StoreModel:
             self._append(run, ev.kind, ev.correlation_id, ev.created_at, data=ev.data, attempt=ev.attempt)
 
         conflicts = False
+        lost_write: StreamClosedError | None = None
         new_steps = [c for c in inv.commands if isinstance(c, ScheduleStep)]
         claiming = {c.correlation_id for c in new_steps[: inv.claim_steps]} if inv.status == "suspended" else set()
         claimed: list[StepClaim] = []
         for cmd in inv.commands:
-            self._command(run, cmd, inv, now, claiming, claimed)
+            written = self._command(run, cmd, inv, now, claiming, claimed)
             if isinstance(cmd, CreateHook) and run.events[-1].kind == EventKind.HOOK_CONFLICT:
                 conflicts = True
+            if isinstance(cmd, WriteChunk) and not written and lost_write is None:
+                lost_write = StreamClosedError(run.run_id, cmd.namespace)
+        if lost_write is not None:
+            # A workflow write to a stream a step closed cannot be delivered: the run fails with it.
+            inv = dataclasses.replace(inv, status="failed", result=None, error=encode_error(lost_write))
         if inv.status == "suspended":
             run.wake_at = now if (not clean or conflicts) else inv.next_wake
             run.owner = None
@@ -311,7 +341,8 @@ class StoreModel:
                             conflicts=conflicts)
 
     def _command(self, run: ModelRun, cmd: Command, inv: Invocation, now: float, claiming: set[str],
-                 claimed: list[StepClaim]) -> None:
+                 claimed: list[StepClaim]) -> bool:
+        """Apply one command; False only for a write to a closed stream (it is lost)."""
         corr, run_id = cmd.correlation_id, run.run_id
         if isinstance(cmd, ScheduleStep):
             self._append(run, EventKind.STEP_CREATED, corr, now, name=cmd.name, data=cmd.input)
@@ -345,14 +376,17 @@ class StoreModel:
             self._append(run, EventKind.HOOK_DISPOSED, corr, now)
         elif isinstance(cmd, WriteChunk):
             stream = self._stream(run_id, cmd.namespace)
-            if not stream.closed:
-                stream.chunks.append(StoreChunk(len(stream.chunks), cmd.data, None, None, now))
-                self._append(run, EventKind.STREAM_WRITTEN, corr, now, name=cmd.namespace, data=cmd.digest)
+            if stream.refuses(None, None):
+                return False
+            stream.chunks.append(StoreChunk(len(stream.chunks), cmd.data, None, None, now))
+            stream.closed, stream.closed_by = False, None
+            self._append(run, EventKind.STREAM_WRITTEN, corr, now, name=cmd.namespace, data=cmd.digest)
         elif isinstance(cmd, CloseStream):
             stream = self._stream(run_id, cmd.namespace)
             if not stream.closed:
                 stream.closed, stream.error = True, None
             self._append(run, EventKind.STREAM_CLOSED, corr, now, name=cmd.namespace)
+        return True
 
     # -- steps -------------------------------------------------------------------------------------
 
@@ -364,7 +398,7 @@ class StoreModel:
             key=lambda s: s.ready_at or 0.0,
         )
         orphans = [s for s in self.steps.values() if s.status == "running" and s.name in names
-                   and not self.alive(s.owner, now)]
+                   and self.free(s.owner, worker, now)]
         self.blocks += 1
         claims = []
         for step in [*pending, *orphans]:
@@ -388,11 +422,18 @@ class StoreModel:
                                     step.started_at, run.workflow_name))
         return claims
 
+    def step_accepts(self, run_id: str, step_id: str, kind: str, attempt: int | None) -> bool:
+        """A running step takes a result from any attempt, a failure or retry only from the attempt now running."""
+        step = self.steps.get((run_id, step_id))
+        if step is None or step.status != "running":
+            return False
+        return kind == EventKind.STEP_COMPLETED or attempt is None or attempt == step.attempt
+
     def finish_step(self, run_id: str, step_id: str, kind: str, data: bytes, attempt: int, now: float,
                     retry_at: float | None) -> bool:
         run = self.runs.get(run_id)
         step = self.steps.get((run_id, step_id))
-        if run is None or step is None or step.status != "running":
+        if run is None or step is None or not self.step_accepts(run_id, step_id, kind, attempt):
             return False
         if kind == EventKind.STEP_COMPLETED:
             step.status, step.output, step.completed_at = "completed", data, now
@@ -437,12 +478,13 @@ class StoreModel:
         if run is None:
             raise RunNotFound(run_id)
         stream = self.streams.get((run_id, namespace))
-        if run.status in TERMINAL or (stream is not None and stream.closed):
+        if run.status in TERMINAL or (stream is not None and stream.refuses(step_id, attempt)):
             raise StreamClosedError(run_id, namespace)
         stream = self._stream(run_id, namespace)
         for data in chunks:
             stream.chunks.append(StoreChunk(len(stream.chunks), data, step_id, attempt, now))
         stream.closed = close
+        stream.closed_by = (f"{step_id}#{attempt}" if step_id is not None else None) if close else None
         return len(stream.chunks)
 
     def close_stream(self, run_id: str, namespace: str, error: str | None) -> None:

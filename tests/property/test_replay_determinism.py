@@ -4,7 +4,8 @@ For generated programs, the result, the commands behind every (event kind, corre
 the stream contents are the same when the run is (a) executed uninterrupted by the real runtime,
 (b) replayed cold from its log at every suspension point, (c) resumed slice by slice with one
 sticky instance, and (d) executed with parallel steps, timers and hook payloads completing in
-other orders (by the simulator).
+other orders (by the simulator). Every run must also match :mod:`oracle`, an evaluation of the
+program that does not use durable at all, so a bug shared by every path is caught too.
 """
 
 from __future__ import annotations
@@ -19,13 +20,20 @@ from durable.testing import replay_events
 
 from .conftest import examples
 from .harness import check_chunk_indices, differences, observe, run_on_runtime
+from .oracle import expected, oracle_differences
 from .programs import Program, programs, to_workflow
-from .sim import check_commits, simulate
+from .sim import History, check_commits, simulate
 
 
-def _agree(expected: str, program: Program, reference: object, other: object) -> None:
-    problems = differences(observe(reference), observe(other))  # type: ignore[arg-type]
+def _agree(expected: str, program: Program, reference: History, other: History) -> None:
+    problems = differences(observe(reference), observe(other))
     assert not problems, f"{expected} disagrees for\n{program!r}\n" + "\n".join(problems)
+
+
+def _as_the_oracle_says(program: Program, history: History) -> None:
+    """The run did what the program means (the independent evaluator, same seed)."""
+    problems = oracle_differences(expected(program, history.seed), observe(history))
+    assert not problems, f"the run departs from the program's meaning:\n{program!r}\n" + "\n".join(problems)
 
 
 @settings(max_examples=examples(40))
@@ -42,6 +50,7 @@ def test_runtime_replays_and_permuted_schedules_agree(program: Program, schedule
     final = replay_events(workflow, real.events, input=real.input, seed=real.seed)
     assert final.new_commands == []
     assert final.status == real.status
+    _as_the_oracle_says(program, real)
     for rng in schedules:
         permuted = simulate(program, seed=real.seed, rng=rng)
         check_commits(workflow, permuted)
@@ -65,5 +74,6 @@ def test_simulated_schedules_replay_and_agree(
     histories = [simulate(program, seed=seed, rng=rng, batch=batch, evict=evict) for rng in schedules]
     for history in histories:
         check_commits(workflow, history)
+        _as_the_oracle_says(program, history)
     for other in histories[1:]:
         _agree("another schedule", program, histories[0], other)

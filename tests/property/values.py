@@ -15,7 +15,7 @@ import json
 import math
 import pathlib
 import random
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import UTC, datetime, time, timedelta, timezone
 from decimal import Decimal
 from typing import Any
 
@@ -97,7 +97,7 @@ floats = st.floats(allow_nan=True, allow_infinity=True) | st.sampled_from([0.0, 
 
 fixed_offsets = st.builds(
     timezone, st.timedeltas(min_value=timedelta(hours=-23, minutes=-59), max_value=timedelta(hours=23, minutes=59))
-) | st.sampled_from([timezone.utc, timezone(timedelta(hours=5, minutes=30)), timezone(timedelta(hours=-8), "PST")])
+) | st.sampled_from([UTC, timezone(timedelta(hours=5, minutes=30)), timezone(timedelta(hours=-8), "PST")])
 tzinfos = fixed_offsets | st.timezones()
 datetimes = st.datetimes() | st.datetimes(timezones=tzinfos)
 times = st.times() | st.times(timezones=fixed_offsets)

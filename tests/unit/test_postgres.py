@@ -102,7 +102,7 @@ def assert_each_step_recorded_once(url: str, steps: int) -> None:
             "GROUP BY 1, 2, 3 HAVING count(*) <> 1"
         ).fetchall()
         assert dupes == []
-        counts = dict(conn.execute(  # type: ignore[arg-type]
+        counts = dict(conn.execute(
             "SELECT kind, count(*) FROM events WHERE kind IN ('step_created', 'step_completed') GROUP BY kind"
         ).fetchall())
         assert counts == {"step_created": steps, "step_completed": steps}
@@ -166,7 +166,7 @@ async def test_driver_errors_become_store_errors_at_one_boundary(pg_url: str) ->
     try:
         with pg.connect(pg_url) as conn:
             conn.execute("DROP TABLE runs CASCADE")
-        with pytest.raises(durable.StoreError, match="get_run failed: .*runs") as caught:
+        with pytest.raises(durable.StoreError, match=r"get_run failed: .*runs") as caught:
             await store.get_run("r1")
         assert isinstance(caught.value.__cause__, psycopg.Error)
     finally:
@@ -575,11 +575,11 @@ def test_three_workers_300_runs_and_one_sigkilled(pg_url: str, tmp_path: Path, v
                 assert time.monotonic() < deadline, f"runs stalled at {completed()}/{runs}"
                 time.sleep(0.1)
 
-            outputs = dict(conn.execute("SELECT run_id, output FROM runs").fetchall())  # type: ignore[arg-type]
+            outputs = dict(conn.execute("SELECT run_id, output FROM runs").fetchall())
             assert {rid: _codec.decode(outputs[rid]) for rid in run_ids} == {
                 rid: expected_chain(i, n) for i, rid in enumerate(run_ids)
             }
-            finished = dict(conn.execute(  # type: ignore[arg-type]
+            finished = dict(conn.execute(
                 "SELECT run_id || ' ' || corr_id, attempt FROM events WHERE kind = 'step_completed'"
             ).fetchall())
             assert conn.execute("SELECT count(*) FROM runs WHERE run_id = ANY(%s) AND status = 'completed'",

@@ -7,6 +7,7 @@ shrank to, so the bug stays pinned down even if the generators change.
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC
 from typing import Any
 
 import pytest
@@ -104,9 +105,9 @@ def test_datetimes_keep_fold_zone_names_and_sub_second_offsets(value: str) -> No
 
 def test_plain_datetimes_keep_their_iso_encoding() -> None:
     """The fix above leaves the bytes of ordinary datetimes unchanged, so existing logs still replay."""
-    from datetime import datetime, timezone
+    from datetime import datetime
 
-    assert _codec.encode(datetime(2024, 1, 2, 3, 4, 5, tzinfo=timezone.utc)) == b'DJ1:{"$datetime":"2024-01-02T03:04:05+00:00"}'
+    assert _codec.encode(datetime(2024, 1, 2, 3, 4, 5, tzinfo=UTC)) == b'DJ1:{"$datetime":"2024-01-02T03:04:05+00:00"}'
 
 
 def test_strings_with_lone_surrogates_round_trip() -> None:
@@ -125,10 +126,8 @@ def test_builtin_exceptions_keep_state_their_init_sets() -> None:
     assert str(decoded) == str(original)
 
 
-# -- runtime and streams (found by tests/property/test_crash_anywhere.py; not fixed here) -----------
-# These live in _streams.py / stores/, which the lead owns. Each test is a strict xfail: it
-# turns into a failure ("XPASS(strict)") as soon as the bug is fixed, as a reminder to drop the
-# marker and the matching guard in tests/property/crashing.py.
+# -- runtime, streams and stores (found by the crash and store-model properties; fixed in
+# _streams.py / stores/ by 760b79f, which these tests first pinned as strict xfails) -------------
 
 
 @durable.step(name="regressions.stream_then_close", retry_delay=0.001)
@@ -143,7 +142,6 @@ async def streaming() -> str:
     return await stream_then_close()
 
 
-@pytest.mark.xfail(strict=True, reason="a re-run attempt finds the stream its crashed attempt closed, and fails")
 @pytest.mark.anyio
 async def test_a_step_that_closed_its_stream_completes_after_a_crash(tmp_path: Any) -> None:
     """A worker dying after a step closed its stream but before its completion was recorded must not doom the step.
@@ -151,9 +149,9 @@ async def test_a_step_that_closed_its_stream_completes_after_a_crash(tmp_path: A
     Found by test_crash_anywhere (simulated crash ``before-outcome``, and a real SIGKILL): the
     re-run attempt (same step_id, attempt 2) writes to the stream attempt 1 closed, gets
     StreamClosedError -- which fails a step at once -- and the run fails. At-least-once steps
-    that close their stream (the documented ``async with writer:`` pattern) cannot survive a
-    crash in that window. A fix: record a step's stream close with its outcome (in the same
-    transaction), or let a later attempt of the step that closed a stream reopen it.
+    that close their stream (the documented ``async with writer:`` pattern) could not survive a
+    crash in that window. Fixed by letting a later attempt of the step that closed a stream
+    reopen it.
     """
     from durable.stores._sqlite import SQLiteStore
 
@@ -185,13 +183,13 @@ async def test_a_step_that_closed_its_stream_completes_after_a_crash(tmp_path: A
         assert await second.run(run.run_id).result(timeout=10) == "done"
 
 
-@pytest.mark.xfail(strict=True, reason="StreamWriter.aclose() leaves its channel open when the last flush fails")
 @pytest.mark.anyio
 async def test_a_writer_whose_flush_fails_still_releases_its_channel() -> None:
     """StreamWriter.aclose() closes its memory channel even when flushing raised (else: ResourceWarning at GC).
 
-    Found by test_crash_anywhere: after a store error, ``aclose`` re-raises the flush error
-    from ``try/finally`` but ``self._send.close()`` sits after that block, so it never runs.
+    Found by test_crash_anywhere: after a store error, ``aclose`` re-raised the flush error
+    from ``try/finally`` with ``self._send.close()`` after that block, so it never ran (and the
+    flusher task waited forever).
     """
     import gc
     import warnings
@@ -225,16 +223,14 @@ async def test_a_writer_whose_flush_fails_still_releases_its_channel() -> None:
     assert not [w for w in caught if "Unclosed" in str(w.message)], [str(w.message) for w in caught]
 
 
-@pytest.mark.xfail(strict=True, reason="a commit refused on a later speculative event keeps the earlier ones' updates")
 @pytest.mark.anyio
 async def test_a_refused_commit_changes_nothing() -> None:
     """A commit refused on its second speculative event leaves the run exactly as it was.
 
     Found by test_store_model: ``speculative=[run_started, run_started]`` returns ok=False
     ("run already started") yet the first one's ``UPDATE runs SET status = 'running'`` stays
-    committed -- a running run with no ``run_started`` event, which no invocation will ever
-    start. stores/_sql.py's commit() applies each speculative event before checking the
-    next; it should check them all first (or raise, so the transaction rolls back).
+    committed -- a running run with no ``run_started`` event, which no invocation would ever
+    start. Fixed by checking every speculative event before writing anything.
     """
     from durable.stores._base import Invocation, NewEvent, NewRun
     from durable.stores._sqlite import SQLiteStore

@@ -274,6 +274,20 @@ def _pg(statement: str) -> tuple[str, bool]:
     return statement.replace("%", "%%").replace("?", "%s"), returns
 
 
+_MULTIROW_MAX = 64
+_VALUES = re.compile(r"^(INSERT INTO .*? VALUES )(\([?,]+\))$", re.DOTALL)
+
+
+@functools.lru_cache(maxsize=256)
+def _multirow(statement: str, count: int) -> str | None:
+    """``INSERT ... VALUES (?,?)`` for ``count`` rows as one multi-row INSERT, or None if it is another shape."""
+    match = _VALUES.match(statement.strip())
+    if match is None:
+        return None
+    head, row = match.groups()
+    return _pg(head + ",".join([row] * count))[0]
+
+
 class _Tx:
     """The :class:`_sql.DB` view of one pooled connection inside one transaction.
 
@@ -292,21 +306,25 @@ class _Tx:
     skip_locked = " FOR UPDATE SKIP LOCKED"
 
     def __init__(self, conn: psycopg.Connection[Any]) -> None:
-        self.conn = conn
+        self.cursor = conn.cursor()  # one cursor for the whole transaction: a new one per statement costs ~2x
         self.pipeline: psycopg.Pipeline | None = None
         self.topics: list[tuple[str, ...]] = []
 
     def execute(self, statement: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         query, returns = _pg(statement)
-        cursor = self.conn.execute(query, params)
+        self.cursor.execute(query, params)
         if not returns:
             return []
         if self.pipeline is not None:
             self.pipeline.sync()
-        return cursor.fetchall()
+        return self.cursor.fetchall()
 
     def executemany(self, statement: str, rows: Sequence[Sequence[Any]]) -> None:
-        self.conn.cursor().executemany(_pg(statement)[0], rows)
+        multi = _multirow(statement, len(rows)) if 1 < len(rows) <= _MULTIROW_MAX else None
+        if multi is not None:  # one statement, not one per row: psycopg's per-statement cost dominates here
+            self.cursor.execute(multi, [value for row in rows for value in row])
+        else:
+            self.cursor.executemany(_pg(statement)[0], rows)
 
     def note(self, *topic: str) -> None:
         if topic not in self.topics:
@@ -570,7 +588,7 @@ class PostgresStore(Store):
             if not write:  # autocommit: each statement its own snapshot, as READ COMMITTED gives anyway
                 return fn(tx, *args), tx.topics
             with conn.pipeline() as tx.pipeline:
-                conn.execute("BEGIN")
+                tx.cursor.execute("BEGIN")
                 value = fn(tx, *args)
                 # Before COMMIT: the transaction id (to look the outcome up should the connection
                 # break during COMMIT) and the NOTIFYs, which PostgreSQL delivers at commit.
@@ -580,7 +598,7 @@ class PostgresStore(Store):
                 )[0]
                 xid = row[0] if row else None
                 committing = True
-                conn.execute("COMMIT")
+                tx.cursor.execute("COMMIT")
             return value, tx.topics
         except psycopg.Error as exc:
             self._rollback(conn)

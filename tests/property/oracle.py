@@ -1,0 +1,141 @@
+"""What a generated program must produce, computed without durable: the properties' independent oracle.
+
+Comparing the engine with itself (cold against sticky, one schedule against another, the
+runtime against the simulator) cannot see a bug every path shares -- a hook payload handed out
+twice, a step result given to the wrong awaiter in every run alike. Generated programs are
+simple enough to evaluate directly: step attempts follow :func:`programs.plan_attempt`, hooks
+hand out their payloads in order, ``durable.random()`` is the run's seeded ``random.Random``
+(drawn only outside parallel branches, so in program order), and everything else has a fixed
+result.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import deque
+from typing import Any
+
+from durable._errorinfo import type_name
+
+from .harness import Observation
+from .programs import (
+    HookAwait,
+    HookCreate,
+    HookTimeout,
+    Parallel,
+    Program,
+    Random,
+    Seq,
+    Sleep,
+    Step,
+    Write,
+    Yield,
+    caught,
+    plan_attempt,
+)
+from .values import strict_eq
+
+
+class _RunFails(Exception):
+    def __init__(self, error: BaseException) -> None:
+        self.error = error
+
+
+class _Evaluator:
+    def __init__(self, seed: str) -> None:
+        self.random = random.Random(f"{seed}:random")  # what durable.random() draws from
+        self.streams: dict[str, list[tuple[Any, int | None]]] = {}
+        self.hooks: dict[str, list[Any]] = {}
+        self.unread: dict[int, deque[Any]] = {}
+        self.steps: dict[int, tuple[str, tuple[str, ...], Any]] = {}
+        self.timers = 0
+
+    def write(self, namespace: str, value: Any, attempt: int | None = None) -> None:
+        self.streams.setdefault(namespace, []).append((value, attempt))
+
+    def seq(self, seq: Seq) -> list[Any]:
+        return [self.node(item) for item in seq.items]
+
+    def node(self, n: Any) -> Any:
+        if isinstance(n, Step):
+            return self.step(n)
+        if isinstance(n, Sleep):
+            self.timers += 1
+            return None
+        if isinstance(n, HookCreate):
+            self.unread[n.hid] = deque(n.payloads)
+            self.hooks[n.token] = []
+            return None
+        if isinstance(n, HookAwait):
+            payload = self.unread[n.hid].popleft()
+            self.hooks[f"h{n.hid}"].append(payload)
+            return payload
+        if isinstance(n, HookTimeout):
+            assert not self.unread[n.hid], "generated programs time out only on exhausted hooks"
+            self.timers += 1
+            return "timeout"
+        if isinstance(n, Write):
+            self.write(n.namespace, n.value)
+            return None
+        if isinstance(n, Random):
+            if self.random.random() < 0.5:
+                return ["heads", self.seq(n.then)]
+            return ["tails", self.seq(n.otherwise)]
+        if isinstance(n, Parallel):
+            return [self.seq(b) for b in n.branches]  # branches share nothing: any order gives this
+        raise TypeError(n)
+
+    def step(self, n: Step) -> Any:
+        attempt = 0
+        while True:
+            attempt += 1
+            plan = plan_attempt(n.key, n.arg, n.fails, n.fatal, n.chunks, attempt)
+            for chunk in plan.chunks:
+                self.write(f"s{n.key}", chunk, attempt)
+            if plan.outcome == "retry":
+                continue
+            if plan.outcome == "completed":
+                self.steps[n.key] = (n.name, (), ("completed", plan.value))
+                return plan.value
+            assert plan.error is not None
+            self.steps[n.key] = (n.name, (), ("failed", type_name(plan.error), str(plan.error)))
+            if n.guarded:
+                return caught(plan.error)
+            raise _RunFails(plan.error)
+
+
+def expected(program: Program, seed: str) -> Observation:
+    """The observation every correct run of ``program`` with this seed must produce."""
+    ev = _Evaluator(seed)
+    try:
+        if program.generator:
+            for i, item in enumerate(program.body.items):
+                ev.write("default", item.value if isinstance(item, Yield) else {"item": i, "result": ev.node(item)})
+            outcome: tuple[Any, ...] = ("completed", None)
+        else:
+            outcome = ("completed", ev.seq(program.body))
+    except _RunFails as fails:
+        outcome = ("failed", type_name(fails.error), str(fails.error))
+    streams = {ns: (values, True) for ns, values in ev.streams.items()}
+    hooks = {token: ((), payloads) for token, payloads in ev.hooks.items()}
+    return Observation(outcome, ev.steps, hooks, streams, ev.timers)
+
+
+def oracle_differences(want: Observation, got: Observation, *, step_streams: bool = True) -> list[str]:
+    """Where a run's observation departs from the oracle's (event kinds, which the oracle does not predict, aside)."""
+    out = []
+    if not strict_eq(want.outcome, got.outcome):
+        out.append(f"outcome:\n    expected {want.outcome!r}\n    actual   {got.outcome!r}")
+    steps = {k: (name, result) for k, (name, _, result) in got.steps.items()}
+    if not strict_eq({k: (name, result) for k, (name, _, result) in want.steps.items()}, steps):
+        out.append(f"steps:\n    expected {want.steps!r}\n    actual   {got.steps!r}")
+    payloads = {token: p for token, (_, p) in got.hooks.items()}
+    if not strict_eq({token: p for token, (_, p) in want.hooks.items()}, payloads):
+        out.append(f"hook payloads:\n    expected {want.hooks!r}\n    actual   {got.hooks!r}")
+    streams = {ns: s for ns, s in got.streams.items() if step_streams or not ns.startswith("s")}
+    wanted = {ns: s for ns, s in want.streams.items() if step_streams or not ns.startswith("s")}
+    if not strict_eq(wanted, streams):
+        out.append(f"streams:\n    expected {wanted!r}\n    actual   {streams!r}")
+    if want.timers_fired != got.timers_fired:
+        out.append(f"timers fired: expected {want.timers_fired}, actual {got.timers_fired}")
+    return out

@@ -97,6 +97,7 @@ class Backend:
 
     def __init__(self, kind: str) -> None:
         self.kind = kind
+        self._conn: Any = None
         if kind == "postgresql":
             import psycopg
 
@@ -110,15 +111,24 @@ class Backend:
             self.sql_target = path
 
     def query(self, sql: str, params: tuple[Any, ...] = ()) -> Any:
+        """One value, on a connection kept open (a new PostgreSQL connection costs a server process)."""
+        if self._conn is None:
+            if self.kind == "postgresql":
+                self._conn = self._psycopg.connect(self.sql_target, autocommit=True)
+            else:
+                self._conn = sqlite3.connect(self.sql_target, timeout=60, isolation_level=None, check_same_thread=False)
         if self.kind == "postgresql":
-            with self._psycopg.connect(self.sql_target, autocommit=True) as conn:
-                row = conn.execute(sql.replace("?", "%s"), params).fetchone()
-        else:
-            with sqlite3.connect(self.sql_target, timeout=60) as conn_:
-                row = conn_.execute(sql, params).fetchone()
+            sql = sql.replace("?", "%s")
+        row = self._conn.execute(sql, params).fetchone()
         return row[0] if row else None
 
+    def drop_connection(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
     def drop(self) -> None:
+        self.drop_connection()
         if self.kind == "postgresql":
             with self._psycopg.connect(PG_BASE, autocommit=True) as conn:
                 conn.execute(f'DROP SCHEMA IF EXISTS "{self.schema}" CASCADE')
@@ -135,8 +145,8 @@ class Workers:
             try:
                 if backend.query("SELECT count(*) FROM workers") == count:
                     return
-            except Exception:
-                pass  # the first worker is still creating the schema
+            except Exception:  # the first worker is still creating the schema
+                backend.drop_connection()
             if time.monotonic() > deadline or any(p.poll() is not None for p in self.procs):
                 self.stop()
                 raise RuntimeError("workers did not start")
@@ -170,7 +180,7 @@ async def batch(backend: Backend, runs: int, steps: int) -> float:
             )
             if done == runs:
                 return time.perf_counter() - t0
-            await asyncio.sleep(0.01)
+            await asyncio.sleep(0.02)
     finally:
         await store.aclose()
 

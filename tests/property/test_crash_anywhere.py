@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import gc
 import logging
 import os
@@ -26,13 +27,14 @@ import subprocess
 import sys
 import tempfile
 import time
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import anyio
 import pytest
-from hypothesis import assume, event, given, note, settings
+from hypothesis import Phase, assume, event, given, note, settings
 from hypothesis import strategies as st
 
 import durable
@@ -40,9 +42,9 @@ from durable import _codec
 from durable.stores._sqlite import SQLiteStore
 
 from .conftest import examples
-from .crashing import CrashingStore, CrashPlan, SimulatedCrash, check_recovered
+from .crashing import WRITER_SHUTDOWN_LEAK_BUG, CrashingStore, CrashPlan, SimulatedCrash, check_recovered
 from .harness import drive_hooks, read_history
-from .programs import Program, Step, programs, to_workflow
+from .programs import STEP_MAX_ATTEMPTS, Parallel, Program, Random, Seq, Step, programs, to_workflow
 from .sim import History, simulate
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -105,11 +107,15 @@ async def crash_then_recover(program: Program, plan: CrashPlan, path: str) -> tu
 
 @contextlib.contextmanager
 def _collected() -> Iterator[None]:
-    """Collect the abandoned runtime's garbage here, so anything it leaked is reported by this test."""
-    try:
-        yield
-    finally:
-        gc.collect()
+    """Collect the abandoned runtime's garbage here, so anything it leaked is reported by this test
+    (but for the writer channels WRITER_SHUTDOWN_LEAK_BUG leaves open)."""
+    with warnings.catch_warnings():
+        if WRITER_SHUTDOWN_LEAK_BUG:
+            warnings.filterwarnings("ignore", "Unclosed <MemoryObjectSendStream", ResourceWarning)
+        try:
+            yield
+        finally:
+            gc.collect()
 
 
 def _bounds(program: Program) -> dict[str, int]:
@@ -191,12 +197,37 @@ def _kill_at(db: str, program: Program, run_id: str, target: int, tmp: str) -> s
     return "the child finished first"
 
 
+def _no_last_attempts(program: Program) -> Program:
+    """The program with every step ending by its third attempt (exhausting ones fail fatally instead).
+
+    A kill during a step's last allowed attempt fails the step by design ("attempts lost to
+    crashes count"); the simulated crashes hold back there, a real SIGKILL cannot.
+    """
+
+    def fix(seq: Seq) -> Seq:
+        items: list[Any] = []
+        for item in seq.items:
+            if isinstance(item, Step) and item.fails >= STEP_MAX_ATTEMPTS:
+                item = dataclasses.replace(item, fails=2, fatal=True)
+            elif isinstance(item, Random):
+                item = Random(fix(item.then), fix(item.otherwise))
+            elif isinstance(item, Parallel):
+                item = Parallel(item.kind, tuple(fix(b) for b in item.branches))
+            items.append(item)
+        return Seq(tuple(items))
+
+    return Program(fix(program.body), program.generator)
+
+
 @pytest.mark.slow
-@settings(max_examples=examples(6))
+# A real kill lands wherever the child happens to be: the same example does not crash the same
+# way twice, so shrinking would only chase flakiness. A failure is reported as generated.
+@settings(max_examples=examples(6), phases=[Phase.explicit, Phase.reuse, Phase.generate])
 @given(program=programs().filter(lambda p: len(p.steps()) >= 2), fraction=st.floats(0.2, 0.9))
 def test_sigkill_of_a_real_process_loses_and_duplicates_nothing(program: Program, fraction: float) -> None:
     """A child process SIGKILLed part-way through a run; a runtime here recovers it (finding the dead pid) and it ends as uninterrupted."""
     assume(any(isinstance(n, Step) for n in program.body.items))
+    program = _no_last_attempts(program)
     target = max(3, int(_bounds(program)["after-append"] * fraction))
     note(f"kill at {target} entries\n{program!r}")
     with tempfile.TemporaryDirectory() as tmp, _collected():

@@ -37,7 +37,9 @@ def _as_the_oracle_says(program: Program, history: History) -> None:
 
 
 @settings(max_examples=examples(40))
-@given(program=programs(), schedules=st.lists(st.randoms(use_true_random=False), min_size=1, max_size=2))
+# Plain seeds, not st.randoms(): the run's seed is chosen by the runtime, so what the schedule
+# draws (which branches a durable.random() takes) differs each time an example is re-run.
+@given(program=programs(), schedules=st.lists(st.integers(0, 2**32).map(random.Random), min_size=1, max_size=2))
 def test_runtime_replays_and_permuted_schedules_agree(program: Program, schedules: list[random.Random]) -> None:
     """(a) the real runtime's run is reproduced by (b) cold and (c) sticky replay of each of its commits,
     and (d) simulated runs in other completion orders observe the same result, steps, payloads and streams."""

@@ -9,11 +9,13 @@ others share the work.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import os
 import secrets
 import select
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -134,7 +136,7 @@ def _bad_urls() -> list[tuple[str, type[Exception], str]]:
 
 
 @pytest.mark.anyio
-@pytest.mark.parametrize(("url", "error", "words"), _bad_urls(), ids=lambda v: v if isinstance(v, str) and "://" not in v else "")
+@pytest.mark.parametrize(("url", "error", "words"), _bad_urls(), ids=[case[2] for case in _bad_urls()])
 async def test_bad_urls_and_credentials_fail_with_one_clear_line(url: str, error: type[Exception], words: str) -> None:
     """A wrong password, role, database, port, host or option fails with one line naming the problem, no password, no driver traceback."""
     with pytest.raises(error) as caught:
@@ -157,6 +159,17 @@ def test_import_durable_does_not_import_psycopg() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
     assert out.stdout.strip() == "False"
+
+
+def test_every_store_method_has_the_signature_of_the_sqlite_store() -> None:
+    """The two stores are interchangeable: each method the runtime calls takes the same parameters."""
+    from durable.stores._base import Store
+    from durable.stores._sqlite import SQLiteStore
+
+    names = [n for n, v in vars(Store).items() if callable(v) and not n.startswith("_")]
+    assert names
+    for name in names:
+        assert inspect.signature(getattr(PostgresStore, name)) == inspect.signature(getattr(SQLiteStore, name)), name
 
 
 @pytest.mark.anyio
@@ -221,6 +234,26 @@ async def test_migrations_upgrade_once_under_concurrency_and_newer_schemas_are_r
     monkeypatch.setattr(_postgres, "SCHEMA_VERSION", 1)
     with pytest.raises(durable.StoreCorrupt, match="newer durable"):
         await PostgresStore(pg_url).open()
+
+
+@pytest.mark.anyio
+async def test_the_schema_has_the_same_tables_and_columns_as_sqlite(pg_url: str, tmp_path: Path) -> None:
+    """Both stores run the same SQL, so their tables and columns must match (a change to one needs the other)."""
+    async with store_from_url(f"sqlite:///{tmp_path / 'schema.db'}"):
+        pass
+    with sqlite3.connect(tmp_path / "schema.db") as lite:
+        tables = [r[0] for r in lite.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+        sqlite_columns = {t: {r[1] for r in lite.execute(f"PRAGMA table_info({t})")} for t in tables}
+    store = await open_store(pg_url)
+    await store.aclose()
+    with pg.connect(pg_url) as conn:
+        rows = conn.execute(
+            "SELECT table_name, column_name FROM information_schema.columns WHERE table_schema = current_schema()"
+        ).fetchall()
+    pg_columns: dict[str, set[str]] = {}
+    for table, column in rows:
+        pg_columns.setdefault(table, set()).add(column)
+    assert pg_columns == sqlite_columns
 
 
 @pytest.mark.anyio
@@ -313,6 +346,32 @@ async def test_a_server_restart_mid_run_loses_nothing(pg_url: str) -> None:
         assert [await r.result(timeout=90) for r in runs] == [sum(range(25))] * 8
         assert rt.store.statistics()["reconnects"] >= 1  # type: ignore[attr-defined]
     assert_each_step_recorded_once(pg_url, steps=8 * 25)
+
+
+@durable.step(name="pgt.second")
+async def one_second(i: int) -> int:
+    await asyncio.sleep(1.0)
+    return i
+
+
+@durable.workflow(name="pgt.two_slow")
+async def two_slow() -> int:
+    return await one_second(1) + await one_second(2)
+
+
+@pytest.mark.anyio
+@pytest.mark.slow
+async def test_an_outage_longer_than_the_retry_budget_still_records_the_step_once(pg_url: str) -> None:
+    """The server is down longer than the store retries (1 s here): the step's outcome, kept by the runtime, is recorded once it is back."""
+    control = pg.server_control(BASE)
+    if control is None:
+        pytest.skip("stopping the server needs root and pg_ctlcluster on the server's machine (CI has both)")
+    async with durable.Runtime(f"{pg_url}&reconnect_timeout=1", workflows=[two_slow], heartbeat_interval=0.2) as rt:
+        run = await rt.start(two_slow)
+        await anyio.sleep(0.3)  # the first step is running
+        await anyio.to_thread.run_sync(pg.restart_server, control, 3.0)
+        assert await run.result(timeout=60) == 3
+    assert_each_step_recorded_once(pg_url, steps=2)
 
 
 class CommitCutter:

@@ -1,15 +1,19 @@
-"""Minimal reproductions of engine bugs found by the property tests (tests/property/), one per bug.
+"""Minimal reproductions of bugs found by the property tests (tests/property/), one test per bug.
 
-Each test drives the pure engine (or the codec) directly with the smallest input the property
-shrank to, so the bug stays pinned down even if the generators change.
+Each test drives the smallest piece that shows the bug -- the pure engine, the codec, a store,
+or a runtime -- with the input the property shrank to, so the bug stays pinned down even if the
+generators change. A bug not fixed yet is a strict xfail: it reports XPASS(strict) once fixed,
+as a reminder to drop the marker (and the matching guard in tests/property, if any).
 """
 
 from __future__ import annotations
 
 import asyncio
 from datetime import UTC
+from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
 
 import durable
@@ -250,3 +254,50 @@ async def test_a_refused_commit_changes_nothing() -> None:
         await store.aclose()
     assert not result.ok
     assert record is not None and (record.status, record.started_at, record.last_seq) == ("pending", None, 1)
+
+
+@durable.step(name="regressions.writes_then_waits")
+async def writes_then_waits(started: str) -> str:
+    writer = durable.get_writable("progress")
+    await writer.write({"step": "started"})
+    Path(started).touch()
+    await anyio.sleep(30)
+    return "never"
+
+
+@durable.workflow(name="regressions.long_step")
+async def long_step(started: str) -> str:
+    return await writes_then_waits(started)
+
+
+@pytest.mark.xfail(strict=True, reason="a step cancelled by Runtime.aclose() never settles its stream writers")
+@pytest.mark.anyio
+async def test_closing_the_runtime_mid_step_releases_the_steps_writers(tmp_path: Path) -> None:
+    """Closing a runtime while a step that writes a stream is running leaves no writer channel open.
+
+    Found by test_crash_anywhere (its crashed runtime is closed with steps in flight): in
+    _step_runner.run_step a real cancellation re-raises before ``context.settle_writers()``, so
+    the attempt's StreamWriter is never closed (ResourceWarning: Unclosed MemoryObjectSendStream
+    when it is collected). Settling the writers in a ``finally`` (shielded, or just closing the
+    channels when the task is being cancelled) fixes it.
+    """
+    import gc
+    import warnings
+
+    started = tmp_path / "started"
+
+    async def close_mid_step() -> None:
+        async with durable.Runtime("memory://", workflows=[long_step], poll_interval=0.02) as rt:
+            await rt.start(long_step, str(started))
+            for _ in range(500):
+                if started.exists():
+                    break
+                await anyio.sleep(0.01)
+            assert started.exists()
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        await close_mid_step()
+        await anyio.sleep(0)  # let the cancelled tasks be dropped
+        gc.collect()
+    assert not [w for w in caught if "MemoryObjectSendStream" in str(w.message)], [str(w.message) for w in caught]

@@ -90,6 +90,8 @@ SCHEMA_VERSION = 1
 # Migrations from version N to N+1, appended as the schema evolves: MIGRATIONS[N] runs on a version-N store.
 MIGRATIONS: dict[int, list[str]] = {}
 
+# The same tables and columns as the SQLite schema (stores/_sqlite.py), in PostgreSQL types;
+# tests/unit/test_postgres.py checks that the two stay alike.
 _TABLES = ("durable_meta", "workers", "runs", "events", "steps", "hooks", "waits", "streams", "chunks")
 _SCHEMA = [
     "CREATE TABLE durable_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
@@ -107,10 +109,6 @@ _SCHEMA = [
     """CREATE TABLE events (
         run_id TEXT NOT NULL, seq BIGINT NOT NULL, kind TEXT NOT NULL, corr_id TEXT, name TEXT, data BYTEA,
         attempt INTEGER, created_at DOUBLE PRECISION NOT NULL, PRIMARY KEY (run_id, seq))""",
-    # A command or a terminal step/wait/hook event is recorded at most once per correlation id.
-    """CREATE UNIQUE INDEX events_once ON events (run_id, corr_id, kind) WHERE kind IN (
-        'step_created', 'step_completed', 'step_failed', 'hook_created', 'hook_conflict', 'hook_disposed',
-        'wait_created', 'wait_completed', 'wait_cancelled', 'stream_written', 'stream_closed')""",
     """CREATE TABLE steps (
         run_id TEXT NOT NULL, step_id TEXT NOT NULL, name TEXT NOT NULL, status TEXT NOT NULL,
         attempt INTEGER NOT NULL, max_attempts INTEGER NOT NULL, input BYTEA NOT NULL, output BYTEA, error BYTEA,
@@ -128,7 +126,7 @@ _SCHEMA = [
     "CREATE INDEX waits_due ON waits (run_id, resume_at) WHERE status = 'waiting'",
     """CREATE TABLE streams (
         run_id TEXT NOT NULL, namespace TEXT NOT NULL, next_index INTEGER NOT NULL, closed INTEGER NOT NULL,
-        error TEXT, PRIMARY KEY (run_id, namespace))""",
+        error TEXT, closed_by TEXT, PRIMARY KEY (run_id, namespace))""",
     """CREATE TABLE chunks (
         run_id TEXT NOT NULL, namespace TEXT NOT NULL, idx INTEGER NOT NULL, data BYTEA NOT NULL, step_id TEXT,
         attempt INTEGER, created_at DOUBLE PRECISION NOT NULL, PRIMARY KEY (run_id, namespace, idx))""",

@@ -47,6 +47,10 @@ class StepContext:
             self.writers[key] = writer
         return writer
 
+    def abandon_writers(self) -> None:
+        for writer in self.writers.values():
+            writer.abandon()
+
     async def settle_writers(self) -> BaseException | None:
         """Flush every writer of this attempt (its chunks reach the log before its outcome does)."""
         first_error: BaseException | None = None
@@ -108,7 +112,10 @@ async def run_step(
             except asyncio.CancelledError as exc:
                 task = asyncio.current_task()
                 if task is not None and task.cancelling():
-                    raise  # a real cancellation: the run was cancelled, or the runtime is closing
+                    # A real cancellation (the run was cancelled, or the runtime is closing):
+                    # nothing more is written; release the writers' channels without waiting.
+                    context.abandon_writers()
+                    raise
                 error = exc  # raised by the step's own code: a failure like any other
     finally:
         current_step.reset(token)

@@ -14,6 +14,7 @@ A batch is whatever queued up while the previous append was being written (plus
 
 from __future__ import annotations
 
+import inspect
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -86,7 +87,11 @@ class StreamWriter:
         self._closed = False
         self._error: BaseException | None = None
         self._written = 0
-        spawn(self._flusher)
+        # Keep the coroutine: if its task is cancelled before it ever runs (the runtime is
+        # closing), its body -- and the ``async with`` that closes the channel -- never runs;
+        # the writer then sees it CLOSED and does the cleanup itself instead of waiting forever.
+        self._flusher_coro = self._flusher()
+        spawn(lambda: self._flusher_coro)
 
     def __repr__(self) -> str:
         return f"<StreamWriter run={self.run_id} namespace={self.namespace!r} written={self._written}>"
@@ -125,16 +130,30 @@ class StreamWriter:
         try:
             await self._request(_Flush(close=True))
         finally:
-            self._closed = True
-            self._send.close()
+            self._release()
+
+    def _flusher_gone(self) -> bool:
+        return inspect.getcoroutinestate(self._flusher_coro) == inspect.CORO_CLOSED
 
     async def _request(self, marker: _Flush) -> None:
         if self._error is not None:
             raise self._error
+        if self._flusher_gone():
+            raise StreamClosedError(self.run_id, self.namespace)
         await self._send.send(marker)
-        await marker.done.wait()
+        while not marker.done.is_set():
+            if self._flusher_gone():  # cancelled (the runtime is closing): nobody will answer
+                raise StreamClosedError(self.run_id, self.namespace)
+            with anyio.move_on_after(0.05):
+                await marker.done.wait()
         if marker.error is not None:
             raise marker.error
+
+    def _release(self) -> None:
+        self._closed = True
+        self._send.close()
+        if self._flusher_gone():
+            self._receive.close()  # its flusher never ran, so its ``async with`` never will
 
     async def aclose(self) -> None:
         """Stop the flusher after flushing what is queued, without closing the stream (used after a failed attempt)."""
@@ -142,8 +161,11 @@ class StreamWriter:
             if not self._closed:
                 await self.flush()
         finally:
-            self._closed = True
-            self._send.close()
+            self._release()
+
+    def abandon(self) -> None:
+        """Drop what is still queued and release the channel (the attempt is being cancelled)."""
+        self._release()
 
     async def __aenter__(self) -> StreamWriter:
         return self

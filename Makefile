@@ -28,6 +28,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/replay.py
 	$(BIN)/python benchmarks/steps.py
 	$(BIN)/python benchmarks/streams.py
+	$(BIN)/python benchmarks/sse.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks

@@ -37,4 +37,5 @@ async def main(db_path: str, program_file: str, run_id: str) -> None:
 
 if __name__ == "__main__":
     apply_from_env()  # the mutation check's injected bug, if any, lives in this process too
-    anyio.run(main, *sys.argv[1:4])
+    db_path, program_file, run_id = sys.argv[1:4]
+    anyio.run(main, db_path, program_file, run_id)

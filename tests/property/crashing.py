@@ -38,14 +38,6 @@ from .programs import Program, plan_attempt
 from .sim import History
 from .values import strict_eq
 
-
-# A known bug in _step_runner.py (test_closing_the_runtime_mid_step_releases_the_steps_writers in
-# tests/unit/test_replay_regressions.py): closing a runtime mid-step leaves the step's stream
-# writer channels open. The crashed runtime here is closed exactly so; while this is True the
-# crash property ignores that one ResourceWarning. Set it to False once the bug is fixed.
-WRITER_SHUTDOWN_LEAK_BUG = True
-
-
 class SimulatedCrash(StoreError):
     """The store "process" is dead: nothing more reaches the database."""
 

@@ -18,6 +18,7 @@ import __future__
 import importlib
 import inspect
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -205,11 +206,16 @@ def apply_from_env() -> str | None:
 
 
 def _first_failure(output: str) -> str:
+    """The first assertion line of a pytest report, else the first error inside an exception group."""
     for line in output.splitlines():
         stripped = line.strip()
         if stripped.startswith(("E   ", "E       ")) and len(stripped) > 4:
             return stripped[1:].strip()[:160]
-    return "(no assertion line)"
+    for line in output.splitlines():
+        match = re.match(r"^[\s|+]*((?:\w+\.)*\w+(?:Error|Exception|Failed)\b.*)", line)
+        if match:
+            return match.group(1)[:160]
+    return "(no error line found)"
 
 
 def run(names: list[str]) -> int:

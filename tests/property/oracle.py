@@ -117,7 +117,7 @@ def expected(program: Program, seed: str) -> Observation:
     except _RunFails as fails:
         outcome = ("failed", type_name(fails.error), str(fails.error))
     streams = {ns: (values, True) for ns, values in ev.streams.items()}
-    hooks = {token: ((), payloads) for token, payloads in ev.hooks.items()}
+    hooks: dict[str, tuple[tuple[str, ...], list[Any]]] = {token: ((), payloads) for token, payloads in ev.hooks.items()}
     return Observation(outcome, ev.steps, hooks, streams, ev.timers)
 
 

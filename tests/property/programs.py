@@ -32,7 +32,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal, TypeAlias
 
 import anyio
@@ -126,7 +126,7 @@ Node: TypeAlias = "Step | Sleep | HookCreate | HookAwait | HookTimeout | Write |
 
 @dataclass(frozen=True)
 class Seq:
-    items: tuple[Any, ...] = ()  # Node
+    items: tuple[Any, ...] = ()  # Nodes (and, while a program is generated, placeholders for hook awaits)
 
 
 @dataclass(frozen=True)
@@ -136,6 +136,10 @@ class Program:
 
     def __repr__(self) -> str:
         return render(self)
+
+    def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
+        """Hypothesis prints a failing example with this (it would list dataclass fields otherwise)."""
+        printer.text("\n" + render(self) + "\n")
 
     # -- facts the tests need -------------------------------------------------------------------
 
@@ -299,9 +303,9 @@ class Interpreter:
         async def into(i: int, branch: Seq) -> None:
             results[i] = await self.seq(branch)
 
-        async with anyio.create_task_group() as tg:
+        async with anyio.create_task_group() as group:
             for i, branch in enumerate(n.branches):
-                tg.start_soon(into, i, branch)
+                group.start_soon(into, i, branch)
         return results
 
 
@@ -609,30 +613,3 @@ def _replace_seq(seq: Seq, path: list[int], new_items: tuple[Any, ...]) -> Seq:
         items[index] = Parallel(item.kind, tuple(branches))
     return Seq(tuple(items))
 
-
-__all__ = [
-    "EXHAUSTED",
-    "STEPS",
-    "STEP_DELAY",
-    "STEP_MAX_ATTEMPTS",
-    "WORKFLOW_NAME",
-    "HookAwait",
-    "HookCreate",
-    "HookTimeout",
-    "Interpreter",
-    "Parallel",
-    "Program",
-    "Random",
-    "Seq",
-    "Sleep",
-    "Step",
-    "Write",
-    "Yield",
-    "executions",
-    "field",
-    "plan_attempt",
-    "programs",
-    "render",
-    "sequences",
-    "to_workflow",
-]

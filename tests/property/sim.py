@@ -34,6 +34,7 @@ from durable._commands import (
     WriteChunk,
 )
 from durable._errorinfo import decode_error, encode_error
+from durable._errors import StreamClosedError
 from durable._events import REPLAY_KINDS, Event, EventKind
 from durable._replay import Outcome, WorkflowInstance
 from durable._workflow import Workflow
@@ -184,6 +185,7 @@ class Simulator:
         self._apply(outcome)
 
     def _apply(self, outcome: Outcome) -> None:
+        lost_write: str | None = None
         for cmd in outcome.commands:
             corr = cmd.correlation_id
             if isinstance(cmd, ScheduleStep):
@@ -206,9 +208,15 @@ class Simulator:
             elif isinstance(cmd, WriteChunk):
                 if self._write(cmd.namespace, cmd.data, None, None):
                     self._append(EventKind.STREAM_WRITTEN, corr, name=cmd.namespace, data=cmd.digest)
+                elif lost_write is None:
+                    lost_write = cmd.namespace
             elif isinstance(cmd, CloseStream):
                 self.closed[cmd.namespace] = True
                 self._append(EventKind.STREAM_CLOSED, corr, name=cmd.namespace)
+        if lost_write is not None:
+            # As the store does: a workflow write to a stream a step closed fails the run.
+            error = encode_error(StreamClosedError(self.run_id, lost_write))
+            outcome = Outcome("failed", [], error=error)
         if outcome.status == "suspended":
             return
         if outcome.status == "completed":

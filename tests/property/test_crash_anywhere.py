@@ -27,7 +27,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -42,7 +41,7 @@ from durable import _codec
 from durable.stores._sqlite import SQLiteStore
 
 from .conftest import examples
-from .crashing import WRITER_SHUTDOWN_LEAK_BUG, CrashingStore, CrashPlan, SimulatedCrash, check_recovered
+from .crashing import CrashingStore, CrashPlan, SimulatedCrash, check_recovered
 from .harness import drive_hooks, read_history
 from .programs import STEP_MAX_ATTEMPTS, Parallel, Program, Random, Seq, Step, programs, to_workflow
 from .sim import History, simulate
@@ -107,15 +106,11 @@ async def crash_then_recover(program: Program, plan: CrashPlan, path: str) -> tu
 
 @contextlib.contextmanager
 def _collected() -> Iterator[None]:
-    """Collect the abandoned runtime's garbage here, so anything it leaked is reported by this test
-    (but for the writer channels WRITER_SHUTDOWN_LEAK_BUG leaves open)."""
-    with warnings.catch_warnings():
-        if WRITER_SHUTDOWN_LEAK_BUG:
-            warnings.filterwarnings("ignore", "Unclosed <MemoryObjectSendStream", ResourceWarning)
-        try:
-            yield
-        finally:
-            gc.collect()
+    """Collect the abandoned runtime's garbage here, so anything it leaked is reported by this test."""
+    try:
+        yield
+    finally:
+        gc.collect()
 
 
 def _bounds(program: Program) -> dict[str, int]:

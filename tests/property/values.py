@@ -208,7 +208,7 @@ def strict_eq(a: Any, b: Any) -> bool:
         return (
             a.replace(tzinfo=None) == b.replace(tzinfo=None)
             and a.fold == b.fold
-            and _same_tz(a.tzinfo, b.tzinfo, a)
+            and _same_tz(a.tzinfo, b.tzinfo)
         )
     if isinstance(a, BaseException):
         return (
@@ -242,14 +242,14 @@ def _matches(xs: list[Any], ys: list[Any]) -> bool:
     return True
 
 
-def _same_tz(ta: Any, tb: Any, sample: datetime | time) -> bool:
+def _same_tz(ta: Any, tb: Any) -> bool:
     if ta is None or tb is None:
         return ta is None and tb is None
     if type(ta) is not type(tb):
         return False
     if isinstance(ta, timezone):
-        return ta.utcoffset(None) == tb.utcoffset(None) and ta.tzname(None) == tb.tzname(None)
-    return getattr(ta, "key", ta) == getattr(tb, "key", tb)
+        return bool(ta.utcoffset(None) == tb.utcoffset(None) and ta.tzname(None) == tb.tzname(None))
+    return bool(getattr(ta, "key", ta) == getattr(tb, "key", tb))
 
 
 def _attrs(exc: BaseException) -> dict[str, Any]:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import anyio.lowlevel
 import pytest
 
 import durable
@@ -131,8 +132,9 @@ def test_builtin_exceptions_keep_state_their_init_sets() -> None:
     assert str(decoded) == str(original)
 
 
-# -- runtime, streams and stores (found by the crash and store-model properties; fixed in
-# _streams.py / stores/ by 760b79f, which these tests first pinned as strict xfails) -------------
+# -- runtime, streams and stores (found by the crash and store-model properties; fixed by the lead
+# in _streams.py, _step_runner.py and stores/ -- 760b79f and 62ebbc2 -- after these tests pinned
+# them as strict xfails) -----------------------------------------------------------------------------
 
 
 @durable.step(name="regressions.stream_then_close", retry_delay=0.001)
@@ -298,7 +300,7 @@ async def test_closing_the_runtime_mid_step_releases_the_steps_writers(tmp_path:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         await close_mid_step()
-        await anyio.sleep(0)  # let the cancelled tasks be dropped
+        await anyio.lowlevel.checkpoint()  # let the cancelled tasks be dropped
         gc.collect()
     assert not [w for w in caught if "MemoryObjectSendStream" in str(w.message)], [str(w.message) for w in caught]
 
@@ -341,7 +343,7 @@ async def test_a_writer_whose_flusher_never_ran_releases_its_channel() -> None:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         returned = await writer_whose_flusher_never_ran()
-        await anyio.sleep(0)
+        await anyio.lowlevel.checkpoint()
         gc.collect()
     await store.aclose()
     assert returned, "aclose() waited for a flusher that never ran"

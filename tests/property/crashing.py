@@ -38,6 +38,7 @@ from .programs import Program, plan_attempt
 from .sim import History
 from .values import strict_eq
 
+
 class SimulatedCrash(StoreError):
     """The store "process" is dead: nothing more reaches the database."""
 

@@ -86,51 +86,13 @@ from ._base import (
 log = logging.getLogger("durable.store")
 T = TypeVar("T")
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = _sql.SCHEMA_VERSION
 # Migrations from version N to N+1, appended as the schema evolves: MIGRATIONS[N] runs on a version-N store.
 MIGRATIONS: dict[int, list[str]] = {}
 
-# The same tables and columns as the SQLite schema (stores/_sqlite.py), in PostgreSQL types;
-# tests/unit/test_postgres.py checks that the two stay alike.
+# The tables of stores/_sql.py in PostgreSQL types (shared with SQLite, so they stay alike).
 _TABLES = ("durable_meta", "workers", "runs", "events", "steps", "hooks", "waits", "streams", "chunks")
-_SCHEMA = [
-    "CREATE TABLE durable_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
-    """CREATE TABLE workers (
-        worker_id TEXT PRIMARY KEY, host TEXT NOT NULL, pid INTEGER NOT NULL, pid_start TEXT NOT NULL,
-        started_at DOUBLE PRECISION NOT NULL, alive_until DOUBLE PRECISION NOT NULL)""",
-    """CREATE TABLE runs (
-        run_id TEXT PRIMARY KEY, workflow_name TEXT NOT NULL, status TEXT NOT NULL, input BYTEA NOT NULL,
-        seed TEXT NOT NULL, idempotency_key TEXT UNIQUE, output BYTEA, error BYTEA,
-        created_at DOUBLE PRECISION NOT NULL, updated_at DOUBLE PRECISION NOT NULL, started_at DOUBLE PRECISION,
-        completed_at DOUBLE PRECISION, last_seq BIGINT NOT NULL, wake_at DOUBLE PRECISION, owner TEXT)""",
-    "CREATE INDEX runs_wake ON runs (wake_at) WHERE wake_at IS NOT NULL",
-    "CREATE INDEX runs_created ON runs (created_at, run_id)",
-    "CREATE INDEX runs_status ON runs (status, created_at)",
-    """CREATE TABLE events (
-        run_id TEXT NOT NULL, seq BIGINT NOT NULL, kind TEXT NOT NULL, corr_id TEXT, name TEXT, data BYTEA,
-        attempt INTEGER, created_at DOUBLE PRECISION NOT NULL, PRIMARY KEY (run_id, seq))""",
-    """CREATE TABLE steps (
-        run_id TEXT NOT NULL, step_id TEXT NOT NULL, name TEXT NOT NULL, status TEXT NOT NULL,
-        attempt INTEGER NOT NULL, max_attempts INTEGER NOT NULL, input BYTEA NOT NULL, output BYTEA, error BYTEA,
-        created_at DOUBLE PRECISION NOT NULL, started_at DOUBLE PRECISION, attempt_started_at DOUBLE PRECISION,
-        completed_at DOUBLE PRECISION, ready_at DOUBLE PRECISION, owner TEXT, PRIMARY KEY (run_id, step_id))""",
-    "CREATE INDEX steps_ready ON steps (ready_at) WHERE status = 'pending'",
-    "CREATE INDEX steps_running ON steps (owner) WHERE status = 'running'",
-    """CREATE TABLE hooks (
-        run_id TEXT NOT NULL, hook_id TEXT NOT NULL, token TEXT NOT NULL, status TEXT NOT NULL, metadata BYTEA,
-        created_at DOUBLE PRECISION NOT NULL, PRIMARY KEY (run_id, hook_id))""",
-    "CREATE UNIQUE INDEX hooks_live_token ON hooks (token) WHERE status = 'active'",
-    """CREATE TABLE waits (
-        run_id TEXT NOT NULL, wait_id TEXT NOT NULL, resume_at DOUBLE PRECISION NOT NULL, status TEXT NOT NULL,
-        PRIMARY KEY (run_id, wait_id))""",
-    "CREATE INDEX waits_due ON waits (run_id, resume_at) WHERE status = 'waiting'",
-    """CREATE TABLE streams (
-        run_id TEXT NOT NULL, namespace TEXT NOT NULL, next_index INTEGER NOT NULL, closed INTEGER NOT NULL,
-        error TEXT, closed_by TEXT, PRIMARY KEY (run_id, namespace))""",
-    """CREATE TABLE chunks (
-        run_id TEXT NOT NULL, namespace TEXT NOT NULL, idx INTEGER NOT NULL, data BYTEA NOT NULL, step_id TEXT,
-        attempt INTEGER, created_at DOUBLE PRECISION NOT NULL, PRIMARY KEY (run_id, namespace, idx))""",
-]
+_SCHEMA = _sql.schema(blob="BYTEA", real="DOUBLE PRECISION", bigint="BIGINT", norowid="")
 
 # pg_advisory_xact_lock(class, hashtext(schema)): serialises schema creation and migration
 # between processes starting at once. The class is "dura" in ASCII.

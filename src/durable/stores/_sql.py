@@ -106,6 +106,59 @@ def _lock_run(db: DB, run_id: str) -> Row | None:
     return rows[0] if rows else None
 
 
+# -- schema -----------------------------------------------------------------------------------------
+
+SCHEMA_VERSION = 1
+# The tables, written once for both dialects: {blob}, {real}, {bigint} and {norowid} are filled in
+# by each store (BLOB/REAL/INTEGER/" WITHOUT ROWID" for SQLite, BYTEA/DOUBLE PRECISION/BIGINT/""
+# for PostgreSQL), so the two schemas cannot drift apart.
+_SCHEMA_TEMPLATE = [
+    "CREATE TABLE durable_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+    """CREATE TABLE workers (
+        worker_id TEXT PRIMARY KEY, host TEXT NOT NULL, pid INTEGER NOT NULL, pid_start TEXT NOT NULL,
+        started_at {real} NOT NULL, alive_until {real} NOT NULL)""",
+    """CREATE TABLE runs (
+        run_id TEXT PRIMARY KEY, workflow_name TEXT NOT NULL, status TEXT NOT NULL, input {blob} NOT NULL,
+        seed TEXT NOT NULL, idempotency_key TEXT UNIQUE, output {blob}, error {blob},
+        created_at {real} NOT NULL, updated_at {real} NOT NULL, started_at {real}, completed_at {real},
+        last_seq {bigint} NOT NULL, wake_at {real}, owner TEXT)""",
+    "CREATE INDEX runs_wake ON runs (wake_at) WHERE wake_at IS NOT NULL",
+    "CREATE INDEX runs_created ON runs (created_at, run_id)",
+    "CREATE INDEX runs_status ON runs (status, created_at)",
+    # No unique index on events: the entity rows written in the same transaction (step, hook,
+    # wait, chunk primary keys) and the conditional status updates already make every creation
+    # and every outcome happen once, and an extra index costs a page write on every step.
+    """CREATE TABLE events (
+        run_id TEXT NOT NULL, seq {bigint} NOT NULL, kind TEXT NOT NULL, corr_id TEXT, name TEXT, data {blob},
+        attempt INTEGER, created_at {real} NOT NULL, PRIMARY KEY (run_id, seq)){norowid}""",
+    """CREATE TABLE steps (
+        run_id TEXT NOT NULL, step_id TEXT NOT NULL, name TEXT NOT NULL, status TEXT NOT NULL,
+        attempt INTEGER NOT NULL, max_attempts INTEGER NOT NULL, input {blob} NOT NULL, output {blob}, error {blob},
+        created_at {real} NOT NULL, started_at {real}, attempt_started_at {real}, completed_at {real},
+        ready_at {real}, owner TEXT, PRIMARY KEY (run_id, step_id)){norowid}""",
+    "CREATE INDEX steps_ready ON steps (ready_at) WHERE status = 'pending'",
+    "CREATE INDEX steps_running ON steps (owner) WHERE status = 'running'",
+    """CREATE TABLE hooks (
+        run_id TEXT NOT NULL, hook_id TEXT NOT NULL, token TEXT NOT NULL, status TEXT NOT NULL, metadata {blob},
+        created_at {real} NOT NULL, PRIMARY KEY (run_id, hook_id)){norowid}""",
+    "CREATE UNIQUE INDEX hooks_live_token ON hooks (token) WHERE status = 'active'",
+    """CREATE TABLE waits (
+        run_id TEXT NOT NULL, wait_id TEXT NOT NULL, resume_at {real} NOT NULL, status TEXT NOT NULL,
+        PRIMARY KEY (run_id, wait_id)){norowid}""",
+    "CREATE INDEX waits_due ON waits (run_id, resume_at) WHERE status = 'waiting'",
+    """CREATE TABLE streams (
+        run_id TEXT NOT NULL, namespace TEXT NOT NULL, next_index INTEGER NOT NULL, closed INTEGER NOT NULL,
+        error TEXT, closed_by TEXT, PRIMARY KEY (run_id, namespace)){norowid}""",
+    """CREATE TABLE chunks (
+        run_id TEXT NOT NULL, namespace TEXT NOT NULL, idx INTEGER NOT NULL, data {blob} NOT NULL, step_id TEXT,
+        attempt INTEGER, created_at {real} NOT NULL, PRIMARY KEY (run_id, namespace, idx)){norowid}""",
+]
+
+
+def schema(*, blob: str, real: str, bigint: str, norowid: str) -> list[str]:
+    """The CREATE statements of the current schema in one dialect's types."""
+    return [t.format(blob=blob, real=real, bigint=bigint, norowid=norowid) for t in _SCHEMA_TEMPLATE]
+
 # -- workers ----------------------------------------------------------------------------------
 
 

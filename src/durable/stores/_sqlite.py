@@ -41,7 +41,7 @@ from ._base import (
 
 log = logging.getLogger("durable.store")
 T = TypeVar("T")
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = _sql.SCHEMA_VERSION
 _BATCH = 64
 # Checkpoints (copying the WAL into the database file, with an fsync) run on the database
 # thread when it is idle or has run this many operations, never inline on the event loop.
@@ -49,44 +49,7 @@ _CHECKPOINT_EVERY = 0.2
 _CHECKPOINT_AFTER_OPS = 500
 _CHECKPOINT = object()  # queued by the store after many inline writes
 
-_SCHEMA = [
-    """CREATE TABLE durable_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)""",
-    """CREATE TABLE workers (
-        worker_id TEXT PRIMARY KEY, host TEXT NOT NULL, pid INTEGER NOT NULL, pid_start TEXT NOT NULL,
-        started_at REAL NOT NULL, alive_until REAL NOT NULL)""",
-    """CREATE TABLE runs (
-        run_id TEXT PRIMARY KEY, workflow_name TEXT NOT NULL, status TEXT NOT NULL, input BLOB NOT NULL,
-        seed TEXT NOT NULL, idempotency_key TEXT UNIQUE, output BLOB, error BLOB,
-        created_at REAL NOT NULL, updated_at REAL NOT NULL, started_at REAL, completed_at REAL,
-        last_seq INTEGER NOT NULL, wake_at REAL, owner TEXT)""",
-    "CREATE INDEX runs_wake ON runs (wake_at) WHERE wake_at IS NOT NULL",
-    "CREATE INDEX runs_created ON runs (created_at, run_id)",
-    "CREATE INDEX runs_status ON runs (status, created_at)",
-    """CREATE TABLE events (
-        run_id TEXT NOT NULL, seq INTEGER NOT NULL, kind TEXT NOT NULL, corr_id TEXT, name TEXT, data BLOB,
-        attempt INTEGER, created_at REAL NOT NULL, PRIMARY KEY (run_id, seq)) WITHOUT ROWID""",
-    """CREATE TABLE steps (
-        run_id TEXT NOT NULL, step_id TEXT NOT NULL, name TEXT NOT NULL, status TEXT NOT NULL,
-        attempt INTEGER NOT NULL, max_attempts INTEGER NOT NULL, input BLOB NOT NULL, output BLOB, error BLOB,
-        created_at REAL NOT NULL, started_at REAL, attempt_started_at REAL, completed_at REAL, ready_at REAL,
-        owner TEXT, PRIMARY KEY (run_id, step_id)) WITHOUT ROWID""",
-    "CREATE INDEX steps_ready ON steps (ready_at) WHERE status = 'pending'",
-    "CREATE INDEX steps_running ON steps (owner) WHERE status = 'running'",
-    """CREATE TABLE hooks (
-        run_id TEXT NOT NULL, hook_id TEXT NOT NULL, token TEXT NOT NULL, status TEXT NOT NULL, metadata BLOB,
-        created_at REAL NOT NULL, PRIMARY KEY (run_id, hook_id)) WITHOUT ROWID""",
-    "CREATE UNIQUE INDEX hooks_live_token ON hooks (token) WHERE status = 'active'",
-    """CREATE TABLE waits (
-        run_id TEXT NOT NULL, wait_id TEXT NOT NULL, resume_at REAL NOT NULL, status TEXT NOT NULL,
-        PRIMARY KEY (run_id, wait_id)) WITHOUT ROWID""",
-    "CREATE INDEX waits_due ON waits (run_id, resume_at) WHERE status = 'waiting'",
-    """CREATE TABLE streams (
-        run_id TEXT NOT NULL, namespace TEXT NOT NULL, next_index INTEGER NOT NULL, closed INTEGER NOT NULL,
-        error TEXT, closed_by TEXT, PRIMARY KEY (run_id, namespace)) WITHOUT ROWID""",
-    """CREATE TABLE chunks (
-        run_id TEXT NOT NULL, namespace TEXT NOT NULL, idx INTEGER NOT NULL, data BLOB NOT NULL, step_id TEXT,
-        attempt INTEGER, created_at REAL NOT NULL, PRIMARY KEY (run_id, namespace, idx)) WITHOUT ROWID""",
-]
+_SCHEMA = _sql.schema(blob="BLOB", real="REAL", bigint="INTEGER", norowid=" WITHOUT ROWID")
 # Migrations from version N to N+1, appended as the schema evolves: MIGRATIONS[N] runs on a version-N store.
 MIGRATIONS: dict[int, list[str]] = {}
 

@@ -96,18 +96,68 @@ def encode(value: Any, *, serializer: Serializer = "json", root: str = "value") 
         except Exception as exc:
             raise SerializationError(root, f"cannot be pickled: {exc}") from exc
         return PICKLE_TAG + pickled
+    if _is_plain(value, 0):  # nothing to tag: skip building a tagged copy (the common case)
+        return JSON_TAG + dumps_json(value)
     return JSON_TAG + dumps_json(to_tagged(value, root))
 
 
 _JSON_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False, sort_keys=True)
-_JSON_DECODER = json.JSONDecoder()
+_SCAN_JSON = json.JSONDecoder().scan_once
 _MAX_DEPTH = 256
+# The C encoder behind ``_JSON_ENCODER``, built once: ``JSONEncoder.encode`` builds a new one
+# per call. No circular-reference markers: what it is given is acyclic (checked before).
+_C_ENCODER = getattr(json.encoder, "c_make_encoder", None)
+_ENCODE_CHUNKS = (
+    _C_ENCODER(None, None, json.encoder.encode_basestring, None, ":", ",", True, False, False)
+    if _C_ENCODER is not None
+    else None
+)
 
 
 def dumps_json(obj: Any) -> bytes:
+    """Canonical JSON of plain data (compact, sorted keys, no NaN)."""
+    text = "".join(_ENCODE_CHUNKS(obj, 0)) if _ENCODE_CHUNKS is not None else _JSON_ENCODER.encode(obj)
     # surrogatepass: a str may hold lone surrogates ("\ud800"); they must round-trip, not
     # fail with UnicodeEncodeError. Valid text encodes to the same UTF-8 as before.
-    return _JSON_ENCODER.encode(obj).encode("utf-8", "surrogatepass")
+    return text.encode("utf-8", "surrogatepass")
+
+
+def _is_plain(v: Any, depth: int) -> bool:
+    """True when ``v`` is JSON as it stands: tagging would return an equal copy of it.
+
+    Checking allocates nothing, so it is cheap even when the answer is no.
+    """
+    t = type(v)
+    if t is str or v is None or t is bool:
+        return True
+    if t is int:
+        return -_MAX_SAFE_INT < v < _MAX_SAFE_INT
+    if t is float:
+        return math.isfinite(v)
+    if t is list:
+        items: Any = v
+    elif t is dict:
+        for key in v:
+            if type(key) is not str or key.startswith("$"):
+                return False
+        items = v.values()
+    else:
+        return False
+    if depth >= _MAX_DEPTH:
+        return False  # the tagging path reports it (deep nesting, or a value containing itself)
+    for item in items:
+        ti = type(item)
+        if ti is str or item is None or ti is bool:
+            continue
+        if ti is int:
+            if not -_MAX_SAFE_INT < item < _MAX_SAFE_INT:
+                return False
+        elif ti is float:
+            if not math.isfinite(item):
+                return False
+        elif not _is_plain(item, depth + 1):
+            return False
+    return True
 
 
 class _Unencodable(Exception):
@@ -352,10 +402,7 @@ def decode(data: bytes, *, allow_pickle: bool = False, root: str = "value") -> A
     head = data[:4]
     if head == JSON_TAG:
         body = data[4:]
-        try:
-            obj = _JSON_DECODER.decode(body.decode("utf-8", "surrogatepass"))
-        except ValueError as exc:
-            raise SerializationError(root, f"corrupt JSON payload: {exc}") from None
+        obj = _loads_json(body.decode("utf-8", "surrogatepass"), root)
         if b'"$' not in body:
             return obj  # no tags and no escaped keys anywhere: plain JSON data as is
         return from_tagged(obj, root)
@@ -366,6 +413,20 @@ def decode(data: bytes, *, allow_pickle: bool = False, root: str = "value") -> A
 
         return cloudpickle.loads(data[4:])  # trusted: written by our own opt-in pickle serializer
     raise SerializationError(root, f"unknown payload format {head!r}")
+
+
+def _loads_json(text: str, root: str) -> Any:
+    # The decoder's scanner, called directly: ``JSONDecoder.decode`` adds two regex matches
+    # for surrounding whitespace, which our compact payloads never have.
+    try:
+        obj, end = _SCAN_JSON(text, 0)
+    except StopIteration as exc:
+        raise SerializationError(root, f"corrupt JSON payload: expecting a value at char {exc.value}") from None
+    except ValueError as exc:
+        raise SerializationError(root, f"corrupt JSON payload: {exc}") from None
+    if end != len(text):
+        raise SerializationError(root, f"corrupt JSON payload: extra data at char {end}")
+    return obj
 
 
 def from_tagged(obj: Any, path: str = "value") -> Any:

@@ -266,7 +266,7 @@ class WorkflowInstance:
             return  # the workflow stopped waiting for it (cancelled awaiter): the result is ignored
         try:
             value = _codec.decode(
-                event.data or b"", allow_pickle=waiter.step.serializer == "pickle", root=f"result of step {waiter.step.name!r}"
+                event.data or b"", allow_pickle=waiter.step.serializer == "pickle", root=waiter.step.result_root
             )
         except SerializationError as exc:
             waiter.future.set_exception(exc)
@@ -326,7 +326,7 @@ class WorkflowInstance:
     async def call_step(self, step: Step[Any, Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         position, corr = self._next("step")
         data = _codec.encode(
-            {"args": list(args), "kwargs": kwargs}, serializer=step.serializer, root=f"arguments of step {step.name!r}"
+            {"args": list(args), "kwargs": kwargs}, serializer=step.serializer, root=step.arguments_root
         )
         future: asyncio.Future[Any] = self.loop.create_future()
         record = self._records.pop(position, None)

@@ -58,6 +58,9 @@ class Step(Generic[P, R]):
         self.retry = retry
         self.timeout = timeout
         self.serializer: Serializer = serializer
+        # Error-path roots, built once: replay passes them for every step it resolves.
+        self.arguments_root = f"arguments of step {name!r}"
+        self.result_root = f"result of step {name!r}"
         self.__wrapped__ = fn
         self.__name__ = getattr(fn, "__name__", name)
         self.__qualname__ = getattr(fn, "__qualname__", name)

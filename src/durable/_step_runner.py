@@ -93,7 +93,7 @@ async def run_step(
     result: Any = None
     try:
         try:
-            payload = _codec.decode(claim.input, allow_pickle=step.serializer == "pickle", root=f"arguments of step {step.name!r}")
+            payload = _codec.decode(claim.input, allow_pickle=step.serializer == "pickle", root=step.arguments_root)
         except Exception as exc:
             # Depends on this process (a class it cannot import): another attempt, maybe on
             # another worker, may succeed, so this is a retryable failure, not a fatal one.
@@ -126,7 +126,7 @@ async def run_step(
         error = flush_error
     if error is None:
         try:
-            data = _codec.encode(result, serializer=step.serializer, root=f"result of step {step.name!r}")
+            data = _codec.encode(result, serializer=step.serializer, root=step.result_root)
         except Exception as exc:  # SerializationError, or whatever a pickler raised
             # Re-running will not make the value serializable: fail now, with the path.
             return StepOutcome(EventKind.STEP_FAILED, encode_error(exc))

@@ -125,13 +125,19 @@ MUTANTS = [
         "4", (CODEC,), "set members are encoded in iteration order, not sorted",
     ),
     Mutant(
-        "dict-order", "durable._codec:dumps_json", "_JSON_ENCODER.encode(obj)",
+        "dict-order", "durable._codec:dumps_json",
+        '"".join(_ENCODE_CHUNKS(obj, 0)) if _ENCODE_CHUNKS is not None else _JSON_ENCODER.encode(obj)',
         "json.dumps(obj, separators=(',', ':'), ensure_ascii=False, allow_nan=False)",
         "4", (CODEC,), "dict keys are encoded in insertion order (no sort_keys)",
     ),
     Mutant(
         "tuple-as-list", "durable._codec:_enc", 'return {"$tuple": _enc_items(v, depth)}', "return _enc_items(v, depth)",
         "4", (CODEC,), "tuples are encoded as lists, so they decode as lists",
+    ),
+    Mutant(
+        "plain-dollar-keys", "durable._codec:_is_plain",
+        'if type(key) is not str or key.startswith("$"):', "if type(key) is not str:",
+        "4", (CODEC,), "the plain-data shortcut lets a '$' key through unescaped, so it can decode as a tag",
     ),
     Mutant(
         "wrong-path", "durable._codec:_enc_items", 'exc.segments.append(f"[{i}]")', 'exc.segments.append(f"[{i + 1}]")',

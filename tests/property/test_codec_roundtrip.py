@@ -53,6 +53,13 @@ def test_equal_values_encode_to_the_same_bytes(value: Any, rng: random.Random) -
     assert _codec.encode(_codec.decode(data)) == data
 
 
+@settings(max_examples=examples(300))
+@given(values | st.deferred(lambda: json_values))
+def test_the_plain_data_shortcut_writes_what_tagging_writes(value: Any) -> None:
+    """Plain JSON data skips the tagging pass; the bytes must be those the tagging pass would write."""
+    assert _codec.encode(value) == _codec.JSON_TAG + _codec.dumps_json(_codec.to_tagged(value))
+
+
 # -- refusing what cannot be encoded ------------------------------------------------------------------
 
 

@@ -102,7 +102,7 @@ def encode(value: Any, *, serializer: Serializer = "json", root: str = "value") 
 
 
 _JSON_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False, sort_keys=True)
-_SCAN_JSON = json.JSONDecoder().scan_once
+_SCAN_JSON = json.JSONDecoder().scan_once  # type: ignore[attr-defined]
 _MAX_DEPTH = 256
 # The C encoder behind ``_JSON_ENCODER``, built once: ``JSONEncoder.encode`` builds a new one
 # per call. No circular-reference markers: what it is given is acyclic (checked before).
@@ -131,7 +131,7 @@ def _is_plain(v: Any, depth: int) -> bool:
     if t is str or v is None or t is bool:
         return True
     if t is int:
-        return -_MAX_SAFE_INT < v < _MAX_SAFE_INT
+        return bool(-_MAX_SAFE_INT < v < _MAX_SAFE_INT)
     if t is float:
         return math.isfinite(v)
     if t is list:

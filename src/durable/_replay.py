@@ -50,6 +50,13 @@ if TYPE_CHECKING:
     from ._workflow import Workflow
 
 DEFAULT_NAMESPACE = "default"
+# The kinds compared once or more per replayed event, as plain str: looking up an enum member
+# costs several times the comparison itself.
+_RUN_STARTED = EventKind.RUN_STARTED.value
+_STEP_CREATED = EventKind.STEP_CREATED.value
+_STEP_COMPLETED = EventKind.STEP_COMPLETED.value
+_RESOLVED_ONCE = frozenset({EventKind.STEP_COMPLETED.value, EventKind.STEP_FAILED.value, EventKind.WAIT_COMPLETED.value})
+_NOTED_KINDS = frozenset({EventKind.WAIT_CANCELLED.value, EventKind.HOOK_DISPOSED.value})
 Status = Literal["suspended", "completed", "failed"]
 
 
@@ -149,10 +156,9 @@ class WorkflowInstance:
                     self._records[position] = event
             if kind in DELIVERY_KINDS:
                 self._deliveries.append(event)
-            elif kind == EventKind.WAIT_CANCELLED:
-                self._cancelled_waits.add(event.correlation_id or "")
-            elif kind == EventKind.HOOK_DISPOSED:
-                self._disposed_hooks.add(event.correlation_id or "")
+            elif kind in _NOTED_KINDS:
+                noted = self._cancelled_waits if kind == EventKind.WAIT_CANCELLED else self._disposed_hooks
+                noted.add(event.correlation_id or "")
         return self._drive()
 
     def _drive(self) -> Outcome:
@@ -164,13 +170,10 @@ class WorkflowInstance:
         deliveries = self._deliveries
         with loop.activate():
             loop.run_until_idle()
-            while deliveries and not self._finished():
+            while deliveries and self._divergence is None and not (self._main is not None and self._main.done()):
                 self._deliver(deliveries.popleft())
                 loop.run_until_idle()
             return self._outcome()
-
-    def _finished(self) -> bool:
-        return self._divergence is not None or (self._main is not None and self._main.done())
 
     def _outcome(self) -> Outcome:
         if self._divergence is None:
@@ -234,20 +237,18 @@ class WorkflowInstance:
     def _deliver(self, event: Event) -> None:
         self.loop.set_time(event.created_at)
         kind = event.kind
-        if kind == EventKind.RUN_STARTED:
+        if kind == _RUN_STARTED:
             self._start(event)
             return
         corr = event.correlation_id or ""
-        if kind in (EventKind.STEP_COMPLETED, EventKind.STEP_FAILED, EventKind.WAIT_COMPLETED):
-            sub = self._subscribers.pop(corr, None)  # a step or wait resolves once: forget it
-        else:
-            sub = self._subscribers.get(corr)
+        # A step or a wait resolves once: forget its subscriber. Hooks take many deliveries.
+        sub = self._subscribers.pop(corr, None) if kind in _RESOLVED_ONCE else self._subscribers.get(corr)
         if sub is None:
             position = event.position or 0
             if position > self._position:
                 self._diverge(position, f"a result for {corr}", f"only {self._position} command(s) so far, none of them {corr}")
             return  # a result for something the workflow stopped waiting for (a cancelled timer, ...)
-        if kind == EventKind.STEP_COMPLETED:
+        if kind == _STEP_COMPLETED:
             self._resolve_step(sub, event)
         elif kind == EventKind.STEP_FAILED:
             if isinstance(sub, _StepWaiter) and not sub.future.done():
@@ -332,7 +333,7 @@ class WorkflowInstance:
         record = self._records.pop(position, None)
         if record is None:
             self._issue(ScheduleStep(corr, step.name, data, step.retry.max_attempts))
-        elif record.kind != EventKind.STEP_CREATED or record.name != step.name or (
+        elif record.kind != _STEP_CREATED or record.name != step.name or (
             step.serializer == "json" and record.data != data  # pickled bytes are not canonical: name only
         ):
             self._diverge(position, describe_record(record), f"step {step.name!r} with arguments {_short(data)}")

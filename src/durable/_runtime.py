@@ -267,7 +267,8 @@ class Runtime:
             else:
                 payload = validate_payload(definition.schema, payload)
         data = _codec.encode(payload, root="hook payload")
-        record = await self.store.resume_hook(token, data, time.time())
+        # Only to the hook validated above: a token re-bound meanwhile is not this hook.
+        record = await self.store.resume_hook(token, data, time.time(), expect=(hook.run_id, hook.hook_id))
         return ResumeResult(record.run_id, record.hook_id, token)
 
     async def resume_webhook(self, token: str, request: Any, *, timeout: float = 30.0) -> Any:

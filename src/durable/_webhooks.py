@@ -33,7 +33,10 @@ async def resume_webhook(runtime: Runtime, token: str, request: Request, *, time
     request.run_id = hook.run_id
     if mode == "manual":
         request.response_namespace = f"$webhook-response:{hook.hook_id}:{secrets.token_hex(8)}"
-    await store.resume_hook(token, _codec.encode(request, root="webhook request"), time.time())
+    # Only to this webhook: if the token was re-bound meanwhile (to a plain hook, say), refuse.
+    await store.resume_hook(
+        token, _codec.encode(request, root="webhook request"), time.time(), expect=(hook.run_id, hook.hook_id)
+    )
     if mode == "static":
         response = metadata.get("response")
         return response if isinstance(response, Response) else Response(status=202)

@@ -161,6 +161,11 @@ MUTANTS = [
         "db.execute(\"UPDATE hooks SET status = 'disposed' WHERE run_id = ? AND status = 'active'\", (run_id,))", "pass",
         "5", (STORE,), "a run that ends keeps its hook tokens live",
     ),
+    Mutant(
+        "resume-ignores-expected-hook", "durable.stores._sql:resume_hook",
+        "if expect is not None and (hook.run_id, hook.hook_id) != expect:", "if False:",
+        "5", (STORE,), "a payload validated for one hook is delivered to whichever hook holds the token now",
+    ),
 ]
 BY_NAME = {m.name: m for m in MUTANTS}
 

@@ -461,9 +461,11 @@ class StoreModel:
         hooks = [h for h in self.hooks.values() if h.run_id == run_id and (h.status == "active" or not active_only)]
         return [h.record() for h in sorted(hooks, key=lambda h: _order_key(h.created_at, h.hook_id))]
 
-    def resume_hook(self, token: str, payload: bytes, now: float) -> HookRecord:
+    def resume_hook(self, token: str, payload: bytes, now: float, expect: tuple[str, str] | None = None) -> HookRecord:
         hook = next((h for h in self.hooks.values() if h.token == token and h.status == "active"), None)
         if hook is None or self.runs[hook.run_id].status in TERMINAL:
+            raise HookNotFound(token)
+        if expect is not None and (hook.run_id, hook.hook_id) != expect:
             raise HookNotFound(token)
         run = self.runs[hook.run_id]
         self._append(run, EventKind.HOOK_RECEIVED, hook.hook_id, now, name=token, data=payload)

@@ -321,18 +321,36 @@ class StoreMachine(RuleBasedStateMachine):
 
     # -- hooks ------------------------------------------------------------------------------------
 
-    @rule(token=st.sampled_from(TOKENS), payload=payloads)
-    def resume_hook(self, token: str, payload: bytes) -> None:
+    @rule(data=st.data(), token=st.sampled_from(TOKENS), payload=payloads)
+    def resume_hook(self, data: st.DataObject, token: str, payload: bytes) -> None:
+        self._resume(data, token, payload)
+
+    @precondition(lambda self: any(h.status == "active" for h in self.model.hooks.values()))
+    @rule(data=st.data(), payload=payloads)
+    def resume_a_live_hook(self, data: st.DataObject, payload: bytes) -> None:
+        """Where deliveries (and re-bound tokens) happen; a token drawn blindly rarely has a live hook."""
+        live_tokens = sorted({h.token for h in self.model.hooks.values() if h.status == "active"})
+        self._resume(data, data.draw(st.sampled_from(live_tokens), label="token"), payload)
+
+    def _resume(self, data: st.DataObject, token: str, payload: bytes) -> None:
+        # expect: the hook the caller looked the token up as -- the live one, or one since disposed
+        # or re-bound (any hook the store has seen).
+        live = self.model.get_hook(token)
+        live_key = [(live.run_id, live.hook_id)] if live else []
+        expect = data.draw(st.sampled_from([None, *live_key, ("run_gone", "hook_1"), *sorted(self.model.hooks)]))
         now = self.tick()
         try:
-            expected: Any = self.model.resume_hook(token, payload, now)
+            expected: Any = self.model.resume_hook(token, payload, now, expect)
         except HookNotFound as exc:
             expected = exc
+        moved = live is not None and expect is not None and (live.run_id, live.hook_id) != expect
+        event(f"resume_hook: {'refused' if isinstance(expected, HookNotFound) else 'delivered'}"
+              f"{', the token moved' if moved else ''}")
         if isinstance(expected, HookNotFound):
             with pytest.raises(HookNotFound):
-                self.call("resume_hook", token, payload, now)
+                self.call("resume_hook", token, payload, now, expect=expect)
         else:
-            assert self.call("resume_hook", token, payload, now) == expected
+            assert self.call("resume_hook", token, payload, now, expect=expect) == expected
 
     # -- streams ----------------------------------------------------------------------------------
 

@@ -489,3 +489,45 @@ async def test_a_yield_to_a_closed_stream_is_not_lost_silently(runtime: durable.
         await run.result(timeout=10)
     chunks = [c async for c in run.stream()] if await run.status() == "completed" else []
     assert await run.status() == "failed" or "after the close" in chunks
+
+
+# -- 14. a token re-bound between lookup and resume reaches the wrong hook ---------------------------
+
+
+@durable.workflow(name="review.webhook_then_done")
+async def webhook_then_done() -> object:
+    request = await durable.create_webhook(token="review-rebound")
+    return request.method
+
+
+@durable.workflow(name="review.plain_hook_on_rebound_token")
+async def plain_hook_on_rebound_token() -> object:
+    return await durable.create_hook(token="review-rebound")
+
+
+async def test_a_token_rebound_after_lookup_does_not_reach_the_new_hook(
+    runtime: durable.Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """resume_webhook looks the token up, then appends: if the token moved to a plain hook in between,
+    the request must not reach that hook (plain hooks are never reachable over HTTP)."""
+    first = await runtime.start(webhook_then_done)
+    await wait_for_hook(runtime, "review-rebound")
+    stale = await runtime.store.get_hook("review-rebound")  # what a slow resumer looked up
+    await runtime.resume_webhook("review-rebound", durable.Request("POST", "http://x/", {}, [], b""))
+    assert await first.result(timeout=10) == "POST"  # the run ended; its token is free again
+
+    second = await runtime.start(plain_hook_on_rebound_token)
+    try:
+        await wait_for_hook(runtime, "review-rebound")
+
+        async def looked_up_before_the_rebind(token: str) -> object:
+            return stale
+
+        monkeypatch.setattr(runtime.store, "get_hook", looked_up_before_the_rebind)
+        with pytest.raises(durable.HookNotFound):
+            await runtime.resume_webhook("review-rebound", durable.Request("POST", "http://x/", {}, [], b"{}"))
+        with pytest.raises(durable.HookNotFound):
+            await runtime.resume_hook("review-rebound", {"validated for": "the old hook"})
+        assert not [e for e in await second.events() if e.kind == durable.EventKind.HOOK_RECEIVED]
+    finally:
+        await second.cancel()

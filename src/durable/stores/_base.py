@@ -283,8 +283,14 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def list_hooks(self, run_id: str, *, active_only: bool = True) -> list[HookRecord]: ...
     @abc.abstractmethod
-    async def resume_hook(self, token: str, payload: bytes, now: float) -> HookRecord:
-        """Append ``hook_received`` to the run of the live hook holding ``token``; HookNotFound if none."""
+    async def resume_hook(
+        self, token: str, payload: bytes, now: float, *, expect: tuple[str, str] | None = None
+    ) -> HookRecord:
+        """Append ``hook_received`` to the run of the live hook holding ``token``; HookNotFound if none.
+
+        ``expect=(run_id, hook_id)``: only if the token still belongs to that hook, the one the
+        caller looked up and validated the payload for (a token is re-bound when its run ends).
+        """
 
     # -- streams ---------------------------------------------------------------------------
     @abc.abstractmethod

@@ -739,8 +739,10 @@ class PostgresStore(Store):
     async def list_hooks(self, run_id: str, *, active_only: bool = True) -> list[HookRecord]:
         return await self._run(_sql.list_hooks, run_id, active_only, write=False)
 
-    async def resume_hook(self, token: str, payload: bytes, now: float) -> HookRecord:
-        return await self._run(_sql.resume_hook, token, payload, now)
+    async def resume_hook(
+        self, token: str, payload: bytes, now: float, *, expect: tuple[str, str] | None = None
+    ) -> HookRecord:
+        return await self._run(_sql.resume_hook, token, payload, now, expect)
 
     # -- streams ---------------------------------------------------------------------------
 

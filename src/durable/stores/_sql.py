@@ -731,7 +731,7 @@ def list_hooks(db: DB, run_id: str, active_only: bool) -> list[HookRecord]:
     return [_hook(r) for r in rows]
 
 
-def resume_hook(db: DB, token: str, payload: bytes, now: float) -> HookRecord:
+def resume_hook(db: DB, token: str, payload: bytes, now: float, expect: tuple[str, str] | None = None) -> HookRecord:
     found = db.execute("SELECT run_id FROM hooks WHERE token = ? AND status = 'active'", (token,))
     if not found:
         raise HookNotFound(token)
@@ -740,6 +740,8 @@ def resume_hook(db: DB, token: str, payload: bytes, now: float) -> HookRecord:
     if run is None or run[0] in TERMINAL or not rows or rows[0][0] != found[0][0]:
         raise HookNotFound(token)
     hook = _hook(rows[0])
+    if expect is not None and (hook.run_id, hook.hook_id) != expect:
+        raise HookNotFound(token)  # the token moved to another hook since the caller looked it up
     out = _Appender(db, hook.run_id, run[1])
     out.add(EventKind.HOOK_RECEIVED, hook.hook_id, now, name=token, data=payload)
     out.flush()

@@ -422,8 +422,10 @@ class SQLiteStore(Store):
     async def list_hooks(self, run_id: str, *, active_only: bool = True) -> list[HookRecord]:
         return await self._call(lambda db: _sql.list_hooks(db, run_id, active_only), write=False)
 
-    async def resume_hook(self, token: str, payload: bytes, now: float) -> HookRecord:
-        return await self._call(lambda db: _sql.resume_hook(db, token, payload, now))
+    async def resume_hook(
+        self, token: str, payload: bytes, now: float, *, expect: tuple[str, str] | None = None
+    ) -> HookRecord:
+        return await self._call(lambda db: _sql.resume_hook(db, token, payload, now, expect))
 
     # -- streams ---------------------------------------------------------------------------
 

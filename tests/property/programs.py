@@ -62,6 +62,7 @@ class Step:
     fatal: bool = False  # then raise FatalError instead of returning
     chunks: int = 0  # chunks each attempt writes to the step's own stream ``s<key>``
     guarded: bool = False
+    raced: bool = False  # ``asyncio.wait_for(step, LONG_TIMEOUT)``: a durable timer the step always beats
 
     @property
     def ends_in_failure(self) -> bool:
@@ -96,6 +97,20 @@ class HookTimeout:
 
 
 @dataclass(frozen=True)
+class HookDispose:
+    """``h<hid>.dispose()``, after the hook's last await (its payloads are all taken by then)."""
+
+    hid: int
+
+
+@dataclass(frozen=True)
+class Close:
+    """``await durable.get_writable(namespace).close()``: the last thing a parallel branch does."""
+
+    namespace: str
+
+
+@dataclass(frozen=True)
 class Write:
     namespace: str
     value: Any
@@ -121,7 +136,7 @@ class Parallel:
     branches: tuple[Seq, ...]
 
 
-Node: TypeAlias = "Step | Sleep | HookCreate | HookAwait | HookTimeout | Write | Yield | Random | Parallel"
+Node: TypeAlias = "Step | Sleep | HookCreate | HookAwait | HookTimeout | HookDispose | Write | Close | Yield | Random | Parallel"
 
 
 @dataclass(frozen=True)
@@ -252,10 +267,11 @@ class Interpreter:
             self.trace.append(n)
         if isinstance(n, Step):
             call = STEPS[n.name](n.key, n.arg, n.fails, n.fatal, n.chunks)
+            awaitable = asyncio.wait_for(call, LONG_TIMEOUT) if n.raced else call
             if not n.guarded:
-                return await call
+                return await awaitable
             try:
-                return await call
+                return await awaitable
             except Exception as exc:
                 return caught(exc)
         if isinstance(n, Sleep):
@@ -274,8 +290,14 @@ class Interpreter:
                 return ["late", await asyncio.wait_for(self.hooks[n.hid], n.seconds)]
             except TimeoutError:
                 return "timeout"
+        if isinstance(n, HookDispose):
+            self.hooks[n.hid].dispose()
+            return None
         if isinstance(n, Write):
             await durable.get_writable(n.namespace).write(n.value)
+            return None
+        if isinstance(n, Close):
+            await durable.get_writable(n.namespace).close()
             return None
         if isinstance(n, Random):
             if durable.random() < 0.5:
@@ -345,6 +367,18 @@ class _HookRef:
     kind: Literal["await", "long", "timeout"]
 
 
+@dataclass(frozen=True)
+class _DisposeRef:
+    """A placeholder for disposing "the slot-th hook created so far in this sequence"."""
+
+    slot: int
+
+
+@dataclass(frozen=True)
+class _CloseRef:
+    """A placeholder: a parallel branch holding one closes its stream as its last act."""
+
+
 @dataclass
 class _Counters:
     steps: int = 0
@@ -363,6 +397,7 @@ def _steps(draw: st.DrawFn) -> Step:
         fatal=draw(st.booleans()) if fails < EXHAUSTED and draw(st.integers(0, 4)) == 0 else False,
         chunks=draw(st.sampled_from([0, 0, 0, 1, 3])),
         guarded=draw(st.booleans()),
+        raced=draw(st.integers(0, 5)) == 0,
     )
 
 
@@ -373,7 +408,9 @@ def _items(depth: int, *, sequential: bool, top: bool, generator: bool) -> st.Se
         st.builds(Sleep, st.sampled_from([0.001, 0.005, 0.02])),
         st.builds(HookCreate, st.just(0), st.lists(small_values, max_size=3).map(tuple)),
         hook_ref, hook_ref,
+        st.builds(_DisposeRef, st.integers(0, 3)),
         st.builds(Write, st.just(""), small_values),
+        st.just(_CloseRef()),
     ]
     if depth > 0:
         sub = st.deferred(lambda: _seqs(depth - 1, sequential=False, top=False, generator=False))
@@ -399,17 +436,23 @@ def programs(draw: st.DrawFn, *, generator: bool | None = None, max_depth: int =
     gen = draw(st.booleans()) if generator is None else generator
     raw = draw(_seqs(max_depth, sequential=True, top=True, generator=gen))
     counters = _Counters()
-    body = _fix_seq(raw, counters, namespace="default", top=True)
+    body = _fix_seq(raw, counters, namespace="default", top=True, branch=False)
     return Program(body, gen)
 
 
-def _fix_seq(seq: Seq, counters: _Counters, *, namespace: str, top: bool) -> Seq:
-    """Number steps and hooks, resolve hook placeholders, and enforce the schedule-independence rules."""
+def _fix_seq(seq: Seq, counters: _Counters, *, namespace: str, top: bool, branch: bool) -> Seq:
+    """Number steps and hooks, resolve placeholders, and enforce the schedule-independence rules.
+
+    ``branch``: the sequence is a whole parallel branch, the only writer of its namespace, so
+    it may close that stream when it is done.
+    """
     items: list[Any] = []
     local: list[int] = []  # hooks created in this sequence, by hid
     drawn_payloads: dict[int, tuple[Any, ...]] = {}
     awaits: dict[int, int] = {}
     timed_out: set[int] = set()
+    disposed: set[int] = set()
+    close = False
     last = len(seq.items) - 1
     for index, item in enumerate(seq.items):
         if isinstance(item, Step):
@@ -432,7 +475,7 @@ def _fix_seq(seq: Seq, counters: _Counters, *, namespace: str, top: bool) -> Seq
                 awaits[counters.hooks] = 0
                 items.append(HookCreate(counters.hooks))
             hid = local[-1] if item.slot == 0 else local[item.slot % len(local)]
-            if hid in timed_out:
+            if hid in timed_out or hid in disposed:
                 continue
             if item.kind == "timeout":
                 timed_out.add(hid)
@@ -440,20 +483,28 @@ def _fix_seq(seq: Seq, counters: _Counters, *, namespace: str, top: bool) -> Seq
             else:
                 awaits[hid] += 1
                 items.append(HookAwait(hid, LONG_TIMEOUT if item.kind == "long" else None))
+        elif isinstance(item, _DisposeRef):
+            live = [hid for hid in local if hid not in disposed]
+            if live:  # later awaits of it are dropped, so it is disposed after its last payload
+                hid = live[item.slot % len(live)]
+                disposed.add(hid)
+                items.append(HookDispose(hid))
+        elif isinstance(item, _CloseRef):
+            close = close or branch
         elif isinstance(item, Write):
             items.append(Write(namespace, item.value))
         elif isinstance(item, Random):
             items.append(
                 Random(
-                    _fix_seq(item.then, counters, namespace=namespace, top=False),
-                    _fix_seq(item.otherwise, counters, namespace=namespace, top=False),
+                    _fix_seq(item.then, counters, namespace=namespace, top=False, branch=False),
+                    _fix_seq(item.otherwise, counters, namespace=namespace, top=False, branch=False),
                 )
             )
         elif isinstance(item, Parallel):
             branches = []
-            for branch in item.branches:
+            for sub in item.branches:
                 counters.branches += 1
-                branches.append(_fix_seq(branch, counters, namespace=f"w{counters.branches}", top=False))
+                branches.append(_fix_seq(sub, counters, namespace=f"w{counters.branches}", top=False, branch=True))
             items.append(Parallel(item.kind, tuple(branches)))
         else:
             items.append(item)
@@ -466,6 +517,8 @@ def _fix_seq(seq: Seq, counters: _Counters, *, namespace: str, top: bool) -> Seq
             payloads = tuple(drawn[:count]) + tuple({"payload": i} for i in range(len(drawn), count))
             item = HookCreate(item.hid, payloads)
         fixed.append(item)
+    if close:
+        fixed.append(Close(namespace))
     return Seq(tuple(fixed))
 
 
@@ -515,6 +568,8 @@ class _Renderer:
                 f", {k}={v!r}" for k, v in (("fails", n.fails), ("fatal", n.fatal), ("chunks", n.chunks)) if v
             )
             call = f"await {fn}({n.key}, {n.arg!r}{opts})"
+            if n.raced:
+                call = f"await asyncio.wait_for({fn}({n.key}, {n.arg!r}{opts}), {LONG_TIMEOUT!r})"
             if n.guarded:
                 return r, [f"{pad}try:", f"{pad}    {r} = {call}", f"{pad}except Exception as e:", f"{pad}    {r} = caught(e)"]
             return r, [f"{pad}{r} = {call}"]
@@ -531,8 +586,12 @@ class _Renderer:
                 f"{pad}try:", f"{pad}    {r} = ['late', await asyncio.wait_for(h{n.hid}, {n.seconds!r})]",
                 f"{pad}except TimeoutError:", f"{pad}    {r} = 'timeout'",
             ]
+        if isinstance(n, HookDispose):
+            return "None", [f"{pad}h{n.hid}.dispose()"]
         if isinstance(n, Write):
             return "None", [f"{pad}await durable.get_writable({n.namespace!r}).write({n.value!r})"]
+        if isinstance(n, Close):
+            return "None", [f"{pad}await durable.get_writable({n.namespace!r}).close()"]
         if isinstance(n, Random):
             return r, [
                 f"{pad}if durable.random() < 0.5:",

@@ -211,6 +211,7 @@ class Simulator:
                 elif lost_write is None:
                     lost_write = cmd.namespace
             elif isinstance(cmd, CloseStream):
+                self.chunks.setdefault(cmd.namespace, [])  # as the store does: a closed stream exists
                 self.closed[cmd.namespace] = True
                 self._append(EventKind.STREAM_CLOSED, corr, name=cmd.namespace)
         if lost_write is not None:

@@ -24,6 +24,7 @@ from durable.testing import replay_events
 
 from .conftest import examples
 from .programs import (
+    Close,
     HookCreate,
     HookTimeout,
     Program,
@@ -39,7 +40,7 @@ from .programs import (
 )
 from .sim import History, simulate
 
-COMMAND_NODES = (Step, Sleep, HookCreate, HookTimeout, Write, Yield)
+COMMAND_NODES = (Step, Sleep, HookCreate, HookTimeout, Write, Close, Yield)
 
 
 def _signature(node: Any) -> tuple[Any, ...]:
@@ -52,6 +53,8 @@ def _signature(node: Any) -> tuple[Any, ...]:
         return ("write", node.namespace, _codec.encode(node.value))
     if isinstance(node, Yield):
         return ("write", "default", _codec.encode(node.value))
+    if isinstance(node, Close):
+        return ("close", node.namespace)
     return ("wait",)  # the engine does not compare durations: two sleeps are interchangeable
 
 

@@ -32,10 +32,22 @@ class StepContext:
 
     store: Store
     claim: StepClaim
-    metadata: StepMetadata
-    workflow_metadata: WorkflowMetadata
+    base_url: str | None
     spawn: Callable[..., Any]
     writers: dict[tuple[str, str], StreamWriter] = field(default_factory=dict)
+
+    # Built when asked for: most steps never look, and every step attempt would pay for them.
+    @property
+    def metadata(self) -> StepMetadata:
+        claim = self.claim
+        started = datetime.fromtimestamp(claim.first_started_at, UTC)
+        return StepMetadata(f"{claim.run_id}/{claim.step_id}", claim.name, claim.attempt, started, claim.run_id)
+
+    @property
+    def workflow_metadata(self) -> WorkflowMetadata:
+        claim = self.claim
+        started = datetime.fromtimestamp(claim.first_started_at, UTC)
+        return WorkflowMetadata(claim.run_id, claim.workflow_name, started, self.base_url)
 
     def writer(self, namespace: str, run_id: str | None = None) -> StreamWriter:
         key = (run_id or self.claim.run_id, namespace)
@@ -80,14 +92,7 @@ async def run_step(
     cancel_scope: anyio.CancelScope,
 ) -> StepOutcome:
     """Run one attempt of ``claim`` and say what to record. Never raises for user errors."""
-    started = datetime.fromtimestamp(claim.first_started_at, UTC)
-    context = StepContext(
-        store=store,
-        claim=claim,
-        metadata=StepMetadata(f"{claim.run_id}/{claim.step_id}", claim.name, claim.attempt, started, claim.run_id),
-        workflow_metadata=WorkflowMetadata(claim.run_id, claim.workflow_name, started, base_url),
-        spawn=spawn,
-    )
+    context = StepContext(store=store, claim=claim, base_url=base_url, spawn=spawn)
     token = current_step.set(context)
     error: BaseException | None = None
     result: Any = None

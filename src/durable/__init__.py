@@ -18,6 +18,7 @@ from ._errors import DurableError as DurableError
 from ._errors import FatalError as FatalError
 from ._errors import HookConflictError as HookConflictError
 from ._errors import HookNotFound as HookNotFound
+from ._errors import HookSchemaUnknown as HookSchemaUnknown
 from ._errors import HookValidationError as HookValidationError
 from ._errors import InvalidStoreURL as InvalidStoreURL
 from ._errors import NonDeterminismError as NonDeterminismError
@@ -25,6 +26,7 @@ from ._errors import NotInStepError as NotInStepError
 from ._errors import NotInWorkflowError as NotInWorkflowError
 from ._errors import RetryableError as RetryableError
 from ._errors import RunCancelled as RunCancelled
+from ._errors import RunConflict as RunConflict
 from ._errors import RunFailed as RunFailed
 from ._errors import RunNotFound as RunNotFound
 from ._errors import SerializationError as SerializationError
@@ -72,8 +74,8 @@ __version__ = "0.1.0"
 
 __all__ = [
     "DurableError", "Event", "EventKind", "FatalError", "Hook", "HookConflictError", "HookDefinition", "HookInfo",
-    "HookNotFound", "HookValidationError", "InvalidStoreURL", "NonDeterminismError", "NotInStepError",
-    "NotInWorkflowError", "Request", "Response", "ResumeResult", "RetryableError", "Run", "RunCancelled", "RunFailed",
+    "HookNotFound", "HookSchemaUnknown", "HookValidationError", "InvalidStoreURL", "NonDeterminismError", "NotInStepError",
+    "NotInWorkflowError", "Request", "Response", "ResumeResult", "RetryableError", "Run", "RunCancelled", "RunConflict", "RunFailed",
     "RunInfo", "RunNotFound", "Runtime", "SerializationError", "StepFailed", "StepInfo", "StepMetadata", "StepTimeout",
     "StoreCorrupt", "StoreError", "StreamChunk", "StreamClosedError", "StreamFailed", "StreamHandle", "StreamWriter",
     "Webhook", "WebhookNotAnswered", "WebhookResponseTimeout", "WorkflowMetadata", "WorkflowNotFound", "configure", "create_hook",

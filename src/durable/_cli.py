@@ -97,14 +97,25 @@ def _reported() -> Iterator[None]:
         raise typer.Exit(130) from None
 
 
-def _with_store(url: str | None, fn: Callable[[Store], Awaitable[T]]) -> T:
-    """Open the store at ``url``, run ``fn`` with it, close it."""
+def _with_store(url: str | None, fn: Callable[[Store], Awaitable[T]], *, create: bool = False) -> T:
+    """Open the store at ``url``, run ``fn`` with it, close it.
+
+    Unless ``create``, a SQLite file must already exist: opening creates one, and a mistyped
+    path would then look like an empty store instead of an error.
+    """
 
     async def main() -> T:
         async with store_from_url(url) as store:
             return await fn(store)
 
     with _reported():
+        store = store_from_url(url)
+        path = getattr(store, "path", None)
+        if not create and not getattr(store, "memory", True) and path and not os.path.exists(path):
+            raise CLIError(
+                f"no store at {path}: the SQLite file does not exist (check --store / DURABLE_STORE; "
+                "`durable migrate` creates one)", 3
+            )
         return anyio.run(main)
     raise AssertionError("unreachable: _reported() exits on every error")
 
@@ -262,7 +273,7 @@ def worker(
 def runs(
     status: Annotated[str | None, typer.Option(help="Only runs with this status.")] = None,
     workflow: Annotated[str | None, typer.Option(help="Only runs of this workflow.")] = None,
-    limit: Annotated[int, typer.Option(help="How many runs, newest first.")] = 50,
+    limit: Annotated[int, typer.Option(min=1, max=10_000, help="How many runs, newest first (1-10000).")] = 50,
     store: StoreOption = None,
 ) -> None:
     """List runs, newest first."""
@@ -423,7 +434,7 @@ def migrate(store: StoreOption = None) -> None:
         return None
 
     before = _schema_version(url)
-    _with_store(url, act)
+    _with_store(url, act, create=True)
     after = _schema_version(url)
     where = safe_url(url)
     if before is None and after is None:

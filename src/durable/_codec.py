@@ -591,9 +591,16 @@ def to_plain_json(value: Any) -> Any:
 
 
 def check_plain_json(value: Any, path: str = "payload") -> None:
-    """Raise SerializationError unless ``value`` is plain JSON data (what an HTTP body can hold)."""
+    """Raise SerializationError unless ``value`` is plain JSON data (what an HTTP body can hold).
+
+    Text must be valid Unicode: JSON's ``\\ud800`` escape yields a lone surrogate, which no
+    other system (a database text column, a JSON response) accepts back.
+    """
     t = type(value)
-    if value is None or t in (str, bool, int):
+    if t is str:
+        _check_text(value, path)
+        return
+    if value is None or t in (bool, int):
         return
     if t is float:
         if not math.isfinite(value):
@@ -607,6 +614,14 @@ def check_plain_json(value: Any, path: str = "payload") -> None:
         for k, x in value.items():
             if type(k) is not str:
                 raise SerializationError(path, f"JSON object keys must be strings, got {type(k).__name__}")
+            _check_text(k, f"{path} (a key)")
             check_plain_json(x, f"{path}[{k!r}]")
         return
     raise SerializationError(path, f"{type(value).__name__} is not JSON")
+
+
+def _check_text(text: str, path: str) -> None:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise SerializationError(path, f"text holds a lone surrogate ({exc.object[exc.start:exc.end]!r}), not valid Unicode") from None

@@ -9,6 +9,7 @@
     ├── NotInStepError (RuntimeError)      a step-only API called elsewhere
     ├── WorkflowNotFound (LookupError)     no workflow registered under that name
     ├── RunNotFound (LookupError)          no run with that id
+    ├── RunConflict                        that run id / idempotency key belongs to another workflow's run
     ├── RunFailed                          result() of a run that failed
     ├── RunCancelled                       result() of a run that was cancelled
     ├── StepFailed                         a step failed with an error type that cannot be re-created
@@ -18,6 +19,7 @@
     ├── HookNotFound (LookupError)         no live hook with that token
     ├── HookConflictError                  another live hook already holds that token
     ├── HookValidationError (ValueError)   a payload that does not match the hook's schema
+    ├── HookSchemaUnknown                  the hook's schema is not defined in this process
     ├── WebhookResponseTimeout (TimeoutError)  a manual webhook got no response in time
     ├── WebhookNotAnswered                 a manual webhook's run ended without responding
     ├── StreamClosedError                  writing to a closed stream
@@ -194,6 +196,31 @@ class HookValidationError(DurableError, ValueError):
     def __init__(self, problems: list[str]) -> None:
         self.problems = list(problems)
         super().__init__("invalid hook payload: " + "; ".join(self.problems))
+
+
+class RunConflict(DurableError):
+    """Raised by ``start`` when its run id or idempotency key already names a run of another workflow."""
+
+    def __init__(self, run_id: str, key_kind: str, key: str, existing_workflow: str, workflow: str) -> None:
+        self.run_id = run_id
+        self.existing_workflow = existing_workflow
+        self.workflow = workflow
+        super().__init__(
+            f"run {run_id!r} ({key_kind} {key!r}) already exists for workflow {existing_workflow!r}, not {workflow!r}"
+        )
+
+
+class HookSchemaUnknown(DurableError):
+    """Raised when a hook expects a ``define_hook`` schema this process does not define, so its
+    payload cannot be checked; nothing is recorded. Import the module that defines it."""
+
+    def __init__(self, token: str, schema: str) -> None:
+        self.token = token
+        self.schema = schema
+        super().__init__(
+            f"hook {token!r} expects payloads of schema {schema!r}, which is not defined in this process: "
+            "import the module that defines it (e.g. `durable serve --app module:app`, `durable resume --app module`)"
+        )
 
 
 class WebhookResponseTimeout(DurableError, TimeoutError):

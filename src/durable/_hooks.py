@@ -24,6 +24,7 @@ from . import _codec, _registry
 from ._context import current_instance, current_step
 from ._errors import HookConflictError, HookValidationError, NotInWorkflowError
 from ._events import Event
+from ._ids import is_text
 
 if TYPE_CHECKING:
     from ._replay import WorkflowInstance
@@ -146,8 +147,8 @@ def create_hook(*, token: str | None = None, metadata: dict[str, Any] | None = N
 
 
 def _check_token(token: str | None) -> None:
-    if token is not None and (not isinstance(token, str) or not token or len(token) > 512):
-        raise ValueError(f"hook token must be a non-empty string of at most 512 characters, got {token!r}")
+    if token is not None and (not is_text(token) or len(token) > 512):
+        raise ValueError(f"hook token must be non-empty text of at most 512 characters, got {token!r}")
 
 
 # -- typed hooks ---------------------------------------------------------------------------------

@@ -27,7 +27,7 @@ import secrets
 import socket
 import time
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from contextvars import Token
 from typing import Any
 
@@ -37,10 +37,10 @@ import anyio.lowlevel
 from . import _codec, _registry
 from ._commands import ScheduleStep
 from ._context import current_runtime
-from ._errors import HookNotFound, RunNotFound, WorkflowNotFound
+from ._errors import HookNotFound, HookSchemaUnknown, RunNotFound, WorkflowNotFound
 from ._events import Event, EventKind
 from ._hooks import ResumeResult, validate_payload
-from ._ids import new_run_id
+from ._ids import is_text, new_run_id
 from ._replay import Outcome, WorkflowInstance
 from ._run import Run, RunInfo
 from ._step_runner import StepOutcome, run_step
@@ -208,15 +208,30 @@ class Runtime:
         idempotency_key: str | None = None,
         **kwargs: Any,
     ) -> Run:
-        """Start a run and return its :class:`Run` at once. The same ``idempotency_key`` returns the same run."""
-        wf = self._resolve(workflow)
+        """Start a run and return its :class:`Run` at once. The same ``idempotency_key`` returns the same run.
+
+        ``run_id`` and ``idempotency_key`` are options of the start, not workflow arguments: a
+        workflow parameter with one of these names is passed positionally.
+        """
+        return await self.start_run(self._resolve(workflow), args, kwargs, run_id=run_id, idempotency_key=idempotency_key)
+
+    async def start_run(
+        self,
+        wf: Workflow[Any, Any],
+        args: Sequence[Any],
+        kwargs: dict[str, Any],
+        *,
+        run_id: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> Run:
+        """:meth:`start` with the workflow's arguments as a list and a dict (any keyword names)."""
         data = _codec.encode({"args": list(args), "kwargs": kwargs}, serializer=wf.serializer, root=f"arguments of {wf.name}")
         new = NewRun(
             run_id=_check_run_id(run_id) if run_id is not None else new_run_id(),
             workflow_name=wf.name,
             input=data,
             seed=secrets.token_hex(16),
-            idempotency_key=idempotency_key,
+            idempotency_key=_check_idempotency_key(idempotency_key) if idempotency_key is not None else None,
             now=time.time(),
             owner=self.worker_id if self._running and self.get_workflow(wf.name) is wf else None,
         )
@@ -255,7 +270,7 @@ class Runtime:
         A hook created from ``define_hook`` is validated against its schema when its definition
         is known in this process; ``validate=False`` is for callers that already did it.
         """
-        hook = await self.store.get_hook(token)
+        hook = await self.store.get_hook(token) if is_text(token) else None
         if hook is None:
             raise HookNotFound(token)
         metadata = _codec.decode(hook.metadata) if hook.metadata else {}
@@ -263,9 +278,9 @@ class Runtime:
         if schema_name and validate:
             definition = _registry.hook_definitions.get(schema_name)
             if definition is None:
-                log.warning("hook %r expects schema %r, which is not defined in this process: not validated", token, schema_name)
-            else:
-                payload = validate_payload(definition.schema, payload)
+                # Appending it unchecked would hand the workflow a payload its schema never saw.
+                raise HookSchemaUnknown(token, schema_name)
+            payload = validate_payload(definition.schema, payload)
         data = _codec.encode(payload, root="hook payload")
         # Only to the hook validated above: a token re-bound meanwhile is not this hook.
         record = await self.store.resume_hook(token, data, time.time(), expect=(hook.run_id, hook.hook_id))
@@ -640,9 +655,18 @@ class Runtime:
 
 
 def _check_run_id(run_id: str) -> str:
-    if not isinstance(run_id, str) or not run_id or len(run_id) > 200 or not run_id.isprintable() or "/" in run_id:
-        raise ValueError(f"run_id must be a printable string of 1-200 characters without '/', got {run_id!r}")
+    if (
+        not isinstance(run_id, str) or not run_id or len(run_id) > 200 or not run_id.isprintable() or "/" in run_id
+        or run_id in (".", "..")  # a URL path segment that clients normalise away
+    ):
+        raise ValueError(f"run_id must be a printable string of 1-200 characters without '/' (and not . or ..), got {run_id!r}")
     return run_id
+
+
+def _check_idempotency_key(key: str) -> str:
+    if not is_text(key) or len(key) > 512:
+        raise ValueError(f"idempotency_key must be non-empty text of at most 512 characters, got {key!r}")
+    return key
 
 
 def _encode_missing_step(name: str) -> bytes:

@@ -27,6 +27,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 from . import _codec
 from ._context import current_instance, current_step
 from ._errors import NotInWorkflowError, StreamClosedError, StreamFailed
+from ._ids import is_text
 from ._replay import DEFAULT_NAMESPACE
 
 if TYPE_CHECKING:
@@ -283,8 +284,8 @@ def _step_writer(namespace: str, run_id: str | None) -> StreamWriter:
 def get_writable(namespace: str = DEFAULT_NAMESPACE) -> Any:
     """The run's stream ``namespace``: a buffered :class:`StreamWriter` in a step, a
     :class:`StreamHandle` in a workflow (recorded writes, passable to steps)."""
-    if not isinstance(namespace, str) or not namespace:
-        raise ValueError(f"stream namespace must be a non-empty string, got {namespace!r}")
+    if not is_text(namespace):
+        raise ValueError(f"stream namespace must be non-empty text, got {namespace!r}")
     instance = current_instance.get()
     if instance is not None:
         return StreamHandle(instance.run_id, namespace)

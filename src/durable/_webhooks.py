@@ -11,6 +11,7 @@ import anyio
 from . import _codec
 from ._errors import HookNotFound, StreamFailed, WebhookNotAnswered, WebhookResponseTimeout
 from ._hooks import Request, Response
+from ._ids import is_text
 from ._streams import read_stream
 
 if TYPE_CHECKING:
@@ -25,7 +26,7 @@ async def resume_webhook(runtime: Runtime, token: str, request: Request, *, time
     ``request.respond_with(...)``.
     """
     store = runtime.store
-    hook = await store.get_hook(token)
+    hook = await store.get_hook(token) if is_text(token) else None
     metadata = _codec.decode(hook.metadata) if hook is not None and hook.metadata else None
     if hook is None or not isinstance(metadata, dict) or "webhook" not in metadata:
         raise HookNotFound(token)

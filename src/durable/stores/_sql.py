@@ -16,7 +16,7 @@ from typing import Any, Protocol
 from .._codec import encode
 from .._commands import CancelWait, CloseStream, CreateHook, DisposeHook, ScheduleStep, StartWait, WriteChunk
 from .._errorinfo import decode_error, encode_error
-from .._errors import DurableError, HookNotFound, RunNotFound, StepFailed, StreamClosedError
+from .._errors import HookNotFound, RunConflict, RunNotFound, StepFailed, StreamClosedError
 from .._events import REPLAY_KINDS, Event, EventKind
 from ._base import (
     ACTIVE,
@@ -205,10 +205,7 @@ def create_run(db: DB, new: NewRun) -> tuple[RunRecord, bool]:
             rows = db.execute(f"SELECT {_RUN_COLUMNS} FROM runs WHERE run_id = ?", (new.run_id,))
         existing = _run(rows[0])
         if existing.workflow_name != new.workflow_name:
-            raise DurableError(
-                f"run {existing.run_id!r} ({where} {key!r}) already exists for workflow {existing.workflow_name!r}, "
-                f"not {new.workflow_name!r}"
-            )
+            raise RunConflict(existing.run_id, where, key or "", existing.workflow_name, new.workflow_name)
         return existing, False
     db.execute(
         "INSERT INTO events (run_id, seq, kind, corr_id, name, data, attempt, created_at) VALUES (?,1,?,NULL,?,?,NULL,?)",
@@ -229,6 +226,10 @@ def get_run(db: DB, run_id: str) -> RunRecord | None:
 
 
 def list_runs(db: DB, status: str | None, workflow: str | None, limit: int, before: str | None) -> list[RunRecord]:
+    if limit < 1:
+        raise ValueError(f"limit must be at least 1, got {limit}")
+    if before and not db.execute("SELECT 1 FROM runs WHERE run_id = ?", (before,)):
+        raise RunNotFound(before)  # a cursor names the last run of the previous page
     where, params = [], []
     if status:
         where.append("status = ?")

@@ -14,6 +14,7 @@ from starlette.responses import JSONResponse, Response
 from .. import _codec
 from .._errors import (
     HookNotFound,
+    HookSchemaUnknown,
     HookValidationError,
     SerializationError,
     WebhookNotAnswered,
@@ -41,6 +42,8 @@ class HookEndpoints:
             raise HTTPError(404, f"no live hook with token {token!r}") from None
         except HookValidationError as exc:
             raise HTTPError(422, "the payload does not match the hook's schema", problems=exc.problems) from None
+        except HookSchemaUnknown as exc:  # this server cannot check it: refuse rather than pass it on unchecked
+            raise HTTPError(503, str(exc)) from None
         except SerializationError as exc:  # a schema that returned a value the codec cannot store
             raise HTTPError(422, str(exc)) from None
         return JSONResponse({"run_id": result.run_id, "hook_id": result.hook_id, "token": result.token}, status_code=202)

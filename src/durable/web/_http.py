@@ -55,32 +55,59 @@ def parse_json(body: bytes) -> Any:
         raise HTTPError(400, "the request body is empty: send a JSON document")
     try:
         value = json.loads(body, parse_constant=_refuse_constant)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise HTTPError(400, f"malformed JSON: {exc}") from None
-    try:
         check_plain_json(value, "body")
-    except SerializationError as exc:
+    except RecursionError:
+        raise HTTPError(400, "malformed JSON: nested too deeply") from None
+    except (ValueError, UnicodeDecodeError, SerializationError) as exc:
         raise HTTPError(400, f"malformed JSON: {exc}") from None
     return value
 
 
-def int_param(request: Request, name: str, default: int) -> int:
+def int_param(request: Request, name: str, default: int, *, minimum: int = -(2**53), maximum: int = 2**53) -> int:
+    """A query parameter written as plain decimal digits (``int()`` would also take ``1_0``, ``+1``
+    or `` 1 ``), within ``minimum..maximum``, or 400 naming it."""
     raw = request.query_params.get(name)
     if raw is None or raw == "":
         return default
-    try:
-        return int(raw)
-    except ValueError:
-        raise HTTPError(400, f"query parameter {name!r} must be an integer, got {raw!r}") from None
+    digits = raw[1:] if raw.startswith("-") else raw
+    if not (digits.isascii() and digits.isdigit()) or len(digits) > 18:
+        raise HTTPError(400, f"query parameter {name!r} must be an integer, got {raw!r}")
+    value = int(raw)
+    if not minimum <= value <= maximum:
+        raise HTTPError(400, f"query parameter {name!r} must be between {minimum} and {maximum}, got {value}")
+    return value
+
+
+def prefers_ndjson(accept: str) -> bool:
+    """Whether an Accept header asks for NDJSON over Server-Sent Events (by q-value; SSE on ties)."""
+    quality = {"application/x-ndjson": 0.0, "text/event-stream": 0.0}
+    for item in accept.split(","):
+        media, *params = (part.strip() for part in item.split(";"))
+        if media.lower() not in quality:
+            continue
+        q = 1.0
+        for param in params:
+            key, _, value = param.partition("=")
+            if key.strip().lower() == "q":
+                try:
+                    q = float(value)
+                except ValueError:
+                    q = 0.0
+        quality[media.lower()] = max(quality[media.lower()], q)
+    return quality["application/x-ndjson"] > quality["text/event-stream"]
 
 
 def token_matches(request: Request, token: str) -> bool:
     """A bearer header, or ``?access_token=`` on GET (browsers' EventSource cannot send headers)."""
     header = request.headers.get("authorization", "")
     scheme, _, given = header.partition(" ")
+    # Header values arrive decoded as latin-1: encoding them back gives the bytes that were sent,
+    # which a UTF-8 client sends for a non-ASCII token. Query parameters arrive decoded as UTF-8.
+    sent = given.strip().encode("latin-1", "replace")
     if scheme.lower() != "bearer" or not given:
-        given = request.query_params.get("access_token", "") if request.method in ("GET", "HEAD") else ""
-    return bool(given) and hmac.compare_digest(given.strip().encode(), token.encode())
+        query = request.query_params.get("access_token", "") if request.method in ("GET", "HEAD") else ""
+        sent = query.strip().encode("utf-8", "replace")
+    return bool(sent) and hmac.compare_digest(sent, token.encode("utf-8"))
 
 
 def guarded(endpoint: Endpoint, token: str | None) -> Endpoint:

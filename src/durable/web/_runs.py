@@ -9,16 +9,17 @@ from sse_starlette import EventSourceResponse
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from .._errors import RunNotFound, SerializationError
+from .._errors import RunConflict, RunNotFound, SerializationError
 from .._replay import DEFAULT_NAMESPACE
 from .._run import Run
 from ..stores._base import TERMINAL
 from ._context import Context
-from ._http import HTTPError, int_param, parse_json, read_body
+from ._http import HTTPError, int_param, parse_json, prefers_ndjson, read_body
 from ._present import event_json, run_detail, run_summary
-from ._streams import NDJSON, changes, follow_pages, ndjson_response, snapshots, sse_response
+from ._streams import changes, follow_pages, ndjson_response, snapshots, sse_response
 
 STATUSES = ("pending", "running", "completed", "failed", "cancelled")
+MAX_INDEX = 2**53  # chunk indices and sequence numbers stay far below; anything above is not one
 _START_KEYS = {"workflow", "args", "kwargs", "run_id", "idempotency_key"}
 _LIVE_SETTLE = 0.1  # seconds: at most ~10 updates a second per page
 
@@ -33,15 +34,16 @@ class RunEndpoints:
         status = request.query_params.get("status") or None
         if status is not None and status not in STATUSES:
             raise HTTPError(400, f"status must be one of {', '.join(STATUSES)}, got {status!r}")
-        limit = int_param(request, "limit", 50)
-        if not 1 <= limit <= 1000:
-            raise HTTPError(400, f"limit must be between 1 and 1000, got {limit}")
+        limit = int_param(request, "limit", 50, minimum=1, maximum=1000)
         return {"status": status, "workflow": request.query_params.get("workflow") or None, "limit": limit}
 
     async def list_runs(self, request: Request) -> Response:
         filters = self._filters(request)
         cursor = request.query_params.get("cursor") or None
-        records = await self.ctx.store.list_runs(**filters, before=cursor)
+        try:
+            records = await self.ctx.store.list_runs(**filters, before=cursor)
+        except RunNotFound:
+            raise HTTPError(400, f"unknown cursor {cursor!r}: pass the next_cursor of a previous page") from None
         next_cursor = records[-1].run_id if len(records) == filters["limit"] else None
         return JSONResponse({"runs": [run_summary(r) for r in records], "next_cursor": next_cursor})
 
@@ -59,7 +61,7 @@ class RunEndpoints:
     async def events(self, request: Request) -> Response:
         run_id = request.path_params["run_id"]
         await self.ctx.run_record(run_id)
-        after = int_param(request, "after", 0)
+        after = int_param(request, "after", 0, minimum=0)
         events = await self.ctx.store.load_events(run_id, after)
         return JSONResponse({"events": [event_json(e) for e in events]})
 
@@ -95,9 +97,11 @@ class RunEndpoints:
         except TypeError as exc:
             raise HTTPError(422, f"bad arguments for {name}: {exc}") from None
         try:
-            run = await runtime.start(
-                workflow, *args, run_id=body.get("run_id"), idempotency_key=body.get("idempotency_key"), **kwargs
+            run = await runtime.start_run(
+                workflow, args, kwargs, run_id=body.get("run_id"), idempotency_key=body.get("idempotency_key")
             )
+        except RunConflict as exc:
+            raise HTTPError(409, str(exc)) from None
         except (ValueError, SerializationError) as exc:
             raise HTTPError(422, str(exc)) from None
         return JSONResponse({"run_id": run.run_id, "workflow": name}, status_code=201)
@@ -121,15 +125,15 @@ class RunEndpoints:
         if not namespace:
             raise HTTPError(400, "the stream namespace is empty")
         await self.ctx.run_record(run_id)
-        start = int_param(request, "start_index", 0)
+        # Negative: counted from the end ("the last n chunks").
+        start = int_param(request, "start_index", 0, minimum=-MAX_INDEX, maximum=MAX_INDEX)
         last_id = request.headers.get("last-event-id", "").strip()
         if last_id:
-            try:
-                start = int(last_id) + 1
-            except ValueError:
-                raise HTTPError(400, f"Last-Event-ID must be a chunk index, got {last_id!r}") from None
+            if not (last_id.isascii() and last_id.isdigit()) or int(last_id) >= MAX_INDEX:
+                raise HTTPError(400, f"Last-Event-ID must be a chunk index (0 or more), got {last_id!r}")
+            start = int(last_id) + 1
         pages = follow_pages(self.ctx.reads, run_id, namespace, start, poll_interval=self.ctx.poll_interval)
-        if NDJSON in request.headers.get("accept", ""):
+        if prefers_ndjson(request.headers.get("accept", "")):
             return ndjson_response(pages)
         return sse_response(pages, ping=self.ctx.ping)
 

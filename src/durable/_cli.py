@@ -273,12 +273,14 @@ def worker(
 def runs(
     status: Annotated[str | None, typer.Option(help="Only runs with this status.")] = None,
     workflow: Annotated[str | None, typer.Option(help="Only runs of this workflow.")] = None,
-    limit: Annotated[int, typer.Option(min=1, max=10_000, help="How many runs, newest first (1-10000).")] = 50,
+    limit: Annotated[int, typer.Option(help="How many runs, newest first (1-10000).")] = 50,
     store: StoreOption = None,
 ) -> None:
     """List runs, newest first."""
     if status is not None and status not in ("pending", "running", "completed", "failed", "cancelled"):
         _fail(CLIError(f"--status must be pending, running, completed, failed or cancelled, not {status!r}", 2))
+    if not 1 <= limit <= 10_000:
+        _fail(CLIError(f"--limit must be between 1 and 10000, not {limit}", 2))
 
     async def read(s: Store) -> Any:
         return await s.list_runs(status=status, workflow=workflow, limit=limit)

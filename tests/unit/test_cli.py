@@ -161,6 +161,9 @@ async def test_user_errors_are_one_line_with_an_exit_code(tmp_path: Path, sqlite
     """Unknown ids, bad URLs, bad JSON, bad --app and foreign files: one line on stderr, no traceback, a fitting code."""
     foreign = tmp_path / "foreign.db"
     foreign.write_bytes(b"this is not a database" * 100)
+    async with store_from_url(sqlite_url):
+        pass  # the store exists: errors below are about what is (not) in it
+    missing = tmp_path / "no-such-dir" / "typo.db"
     cases = [
         (("inspect", "run_nope"), 1, "error: no run with id 'run_nope'"),
         (("events", "run_nope"), 1, "error: no run with id 'run_nope'"),
@@ -170,6 +173,10 @@ async def test_user_errors_are_one_line_with_an_exit_code(tmp_path: Path, sqlite
         (("resume", "nobody", "{bad"), 2, "error: the payload is not valid JSON"),
         (("resume", "nobody", "NaN"), 2, "error: the payload is not valid JSON"),
         (("runs", "--status", "finished"), 2, "error: --status must be"),
+        (("runs", "--limit", "0"), 2, "error: --limit must be between 1 and 10000"),
+        (("runs", "--limit", "-1"), 2, "error: --limit must be between 1 and 10000"),
+        (("runs", "--store", f"sqlite:///{missing}"), 3, f"error: no store at {missing}"),  # a typo is not an empty store
+        (("inspect", "run_x", "--store", f"sqlite:///{missing}"), 3, f"error: no store at {missing}"),
         (("runs", "--store", "sqlite://host/x.db"), 2, "error: invalid store URL"),
         (("runs", "--store", "mysql://x"), 2, "error: invalid store URL 'mysql://x'"),
         (("runs", "--store", f"sqlite:///{foreign}"), 3, "error: "),
@@ -182,6 +189,7 @@ async def test_user_errors_are_one_line_with_an_exit_code(tmp_path: Path, sqlite
         assert (done.returncode, done.stderr.startswith(message)) == (code, True), (args, done.stderr)
         assert len(done.stderr.strip().splitlines()) == 1, (args, done.stderr)
         assert "Traceback" not in done.stderr
+    assert not missing.parent.exists()
 
 
 async def test_migrate_creates_the_schema_then_has_nothing_to_do(tmp_path: Path) -> None:

@@ -30,6 +30,7 @@ from ._errors import RunConflict as RunConflict
 from ._errors import RunFailed as RunFailed
 from ._errors import RunNotFound as RunNotFound
 from ._errors import SerializationError as SerializationError
+from ._errors import SideEffectInWorkflowError as SideEffectInWorkflowError
 from ._errors import StepFailed as StepFailed
 from ._errors import StepTimeout as StepTimeout
 from ._errors import StoreCorrupt as StoreCorrupt
@@ -76,7 +77,7 @@ __all__ = [
     "DurableError", "Event", "EventKind", "FatalError", "Hook", "HookConflictError", "HookDefinition", "HookInfo",
     "HookNotFound", "HookSchemaUnknown", "HookValidationError", "InvalidStoreURL", "NonDeterminismError", "NotInStepError",
     "NotInWorkflowError", "Request", "Response", "ResumeResult", "RetryableError", "Run", "RunCancelled", "RunConflict", "RunFailed",
-    "RunInfo", "RunNotFound", "Runtime", "SerializationError", "StepFailed", "StepInfo", "StepMetadata", "StepTimeout",
+    "RunInfo", "RunNotFound", "Runtime", "SerializationError", "SideEffectInWorkflowError", "StepFailed", "StepInfo", "StepMetadata", "StepTimeout",
     "StoreCorrupt", "StoreError", "StreamChunk", "StreamClosedError", "StreamFailed", "StreamHandle", "StreamWriter",
     "Webhook", "WebhookNotAnswered", "WebhookResponseTimeout", "WorkflowMetadata", "WorkflowNotFound", "configure", "create_hook",
     "create_webhook", "define_hook", "get_run", "get_runtime", "get_step_metadata", "get_workflow_metadata",

@@ -12,7 +12,8 @@ import asyncio
 import weakref
 from typing import Any
 
-from ._context import current_runtime
+from ._context import current_instance, current_runtime
+from ._errors import SideEffectInWorkflowError
 from ._hooks import Request, ResumeResult
 from ._run import Run, RunInfo
 from ._runtime import Runtime
@@ -51,6 +52,12 @@ def configure(*, store: str | Store | None = None, **runtime_options: Any) -> No
 
 async def get_runtime() -> Runtime:
     """The runtime module-level calls use: the current one, else this loop's default (started now)."""
+    return await _runtime_for("get_runtime")
+
+
+async def _runtime_for(api: str) -> Runtime:
+    if current_instance.get() is not None:  # on the workflow's own loop: nothing here may run there
+        raise SideEffectInWorkflowError(api)
     current = current_runtime.get()
     if current is not None:
         return current
@@ -98,24 +105,24 @@ async def _hold_default(loop: asyncio.AbstractEventLoop, ready: asyncio.Future[R
 async def start(workflow: Workflow[Any, Any] | str, /, *args: Any, run_id: str | None = None,
                 idempotency_key: str | None = None, **kwargs: Any) -> Run:
     """Start a run of ``workflow`` and return its :class:`Run` at once."""
-    runtime = await get_runtime()
+    runtime = await _runtime_for("start")
     return await runtime.start(workflow, *args, run_id=run_id, idempotency_key=idempotency_key, **kwargs)
 
 
 async def get_run(run_id: str) -> Run:
-    return await (await get_runtime()).get_run(run_id)
+    return await (await _runtime_for("get_run")).get_run(run_id)
 
 
 async def list_runs(*, status: str | None = None, workflow: str | None = None, limit: int = 100,
                     before: str | None = None) -> list[RunInfo]:
-    return await (await get_runtime()).list_runs(status=status, workflow=workflow, limit=limit, before=before)
+    return await (await _runtime_for("list_runs")).list_runs(status=status, workflow=workflow, limit=limit, before=before)
 
 
 async def resume_hook(token: str, payload: Any) -> ResumeResult:
     """Resume the live hook holding ``token`` with ``payload``; HookNotFound if there is none."""
-    return await (await get_runtime()).resume_hook(token, payload)
+    return await (await _runtime_for("resume_hook")).resume_hook(token, payload)
 
 
 async def resume_webhook(token: str, request: Request, *, timeout: float = 30.0) -> Any:
     """Deliver an HTTP request to a webhook and return the :class:`Response` to send back."""
-    return await (await get_runtime()).resume_webhook(token, request, timeout=timeout)
+    return await (await _runtime_for("resume_webhook")).resume_webhook(token, request, timeout=timeout)

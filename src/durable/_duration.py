@@ -36,6 +36,8 @@ def parse_duration(value: Duration, *, what: str = "duration") -> float:
         )
     if seconds != seconds or seconds < 0:
         raise ValueError(f"{what} must be zero or positive, got {value!r}")
+    if seconds == float("inf"):  # "wait forever" is a hook, not a timer that never fires
+        raise ValueError(f"{what} must be finite, got {value!r}")
     return seconds
 
 

@@ -7,6 +7,7 @@
     ├── NonDeterminismError                replayed code issued something the log does not hold
     ├── NotInWorkflowError (RuntimeError)  a workflow-only API called elsewhere
     ├── NotInStepError (RuntimeError)      a step-only API called elsewhere
+    ├── SideEffectInWorkflowError (RuntimeError)  start/resume_hook/... called in workflow code
     ├── WorkflowNotFound (LookupError)     no workflow registered under that name
     ├── RunNotFound (LookupError)          no run with that id
     ├── RunConflict                        that run id / idempotency key belongs to another workflow's run
@@ -88,6 +89,17 @@ class NotInStepError(DurableError, RuntimeError):
     def __init__(self, api: str) -> None:
         self.api = api
         super().__init__(f"durable.{api}() can only be called while a @durable.step runs")
+
+
+class SideEffectInWorkflowError(DurableError, RuntimeError):
+    """Raised when workflow code calls an API that acts on the world (``durable.start``,
+    ``resume_hook``, ...): a replay would do it again. Such calls belong in a step."""
+
+    def __init__(self, api: str) -> None:
+        self.api = api
+        super().__init__(
+            f"durable.{api}() cannot be called in workflow code: a replay would do it again. Call it from a @durable.step"
+        )
 
 
 class WorkflowNotFound(DurableError, LookupError):

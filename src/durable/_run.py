@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from . import _codec
+from ._duration import Duration, parse_duration
 from ._errorinfo import ErrorInfo, decode_error
 from ._errors import RunCancelled, RunFailed, RunNotFound
 from ._events import Event
@@ -136,9 +137,10 @@ class Run:
         """One of ``pending running completed failed cancelled``."""
         return (await self._record()).status
 
-    async def wait(self, timeout: float | None = None) -> RunInfo:
-        """Wait until the run is completed, failed or cancelled; TimeoutError after ``timeout`` seconds."""
-        deadline = math.inf if timeout is None else time.monotonic() + timeout
+    async def wait(self, timeout: Duration | None = None) -> RunInfo:
+        """Wait until the run is completed, failed or cancelled; TimeoutError after ``timeout``
+        (seconds, ``"5m"``, or a timedelta)."""
+        deadline = math.inf if timeout is None else time.monotonic() + parse_duration(timeout, what="timeout")
         idle = 0.01
         notifier = self._store.notifier
         poll = self._store.cross_process and not self._store.notifies_across_processes
@@ -149,11 +151,12 @@ class Run:
                 return RunInfo.from_record(record)
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                raise TimeoutError(f"run {self.run_id} did not finish within {timeout}s (status: {record.status})")
+                shown = f"{timeout}s" if isinstance(timeout, int | float) else repr(timeout)
+                raise TimeoutError(f"run {self.run_id} did not finish within {shown} (status: {record.status})")
             await notifier.wait(listener, min(remaining, idle if poll else math.inf))
             idle = min(1.0, idle * 2)
 
-    async def result(self, timeout: float | None = None) -> Any:
+    async def result(self, timeout: Duration | None = None) -> Any:
         """The workflow's return value; RunFailed / RunCancelled otherwise; TimeoutError after ``timeout``."""
         await self.wait(timeout)
         record = await self._record()
@@ -189,6 +192,7 @@ class Run:
 
     async def streams(self) -> list[tuple[str, int, bool]]:
         """(namespace, number of chunks, closed) for each stream the run has written."""
+        await self._record()  # RunNotFound, as every other method raises
         return await self._store.list_streams(self.run_id)
 
     def stream(

@@ -36,8 +36,8 @@ import anyio.lowlevel
 
 from . import _codec, _registry
 from ._commands import ScheduleStep
-from ._context import current_runtime
-from ._errors import HookNotFound, HookSchemaUnknown, RunNotFound, WorkflowNotFound
+from ._context import current_instance, current_runtime
+from ._errors import HookNotFound, HookSchemaUnknown, RunNotFound, SideEffectInWorkflowError, WorkflowNotFound
 from ._events import Event, EventKind
 from ._hooks import ResumeResult, validate_payload
 from ._ids import is_text, new_run_id
@@ -225,6 +225,7 @@ class Runtime:
         idempotency_key: str | None = None,
     ) -> Run:
         """:meth:`start` with the workflow's arguments as a list and a dict (any keyword names)."""
+        refuse_in_workflow("start")
         data = _codec.encode({"args": list(args), "kwargs": kwargs}, serializer=wf.serializer, root=f"arguments of {wf.name}")
         new = NewRun(
             run_id=_check_run_id(run_id) if run_id is not None else new_run_id(),
@@ -238,6 +239,11 @@ class Runtime:
         record, created = await self.store.create_run(new)
         if created and new.owner is not None:
             self._spawn(self._start_fresh, record)
+        elif created and self._running and self.workflow_names() and self.get_workflow(wf.name) is None:
+            log.warning(
+                "run %s of workflow %r waits for a runtime that executes it: this one runs only %s",
+                record.run_id, wf.name, ", ".join(self.workflow_names()),
+            )
         return Run(record.run_id, self)
 
     def _resolve(self, workflow: Workflow[Any, Any] | str) -> Workflow[Any, Any]:
@@ -254,6 +260,7 @@ class Runtime:
 
     async def get_run(self, run_id: str) -> Run:
         """A handle on an existing run; RunNotFound if there is none."""
+        refuse_in_workflow("get_run")
         if await self.store.get_run(run_id) is None:
             raise RunNotFound(run_id)
         return Run(run_id, self)
@@ -261,6 +268,7 @@ class Runtime:
     async def list_runs(
         self, *, status: str | None = None, workflow: str | None = None, limit: int = 100, before: str | None = None
     ) -> list[RunInfo]:
+        refuse_in_workflow("list_runs")
         records = await self.store.list_runs(status=status, workflow=workflow, limit=limit, before=before)
         return [RunInfo.from_record(r) for r in records]
 
@@ -270,6 +278,7 @@ class Runtime:
         A hook created from ``define_hook`` is validated against its schema when its definition
         is known in this process; ``validate=False`` is for callers that already did it.
         """
+        refuse_in_workflow("resume_hook")
         hook = await self.store.get_hook(token) if is_text(token) else None
         if hook is None:
             raise HookNotFound(token)
@@ -289,9 +298,11 @@ class Runtime:
     async def resume_webhook(self, token: str, request: Any, *, timeout: float = 30.0) -> Any:
         from ._webhooks import resume_webhook
 
+        refuse_in_workflow("resume_webhook")
         return await resume_webhook(self, token, request, timeout=timeout)
 
     async def cancel(self, run_id: str) -> str:
+        refuse_in_workflow("cancel")
         record = await self.store.cancel_run(run_id, time.time())
         if record is None:
             raise RunNotFound(run_id)
@@ -661,6 +672,12 @@ def _check_run_id(run_id: str) -> str:
     ):
         raise ValueError(f"run_id must be a printable string of 1-200 characters without '/' (and not . or ..), got {run_id!r}")
     return run_id
+
+
+def refuse_in_workflow(api: str) -> None:
+    """Workflow code must not act on the world: only steps' effects are recorded, once."""
+    if current_instance.get() is not None:
+        raise SideEffectInWorkflowError(api)
 
 
 def _check_idempotency_key(key: str) -> str:

@@ -115,6 +115,8 @@ def step(
         initial_delay=parse_duration(retry_delay, what="retry_delay"),
         max_delay=parse_duration(max_retry_delay, what="max_retry_delay"),
     )
+    if policy.initial_delay > policy.max_delay:
+        raise ValueError(f"retry_delay ({retry_delay!r}) must not exceed max_retry_delay ({max_retry_delay!r})")
     timeout_s = None if timeout is None else parse_duration(timeout, what="step timeout")
     if timeout_s is not None and timeout_s <= 0:
         raise ValueError(f"step timeout must be positive, got {timeout!r}")

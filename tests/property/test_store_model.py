@@ -311,7 +311,17 @@ class StoreMachine(RuleBasedStateMachine):
     @precondition(lambda self: self.model.steps)
     @rule(data=st.data(), kind=st.sampled_from([EventKind.STEP_COMPLETED, EventKind.STEP_FAILED, EventKind.STEP_RETRYING]))
     def finish_step(self, data: st.DataObject, kind: str) -> None:
-        run_id, step_id = data.draw(st.sampled_from(sorted(self.model.steps)))
+        self._finish(data, kind, data.draw(st.sampled_from(sorted(self.model.steps))))
+
+    @precondition(lambda self: any(s.status == "running" for s in self.model.steps.values()))
+    @rule(data=st.data(), kind=st.sampled_from([EventKind.STEP_COMPLETED, EventKind.STEP_FAILED, EventKind.STEP_RETRYING]))
+    def finish_a_running_step(self, data: st.DataObject, kind: str) -> None:
+        """Where outcomes are recorded (and runs woken); a step drawn blindly is often not running."""
+        running = sorted(key for key, s in self.model.steps.items() if s.status == "running")
+        self._finish(data, kind, data.draw(st.sampled_from(running)))
+
+    def _finish(self, data: st.DataObject, kind: str, key: tuple[str, str]) -> None:
+        run_id, step_id = key
         now = self.tick()
         payload = data.draw(payloads)
         attempt = self.model.steps[(run_id, step_id)].attempt - data.draw(st.sampled_from([0, 0, 0, 1]), label="late")

@@ -418,6 +418,7 @@ class PostgresStore(Store):
         if pool is not None:
             with anyio.CancelScope(shield=True):
                 await anyio.to_thread.run_sync(pool.close)
+        self.notifier.notify_all()  # waiters re-read and learn the store is closed
 
     def _prepare(self) -> str:
         """Connect once (clear errors), create or migrate the schema, and name the NOTIFY channel."""

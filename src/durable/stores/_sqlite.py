@@ -291,6 +291,9 @@ class SQLiteStore(Store):
             await asyncio.to_thread(thread.stop)
         if inline is not None:
             inline.close()
+        # Waiters (run.result(), stream readers) re-read and learn the store is closed, rather
+        # than wait for a notification that can no longer come.
+        self.notifier.notify_all()
 
     def _connect_inline(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=0)

@@ -636,11 +636,13 @@ class Runtime:
 
     async def _warn_about_unknown_workflows(self) -> None:
         known = set(self.workflow_names())
+        if not known:
+            return  # a client (workflows=[]): executing runs is other runtimes' business
         for name, count in sorted((await self.store.active_workflows()).items()):
             if name not in known:
                 log.warning(
-                    "%d unfinished run(s) of workflow %r wait for a runtime that registers it "
-                    "(they stay pending; this runtime does not know that workflow)", count, name,
+                    "%d unfinished run(s) of workflow %r are not executed by this runtime "
+                    "(it does not know that workflow): another runtime that registers it must run them", count, name,
                 )
 
     async def _reap_dead_local_workers(self, now: float) -> None:

@@ -139,6 +139,9 @@ def _import(module_name: str) -> Any:
         if exc.name and module_name.startswith(exc.name):
             raise CLIError(f"cannot import {module_name!r}: no module named {exc.name!r} (run from its directory?)", 2) from None
         raise
+    except SyntaxError as exc:
+        where = f"{exc.filename}:{exc.lineno}" if exc.filename else "its source"
+        raise CLIError(f"cannot import {module_name!r}: syntax error at {where}: {exc.msg}", 2) from None
 
 
 def _parse_json(text: str, what: str) -> Any:

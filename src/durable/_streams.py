@@ -18,7 +18,7 @@ import inspect
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import anyio
 import anyio.lowlevel
@@ -86,7 +86,9 @@ class StreamWriter:
         self._send: MemoryObjectSendStream[Any] = send
         self._receive: MemoryObjectReceiveStream[Any] = receive
         self._closed = False
+        self._closing = False  # set when close/aclose starts: later writes are refused, not lost
         self._error: BaseException | None = None
+        self._error_seen = False  # the step was told (it may have handled it)
         self._written = 0
         # Keep the coroutine: if its task is cancelled before it ever runs (the runtime is
         # closing), its body -- and the ``async with`` that closes the channel -- never runs;
@@ -101,10 +103,14 @@ class StreamWriter:
     def closed(self) -> bool:
         return self._closed
 
+    def _raise(self, error: BaseException) -> NoReturn:
+        self._error_seen = True
+        raise error
+
     async def write(self, value: Any) -> None:
         if self._error is not None:
-            raise self._error
-        if self._closed:
+            self._raise(self._error)
+        if self._closed or self._closing:
             raise StreamClosedError(self.run_id, self.namespace)
         data = _codec.encode(value, root=f"chunk #{self._written} of stream {self.namespace!r}")
         try:
@@ -120,7 +126,7 @@ class StreamWriter:
         """Return once every chunk written so far is in the log."""
         if self._closed:
             if self._error is not None:
-                raise self._error
+                self._raise(self._error)
             return
         await self._request(_Flush())
 
@@ -128,6 +134,7 @@ class StreamWriter:
         """Flush and mark the stream closed: readers end after the last chunk."""
         if self._closed:
             return
+        self._closing = True
         try:
             await self._request(_Flush(close=True))
         finally:
@@ -138,7 +145,7 @@ class StreamWriter:
 
     async def _request(self, marker: _Flush) -> None:
         if self._error is not None:
-            raise self._error
+            self._raise(self._error)
         if self._flusher_gone():
             raise StreamClosedError(self.run_id, self.namespace)
         await self._send.send(marker)
@@ -148,7 +155,7 @@ class StreamWriter:
             with anyio.move_on_after(0.05):
                 await marker.done.wait()
         if marker.error is not None:
-            raise marker.error
+            self._raise(marker.error)
 
     def _release(self) -> None:
         self._closed = True
@@ -157,10 +164,17 @@ class StreamWriter:
             self._receive.close()  # its flusher never ran, so its ``async with`` never will
 
     async def aclose(self) -> None:
-        """Stop the flusher after flushing what is queued, without closing the stream (used after a failed attempt)."""
+        """Stop the flusher after flushing what is queued, without closing the stream (used when an
+        attempt ends). An error the step was already told about is not raised again: it may have
+        handled it."""
+        told = self._error is not None and self._error_seen
+        self._closing = True
         try:
             if not self._closed:
-                await self.flush()
+                await self._request(_Flush())
+        except Exception as exc:
+            if not (told and exc is self._error):
+                raise
         finally:
             self._release()
 

@@ -503,7 +503,8 @@ class StoreModel:
         if stream is not None:
             chunks = [c for c in stream.chunks if c.index >= start][:limit]
             end = start + len(chunks)
-            return ChunkPage(chunks, stream.closed and end >= len(stream.chunks), stream.error if stream.closed else None)
+            closed = stream.closed and self._close_is_final(run_id, stream.closed_by)
+            return ChunkPage(chunks, closed and end >= len(stream.chunks), stream.error if closed else None)
         run = self.runs.get(run_id)
         if run is None:
             raise RunNotFound(run_id)
@@ -511,6 +512,13 @@ class StoreModel:
             error = None if run.status == "completed" else ("run cancelled" if run.status == "cancelled" else _error_text(run.error))
             return ChunkPage([], True, error)
         return ChunkPage([], False, None)
+
+    def _close_is_final(self, run_id: str, closed_by: str | None) -> bool:
+        """A step attempt's close holds once that step finished or the run ended (a retry may reopen it)."""
+        if closed_by is None:
+            return True
+        step = self.steps.get((run_id, closed_by.rpartition("#")[0]))
+        return self.runs[run_id].status in TERMINAL or step is None or step.status in ("completed", "failed", "cancelled")
 
     def list_streams(self, run_id: str) -> list[tuple[str, int, bool]]:
         return sorted((ns, len(s.chunks), s.closed) for (rid, ns), s in self.streams.items() if rid == run_id)

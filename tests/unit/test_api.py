@@ -85,6 +85,8 @@ def test_default_runtime_starts_lazily_on_the_running_loop(tmp_path: Path) -> No
     [
         ("sqlit:///x.db", "unknown scheme 'sqlit' (did you mean sqlite://"),
         ("sqlite://x.db", "use sqlite:///x.db (three slashes)"),
+        ("sqlite:/x.db", "use sqlite:///relative/path.db or sqlite:////absolute/path.db"),
+        ("sqlite:x.db", "use sqlite:///relative/path.db or sqlite:////absolute/path.db"),
         ("sqlite:///", "no database file"),
         ("sqlite:///x.db?synchronous=fast", "synchronous must be full or normal"),
         ("sqlite:///x.db?journal=wal", "unknown option(s) journal"),

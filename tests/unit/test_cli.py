@@ -164,6 +164,7 @@ async def test_user_errors_are_one_line_with_an_exit_code(tmp_path: Path, sqlite
     async with store_from_url(sqlite_url):
         pass  # the store exists: errors below are about what is (not) in it
     missing = tmp_path / "no-such-dir" / "typo.db"
+    (tmp_path / "broken_app.py").write_text("def broken(:\n    pass\n")
     cases = [
         (("inspect", "run_nope"), 1, "error: no run with id 'run_nope'"),
         (("events", "run_nope"), 1, "error: no run with id 'run_nope'"),
@@ -183,6 +184,7 @@ async def test_user_errors_are_one_line_with_an_exit_code(tmp_path: Path, sqlite
         (("serve", "--app", "no_such_module_here"), 2, "error: cannot import 'no_such_module_here'"),
         (("serve", "--app", "json:no_such_attr"), 2, "error: module 'json' has no attribute 'no_such_attr'"),
         (("worker", "--app", "no_such_module_here"), 2, "error: cannot import 'no_such_module_here'"),
+        (("worker", "--app", "broken_app"), 2, "error: cannot import 'broken_app': syntax error at"),
     ]
     for args, code, message in cases:
         done = await cli(*args, store=sqlite_url, cwd=tmp_path)

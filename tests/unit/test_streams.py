@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import anyio
+import anyio.lowlevel
 import pytest
 
 import durable
@@ -266,3 +267,83 @@ async def test_a_negative_start_on_an_empty_stream_then_follows_from_the_beginni
     """start_index=-2 on a stream still empty resolves once, at the first read: no later chunk is skipped."""
     run = await runtime.start(slow_writer)
     assert [c async for c in run.stream("late", start_index=-2)] == [0, 1, 2, 3, 4]
+
+
+# -- found by a review of the writers: nothing accepted is lost, nothing handled fails later ---------
+
+race_log: list[Any] = []
+
+
+@durable.step(name="streams.write_races_close", max_retries=0)
+async def write_races_close() -> str:
+    writer = durable.get_writable("race")
+    await writer.write("a")
+    await anyio.lowlevel.checkpoint()  # the flusher is storing "a"
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(writer.close)
+        await anyio.lowlevel.checkpoint()  # close() has begun
+        try:
+            await writer.write("b")
+            race_log.append("accepted")
+        except durable.StreamClosedError:
+            race_log.append("refused")
+    return "ok"
+
+
+@durable.workflow(name="streams.races_close")
+async def races_close() -> str:
+    return await write_races_close()
+
+
+async def test_a_write_racing_close_is_refused_not_lost(runtime: durable.Runtime) -> None:
+    race_log.clear()
+    run = await runtime.start(races_close)
+    assert await run.result(timeout=20) == "ok"
+    stored = [c async for c in run.stream("race")]
+    assert (race_log, stored) == (["refused"], ["a"])  # close() begins at once: later writes are refused
+
+
+@durable.step(name="streams.handles_closed", max_retries=0)
+async def handles_closed() -> str:
+    writer = durable.get_writable("handled")
+    try:
+        await writer.write("late")
+        await writer.flush()
+    except durable.StreamClosedError:
+        return "handled"
+    return "wrote"
+
+
+@durable.workflow(name="streams.closes_then_calls")
+async def closes_then_calls() -> str:
+    await durable.get_writable("handled").close()
+    return await handles_closed()
+
+
+async def test_a_stream_error_the_step_handled_does_not_fail_it_afterwards(runtime: durable.Runtime) -> None:
+    run = await runtime.start(closes_then_calls)
+    assert await run.result(timeout=20) == "handled"
+
+
+@durable.step(name="streams.close_then_fail_once", max_retries=1, retry_delay=0.3)
+async def close_then_fail_once() -> str:
+    attempt = durable.get_step_metadata().attempt
+    async with durable.get_writable("reopened") as writer:
+        await writer.write(f"attempt {attempt}")
+    if attempt == 1:
+        raise RuntimeError("fails after closing its stream")
+    return "ok"
+
+
+@durable.workflow(name="streams.reopens")
+async def reopens() -> str:
+    return await close_then_fail_once()
+
+
+async def test_a_live_reader_follows_a_stream_a_retry_reopens(runtime: durable.Runtime) -> None:
+    """A close by an attempt is final only once its step finished: a reader that saw it keeps following."""
+    run = await runtime.start(reopens)
+    with anyio.fail_after(20):
+        live = [c async for c in run.stream("reopened")]
+    assert live == ["attempt 1", "attempt 2"]
+    assert await run.result(timeout=20) == "ok"

@@ -22,6 +22,12 @@ async def web_input_echo(run_id: str, idempotency_key: str = "") -> list[str]:
     return [run_id, idempotency_key]
 
 
+@durable.workflow(name="web_input_yields")
+async def web_input_yields():  # type: ignore[no-untyped-def]
+    yield {"a": 1}
+    yield "two"
+
+
 @pytest.fixture
 async def client(runtime: durable.Runtime) -> Any:
     async with client_for(create_app(runtime, manage=False, api_token="")) as c:
@@ -87,6 +93,15 @@ async def test_indices_and_cursors_are_checked(client: httpx.AsyncClient, runtim
     response = await client.get("/runs?cursor=zzzz")
     assert response.status_code == 400
     assert "unknown cursor" in response.json()["error"]
+
+
+async def test_stream_written_events_show_their_digest(client: httpx.AsyncClient, runtime: durable.Runtime) -> None:
+    """A workflow's write is logged as a digest of the chunk (the chunk is in the stream): shown as such."""
+    run = await runtime.start(web_input_yields)
+    await run.wait(timeout=20)
+    written = [e for e in (await client.get(f"/runs/{run.run_id}/events")).json()["events"] if e["kind"] == "stream_written"]
+    assert len(written) == 2
+    assert all(len(e["data"]["digest"]) == 16 for e in written)
 
 
 async def test_accept_q_values_choose_between_sse_and_ndjson(client: httpx.AsyncClient, runtime: durable.Runtime) -> None:

@@ -50,6 +50,8 @@ def store_from_url(url: str | None = None) -> Store:
 def _sqlite_store(url: str, parts: Any) -> Store:
     from ._sqlite import SQLiteStore
 
+    if not url.partition(":")[2].startswith("//"):
+        raise InvalidStoreURL(url, "use sqlite:///relative/path.db or sqlite:////absolute/path.db (three or four slashes)")
     if parts.netloc:
         raise InvalidStoreURL(
             url, f"a SQLite URL has no host part: use sqlite:///{parts.netloc}{parts.path} (three slashes) for a relative path"

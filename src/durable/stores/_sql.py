@@ -654,6 +654,8 @@ def _finish_step_row(
     db: DB, run_id: str, step_id: str, kind: str, data: bytes | None, now: float, retry_at: float | None,
     attempt: int | None = None,
 ) -> bool:
+    if kind != EventKind.STEP_RETRYING:
+        db.note("stream", run_id)  # a stream its attempt closed is final now: readers may end
     if kind == EventKind.STEP_COMPLETED:
         sql = "UPDATE steps SET status = 'completed', output = ?, completed_at = ?, owner = NULL"
         params: tuple[Any, ...] = (data, now)
@@ -825,7 +827,7 @@ def close_stream(db: DB, run_id: str, namespace: str, error: str | None) -> None
 
 def read_chunks(db: DB, run_id: str, namespace: str, start: int, limit: int) -> ChunkPage:
     stream = db.execute(
-        "SELECT next_index, closed, error FROM streams WHERE run_id = ? AND namespace = ?", (run_id, namespace)
+        "SELECT next_index, closed, error, closed_by FROM streams WHERE run_id = ? AND namespace = ?", (run_id, namespace)
     )
     if start < 0:
         start = max(0, (stream[0][0] if stream else 0) + start)
@@ -837,7 +839,9 @@ def read_chunks(db: DB, run_id: str, namespace: str, start: int, limit: int) -> 
     chunks = [Chunk(r[0], bytes(r[1]), r[2], r[3], r[4]) for r in rows]
     end = start + len(chunks)
     if stream:
-        next_index, closed, error = stream[0]
+        next_index, closed, error, closed_by = stream[0]
+        if closed and closed_by is not None and not _close_is_final(db, run_id, closed_by):
+            closed = False  # the attempt that closed it may yet fail, and its retry write on
         return ChunkPage(chunks, bool(closed) and end >= next_index, error if closed else None, start)
     run = db.execute("SELECT status, error FROM runs WHERE run_id = ?", (run_id,))
     if not run:
@@ -847,6 +851,21 @@ def read_chunks(db: DB, run_id: str, namespace: str, start: int, limit: int) -> 
         error = None if status == "completed" else ("run cancelled" if status == "cancelled" else _error_text(run[0][1]))
         return ChunkPage(chunks, True, error, start)
     return ChunkPage(chunks, False, None, start)
+
+
+def _close_is_final(db: DB, run_id: str, closed_by: str) -> bool:
+    """A step attempt's close holds once its step has finished (or its run has ended): until then
+    the attempt may fail, and the next attempt reopens the stream (see ``_append_chunks``)."""
+    step_id = closed_by.rpartition("#")[0]
+    rows = db.execute(
+        "SELECT r.status, s.status FROM runs r LEFT JOIN steps s ON s.run_id = r.run_id AND s.step_id = ? "
+        "WHERE r.run_id = ?",
+        (step_id, run_id),
+    )
+    if not rows:
+        return True
+    run_status, step_status = rows[0]
+    return run_status in TERMINAL or step_status in (None, "completed", "failed", "cancelled")
 
 
 def list_streams(db: DB, run_id: str) -> list[tuple[str, int, bool]]:

@@ -129,6 +129,8 @@ def event_json(e: Event) -> dict[str, Any]:
 def _event_data(e: Event) -> Any:
     if e.kind in ("step_failed", "step_retrying", "run_failed") and e.data:
         return error_json(e.data)
+    if e.kind == "stream_written" and e.data:
+        return {"digest": bytes(e.data).hex()}  # the chunk itself is in the stream, by index
     return plain_value(e.data)
 
 

@@ -31,7 +31,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/sse.py
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks examples
 
 typecheck: $(STAMP)
 	$(BIN)/mypy src

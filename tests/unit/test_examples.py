@@ -1,0 +1,33 @@
+"""The runnable examples the README points to, run as a user would (a fresh interpreter)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).parents[2]
+
+
+def run_example(name: str, *args: str) -> list[str]:
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / name), *args], capture_output=True, text=True, timeout=120, cwd=ROOT
+    )
+    assert done.returncode == 0, done.stderr
+    assert "Traceback" not in done.stderr
+    return done.stdout.splitlines()
+
+
+@pytest.mark.parametrize("store", ["memory://", "sqlite"])
+def test_approval_example_refuses_a_bad_payload_then_publishes(store: str, tmp_path: Path) -> None:
+    url = store if store == "memory://" else f"sqlite:///{tmp_path / 'approval.db'}"
+    assert run_example("approval.py", url) == ["refused: ['approved: expected bool, got str']", "doc-1 published"]
+
+
+def test_progress_example_streams_live_then_reads_again() -> None:
+    lines = run_example("progress.py")
+    assert lines[:5] == [f"live: {{'done': {i + 1}, 'of': 5, 'total': {sum(k * k for k in range(i + 1))}}}" for i in range(5)]
+    assert lines[5] == "last two again: [{'done': 4, 'of': 5, 'total': 14}, {'done': 5, 'of': 5, 'total': 30}]"
+    assert lines[6] == "logs: " + str([f"working on item {i}" for i in range(5)])

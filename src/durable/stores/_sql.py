@@ -391,7 +391,11 @@ def commit(db: DB, inv: Invocation) -> CommitResult:
             status = "running"
             db.note("runs")
         elif ev.kind in (EventKind.STEP_COMPLETED, EventKind.STEP_FAILED):
-            _finish_step_row(db, inv.run_id, ev.correlation_id or "", ev.kind, ev.data, ev.created_at, None, ev.attempt)
+            if not _finish_step_row(db, inv.run_id, ev.correlation_id or "", ev.kind, ev.data, ev.created_at, None, ev.attempt):
+                # Only a lone speculative event gets here unchecked (see _check_speculative), and
+                # its update is the commit's first write: refusing now still changes nothing.
+                assert len(inv.speculative) == 1
+                return CommitResult(False, "step not running", run_status=status)
         else:
             db.execute(
                 "UPDATE waits SET status = 'completed' WHERE run_id = ? AND wait_id = ? AND status = 'waiting'",
@@ -519,6 +523,8 @@ def _check_speculative(db: DB, inv: Invocation, status: str) -> str:
         elif ev.kind in (EventKind.STEP_COMPLETED, EventKind.STEP_FAILED):
             if (EventKind.STEP_COMPLETED.value, ev.correlation_id) in seen and (EventKind.STEP_FAILED.value, ev.correlation_id) in seen:
                 return "step finished twice"
+            if len(inv.speculative) == 1:
+                continue  # the commit's first write, a conditional update, checks it (one query less per step)
             if not _step_accepts(db, inv.run_id, ev.correlation_id or "", ev.kind, ev.attempt):
                 return "step not running"
         elif ev.kind == EventKind.WAIT_COMPLETED:
@@ -654,8 +660,6 @@ def _finish_step_row(
     db: DB, run_id: str, step_id: str, kind: str, data: bytes | None, now: float, retry_at: float | None,
     attempt: int | None = None,
 ) -> bool:
-    if kind != EventKind.STEP_RETRYING:
-        db.note("stream", run_id)  # a stream its attempt closed is final now: readers may end
     if kind == EventKind.STEP_COMPLETED:
         sql = "UPDATE steps SET status = 'completed', output = ?, completed_at = ?, owner = NULL"
         params: tuple[Any, ...] = (data, now)
@@ -674,6 +678,8 @@ def _finish_step_row(
         done = db.execute(
             f"{sql} WHERE run_id = ? AND step_id = ? AND status = 'running' RETURNING step_id", (*params, run_id, step_id)
         )
+    if done and kind != EventKind.STEP_RETRYING:
+        db.note("stream", run_id)  # a stream its attempt closed is final now: readers may end
     return bool(done)
 
 

@@ -395,7 +395,7 @@ def _steps(draw: st.DrawFn) -> Step:
         arg=draw(small_values),
         fails=fails,
         fatal=draw(st.booleans()) if fails < EXHAUSTED and draw(st.integers(0, 4)) == 0 else False,
-        chunks=draw(st.sampled_from([0, 0, 0, 1, 3])),
+        chunks=draw(st.sampled_from([0, 0, 1, 3])),
         guarded=draw(st.booleans()),
         raced=draw(st.integers(0, 5)) == 0,
     )

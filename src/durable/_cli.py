@@ -483,5 +483,10 @@ def demo(store: StoreOption = None) -> None:
 
 def main() -> None:
     """Entry point of the ``durable`` console script."""
+    # Stored text may hold a lone surrogate (the codec keeps them): print its escape, not a traceback.
+    for stream in (sys.stdout, sys.stderr):
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is not None:
+            reconfigure(errors="backslashreplace")
     app()
 

@@ -264,3 +264,18 @@ def test_help_lists_every_command() -> None:
     assert done.returncode == 0
     for command in ["serve", "worker", "runs", "inspect", "events", "tail", "cancel", "resume", "migrate", "demo"]:
         assert f" {command} " in done.stdout
+
+
+@durable.workflow
+async def cli_odd_text(text: str) -> str:
+    return text
+
+
+async def test_stored_lone_surrogates_print_escaped(rt: durable.Runtime, sqlite_url: str) -> None:
+    """Python code may store a lone surrogate; the CLI prints its escape instead of a traceback."""
+    run = await rt.start(cli_odd_text, "a\ud800b")
+    assert await run.result(timeout=20) == "a\ud800b"
+    for command in ("inspect", "events"):
+        done = await cli(command, run.run_id, store=sqlite_url)
+        assert done.returncode == 0, done.stderr
+        assert "a\\ud800b" in done.stdout

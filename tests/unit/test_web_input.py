@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import httpx
@@ -28,6 +29,17 @@ async def web_input_yields():  # type: ignore[no-untyped-def]
     yield "two"
 
 
+@durable.step(name="web_input_surrogate_step")
+async def web_input_surrogate_step(text: str) -> str:
+    await durable.get_writable().write({"text": text})
+    return text
+
+
+@durable.workflow(name="web_input_surrogate")
+async def web_input_surrogate(text: str) -> str:
+    return await web_input_surrogate_step(text)
+
+
 @pytest.fixture
 async def client(runtime: durable.Runtime) -> Any:
     async with client_for(create_app(runtime, manage=False, api_token="")) as c:
@@ -51,6 +63,19 @@ async def test_lone_surrogates_and_deep_nesting_are_malformed_json(client: httpx
         assert response.status_code == 400
     assert await event_count(client, run_id) == before
     assert (await client.get(f"/runs/{run_id}")).status_code == 200
+
+
+async def test_values_holding_lone_surrogates_are_served_escaped(client: httpx.AsyncClient, runtime: durable.Runtime) -> None:
+    """Python code may store a lone surrogate (the codec keeps it); every page still renders, as JSON's escape."""
+    run = await runtime.start(web_input_surrogate, "a\ud800b")
+    assert await run.result(timeout=20) == "a\ud800b"
+    assert (await client.get(f"/runs/{run.run_id}")).json()["result"] == "a\ud800b"
+    events = (await client.get(f"/runs/{run.run_id}/events")).json()["events"]
+    assert events[-1]["data"] == "a\ud800b"
+    sse = sse_events((await client.get(f"/runs/{run.run_id}/stream")).text)
+    assert json.loads(sse[0]["data"]) == {"text": "a\ud800b"}
+    ndjson = (await client.get(f"/runs/{run.run_id}/stream", headers={"accept": "application/x-ndjson"})).text
+    assert json.loads(ndjson.splitlines()[0])["data"] == {"text": "a\ud800b"}
 
 
 async def test_start_options_do_not_collide_with_workflow_keywords(client: httpx.AsyncClient, runtime: durable.Runtime) -> None:

@@ -12,7 +12,7 @@ from importlib import resources
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.responses import HTMLResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from .._errors import StoreError
@@ -21,7 +21,7 @@ from .._runtime import Runtime
 from ..stores._base import Store
 from ._context import Context
 from ._hooks import HookEndpoints
-from ._http import Endpoint, HTTPError, guarded
+from ._http import Endpoint, HTTPError, JSONResponse, guarded
 from ._runs import RunEndpoints
 from ._streams import SharedReads
 

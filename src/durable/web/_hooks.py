@@ -9,7 +9,7 @@ and stored through the JSON codec; nothing from a request is ever unpickled.
 from __future__ import annotations
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 
 from .. import _codec
 from .._errors import (
@@ -23,7 +23,7 @@ from .._errors import (
 from .._hooks import Request as DurableRequest
 from .._hooks import Response as DurableResponse
 from ._context import Context
-from ._http import HTTPError, parse_json, read_body
+from ._http import HTTPError, JSONResponse, parse_json, read_body
 
 
 class HookEndpoints:

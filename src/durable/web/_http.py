@@ -8,12 +8,21 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse as _StarletteJSONResponse
+from starlette.responses import Response
 
 from .._codec import check_plain_json
 from .._errors import SerializationError
+from ._present import dumps
 
 Endpoint = Callable[[Request], Awaitable[Response]]
+
+
+class JSONResponse(_StarletteJSONResponse):
+    """Starlette's JSON response, rendered by the one JSON writer of the web layer (``dumps``)."""
+
+    def render(self, content: Any) -> bytes:
+        return dumps(content).encode("utf-8")
 
 
 class HTTPError(Exception):

@@ -28,8 +28,17 @@ def iso(ts: float | None) -> str | None:
 
 
 def dumps(value: Any) -> str:
-    """Compact JSON text; never contains a raw newline, so it fits on one SSE ``data:`` line."""
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    """Compact JSON text; never contains a raw newline, so it fits on one SSE ``data:`` line.
+
+    Always encodable as UTF-8: a lone surrogate (which the codec keeps in stored values) is
+    written as its ``\\udXXX`` escape -- valid JSON -- instead of failing the response.
+    """
+    text = json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text
 
 
 def plain_value(data: bytes | None) -> Any:

@@ -7,14 +7,14 @@ from typing import Any
 
 from sse_starlette import EventSourceResponse
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 
 from .._errors import RunConflict, RunNotFound, SerializationError
 from .._replay import DEFAULT_NAMESPACE
 from .._run import Run
 from ..stores._base import TERMINAL
 from ._context import Context
-from ._http import HTTPError, int_param, parse_json, prefers_ndjson, read_body
+from ._http import HTTPError, JSONResponse, int_param, parse_json, prefers_ndjson, read_body
 from ._present import event_json, run_detail, run_summary
 from ._streams import changes, follow_pages, ndjson_response, snapshots, sse_response
 

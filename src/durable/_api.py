@@ -12,11 +12,10 @@ import asyncio
 import weakref
 from typing import Any
 
-from ._context import current_instance, current_runtime
-from ._errors import SideEffectInWorkflowError
+from ._context import current_runtime
 from ._hooks import Request, ResumeResult
 from ._run import Run, RunInfo
-from ._runtime import Runtime
+from ._runtime import Runtime, refuse_in_workflow
 from ._workflow import Workflow
 from .stores._base import Store
 
@@ -56,8 +55,7 @@ async def get_runtime() -> Runtime:
 
 
 async def _runtime_for(api: str) -> Runtime:
-    if current_instance.get() is not None:  # on the workflow's own loop: nothing here may run there
-        raise SideEffectInWorkflowError(api)
+    refuse_in_workflow(api)  # before a default runtime could be started on the workflow's own loop
     current = current_runtime.get()
     if current is not None:
         return current

@@ -104,19 +104,20 @@ def _with_store(url: str | None, fn: Callable[[Store], Awaitable[T]], *, create:
     path would then look like an empty store instead of an error.
     """
 
-    async def main() -> T:
-        async with store_from_url(url) as store:
+    from .stores._sqlite import SQLiteStore
+
+    async def main(store: Store) -> T:
+        async with store:
             return await fn(store)
 
     with _reported():
         store = store_from_url(url)
-        path = getattr(store, "path", None)
-        if not create and not getattr(store, "memory", True) and path and not os.path.exists(path):
+        if not create and isinstance(store, SQLiteStore) and not store.memory and not os.path.exists(store.path):
             raise CLIError(
-                f"no store at {path}: the SQLite file does not exist (check --store / DURABLE_STORE; "
+                f"no store at {store.path}: the SQLite file does not exist (check --store / DURABLE_STORE; "
                 "`durable migrate` creates one)", 3
             )
-        return anyio.run(main)
+        return anyio.run(main, store)
     raise AssertionError("unreachable: _reported() exits on every error")
 
 

@@ -34,6 +34,7 @@ from ._errors import (
     SerializationError,
     StoreError,
 )
+from ._hooks import hook_metadata
 from ._replay import DEFAULT_NAMESPACE
 from .stores import default_url, store_from_url
 from .stores._base import TERMINAL, Store
@@ -421,9 +422,7 @@ def resume(
                 _import(name.strip().partition(":")[0])
 
     async def act(s: Store) -> str:
-        hook = await s.get_hook(token)
-        metadata = _codec.decode(hook.metadata) if hook is not None and hook.metadata else None
-        if isinstance(metadata, dict) and "webhook" in metadata:
+        if "webhook" in hook_metadata(await s.get_hook(token)):
             raise CLIError(f"token {token!r} belongs to a webhook: send an HTTP request to its URL instead")
         result = await Runtime(s).resume_hook(token, value)  # never opened: it only appends to the store
         return f"resumed hook {result.hook_id} of run {result.run_id}"

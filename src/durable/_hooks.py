@@ -29,9 +29,21 @@ from ._ids import is_text
 
 if TYPE_CHECKING:
     from ._replay import WorkflowInstance
+    from .stores._base import HookRecord
 
 T = TypeVar("T")
 WEBHOOK_PATH = "/.well-known/workflow/v1/webhook/"
+
+
+def hook_metadata(record: HookRecord | None) -> dict[str, Any]:
+    """What a stored hook carries: ``"schema"`` (a define_hook name), ``"webhook"`` (its answer
+    mode) and ``"user"`` (create_hook's metadata); ``{}`` when it has none. Raises
+    SerializationError when it cannot be decoded here: callers that check a schema must not
+    skip the check because of it."""
+    if record is None or not record.metadata:
+        return {}
+    value = _codec.decode(record.metadata, root="hook metadata")
+    return value if isinstance(value, dict) else {}
 
 
 @dataclass(frozen=True, slots=True)

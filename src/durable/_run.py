@@ -14,6 +14,7 @@ from ._duration import Duration, parse_duration
 from ._errorinfo import ErrorInfo, decode_error
 from ._errors import RunCancelled, RunFailed, RunNotFound
 from ._events import Event
+from ._hooks import hook_metadata
 from ._replay import DEFAULT_NAMESPACE
 from ._streams import read_stream
 
@@ -93,8 +94,7 @@ class HookInfo:
 
     @classmethod
     def from_record(cls, r: HookRecord) -> HookInfo:
-        meta = _codec.decode(r.metadata) if r.metadata else {}
-        meta = meta if isinstance(meta, dict) else {}
+        meta = hook_metadata(r)
         return cls(
             r.hook_id, r.token, r.status, _dt(r.created_at) or datetime.now(UTC), meta.get("user"),
             "webhook" in meta, meta.get("schema"),

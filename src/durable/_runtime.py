@@ -39,7 +39,7 @@ from ._commands import ScheduleStep
 from ._context import current_instance, current_runtime
 from ._errors import HookNotFound, HookSchemaUnknown, RunNotFound, SideEffectInWorkflowError, WorkflowNotFound
 from ._events import Event, EventKind
-from ._hooks import ResumeResult, validate_payload
+from ._hooks import ResumeResult, hook_metadata, validate_payload
 from ._ids import is_text, new_run_id
 from ._replay import Outcome, WorkflowInstance
 from ._run import Run, RunInfo
@@ -282,8 +282,7 @@ class Runtime:
         hook = await self.store.get_hook(token) if is_text(token) else None
         if hook is None:
             raise HookNotFound(token)
-        metadata = _codec.decode(hook.metadata) if hook.metadata else {}
-        schema_name = metadata.get("schema") if isinstance(metadata, dict) else None
+        schema_name = hook_metadata(hook).get("schema")
         if schema_name and validate:
             definition = _registry.hook_definitions.get(schema_name)
             if definition is None:

@@ -10,7 +10,7 @@ import anyio
 
 from . import _codec
 from ._errors import HookNotFound, StreamFailed, WebhookNotAnswered, WebhookResponseTimeout
-from ._hooks import Request, Response
+from ._hooks import Request, Response, hook_metadata
 from ._ids import is_text
 from ._streams import read_stream
 
@@ -27,8 +27,8 @@ async def resume_webhook(runtime: Runtime, token: str, request: Request, *, time
     """
     store = runtime.store
     hook = await store.get_hook(token) if is_text(token) else None
-    metadata = _codec.decode(hook.metadata) if hook is not None and hook.metadata else None
-    if hook is None or not isinstance(metadata, dict) or "webhook" not in metadata:
+    metadata = hook_metadata(hook)
+    if hook is None or "webhook" not in metadata:
         raise HookNotFound(token)
     mode = metadata["webhook"]
     request.run_id = hook.run_id

@@ -11,7 +11,6 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import Response
 
-from .. import _codec
 from .._errors import (
     HookNotFound,
     HookSchemaUnknown,
@@ -22,6 +21,7 @@ from .._errors import (
 )
 from .._hooks import Request as DurableRequest
 from .._hooks import Response as DurableResponse
+from .._hooks import hook_metadata
 from ._context import Context
 from ._http import HTTPError, JSONResponse, parse_json, read_body
 
@@ -49,14 +49,10 @@ class HookEndpoints:
         return JSONResponse({"run_id": result.run_id, "hook_id": result.hook_id, "token": result.token}, status_code=202)
 
     async def _is_webhook(self, token: str) -> bool:
-        hook = await self.ctx.store.get_hook(token)
-        if hook is None or not hook.metadata:
-            return False
         try:
-            metadata = _codec.decode(hook.metadata)
+            return "webhook" in hook_metadata(await self.ctx.store.get_hook(token))
         except SerializationError:
             return False
-        return isinstance(metadata, dict) and "webhook" in metadata
 
     async def webhook(self, request: Request) -> Response:
         token = request.path_params["token"]

@@ -17,7 +17,7 @@ from .. import _codec
 from .._errorinfo import decode_error
 from .._errors import SerializationError
 from .._events import Event
-from .._hooks import WEBHOOK_PATH
+from .._hooks import WEBHOOK_PATH, hook_metadata
 from ..stores._base import HookRecord, RunRecord, StepRecord
 
 PICKLED = "<pickled value>"
@@ -105,10 +105,10 @@ def step_json(s: StepRecord) -> dict[str, Any]:
 
 def hook_json(h: HookRecord) -> dict[str, Any]:
     try:
-        metadata = _codec.decode(h.metadata) if h.metadata else None
+        metadata = hook_metadata(h)
     except SerializationError:
-        metadata = None
-    is_webhook = isinstance(metadata, dict) and "webhook" in metadata
+        metadata = {}
+    is_webhook = "webhook" in metadata
     out: dict[str, Any] = {
         "hook_id": h.hook_id,
         "token": h.token,
@@ -116,7 +116,7 @@ def hook_json(h: HookRecord) -> dict[str, Any]:
         "kind": "webhook" if is_webhook else "hook",
         "created_at": iso(h.created_at),
     }
-    if isinstance(metadata, dict) and metadata.get("schema"):
+    if metadata.get("schema"):
         out["schema"] = str(metadata["schema"])
     if is_webhook:
         out["path"] = WEBHOOK_PATH + quote(h.token, safe="")

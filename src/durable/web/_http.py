@@ -72,7 +72,10 @@ def parse_json(body: bytes) -> Any:
     return value
 
 
-def int_param(request: Request, name: str, default: int, *, minimum: int = -(2**53), maximum: int = 2**53) -> int:
+MAX_INDEX = 2**53  # chunk indices, sequence numbers and limits stay far below; anything above is not one
+
+
+def int_param(request: Request, name: str, default: int, *, minimum: int = -MAX_INDEX, maximum: int = MAX_INDEX) -> int:
     """A query parameter written as plain decimal digits (``int()`` would also take ``1_0``, ``+1``
     or `` 1 ``), within ``minimum..maximum``, or 400 naming it."""
     raw = request.query_params.get(name)

@@ -14,12 +14,11 @@ from .._replay import DEFAULT_NAMESPACE
 from .._run import Run
 from ..stores._base import TERMINAL
 from ._context import Context
-from ._http import HTTPError, JSONResponse, int_param, parse_json, prefers_ndjson, read_body
+from ._http import MAX_INDEX, HTTPError, JSONResponse, int_param, parse_json, prefers_ndjson, read_body
 from ._present import event_json, run_detail, run_summary
 from ._streams import changes, follow_pages, ndjson_response, snapshots, sse_response
 
 STATUSES = ("pending", "running", "completed", "failed", "cancelled")
-MAX_INDEX = 2**53  # chunk indices and sequence numbers stay far below; anything above is not one
 _START_KEYS = {"workflow", "args", "kwargs", "run_id", "idempotency_key"}
 _LIVE_SETTLE = 0.1  # seconds: at most ~10 updates a second per page
 

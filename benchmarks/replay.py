@@ -18,7 +18,7 @@ import time
 from _common import fresh_db, header, median, quick, sqlite_url
 
 import durable
-from durable import _codec
+from durable._core import codec as _codec
 from durable._replay import WorkflowInstance
 from durable.stores import store_from_url
 

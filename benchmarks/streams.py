@@ -18,7 +18,7 @@ import time
 from _common import fresh_db, header, median, percentile, quick, sqlite_url
 
 import durable
-from durable import _codec
+from durable._core import codec as _codec
 
 sent_at: dict[int, float] = {}
 

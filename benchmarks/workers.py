@@ -35,7 +35,7 @@ from typing import Any
 from _common import fresh_db, header, median, quick
 
 import durable
-from durable import _codec
+from durable._core import codec as _codec
 from durable.stores import store_from_url
 from durable.stores._base import NewRun
 

@@ -25,8 +25,8 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from . import _codec
-from ._errors import (
+from ._core import codec as _codec
+from ._core.errors import (
     DurableError,
     HookValidationError,
     InvalidStoreURL,
@@ -295,7 +295,7 @@ def runs(
         out.print("no runs")
         return
     table = _table("run", "workflow", "status", "created", "duration", "error")
-    from ._errorinfo import decode_error
+    from ._core.errorinfo import decode_error
 
     for r in records:
         error = decode_error(r.error) if r.error else None
@@ -309,7 +309,7 @@ def runs(
 @app.command("inspect")
 def inspect_run(run_id: Annotated[str, typer.Argument(help="The run's id.")], store: StoreOption = None) -> None:
     """Show a run: status, timings, steps with attempts, hooks, streams, result or error."""
-    from ._errorinfo import decode_error
+    from ._core.errorinfo import decode_error
 
     async def read(s: Store) -> Any:
         record = await s.get_run(run_id)

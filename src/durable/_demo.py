@@ -87,7 +87,7 @@ async def _follow(url: str, run_id: str, stop: anyio.Event, position: list[int])
                 await anyio.sleep(0.05)
                 continue
             for chunk in page.chunks:
-                value = durable._codec.decode(chunk.data)
+                value = durable._core.codec.decode(chunk.data)
                 position[0] = chunk.index + 1
                 _say(f"   progress #{chunk.index}: {value['done']}/{value['of']} {value['step']}")
             if page.closed:

@@ -21,11 +21,12 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
 from urllib.parse import parse_qsl
 
-from . import _codec, _registry
 from ._context import current_instance, current_step
-from ._errors import HookConflictError, HookValidationError, NotInWorkflowError
-from ._events import Event
-from ._ids import is_text
+from ._core import codec as _codec
+from ._core.errors import HookConflictError, HookValidationError, NotInWorkflowError
+from ._core.events import Event
+from ._core.ids import is_text
+from ._core.registry import Registry
 
 if TYPE_CHECKING:
     from ._replay import WorkflowInstance
@@ -199,12 +200,16 @@ class HookDefinition(Generic[T]):
         return await (await get_runtime()).resume_hook(token, self.validate(payload), validate=False)
 
 
+#: Typed hooks defined in this process, by name: resumes look their schema up here.
+hook_definitions: Registry[HookDefinition[Any]] = Registry("hook")
+
+
 def define_hook(*, schema: type[T] | Any, name: str | None = None) -> HookDefinition[T]:
     """Define a typed hook. ``schema``: a pydantic model, a dataclass, an object with ``validate(value)``, or a callable."""
     _check_schema(schema)
     hook_name = name or getattr(schema, "__qualname__", None) or type(schema).__qualname__
     definition: HookDefinition[T] = HookDefinition(schema, hook_name)
-    _registry.add(_registry.hook_definitions, "hook", hook_name, definition, schema)
+    hook_definitions.add(hook_name, definition, schema)
     return definition
 
 

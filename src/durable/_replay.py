@@ -26,8 +26,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal
 
-from . import _codec
-from ._commands import (
+from ._context import current_instance
+from ._core import codec as _codec
+from ._core.commands import (
     CancelWait,
     CloseStream,
     Command,
@@ -37,10 +38,9 @@ from ._commands import (
     StartWait,
     WriteChunk,
 )
-from ._context import current_instance
-from ._errorinfo import decode_error, encode_error
-from ._errors import NonDeterminismError, SerializationError
-from ._events import CREATION_KINDS, DELIVERY_KINDS, Event, EventKind
+from ._core.errorinfo import decode_error, encode_error
+from ._core.errors import NonDeterminismError, SerializationError
+from ._core.events import CREATION_KINDS, DELIVERY_KINDS, Event, EventKind
 from ._loop import DeterministicLoop
 from ._workflow import WorkflowMetadata
 

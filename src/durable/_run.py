@@ -9,11 +9,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from . import _codec
-from ._duration import Duration, parse_duration
-from ._errorinfo import ErrorInfo, decode_error
-from ._errors import RunCancelled, RunFailed, RunNotFound
-from ._events import Event
+from ._core import codec as _codec
+from ._core.durations import Duration, parse_duration
+from ._core.errorinfo import ErrorInfo, decode_error
+from ._core.errors import RunCancelled, RunFailed, RunNotFound
+from ._core.events import Event
 from ._hooks import hook_metadata
 from ._replay import DEFAULT_NAMESPACE
 from ._streams import read_stream

@@ -34,17 +34,25 @@ from typing import Any
 import anyio
 import anyio.lowlevel
 
-from . import _codec, _registry
-from ._commands import ScheduleStep
 from ._context import current_instance, current_runtime
-from ._errors import HookNotFound, HookSchemaUnknown, RunNotFound, SideEffectInWorkflowError, WorkflowNotFound
-from ._events import Event, EventKind
-from ._hooks import ResumeResult, hook_metadata, validate_payload
-from ._ids import is_text, new_run_id
+from ._core import codec as _codec
+from ._core.commands import ScheduleStep
+from ._core.errors import (
+    HookNotFound,
+    HookSchemaUnknown,
+    RunNotFound,
+    SideEffectInWorkflowError,
+    WorkflowNotFound,
+)
+from ._core.events import Event, EventKind
+from ._core.ids import is_text, new_run_id
+from ._hooks import ResumeResult, hook_definitions, hook_metadata, validate_payload
 from ._replay import Outcome, WorkflowInstance
 from ._run import Run, RunInfo
+from ._step import steps as registered_steps
 from ._step_runner import StepOutcome, run_step
 from ._workflow import Workflow
+from ._workflow import workflows as registered_workflows
 from .stores import store_from_url
 from .stores._base import Invocation, NewEvent, NewRun, RunRecord, StepClaim, Store
 
@@ -184,17 +192,17 @@ class Runtime:
     # registry
 
     def workflow_names(self) -> list[str]:
-        return sorted(self._explicit if self._explicit is not None else _registry.workflows)
+        return sorted(self._explicit if self._explicit is not None else registered_workflows)
 
     def get_workflow(self, name: str) -> Workflow[Any, Any] | None:
         if self._explicit is not None:
             return self._explicit.get(name)
-        return _registry.workflows.get(name)
+        return registered_workflows.get(name)
 
     def _step_names(self) -> list[str]:
         # Steps of any registered name run here (a step-only worker is Runtime(workflows=[]));
         # execute_steps=False makes a pure client that starts runs and resumes hooks only.
-        return sorted(_registry.steps) if self.execute_steps else []
+        return sorted(registered_steps) if self.execute_steps else []
 
     # ------------------------------------------------------------------------------------
     # public operations
@@ -252,7 +260,7 @@ class Runtime:
         if isinstance(workflow, str):
             # Starting needs the definition (its serializer); executing is up to whichever
             # runtime has it in its set. A client runtime (workflows=[]) can still start runs.
-            found = self.get_workflow(workflow) or _registry.workflows.get(workflow)
+            found = self.get_workflow(workflow) or registered_workflows.get(workflow)
             if found is None:
                 raise WorkflowNotFound(workflow, self.workflow_names())
             return found
@@ -284,7 +292,7 @@ class Runtime:
             raise HookNotFound(token)
         schema_name = hook_metadata(hook).get("schema")
         if schema_name and validate:
-            definition = _registry.hook_definitions.get(schema_name)
+            definition = hook_definitions.get(schema_name)
             if definition is None:
                 # Appending it unchecked would hand the workflow a payload its schema never saw.
                 raise HookSchemaUnknown(token, schema_name)
@@ -499,7 +507,7 @@ class Runtime:
             self._running_steps[key] = scope
             outcome: StepOutcome | None = None
             try:
-                step = _registry.steps.get(claim.name)
+                step = registered_steps.get(claim.name)
                 if step is None:  # unregistered since it was claimed (a notebook cell re-run): retry elsewhere
                     outcome = StepOutcome(EventKind.STEP_RETRYING, _encode_missing_step(claim.name), retry_at=time.time() + 1.0)
                 else:
@@ -688,7 +696,7 @@ def _check_idempotency_key(key: str) -> str:
 
 
 def _encode_missing_step(name: str) -> bytes:
-    from ._errorinfo import encode_error
+    from ._core.errorinfo import encode_error
 
     return encode_error(LookupError(f"step {name!r} is not registered in this process"))
 

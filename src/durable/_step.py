@@ -9,11 +9,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Generic, ParamSpec, TypeVar, overload
 
-from . import _registry
-from ._codec import Serializer
 from ._context import current_instance, current_step
-from ._duration import Duration, parse_duration
-from ._errors import NotInStepError
+from ._core.codec import Serializer
+from ._core.durations import Duration, parse_duration
+from ._core.errors import NotInStepError
+from ._core.registry import Registry, default_name
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -77,6 +77,10 @@ class Step(Generic[P, R]):
         return f"<durable.Step {self.name!r}>"
 
 
+#: Every step defined in this process, by name: a worker runs the steps it finds here.
+steps: Registry[Step[Any, Any]] = Registry("step")
+
+
 @overload
 def step(fn: Callable[P, Coroutine[Any, Any, R]], /) -> Step[P, R]: ...
 @overload
@@ -122,8 +126,8 @@ def step(
         raise ValueError(f"step timeout must be positive, got {timeout!r}")
 
     def decorate(f: Callable[P, Coroutine[Any, Any, R]]) -> Step[P, R]:
-        s = Step(f, name=name or _registry.default_name(f), retry=policy, timeout=timeout_s, serializer=serializer)
-        _registry.add(_registry.steps, "step", s.name, s, f)
+        s = Step(f, name=name or default_name(f), retry=policy, timeout=timeout_s, serializer=serializer)
+        steps.add(s.name, s, f)
         return s
 
     return decorate(fn) if fn is not None else decorate

@@ -11,12 +11,12 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
-from . import _codec
 from ._context import current_step
-from ._duration import deadline_from
-from ._errorinfo import encode_error
-from ._errors import FatalError, RetryableError, SerializationError, StepTimeout, StreamClosedError
-from ._events import EventKind
+from ._core import codec as _codec
+from ._core.durations import deadline_from
+from ._core.errorinfo import encode_error
+from ._core.errors import FatalError, RetryableError, SerializationError, StepTimeout, StreamClosedError
+from ._core.events import EventKind
 from ._step import StepMetadata
 from ._streams import StreamWriter
 from ._workflow import WorkflowMetadata

@@ -24,10 +24,10 @@ import anyio
 import anyio.lowlevel
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-from . import _codec
 from ._context import current_instance, current_step
-from ._errors import NotInWorkflowError, StreamClosedError, StreamFailed
-from ._ids import is_text
+from ._core import codec as _codec
+from ._core.errors import NotInWorkflowError, StreamClosedError, StreamFailed
+from ._core.ids import is_text
 from ._replay import DEFAULT_NAMESPACE
 
 if TYPE_CHECKING:

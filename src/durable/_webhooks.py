@@ -8,10 +8,10 @@ from typing import TYPE_CHECKING
 
 import anyio
 
-from . import _codec
-from ._errors import HookNotFound, StreamFailed, WebhookNotAnswered, WebhookResponseTimeout
+from ._core import codec as _codec
+from ._core.errors import HookNotFound, StreamFailed, WebhookNotAnswered, WebhookResponseTimeout
+from ._core.ids import is_text
 from ._hooks import Request, Response, hook_metadata
-from ._ids import is_text
 from ._streams import read_stream
 
 if TYPE_CHECKING:

@@ -11,17 +11,18 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, overload
 
-from . import _registry
-from ._codec import Serializer
 from ._context import current_instance, current_step
-from ._duration import DurationOrDeadline, deadline_from
-from ._errors import NotInWorkflowError
+from ._core.codec import Serializer
+from ._core.durations import DurationOrDeadline, deadline_from
+from ._core.errors import NotInWorkflowError
+from ._core.registry import Registry, default_name
 
 if TYPE_CHECKING:
     from ._replay import WorkflowInstance
 
 P = ParamSpec("P")
 R = TypeVar("R")
+
 
 
 class Workflow(Generic[P, R]):
@@ -52,6 +53,10 @@ class Workflow(Generic[P, R]):
         return f"<durable.Workflow {self.name!r}>"
 
 
+#: Every workflow defined in this process, by name: what a runtime executes by default.
+workflows: Registry[Workflow[Any, Any]] = Registry("workflow")
+
+
 @overload
 def workflow(fn: Callable[P, Any], /) -> Workflow[P, Any]: ...
 @overload
@@ -68,8 +73,8 @@ def workflow(
     """
 
     def decorate(f: Callable[P, Any]) -> Workflow[P, Any]:
-        wf: Workflow[P, Any] = Workflow(f, name=name or _registry.default_name(f), serializer=serializer)
-        _registry.add(_registry.workflows, "workflow", wf.name, wf, f)
+        wf: Workflow[P, Any] = Workflow(f, name=name or default_name(f), serializer=serializer)
+        workflows.add(wf.name, wf, f)
         return wf
 
     return decorate(fn) if fn is not None else decorate

@@ -11,14 +11,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from . import _codec, _registry
-from ._commands import Command
-from ._errorinfo import decode_error
-from ._errors import NonDeterminismError, WorkflowNotFound
-from ._events import Event, EventKind
+from ._core import codec as _codec
+from ._core.commands import Command
+from ._core.errorinfo import decode_error
+from ._core.errors import NonDeterminismError, WorkflowNotFound
+from ._core.events import Event, EventKind
 from ._replay import WorkflowInstance
 from ._run import Run
 from ._workflow import Workflow
+from ._workflow import workflows as registered_workflows
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,8 +61,8 @@ async def check_replay(run: Run, workflow: Workflow[Any, Any] | None = None) -> 
     """Replay ``run``'s log with the current code (the registered workflow of that name by default)."""
     record = await run.store.get_run(run.run_id)
     assert record is not None
-    wf = workflow or _registry.workflows.get(record.workflow_name)
+    wf = workflow or registered_workflows.get(record.workflow_name)
     if wf is None:
-        raise WorkflowNotFound(record.workflow_name, sorted(_registry.workflows))
+        raise WorkflowNotFound(record.workflow_name, sorted(registered_workflows))
     events = await run.store.load_events(run.run_id)
     return replay_events(wf, events, input=record.input, seed=record.seed)

@@ -14,7 +14,7 @@ from pathlib import Path
 import anyio
 
 import durable
-from durable import _codec
+from durable._core import codec as _codec
 from durable.stores._sqlite import SQLiteStore
 
 from .harness import drive_hooks

@@ -26,9 +26,9 @@ from typing import Any
 
 import anyio
 
-from durable._codec import decode
-from durable._errors import StoreError
-from durable._events import EventKind
+from durable._core.codec import decode
+from durable._core.errors import StoreError
+from durable._core.events import EventKind
 from durable.stores._base import CommitResult, Invocation, NewRun, RunRecord, StepClaim
 from durable.stores._sqlite import SQLiteStore
 

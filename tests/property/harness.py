@@ -18,9 +18,9 @@ from typing import Any
 import anyio
 
 import durable
-from durable import _codec
-from durable._errorinfo import decode_error
-from durable._events import EventKind
+from durable._core import codec as _codec
+from durable._core.errorinfo import decode_error
+from durable._core.events import EventKind
 from durable.stores._base import CommitResult, Invocation, Store
 from durable.stores._sqlite import SQLiteStore
 

@@ -121,26 +121,26 @@ MUTANTS = [
     ),
     # -- 4. serialization ------------------------------------------------------------------------------
     Mutant(
-        "set-order", "durable._codec:_sorted_members", "return sorted(items, key=dumps_json)", "return items",
+        "set-order", "durable._core.codec:_sorted_members", "return sorted(items, key=dumps_json)", "return items",
         "4", (CODEC,), "set members are encoded in iteration order, not sorted",
     ),
     Mutant(
-        "dict-order", "durable._codec:dumps_json",
+        "dict-order", "durable._core.codec:dumps_json",
         '"".join(_ENCODE_CHUNKS(obj, 0)) if _ENCODE_CHUNKS is not None else _JSON_ENCODER.encode(obj)',
         "json.dumps(obj, separators=(',', ':'), ensure_ascii=False, allow_nan=False)",
         "4", (CODEC,), "dict keys are encoded in insertion order (no sort_keys)",
     ),
     Mutant(
-        "tuple-as-list", "durable._codec:_enc", 'return {"$tuple": _enc_items(v, depth)}', "return _enc_items(v, depth)",
+        "tuple-as-list", "durable._core.codec:_enc", 'return {"$tuple": _enc_items(v, depth)}', "return _enc_items(v, depth)",
         "4", (CODEC,), "tuples are encoded as lists, so they decode as lists",
     ),
     Mutant(
-        "plain-dollar-keys", "durable._codec:_is_plain",
+        "plain-dollar-keys", "durable._core.codec:_is_plain",
         'if type(key) is not str or key.startswith("$"):', "if type(key) is not str:",
         "4", (CODEC,), "the plain-data shortcut lets a '$' key through unescaped, so it can decode as a tag",
     ),
     Mutant(
-        "wrong-path", "durable._codec:_enc_items", 'exc.segments.append(f"[{i}]")', 'exc.segments.append(f"[{i + 1}]")',
+        "wrong-path", "durable._core.codec:_enc_items", 'exc.segments.append(f"[{i}]")', 'exc.segments.append(f"[{i + 1}]")',
         "4", (CODEC,), "the error path of an unencodable list item names the wrong index",
     ),
     # -- 5. store model ----------------------------------------------------------------------------------

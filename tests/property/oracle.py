@@ -15,7 +15,7 @@ import random
 from collections import deque
 from typing import Any
 
-from durable._errorinfo import type_name
+from durable._core.errorinfo import type_name
 
 from .harness import Observation
 from .programs import (

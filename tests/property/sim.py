@@ -22,8 +22,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from durable import _codec
-from durable._commands import (
+from durable._core import codec as _codec
+from durable._core.commands import (
     CancelWait,
     CloseStream,
     Command,
@@ -33,9 +33,9 @@ from durable._commands import (
     StartWait,
     WriteChunk,
 )
-from durable._errorinfo import decode_error, encode_error
-from durable._errors import StreamClosedError
-from durable._events import REPLAY_KINDS, Event, EventKind
+from durable._core.errorinfo import decode_error, encode_error
+from durable._core.errors import StreamClosedError
+from durable._core.events import REPLAY_KINDS, Event, EventKind
 from durable._replay import Outcome, WorkflowInstance
 from durable._workflow import Workflow
 

@@ -14,8 +14,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from durable import _codec
-from durable._commands import (
+from durable._core import codec as _codec
+from durable._core.commands import (
     CancelWait,
     CloseStream,
     Command,
@@ -25,9 +25,9 @@ from durable._commands import (
     StartWait,
     WriteChunk,
 )
-from durable._errorinfo import decode_error, encode_error
-from durable._errors import DurableError, HookNotFound, RunNotFound, StepFailed, StreamClosedError
-from durable._events import REPLAY_KINDS, EventKind
+from durable._core.errorinfo import decode_error, encode_error
+from durable._core.errors import DurableError, HookNotFound, RunNotFound, StepFailed, StreamClosedError
+from durable._core.events import REPLAY_KINDS, EventKind
 from durable.stores._base import Chunk as StoreChunk
 from durable.stores._base import (
     ChunkPage,

@@ -25,8 +25,8 @@ from hypothesis import given, note, settings
 from hypothesis import strategies as st
 
 import durable
-from durable import _codec
-from durable._events import Event, EventKind
+from durable._core import codec as _codec
+from durable._core.events import Event, EventKind
 from durable._replay import WorkflowInstance
 from durable._workflow import Workflow
 

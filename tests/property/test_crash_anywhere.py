@@ -37,7 +37,7 @@ from hypothesis import Phase, assume, event, given, note, settings
 from hypothesis import strategies as st
 
 import durable
-from durable import _codec
+from durable._core import codec as _codec
 from durable.stores._sqlite import SQLiteStore
 
 from .conftest import examples

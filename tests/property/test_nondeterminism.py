@@ -19,8 +19,8 @@ from hypothesis import assume, event, given, note, settings
 from hypothesis import strategies as st
 
 import durable
-from durable import _codec
-from durable._events import EventKind
+from durable._core import codec as _codec
+from durable._core.events import EventKind
 from durable.testing import replay_events
 
 from .conftest import examples

@@ -29,8 +29,8 @@ from hypothesis import event, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
-from durable import _codec
-from durable._commands import (
+from durable._core import codec as _codec
+from durable._core.commands import (
     CancelWait,
     CloseStream,
     Command,
@@ -40,9 +40,9 @@ from durable._commands import (
     StartWait,
     WriteChunk,
 )
-from durable._errorinfo import encode_error
-from durable._errors import DurableError, HookNotFound, RunNotFound, StreamClosedError
-from durable._events import REPLAY_KINDS, EventKind
+from durable._core.errorinfo import encode_error
+from durable._core.errors import DurableError, HookNotFound, RunNotFound, StreamClosedError
+from durable._core.events import REPLAY_KINDS, EventKind
 from durable.stores import store_from_url
 from durable.stores._base import Invocation, NewEvent, NewRun, Store
 

@@ -22,7 +22,7 @@ from typing import Any
 from hypothesis import strategies as st
 
 import durable
-from durable import _codec
+from durable._core import codec as _codec
 
 # -- classes the codec must carry by name ----------------------------------------------------
 

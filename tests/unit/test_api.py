@@ -13,7 +13,7 @@ import anyio
 import pytest
 
 import durable
-from durable._registry import workflows as registered_workflows
+from durable._workflow import workflows as registered_workflows
 from durable.stores import store_from_url
 
 pytestmark = pytest.mark.anyio
@@ -162,7 +162,7 @@ async def test_an_edited_workflow_fails_with_non_determinism_and_keeps_its_log(s
             events = await (await rt.get_run(run.run_id)).events()
     finally:
         registered_workflows["edited"] = edited_v1
-    assert info.value.error_type == "durable._errors.NonDeterminismError"
+    assert info.value.error_type == "durable._core.errors.NonDeterminismError"
     assert "command #1" in info.value.message and "durable sleep" in info.value.message and "shout" in info.value.message
     assert [e.kind for e in events][: len(logged)] == logged  # nothing rewritten
     assert events[-1].kind == "run_failed"
@@ -177,7 +177,7 @@ async def test_runs_of_unknown_workflows_stay_pending_for_a_runtime_that_knows_t
     sqlite_url: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     """A runtime that does not know a run's workflow warns and leaves it pending; one that knows it finishes it."""
-    from durable._codec import encode
+    from durable._core.codec import encode
     from durable.stores._base import NewRun
 
     async with store_from_url(sqlite_url) as store:  # a run recorded by some other deployment

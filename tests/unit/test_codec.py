@@ -16,8 +16,8 @@ import pydantic
 import pytest
 
 import durable
-from durable import _codec
-from durable._duration import deadline_from, parse_duration
+from durable._core import codec as _codec
+from durable._core.durations import deadline_from, parse_duration
 
 
 class Color(enum.Enum):

@@ -185,7 +185,7 @@ def test_throttle_spaces_redraws_and_backs_off_when_they_are_costly() -> None:
 def test_step_table_names_retries_and_keeps_big_runs_short() -> None:
     """A step waiting to retry reads 'retrying' with its error; a long table shows its newest rows."""
     now = datetime.now(UTC)
-    from durable._errorinfo import ErrorInfo
+    from durable._core.errorinfo import ErrorInfo
 
     err = ErrorInfo("ConnectionError", "reset", "Traceback ...")
     retrying = StepInfo("step_1", "fetch", "pending", 1, 4, now, now, None, now + timedelta(seconds=1), err)

@@ -19,8 +19,8 @@ import anyio.lowlevel
 import pytest
 
 import durable
-from durable import _codec
-from durable._events import Event, EventKind
+from durable._core import codec as _codec
+from durable._core.events import Event, EventKind
 from durable._workflow import Workflow
 from durable.testing import replay_events
 

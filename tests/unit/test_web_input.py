@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 import durable
-from durable import _registry
+from durable._hooks import hook_definitions
 from durable.web import create_app
 
 from .test_web import client_for, sse_events, start, wait_for_hook
@@ -151,7 +151,7 @@ async def test_a_typed_hook_is_refused_where_its_schema_is_unknown(
     run_id = await start(client, "web_typed_waiter", "web-input-typed")
     await wait_for_hook(runtime, "web-input-typed")
     before = await event_count(client, run_id)
-    monkeypatch.delitem(_registry.hook_definitions, "web-approval")
+    monkeypatch.delitem(hook_definitions, "web-approval")
     response = await client.post("/hooks/web-input-typed", json={"approved": "yes"})
     assert response.status_code == 503
     assert "schema 'web-approval'" in response.json()["error"]

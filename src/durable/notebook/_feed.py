@@ -23,8 +23,8 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
-from .. import _codec
-from .._errors import DurableError
+from .._core import codec as _codec
+from .._core.errors import DurableError
 from .._replay import DEFAULT_NAMESPACE
 from .._streams import StreamChunk
 from ._model import RunState, Throttle

@@ -12,7 +12,7 @@ from importlib import import_module
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-from .._errors import InvalidStoreURL
+from .._core.errors import InvalidStoreURL
 from ._base import Store as Store
 
 DEFAULT_URL = "sqlite:///.durable/durable.db"

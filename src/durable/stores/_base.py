@@ -16,8 +16,8 @@ from typing import Literal
 
 import anyio
 
-from .._commands import Command
-from .._events import Event
+from .._core.commands import Command
+from .._core.events import Event
 
 RunStatus = Literal["pending", "running", "completed", "failed", "cancelled"]
 TERMINAL: frozenset[str] = frozenset({"completed", "failed", "cancelled"})

@@ -67,8 +67,8 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from .._errors import DurableError, InvalidStoreURL, StoreCorrupt, StoreError
-from .._events import Event
+from .._core.errors import DurableError, InvalidStoreURL, StoreCorrupt, StoreError
+from .._core.events import Event
 from . import _sql
 from ._base import (
     ChunkPage,

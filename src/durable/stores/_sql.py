@@ -13,11 +13,19 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any, Protocol
 
-from .._codec import encode
-from .._commands import CancelWait, CloseStream, CreateHook, DisposeHook, ScheduleStep, StartWait, WriteChunk
-from .._errorinfo import decode_error, encode_error
-from .._errors import HookNotFound, RunConflict, RunNotFound, StepFailed, StreamClosedError
-from .._events import REPLAY_KINDS, Event, EventKind
+from .._core.codec import encode
+from .._core.commands import (
+    CancelWait,
+    CloseStream,
+    CreateHook,
+    DisposeHook,
+    ScheduleStep,
+    StartWait,
+    WriteChunk,
+)
+from .._core.errorinfo import decode_error, encode_error
+from .._core.errors import HookNotFound, RunConflict, RunNotFound, StepFailed, StreamClosedError
+from .._core.events import REPLAY_KINDS, Event, EventKind
 from ._base import (
     ACTIVE,
     TERMINAL,

@@ -23,8 +23,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
-from .._errors import DurableError, StoreCorrupt, StoreError
-from .._events import Event
+from .._core.errors import DurableError, StoreCorrupt, StoreError
+from .._core.events import Event
 from . import _sql
 from ._base import (
     ChunkPage,

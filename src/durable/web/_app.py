@@ -15,7 +15,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from .._errors import StoreError
+from .._core.errors import StoreError
 from .._hooks import WEBHOOK_PATH
 from .._runtime import Runtime
 from ..stores._base import Store

@@ -11,7 +11,7 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import Response
 
-from .._errors import (
+from .._core.errors import (
     HookNotFound,
     HookSchemaUnknown,
     HookValidationError,

@@ -13,10 +13,10 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
 
-from .. import _codec
-from .._errorinfo import decode_error
-from .._errors import SerializationError
-from .._events import Event
+from .._core import codec as _codec
+from .._core.errorinfo import decode_error
+from .._core.errors import SerializationError
+from .._core.events import Event
 from .._hooks import WEBHOOK_PATH, hook_metadata
 from ..stores._base import HookRecord, RunRecord, StepRecord
 

@@ -9,7 +9,7 @@ from sse_starlette import EventSourceResponse
 from starlette.requests import Request
 from starlette.responses import Response
 
-from .._errors import RunConflict, RunNotFound, SerializationError
+from .._core.errors import RunConflict, RunNotFound, SerializationError
 from .._replay import DEFAULT_NAMESPACE
 from .._run import Run
 from ..stores._base import TERMINAL

@@ -12,8 +12,8 @@ import traceback
 from dataclasses import dataclass
 from typing import Any
 
-from . import _codec
-from ._errors import SerializationError, StepFailed
+from . import codec as _codec
+from .errors import SerializationError, StepFailed
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, NamedTuple
 
-from . import _codec
+from . import codec as _codec
 
 
 class EventKind(StrEnum):

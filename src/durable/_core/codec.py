@@ -33,7 +33,7 @@ from datetime import date, datetime, time, timedelta, timezone, tzinfo
 from decimal import Decimal
 from typing import Any, Literal
 
-from ._errors import SerializationError, StepFailed
+from .errors import SerializationError, StepFailed
 
 JSON_TAG = b"DJ1:"
 PICKLE_TAG = b"DP1:"

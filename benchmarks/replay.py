@@ -19,7 +19,7 @@ from _common import fresh_db, header, median, quick, sqlite_url
 
 import durable
 from durable._core import codec as _codec
-from durable._replay import WorkflowInstance
+from durable._engine.instance import WorkflowInstance
 from durable.stores import store_from_url
 
 

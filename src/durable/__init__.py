@@ -6,6 +6,9 @@ Step code: ``@step``, ``get_step_metadata``, ``get_writable``, ``FatalError``, `
 Outside: ``Runtime``, ``start``, ``get_run``, ``list_runs``, ``resume_hook``, ``resume_webhook``, ``configure``.
 """
 
+# Imported for its effect: a Run in a notebook cell shows as a live view. Light (ipywidgets
+# loads only when a widget is drawn), and the one import here that is not a re-export.
+from . import notebook as _notebook  # noqa: F401
 from ._api import configure as configure
 from ._api import get_run as get_run
 from ._api import get_runtime as get_runtime
@@ -13,6 +16,13 @@ from ._api import list_runs as list_runs
 from ._api import resume_hook as resume_hook
 from ._api import resume_webhook as resume_webhook
 from ._api import start as start
+from ._client.client import Client as Client
+from ._client.projection import HookInfo as HookInfo
+from ._client.projection import ResumeResult as ResumeResult
+from ._client.projection import RunInfo as RunInfo
+from ._client.projection import StepInfo as StepInfo
+from ._client.run import Run as Run
+from ._client.streams import StreamChunk as StreamChunk
 from ._core.codec import register_class as register_class
 from ._core.errors import DurableError as DurableError
 from ._core.errors import FatalError as FatalError
@@ -42,39 +52,33 @@ from ._core.errors import WebhookResponseTimeout as WebhookResponseTimeout
 from ._core.errors import WorkflowNotFound as WorkflowNotFound
 from ._core.events import Event as Event
 from ._core.events import EventKind as EventKind
-from ._hooks import Hook as Hook
-from ._hooks import HookDefinition as HookDefinition
-from ._hooks import Request as Request
-from ._hooks import Response as Response
-from ._hooks import ResumeResult as ResumeResult
-from ._hooks import Webhook as Webhook
-from ._hooks import create_hook as create_hook
-from ._hooks import create_webhook as create_webhook
-from ._hooks import define_hook as define_hook
-from ._run import HookInfo as HookInfo
-from ._run import Run as Run
-from ._run import RunInfo as RunInfo
-from ._run import StepInfo as StepInfo
-from ._runtime import Runtime as Runtime
-from ._step import StepMetadata as StepMetadata
-from ._step import get_step_metadata as get_step_metadata
-from ._step import step as step
-from ._streams import StreamChunk as StreamChunk
-from ._streams import StreamHandle as StreamHandle
-from ._streams import StreamWriter as StreamWriter
-from ._streams import get_writable as get_writable
-from ._workflow import WorkflowMetadata as WorkflowMetadata
-from ._workflow import get_workflow_metadata as get_workflow_metadata
-from ._workflow import now as now
-from ._workflow import random as random
-from ._workflow import sleep as sleep
-from ._workflow import uuid4 as uuid4
-from ._workflow import workflow as workflow
+from ._typed_hooks import HookDefinition as HookDefinition
+from ._typed_hooks import define_hook as define_hook
+from ._worker.runtime import Runtime as Runtime
+from ._worker.writers import StreamWriter as StreamWriter
+from ._workflow.context import StepMetadata as StepMetadata
+from ._workflow.context import WorkflowMetadata as WorkflowMetadata
+from ._workflow.context import get_step_metadata as get_step_metadata
+from ._workflow.context import get_workflow_metadata as get_workflow_metadata
+from ._workflow.determinism import now as now
+from ._workflow.determinism import random as random
+from ._workflow.determinism import sleep as sleep
+from ._workflow.determinism import uuid4 as uuid4
+from ._workflow.hooks import Hook as Hook
+from ._workflow.hooks import Webhook as Webhook
+from ._workflow.hooks import create_hook as create_hook
+from ._workflow.hooks import create_webhook as create_webhook
+from ._workflow.http import Request as Request
+from ._workflow.http import Response as Response
+from ._workflow.step import step as step
+from ._workflow.streams import StreamHandle as StreamHandle
+from ._workflow.streams import get_writable as get_writable
+from ._workflow.workflow import workflow as workflow
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "DurableError", "Event", "EventKind", "FatalError", "Hook", "HookConflictError", "HookDefinition", "HookInfo",
+    "Client", "DurableError", "Event", "EventKind", "FatalError", "Hook", "HookConflictError", "HookDefinition", "HookInfo",
     "HookNotFound", "HookSchemaUnknown", "HookValidationError", "InvalidStoreURL", "NonDeterminismError", "NotInStepError",
     "NotInWorkflowError", "Request", "Response", "ResumeResult", "RetryableError", "Run", "RunCancelled", "RunConflict", "RunFailed",
     "RunInfo", "RunNotFound", "Runtime", "SerializationError", "SideEffectInWorkflowError", "StepFailed", "StepInfo", "StepMetadata", "StepTimeout",

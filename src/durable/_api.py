@@ -12,11 +12,12 @@ import asyncio
 import weakref
 from typing import Any
 
-from ._context import current_runtime
-from ._hooks import Request, ResumeResult
-from ._run import Run, RunInfo
-from ._runtime import Runtime, refuse_in_workflow
-from ._workflow import Workflow
+from ._client.projection import ResumeResult, RunInfo
+from ._client.run import Run
+from ._worker.runtime import Runtime, current_runtime
+from ._workflow.context import refuse_in_workflow
+from ._workflow.http import Request
+from ._workflow.workflow import Workflow
 from .stores._base import Store
 
 _options: dict[str, Any] = {}

@@ -25,6 +25,7 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
+from ._client.projection import hook_metadata
 from ._core import codec as _codec
 from ._core.errors import (
     DurableError,
@@ -34,8 +35,7 @@ from ._core.errors import (
     SerializationError,
     StoreError,
 )
-from ._hooks import hook_metadata
-from ._replay import DEFAULT_NAMESPACE
+from ._core.ids import DEFAULT_NAMESPACE
 from .stores import default_url, store_from_url
 from .stores._base import TERMINAL, Store
 
@@ -202,7 +202,7 @@ def _load_app(spec: str | None, store_url: str | None, api_token: str | None, ba
     """The ASGI app to serve for ``--app``: ``module`` (its workflows, a runtime on --store whose
     webhook URLs start with ``base_url``), ``module:obj`` where obj is an ASGI app, a Runtime or
     a Store, or nothing (the store alone)."""
-    from ._runtime import Runtime
+    from ._worker.runtime import Runtime
     from .web import create_app
 
     if not spec:
@@ -253,7 +253,7 @@ def worker(
     store: StoreOption = None,
 ) -> None:
     """Run the workflows the given modules define until SIGINT or SIGTERM."""
-    from ._runtime import Runtime
+    from ._worker.runtime import Runtime
 
     async def main() -> None:
         async with Runtime(store) as runtime:
@@ -373,7 +373,7 @@ def tail(
     store: StoreOption = None,
 ) -> None:
     """Follow a run's stream: one JSON line per chunk until the stream closes."""
-    from ._streams import read_stream
+    from ._client.streams import read_stream
     from .web._present import dumps
 
     async def follow(s: Store) -> None:
@@ -413,7 +413,7 @@ def resume(
     store: StoreOption = None,
 ) -> None:
     """Resume the live hook holding TOKEN with a JSON payload."""
-    from ._runtime import Runtime
+    from ._worker.runtime import Runtime
 
     with _reported():
         value = _parse_json(payload, "the payload")

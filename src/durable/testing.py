@@ -11,15 +11,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from ._client.run import Run
 from ._core import codec as _codec
 from ._core.commands import Command
 from ._core.errorinfo import decode_error
 from ._core.errors import NonDeterminismError, WorkflowNotFound
 from ._core.events import Event, EventKind
-from ._replay import WorkflowInstance
-from ._run import Run
-from ._workflow import Workflow
-from ._workflow import workflows as registered_workflows
+from ._engine.instance import WorkflowInstance
+from ._workflow.workflow import Workflow
+from ._workflow.workflow import workflows as registered_workflows
 
 
 @dataclass(frozen=True, slots=True)

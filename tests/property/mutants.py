@@ -53,7 +53,7 @@ class Mutant:
 MUTANTS = [
     # -- 1. replay determinism ------------------------------------------------------------------
     Mutant(
-        "results-in-completion-order", "durable._replay:WorkflowInstance._deliver",
+        "results-in-completion-order", "durable._engine.instance:WorkflowInstance._deliver",
         "sub = self._subscribers.pop(corr, None) if kind in _RESOLVED_ONCE",
         "sub = self._subscribers.pop(next((k for k in self._subscribers if k.split('_')[0] == corr.split('_')[0]), corr), None) if kind in _RESOLVED_ONCE",
         "1", (DETERMINISM,),
@@ -61,22 +61,22 @@ MUTANTS = [
         "(ids follow completion order instead of call order)",
     ),
     Mutant(
-        "unseeded-random", "durable._replay:WorkflowInstance.__init__",
+        "unseeded-random", "durable._engine.instance:WorkflowInstance.__init__",
         'self.user_random = random.Random(f"{seed}:random")', "self.user_random = random.Random()",
         "1", (DETERMINISM,), "durable.random() is not seeded by the run, so a replay takes other branches",
     ),
     Mutant(
-        "wall-clock", "durable._loop:DeterministicLoop.time", "return self._now", "return __import__('time').time()",
+        "wall-clock", "durable._engine.loop:DeterministicLoop.time", "return self._now", "return __import__('time').time()",
         "1", (DETERMINISM,), "workflow time is the wall clock, so timer deadlines differ on every replay",
     ),
     Mutant(
-        "hook-payload-twice", "durable._hooks:Hook.deliver",
+        "hook-payload-twice", "durable._workflow.hooks:Hook.deliver",
         "future.set_result(value)\n            return",
         "future.set_result(value)\n                self._payloads.append(value)\n            return",
         "1", (DETERMINISM,), "a payload handed to an awaiter is also kept for the next one (delivered twice)",
     ),
     Mutant(
-        "drop-chunk-in-flusher", "durable._streams:StreamWriter._flusher",
+        "drop-chunk-in-flusher", "durable._client.streams:StreamWriter._flusher",
         "self.run_id, self.namespace, batch, self._step_id",
         "self.run_id, self.namespace, batch[:-1] if len(batch) > 1 else batch, self._step_id",
         "1", (DETERMINISM_RUNTIME,), "the flusher drops the last chunk of every batch of two or more",
@@ -110,12 +110,12 @@ MUTANTS = [
     ),
     # -- 3. non-determinism detection -----------------------------------------------------------------
     Mutant(
-        "skip-argument-check", "durable._replay:WorkflowInstance.call_step",
+        "skip-argument-check", "durable._engine.instance:WorkflowInstance.call_step",
         'step.serializer == "json" and record.data != data', "False",
         "3", (NONDET,), "replay compares a step's name but not its argument bytes",
     ),
     Mutant(
-        "skip-unissued-check", "durable._replay:WorkflowInstance._outcome",
+        "skip-unissued-check", "durable._engine.instance:WorkflowInstance._outcome",
         "self._check_unissued()", "pass",
         "3", (NONDET,), "a recorded command the code never reaches is not flagged",
     ),

@@ -39,7 +39,7 @@ import anyio
 from hypothesis import strategies as st
 
 import durable
-from durable._workflow import Workflow
+from durable._workflow.workflow import Workflow
 
 from .values import small_values
 

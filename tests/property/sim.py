@@ -1,6 +1,6 @@
 """An in-test stand-in for the store and runtime around the pure replay engine, and the replay checks.
 
-:class:`Simulator` runs a program's workflow with :class:`~durable._replay.WorkflowInstance`
+:class:`Simulator` runs a program's workflow with :class:`~durable._engine.instance.WorkflowInstance`
 alone: it appends events to a log, applies the commands each invocation returns the way the
 store's commit does, runs step attempts (their behaviour is :func:`programs.plan_attempt`),
 fires timers and sends hook payloads -- and a Hypothesis-controlled ``random.Random`` chooses
@@ -36,8 +36,8 @@ from durable._core.commands import (
 from durable._core.errorinfo import decode_error, encode_error
 from durable._core.errors import StreamClosedError
 from durable._core.events import REPLAY_KINDS, Event, EventKind
-from durable._replay import Outcome, WorkflowInstance
-from durable._workflow import Workflow
+from durable._engine.instance import Outcome, WorkflowInstance
+from durable._workflow.workflow import Workflow
 
 from .programs import STEP_DELAY, Program, plan_attempt, to_workflow
 

@@ -350,7 +350,8 @@ class StoreModel:
                 self.steps[(run_id, corr)] = ModelStep(run_id, corr, cmd.name, "running", 1, cmd.max_attempts, cmd.input,
                                                        now, None, inv.worker_id, now)
                 self._append(run, EventKind.STEP_STARTED, corr, now, attempt=1)
-                claimed.append(StepClaim(run_id, corr, cmd.name, cmd.input, 1, cmd.max_attempts, now, run.workflow_name))
+                claimed.append(StepClaim(run_id, corr, cmd.name, cmd.input, 1, cmd.max_attempts, now, run.workflow_name,
+                                         run.started_at or now))
             else:
                 self.steps[(run_id, corr)] = ModelStep(run_id, corr, cmd.name, "pending", 0, cmd.max_attempts, cmd.input,
                                                        now, now)
@@ -419,7 +420,7 @@ class StoreModel:
             step.started_at = step.started_at if step.started_at is not None else now
             step.ready_at = None
             claims.append(StepClaim(step.run_id, step.step_id, step.name, step.input, attempt, step.max_attempts,
-                                    step.started_at, run.workflow_name))
+                                    step.started_at, run.workflow_name, run.started_at or now))
         return claims
 
     def step_accepts(self, run_id: str, step_id: str, kind: str, attempt: int | None) -> bool:

@@ -27,8 +27,8 @@ from hypothesis import strategies as st
 import durable
 from durable._core import codec as _codec
 from durable._core.events import Event, EventKind
-from durable._replay import WorkflowInstance
-from durable._workflow import Workflow
+from durable._engine.instance import WorkflowInstance
+from durable._workflow.workflow import Workflow
 
 from .conftest import examples
 from .values import Box, Money, Point, scrambled, strict_eq, unsupported, values

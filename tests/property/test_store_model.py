@@ -42,9 +42,9 @@ from durable._core.commands import (
 )
 from durable._core.errorinfo import encode_error
 from durable._core.errors import DurableError, HookNotFound, RunNotFound, StreamClosedError
-from durable._core.events import REPLAY_KINDS, EventKind
+from durable._core.events import REPLAY_KINDS, Event, EventKind
 from durable.stores import store_from_url
-from durable.stores._base import Invocation, NewEvent, NewRun, Store
+from durable.stores._base import Invocation, NewRun, Store
 
 from .conftest import examples
 from .store_model import TERMINAL, ModelEvent, StoreModel
@@ -135,7 +135,7 @@ class StoreMachine(RuleBasedStateMachine):
                 StartWait(self.next_corr("run_001", "wait"), now + 3.0),
                 WriteChunk(self.next_corr("run_001", "write"), NAMESPACES[0], chunk, hashlib.blake2b(chunk, digest_size=8).digest()),
             ],
-            speculative=[NewEvent(EventKind.RUN_STARTED, None, now)], next_wake=now + 3.0,
+            speculative=[Event("run_001", 0, EventKind.RUN_STARTED, None, now)], next_wake=now + 3.0,
         )
         got, expected = self.call("commit", first), self.model.commit(first)
         assert (got.ok, got.last_seq) == (expected.ok, expected.last_seq) == (True, 6), (got, expected)
@@ -283,20 +283,20 @@ class StoreMachine(RuleBasedStateMachine):
                               hashlib.blake2b(chunk, digest_size=8).digest())
         return CloseStream(self.next_corr(run_id, "close"), data.draw(st.sampled_from(NAMESPACES)))
 
-    def _speculative(self, run_id: str, data: st.DataObject) -> NewEvent | None:
+    def _speculative(self, run_id: str, data: st.DataObject) -> Event | None:
         kind = data.draw(st.sampled_from(["started", "step", "wait"]), label="speculative kind")
         now = self.now
         if kind == "started":
-            return NewEvent(EventKind.RUN_STARTED, None, now)
+            return Event(run_id, 0, EventKind.RUN_STARTED, None, now)
         if kind == "step":
             steps = sorted(s for (r, s) in self.model.steps if r == run_id)
             if not steps:
                 return None
             step_id = data.draw(st.sampled_from(steps))
             done = data.draw(st.sampled_from([EventKind.STEP_COMPLETED, EventKind.STEP_FAILED]))
-            return NewEvent(done, step_id, now, data.draw(payloads), self.model.steps[(run_id, step_id)].attempt)
+            return Event(run_id, 0, done, step_id, now, None, data.draw(payloads), self.model.steps[(run_id, step_id)].attempt)
         waits = sorted(w for (r, w) in self.model.waits if r == run_id)
-        return NewEvent(EventKind.WAIT_COMPLETED, data.draw(st.sampled_from(waits)), now) if waits else None
+        return Event(run_id, 0, EventKind.WAIT_COMPLETED, data.draw(st.sampled_from(waits)), now) if waits else None
 
     # -- steps ------------------------------------------------------------------------------------
 

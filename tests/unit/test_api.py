@@ -13,7 +13,7 @@ import anyio
 import pytest
 
 import durable
-from durable._workflow import workflows as registered_workflows
+from durable._workflow.workflow import workflows as registered_workflows
 from durable.stores import store_from_url
 
 pytestmark = pytest.mark.anyio

@@ -22,8 +22,8 @@ import anyio
 import pytest
 
 import durable
-from durable._run import HookInfo, RunInfo, StepInfo
-from durable._streams import StreamChunk
+from durable._client.projection import HookInfo, RunInfo, StepInfo
+from durable._client.streams import StreamChunk
 from durable.notebook import Progress, RunFeed, RunState, Throttle, mimebundle, snapshot
 from durable.notebook._html import chunk_outputs, error_html, state_text, step_status, steps_html
 from durable.notebook._model import classify, progress_of

@@ -31,8 +31,8 @@ import psycopg
 import pytest
 
 import durable
+from durable._client.streams import read_stream
 from durable._core import codec as _codec
-from durable._streams import read_stream
 from durable.stores import _postgres, store_from_url
 from durable.stores._base import NewRun
 from durable.stores._postgres import PostgresStore

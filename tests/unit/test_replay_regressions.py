@@ -21,7 +21,7 @@ import pytest
 import durable
 from durable._core import codec as _codec
 from durable._core.events import Event, EventKind
-from durable._workflow import Workflow
+from durable._workflow.workflow import Workflow
 from durable.testing import replay_events
 
 INPUT = _codec.encode({"args": [], "kwargs": {}})
@@ -192,7 +192,7 @@ async def test_a_step_that_closed_its_stream_completes_after_a_crash(tmp_path: A
 
 @pytest.mark.anyio
 async def test_a_writer_whose_flush_fails_still_releases_its_channel() -> None:
-    """StreamWriter.aclose() closes its memory channel even when flushing raised (else: ResourceWarning at GC).
+    """StreamWriter.end_attempt() closes its memory channel even when flushing raised (else: ResourceWarning at GC).
 
     Found by test_crash_anywhere: after a store error, ``aclose`` re-raised the flush error
     from ``try/finally`` with ``self._send.close()`` after that block, so it never ran (and the
@@ -201,7 +201,7 @@ async def test_a_writer_whose_flush_fails_still_releases_its_channel() -> None:
     import gc
     import warnings
 
-    from durable._streams import StreamWriter
+    from durable._worker.writers import StreamWriter
     from durable.stores._sqlite import SQLiteStore
 
     class Broken(SQLiteStore):
@@ -215,7 +215,7 @@ async def test_a_writer_whose_flush_fails_still_releases_its_channel() -> None:
                           spawn=lambda fn, *a: tasks.append(asyncio.ensure_future(fn(*a))))
     await writer.write({"a": 1})
     with pytest.raises(durable.StoreError):
-        await writer.aclose()
+        await writer.end_attempt()
     # With the channel left open the flusher waits for more chunks forever: bound the wait.
     _, pending = await asyncio.wait(tasks, timeout=1.0)
     for task in pending:
@@ -239,7 +239,7 @@ async def test_a_refused_commit_changes_nothing() -> None:
     committed -- a running run with no ``run_started`` event, which no invocation would ever
     start. Fixed by checking every speculative event before writing anything.
     """
-    from durable.stores._base import Invocation, NewEvent, NewRun
+    from durable.stores._base import Invocation, NewRun
     from durable.stores._sqlite import SQLiteStore
 
     store = SQLiteStore(":memory:")
@@ -249,7 +249,7 @@ async def test_a_refused_commit_changes_nothing() -> None:
         result = await store.commit(
             Invocation(
                 run_id="run_a", worker_id="w", known_seq=1, now=2.0, commands=[], status="suspended",
-                speculative=[NewEvent(EventKind.RUN_STARTED, None, 2.0), NewEvent(EventKind.RUN_STARTED, None, 2.0)],
+                speculative=[Event("run_a", 2, EventKind.RUN_STARTED, None, 2.0), Event("run_a", 3, EventKind.RUN_STARTED, None, 2.0)],
             )
         )
         record = await store.get_run("run_a")
@@ -319,7 +319,7 @@ async def test_a_writer_whose_flusher_never_ran_releases_its_channel() -> None:
     import gc
     import warnings
 
-    from durable._streams import StreamWriter
+    from durable._worker.writers import StreamWriter
     from durable.stores._sqlite import SQLiteStore
 
     store = SQLiteStore(":memory:")
@@ -337,7 +337,7 @@ async def test_a_writer_whose_flusher_never_ran_releases_its_channel() -> None:
         writer = StreamWriter(store, "run_x", "default", step_id="step_1", attempt=1, spawn=spawn)
         await asyncio.gather(*tasks, return_exceptions=True)
         with anyio.move_on_after(1.0) as waited, contextlib.suppress(Exception):
-            await writer.aclose()
+            await writer.end_attempt()
         return not waited.cancelled_caught
 
     with warnings.catch_warnings(record=True) as caught:

@@ -195,7 +195,7 @@ async def test_max_concurrent_steps_is_never_exceeded(tmp_path: Path) -> None:
         second = await rt.start(retry_then_occupy, deadline)
         assert await first.result(timeout=10) == "after-sleep"
         assert await second.result(timeout=10) == "retried"
-        assert rt._free_slots == 1
+        assert rt.slots.free == 1
     assert concurrency["max"] == 1
 
 

@@ -12,6 +12,7 @@ import anyio.lowlevel
 import pytest
 
 import durable
+from durable._client.streams import read_stream
 from durable.stores import store_from_url
 from durable.stores._base import NewRun
 from durable.testing import check_replay
@@ -242,7 +243,7 @@ async def test_a_slow_store_applies_back_pressure_and_loses_nothing(tmp_path: An
             for i in range(accepted + 1, 100):
                 await writer.write(i)
             await writer.close()
-        values = [c async for c in durable._streams.read_stream(inner, "r1", "bp")]
+        values = [c async for c in read_stream(inner, "r1", "bp")]
         assert values == [i for i in range(100) if i != accepted]  # the blocked write was cancelled, nothing else lost
         assert sum(store.appends) == 99 and len(store.appends) < 99  # batched
 
@@ -251,7 +252,7 @@ async def test_a_reader_in_another_store_object_follows_by_polling(sqlite_url: s
     """A reader with its own connection (as in another process) sees chunks written live by the runtime."""
     async with durable.Runtime(sqlite_url) as runtime, store_from_url(sqlite_url) as other:
         run = await runtime.start(generate, 20)
-        values = [c async for c in durable._streams.read_stream(other, run.run_id, poll_interval=0.05)]
+        values = [c async for c in read_stream(other, run.run_id, poll_interval=0.05)]
         assert values == [{"token": i} for i in range(20)]
 
 

@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 import durable
-from durable._hooks import hook_definitions
+from durable._workflow.hooks import hook_definitions
 from durable.web import create_app
 
 from .test_web import client_for, sse_events, start, wait_for_hook

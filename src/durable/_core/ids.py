@@ -1,5 +1,6 @@
-"""Identifiers: run ids (``run_`` + a ULID: 48-bit millisecond time, 80 random bits, so ids sort by
-creation time), and the check that a caller's names can be stored as text."""
+"""Identifiers and names: run ids (``run_`` + a ULID: 48-bit millisecond time, 80 random bits, so
+ids sort by creation time), the default stream namespace, the webhook path, and the checks that
+the names a caller picks (run ids, idempotency keys, hook tokens) can be stored and routed."""
 
 from __future__ import annotations
 
@@ -7,6 +8,10 @@ import secrets
 import time
 
 _ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"  # Crockford base32
+#: The stream a workflow's yields and a bare ``get_writable()`` write to.
+DEFAULT_NAMESPACE = "default"
+#: Where webhooks are reached over HTTP, followed by the (URL-quoted) token.
+WEBHOOK_PATH = "/.well-known/workflow/v1/webhook/"
 
 
 def new_run_id() -> str:
@@ -29,3 +34,24 @@ def is_text(value: object) -> bool:
     except UnicodeEncodeError:
         return False
     return True
+
+
+def check_token(token: str | None) -> None:
+    """Refuse a hook token that cannot be stored or routed (``None``: the engine picks one)."""
+    if token is not None and (not is_text(token) or len(token) > 512):
+        raise ValueError(f"hook token must be non-empty text of at most 512 characters, got {token!r}")
+
+
+def check_run_id(run_id: str) -> str:
+    if (
+        not isinstance(run_id, str) or not run_id or len(run_id) > 200 or not run_id.isprintable() or "/" in run_id
+        or run_id in (".", "..")  # a URL path segment that clients normalise away
+    ):
+        raise ValueError(f"run_id must be a printable string of 1-200 characters without '/' (and not . or ..), got {run_id!r}")
+    return run_id
+
+
+def check_idempotency_key(key: str) -> str:
+    if not is_text(key) or len(key) > 512:
+        raise ValueError(f"idempotency_key must be non-empty text of at most 512 characters, got {key!r}")
+    return key

@@ -25,7 +25,8 @@ import asyncio
 from html import escape
 from typing import TYPE_CHECKING, Any
 
-from .._replay import DEFAULT_NAMESPACE
+from .._client.run import Run
+from .._core.ids import DEFAULT_NAMESPACE
 from ._feed import RunFeed as RunFeed
 from ._feed import latest
 from ._feed import snapshot as snapshot
@@ -38,8 +39,7 @@ from ._model import StepRow as StepRow
 from ._model import Throttle as Throttle
 
 if TYPE_CHECKING:
-    from .._run import Run
-    from .._runtime import Runtime
+    from .._client.client import Client
     from ._widgets import RunsView, RunView
 
 __all__ = [
@@ -88,14 +88,14 @@ def watch(
 
 
 def runs(
-    limit: int = 20, *, status: str | None = None, workflow: str | None = None, runtime: Runtime | None = None
+    limit: int = 20, *, status: str | None = None, workflow: str | None = None, runtime: Client | None = None
 ) -> RunsView:
     """A live table of the ``limit`` most recent runs (optionally filtered); pick one to inspect it.
 
     Uses ``runtime``, else the runtime module-level calls use here (the current one, or the
     default runtime, started if needed).
     """
-    from .._context import current_runtime
+    from .._worker.runtime import current_runtime
     from ._widgets import RunsView
 
     return RunsView(limit=limit, status=status, workflow=workflow, runtime=runtime or current_runtime.get())
@@ -125,3 +125,17 @@ def static_bundle(run: Run) -> dict[str, Any]:
         "`durable.notebook.watch(run)` follows it live in Jupyter."
     )
     return {"text/plain": hint, "text/html": f'<div class="durable-run"><code>{escape(hint)}</code></div>'}
+
+
+# A Run in a notebook cell shows as this module draws it (Run._repr_mimebundle_ asks here).
+Run.display = mimebundle
+
+
+# How IPython shows a RunState (the value of ``await durable.notebook.snapshot(run)``): the model
+# stays free of HTML, and the renderers are attached here, where both are known.
+def _state_pretty(state: RunState, printer: Any, cycle: bool) -> None:
+    printer.text(state_text(state))
+
+
+RunState._repr_html_ = state_html  # type: ignore[attr-defined]
+RunState._repr_pretty_ = _state_pretty  # type: ignore[attr-defined]

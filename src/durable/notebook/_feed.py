@@ -23,15 +23,16 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
+from .._client.streams import StreamChunk
 from .._core import codec as _codec
 from .._core.errors import DurableError
-from .._replay import DEFAULT_NAMESPACE
-from .._streams import StreamChunk
+from .._core.ids import DEFAULT_NAMESPACE
 from ._model import RunState, Throttle
 
 if TYPE_CHECKING:
-    from .._run import Run, RunInfo
-    from .._runtime import Runtime
+    from .._client.client import Client
+    from .._client.projection import RunInfo
+    from .._client.run import Run
     from ..stores._base import Store
 
 log = logging.getLogger("durable.notebook")
@@ -112,8 +113,7 @@ class RunFeed:
         self.refreshes = 0
         self.publications = 0
         self._publish = publish
-        runtime = getattr(run, "_runtime", None)  # same package: the handle's runtime, if any
-        self._poll_cap = poll_interval if poll_interval is not None else (runtime.poll_interval if runtime else 0.5)
+        self._poll_cap = poll_interval if poll_interval is not None else run.client.poll_interval
         self._started_stream = False
         self._more_chunks = False
         self._done: anyio.Event | None = None
@@ -280,7 +280,7 @@ class RunsFeed:
         self.status = status
         self.workflow = workflow
         self.throttle = Throttle(max_rate)
-        self.runtime: Runtime | None = None
+        self.runtime: Client | None = None
         self.publications = 0
 
     async def read(self) -> list[RunInfo]:
@@ -290,7 +290,7 @@ class RunsFeed:
         return await self.runtime.list_runs(status=self.status, workflow=self.workflow, limit=self.limit)
 
     async def follow(self) -> None:
-        runtime: Runtime = self.runtime or await self._get_runtime()
+        runtime: Client = self.runtime or await self._get_runtime()
         self.runtime = runtime
         notifier = runtime.store.notifier
         poll = polls(runtime.store)

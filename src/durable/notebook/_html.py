@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from ._model import ChunkItem, RunState, StepRow, image_type
 
 if TYPE_CHECKING:
-    from .._run import RunInfo
+    from .._client.projection import RunInfo
 
 #: Badge colours by status (background, text). Unknown statuses get the neutral pair.
 STATUS_COLOURS: dict[str, tuple[str, str]] = {

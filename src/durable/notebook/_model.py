@@ -18,8 +18,8 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:
-    from .._run import HookInfo, RunInfo, StepInfo
-    from .._streams import StreamChunk
+    from .._client.projection import HookInfo, RunInfo, StepInfo
+    from .._client.streams import StreamChunk
 
 TERMINAL = frozenset({"completed", "failed", "cancelled"})
 
@@ -320,18 +320,6 @@ class RunState:
     def with_problem(self, problem: str) -> RunState:
         """The view stopped following (the store closed, the run vanished): say why, and settle."""
         return replace(self, problem=problem)
-
-    # -- displayed by IPython (e.g. the value of ``await durable.notebook.snapshot(run)``) ------
-
-    def _repr_html_(self) -> str:
-        from ._html import state_html
-
-        return state_html(self)
-
-    def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
-        from ._html import state_text
-
-        printer.text(state_text(self))
 
 
 class Throttle:

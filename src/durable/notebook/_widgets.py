@@ -20,14 +20,15 @@ from typing import TYPE_CHECKING, Any
 
 import ipywidgets as widgets
 
-from .._replay import DEFAULT_NAMESPACE
+from .._core.ids import DEFAULT_NAMESPACE
 from . import _html
 from ._feed import RunFeed, RunsFeed, latest
 from ._model import RunState
 
 if TYPE_CHECKING:
-    from .._run import Run, RunInfo
-    from .._runtime import Runtime
+    from .._client.client import Client
+    from .._client.projection import RunInfo
+    from .._client.run import Run
 
 log = logging.getLogger("durable.notebook")
 
@@ -260,13 +261,8 @@ class RunView(widgets.VBox):  # type: ignore[misc]  # ipywidgets ships no type h
 
 
 async def resume_hook_for(run: Run, token: str, payload: Any) -> Any:
-    """Resume a hook through the runtime the run handle came from (or the default one)."""
-    runtime = getattr(run, "_runtime", None)  # same package: a Run knows the runtime that made it
-    if runtime is not None:
-        return await runtime.resume_hook(token, payload)
-    from .._api import resume_hook
-
-    return await resume_hook(token, payload)
+    """Resume a hook through the client (or runtime) the run handle came from."""
+    return await run.client.resume_hook(token, payload)
 
 
 def _note(text: str, *, error: bool = False) -> str:
@@ -283,7 +279,7 @@ class RunsView(widgets.VBox):  # type: ignore[misc]  # ipywidgets ships no type 
         limit: int = 20,
         status: str | None = None,
         workflow: str | None = None,
-        runtime: Runtime | None = None,
+        runtime: Client | None = None,
         loop: asyncio.AbstractEventLoop | None = None,
     ) -> None:
         self._tasks = _Tasks(loop or running_loop())
@@ -303,7 +299,7 @@ class RunsView(widgets.VBox):  # type: ignore[misc]  # ipywidgets ships no type 
     def __repr__(self) -> str:
         return f"<durable runs table: {len(self.runs)} runs>"
 
-    async def _get_runtime(self) -> Runtime:
+    async def _get_runtime(self) -> Client:
         if self._runtime is None:
             from .._api import get_runtime
 

@@ -69,6 +69,7 @@ class StepClaim:
     max_attempts: int
     first_started_at: float
     workflow_name: str
+    run_started_at: float  # when the step's run started (get_workflow_metadata().started_at in a step)
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,24 +110,15 @@ class NewRun:
     owner: str | None = None  # the worker that will run the first invocation itself (holds the lease)
 
 
-@dataclass(frozen=True, slots=True)
-class NewEvent:
-    """An event the caller's live instance already consumed, to be appended first in a commit."""
-
-    kind: str
-    correlation_id: str | None
-    created_at: float
-    data: bytes | None = None
-    attempt: int | None = None
-
-
 @dataclass(slots=True)
 class Invocation:
     """The result of advancing a workflow instance, to commit atomically.
 
     ``speculative`` events were consumed before being stored; they commit only if nothing
     replay reads was appended after ``known_seq`` and nobody else holds the run, which makes
-    "step N completed" plus "step N+1 scheduled and started" a single transaction.
+    "step N completed" plus "step N+1 scheduled and started" a single transaction. The store
+    appends them first, numbering them itself (their own ``seq`` is the one they are expected
+    to get).
     """
 
     run_id: str
@@ -137,7 +129,7 @@ class Invocation:
     status: Literal["suspended", "completed", "failed"]
     result: bytes | None = None
     error: bytes | None = None
-    speculative: Sequence[NewEvent] = ()
+    speculative: Sequence[Event] = ()
     holds_lease: bool = False
     claim_steps: int = 0
     next_wake: float | None = None  # earliest pending timer of the instance (it has seen every wait)

@@ -107,7 +107,7 @@ class _Appender:
 
 def _lock_run(db: DB, run_id: str) -> Row | None:
     rows = db.execute(
-        f"SELECT status, last_seq, owner, workflow_name FROM runs WHERE run_id = ?{db.for_update}", (run_id,)
+        f"SELECT status, last_seq, owner, workflow_name, started_at FROM runs WHERE run_id = ?{db.for_update}", (run_id,)
     )
     return rows[0] if rows else None
 
@@ -369,7 +369,7 @@ def commit(db: DB, inv: Invocation) -> CommitResult:
     locked = _lock_run(db, inv.run_id)
     if locked is None:
         return CommitResult(False, "no such run")
-    status, last_seq, owner = locked[0], locked[1], locked[2]
+    status, last_seq, owner, run_started_at = locked[0], locked[1], locked[2], locked[4]
     if status in TERMINAL:
         return CommitResult(False, "run is " + status, run_status=status)
     if inv.holds_lease and owner != inv.worker_id:
@@ -397,6 +397,7 @@ def commit(db: DB, inv: Invocation) -> CommitResult:
         if ev.kind == EventKind.RUN_STARTED:
             db.execute("UPDATE runs SET status = 'running', started_at = ? WHERE run_id = ?", (ev.created_at, inv.run_id))
             status = "running"
+            run_started_at = ev.created_at
             db.note("runs")
         elif ev.kind in (EventKind.STEP_COMPLETED, EventKind.STEP_FAILED):
             if not _finish_step_row(db, inv.run_id, ev.correlation_id or "", ev.kind, ev.data, ev.created_at, None, ev.attempt):
@@ -432,7 +433,9 @@ def commit(db: DB, inv: Invocation) -> CommitResult:
                     (inv.run_id, corr, cmd.name, cmd.max_attempts, cmd.input, now, now, now, inv.worker_id),
                 )
                 out.add(EventKind.STEP_STARTED, corr, now, attempt=1)
-                claimed.append(StepClaim(inv.run_id, corr, cmd.name, cmd.input, 1, cmd.max_attempts, now, locked[3]))
+                claimed.append(
+                    StepClaim(inv.run_id, corr, cmd.name, cmd.input, 1, cmd.max_attempts, now, locked[3], run_started_at or now)
+                )
             else:
                 db.execute(
                     "INSERT INTO steps (run_id, step_id, name, status, attempt, max_attempts, input, created_at, ready_at) "
@@ -604,7 +607,7 @@ def claim_steps(db: DB, worker_id: str, names: Sequence[str], now: float, limit:
         # Lock order everywhere: run, then its steps/hooks/streams. A run another worker holds
         # is skipped, not waited for.
         runs = db.execute(
-            f"SELECT status, last_seq, owner, workflow_name FROM runs WHERE run_id = ?{db.skip_locked}", (run_id,)
+            f"SELECT status, last_seq, owner, workflow_name, started_at FROM runs WHERE run_id = ?{db.skip_locked}", (run_id,)
         )
         if not runs:
             continue
@@ -646,7 +649,7 @@ def claim_steps(db: DB, worker_id: str, names: Sequence[str], now: float, limit:
         )
         out.flush()
         db.execute("UPDATE runs SET last_seq = ?, updated_at = ? WHERE run_id = ?", (out.seq, now, run_id))
-        claims.append(StepClaim(run_id, step_id, name, data, attempt, max_attempts, started_at or now, run[3]))
+        claims.append(StepClaim(run_id, step_id, name, data, attempt, max_attempts, started_at or now, run[3], run[4] or now))
     return claims
 
 

@@ -15,9 +15,10 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from .._client.client import Client
 from .._core.errors import StoreError
-from .._hooks import WEBHOOK_PATH
-from .._runtime import Runtime
+from .._core.ids import WEBHOOK_PATH
+from .._worker.runtime import Runtime
 from ..stores._base import Store
 from ._context import Context
 from ._hooks import HookEndpoints
@@ -69,8 +70,8 @@ def create_app(
     token = api_token if api_token is not None else os.environ.get("DURABLE_API_TOKEN") or None
     ctx = Context(
         store=store,
+        client=runtime if runtime is not None else Client(store),
         runtime=runtime,
-        resumer=runtime if runtime is not None else Runtime(store),
         max_body=max_body,
         webhook_timeout=webhook_timeout,
         ping=ping,

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .._runtime import Runtime
+from .._client.client import Client
+from .._worker.runtime import Runtime
 from ..stores._base import RunRecord, Store
 from ._http import HTTPError
 from ._streams import SharedReads
@@ -12,16 +13,14 @@ from ._streams import SharedReads
 
 @dataclass(frozen=True, slots=True)
 class Context:
-    """``runtime`` is None when the app serves a bare store (read, cancel and resume only).
-
-    ``resumer`` delivers hook payloads and webhook requests: the runtime, or else a runtime
-    object that is never opened -- its resume methods only write to the store, and the
-    worker that owns the run picks the payload up from there.
+    """``client`` reads, cancels and resumes (the runtime itself when the app has one);
+    ``runtime`` is None when the app serves a bare store: it can then not start runs. A bare
+    client only writes to the store: the worker that owns a run picks up what was written.
     """
 
     store: Store
+    client: Client
     runtime: Runtime | None
-    resumer: Runtime
     max_body: int
     webhook_timeout: float
     ping: float

@@ -11,6 +11,7 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import Response
 
+from .._client.projection import hook_metadata
 from .._core.errors import (
     HookNotFound,
     HookSchemaUnknown,
@@ -19,9 +20,8 @@ from .._core.errors import (
     WebhookNotAnswered,
     WebhookResponseTimeout,
 )
-from .._hooks import Request as DurableRequest
-from .._hooks import Response as DurableResponse
-from .._hooks import hook_metadata
+from .._workflow.http import Request as DurableRequest
+from .._workflow.http import Response as DurableResponse
 from ._context import Context
 from ._http import HTTPError, JSONResponse, parse_json, read_body
 
@@ -37,7 +37,7 @@ class HookEndpoints:
             # A webhook's workflow expects a durable.Request, not bare JSON: it has its own URL.
             raise HTTPError(404, f"no live hook with token {token!r} (it is a webhook: send the request to its URL)")
         try:
-            result = await self.ctx.resumer.resume_hook(token, payload)
+            result = await self.ctx.client.resume_hook(token, payload)
         except HookNotFound:
             raise HTTPError(404, f"no live hook with token {token!r}") from None
         except HookValidationError as exc:
@@ -68,7 +68,7 @@ class HookEndpoints:
             body=body,
         )
         try:
-            answer = await self.ctx.resumer.resume_webhook(token, incoming, timeout=self.ctx.webhook_timeout)
+            answer = await self.ctx.client.resume_webhook(token, incoming, timeout=self.ctx.webhook_timeout)
         except HookNotFound:
             raise HTTPError(404, "no live webhook at this URL") from None
         except WebhookResponseTimeout:

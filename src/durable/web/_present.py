@@ -13,11 +13,12 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
 
+from .._client.projection import hook_metadata
 from .._core import codec as _codec
 from .._core.errorinfo import decode_error
 from .._core.errors import SerializationError
 from .._core.events import Event
-from .._hooks import WEBHOOK_PATH, hook_metadata
+from .._core.ids import WEBHOOK_PATH
 from ..stores._base import HookRecord, RunRecord, StepRecord
 
 PICKLED = "<pickled value>"

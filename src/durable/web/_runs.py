@@ -10,8 +10,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from .._core.errors import RunConflict, RunNotFound, SerializationError
-from .._replay import DEFAULT_NAMESPACE
-from .._run import Run
+from .._core.ids import DEFAULT_NAMESPACE
 from ..stores._base import TERMINAL
 from ._context import Context
 from ._http import MAX_INDEX, HTTPError, JSONResponse, int_param, parse_json, prefers_ndjson, read_body
@@ -108,10 +107,7 @@ class RunEndpoints:
     async def cancel(self, request: Request) -> Response:
         run_id = request.path_params["run_id"]
         try:
-            if self.ctx.runtime is not None:
-                status = await self.ctx.runtime.cancel(run_id)
-            else:
-                status = await Run(run_id, store=self.ctx.store).cancel()
+            status = await self.ctx.client.cancel(run_id)
         except RunNotFound:
             raise HTTPError(404, f"no run with id {run_id!r}") from None
         return JSONResponse({"run_id": run_id, "status": status})

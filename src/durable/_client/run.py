@@ -4,112 +4,65 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
-from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from collections.abc import AsyncIterator, Callable
+from typing import Any, ClassVar, Protocol
 
-from ._core import codec as _codec
-from ._core.durations import Duration, parse_duration
-from ._core.errorinfo import ErrorInfo, decode_error
-from ._core.errors import RunCancelled, RunFailed, RunNotFound
-from ._core.events import Event
-from ._hooks import hook_metadata
-from ._replay import DEFAULT_NAMESPACE
-from ._streams import read_stream
-
-if TYPE_CHECKING:
-    from ._runtime import Runtime
-    from .stores._base import HookRecord, RunRecord, StepRecord, Store
+from .._core import codec as _codec
+from .._core.durations import Duration, parse_duration
+from .._core.errorinfo import decode_error
+from .._core.errors import RunCancelled, RunFailed, RunNotFound
+from .._core.events import Event
+from .._core.ids import DEFAULT_NAMESPACE
+from ..stores._base import TERMINAL, RunRecord, Store
+from .projection import HookInfo, ResumeResult, RunInfo, StepInfo
+from .resume import resume_hook
+from .streams import read_stream
 
 
-def _dt(ts: float | None) -> datetime | None:
-    return None if ts is None else datetime.fromtimestamp(ts, UTC)
-
-
-@dataclass(frozen=True, slots=True)
-class RunInfo:
-    run_id: str
-    workflow_name: str
-    status: str
-    created_at: datetime
-    started_at: datetime | None
-    completed_at: datetime | None
-    error: ErrorInfo | None
-    idempotency_key: str | None
-
-    @classmethod
-    def from_record(cls, r: RunRecord) -> RunInfo:
-        return cls(
-            r.run_id, r.workflow_name, r.status, _dt(r.created_at) or datetime.now(UTC), _dt(r.started_at),
-            _dt(r.completed_at), decode_error(r.error) if r.error else None, r.idempotency_key,
-        )
+class RunSource(Protocol):
+    """What a :class:`Run` reads and acts through: a :class:`~durable.Client` (or a Runtime, which is one)."""
 
     @property
-    def duration(self) -> float | None:
-        if self.started_at is None:
-            return None
-        end = self.completed_at or datetime.now(UTC)
-        return (end - self.started_at).total_seconds()
-
-
-@dataclass(frozen=True, slots=True)
-class StepInfo:
-    step_id: str
-    name: str
-    status: str
-    attempts: int
-    max_attempts: int
-    created_at: datetime
-    started_at: datetime | None
-    completed_at: datetime | None
-    retry_at: datetime | None
-    error: ErrorInfo | None
-
-    @classmethod
-    def from_record(cls, r: StepRecord) -> StepInfo:
-        return cls(
-            r.step_id, r.name, r.status, r.attempt, r.max_attempts, _dt(r.created_at) or datetime.now(UTC),
-            _dt(r.started_at), _dt(r.completed_at), _dt(r.ready_at) if r.status == "pending" else None,
-            decode_error(r.error) if r.error else None,
-        )
-
+    def store(self) -> Store: ...
     @property
-    def duration(self) -> float | None:
-        if self.started_at is None:
-            return None
-        end = self.completed_at or datetime.now(UTC)
-        return (end - self.started_at).total_seconds()
+    def poll_interval(self) -> float: ...
+    async def cancel(self, run_id: str) -> str: ...
+    async def resume_hook(self, token: str, payload: Any) -> Any: ...
 
 
-@dataclass(frozen=True, slots=True)
-class HookInfo:
-    hook_id: str
-    token: str
-    status: str
-    created_at: datetime
-    metadata: Any  # what the workflow passed to create_hook(metadata=...)
-    is_webhook: bool = False
-    schema: str | None = None  # the define_hook name, for typed hooks
+class BareStore:
+    """The :class:`RunSource` of a run handle made from a store alone (``Run(run_id, store=s)``)."""
 
-    @classmethod
-    def from_record(cls, r: HookRecord) -> HookInfo:
-        meta = hook_metadata(r)
-        return cls(
-            r.hook_id, r.token, r.status, _dt(r.created_at) or datetime.now(UTC), meta.get("user"),
-            "webhook" in meta, meta.get("schema"),
-        )
+    poll_interval = 0.5
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    async def cancel(self, run_id: str) -> str:
+        record = await self.store.cancel_run(run_id, time.time())
+        if record is None:
+            raise RunNotFound(run_id)
+        return record.status
+
+    async def resume_hook(self, token: str, payload: Any) -> ResumeResult:
+        return await resume_hook(self.store, token, payload)
 
 
 class Run:
-    """A run of a workflow. Cheap to create; every method reads the store."""
+    """A run of a workflow. Cheap to create; every method reads the store.
 
-    def __init__(self, run_id: str, runtime: Runtime | None = None, *, store: Store | None = None) -> None:
-        if runtime is None and store is None:
-            raise TypeError("Run needs a runtime or a store")
+    ``client`` is the :class:`~durable.Client` (or Runtime) it reads and acts through;
+    ``Run(run_id, store=store)`` makes one over a bare store.
+    """
+
+    def __init__(self, run_id: str, client: RunSource | None = None, *, store: Store | None = None) -> None:
+        if client is None:
+            if store is None:
+                raise TypeError("Run needs a client (or runtime) or a store")
+            client = BareStore(store)
         self.run_id = run_id
-        self._runtime = runtime
-        self._store: Store = store if store is not None else runtime.store  # type: ignore[union-attr]
+        self.client = client
+        self._store: Store = client.store
 
     def __repr__(self) -> str:
         return f"<durable.Run {self.run_id}>"
@@ -147,7 +100,7 @@ class Run:
         while True:
             listener = notifier.listen("run-end", self.run_id)
             record = await self._record()
-            if record.status in ("completed", "failed", "cancelled"):
+            if record.status in TERMINAL:
                 return RunInfo.from_record(record)
             remaining = deadline - time.monotonic()
             if remaining <= 0:
@@ -170,12 +123,7 @@ class Run:
 
     async def cancel(self) -> str:
         """Cancel the run: its running steps are cancelled, its streams closed, its hooks disposed."""
-        if self._runtime is not None:
-            return await self._runtime.cancel(self.run_id)
-        record = await self._store.cancel_run(self.run_id, time.time())
-        if record is None:
-            raise RunNotFound(self.run_id)
-        return record.status
+        return await self.client.cancel(self.run_id)
 
     async def events(self) -> list[Event]:
         """The run's event log, oldest first."""
@@ -201,16 +149,17 @@ class Run:
         """Chunks from ``start_index`` (negative counts from the end), then live ones until the stream closes."""
         return read_stream(
             self._store, self.run_id, namespace, start_index=start_index, with_metadata=with_metadata,
-            poll_interval=self._runtime.poll_interval if self._runtime else 0.5,
+            poll_interval=self.client.poll_interval,
         )
 
     # -- notebooks ----------------------------------------------------------------------------
 
+    #: How a notebook shows a run: installed by ``durable.notebook`` (a live widget, or the
+    #: latest state seen as HTML); plain text until then.
+    display: ClassVar[Callable[[Run], dict[str, Any]] | None] = None
+
     def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, Any]:
-        try:
-            from .notebook import mimebundle
-        except ImportError:
+        if Run.display is None:
             return {"text/plain": repr(self)}
-        bundle: dict[str, Any] = mimebundle(self)
-        return bundle
+        return Run.display(self)
 

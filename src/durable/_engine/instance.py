@@ -24,11 +24,10 @@ from collections.abc import Sequence
 from contextvars import copy_context
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
-from ._context import current_instance
-from ._core import codec as _codec
-from ._core.commands import (
+from .._core import codec as _codec
+from .._core.commands import (
     CancelWait,
     CloseStream,
     Command,
@@ -38,18 +37,15 @@ from ._core.commands import (
     StartWait,
     WriteChunk,
 )
-from ._core.errorinfo import decode_error, encode_error
-from ._core.errors import NonDeterminismError, SerializationError
-from ._core.events import CREATION_KINDS, DELIVERY_KINDS, Event, EventKind
-from ._loop import DeterministicLoop
-from ._workflow import WorkflowMetadata
+from .._core.errorinfo import decode_error, encode_error
+from .._core.errors import NonDeterminismError, SerializationError
+from .._core.events import CREATION_KINDS, DELIVERY_KINDS, Event, EventKind
+from .._core.ids import DEFAULT_NAMESPACE
+from .._workflow.context import HookSubscriber, WorkflowMetadata, current_instance
+from .._workflow.step import Step
+from .._workflow.workflow import Workflow
+from .loop import DeterministicLoop
 
-if TYPE_CHECKING:
-    from ._hooks import Hook
-    from ._step import Step
-    from ._workflow import Workflow
-
-DEFAULT_NAMESPACE = "default"
 # The kinds compared once or more per replayed event, as plain str: looking up an enum member
 # costs several times the comparison itself.
 _RUN_STARTED = EventKind.RUN_STARTED.value
@@ -123,7 +119,6 @@ class WorkflowInstance:
         self.id_random = random.Random(f"{seed}:ids")
         self.user_random = random.Random(f"{seed}:random")
         self.seen_seq = 0  # last event consumed (or known to be this instance's own record)
-        self.store_seq: int | None = None  # the log's last seq when it is known to end at seen_seq
         self.status: Literal["new", "running", "completed", "failed", "closed"] = "new"
         self.metadata = WorkflowMetadata(run_id, workflow.name, datetime.fromtimestamp(0, UTC), base_url)
 
@@ -342,7 +337,7 @@ class WorkflowInstance:
         self._subscribers[corr] = _StepWaiter(future, step)
         return await future
 
-    def create_hook(self, hook: Hook[Any], token: str | None, metadata: bytes | None) -> tuple[str, str]:
+    def create_hook(self, hook: HookSubscriber, token: str | None, metadata: bytes | None) -> tuple[str, str]:
         position, corr = self._next("hook")
         if token is None:
             token = base64.urlsafe_b64encode(self.id_random.getrandbits(192).to_bytes(24, "big")).decode()

@@ -1,12 +1,9 @@
-"""Durable streams: flushable, back-pressured writers and catch-up-then-follow readers.
+"""Stream writers: what ``durable.get_writable()`` returns in a step -- flushable and back-pressured.
 
 ::
 
     step code ──write()──► memory channel (bounded) ──► flusher task ──append_chunks()──► chunk log
-                 (waits when full)                       (one transaction per batch)       │
-                                                                                           ▼
-    reader ◄── decode ◄── read_chunks(from index) ◄── woken by the store's notifier (in process)
-                                                      or a short poll with back-off (other processes)
+                 (waits when full)                       (one transaction per batch)
 
 A batch is whatever queued up while the previous append was being written (plus
 ``max_delay`` of waiting, if set), so a slow store gets bigger batches instead of more memory.
@@ -16,36 +13,18 @@ from __future__ import annotations
 
 import inspect
 import time
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import Any, NoReturn
 
 import anyio
-import anyio.lowlevel
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-from ._context import current_instance, current_step
-from ._core import codec as _codec
-from ._core.errors import NotInWorkflowError, StreamClosedError, StreamFailed
-from ._core.ids import is_text
-from ._replay import DEFAULT_NAMESPACE
-
-if TYPE_CHECKING:
-    from .stores._base import Store
+from .._core import codec as _codec
+from .._core.errors import StreamClosedError
+from .._workflow.streams import StreamHandle
+from ..stores._base import Store
 
 _MAX_BUFFER = 256
 _BATCH = 512
-
-
-@dataclass(frozen=True, slots=True)
-class StreamChunk:
-    """A chunk as stored: its index, value, and the step attempt that wrote it (``None`` for the workflow)."""
-
-    index: int
-    value: Any
-    step_id: str | None
-    attempt: int | None
-    created_at: float
 
 
 class _Flush:
@@ -163,10 +142,10 @@ class StreamWriter:
         if self._flusher_gone():
             self._receive.close()  # its flusher never ran, so its ``async with`` never will
 
-    async def aclose(self) -> None:
-        """Stop the flusher after flushing what is queued, without closing the stream (used when an
-        attempt ends). An error the step was already told about is not raised again: it may have
-        handled it."""
+    async def end_attempt(self) -> None:
+        """The attempt is over: flush what is queued and stop the flusher, leaving the stream open
+        (the step's next attempt, or another step, may write on). An error the step was already
+        told about is not raised again: it may have handled it."""
         told = self._error is not None and self._error_seen
         self._closing = True
         try:
@@ -241,106 +220,3 @@ class StreamWriter:
                     marker.done.set()
                 if close and error is None:
                     return
-
-
-class StreamHandle:
-    """A reference to a run's stream: what ``get_writable()`` returns inside a workflow, and what a
-    writer becomes when passed to a step. Writes from a workflow are recorded commands (replays
-    do not repeat them); in a step they go through the step's buffered writer."""
-
-    def __init__(self, run_id: str, namespace: str) -> None:
-        self.run_id = run_id
-        self.namespace = namespace
-
-    def __repr__(self) -> str:
-        return f"<StreamHandle run={self.run_id} namespace={self.namespace!r}>"
-
-    async def write(self, value: Any) -> None:
-        instance = current_instance.get()
-        if instance is not None:
-            instance.write_chunk(self.namespace, value)
-            return
-        await _step_writer(self.namespace, self.run_id).write(value)
-
-    async def flush(self) -> None:
-        if current_instance.get() is None:
-            await _step_writer(self.namespace, self.run_id).flush()
-
-    async def close(self) -> None:
-        instance = current_instance.get()
-        if instance is not None:
-            instance.close_stream(self.namespace)
-            return
-        await _step_writer(self.namespace, self.run_id).close()
-
-    async def __aenter__(self) -> StreamHandle:
-        return self
-
-    async def __aexit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
-        if exc_type is None:
-            await self.close()
-
-    def __durable_serialize__(self) -> dict[str, str]:
-        return {"run_id": self.run_id, "namespace": self.namespace}
-
-    @classmethod
-    def __durable_deserialize__(cls, data: dict[str, str]) -> StreamHandle:
-        return cls(data["run_id"], data["namespace"])
-
-
-def _step_writer(namespace: str, run_id: str | None) -> StreamWriter:
-    step = current_step.get()
-    if step is None:
-        raise NotInWorkflowError("get_writable")
-    return step.writer(namespace, run_id)
-
-
-def get_writable(namespace: str = DEFAULT_NAMESPACE) -> Any:
-    """The run's stream ``namespace``: a buffered :class:`StreamWriter` in a step, a
-    :class:`StreamHandle` in a workflow (recorded writes, passable to steps)."""
-    if not is_text(namespace):
-        raise ValueError(f"stream namespace must be non-empty text, got {namespace!r}")
-    instance = current_instance.get()
-    if instance is not None:
-        return StreamHandle(instance.run_id, namespace)
-    return _step_writer(namespace, None)
-
-
-async def read_stream(
-    store: Store,
-    run_id: str,
-    namespace: str = DEFAULT_NAMESPACE,
-    *,
-    start_index: int = 0,
-    poll_interval: float = 0.5,
-    with_metadata: bool = False,
-    allow_pickle: bool = False,
-) -> AsyncIterator[Any]:
-    """Replay the stored chunks from ``start_index`` (negative: from the end), then follow live
-    until the stream is closed. Raises :class:`StreamFailed` after the last chunk if the run failed."""
-    index = start_index
-    idle_wait = 0.01
-    notifier = store.notifier
-    follow_by_poll = store.cross_process and not store.notifies_across_processes
-    while True:
-        listener = notifier.listen("stream", run_id)  # one topic per run: any chunk, close or run end
-        page = await store.read_chunks(run_id, namespace, index, _BATCH)
-        index = page.start  # a negative start_index counts from the end once, at the first read
-        for chunk in page.chunks:
-            value = _codec.decode(chunk.data, allow_pickle=allow_pickle, root=f"chunk #{chunk.index}")
-            index = chunk.index + 1
-            if with_metadata:
-                yield StreamChunk(chunk.index, value, chunk.step_id, chunk.attempt, chunk.created_at)
-            else:
-                yield value
-        if page.closed:
-            if page.error is not None:
-                raise StreamFailed(run_id, namespace, page.error)
-            return
-        if page.chunks:
-            idle_wait = 0.01
-            await anyio.lowlevel.checkpoint()  # a long backlog must not starve the event loop
-            continue
-        timeout = idle_wait if follow_by_poll else float("inf")
-        notified = await notifier.wait(listener, timeout)
-        idle_wait = 0.01 if notified else min(poll_interval, idle_wait * 2)

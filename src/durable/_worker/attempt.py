@@ -7,23 +7,19 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import anyio
 
-from ._context import current_step
-from ._core import codec as _codec
-from ._core.durations import deadline_from
-from ._core.errorinfo import encode_error
-from ._core.errors import FatalError, RetryableError, SerializationError, StepTimeout, StreamClosedError
-from ._core.events import EventKind
-from ._step import StepMetadata
-from ._streams import StreamWriter
-from ._workflow import WorkflowMetadata
-
-if TYPE_CHECKING:
-    from ._step import Step
-    from .stores._base import StepClaim, Store
+from .._core import codec as _codec
+from .._core.durations import deadline_from
+from .._core.errorinfo import encode_error
+from .._core.errors import FatalError, RetryableError, SerializationError, StepTimeout, StreamClosedError
+from .._core.events import EventKind
+from .._workflow.context import StepMetadata, WorkflowMetadata, current_step
+from .._workflow.step import Step
+from ..stores._base import StepClaim, Store
+from .writers import StreamWriter
 
 
 @dataclass(slots=True)
@@ -46,7 +42,7 @@ class StepContext:
     @property
     def workflow_metadata(self) -> WorkflowMetadata:
         claim = self.claim
-        started = datetime.fromtimestamp(claim.first_started_at, UTC)
+        started = datetime.fromtimestamp(claim.run_started_at, UTC)  # the run's start, not this step's
         return WorkflowMetadata(claim.run_id, claim.workflow_name, started, self.base_url)
 
     def writer(self, namespace: str, run_id: str | None = None) -> StreamWriter:
@@ -68,7 +64,7 @@ class StepContext:
         first_error: BaseException | None = None
         for writer in self.writers.values():
             try:
-                await writer.aclose()
+                await writer.end_attempt()
             except Exception as exc:
                 first_error = first_error or exc
         return first_error

@@ -6,14 +6,12 @@ import inspect
 import random as _random
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any, Generic, ParamSpec, TypeVar, overload
 
-from ._context import current_instance, current_step
-from ._core.codec import Serializer
-from ._core.durations import Duration, parse_duration
-from ._core.errors import NotInStepError
-from ._core.registry import Registry, default_name
+from .._core.codec import Serializer
+from .._core.durations import Duration, parse_duration
+from .._core.registry import Registry, default_name
+from .context import current_instance
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -131,22 +129,3 @@ def step(
         return s
 
     return decorate(fn) if fn is not None else decorate
-
-
-@dataclass(frozen=True, slots=True)
-class StepMetadata:
-    """``step_id`` is stable across retries and unique across runs: use it as an idempotency key."""
-
-    step_id: str
-    step_name: str
-    attempt: int
-    started_at: datetime
-    run_id: str
-
-
-def get_step_metadata() -> StepMetadata:
-    """The running step's id (stable across retries), attempt number (1-based) and first start time."""
-    ctx = current_step.get()
-    if ctx is None:
-        raise NotInStepError("get_step_metadata")
-    return ctx.metadata

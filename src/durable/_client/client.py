@@ -1,0 +1,180 @@
+"""``Client``: what outside callers use -- start runs, find them, steer them, follow them.
+
+A client talks to the store only; it executes nothing. The web app, the CLI's read and steer
+commands and the notebook's views use one where they do not run workflows; a
+:class:`~durable.Runtime` *is* a client that also executes (it adds the worker on top).
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
+
+from .._core import codec as _codec
+from .._core.errors import RunNotFound, WorkflowNotFound
+from .._core.ids import check_idempotency_key, check_run_id, new_run_id
+from .._workflow.context import refuse_in_workflow
+from .._workflow.http import Request, Response
+from .._workflow.workflow import Workflow
+from .._workflow.workflow import workflows as registered_workflows
+from ..stores import store_from_url
+from ..stores._base import NewRun, RunRecord, Store
+from .projection import ResumeResult, RunInfo
+from .resume import resume_hook, resume_webhook
+from .run import Run
+
+
+class Client:
+    """Starts, reads, cancels and resumes runs in ``store`` (a URL or a :class:`Store`).
+
+    ``async with Client(url) as client:`` opens and closes the store; a client over a store
+    someone else opens (a web app's lifespan, a runtime) needs no opening of its own.
+    ``poll_interval`` caps how long followers (``run.wait()``, stream readers) wait between
+    re-reads when other processes write to the store and cannot wake this one.
+    """
+
+    def __init__(self, store: str | Store | None = None, *, poll_interval: float = 0.5) -> None:
+        self.store: Store = store if isinstance(store, Store) else store_from_url(store)
+        self.poll_interval = poll_interval
+
+    def __repr__(self) -> str:
+        return f"<durable.Client {self.store.url}>"
+
+    async def open(self) -> None:
+        """Open the store (``async with`` does this for you)."""
+        await self.store.open()
+
+    async def aclose(self) -> None:
+        await self.store.aclose()
+
+    async def __aenter__(self) -> Client:
+        await self.open()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    # -- workflows -------------------------------------------------------------------------
+
+    def workflow_names(self) -> list[str]:
+        """The workflows this client can start by name (every one defined in this process)."""
+        return registered_workflows.names()
+
+    def get_workflow(self, name: str) -> Workflow[Any, Any] | None:
+        return registered_workflows.get(name)
+
+    def _resolve(self, workflow: Workflow[Any, Any] | str) -> Workflow[Any, Any]:
+        if isinstance(workflow, Workflow):
+            return workflow
+        if isinstance(workflow, str):
+            # Starting needs the definition (its serializer); executing is up to whichever
+            # runtime has it in its set, so any definition in this process will do.
+            found = self.get_workflow(workflow) or registered_workflows.get(workflow)
+            if found is None:
+                raise WorkflowNotFound(workflow, self.workflow_names())
+            return found
+        raise TypeError(f"expected a @durable.workflow function or its name, got {workflow!r}")
+
+    # -- starting --------------------------------------------------------------------------
+
+    async def start(
+        self,
+        workflow: Workflow[Any, Any] | str,
+        /,
+        *args: Any,
+        run_id: str | None = None,
+        idempotency_key: str | None = None,
+        **kwargs: Any,
+    ) -> Run:
+        """Start a run and return its :class:`Run` at once. The same ``idempotency_key`` returns the same run.
+
+        ``run_id`` and ``idempotency_key`` are options of the start, not workflow arguments: a
+        workflow parameter with one of these names is passed positionally.
+        """
+        return await self.start_run(self._resolve(workflow), args, kwargs, run_id=run_id, idempotency_key=idempotency_key)
+
+    async def start_run(
+        self,
+        wf: Workflow[Any, Any],
+        args: Sequence[Any],
+        kwargs: dict[str, Any],
+        *,
+        run_id: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> Run:
+        """:meth:`start` with the workflow's arguments as a list and a dict (any keyword names)."""
+        refuse_in_workflow("start")
+        data = _codec.encode({"args": list(args), "kwargs": kwargs}, serializer=wf.serializer, root=f"arguments of {wf.name}")
+        new = NewRun(
+            run_id=check_run_id(run_id) if run_id is not None else new_run_id(),
+            workflow_name=wf.name,
+            input=data,
+            seed=secrets.token_hex(16),
+            idempotency_key=check_idempotency_key(idempotency_key) if idempotency_key is not None else None,
+            now=time.time(),
+            owner=self._first_invocation_owner(wf),
+        )
+        record, created = await self.store.create_run(new)
+        if created:
+            self._run_created(record, wf, new.owner)
+        return Run(record.run_id, self)
+
+    def _first_invocation_owner(self, wf: Workflow[Any, Any]) -> str | None:
+        """The worker that runs a new run's first slice itself (it holds the lease from the start): none here."""
+        return None
+
+    def _run_created(self, record: RunRecord, wf: Workflow[Any, Any], owner: str | None) -> None:
+        """Called once a new run is stored; a runtime starts executing it here."""
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def run(self, run_id: str) -> Run:
+        """A handle on ``run_id`` without checking that it exists."""
+        return Run(run_id, self)
+
+    async def get_run(self, run_id: str) -> Run:
+        """A handle on an existing run; RunNotFound if there is none."""
+        refuse_in_workflow("get_run")
+        if await self.store.get_run(run_id) is None:
+            raise RunNotFound(run_id)
+        return Run(run_id, self)
+
+    async def list_runs(
+        self, *, status: str | None = None, workflow: str | None = None, limit: int = 100, before: str | None = None
+    ) -> list[RunInfo]:
+        refuse_in_workflow("list_runs")
+        records = await self.store.list_runs(status=status, workflow=workflow, limit=limit, before=before)
+        return [RunInfo.from_record(r) for r in records]
+
+    async def follow_runs(self) -> AsyncIterator[None]:
+        """Yield whenever the set or status of runs may have changed (for live views)."""
+        while True:
+            listener = self.store.notifier.listen("runs")
+            yield None
+            await self.store.notifier.wait(listener, self.poll_interval if self.store.cross_process else float("inf"))
+
+    # -- steering --------------------------------------------------------------------------
+
+    async def cancel(self, run_id: str) -> str:
+        """Cancel a run: the worker running its steps cancels them, its streams close, its hooks are disposed."""
+        refuse_in_workflow("cancel")
+        record = await self.store.cancel_run(run_id, time.time())
+        if record is None:
+            raise RunNotFound(run_id)
+        return record.status
+
+    async def resume_hook(self, token: str, payload: Any, *, validate: bool = True) -> ResumeResult:
+        """Deliver ``payload`` to the live hook holding ``token``.
+
+        A hook created from ``define_hook`` is validated against its schema when its definition
+        is known in this process; ``validate=False`` is for callers that already did it.
+        """
+        refuse_in_workflow("resume_hook")
+        return await resume_hook(self.store, token, payload, validate=validate)
+
+    async def resume_webhook(self, token: str, request: Request, *, timeout: float = 30.0) -> Response:
+        """Deliver an HTTP request to the webhook holding ``token``; return the response to send back."""
+        refuse_in_workflow("resume_webhook")
+        return await resume_webhook(self.store, token, request, timeout=timeout)

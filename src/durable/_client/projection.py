@@ -1,0 +1,149 @@
+"""The one projection of stored runs, steps and hooks: what every view shows.
+
+The Python API (``run.info()``, ``run.steps()``, ``run.hooks()``), the web API and runs page,
+the CLI and the notebook all build their views from :class:`RunInfo`, :class:`StepInfo` and
+:class:`HookInfo`, so a status, a duration, an attempt count or a retry time reads the same
+wherever it is shown. Durations follow one rule: from the first start to completion, or to
+now while unfinished; ``None`` if it never started.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import quote
+
+from .._core import codec as _codec
+from .._core.errorinfo import ErrorInfo, decode_error
+from .._core.errors import SerializationError
+from .._core.ids import WEBHOOK_PATH
+from ..stores._base import HookRecord, RunRecord, StepRecord
+
+# A timestamp no datetime can hold (a far-future retry written as epoch milliseconds, say)
+# is shown as the latest moment there is, rather than breaking every view of the run.
+_LATEST = datetime.max.replace(tzinfo=UTC)
+
+
+def as_datetime(ts: float | None) -> datetime | None:
+    """A stored epoch timestamp as an aware datetime (None stays None; out of range: the maximum)."""
+    if ts is None:
+        return None
+    try:
+        return datetime.fromtimestamp(ts, UTC)
+    except (OverflowError, ValueError, OSError):
+        return _LATEST
+
+
+def _required(ts: float) -> datetime:
+    value = as_datetime(ts)
+    assert value is not None
+    return value
+
+
+def _duration(started_at: datetime | None, completed_at: datetime | None) -> float | None:
+    if started_at is None:
+        return None
+    end = completed_at or datetime.now(UTC)
+    return max(0.0, (end - started_at).total_seconds())
+
+
+def hook_metadata(record: HookRecord | None) -> dict[str, Any]:
+    """What a stored hook carries: ``"schema"`` (a define_hook name), ``"webhook"`` (its answer
+    mode) and ``"user"`` (create_hook's metadata); ``{}`` when it has none. Raises
+    SerializationError when it cannot be decoded here: callers that check a schema must not
+    skip the check because of it."""
+    if record is None or not record.metadata:
+        return {}
+    value = _codec.decode(record.metadata, root="hook metadata")
+    return value if isinstance(value, dict) else {}
+
+
+@dataclass(frozen=True, slots=True)
+class ResumeResult:
+    """Which hook of which run a resume delivered to."""
+
+    run_id: str
+    hook_id: str
+    token: str
+
+
+@dataclass(frozen=True, slots=True)
+class RunInfo:
+    run_id: str
+    workflow_name: str
+    status: str
+    created_at: datetime
+    started_at: datetime | None
+    completed_at: datetime | None
+    error: ErrorInfo | None
+    idempotency_key: str | None
+
+    @classmethod
+    def from_record(cls, r: RunRecord) -> RunInfo:
+        return cls(
+            r.run_id, r.workflow_name, r.status, _required(r.created_at), as_datetime(r.started_at),
+            as_datetime(r.completed_at), decode_error(r.error) if r.error else None, r.idempotency_key,
+        )
+
+    @property
+    def duration(self) -> float | None:
+        """Seconds from the start to completion (to now while unfinished); None before it started."""
+        return _duration(self.started_at, self.completed_at)
+
+
+@dataclass(frozen=True, slots=True)
+class StepInfo:
+    step_id: str
+    name: str
+    status: str
+    attempts: int
+    max_attempts: int
+    created_at: datetime
+    started_at: datetime | None
+    completed_at: datetime | None
+    retry_at: datetime | None  # when the next attempt is due, for a step waiting to be retried
+    error: ErrorInfo | None
+
+    @classmethod
+    def from_record(cls, r: StepRecord) -> StepInfo:
+        # A pending step that never ran is due at once: it has no retry time, only a retried one does.
+        retry_at = as_datetime(r.ready_at) if r.status == "pending" and r.attempt > 0 else None
+        return cls(
+            r.step_id, r.name, r.status, r.attempt, r.max_attempts, _required(r.created_at),
+            as_datetime(r.started_at), as_datetime(r.completed_at), retry_at,
+            decode_error(r.error) if r.error else None,
+        )
+
+    @property
+    def duration(self) -> float | None:
+        """Seconds from the first start to completion (to now while unfinished); None before it started."""
+        return _duration(self.started_at, self.completed_at)
+
+
+@dataclass(frozen=True, slots=True)
+class HookInfo:
+    hook_id: str
+    token: str
+    status: str
+    created_at: datetime
+    metadata: Any  # what the workflow passed to create_hook(metadata=...)
+    is_webhook: bool = False
+    schema: str | None = None  # the define_hook name, for typed hooks
+
+    @classmethod
+    def from_record(cls, r: HookRecord) -> HookInfo:
+        try:
+            meta = hook_metadata(r)
+        except SerializationError:  # e.g. a class only the workflow's process can rebuild
+            meta = {}
+        schema = meta.get("schema")
+        return cls(
+            r.hook_id, r.token, r.status, _required(r.created_at), meta.get("user"), "webhook" in meta,
+            None if schema is None else str(schema),
+        )
+
+    @property
+    def path(self) -> str | None:
+        """The URL path a webhook is reached at (None for a plain hook)."""
+        return WEBHOOK_PATH + quote(self.token, safe="") if self.is_webhook else None

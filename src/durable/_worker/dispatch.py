@@ -1,0 +1,107 @@
+"""The dispatcher: claims due runs and pending steps whenever the store says there may be work.
+
+It sleeps on the store's ``"work"`` topic (written by every transaction that creates work,
+and by a step slot freed while work was waiting for one), bounded by the earliest due
+timer or retry; where other processes can write without waking this one (SQLite files), it
+also polls with back-off capped at ``poll_interval``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+
+import anyio
+import anyio.lowlevel
+
+from ..stores._base import RunRecord, StepClaim, Store
+from .slots import StepSlots
+
+log = logging.getLogger("durable")
+
+
+class Dispatcher:
+    """Claims work for one worker: ``invoke(record)`` for each run leased, ``launch(claims)`` for steps."""
+
+    def __init__(
+        self,
+        store: Store,
+        worker_id: str,
+        *,
+        slots: StepSlots,
+        workflow_names: Callable[[], list[str]],
+        step_names: Callable[[], list[str]],
+        invoke: Callable[[RunRecord], None],
+        launch: Callable[[list[StepClaim]], None],
+        poll_interval: float,
+    ) -> None:
+        self.store = store
+        self.worker_id = worker_id
+        self.slots = slots
+        self._workflow_names = workflow_names
+        self._step_names = step_names
+        self._invoke = invoke
+        self._launch = launch
+        self.poll_interval = poll_interval
+
+    async def run(self) -> None:
+        wait = 0.01
+        while True:
+            # Store calls may complete without yielding (inline SQLite): never spin without a checkpoint.
+            await anyio.lowlevel.checkpoint()
+            try:
+                busy = await self.dispatch_once()
+            except Exception:
+                log.exception("durable dispatcher: store error; retrying")
+                busy = False
+                await anyio.sleep(min(1.0, wait * 4))
+            if busy:
+                wait = 0.01
+                continue
+            listener = self.store.notifier.listen("work")
+            timeout = self._poll_timeout(wait)
+            # Due steps matter only with a free slot; a step finishing while work waits for a
+            # slot notifies "work" (see StepSlots.starved).
+            step_names = self._step_names() if self.slots.free > 0 else []
+            if not step_names:
+                self.slots.starved = True
+            try:
+                due = await self.store.next_wake(self._workflow_names(), step_names, time.time())
+            except Exception:
+                due = None
+            if due is not None:
+                # At least a millisecond: something due that could not be claimed (held by a
+                # live worker) must not turn this loop into a spin.
+                timeout = min(timeout, max(0.001, due - time.time()))
+            if not await self.store.notifier.wait(listener, timeout):
+                wait = min(self.poll_interval, wait * 2)
+            else:
+                wait = 0.01
+
+    def _poll_timeout(self, wait: float) -> float:
+        if self.store.cross_process and not self.store.notifies_across_processes:
+            return wait
+        return self.poll_interval * 4
+
+    async def dispatch_once(self) -> bool:
+        """Claim what is due now; True if anything was claimed."""
+        now = time.time()
+        busy = False
+        for record in await self.store.claim_runs(self.worker_id, self._workflow_names(), now, limit=16):
+            busy = True
+            self._invoke(record)
+        free = self.slots.free
+        if free > 0:
+            # Reserve the slots before awaiting: an invocation committing meanwhile must not
+            # claim the same ones (max_concurrent_steps is a hard bound).
+            self.slots.take(free)
+            claims: list[StepClaim] = []
+            try:
+                claims = await self.store.claim_steps(self.worker_id, self._step_names(), now, free)
+            finally:
+                self.slots.give_back(free - len(claims))
+            self.slots.starved = len(claims) == free
+            busy = busy or bool(claims)
+            self._launch(claims)
+        return busy

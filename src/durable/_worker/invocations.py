@@ -1,0 +1,201 @@
+"""Invocations: advance a run's workflow instance and commit what it produced, one run at a time.
+
+A run is invoked by one worker at a time: either under a lease taken by ``claim_runs`` (a cold
+start, a timer, a hook payload, work left by another process) -- :meth:`Invocations.invoke_claimed`
+-- or in a single speculative commit that only succeeds if nobody else appended to the run or
+holds it -- :meth:`Invocations.advance`, used for a new run's first slice and for a step that
+finished in the process that holds its run's live instance::
+
+    step N finished ──► feed "step N completed" to the live instance ──► commands
+                        ──► commit: step N completed + step N+1 created and started   (one transaction)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+import anyio
+
+from .._core.commands import ScheduleStep
+from .._core.events import Event, EventKind
+from .._engine.instance import Outcome, WorkflowInstance
+from .._workflow.workflow import Workflow
+from ..stores._base import TERMINAL, Invocation, RunRecord, StepClaim, Store
+from .slots import StepSlots
+from .sticky import Sticky, StickyCache
+
+log = logging.getLogger("durable")
+
+
+class Invocations:
+    """Runs invocations for one worker: cold replays, sticky resumes and speculative commits.
+
+    ``workflow(name)`` finds the code this worker executes; ``launch(claims)`` starts the steps
+    a commit claimed for this worker. ``stats`` counts cold replays, sticky resumes,
+    speculative commits and fallbacks (a step result that had to be stored alone).
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        worker_id: str,
+        *,
+        cache: StickyCache,
+        slots: StepSlots,
+        workflow: Callable[[str], Workflow[Any, Any] | None],
+        launch: Callable[[list[StepClaim]], None],
+        base_url: str | None,
+    ) -> None:
+        self.store = store
+        self.worker_id = worker_id
+        self.cache = cache
+        self.slots = slots
+        self._workflow = workflow
+        self._launch = launch
+        self._base_url = base_url
+        self._failures: dict[str, int] = {}  # consecutive failed invocations per run (back-off)
+        self.stats = {"cold_replays": 0, "sticky_resumes": 0, "speculative_commits": 0, "fallbacks": 0}
+
+    def _new_instance(self, wf: Workflow[Any, Any], record: RunRecord) -> WorkflowInstance:
+        return WorkflowInstance(wf, run_id=record.run_id, input=record.input, seed=record.seed, base_url=self._base_url)
+
+    # -- a new run's first slice ----------------------------------------------------------------
+
+    async def start_fresh(self, record: RunRecord) -> None:
+        """Run a just-created run's first slice here (this worker owns it from creation),
+        committed with its ``run_started``."""
+        wf = self._workflow(record.workflow_name)
+        if wf is None:
+            return
+        async with self.cache.lock(record.run_id):
+            if record.run_id in self.cache:
+                return
+            instance = self._new_instance(wf, record)
+            instance.seen_seq = record.last_seq
+            entry = self.cache.put(record.run_id, instance, store_seq=record.last_seq)
+            try:
+                claims = await self.advance(entry, EventKind.RUN_STARTED, None, None, None, holds_lease=True)
+                if claims is None:  # refused: give the lease back so the run can be claimed again
+                    await self.store.release_run(record.run_id, self.worker_id, time.time())
+                self.cache.release_if_uncached(record.run_id)
+                self._launch(claims or [])
+            except Exception:
+                log.exception("first invocation of run %s failed; it will be retried", record.run_id)
+                with anyio.CancelScope(shield=True):
+                    await self.store.release_run(record.run_id, self.worker_id, time.time())
+
+    # -- speculative: an event fed before it is stored -------------------------------------------
+
+    async def advance(
+        self, entry: Sticky, kind: str, corr: str | None, data: bytes | None, attempt: int | None,
+        *, holds_lease: bool = False,
+    ) -> list[StepClaim] | None:
+        """Feed an event not yet stored to a live instance and commit it with the commands it
+        led to, atomically. The caller holds the run's lock and ``entry.store_seq`` is known.
+
+        Returns the steps claimed for this worker, or None if the commit was refused.
+        """
+        instance = entry.instance
+        known = entry.store_seq
+        assert known is not None
+        # One event, built once: the instance consumes it, the store appends it (numbering it
+        # itself; ``known + 1`` is the seq it gets if the commit goes through).
+        event = Event(instance.run_id, known + 1, kind, corr, time.time(), None, data, attempt)
+        outcome = instance.advance([event])
+        claims = await self._commit(instance, outcome, known, [event], holds_lease=holds_lease)
+        if claims is not None:
+            self.stats["speculative_commits"] += 1
+        return claims
+
+    async def _commit(
+        self, instance: WorkflowInstance, outcome: Outcome, known_seq: int, speculative: list[Event], *, holds_lease: bool
+    ) -> list[StepClaim] | None:
+        """Commit an advanced instance; return the steps claimed here (not yet launched), None if refused."""
+        run_id = instance.run_id
+        new_steps = sum(1 for c in outcome.commands if isinstance(c, ScheduleStep))
+        claim_now = self.slots.take(new_steps)
+        try:
+            result = await self.store.commit(
+                Invocation(
+                    run_id=run_id, worker_id=self.worker_id, known_seq=known_seq, now=time.time(),
+                    commands=outcome.commands, status=outcome.status, result=outcome.result, error=outcome.error,
+                    speculative=speculative, holds_lease=holds_lease, claim_steps=claim_now,
+                    next_wake=outcome.next_wake,
+                )
+            )
+        except BaseException:
+            self.slots.give_back(claim_now)
+            self.cache.evict(run_id)
+            raise
+        self.slots.give_back(claim_now - len(result.claimed))
+        if not result.ok:
+            log.debug("commit of run %s refused: %s", run_id, result.reason)
+            self.cache.evict(run_id)
+            return None
+        if outcome.status != "suspended" or result.run_status in TERMINAL or result.conflicts:
+            # Finished, or the store answered a hook with hook_conflict: a conflict is a delivery
+            # the instance has not seen, and a cold replay is the simple way to show it.
+            self.cache.evict(run_id)
+            if outcome.status != "suspended" or result.run_status != "running":
+                self.cache.forget_lock(run_id)
+        else:
+            entry = self.cache.get(run_id)
+            if entry is not None and entry.instance is instance:
+                if result.clean:
+                    instance.seen_seq = result.last_seq
+                    entry.store_seq = result.last_seq
+                else:
+                    entry.store_seq = None
+        return result.claimed
+
+    # -- under a lease ----------------------------------------------------------------------------
+
+    async def invoke_claimed(self, record: RunRecord) -> None:
+        """Invoke a run this worker holds the lease of (cold replay, or the sticky instance)."""
+        run_id = record.run_id
+        try:
+            async with self.cache.lock(run_id):
+                wf = self._workflow(record.workflow_name)
+                if wf is None:
+                    await self.store.release_run(run_id, self.worker_id, time.time())
+                    return
+                entry = self.cache.get(run_id)
+                if entry is None:
+                    entry = self.cache.put(run_id, self._new_instance(wf, record))
+                    self.stats["cold_replays"] += 1
+                else:
+                    self.cache.touch(run_id)
+                    self.stats["sticky_resumes"] += 1
+                instance = entry.instance
+                events, last_seq = await self.store.read_log(run_id, instance.seen_seq)
+                if instance.status == "closed":  # evicted while we read (the cache was full): start over
+                    entry = self.cache.put(run_id, self._new_instance(wf, record))
+                    instance = entry.instance
+                    events, last_seq = await self.store.read_log(run_id, 0)
+                speculative: list[Event] = []
+                if record.status == "pending" and instance.status == "new":
+                    start = Event(run_id, last_seq + 1, EventKind.RUN_STARTED, None, time.time())
+                    events = [*events, start]
+                    speculative = [start]
+                outcome = instance.advance(events)
+                if not speculative:
+                    instance.seen_seq = max(instance.seen_seq, last_seq)
+                claims = await self._commit(instance, outcome, last_seq, speculative, holds_lease=True)
+                if claims is None:  # refused (log moved under a first start, run ended): free the lease
+                    await self.store.release_run(run_id, self.worker_id, time.time())
+                self.cache.release_if_uncached(run_id)
+                self._launch(claims or [])
+        except Exception:
+            # Back off exponentially (50 ms .. 60 s) so a persistent failure is not a hot loop.
+            failures = self._failures[run_id] = self._failures.get(run_id, 0) + 1
+            delay = min(60.0, 0.05 * 2 ** (failures - 1))
+            log.exception("invocation of run %s failed (%d in a row); retrying in %.2fs", run_id, failures, delay)
+            self.cache.evict(run_id)
+            with anyio.CancelScope(shield=True), contextlib.suppress(Exception):
+                await self.store.release_run(run_id, self.worker_id, time.time(), retry_at=time.time() + delay)
+        else:
+            self._failures.pop(run_id, None)

@@ -1,0 +1,234 @@
+"""``Runtime``: a :class:`~durable.Client` that also executes workflows and steps.
+
+::
+
+     start() ──create_run──► store ◄──────────────────────────────┐
+        │                      ▲                                  │ commit (one transaction):
+        ▼                      │ claim runs / steps (leases)       │   events + new steps/hooks/waits
+     invoke ──► WorkflowInstance.advance(events) ──► commands ─────┘   + claims of the new steps
+        ▲           (sticky cache: live between events)
+        │                                        step finished here and its run is cached here:
+     run step ──► outcome ──────────────────────► advance speculatively, then commit
+                                                  "step N completed + step N+1 started" at once
+
+The runtime wires its collaborators and owns their tasks: the :class:`Dispatcher` claims work,
+:class:`Invocations` advance and commit runs (with the :class:`StickyCache` of live
+instances), the :class:`StepExecutor` runs steps within the :class:`StepSlots`, and
+:class:`Liveness` keeps this worker's leases alive.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import contextvars
+import logging
+import os
+import secrets
+import socket
+from collections.abc import Awaitable, Callable, Iterable
+from contextvars import ContextVar, Token
+from typing import Any
+
+import anyio
+
+from .._client.client import Client
+from .._workflow.step import steps as registered_steps
+from .._workflow.workflow import Workflow
+from .._workflow.workflow import workflows as registered_workflows
+from ..stores._base import RunRecord, Store
+from .dispatch import Dispatcher
+from .invocations import Invocations
+from .liveness import Liveness
+from .slots import StepSlots
+from .steps import StepExecutor
+from .sticky import StickyCache
+
+log = logging.getLogger("durable")
+
+# Set inside ``async with Runtime(...)`` and in the runtime's own tasks: the module-level API acts on it.
+current_runtime: ContextVar[Runtime | None] = ContextVar("durable_runtime", default=None)
+
+
+class Runtime(Client):
+    """Executes workflows and steps against a store; use it as ``async with Runtime(...) as rt:``.
+
+    Inside the block, module-level ``durable.start``/``get_run``/``list_runs``/``resume_hook``
+    act on this runtime.
+
+    ``workflows``: the workflows it executes (default: every registered one; ``[]`` makes a
+    step-only worker). ``execute_steps=False``: run no steps either (a pure client).
+    ``max_concurrent_steps`` bounds the steps running at once; ``sticky_cache_size`` the live
+    workflow instances kept between events. ``lease_ttl``: how long a worker that stops
+    heart-beating keeps its leases (on one machine a dead process is detected at once); a step
+    that blocks the event loop longer than this looks dead to other processes -- use
+    ``asyncio.to_thread`` for long synchronous work in steps.
+    """
+
+    def __init__(
+        self,
+        store: str | Store | None = None,
+        *,
+        workflows: Iterable[Workflow[Any, Any]] | None = None,
+        max_concurrent_steps: int = 64,
+        base_url: str | None = None,
+        sticky_cache_size: int = 1024,
+        poll_interval: float = 0.5,
+        lease_ttl: float = 10.0,
+        heartbeat_interval: float = 0.5,
+        worker_id: str | None = None,
+        execute_steps: bool = True,
+    ) -> None:
+        super().__init__(store, poll_interval=poll_interval)
+        self._explicit = {wf.name: wf for wf in workflows} if workflows is not None else None
+        self.max_concurrent_steps = max_concurrent_steps
+        self.execute_steps = execute_steps
+        self.base_url = base_url or os.environ.get("DURABLE_BASE_URL") or None
+        self.lease_ttl = lease_ttl
+        self.heartbeat_interval = heartbeat_interval
+        self.worker_id = worker_id or f"w-{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(4)}"
+        self.slots = StepSlots(max_concurrent_steps, self.store.notifier)
+        self.cache = StickyCache(sticky_cache_size)
+        self.invocations = Invocations(
+            self.store, self.worker_id, cache=self.cache, slots=self.slots, workflow=self.get_workflow,
+            launch=lambda claims: self.steps.launch(claims), base_url=self.base_url,
+        )
+        self.steps = StepExecutor(
+            self.store, slots=self.slots, invocations=self.invocations, spawn=self._spawn, base_url=self.base_url
+        )
+        self.dispatcher = Dispatcher(
+            self.store, self.worker_id, slots=self.slots, workflow_names=self.workflow_names,
+            step_names=self._step_names, invoke=lambda record: self._spawn(self.invocations.invoke_claimed, record),
+            launch=self.steps.launch, poll_interval=poll_interval,
+        )
+        self.liveness = Liveness(self.store, self.worker_id, lease_ttl)
+        self.stats = self.invocations.stats
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._running = False
+        self._context_token: Token[Runtime | None] | None = None
+
+    def __repr__(self) -> str:
+        return f"<durable.Runtime {self.store.url} worker={self.worker_id}>"
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    async def __aenter__(self) -> Runtime:
+        await self.open()
+        self._context_token = current_runtime.set(self)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._context_token is not None:
+            # Leaving from another context (a task torn down at exit) cannot reset the variable.
+            with contextlib.suppress(ValueError):
+                current_runtime.reset(self._context_token)
+            self._context_token = None
+        await self.aclose()
+
+    async def open(self) -> None:
+        """Open the store and start executing (``async with`` does this for you)."""
+        await self.store.open()
+        await self.liveness.register()
+        await self._warn_about_unknown_workflows()
+        self._task_context = contextvars.copy_context()
+        self._task_context.run(current_runtime.set, self)
+        self._running = True
+        self._spawn(self.dispatcher.run)
+        self._spawn(self._heartbeat_loop)
+
+    async def aclose(self) -> None:
+        """Stop executing: cancel background work (unfinished steps re-run elsewhere), close the store."""
+        if not self._running:
+            return
+        self._running = False
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        try:
+            with anyio.CancelScope(shield=True):
+                await asyncio.gather(*tasks, return_exceptions=True)
+        finally:
+            self.cache.clear()
+            with anyio.CancelScope(shield=True):
+                try:
+                    await self.liveness.unregister()
+                finally:
+                    await self.store.aclose()
+
+    def _spawn(self, fn: Callable[..., Awaitable[Any]], *args: Any) -> None:
+        """Run ``fn(*args)`` as a task owned by the runtime (cancelled by :meth:`aclose`).
+
+        Plain asyncio tasks rather than an anyio task group: a step is one task, and creating
+        it is on the hot path of every step; structured shutdown is done by :meth:`aclose`.
+        """
+        if not self._running:
+            raise RuntimeError("the runtime is not running (use `async with durable.Runtime() as rt:`)")
+        # Tasks run in a context where current_runtime is this runtime: module-level
+        # durable.start/resume_hook/get_run called from a step reach the runtime executing it.
+        task: asyncio.Task[Any] = asyncio.get_running_loop().create_task(
+            fn(*args), context=self._task_context.copy()  # type: ignore[arg-type]
+        )
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("durable background task failed", exc_info=task.exception())
+
+    async def _heartbeat_loop(self) -> None:
+        while True:
+            await anyio.sleep(self.heartbeat_interval)
+            try:
+                await self.steps.retry_unrecorded()
+                await self.liveness.beat()
+                await self.steps.cancel_ended()
+            except Exception:
+                log.exception("durable heartbeat failed; retrying")
+
+    async def _warn_about_unknown_workflows(self) -> None:
+        known = set(self.workflow_names())
+        if not known:
+            return  # a client (workflows=[]): executing runs is other runtimes' business
+        for name, count in sorted((await self.store.active_workflows()).items()):
+            if name not in known:
+                log.warning(
+                    "%d unfinished run(s) of workflow %r are not executed by this runtime "
+                    "(it does not know that workflow): another runtime that registers it must run them", count, name,
+                )
+
+    # -- what it executes ----------------------------------------------------------------------
+
+    def workflow_names(self) -> list[str]:
+        """The workflows this runtime executes."""
+        return sorted(self._explicit) if self._explicit is not None else registered_workflows.names()
+
+    def get_workflow(self, name: str) -> Workflow[Any, Any] | None:
+        if self._explicit is not None:
+            return self._explicit.get(name)
+        return registered_workflows.get(name)
+
+    def _step_names(self) -> list[str]:
+        # Steps of any registered name run here (a step-only worker is Runtime(workflows=[]));
+        # execute_steps=False makes a pure client that starts runs and resumes hooks only.
+        return registered_steps.names() if self.execute_steps else []
+
+    # -- the client, executing -----------------------------------------------------------------
+
+    def _first_invocation_owner(self, wf: Workflow[Any, Any]) -> str | None:
+        return self.worker_id if self._running and self.get_workflow(wf.name) is wf else None
+
+    def _run_created(self, record: RunRecord, wf: Workflow[Any, Any], owner: str | None) -> None:
+        if owner is not None:
+            self._spawn(self.invocations.start_fresh, record)
+        elif self._running and self.workflow_names() and self.get_workflow(wf.name) is None:
+            log.warning(
+                "run %s of workflow %r waits for a runtime that executes it: this one runs only %s",
+                record.run_id, wf.name, ", ".join(self.workflow_names()),
+            )
+
+    async def cancel(self, run_id: str) -> str:
+        status = await super().cancel(run_id)
+        self.cache.evict(run_id)
+        self.steps.cancel_run(run_id)
+        return status

@@ -1,0 +1,128 @@
+"""The step executor: runs claimed steps on the runtime's loop and records their outcomes.
+
+A sequential workflow runs step after step in one task: recording step N (in the fast path,
+through :meth:`Invocations.advance`) commits step N+1 as started and claimed here, and the
+executor's loop runs it next without creating a task. An outcome the store cannot take yet
+(unreachable, disk full) is kept and retried by the heartbeat: the step stays this worker's.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+
+import anyio
+
+from .._core.errorinfo import encode_error
+from .._core.events import EventKind
+from .._workflow.step import steps as registered_steps
+from ..stores._base import StepClaim, Store
+from .attempt import StepOutcome, run_step
+from .invocations import Invocations
+from .slots import StepSlots
+
+log = logging.getLogger("durable")
+
+Spawn = Callable[..., None]
+
+
+class StepExecutor:
+    """Runs this worker's claimed steps; cancels them when their run is cancelled or ends."""
+
+    def __init__(
+        self, store: Store, *, slots: StepSlots, invocations: Invocations, spawn: Spawn, base_url: str | None
+    ) -> None:
+        self.store = store
+        self.slots = slots
+        self.invocations = invocations
+        self._spawn = spawn
+        self._base_url = base_url
+        self.running: dict[tuple[str, str], anyio.CancelScope] = {}  # (run_id, step_id) -> its attempt's scope
+        self._unrecorded: list[tuple[StepClaim, StepOutcome]] = []  # outcomes the store refused to take yet
+
+    def launch(self, claims: list[StepClaim]) -> None:
+        """Start each claimed step in its own task (each holds one slot, taken by its claimer)."""
+        for claim in claims:
+            scope = anyio.CancelScope()
+            self.running[(claim.run_id, claim.step_id)] = scope
+            self._spawn(self._execute, claim, scope)
+
+    def cancel_run(self, run_id: str) -> None:
+        """Cancel the attempts of ``run_id``'s steps running here."""
+        for (rid, _), scope in list(self.running.items()):
+            if rid == run_id:
+                scope.cancel()
+
+    async def cancel_ended(self) -> None:
+        """Cancel running steps whose run ended meanwhile (cancelled from another process, say)."""
+        if self.running:
+            ended = await self.store.terminal_runs(sorted({rid for rid, _ in self.running}))
+            for run_id in ended:
+                self.cancel_run(run_id)
+
+    async def _execute(self, claim: StepClaim, scope: anyio.CancelScope) -> None:
+        next_claim: StepClaim | None = claim
+        while next_claim is not None:
+            claim, next_claim = next_claim, None
+            key = (claim.run_id, claim.step_id)
+            self.running[key] = scope
+            outcome: StepOutcome | None = None
+            try:
+                step = registered_steps.get(claim.name)
+                if step is None:  # unregistered since it was claimed (a notebook cell re-run): retry elsewhere
+                    outcome = StepOutcome(EventKind.STEP_RETRYING, _missing_step(claim.name), retry_at=time.time() + 1.0)
+                else:
+                    outcome = await run_step(
+                        step, claim, store=self.store, base_url=self._base_url, spawn=self._spawn, cancel_scope=scope
+                    )
+                claims = await self._record(claim, outcome)
+                if claims:
+                    next_claim = claims[0]
+                    scope = anyio.CancelScope()
+                    self.launch(claims[1:])
+            except Exception:
+                # The outcome could not be stored (store unreachable, disk full, ...). The step
+                # stays ours, so keep the outcome and let the heartbeat retry until it lands.
+                log.exception("recording step %s of run %s failed; retrying in the background", claim.step_id, claim.run_id)
+                if outcome is not None:
+                    self._unrecorded.append((claim, outcome))
+            finally:
+                self.running.pop(key, None)
+                self.slots.release()
+
+    async def _record(self, claim: StepClaim, outcome: StepOutcome) -> list[StepClaim]:
+        """Record a step's outcome; in the fast path also advance its run and return the steps claimed."""
+        run_id = claim.run_id
+        cache = self.invocations.cache
+        if outcome.kind != EventKind.STEP_RETRYING and not outcome.cancelled:
+            entry = cache.get(run_id)
+            if entry is not None and entry.store_seq is not None:
+                async with cache.lock(run_id):
+                    entry = cache.get(run_id)
+                    if entry is not None and entry.instance.status == "running" and entry.store_seq is not None:
+                        claims = await self.invocations.advance(
+                            entry, outcome.kind, claim.step_id, outcome.data, claim.attempt
+                        )
+                        if claims is not None:
+                            cache.release_if_uncached(run_id)
+                            return claims
+                        self.invocations.stats["fallbacks"] += 1
+        await self.store.finish_step(
+            run_id, claim.step_id, outcome.kind, outcome.data, claim.attempt, time.time(), outcome.retry_at
+        )
+        return []
+
+    async def retry_unrecorded(self) -> None:
+        """Store the outcomes that could not be stored when their step finished, oldest first."""
+        while self._unrecorded:
+            claim, outcome = self._unrecorded[0]
+            await self.store.finish_step(
+                claim.run_id, claim.step_id, outcome.kind, outcome.data, claim.attempt, time.time(), outcome.retry_at
+            )
+            self._unrecorded.pop(0)
+
+
+def _missing_step(name: str) -> bytes:
+    return encode_error(LookupError(f"step {name!r} is not registered in this process"))
+

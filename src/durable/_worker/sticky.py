@@ -1,0 +1,94 @@
+"""The sticky cache: live workflow instances kept between events, and one lock per run.
+
+After a run suspends, its instance stays here, so the next event costs one delivery instead
+of a cold replay of the whole history (O(N) per run, not O(N²)). What the cache knows about
+each run's log beside its instance (:attr:`Sticky.store_seq`) is the worker's bookkeeping,
+not the engine's: the engine only knows which events it has consumed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import OrderedDict
+from dataclasses import dataclass
+
+from .._engine.instance import WorkflowInstance
+
+log = logging.getLogger("durable")
+
+
+@dataclass(slots=True)
+class Sticky:
+    """A live instance and, when known, the seq the run's log ends at.
+
+    ``store_seq`` is set when the log is known to end exactly where the instance has consumed
+    it (its own commit was the last write): then a step result can be fed to the instance
+    before it is stored, and committed in one transaction with what it leads to. ``None``
+    means "unknown": the next invocation reads the log first.
+    """
+
+    instance: WorkflowInstance
+    store_seq: int | None = None
+
+
+class StickyCache:
+    """At most ``size`` live instances, least recently used evicted first (``size=0``: none kept)."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._entries: OrderedDict[str, Sticky] = OrderedDict()
+        self._locks: dict[str, asyncio.Lock] = {}
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __contains__(self, run_id: object) -> bool:
+        return run_id in self._entries
+
+    def lock(self, run_id: str) -> asyncio.Lock:
+        """The lock one invocation of ``run_id`` holds at a time in this process.
+
+        asyncio's lock does not yield when it is free; anyio's always checkpoints, which costs a
+        loop iteration on every step.
+        """
+        lock = self._locks.get(run_id)
+        if lock is None:
+            lock = self._locks[run_id] = asyncio.Lock()
+        return lock
+
+    def forget_lock(self, run_id: str) -> None:
+        """The run is over: nobody will invoke it again here."""
+        self._locks.pop(run_id, None)
+
+    def get(self, run_id: str) -> Sticky | None:
+        return self._entries.get(run_id)
+
+    def touch(self, run_id: str) -> None:
+        """Mark ``run_id`` as just used (the last to be evicted)."""
+        self._entries.move_to_end(run_id)
+
+    def put(self, run_id: str, instance: WorkflowInstance, store_seq: int | None = None) -> Sticky:
+        """Keep ``instance`` live for the run's next event, evicting the least recently used others."""
+        entry = self._entries[run_id] = Sticky(instance, store_seq)
+        self._entries.move_to_end(run_id)
+        while len(self._entries) > max(1, self.size):
+            self.evict(next(iter(self._entries)))
+        return entry
+
+    def release_if_uncached(self, run_id: str) -> None:
+        """With ``size=0`` every invocation replays cold: drop the instance once it is committed."""
+        if self.size == 0:
+            self.evict(run_id)
+
+    def evict(self, run_id: str) -> None:
+        entry = self._entries.pop(run_id, None)
+        if entry is not None:
+            try:
+                entry.instance.close()
+            except Exception:
+                log.exception("closing the workflow instance of run %s", run_id)
+
+    def clear(self) -> None:
+        for run_id in list(self._entries):
+            self.evict(run_id)

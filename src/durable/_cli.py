@@ -15,6 +15,7 @@ import signal
 import sys
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from typing import Annotated, Any, NoReturn, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
@@ -25,7 +26,9 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from ._client.projection import hook_metadata
+from ._client.present import dumps, event_json, plain_value
+from ._client.projection import HookInfo, RunInfo, StepInfo, hook_metadata
+from ._client.streams import read_stream
 from ._core import codec as _codec
 from ._core.errors import (
     DurableError,
@@ -159,18 +162,13 @@ def _raise(exc: Exception) -> NoReturn:
     raise exc
 
 
-def _when(ts: float | None) -> str:
-    if ts is None:
+def _when(when: datetime | None) -> str:
+    return "" if when is None else when.astimezone().strftime("%m-%d %H:%M:%S")
+
+
+def _seconds(value: float | None) -> str:
+    if value is None:
         return ""
-    from datetime import datetime
-
-    return datetime.fromtimestamp(ts).strftime("%m-%d %H:%M:%S")
-
-
-def _seconds(start: float | None, end: float | None) -> str:
-    if start is None or end is None:
-        return ""
-    value = end - start
     return f"{value * 1000:.0f} ms" if value < 1 else f"{value:.2f} s"
 
 
@@ -295,13 +293,10 @@ def runs(
         out.print("no runs")
         return
     table = _table("run", "workflow", "status", "created", "duration", "error")
-    from ._core.errorinfo import decode_error
-
-    for r in records:
-        error = decode_error(r.error) if r.error else None
+    for info in map(RunInfo.from_record, records):
         table.add_row(
-            r.run_id, r.workflow_name, _status(r.status), _when(r.created_at), _seconds(r.started_at, r.completed_at),
-            f"{error.type}: {error.message}" if error else "",
+            info.run_id, info.workflow_name, _status(info.status), _when(info.created_at), _seconds(info.duration),
+            f"{info.error.type}: {info.error.message}" if info.error else "",
         )
     out.print(table)
 
@@ -309,7 +304,6 @@ def runs(
 @app.command("inspect")
 def inspect_run(run_id: Annotated[str, typer.Argument(help="The run's id.")], store: StoreOption = None) -> None:
     """Show a run: status, timings, steps with attempts, hooks, streams, result or error."""
-    from ._core.errorinfo import decode_error
 
     async def read(s: Store) -> Any:
         record = await s.get_run(run_id)
@@ -318,37 +312,33 @@ def inspect_run(run_id: Annotated[str, typer.Argument(help="The run's id.")], st
         return record, await s.list_steps(run_id), await s.list_hooks(run_id, active_only=False), await s.list_streams(run_id)
 
     record, steps, hooks, streams = _with_store(store, read)
-    out.print(Text.assemble((f"run {record.run_id}", "bold"), f"  {record.workflow_name}  ", _status(record.status)))
-    out.print(f"created {_when(record.created_at)}  started {_when(record.started_at) or '-'}  "
-              f"ended {_when(record.completed_at) or '-'}  duration {_seconds(record.started_at, record.completed_at) or '-'}")
+    info = RunInfo.from_record(record)
+    out.print(Text.assemble((f"run {info.run_id}", "bold"), f"  {info.workflow_name}  ", _status(info.status)))
+    out.print(f"created {_when(info.created_at)}  started {_when(info.started_at) or '-'}  "
+              f"ended {_when(info.completed_at) or '-'}  duration {_seconds(info.duration) or '-'}")
     if steps:
         table = _table("step", "name", "status", "attempts", "started", "duration", "error")
-        for s in steps:
-            error = decode_error(s.error) if s.error else None
+        for s in map(StepInfo.from_record, steps):
             table.add_row(
-                s.step_id, s.name, _status(s.status), f"{s.attempt}/{s.max_attempts}", _when(s.started_at),
-                _seconds(s.started_at, s.completed_at), f"{error.type}: {error.message}" if error else "",
+                s.step_id, s.name, _status(s.status), f"{s.attempts}/{s.max_attempts}", _when(s.started_at),
+                _seconds(s.duration), f"{s.error.type}: {s.error.message}" if s.error else "",
             )
         out.print(table)
-    for h in hooks:
+    for h in map(HookInfo.from_record, hooks):
         out.print(f"hook {h.hook_id} token {h.token} {h.status}")
     for namespace, count, closed in streams:
         out.print(f"stream {namespace!r}: {count} chunk(s), {'closed' if closed else 'open'}")
-    if record.status == "completed" and record.output is not None:
-        from .web._present import plain_value
-
+    if info.status == "completed" and record.output is not None:
         out.print("result: " + _short(plain_value(record.output), 2000))
-    if record.error:
-        error = decode_error(record.error)
-        out.print(Text(f"error: {error.type}: {error.message}", style="red"))
-        if error.traceback:
-            out.print(error.traceback.rstrip())
+    if info.error:
+        out.print(Text(f"error: {info.error.type}: {info.error.message}", style="red"))
+        if info.error.traceback:
+            out.print(info.error.traceback.rstrip())
 
 
 @app.command()
 def events(run_id: Annotated[str, typer.Argument(help="The run's id.")], store: StoreOption = None) -> None:
     """Print a run's event log, oldest first."""
-    from .web._present import event_json
 
     async def read(s: Store) -> Any:
         if await s.get_run(run_id) is None:
@@ -359,7 +349,7 @@ def events(run_id: Annotated[str, typer.Argument(help="The run's id.")], store: 
     for e in _with_store(store, read):
         shown = event_json(e)
         table.add_row(
-            str(e.seq), _when(e.created_at), e.kind, e.correlation_id or "", e.name or "",
+            str(e.seq), _when(e.timestamp), e.kind, e.correlation_id or "", e.name or "",
             "" if e.attempt is None else str(e.attempt), "" if shown["data"] is None else _short(shown["data"]),
         )
     out.print(table)
@@ -373,8 +363,6 @@ def tail(
     store: StoreOption = None,
 ) -> None:
     """Follow a run's stream: one JSON line per chunk until the stream closes."""
-    from ._client.streams import read_stream
-    from .web._present import dumps
 
     async def follow(s: Store) -> None:
         if await s.get_run(run_id) is None:

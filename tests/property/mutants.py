@@ -76,7 +76,7 @@ MUTANTS = [
         "1", (DETERMINISM,), "a payload handed to an awaiter is also kept for the next one (delivered twice)",
     ),
     Mutant(
-        "drop-chunk-in-flusher", "durable._client.streams:StreamWriter._flusher",
+        "drop-chunk-in-flusher", "durable._worker.writers:StreamWriter._flusher",
         "self.run_id, self.namespace, batch, self._step_id",
         "self.run_id, self.namespace, batch[:-1] if len(batch) > 1 else batch, self._step_id",
         "1", (DETERMINISM_RUNTIME,), "the flusher drops the last chunk of every batch of two or more",

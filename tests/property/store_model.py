@@ -9,7 +9,6 @@ within one transaction is not specified.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,8 +24,8 @@ from durable._core.commands import (
     StartWait,
     WriteChunk,
 )
-from durable._core.errorinfo import decode_error, encode_error
-from durable._core.errors import DurableError, HookNotFound, RunNotFound, StepFailed, StreamClosedError
+from durable._core.errorinfo import decode_error
+from durable._core.errors import DurableError, HookNotFound, RunNotFound, StreamClosedError
 from durable._core.events import REPLAY_KINDS, EventKind
 from durable.stores._base import Chunk as StoreChunk
 from durable.stores._base import (
@@ -295,6 +294,16 @@ class StoreModel:
                 wait = self.waits.get((inv.run_id, corr))
                 if wait is None or wait[1] != "waiting":
                     return CommitResult(False, "wait not pending", run_status=run.status)
+        # A workflow write to a stream that is closed (by a step, or earlier in this commit) is
+        # refused with the whole commit: what becomes of the run is the runtime's call.
+        closing: set[str] = set()
+        for cmd in inv.commands:
+            if isinstance(cmd, CloseStream):
+                closing.add(cmd.namespace)
+            elif isinstance(cmd, WriteChunk):
+                stream = self.streams.get((inv.run_id, cmd.namespace))
+                if cmd.namespace in closing or (stream is not None and stream.refuses(None, None)):
+                    raise StreamClosedError(inv.run_id, cmd.namespace)
         now = inv.now
         for ev in inv.speculative:
             if ev.kind == EventKind.RUN_STARTED:
@@ -313,7 +322,6 @@ class StoreModel:
             self._append(run, ev.kind, ev.correlation_id, ev.created_at, data=ev.data, attempt=ev.attempt)
 
         conflicts = False
-        lost_write: StreamClosedError | None = None
         new_steps = [c for c in inv.commands if isinstance(c, ScheduleStep)]
         claiming = {c.correlation_id for c in new_steps[: inv.claim_steps]} if inv.status == "suspended" else set()
         claimed: list[StepClaim] = []
@@ -321,11 +329,7 @@ class StoreModel:
             written = self._command(run, cmd, inv, now, claiming, claimed)
             if isinstance(cmd, CreateHook) and run.events[-1].kind == EventKind.HOOK_CONFLICT:
                 conflicts = True
-            if isinstance(cmd, WriteChunk) and not written and lost_write is None:
-                lost_write = StreamClosedError(run.run_id, cmd.namespace)
-        if lost_write is not None:
-            # A workflow write to a stream a step closed cannot be delivered: the run fails with it.
-            inv = dataclasses.replace(inv, status="failed", result=None, error=encode_error(lost_write))
+            assert written, "checked above"
         if inv.status == "suspended":
             run.wake_at = now if (not clean or conflicts) else inv.next_wake
             run.owner = None
@@ -407,14 +411,7 @@ class StoreModel:
             if run.status in TERMINAL:
                 step.status, step.owner = "cancelled", None
                 continue
-            attempt = step.attempt + 1
-            if attempt > step.max_attempts:
-                message = f"step {step.name!r} exceeded its {step.max_attempts} attempt(s) (its worker stopped during the last one)"
-                error = encode_error(StepFailed(step.name, "durable.StepFailed", message))
-                self._append(run, EventKind.STEP_FAILED, step.step_id, now, data=error, attempt=attempt - 1, block=self.blocks)
-                step.status, step.error, step.completed_at, step.owner = "failed", error, now, None
-                run.wake_at = now
-                continue
+            attempt = step.attempt + 1  # even past max_attempts: whether it may run is the runtime's call
             self._append(run, EventKind.STEP_STARTED, step.step_id, now, attempt=attempt, block=self.blocks)
             step.status, step.attempt, step.owner = "running", attempt, worker
             step.started_at = step.started_at if step.started_at is not None else now

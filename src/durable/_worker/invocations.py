@@ -16,15 +16,18 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import anyio
 
-from .._core.commands import ScheduleStep
+from .._core.commands import ScheduleStep, WriteChunk
+from .._core.errorinfo import encode_error
+from .._core.errors import StreamClosedError
 from .._core.events import Event, EventKind
 from .._engine.instance import Outcome, WorkflowInstance
 from .._workflow.workflow import Workflow
-from ..stores._base import TERMINAL, Invocation, RunRecord, StepClaim, Store
+from ..stores._base import TERMINAL, CommitResult, Invocation, RunRecord, StepClaim, Store
 from .slots import StepSlots
 from .sticky import Sticky, StickyCache
 
@@ -35,7 +38,7 @@ class Invocations:
     """Runs invocations for one worker: cold replays, sticky resumes and speculative commits.
 
     ``workflow(name)`` finds the code this worker executes; ``launch(claims)`` starts the steps
-    a commit claimed for this worker. ``stats`` counts cold replays, sticky resumes,
+    a commit claimed for this worker (none unless ``runs_steps``). ``stats`` counts cold replays, sticky resumes,
     speculative commits and fallbacks (a step result that had to be stored alone).
     """
 
@@ -49,6 +52,7 @@ class Invocations:
         workflow: Callable[[str], Workflow[Any, Any] | None],
         launch: Callable[[list[StepClaim]], None],
         base_url: str | None,
+        runs_steps: bool = True,
     ) -> None:
         self.store = store
         self.worker_id = worker_id
@@ -57,6 +61,7 @@ class Invocations:
         self._workflow = workflow
         self._launch = launch
         self._base_url = base_url
+        self._runs_steps = runs_steps  # False: a commit never claims the steps it creates (execute_steps=False)
         self._failures: dict[str, int] = {}  # consecutive failed invocations per run (back-off)
         self.stats = {"cold_replays": 0, "sticky_resumes": 0, "speculative_commits": 0, "fallbacks": 0}
 
@@ -117,16 +122,14 @@ class Invocations:
         """Commit an advanced instance; return the steps claimed here (not yet launched), None if refused."""
         run_id = instance.run_id
         new_steps = sum(1 for c in outcome.commands if isinstance(c, ScheduleStep))
-        claim_now = self.slots.take(new_steps)
+        claim_now = self.slots.take(new_steps) if self._runs_steps else 0
+        invocation = Invocation(
+            run_id=run_id, worker_id=self.worker_id, known_seq=known_seq, now=time.time(),
+            commands=outcome.commands, status=outcome.status, result=outcome.result, error=outcome.error,
+            speculative=speculative, holds_lease=holds_lease, claim_steps=claim_now, next_wake=outcome.next_wake,
+        )
         try:
-            result = await self.store.commit(
-                Invocation(
-                    run_id=run_id, worker_id=self.worker_id, known_seq=known_seq, now=time.time(),
-                    commands=outcome.commands, status=outcome.status, result=outcome.result, error=outcome.error,
-                    speculative=speculative, holds_lease=holds_lease, claim_steps=claim_now,
-                    next_wake=outcome.next_wake,
-                )
-            )
+            result = await self._commit_failing_lost_writes(invocation)
         except BaseException:
             self.slots.give_back(claim_now)
             self.cache.evict(run_id)
@@ -151,6 +154,29 @@ class Invocations:
                 else:
                     entry.store_seq = None
         return result.claimed
+
+    async def _commit_failing_lost_writes(self, invocation: Invocation) -> CommitResult:
+        """Commit; a workflow write (a yield) to a stream a step already closed fails the run.
+
+        The store refuses such a commit whole (StreamClosedError). The write cannot be delivered
+        and the workflow has moved past it, so the run fails with that error rather than lose the
+        write silently: everything else is committed, without the writes to that stream.
+        """
+        lost: StreamClosedError | None = None
+        while True:
+            try:
+                return await self.store.commit(invocation)
+            except StreamClosedError as exc:
+                if exc.run_id != invocation.run_id:
+                    raise
+                lost = lost or exc
+                invocation = replace(
+                    invocation,
+                    commands=[
+                        c for c in invocation.commands if not (isinstance(c, WriteChunk) and c.namespace == exc.namespace)
+                    ],
+                    status="failed", result=None, error=encode_error(lost), claim_steps=0,
+                )
 
     # -- under a lease ----------------------------------------------------------------------------
 

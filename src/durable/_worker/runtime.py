@@ -91,7 +91,7 @@ class Runtime(Client):
         self.cache = StickyCache(sticky_cache_size)
         self.invocations = Invocations(
             self.store, self.worker_id, cache=self.cache, slots=self.slots, workflow=self.get_workflow,
-            launch=lambda claims: self.steps.launch(claims), base_url=self.base_url,
+            launch=lambda claims: self.steps.launch(claims), base_url=self.base_url, runs_steps=execute_steps,
         )
         self.steps = StepExecutor(
             self.store, slots=self.slots, invocations=self.invocations, spawn=self._spawn, base_url=self.base_url

@@ -15,6 +15,7 @@ from collections.abc import Callable
 import anyio
 
 from .._core.errorinfo import encode_error
+from .._core.errors import StepFailed
 from .._core.events import EventKind
 from .._workflow.step import steps as registered_steps
 from ..stores._base import StepClaim, Store
@@ -70,7 +71,10 @@ class StepExecutor:
             outcome: StepOutcome | None = None
             try:
                 step = registered_steps.get(claim.name)
-                if step is None:  # unregistered since it was claimed (a notebook cell re-run): retry elsewhere
+                if claim.attempt > claim.max_attempts:
+                    # Attempts lost to crashes count: a step that keeps killing its worker must end.
+                    outcome = StepOutcome(EventKind.STEP_FAILED, _exhausted(claim))
+                elif step is None:  # unregistered since it was claimed (a notebook cell re-run): retry elsewhere
                     outcome = StepOutcome(EventKind.STEP_RETRYING, _missing_step(claim.name), retry_at=time.time() + 1.0)
                 else:
                     outcome = await run_step(
@@ -121,6 +125,11 @@ class StepExecutor:
                 claim.run_id, claim.step_id, outcome.kind, outcome.data, claim.attempt, time.time(), outcome.retry_at
             )
             self._unrecorded.pop(0)
+
+
+def _exhausted(claim: StepClaim) -> bytes:
+    message = f"step {claim.name!r} exceeded its {claim.max_attempts} attempt(s) (its worker stopped during the last one)"
+    return encode_error(StepFailed(claim.name, "durable.StepFailed", message))
 
 
 def _missing_step(name: str) -> bytes:

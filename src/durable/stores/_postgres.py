@@ -68,20 +68,9 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from .._core.errors import DurableError, InvalidStoreURL, StoreCorrupt, StoreError
-from .._core.events import Event
 from . import _sql
-from ._base import (
-    ChunkPage,
-    CommitResult,
-    HookRecord,
-    Invocation,
-    NewRun,
-    Notifier,
-    RunRecord,
-    StepClaim,
-    StepRecord,
-    Store,
-)
+from ._base import Notifier
+from ._sqlstore import SQLStore
 
 log = logging.getLogger("durable.store")
 T = TypeVar("T")
@@ -342,7 +331,7 @@ def _is_connection_error(exc: BaseException, conn: psycopg.Connection[Any] | Non
 # -- the store ------------------------------------------------------------------------------
 
 
-class PostgresStore(Store):
+class PostgresStore(SQLStore):
     """PostgreSQL store: ``FOR UPDATE SKIP LOCKED`` claims, leases with heartbeats, LISTEN/NOTIFY wake-ups.
 
     Build it from a URL (``store_from_url`` does); :meth:`open` connects, creates or
@@ -361,7 +350,6 @@ class PostgresStore(Store):
         self._listener: asyncio.Task[None] | None = None
         self._channel = ""
         self._nonce = f"{random.getrandbits(48):012x}"
-        self._host = ""
         self._stats: Counter[str] = Counter()
         self._outage_since: float | None = None
         self._check_lock = threading.Lock()
@@ -663,104 +651,6 @@ class PostgresStore(Store):
         self._stats["notifications"] += 1
         for item in rest.split(_TOPIC_SEP):
             self.notifier.notify(*item.split(_PART_SEP))
-
-    # -- workers ---------------------------------------------------------------------------
-
-    async def register_worker(self, worker_id: str, host: str, pid: int, pid_start: str, ttl: float, now: float) -> None:
-        self._host = host
-        await self._run(_sql.register_worker, worker_id, host, pid, pid_start, ttl, now)
-
-    async def heartbeat(self, worker_id: str, ttl: float, now: float) -> list[tuple[str, int, str]]:
-        return await self._run(_sql.heartbeat, worker_id, self._host, ttl, now)
-
-    async def mark_workers_dead(self, worker_ids: Sequence[str]) -> None:
-        await self._run(_sql.mark_workers_dead, sorted(worker_ids))  # sorted: one lock order, no deadlock
-
-    async def unregister_worker(self, worker_id: str) -> None:
-        await self._run(_sql.unregister_worker, worker_id)
-
-    # -- runs ------------------------------------------------------------------------------
-
-    async def create_run(self, new: NewRun) -> tuple[RunRecord, bool]:
-        return await self._run(_sql.create_run, new)
-
-    async def get_run(self, run_id: str) -> RunRecord | None:
-        return await self._run(_sql.get_run, run_id, write=False)
-
-    async def list_runs(
-        self, *, status: str | None = None, workflow: str | None = None, limit: int = 100, before: str | None = None
-    ) -> list[RunRecord]:
-        return await self._run(_sql.list_runs, status, workflow, limit, before, write=False)
-
-    async def load_events(self, run_id: str, after_seq: int = 0) -> list[Event]:
-        return await self._run(_sql.load_events, run_id, after_seq, False, write=False)
-
-    async def read_log(self, run_id: str, after_seq: int) -> tuple[list[Event], int]:
-        return await self._run(_sql.read_log, run_id, after_seq, write=False)
-
-    async def claim_runs(self, worker_id: str, workflow_names: Sequence[str], now: float, limit: int) -> list[RunRecord]:
-        return await self._run(_sql.claim_runs, worker_id, workflow_names, now, limit)
-
-    async def release_run(self, run_id: str, worker_id: str, now: float, retry_at: float | None = None) -> None:
-        await self._run(_sql.release_run, run_id, worker_id, now, retry_at)
-
-    async def commit(self, invocation: Invocation) -> CommitResult:
-        return await self._run(_sql.commit, invocation)
-
-    async def cancel_run(self, run_id: str, now: float) -> RunRecord | None:
-        return await self._run(_sql.cancel_run, run_id, now)
-
-    async def next_wake(self, workflow_names: Sequence[str], step_names: Sequence[str], now: float) -> float | None:
-        return await self._run(_sql.next_wake, workflow_names, step_names, now, write=False)
-
-    async def active_workflows(self) -> dict[str, int]:
-        return await self._run(_sql.active_workflows, write=False)
-
-    async def terminal_runs(self, run_ids: Sequence[str]) -> list[str]:
-        return await self._run(_sql.terminal_runs, run_ids, write=False)
-
-    # -- steps -----------------------------------------------------------------------------
-
-    async def claim_steps(self, worker_id: str, step_names: Sequence[str], now: float, limit: int) -> list[StepClaim]:
-        return await self._run(_sql.claim_steps, worker_id, step_names, now, limit)
-
-    async def finish_step(
-        self, run_id: str, step_id: str, kind: str, data: bytes, attempt: int, now: float, retry_at: float | None = None
-    ) -> bool:
-        return await self._run(_sql.finish_step, run_id, step_id, kind, data, attempt, now, retry_at)
-
-    async def list_steps(self, run_id: str) -> list[StepRecord]:
-        return await self._run(_sql.list_steps, run_id, write=False)
-
-    # -- hooks -----------------------------------------------------------------------------
-
-    async def get_hook(self, token: str) -> HookRecord | None:
-        return await self._run(_sql.get_hook, token, write=False)
-
-    async def list_hooks(self, run_id: str, *, active_only: bool = True) -> list[HookRecord]:
-        return await self._run(_sql.list_hooks, run_id, active_only, write=False)
-
-    async def resume_hook(
-        self, token: str, payload: bytes, now: float, *, expect: tuple[str, str] | None = None
-    ) -> HookRecord:
-        return await self._run(_sql.resume_hook, token, payload, now, expect)
-
-    # -- streams ---------------------------------------------------------------------------
-
-    async def append_chunks(
-        self, run_id: str, namespace: str, chunks: Sequence[bytes], step_id: str | None, attempt: int | None,
-        now: float, *, close: bool = False,
-    ) -> int:
-        return await self._run(_sql.append_chunks, run_id, namespace, chunks, step_id, attempt, now, close)
-
-    async def close_stream(self, run_id: str, namespace: str, error: str | None, now: float) -> None:
-        await self._run(_sql.close_stream, run_id, namespace, error)
-
-    async def read_chunks(self, run_id: str, namespace: str, start: int, limit: int) -> ChunkPage:
-        return await self._run(_sql.read_chunks, run_id, namespace, start, limit, write=False)
-
-    async def list_streams(self, run_id: str) -> list[tuple[str, int, bool]]:
-        return await self._run(_sql.list_streams, run_id, write=False)
 
 
 # -- schema ---------------------------------------------------------------------------------

@@ -10,7 +10,6 @@ wake-up (and a NOTIFY on PostgreSQL) sent after the transaction commits.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import replace
 from typing import Any, Protocol
 
 from .._core.codec import encode
@@ -23,8 +22,8 @@ from .._core.commands import (
     StartWait,
     WriteChunk,
 )
-from .._core.errorinfo import decode_error, encode_error
-from .._core.errors import HookNotFound, RunConflict, RunNotFound, StepFailed, StreamClosedError
+from .._core.errorinfo import decode_error
+from .._core.errors import HookNotFound, RunConflict, RunNotFound, StreamClosedError
 from .._core.events import REPLAY_KINDS, Event, EventKind
 from ._base import (
     ACTIVE,
@@ -412,79 +411,16 @@ def commit(db: DB, inv: Invocation) -> CommitResult:
             )
         out.add(ev.kind, ev.correlation_id, ev.created_at, data=ev.data, attempt=ev.attempt)
 
-    wake_now = not clean
-    conflicts = False
-    # A workflow write (a yield) to a stream a step already closed cannot be delivered, and
-    # the workflow moved on past it: the run fails with the error rather than lose it silently.
-    lost_write: StreamClosedError | None = None
-    new_steps = [c for c in inv.commands if isinstance(c, ScheduleStep)]
-    # The first ``claim_steps`` new steps start right here, on the committing worker: they are
-    # inserted already running, which saves a pending -> running round trip (and its pages).
-    claiming = {c.correlation_id for c in new_steps[: inv.claim_steps]} if inv.status == "suspended" else set()
-    claimed: list[StepClaim] = []
+    commands = _Commands(db, inv, out, workflow_name=locked[3], run_started_at=run_started_at or now)
     for cmd in inv.commands:
-        corr = cmd.correlation_id
-        if isinstance(cmd, ScheduleStep):
-            out.add(EventKind.STEP_CREATED, corr, now, name=cmd.name, data=cmd.input)
-            if corr in claiming:
-                db.execute(
-                    "INSERT INTO steps (run_id, step_id, name, status, attempt, max_attempts, input, created_at, "
-                    "started_at, attempt_started_at, owner) VALUES (?,?,?,'running',1,?,?,?,?,?,?)",
-                    (inv.run_id, corr, cmd.name, cmd.max_attempts, cmd.input, now, now, now, inv.worker_id),
-                )
-                out.add(EventKind.STEP_STARTED, corr, now, attempt=1)
-                claimed.append(
-                    StepClaim(inv.run_id, corr, cmd.name, cmd.input, 1, cmd.max_attempts, now, locked[3], run_started_at or now)
-                )
-            else:
-                db.execute(
-                    "INSERT INTO steps (run_id, step_id, name, status, attempt, max_attempts, input, created_at, ready_at) "
-                    "VALUES (?,?,?,'pending',0,?,?,?,?)",
-                    (inv.run_id, corr, cmd.name, cmd.max_attempts, cmd.input, now, now),
-                )
-        elif isinstance(cmd, CreateHook):
-            created = db.execute(
-                "INSERT INTO hooks (run_id, hook_id, token, status, metadata, created_at) VALUES (?,?,?,'active',?,?) "
-                "ON CONFLICT DO NOTHING RETURNING hook_id",
-                (inv.run_id, corr, cmd.token, cmd.metadata, now),
-            )
-            if created:
-                out.add(EventKind.HOOK_CREATED, corr, now, name=cmd.token, data=cmd.metadata)
-            else:
-                out.add(EventKind.HOOK_CONFLICT, corr, now, name=cmd.token, data=cmd.metadata)
-                wake_now = conflicts = True
-        elif isinstance(cmd, StartWait):
-            db.execute(
-                "INSERT INTO waits (run_id, wait_id, resume_at, status) VALUES (?,?,?,'waiting')",
-                (inv.run_id, corr, cmd.resume_at),
-            )
-            out.add(EventKind.WAIT_CREATED, corr, now, data=encode(cmd.resume_at))
-        elif isinstance(cmd, CancelWait):
-            db.execute(
-                "UPDATE waits SET status = 'cancelled' WHERE run_id = ? AND wait_id = ? AND status = 'waiting'",
-                (inv.run_id, corr),
-            )
-            out.add(EventKind.WAIT_CANCELLED, corr, now)
-        elif isinstance(cmd, DisposeHook):
-            db.execute(
-                "UPDATE hooks SET status = 'disposed' WHERE run_id = ? AND hook_id = ? AND status = 'active'",
-                (inv.run_id, corr),
-            )
-            out.add(EventKind.HOOK_DISPOSED, corr, now)
-        elif isinstance(cmd, WriteChunk):
-            if _append_chunks(db, inv.run_id, cmd.namespace, [cmd.data], None, None, now, close=False, strict=False):
-                out.add(EventKind.STREAM_WRITTEN, corr, now, name=cmd.namespace, data=cmd.digest)
-            elif lost_write is None:
-                lost_write = StreamClosedError(inv.run_id, cmd.namespace)
-        elif isinstance(cmd, CloseStream):
-            _close_stream(db, inv.run_id, cmd.namespace, None)
-            out.add(EventKind.STREAM_CLOSED, corr, now, name=cmd.namespace)
+        _APPLY[type(cmd)](commands, cmd)
+    wake_now = not clean or commands.conflicts
+    claimed, conflicts = commands.claimed, commands.conflicts
+    new_steps = commands.new_steps
 
-    if len(new_steps) > len(claimed):
+    if new_steps > len(claimed):
         db.note("work")
 
-    if lost_write is not None:
-        inv = replace(inv, status="failed", result=None, error=encode_error(lost_write))
     if inv.status == "suspended":
         if wake_now:
             wake_at: float | None = now
@@ -514,6 +450,102 @@ def commit(db: DB, inv: Invocation) -> CommitResult:
     return CommitResult(
         True, last_seq=out.seq, clean=clean, claimed=claimed, run_status=run_status, conflicts=conflicts
     )
+
+
+class _Commands:
+    """An invocation's commands applied to its locked run, one method per command kind.
+
+    Each turns its command into the entity row and the creation event, in the same transaction
+    as the rest of the commit. ``claimed`` collects the new steps inserted already running on the
+    committing worker (the first ``claim_steps`` of them: it saves a pending -> running round
+    trip); ``conflicts`` says a hook token was taken, which the instance must be shown.
+    """
+
+    def __init__(self, db: DB, inv: Invocation, out: _Appender, *, workflow_name: str, run_started_at: float) -> None:
+        self.db = db
+        self.inv = inv
+        self.out = out
+        self.now = inv.now
+        self.workflow_name = workflow_name
+        self.run_started_at = run_started_at
+        self.claim_left = inv.claim_steps if inv.status == "suspended" else 0
+        self.new_steps = 0
+        self.claimed: list[StepClaim] = []
+        self.conflicts = False
+
+    def schedule_step(self, cmd: ScheduleStep) -> None:
+        inv, now, corr = self.inv, self.now, cmd.correlation_id
+        self.new_steps += 1
+        self.out.add(EventKind.STEP_CREATED, corr, now, name=cmd.name, data=cmd.input)
+        if self.claim_left > 0:
+            self.claim_left -= 1
+            self.db.execute(
+                "INSERT INTO steps (run_id, step_id, name, status, attempt, max_attempts, input, created_at, "
+                "started_at, attempt_started_at, owner) VALUES (?,?,?,'running',1,?,?,?,?,?,?)",
+                (inv.run_id, corr, cmd.name, cmd.max_attempts, cmd.input, now, now, now, inv.worker_id),
+            )
+            self.out.add(EventKind.STEP_STARTED, corr, now, attempt=1)
+            self.claimed.append(StepClaim(
+                inv.run_id, corr, cmd.name, cmd.input, 1, cmd.max_attempts, now, self.workflow_name, self.run_started_at
+            ))
+        else:
+            self.db.execute(
+                "INSERT INTO steps (run_id, step_id, name, status, attempt, max_attempts, input, created_at, ready_at) "
+                "VALUES (?,?,?,'pending',0,?,?,?,?)",
+                (inv.run_id, corr, cmd.name, cmd.max_attempts, cmd.input, now, now),
+            )
+
+    def create_hook(self, cmd: CreateHook) -> None:
+        created = self.db.execute(
+            "INSERT INTO hooks (run_id, hook_id, token, status, metadata, created_at) VALUES (?,?,?,'active',?,?) "
+            "ON CONFLICT DO NOTHING RETURNING hook_id",
+            (self.inv.run_id, cmd.correlation_id, cmd.token, cmd.metadata, self.now),
+        )
+        kind = EventKind.HOOK_CREATED if created else EventKind.HOOK_CONFLICT
+        self.out.add(kind, cmd.correlation_id, self.now, name=cmd.token, data=cmd.metadata)
+        self.conflicts = self.conflicts or not created
+
+    def start_wait(self, cmd: StartWait) -> None:
+        self.db.execute(
+            "INSERT INTO waits (run_id, wait_id, resume_at, status) VALUES (?,?,?,'waiting')",
+            (self.inv.run_id, cmd.correlation_id, cmd.resume_at),
+        )
+        self.out.add(EventKind.WAIT_CREATED, cmd.correlation_id, self.now, data=encode(cmd.resume_at))
+
+    def cancel_wait(self, cmd: CancelWait) -> None:
+        self.db.execute(
+            "UPDATE waits SET status = 'cancelled' WHERE run_id = ? AND wait_id = ? AND status = 'waiting'",
+            (self.inv.run_id, cmd.correlation_id),
+        )
+        self.out.add(EventKind.WAIT_CANCELLED, cmd.correlation_id, self.now)
+
+    def dispose_hook(self, cmd: DisposeHook) -> None:
+        self.db.execute(
+            "UPDATE hooks SET status = 'disposed' WHERE run_id = ? AND hook_id = ? AND status = 'active'",
+            (self.inv.run_id, cmd.correlation_id),
+        )
+        self.out.add(EventKind.HOOK_DISPOSED, cmd.correlation_id, self.now)
+
+    def write_chunk(self, cmd: WriteChunk) -> None:
+        # Refused on a closed stream: the whole commit is rolled back, and what becomes of the run
+        # is the runtime's call (it fails it), not the store's.
+        _append_chunks(self.db, self.inv.run_id, cmd.namespace, [cmd.data], None, None, self.now, close=False, strict=True)
+        self.out.add(EventKind.STREAM_WRITTEN, cmd.correlation_id, self.now, name=cmd.namespace, data=cmd.digest)
+
+    def close_stream(self, cmd: CloseStream) -> None:
+        _close_stream(self.db, self.inv.run_id, cmd.namespace, None)
+        self.out.add(EventKind.STREAM_CLOSED, cmd.correlation_id, self.now, name=cmd.namespace)
+
+
+_APPLY: dict[type, Callable[[_Commands, Any], None]] = {
+    ScheduleStep: _Commands.schedule_step,
+    CreateHook: _Commands.create_hook,
+    StartWait: _Commands.start_wait,
+    CancelWait: _Commands.cancel_wait,
+    DisposeHook: _Commands.dispose_hook,
+    WriteChunk: _Commands.write_chunk,
+    CloseStream: _Commands.close_stream,
+}
 
 
 def _check_speculative(db: DB, inv: Invocation, status: str) -> str:
@@ -625,22 +657,8 @@ def claim_steps(db: DB, worker_id: str, names: Sequence[str], now: float, limit:
             db.execute("UPDATE steps SET status = 'cancelled', owner = NULL WHERE run_id = ? AND step_id = ?", (run_id, step_id))
             continue
         name, data, attempt, max_attempts, started_at = rows[0][0], bytes(rows[0][1]), rows[0][2] + 1, rows[0][3], rows[0][4]
+        # Claimed even past max_attempts (a crashed attempt counts): whether it may run is the runtime's call.
         out = _Appender(db, run_id, run[1])
-        if attempt > max_attempts:
-            # Attempts lost to crashes count: a step that keeps killing its worker must end.
-            message = f"step {name!r} exceeded its {max_attempts} attempt(s) (its worker stopped during the last one)"
-            error = encode_error(StepFailed(name, "durable.StepFailed", message))
-            out.add(EventKind.STEP_FAILED, step_id, now, data=error, attempt=attempt - 1)
-            db.execute(
-                "UPDATE steps SET status = 'failed', error = ?, completed_at = ?, owner = NULL WHERE run_id = ? AND step_id = ?",
-                (error, now, run_id, step_id),
-            )
-            out.flush()
-            db.execute(
-                "UPDATE runs SET last_seq = ?, wake_at = ?, updated_at = ? WHERE run_id = ?", (out.seq, now, now, run_id)
-            )
-            db.note("work")
-            continue
         out.add(EventKind.STEP_STARTED, step_id, now, attempt=attempt)
         db.execute(
             "UPDATE steps SET status = 'running', attempt = ?, owner = ?, started_at = COALESCE(started_at, ?), "

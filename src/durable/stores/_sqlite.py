@@ -24,20 +24,9 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from .._core.errors import DurableError, StoreCorrupt, StoreError
-from .._core.events import Event
 from . import _sql
-from ._base import (
-    ChunkPage,
-    CommitResult,
-    HookRecord,
-    Invocation,
-    NewRun,
-    Notifier,
-    RunRecord,
-    StepClaim,
-    StepRecord,
-    Store,
-)
+from ._base import Notifier
+from ._sqlstore import SQLStore
 
 log = logging.getLogger("durable.store")
 T = TypeVar("T")
@@ -243,7 +232,11 @@ def _settle(items: list[tuple[_Op, bool, Any]]) -> None:
             op.future.set_exception(value)
 
 
-class SQLiteStore(Store):
+def _bound(fn: Callable[..., T], args: tuple[Any, ...]) -> Callable[[_Tx], T]:
+    return lambda db: fn(db, *args)
+
+
+class SQLiteStore(SQLStore):
     """SQLite store. ``path`` is a file path, or ``":memory:"`` for a private in-memory database.
 
     Short transactions run inline on the event loop through a second connection whose busy
@@ -318,13 +311,13 @@ class SQLiteStore(Store):
             raise StoreCorrupt(self.path, f"cannot be opened as a durable store: {exc}") from None
         return conn
 
-    async def _call(self, fn: Callable[[_Tx], T], *, write: bool = True) -> T:
+    async def _run(self, fn: Callable[..., T], *args: Any, write: bool = True) -> T:
         if self._inline is None:
             raise StoreError(f"{self!r} is not open (use it inside `async with`)")
         if self._thread is None or not write or self.inline_writes:
             # No checkpoint here: an inline call completes without yielding, like a dict
             # lookup. Loops that call the store repeatedly checkpoint themselves.
-            op = _Op(fn, write)
+            op = _Op(_bound(fn, args), write)
             try:
                 ((_, ok, value),) = run_batch(self._inline, [op], fail_if_busy=self._thread is not None)
             except Busy:
@@ -338,7 +331,7 @@ class SQLiteStore(Store):
                     raise value
                 return typing.cast(T, value)
         assert self._thread is not None
-        op = _Op(fn, write, asyncio.get_running_loop())
+        op = _Op(_bound(fn, args), write, asyncio.get_running_loop())
         self._thread.submit(op)
         assert op.future is not None
         try:
@@ -347,105 +340,6 @@ class SQLiteStore(Store):
             for topic in op.topics:
                 self.notifier.notify(*topic)
         return result
-
-    # -- workers ---------------------------------------------------------------------------
-
-    async def register_worker(self, worker_id: str, host: str, pid: int, pid_start: str, ttl: float, now: float) -> None:
-        self._host = host
-        await self._call(lambda db: _sql.register_worker(db, worker_id, host, pid, pid_start, ttl, now))
-
-    async def heartbeat(self, worker_id: str, ttl: float, now: float) -> list[tuple[str, int, str]]:
-        host = getattr(self, "_host", "")
-        return await self._call(lambda db: _sql.heartbeat(db, worker_id, host, ttl, now))
-
-    async def mark_workers_dead(self, worker_ids: Sequence[str]) -> None:
-        await self._call(lambda db: _sql.mark_workers_dead(db, worker_ids))
-
-    async def unregister_worker(self, worker_id: str) -> None:
-        await self._call(lambda db: _sql.unregister_worker(db, worker_id))
-
-    # -- runs ------------------------------------------------------------------------------
-
-    async def create_run(self, new: NewRun) -> tuple[RunRecord, bool]:
-        return await self._call(lambda db: _sql.create_run(db, new))
-
-    async def get_run(self, run_id: str) -> RunRecord | None:
-        return await self._call(lambda db: _sql.get_run(db, run_id), write=False)
-
-    async def list_runs(
-        self, *, status: str | None = None, workflow: str | None = None, limit: int = 100, before: str | None = None
-    ) -> list[RunRecord]:
-        return await self._call(lambda db: _sql.list_runs(db, status, workflow, limit, before), write=False)
-
-    async def load_events(self, run_id: str, after_seq: int = 0) -> list[Event]:
-        return await self._call(lambda db: _sql.load_events(db, run_id, after_seq, False), write=False)
-
-    async def read_log(self, run_id: str, after_seq: int) -> tuple[list[Event], int]:
-        return await self._call(lambda db: _sql.read_log(db, run_id, after_seq), write=False)
-
-    async def claim_runs(self, worker_id: str, workflow_names: Sequence[str], now: float, limit: int) -> list[RunRecord]:
-        return await self._call(lambda db: _sql.claim_runs(db, worker_id, workflow_names, now, limit))
-
-    async def release_run(self, run_id: str, worker_id: str, now: float, retry_at: float | None = None) -> None:
-        await self._call(lambda db: _sql.release_run(db, run_id, worker_id, now, retry_at))
-
-    async def commit(self, invocation: Invocation) -> CommitResult:
-        return await self._call(lambda db: _sql.commit(db, invocation))
-
-    async def cancel_run(self, run_id: str, now: float) -> RunRecord | None:
-        return await self._call(lambda db: _sql.cancel_run(db, run_id, now))
-
-    async def next_wake(self, workflow_names: Sequence[str], step_names: Sequence[str], now: float) -> float | None:
-        return await self._call(lambda db: _sql.next_wake(db, workflow_names, step_names, now), write=False)
-
-    async def active_workflows(self) -> dict[str, int]:
-        return await self._call(_sql.active_workflows, write=False)
-
-    async def terminal_runs(self, run_ids: Sequence[str]) -> list[str]:
-        return await self._call(lambda db: _sql.terminal_runs(db, run_ids), write=False)
-
-    # -- steps -----------------------------------------------------------------------------
-
-    async def claim_steps(self, worker_id: str, step_names: Sequence[str], now: float, limit: int) -> list[StepClaim]:
-        return await self._call(lambda db: _sql.claim_steps(db, worker_id, step_names, now, limit))
-
-    async def finish_step(
-        self, run_id: str, step_id: str, kind: str, data: bytes, attempt: int, now: float, retry_at: float | None = None
-    ) -> bool:
-        return await self._call(lambda db: _sql.finish_step(db, run_id, step_id, kind, data, attempt, now, retry_at))
-
-    async def list_steps(self, run_id: str) -> list[StepRecord]:
-        return await self._call(lambda db: _sql.list_steps(db, run_id), write=False)
-
-    # -- hooks -----------------------------------------------------------------------------
-
-    async def get_hook(self, token: str) -> HookRecord | None:
-        return await self._call(lambda db: _sql.get_hook(db, token), write=False)
-
-    async def list_hooks(self, run_id: str, *, active_only: bool = True) -> list[HookRecord]:
-        return await self._call(lambda db: _sql.list_hooks(db, run_id, active_only), write=False)
-
-    async def resume_hook(
-        self, token: str, payload: bytes, now: float, *, expect: tuple[str, str] | None = None
-    ) -> HookRecord:
-        return await self._call(lambda db: _sql.resume_hook(db, token, payload, now, expect))
-
-    # -- streams ---------------------------------------------------------------------------
-
-    async def append_chunks(
-        self, run_id: str, namespace: str, chunks: Sequence[bytes], step_id: str | None, attempt: int | None,
-        now: float, *, close: bool = False,
-    ) -> int:
-        return await self._call(lambda db: _sql.append_chunks(db, run_id, namespace, chunks, step_id, attempt, now, close))
-
-    async def close_stream(self, run_id: str, namespace: str, error: str | None, now: float) -> None:
-        await self._call(lambda db: _sql.close_stream(db, run_id, namespace, error))
-
-    async def read_chunks(self, run_id: str, namespace: str, start: int, limit: int) -> ChunkPage:
-        return await self._call(lambda db: _sql.read_chunks(db, run_id, namespace, start, limit), write=False)
-
-    async def list_streams(self, run_id: str) -> list[tuple[str, int, bool]]:
-        return await self._call(lambda db: _sql.list_streams(db, run_id), write=False)
 
 
 def _migrate(conn: sqlite3.Connection, location: str) -> None:

@@ -13,7 +13,17 @@ from typing import Any, TypeVar
 
 from .._core.events import Event
 from . import _sql
-from ._base import ChunkPage, CommitResult, HookRecord, Invocation, NewRun, RunRecord, StepClaim, StepRecord, Store
+from ._base import (
+    ChunkPage,
+    CommitResult,
+    HookRecord,
+    Invocation,
+    NewRun,
+    RunRecord,
+    StepClaim,
+    StepRecord,
+    Store,
+)
 
 T = TypeVar("T")
 

@@ -26,7 +26,7 @@ when a token is set, and GETs also ``?access_token=``, since EventSource cannot 
 
 Layout: ``_app`` builds the Starlette app (routes, auth, errors, lifespan); ``_runs`` and
 ``_hooks`` are the endpoints; ``_streams`` turns chunk logs and run changes into SSE and
-NDJSON; ``_present`` turns store records into plain JSON; ``_http`` holds request helpers;
+NDJSON (``durable._client.present`` turns runs into plain JSON); ``_http`` holds request helpers;
 ``static/`` is the page (plain HTML, CSS and JavaScript, no build step).
 """
 

@@ -11,9 +11,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse as _StarletteJSONResponse
 from starlette.responses import Response
 
+from .._client.present import dumps
 from .._core.codec import check_plain_json
 from .._core.errors import SerializationError
-from ._present import dumps
 
 Endpoint = Callable[[Request], Awaitable[Response]]
 

@@ -9,12 +9,13 @@ from sse_starlette import EventSourceResponse
 from starlette.requests import Request
 from starlette.responses import Response
 
+from .._client.present import event_json, run_detail, run_summary
+from .._client.projection import HookInfo, RunInfo, StepInfo
 from .._core.errors import RunConflict, RunNotFound, SerializationError
 from .._core.ids import DEFAULT_NAMESPACE
 from ..stores._base import TERMINAL
 from ._context import Context
 from ._http import MAX_INDEX, HTTPError, JSONResponse, int_param, parse_json, prefers_ndjson, read_body
-from ._present import event_json, run_detail, run_summary
 from ._streams import changes, follow_pages, ndjson_response, snapshots, sse_response
 
 STATUSES = ("pending", "running", "completed", "failed", "cancelled")
@@ -43,7 +44,7 @@ class RunEndpoints:
         except RunNotFound:
             raise HTTPError(400, f"unknown cursor {cursor!r}: pass the next_cursor of a previous page") from None
         next_cursor = records[-1].run_id if len(records) == filters["limit"] else None
-        return JSONResponse({"runs": [run_summary(r) for r in records], "next_cursor": next_cursor})
+        return JSONResponse({"runs": [run_summary(RunInfo.from_record(r)) for r in records], "next_cursor": next_cursor})
 
     async def _detail(self, run_id: str) -> dict[str, Any]:
         store = self.ctx.store
@@ -51,7 +52,10 @@ class RunEndpoints:
         steps = await store.list_steps(run_id)
         hooks = await store.list_hooks(run_id, active_only=False)
         streams = await store.list_streams(run_id)
-        return run_detail(record, steps, hooks, streams)
+        return run_detail(
+            RunInfo.from_record(record), record.output, [StepInfo.from_record(s) for s in steps],
+            [HookInfo.from_record(h) for h in hooks], streams,
+        )
 
     async def get_run(self, request: Request) -> Response:
         return JSONResponse(await self._detail(request.path_params["run_id"]))
@@ -138,7 +142,7 @@ class RunEndpoints:
         store = self.ctx.store
 
         async def read() -> tuple[str, Any, bool]:
-            return "runs", [run_summary(r) for r in await store.list_runs(**filters)], False
+            return "runs", [run_summary(RunInfo.from_record(r)) for r in await store.list_runs(**filters)], False
 
         updates = changes(store, ("runs",), poll_interval=self.ctx.poll_interval, settle=_LIVE_SETTLE)
         return EventSourceResponse(snapshots(updates, read), ping=self.ctx.ping, sep="\n")

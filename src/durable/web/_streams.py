@@ -32,8 +32,8 @@ from sse_starlette import EventSourceResponse
 from starlette.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
 
+from .._client.present import dumps, plain_value
 from ..stores._base import ChunkPage, Store
-from ._present import dumps, plain_value
 
 log = logging.getLogger("durable.web")
 PAGE = 512

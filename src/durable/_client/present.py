@@ -1,6 +1,7 @@
-"""Store records as plain JSON for HTTP clients and the runs page.
+"""Runs, steps, hooks, events and values as plain JSON: what the web API and ``durable ... --json`` print.
 
-Values come out of the codec and through ``to_plain_json``. Two things never reach a client:
+Built from the one projection (:mod:`.projection`), so JSON, tables and widgets agree. Values
+come out of the codec and through ``to_plain_json``. Two things never reach a client:
 pickled payloads (they are not unpickled here at all: the server answers for the bytes it
 decodes) and recorded tracebacks (they may name files and locals; ``durable inspect`` shows
 them to someone with access to the store).
@@ -11,21 +12,23 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import quote
 
-from .._client.projection import hook_metadata
 from .._core import codec as _codec
-from .._core.errorinfo import decode_error
+from .._core.errorinfo import ErrorInfo, decode_error
 from .._core.errors import SerializationError
 from .._core.events import Event
-from .._core.ids import WEBHOOK_PATH
-from ..stores._base import HookRecord, RunRecord, StepRecord
+from .projection import HookInfo, RunInfo, StepInfo
 
 PICKLED = "<pickled value>"
 
 
-def iso(ts: float | None) -> str | None:
-    return None if ts is None else datetime.fromtimestamp(ts, UTC).isoformat()
+def iso(when: datetime | float | None) -> str | None:
+    """ISO 8601 with its zone (UTC)."""
+    if when is None:
+        return None
+    if not isinstance(when, datetime):
+        when = datetime.fromtimestamp(when, UTC)
+    return when.isoformat()
 
 
 def dumps(value: Any) -> str:
@@ -62,20 +65,19 @@ def plain_value(data: bytes | None) -> Any:
             return "<undecodable value>"
 
 
-def error_json(data: bytes | None) -> dict[str, str] | None:
-    if not data:
+def error_json(error: ErrorInfo | bytes | None) -> dict[str, str] | None:
+    """An error's type and message (its traceback stays out of HTTP answers)."""
+    if not error:
         return None
-    info = decode_error(data)
+    info = error if isinstance(error, ErrorInfo) else decode_error(error)
     return {"type": info.type, "message": info.message}
 
 
-def _duration(start: float | None, end: float | None) -> float | None:
-    if start is None or end is None:
-        return None
-    return round(end - start, 6)
+def _seconds(value: float | None) -> float | None:
+    return None if value is None else round(value, 6)
 
 
-def run_summary(r: RunRecord) -> dict[str, Any]:
+def run_summary(r: RunInfo) -> dict[str, Any]:
     return {
         "run_id": r.run_id,
         "workflow": r.workflow_name,
@@ -83,44 +85,39 @@ def run_summary(r: RunRecord) -> dict[str, Any]:
         "created_at": iso(r.created_at),
         "started_at": iso(r.started_at),
         "completed_at": iso(r.completed_at),
-        "duration": _duration(r.started_at, r.completed_at),
+        "duration": _seconds(r.duration),
         "error": error_json(r.error),
     }
 
 
-def step_json(s: StepRecord) -> dict[str, Any]:
+def step_json(s: StepInfo) -> dict[str, Any]:
     return {
         "step_id": s.step_id,
         "name": s.name,
         "status": s.status,
-        "attempts": s.attempt,
+        "attempts": s.attempts,
         "max_attempts": s.max_attempts,
         "created_at": iso(s.created_at),
         "started_at": iso(s.started_at),
         "completed_at": iso(s.completed_at),
-        "duration": _duration(s.started_at, s.completed_at),
-        "retry_at": iso(s.ready_at) if s.status == "pending" and s.attempt > 0 else None,
+        "duration": _seconds(s.duration),
+        "retry_at": iso(s.retry_at),
         "error": error_json(s.error),
     }
 
 
-def hook_json(h: HookRecord) -> dict[str, Any]:
-    try:
-        metadata = hook_metadata(h)
-    except SerializationError:
-        metadata = {}
-    is_webhook = "webhook" in metadata
+def hook_json(h: HookInfo) -> dict[str, Any]:
     out: dict[str, Any] = {
         "hook_id": h.hook_id,
         "token": h.token,
         "status": h.status,
-        "kind": "webhook" if is_webhook else "hook",
+        "kind": "webhook" if h.is_webhook else "hook",
         "created_at": iso(h.created_at),
     }
-    if metadata.get("schema"):
-        out["schema"] = str(metadata["schema"])
-    if is_webhook:
-        out["path"] = WEBHOOK_PATH + quote(h.token, safe="")
+    if h.schema:
+        out["schema"] = h.schema
+    if h.path is not None:
+        out["path"] = h.path
     return out
 
 
@@ -145,11 +142,11 @@ def _event_data(e: Event) -> Any:
 
 
 def run_detail(
-    r: RunRecord, steps: list[StepRecord], hooks: list[HookRecord], streams: list[tuple[str, int, bool]]
+    r: RunInfo, output: bytes | None, steps: list[StepInfo], hooks: list[HookInfo], streams: list[tuple[str, int, bool]]
 ) -> dict[str, Any]:
     out = run_summary(r)
     out["idempotency_key"] = r.idempotency_key
-    out["result"] = plain_value(r.output) if r.status == "completed" else None
+    out["result"] = plain_value(output) if r.status == "completed" else None
     out["steps"] = [step_json(s) for s in steps]
     out["hooks"] = [hook_json(h) for h in hooks]
     out["streams"] = [{"namespace": ns, "chunks": n, "closed": closed} for ns, n, closed in streams]

@@ -15,6 +15,7 @@ import pytest
 import durable
 from durable._workflow.workflow import workflows as registered_workflows
 from durable.stores import store_from_url
+from tests.helpers import wait_for_hook
 
 pytestmark = pytest.mark.anyio
 
@@ -193,3 +194,45 @@ async def test_runs_of_unknown_workflows_stay_pending_for_a_runtime_that_knows_t
     assert "unfinished run(s)" not in caplog.text
     async with durable.Runtime(sqlite_url, workflows=[greet]) as knowing:
         assert await (await knowing.get_run("orphan-1")).result(timeout=20) == "HELLO ZED"
+
+
+# -- found by a review of the core: module-level durable.* calls inside a step reached the executing runtime only sometimes
+
+
+@durable.step(name="review.resume_from_step")
+async def resume_from_step(token: str, value: int) -> str:
+    try:
+        await durable.resume_hook(token, value)  # the module-level API: "the current runtime"
+    except durable.HookNotFound as exc:
+        return f"HookNotFound: {exc}"
+    return "delivered"
+
+
+@durable.workflow(name="review.collects_two")
+async def collects_two() -> list[object]:
+    hook = durable.create_hook(token="review-two")
+    return [await hook, await hook]
+
+
+@durable.workflow(name="review.resumes_from_a_step")
+async def resumes_from_a_step(value: int, sleep_first: bool) -> str:
+    if sleep_first:
+        await durable.sleep(0.05)  # the next invocation is claimed by the dispatcher
+    return await resume_from_step("review-two", value)
+
+
+async def test_module_level_calls_in_a_step_use_the_runtime_running_it(
+    runtime: durable.Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """durable.resume_hook called in a step reaches the runtime executing the step, however the step was launched."""
+    monkeypatch.setenv("DURABLE_STORE", "memory://")  # where a stray default runtime would go
+    collector = await runtime.start(collects_two)
+    await wait_for_hook(runtime, "review-two")
+    direct = await runtime.start(resumes_from_a_step, 1, False)
+    assert await direct.result(timeout=10) == "delivered"
+    after_sleep = await runtime.start(resumes_from_a_step, 2, True)
+    try:
+        assert await after_sleep.result(timeout=10) == "delivered"
+        assert await collector.result(timeout=10) == [1, 2]
+    finally:
+        await collector.cancel()

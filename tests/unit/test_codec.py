@@ -187,3 +187,51 @@ def test_bad_durations_and_naive_deadlines_are_refused() -> None:
     with pytest.raises(ValueError, match="timezone-aware"):
         deadline_from(datetime(2026, 1, 1), 0.0)
     assert deadline_from(datetime(2026, 1, 1, tzinfo=UTC), 0.0) == datetime(2026, 1, 1, tzinfo=UTC).timestamp()
+
+
+# -- found by tests/property/test_codec_roundtrip.py ---------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "time(0, 0, fold=1)",
+        "datetime(2024, 10, 27, 2, 30, fold=1)",
+        "datetime(2020, 1, 1, tzinfo=timezone(timedelta(microseconds=7)))",
+        "time(1, 2, tzinfo=timezone(timedelta(microseconds=7)))",
+        "datetime(2020, 1, 1, tzinfo=timezone(timedelta(hours=-8), 'PST'))",
+    ],
+)
+def test_datetimes_keep_fold_zone_names_and_sub_second_offsets(value: str) -> None:
+    """fold, a fixed zone's name and a sub-second UTC offset survive a round trip (isoformat() drops them)."""
+    from datetime import datetime, time, timedelta, timezone
+
+    original = eval(value, {"datetime": datetime, "time": time, "timedelta": timedelta, "timezone": timezone})
+    decoded = _codec.decode(_codec.encode(original))
+    assert decoded == original
+    assert decoded.fold == original.fold
+    assert decoded.utcoffset() == original.utcoffset()
+    assert decoded.tzname() == original.tzname()
+
+
+def test_plain_datetimes_keep_their_iso_encoding() -> None:
+    """The fix above leaves the bytes of ordinary datetimes unchanged, so existing logs still replay."""
+    from datetime import datetime
+
+    assert _codec.encode(datetime(2024, 1, 2, 3, 4, 5, tzinfo=UTC)) == b'DJ1:{"$datetime":"2024-01-02T03:04:05+00:00"}'
+
+
+def test_strings_with_lone_surrogates_round_trip() -> None:
+    """A str holding a lone surrogate encodes (it used to raise UnicodeEncodeError, not even SerializationError)."""
+    value = {"\ud800": ["a\udfffb"]}
+    assert _codec.decode(_codec.encode(value)) == value
+    assert _codec.encode("é") == "DJ1:\"é\"".encode()  # valid text: same bytes as before
+
+
+def test_builtin_exceptions_keep_state_their_init_sets() -> None:
+    """A decoded UnicodeDecodeError has its reason and message, not an empty str()."""
+    original = UnicodeDecodeError("utf-8", b"\xff", 0, 1, "invalid start byte")
+    decoded = _codec.decode(_codec.encode(original))
+    assert type(decoded) is UnicodeDecodeError
+    assert decoded.reason == "invalid start byte"
+    assert str(decoded) == str(original)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import socket
+from typing import Literal
 
 import anyio
 import pydantic
@@ -405,3 +406,59 @@ async def test_a_token_rebound_after_lookup_does_not_reach_the_new_hook(
         assert not [e for e in await second.events() if e.kind == durable.EventKind.HOOK_RECEIVED]
     finally:
         await second.cancel()
+
+
+# -- typed hooks built on dataclasses (found by a review of the public API's edges) ------------------
+
+
+@dataclasses.dataclass
+class Reviewer:
+    name: str
+    level: int = 1
+
+
+@dataclasses.dataclass
+class Review:
+    tags: list[str]
+    reviewer: Reviewer | None = None
+    verdict: Literal["approve", "reject"] = "approve"
+    score: float = 0.0
+    marks: dict[str, list[int]] = dataclasses.field(default_factory=dict)
+    point: tuple[int, int] = (0, 0)
+
+
+review_hook = durable.define_hook(schema=Review, name="edges-review")
+
+
+def test_dataclass_schemas_convert_nested_json_and_check_element_types() -> None:
+    value = review_hook.validate(
+        {"tags": ["a"], "reviewer": {"name": "ada"}, "score": 2, "marks": {"k": [1, 2]}, "point": [3, 4]}
+    )
+    assert value == Review(["a"], Reviewer("ada"), "approve", 2.0, {"k": [1, 2]}, (3, 4))
+    assert type(value.score) is float
+    cases = {
+        "tags[1]: expected str, got int": {"tags": ["a", 2]},
+        "reviewer.level: expected int, got str": {"tags": [], "reviewer": {"name": "x", "level": "1"}},
+        "reviewer.name: field required": {"tags": [], "reviewer": {}},
+        "verdict: expected one of 'approve', 'reject', got 'maybe'": {"tags": [], "verdict": "maybe"},
+        "point: expected 2 items, got 1": {"tags": [], "point": [1]},
+        "marks.k[0]: expected int, got str": {"tags": [], "marks": {"k": ["x"]}},
+        "(root): expected an object with the fields of Review, got list": [],
+    }
+    for problem, payload in cases.items():
+        with pytest.raises(durable.HookValidationError) as info:
+            review_hook.validate(payload)
+        assert problem in info.value.problems, (payload, info.value.problems)
+
+
+def test_schemas_that_cannot_validate_are_refused_when_defined() -> None:
+    for schema in [5, None, "Review"]:
+        with pytest.raises(TypeError, match="hook schema must be"):
+            durable.define_hook(schema=schema, name=f"edges-bad-{schema}")
+
+    @dataclasses.dataclass
+    class Local:
+        value: Undefined  # type: ignore[name-defined]  # noqa: F821
+
+    with pytest.raises(TypeError, match="cannot resolve the field types of"):
+        durable.define_hook(schema=Local, name="edges-local")

@@ -17,7 +17,6 @@ import pytest
 
 import durable
 from durable._core import codec as _codec
-from durable._core.durations import deadline_from, parse_duration
 
 
 class Color(enum.Enum):
@@ -166,27 +165,6 @@ def test_pickle_is_opt_in_and_refused_by_default() -> None:
     with pytest.raises(durable.SerializationError, match="refusing to unpickle"):
         _codec.decode(data)
     assert _codec.decode(data, allow_pickle=True)(1) == 2
-
-
-@pytest.mark.parametrize(
-    ("text", "seconds"),
-    [("10s", 10), ("5m", 300), ("1 day", 86400), ("2h30m", 9000), ("1.5h", 5400), ("500ms", 0.5),
-     ("1 week, 2 days", 777600), ("90", 90), (3, 3.0), (timedelta(minutes=2), 120)],
-)
-def test_durations_people_write(text: object, seconds: float) -> None:
-    """Durations parse from strings, numbers and timedeltas."""
-    assert parse_duration(text) == seconds  # type: ignore[arg-type]
-
-
-def test_bad_durations_and_naive_deadlines_are_refused() -> None:
-    """Unreadable, negative or naive-datetime durations raise errors that say what is expected."""
-    with pytest.raises(ValueError, match=r"expected e\.g\."):
-        parse_duration("soon")
-    with pytest.raises(ValueError, match="zero or positive"):
-        parse_duration(-1)
-    with pytest.raises(ValueError, match="timezone-aware"):
-        deadline_from(datetime(2026, 1, 1), 0.0)
-    assert deadline_from(datetime(2026, 1, 1, tzinfo=UTC), 0.0) == datetime(2026, 1, 1, tzinfo=UTC).timestamp()
 
 
 # -- found by tests/property/test_codec_roundtrip.py ---------------------------------------------

@@ -15,7 +15,7 @@ import pytest
 import durable
 from durable._workflow.workflow import workflows as registered_workflows
 from durable.stores import store_from_url
-from tests.helpers import wait_for_hook
+from tests.helpers import encode_args, wait_for_hook
 
 pytestmark = pytest.mark.anyio
 
@@ -178,11 +178,10 @@ async def test_runs_of_unknown_workflows_stay_pending_for_a_runtime_that_knows_t
     sqlite_url: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     """A runtime that does not know a run's workflow warns and leaves it pending; one that knows it finishes it."""
-    from durable._core.codec import encode
     from durable.stores._base import NewRun
 
     async with store_from_url(sqlite_url) as store:  # a run recorded by some other deployment
-        await store.create_run(NewRun("orphan-1", "greet", encode({"args": ["zed"], "kwargs": {}}), "seed", None, 0.0))
+        await store.create_run(NewRun("orphan-1", "greet", encode_args("zed"), "seed", None, 0.0))
     caplog.set_level(logging.WARNING, logger="durable")
     async with durable.Runtime(sqlite_url, workflows=[edited_v1]) as blind:
         await anyio.sleep(0.3)

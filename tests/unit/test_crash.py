@@ -14,6 +14,7 @@ import anyio
 import pytest
 
 import durable
+from tests.helpers import ROOT
 from tests.unit import crash_app, multi_app  # noqa: F401 - register the crash.* and multi.* workflows here
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
@@ -28,7 +29,7 @@ class Crash:
         self.log = tmp_path / "effects.log"
         self.dir = tmp_path
         self.env = {**os.environ, "CRASH_LOG": str(self.log), "CRASH_DIR": str(tmp_path), "CRASH_AT": crash_at,
-                    "PYTHONPATH": str(Path(__file__).parents[2])}
+                    "PYTHONPATH": str(ROOT)}
         os.environ["CRASH_LOG"] = str(self.log)  # steps re-run in this process log to the same file
         os.environ["CRASH_DIR"] = str(tmp_path)
         os.environ["CRASH_AT"] = ""
@@ -141,7 +142,7 @@ async def test_several_processes_share_one_sqlite_file_without_running_anything_
     """Two worker processes on one SQLite file: every run completes and each step is executed and recorded once."""
     url = f"sqlite:///{tmp_path / 'shared.db'}"
     log = tmp_path / "multi.log"
-    env = {**os.environ, "MULTI_LOG": str(log), "PYTHONPATH": str(Path(__file__).parents[2])}
+    env = {**os.environ, "MULTI_LOG": str(log), "PYTHONPATH": str(ROOT)}
     app = Path(__file__).with_name("multi_app.py")
     async with durable.Runtime(url, workflows=[], execute_steps=False) as client:  # records runs, executes nothing
         runs = [await client.start("multi.job", f"r{i}") for i in range(40)]

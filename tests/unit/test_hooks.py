@@ -13,15 +13,9 @@ import pytest
 
 import durable
 from durable.testing import check_replay
+from tests.helpers import wait_for_hook
 
 pytestmark = pytest.mark.anyio
-
-
-async def wait_for_hook(runtime: durable.Runtime, token: str) -> None:
-    """Poll until a live hook holds ``token`` (the run reached create_hook and committed)."""
-    with anyio.fail_after(10):
-        while await runtime.store.get_hook(token) is None:
-            await anyio.sleep(0.01)
 
 
 @durable.workflow

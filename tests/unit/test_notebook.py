@@ -27,8 +27,8 @@ from durable._client.streams import StreamChunk
 from durable.notebook import Progress, RunFeed, RunState, Throttle, mimebundle, snapshot
 from durable.notebook._html import chunk_outputs, error_html, state_text, step_status, steps_html
 from durable.notebook._model import classify, progress_of
+from tests.helpers import ROOT, wait_until
 
-ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
 STATUS_ORDER = {"unknown": -1, "pending": 0, "running": 1, "completed": 2, "failed": 2, "cancelled": 2}
 
@@ -105,12 +105,6 @@ async def nb_firehose(batches: int, size: int) -> int:
 @durable.workflow(name="nb_stream")
 async def nb_stream(batches: int, size: int) -> int:
     return await nb_firehose(batches, size)
-
-
-async def wait_until(predicate: Any, timeout: float = 20.0) -> None:
-    with anyio.fail_after(timeout):
-        while not predicate():
-            await anyio.sleep(0.01)
 
 
 # -- the pure model ------------------------------------------------------------------------------

@@ -24,6 +24,7 @@ from durable._workflow.hooks import hook_definitions
 from durable.stores._base import ChunkPage
 from durable.web import create_app
 from durable.web._streams import PageRead, SharedReads, follow_pages
+from tests.helpers import start_over_http, wait_for_hook
 
 pytestmark = pytest.mark.anyio
 
@@ -127,19 +128,6 @@ async def client(runtime: durable.Runtime) -> AsyncIterator[httpx.AsyncClient]:
         yield c
 
 
-async def start(client: httpx.AsyncClient, workflow: str, *args: Any, **kwargs: Any) -> str:
-    response = await client.post("/runs", json={"workflow": workflow, "args": list(args), "kwargs": kwargs})
-    assert response.status_code == 201, response.text
-    run_id: str = response.json()["run_id"]
-    return run_id
-
-
-async def wait_for_hook(runtime: durable.Runtime, token: str) -> None:
-    with anyio.fail_after(10):
-        while await runtime.store.get_hook(token) is None:
-            await anyio.sleep(0.01)
-
-
 def sse_events(text: str) -> list[dict[str, str]]:
     """Parse an SSE body into events (field -> value), skipping comments and retry-only blocks."""
     events = []
@@ -161,7 +149,7 @@ async def test_start_runs_a_workflow_and_the_run_shows_result_steps_and_streams(
     client: httpx.AsyncClient, runtime: durable.Runtime
 ) -> None:
     """POST /runs starts a registered workflow; GET /runs/{id} shows its status, result, steps and streams."""
-    run_id = await start(client, "web_emitter", 3)
+    run_id = await start_over_http(client, "web_emitter", 3)
     await (await runtime.get_run(run_id)).wait(timeout=20)
     detail = (await client.get(f"/runs/{run_id}")).json()
     assert (detail["status"], detail["result"]) == ("completed", {"written": 3})
@@ -209,8 +197,8 @@ async def test_idempotency_key_returns_the_same_run(client: httpx.AsyncClient) -
 
 async def test_list_runs_filters_and_pages_with_a_cursor(client: httpx.AsyncClient, runtime: durable.Runtime) -> None:
     """GET /runs filters by status and workflow, and pages through every run with next_cursor."""
-    ids = [await start(client, "web_emitter", 1) for _ in range(5)]
-    waiting = await start(client, "web_waiter", "web-list-token")
+    ids = [await start_over_http(client, "web_emitter", 1) for _ in range(5)]
+    waiting = await start_over_http(client, "web_waiter", "web-list-token")
     for run_id in ids:
         await (await runtime.get_run(run_id)).wait(timeout=20)
     seen: list[str] = []
@@ -242,7 +230,7 @@ async def test_unknown_run_ids_are_404_everywhere(client: httpx.AsyncClient) -> 
 
 async def test_events_are_the_decoded_log_and_can_resume_after_a_seq(client: httpx.AsyncClient, runtime: durable.Runtime) -> None:
     """GET /runs/{id}/events lists the log with decoded data; ?after= returns only later events."""
-    run_id = await start(client, "web_emitter", 2)
+    run_id = await start_over_http(client, "web_emitter", 2)
     await (await runtime.get_run(run_id)).wait(timeout=20)
     events = (await client.get(f"/runs/{run_id}/events")).json()["events"]
     kinds = [e["kind"] for e in events]
@@ -256,7 +244,7 @@ async def test_events_are_the_decoded_log_and_can_resume_after_a_seq(client: htt
 
 async def test_cancel_ends_the_run_and_closes_its_streams(client: httpx.AsyncClient, runtime: durable.Runtime) -> None:
     """POST /runs/{id}/cancel cancels a waiting run; its stream then ends with the cancellation as error."""
-    run_id = await start(client, "web_waiter", "web-cancel-token")
+    run_id = await start_over_http(client, "web_waiter", "web-cancel-token")
     await wait_for_hook(runtime, "web-cancel-token")
     response = await client.post(f"/runs/{run_id}/cancel")
     assert (200, {"run_id": run_id, "status": "cancelled"}) == (response.status_code, response.json())
@@ -270,7 +258,7 @@ async def test_cancel_ends_the_run_and_closes_its_streams(client: httpx.AsyncCli
 
 async def test_sse_stream_sends_each_chunk_with_its_index_then_end(client: httpx.AsyncClient, runtime: durable.Runtime) -> None:
     """The SSE stream has id = chunk index and data = the chunk as JSON, then `event: end`."""
-    run_id = await start(client, "web_emitter", 4)
+    run_id = await start_over_http(client, "web_emitter", 4)
     await (await runtime.get_run(run_id)).wait(timeout=20)
     response = await client.get(f"/runs/{run_id}/stream")
     assert response.headers["content-type"].startswith("text/event-stream")
@@ -284,7 +272,7 @@ async def test_sse_stream_sends_each_chunk_with_its_index_then_end(client: httpx
 
 async def test_sse_stream_honours_start_index_and_last_event_id(client: httpx.AsyncClient, runtime: durable.Runtime) -> None:
     """?start_index= starts at that chunk (negative counts from the end); Last-Event-ID resumes after it and wins."""
-    run_id = await start(client, "web_emitter", 6)
+    run_id = await start_over_http(client, "web_emitter", 6)
     await (await runtime.get_run(run_id)).wait(timeout=20)
 
     async def ids(**kwargs: Any) -> list[str]:
@@ -392,7 +380,7 @@ async def test_live_followers_of_one_stream_share_store_reads(runtime: durable.R
 
 async def test_named_streams_and_ndjson(client: httpx.AsyncClient, runtime: durable.Runtime) -> None:
     """/streams/{namespace} reads another stream; Accept: application/x-ndjson gives the same as NDJSON lines."""
-    run_id = await start(client, "web_emitter", 3, "logs")
+    run_id = await start_over_http(client, "web_emitter", 3, "logs")
     await (await runtime.get_run(run_id)).wait(timeout=20)
     sse = sse_events((await client.get(f"/runs/{run_id}/streams/logs")).text)
     assert [e["id"] for e in sse[:-1]] == ["0", "1", "2"]
@@ -407,7 +395,7 @@ async def test_named_streams_and_ndjson(client: httpx.AsyncClient, runtime: dura
 
 async def test_a_failed_run_ends_its_stream_with_the_error(client: httpx.AsyncClient, runtime: durable.Runtime) -> None:
     """Chunks written before a failure are sent, then `event: end` carries the run's error."""
-    run_id = await start(client, "web_failing", 2)
+    run_id = await start_over_http(client, "web_failing", 2)
     await (await runtime.get_run(run_id)).wait(timeout=20)
     events = sse_events((await client.get(f"/runs/{run_id}/stream")).text)
     assert [e["data"] for e in events[:-1]] == ["0", "1"]
@@ -421,7 +409,7 @@ async def test_a_failed_run_ends_its_stream_with_the_error(client: httpx.AsyncCl
 
 async def test_live_run_feed_of_an_ended_run_sends_its_detail_then_end(client: httpx.AsyncClient, runtime: durable.Runtime) -> None:
     """GET /live/runs/{id} sends the run's detail as `event: run`, and `event: end` once the run has ended."""
-    run_id = await start(client, "web_emitter", 1)
+    run_id = await start_over_http(client, "web_emitter", 1)
     await (await runtime.get_run(run_id)).wait(timeout=20)
     events = sse_events((await client.get(f"/live/runs/{run_id}")).text)
     assert [e["event"] for e in events] == ["run", "end"]
@@ -433,7 +421,7 @@ async def test_live_run_feed_of_an_ended_run_sends_its_detail_then_end(client: h
 
 async def test_post_hook_resumes_the_run_with_the_payload(client: httpx.AsyncClient, runtime: durable.Runtime) -> None:
     """POST /hooks/{token} with JSON delivers it to the waiting workflow (202 with run and hook ids)."""
-    run_id = await start(client, "web_waiter", "web-hook-1")
+    run_id = await start_over_http(client, "web_waiter", "web-hook-1")
     await wait_for_hook(runtime, "web-hook-1")
     detail = (await client.get(f"/runs/{run_id}")).json()
     assert [(h["token"], h["kind"], h["status"]) for h in detail["hooks"]] == [("web-hook-1", "hook", "active")]
@@ -444,12 +432,12 @@ async def test_post_hook_resumes_the_run_with_the_payload(client: httpx.AsyncCli
 
 async def test_tokens_with_slashes_and_spaces_work_on_both_routes(client: httpx.AsyncClient, runtime: durable.Runtime) -> None:
     """Hook and webhook tokens are arbitrary strings: URL-encoded, a "/" or a space in them still reaches the hook."""
-    run_id = await start(client, "web_waiter", "team/a b?c")
+    run_id = await start_over_http(client, "web_waiter", "team/a b?c")
     await wait_for_hook(runtime, "team/a b?c")
     assert (await client.post("/hooks/team%2Fa%20b%3Fc", json=1)).status_code == 202
     assert await (await runtime.get_run(run_id)).result(timeout=20) == 1
 
-    hooked = await start(client, "web_hooked", "wh/x y", "default")
+    hooked = await start_over_http(client, "web_hooked", "wh/x y", "default")
     await wait_for_hook(runtime, "wh/x y")
     path = (await client.get(f"/runs/{hooked}")).json()["hooks"][0]["path"]
     assert path == "/.well-known/workflow/v1/webhook/wh%2Fx%20y"
@@ -460,7 +448,7 @@ async def test_tokens_with_slashes_and_spaces_work_on_both_routes(client: httpx.
 async def test_post_hook_errors_append_nothing(runtime: durable.Runtime) -> None:
     """Unknown tokens 404, schema problems 422 (listed), oversized 413, malformed 400: and the log is unchanged."""
     async with client_for(create_app(runtime, manage=False, api_token="", max_body=200)) as client:
-        run_id = await start(client, "web_typed_waiter", "web-typed-1")
+        run_id = await start_over_http(client, "web_typed_waiter", "web-typed-1")
         await wait_for_hook(runtime, "web-typed-1")
         before = len((await client.get(f"/runs/{run_id}/events")).json()["events"])
 
@@ -497,7 +485,7 @@ async def test_a_chunked_oversized_body_is_refused_while_reading(runtime: durabl
 
 async def test_webhook_default_answers_202_and_delivers_the_request(client: httpx.AsyncClient, runtime: durable.Runtime) -> None:
     """Any method on the webhook URL delivers the full request to the workflow; the default answer is 202."""
-    run_id = await start(client, "web_hooked", "web-wh-default", "default")
+    run_id = await start_over_http(client, "web_hooked", "web-wh-default", "default")
     await wait_for_hook(runtime, "web-wh-default")
     detail = (await client.get(f"/runs/{run_id}")).json()
     assert [h["kind"] for h in detail["hooks"]] == ["webhook"]
@@ -515,12 +503,12 @@ async def test_webhook_default_answers_202_and_delivers_the_request(client: http
 
 async def test_webhook_static_and_manual_responses(client: httpx.AsyncClient, runtime: durable.Runtime) -> None:
     """A static respond_with is sent at once; in manual mode the response a step sends is returned."""
-    await start(client, "web_hooked", "web-wh-static", "static")
+    await start_over_http(client, "web_hooked", "web-wh-static", "static")
     await wait_for_hook(runtime, "web-wh-static")
     response = await client.post("/.well-known/workflow/v1/webhook/web-wh-static", json={"x": 1})
     assert (response.status_code, response.json()) == (200, {"ok": True})
 
-    await start(client, "web_hooked", "web-wh-manual", "manual")
+    await start_over_http(client, "web_hooked", "web-wh-manual", "manual")
     await wait_for_hook(runtime, "web-wh-manual")
     response = await client.post("/.well-known/workflow/v1/webhook/web-wh-manual", content=b"ada")
     assert (response.status_code, response.text, response.headers["x-durable"]) == (201, "hello ada", "yes")
@@ -633,8 +621,8 @@ async def test_a_store_only_app_reads_cancels_and_resumes_but_does_not_start(run
         response = await client.post("/runs", json={"workflow": "web_emitter", "args": [1]})
         assert response.status_code == 503
         assert "Runtime" in response.json()["error"]
-        first = await start(full, "web_waiter", "web-store-only-1")
-        second = await start(full, "web_waiter", "web-store-only-2")
+        first = await start_over_http(full, "web_waiter", "web-store-only-1")
+        second = await start_over_http(full, "web_waiter", "web-store-only-2")
         await wait_for_hook(runtime, "web-store-only-1")
         await wait_for_hook(runtime, "web-store-only-2")
         assert first in [r["run_id"] for r in (await client.get("/runs")).json()["runs"]]
@@ -648,7 +636,7 @@ async def test_lifespan_opens_and_closes_a_runtime() -> None:
     runtime = durable.Runtime("memory://")
     app = create_app(runtime, api_token="")
     async with app.router.lifespan_context(app), client_for(app) as client:
-        run_id = await start(client, "web_emitter", 2)
+        run_id = await start_over_http(client, "web_emitter", 2)
         assert await (await runtime.get_run(run_id)).result(timeout=20) == {"written": 2}
     with pytest.raises(durable.StoreError):
         await runtime.store.list_runs()
@@ -699,7 +687,7 @@ async def event_count(client: httpx.AsyncClient, run_id: str) -> int:
 
 async def test_lone_surrogates_and_deep_nesting_are_malformed_json(client: httpx.AsyncClient, runtime: durable.Runtime) -> None:
     """JSON may spell a lone surrogate ("\\ud800"); no store or response can hold one, so it is refused at the door."""
-    run_id = await start(client, "web_waiter", "web-input-1")
+    run_id = await start_over_http(client, "web_waiter", "web-input-1")
     await wait_for_hook(runtime, "web-input-1")
     before = await event_count(client, run_id)
     for body in [b'{"a": "\\ud800"}', b'{"\\udfff": 1}', b"[" * 100_000 + b"]" * 100_000]:
@@ -750,7 +738,7 @@ async def test_an_idempotency_key_of_another_workflow_is_a_conflict(client: http
 
 
 async def test_indices_and_cursors_are_checked(client: httpx.AsyncClient, runtime: durable.Runtime) -> None:
-    run_id = await start(client, "web_emitter", 5)
+    run_id = await start_over_http(client, "web_emitter", 5)
     await (await runtime.get_run(run_id)).wait(timeout=20)
     stream = f"/runs/{run_id}/stream"
     for headers in [{"last-event-id": "-3"}, {"last-event-id": "1_0"}, {"last-event-id": "9" * 30}, {"last-event-id": "+1"}]:
@@ -777,7 +765,7 @@ async def test_stream_written_events_show_their_digest(client: httpx.AsyncClient
 
 
 async def test_accept_q_values_choose_between_sse_and_ndjson(client: httpx.AsyncClient, runtime: durable.Runtime) -> None:
-    run_id = await start(client, "web_emitter", 2)
+    run_id = await start_over_http(client, "web_emitter", 2)
     await (await runtime.get_run(run_id)).wait(timeout=20)
     kinds = {
         "text/event-stream;q=1, application/x-ndjson;q=0.1": "text/event-stream",
@@ -795,7 +783,7 @@ async def test_a_typed_hook_is_refused_where_its_schema_is_unknown(
     client: httpx.AsyncClient, runtime: durable.Runtime, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A server that does not define the hook's schema cannot check the payload: 503, and nothing is appended."""
-    run_id = await start(client, "web_typed_waiter", "web-input-typed")
+    run_id = await start_over_http(client, "web_typed_waiter", "web-input-typed")
     await wait_for_hook(runtime, "web-input-typed")
     before = await event_count(client, run_id)
     monkeypatch.delitem(hook_definitions, "web-approval")

@@ -160,7 +160,7 @@ TAGS = [
     "$tuple", "$int", "$float", "$bytes", "$bytearray", "$map", "$set", "$frozenset", "$datetime", "$date", "$time",
     "$timedelta", "$decimal", "$uuid", "$path", "$enum", "$dataclass", "$pydantic", "$obj", "$exception", "$nope", "$$x",
 ]
-json_values = st.recursive(
+json_values: st.SearchStrategy[Any] = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=5),
     lambda inner: st.lists(inner, max_size=4)
     | st.dictionaries(st.text(max_size=4), inner, max_size=3)

@@ -15,6 +15,7 @@ import pytest
 import durable
 from durable._workflow.workflow import workflows as registered_workflows
 from durable.stores import store_from_url
+from durable.stores._sqlite import SQLiteStore
 from tests.helpers import encode_args, wait_for_hook
 
 pytestmark = pytest.mark.anyio
@@ -101,11 +102,17 @@ def test_store_url_typos_get_a_clear_error(url: str, message: str) -> None:
     assert message in str(info.value)
 
 
+def sqlite_store(url: str) -> SQLiteStore:
+    store = store_from_url(url)
+    assert isinstance(store, SQLiteStore)
+    return store
+
+
 def test_store_urls_follow_the_sqlalchemy_convention(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """sqlite:///rel.db is relative, sqlite:////abs.db absolute; DURABLE_STORE sets the default."""
-    assert store_from_url("sqlite:///rel/x.db").path == "rel/x.db"  # type: ignore[attr-defined]
-    assert store_from_url(f"sqlite:///{tmp_path}/y.db").path == f"{tmp_path}/y.db"  # type: ignore[attr-defined]
-    assert store_from_url("sqlite:///z.db?synchronous=normal").synchronous == "normal"  # type: ignore[attr-defined]
+    assert sqlite_store("sqlite:///rel/x.db").path == "rel/x.db"
+    assert sqlite_store(f"sqlite:///{tmp_path}/y.db").path == f"{tmp_path}/y.db"
+    assert sqlite_store("sqlite:///z.db?synchronous=normal").synchronous == "normal"
     monkeypatch.setenv("DURABLE_STORE", "memory://")
     assert store_from_url().url == "memory://"
     monkeypatch.delenv("DURABLE_STORE")
@@ -138,7 +145,7 @@ async def test_foreign_and_corrupt_database_files_are_refused(tmp_path: Path) ->
 
 
 @durable.workflow(name="edited")
-async def edited_v1(x: int) -> int:
+async def edited_v1(x: int) -> str | int:
     await durable.sleep(0.3)
     return await shout(str(x)) and x
 
@@ -153,7 +160,7 @@ async def test_an_edited_workflow_fails_with_non_determinism_and_keeps_its_log(s
     logged = [e.kind for e in await _events(sqlite_url, run.run_id)]
 
     @durable.workflow(name="edited")
-    async def edited_v2(x: int) -> int:
+    async def edited_v2(x: int) -> str:
         return await shout(str(x + 1))  # the sleep is gone: position 1 is now a step
 
     try:

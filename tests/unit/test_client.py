@@ -66,7 +66,7 @@ async def test_waiters_end_with_store_error_when_the_runtime_exits(store_url: st
     async with durable.Runtime(store_url, workflows=[edges_waits_forever]) as rt:
         run = await rt.start(edges_waits_forever)
         result = asyncio.create_task(run.result())
-        chunk = asyncio.create_task(anext(aiter(run.stream())))
+        chunk = asyncio.ensure_future(anext(aiter(run.stream())))  # anext() gives an awaitable, not a coroutine
         await asyncio.sleep(0.2)
     done, pending = await asyncio.wait([result, chunk], timeout=10)
     assert not pending

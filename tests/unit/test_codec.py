@@ -10,6 +10,7 @@ import socket
 import uuid
 from datetime import UTC, date, datetime, time, timedelta, timezone
 from decimal import Decimal
+from typing import Any, cast
 from zoneinfo import ZoneInfo
 
 import pydantic
@@ -42,8 +43,8 @@ class Money:
         return [self.cents, self.currency]
 
     @classmethod
-    def __durable_deserialize__(cls, data: list[object]) -> Money:
-        return cls(int(data[0]), str(data[1]))  # type: ignore[call-overload]
+    def __durable_deserialize__(cls, data: list[Any]) -> Money:  # decoded JSON
+        return cls(int(data[0]), str(data[1]))
 
 
 class User(pydantic.BaseModel):
@@ -77,6 +78,7 @@ def test_values_round_trip_with_their_types(value: object) -> None:
     assert type(decoded) is type(value)
     assert decoded == value
     if isinstance(value, datetime):
+        assert isinstance(decoded, datetime)
         assert decoded.tzinfo == value.tzinfo or decoded.utcoffset() == value.utcoffset()
 
 
@@ -97,7 +99,7 @@ def test_exceptions_keep_type_attributes_message_and_cause() -> None:
     assert type(decoded) is OutOfStock
     assert (decoded.sku, decoded.wanted, str(decoded)) == ("sku-1", 3, "sku-1: only 2 left")
     assert isinstance(decoded.__cause__, KeyError)
-    assert "OutOfStock" in decoded.__durable_traceback__
+    assert "OutOfStock" in vars(decoded)["__durable_traceback__"]  # set by the codec, unknown to the class
 
 
 def test_encoding_is_canonical() -> None:
@@ -119,7 +121,7 @@ def test_user_keys_cannot_forge_tags() -> None:
     [
         ({"items": [1, 2, 3, {"conn": "SOCKET"}]}, "result['items'][3]['conn']"),
         ([1, (2, "SOCKET")], "result[1][1]"),
-        (Point(1, "SOCKET"), "result.y"),  # type: ignore[arg-type]
+        (Point(1, cast(Any, "SOCKET")), "result.y"),  # not an int: a placeholder, swapped for a socket
         ({frozenset({1}): {"k": ["SOCKET"]}}, "result[frozenset({1})]['k'][0]"),
     ],
 )
@@ -136,7 +138,7 @@ def test_unsupported_values_name_their_path(value: object, path: str) -> None:
             if isinstance(v, tuple):
                 return tuple(swap(x) for x in v)
             if isinstance(v, Point):
-                return Point(v.x, swap(v.y), v.label)  # type: ignore[arg-type]
+                return Point(v.x, cast(Any, swap(v.y)), v.label)
             return v
 
         with pytest.raises(durable.SerializationError) as info:

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 import durable
-from durable._core.durations import deadline_from, parse_duration
+from durable._core.durations import Duration, deadline_from, parse_duration
 
 
 @pytest.mark.parametrize(
@@ -15,9 +15,9 @@ from durable._core.durations import deadline_from, parse_duration
     [("10s", 10), ("5m", 300), ("1 day", 86400), ("2h30m", 9000), ("1.5h", 5400), ("500ms", 0.5),
      ("1 week, 2 days", 777600), ("90", 90), (3, 3.0), (timedelta(minutes=2), 120)],
 )
-def test_durations_people_write(text: object, seconds: float) -> None:
+def test_durations_people_write(text: Duration, seconds: float) -> None:
     """Durations parse from strings, numbers and timedeltas."""
-    assert parse_duration(text) == seconds  # type: ignore[arg-type]
+    assert parse_duration(text) == seconds
 
 
 def test_bad_durations_and_naive_deadlines_are_refused() -> None:
@@ -35,7 +35,8 @@ def test_bad_durations_and_naive_deadlines_are_refused() -> None:
 
 
 def test_infinite_durations_and_inverted_retry_delays_are_refused() -> None:
-    for value in [float("inf"), "inf", "1e400"]:
+    infinite: list[Duration] = [float("inf"), "inf", "1e400"]
+    for value in infinite:
         with pytest.raises(ValueError, match="must be finite"):
             parse_duration(value, what="sleep")
     with pytest.raises(ValueError, match="must not exceed max_retry_delay"):

@@ -141,9 +141,9 @@ def positive(value: object) -> int:
     return value
 
 
-ApprovalHook = durable.define_hook(schema=Approval)
-RefundHook = durable.define_hook(schema=Refund)
-CountHook = durable.define_hook(schema=positive, name="count")
+ApprovalHook: durable.HookDefinition[Approval] = durable.define_hook(schema=Approval)
+RefundHook: durable.HookDefinition[Refund] = durable.define_hook(schema=Refund)
+CountHook: durable.HookDefinition[int] = durable.define_hook(schema=positive, name="count")
 
 
 @durable.workflow
@@ -265,7 +265,7 @@ def has_ok_key(value: object) -> bool:
     return isinstance(value, dict) and "ok" in value
 
 
-PredicateHook = durable.define_hook(schema=has_ok_key, name="review.predicate")
+PredicateHook: durable.HookDefinition[object] = durable.define_hook(schema=has_ok_key, name="review.predicate")
 
 
 @durable.workflow(name="review.awaits_predicate_hook")
@@ -298,7 +298,7 @@ def to_point(value: object) -> Point:
     return Point(int(value["x"]), int(value["y"]))
 
 
-PointHook = durable.define_hook(schema=to_point, name="review.point")
+PointHook: durable.HookDefinition[Point] = durable.define_hook(schema=to_point, name="review.point")
 
 
 @durable.workflow(name="review.awaits_point")
@@ -421,7 +421,7 @@ class Review:
     point: tuple[int, int] = (0, 0)
 
 
-review_hook = durable.define_hook(schema=Review, name="edges-review")
+review_hook: durable.HookDefinition[Review] = durable.define_hook(schema=Review, name="edges-review")
 
 
 def test_dataclass_schemas_convert_nested_json_and_check_element_types() -> None:
@@ -450,9 +450,6 @@ def test_schemas_that_cannot_validate_are_refused_when_defined() -> None:
         with pytest.raises(TypeError, match="hook schema must be"):
             durable.define_hook(schema=schema, name=f"edges-bad-{schema}")
 
-    @dataclasses.dataclass
-    class Local:
-        value: Undefined  # type: ignore[name-defined]  # noqa: F821
-
+    Local = dataclasses.make_dataclass("Local", [("value", "Undefined")])  # a field type no one can resolve
     with pytest.raises(TypeError, match="cannot resolve the field types of"):
         durable.define_hook(schema=Local, name="edges-local")

@@ -342,7 +342,8 @@ async def test_a_server_restart_mid_run_loses_nothing(pg_url: str) -> None:
         await anyio.sleep(0.5)
         await anyio.to_thread.run_sync(pg.restart_server, control, 1.0)
         assert [await r.result(timeout=90) for r in runs] == [sum(range(25))] * 8
-        assert rt.store.statistics()["reconnects"] >= 1  # type: ignore[attr-defined]
+        assert isinstance(rt.store, PostgresStore)
+        assert rt.store.statistics()["reconnects"] >= 1
     assert_each_step_recorded_once(pg_url, steps=8 * 25)
 
 

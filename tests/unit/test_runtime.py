@@ -14,12 +14,14 @@ import textwrap
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import cast
 
 import anyio
 import anyio.lowlevel
 import pytest
 
 import durable
+from durable._workflow.step import Step
 from tests.helpers import ROOT, sqlite_store_url, wait_until
 
 pytestmark = pytest.mark.anyio
@@ -234,7 +236,7 @@ ZOMBIE_WORKER = (
 )
 _zombie_namespace: dict[str, object] = {}
 exec(textwrap.dedent(ZOMBIE_STEP), _zombie_namespace)  # the same step, registered in this process too
-zombie_step: durable.Step[[], int] = _zombie_namespace["zombie"]  # type: ignore[assignment]
+zombie_step = cast("Step[[], int]", _zombie_namespace["zombie"])
 
 
 @durable.workflow(name="review.zombie_run")

@@ -34,7 +34,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks examples
 
 typecheck: $(STAMP)
-	$(BIN)/mypy src
+	$(BIN)/mypy
 
 clean:
 	rm -rf $(VENV) .durable .pytest_cache .mypy_cache .ruff_cache

@@ -2,18 +2,19 @@
 
 PostgreSQL joins the parametrisation when ``DURABLE_TEST_POSTGRES`` names a server (CI sets
 it); if it is set but the server cannot be reached, the tests fail instead of skipping.
+Plain helpers shared by several modules are in ``tests/helpers.py``.
 """
 
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
 import durable
+from tests.helpers import fresh_store_url, sqlite_store_url
 
 BACKENDS = ["memory", "sqlite"] + (["postgres"] if os.environ.get("DURABLE_TEST_POSTGRES") else [])
 
@@ -23,25 +24,15 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
-def make_store_url(kind: str, tmp_path: Path) -> str:
-    if kind == "memory":
-        return "memory://"
-    if kind == "sqlite":
-        return f"sqlite:///{tmp_path / 'durable.db'}?synchronous=normal"
-    base = os.environ["DURABLE_TEST_POSTGRES"]
-    from tests.pg import fresh_database
-
-    return fresh_database(base, f"t_{uuid.uuid4().hex[:12]}")
-
-
 @pytest.fixture(params=BACKENDS)
 def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    return make_store_url(request.param, tmp_path)
+    kind: str = request.param
+    return fresh_store_url(kind, tmp_path)
 
 
 @pytest.fixture
 def sqlite_url(tmp_path: Path) -> str:
-    return f"sqlite:///{tmp_path / 'durable.db'}?synchronous=normal"
+    return sqlite_store_url(tmp_path / "durable.db")
 
 
 @pytest.fixture

@@ -38,6 +38,7 @@ from durable._core.errors import StreamClosedError
 from durable._core.events import REPLAY_KINDS, Event, EventKind
 from durable._engine.instance import Outcome, WorkflowInstance
 from durable._workflow.workflow import Workflow
+from tests.helpers import encode_args
 
 from .programs import STEP_DELAY, Program, plan_attempt, to_workflow
 
@@ -107,7 +108,7 @@ class Simulator:
 
     def __post_init__(self) -> None:
         self.workflow = to_workflow(self.program)
-        self.input = _codec.encode({"args": [], "kwargs": {}}, root="arguments")
+        self.input = encode_args()
         self.now = T0
         self.instance: WorkflowInstance | None = None
         self.steps: dict[str, _SimStep] = {}

@@ -29,6 +29,7 @@ from durable._core import codec as _codec
 from durable._core.events import Event, EventKind
 from durable._engine.instance import WorkflowInstance
 from durable._workflow.workflow import Workflow
+from tests.helpers import encode_args
 
 from .conftest import examples
 from .values import Box, Money, Point, scrambled, strict_eq, unsupported, values
@@ -143,7 +144,7 @@ def test_a_step_call_with_an_unsupported_argument_issues_no_command(case: tuple[
             return exc.path
         return "no error"
 
-    instance = WorkflowInstance(Workflow(workflow, name="codec", serializer="json"), run_id="r", input=_codec.encode({"args": [], "kwargs": {}}), seed="s")
+    instance = WorkflowInstance(Workflow(workflow, name="codec", serializer="json"), run_id="r", input=encode_args(), seed="s")
     try:
         outcome = instance.advance([Event("r", 1, EventKind.RUN_STARTED, None, 1.0)])
     finally:
@@ -159,7 +160,7 @@ TAGS = [
     "$tuple", "$int", "$float", "$bytes", "$bytearray", "$map", "$set", "$frozenset", "$datetime", "$date", "$time",
     "$timedelta", "$decimal", "$uuid", "$path", "$enum", "$dataclass", "$pydantic", "$obj", "$exception", "$nope", "$$x",
 ]
-json_values = st.recursive(
+json_values: st.SearchStrategy[Any] = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=5),
     lambda inner: st.lists(inner, max_size=4)
     | st.dictionaries(st.text(max_size=4), inner, max_size=3)

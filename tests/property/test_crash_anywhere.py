@@ -39,14 +39,13 @@ from hypothesis import strategies as st
 import durable
 from durable._core import codec as _codec
 from durable.stores._sqlite import SQLiteStore
+from tests.helpers import ROOT
 
 from .conftest import examples
 from .crashing import CrashingStore, CrashPlan, SimulatedCrash, check_recovered
 from .harness import drive_hooks, read_history
 from .programs import STEP_MAX_ATTEMPTS, Parallel, Program, Random, Seq, Step, programs, to_workflow
 from .sim import History, simulate
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 async def _quietly(fn: Any, *args: Any) -> None:

@@ -15,6 +15,8 @@ import pytest
 import durable
 from durable._workflow.workflow import workflows as registered_workflows
 from durable.stores import store_from_url
+from durable.stores._sqlite import SQLiteStore
+from tests.helpers import encode_args, wait_for_hook
 
 pytestmark = pytest.mark.anyio
 
@@ -100,11 +102,17 @@ def test_store_url_typos_get_a_clear_error(url: str, message: str) -> None:
     assert message in str(info.value)
 
 
+def sqlite_store(url: str) -> SQLiteStore:
+    store = store_from_url(url)
+    assert isinstance(store, SQLiteStore)
+    return store
+
+
 def test_store_urls_follow_the_sqlalchemy_convention(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """sqlite:///rel.db is relative, sqlite:////abs.db absolute; DURABLE_STORE sets the default."""
-    assert store_from_url("sqlite:///rel/x.db").path == "rel/x.db"  # type: ignore[attr-defined]
-    assert store_from_url(f"sqlite:///{tmp_path}/y.db").path == f"{tmp_path}/y.db"  # type: ignore[attr-defined]
-    assert store_from_url("sqlite:///z.db?synchronous=normal").synchronous == "normal"  # type: ignore[attr-defined]
+    assert sqlite_store("sqlite:///rel/x.db").path == "rel/x.db"
+    assert sqlite_store(f"sqlite:///{tmp_path}/y.db").path == f"{tmp_path}/y.db"
+    assert sqlite_store("sqlite:///z.db?synchronous=normal").synchronous == "normal"
     monkeypatch.setenv("DURABLE_STORE", "memory://")
     assert store_from_url().url == "memory://"
     monkeypatch.delenv("DURABLE_STORE")
@@ -137,7 +145,7 @@ async def test_foreign_and_corrupt_database_files_are_refused(tmp_path: Path) ->
 
 
 @durable.workflow(name="edited")
-async def edited_v1(x: int) -> int:
+async def edited_v1(x: int) -> str | int:
     await durable.sleep(0.3)
     return await shout(str(x)) and x
 
@@ -152,7 +160,7 @@ async def test_an_edited_workflow_fails_with_non_determinism_and_keeps_its_log(s
     logged = [e.kind for e in await _events(sqlite_url, run.run_id)]
 
     @durable.workflow(name="edited")
-    async def edited_v2(x: int) -> int:
+    async def edited_v2(x: int) -> str:
         return await shout(str(x + 1))  # the sleep is gone: position 1 is now a step
 
     try:
@@ -177,11 +185,10 @@ async def test_runs_of_unknown_workflows_stay_pending_for_a_runtime_that_knows_t
     sqlite_url: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     """A runtime that does not know a run's workflow warns and leaves it pending; one that knows it finishes it."""
-    from durable._core.codec import encode
     from durable.stores._base import NewRun
 
     async with store_from_url(sqlite_url) as store:  # a run recorded by some other deployment
-        await store.create_run(NewRun("orphan-1", "greet", encode({"args": ["zed"], "kwargs": {}}), "seed", None, 0.0))
+        await store.create_run(NewRun("orphan-1", "greet", encode_args("zed"), "seed", None, 0.0))
     caplog.set_level(logging.WARNING, logger="durable")
     async with durable.Runtime(sqlite_url, workflows=[edited_v1]) as blind:
         await anyio.sleep(0.3)
@@ -193,3 +200,45 @@ async def test_runs_of_unknown_workflows_stay_pending_for_a_runtime_that_knows_t
     assert "unfinished run(s)" not in caplog.text
     async with durable.Runtime(sqlite_url, workflows=[greet]) as knowing:
         assert await (await knowing.get_run("orphan-1")).result(timeout=20) == "HELLO ZED"
+
+
+# -- found by a review of the core: module-level durable.* calls inside a step reached the executing runtime only sometimes
+
+
+@durable.step(name="review.resume_from_step")
+async def resume_from_step(token: str, value: int) -> str:
+    try:
+        await durable.resume_hook(token, value)  # the module-level API: "the current runtime"
+    except durable.HookNotFound as exc:
+        return f"HookNotFound: {exc}"
+    return "delivered"
+
+
+@durable.workflow(name="review.collects_two")
+async def collects_two() -> list[object]:
+    hook = durable.create_hook(token="review-two")
+    return [await hook, await hook]
+
+
+@durable.workflow(name="review.resumes_from_a_step")
+async def resumes_from_a_step(value: int, sleep_first: bool) -> str:
+    if sleep_first:
+        await durable.sleep(0.05)  # the next invocation is claimed by the dispatcher
+    return await resume_from_step("review-two", value)
+
+
+async def test_module_level_calls_in_a_step_use_the_runtime_running_it(
+    runtime: durable.Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """durable.resume_hook called in a step reaches the runtime executing the step, however the step was launched."""
+    monkeypatch.setenv("DURABLE_STORE", "memory://")  # where a stray default runtime would go
+    collector = await runtime.start(collects_two)
+    await wait_for_hook(runtime, "review-two")
+    direct = await runtime.start(resumes_from_a_step, 1, False)
+    assert await direct.result(timeout=10) == "delivered"
+    after_sleep = await runtime.start(resumes_from_a_step, 2, True)
+    try:
+        assert await after_sleep.result(timeout=10) == "delivered"
+        assert await collector.result(timeout=10) == [1, 2]
+    finally:
+        await collector.cancel()

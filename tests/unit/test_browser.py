@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.unit.test_sse_server import running_server
+from tests.helpers import running_server
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 

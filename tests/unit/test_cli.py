@@ -252,7 +252,7 @@ def test_demo_runs_the_demo_with_the_store_and_passes_its_exit_code(monkeypatch:
         calls.append(store_url)
         return 3
 
-    fake.run_demo = run_demo  # type: ignore[attr-defined]
+    vars(fake)["run_demo"] = run_demo
     monkeypatch.setitem(sys.modules, "durable._demo", fake)
     result = CliRunner().invoke(app, ["demo", "--store", "memory://"])
     assert (result.exit_code, calls) == (3, ["memory://"])

@@ -8,12 +8,15 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import anyio
 import pytest
 
 import durable
+from tests.helpers import ROOT
 from tests.unit import crash_app, multi_app  # noqa: F401 - register the crash.* and multi.* workflows here
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
@@ -28,7 +31,7 @@ class Crash:
         self.log = tmp_path / "effects.log"
         self.dir = tmp_path
         self.env = {**os.environ, "CRASH_LOG": str(self.log), "CRASH_DIR": str(tmp_path), "CRASH_AT": crash_at,
-                    "PYTHONPATH": str(Path(__file__).parents[2])}
+                    "PYTHONPATH": str(ROOT)}
         os.environ["CRASH_LOG"] = str(self.log)  # steps re-run in this process log to the same file
         os.environ["CRASH_DIR"] = str(tmp_path)
         os.environ["CRASH_AT"] = ""
@@ -41,9 +44,9 @@ class Crash:
                 env=self.env, stdout=subprocess.DEVNULL, stderr=err,
             )
 
-    def wait_until(self, predicate: object, timeout: float = 30.0) -> None:
+    def wait_until(self, predicate: Callable[[], bool], timeout: float = 30.0) -> None:
         deadline = time.monotonic() + timeout
-        while not predicate():  # type: ignore[operator]
+        while not predicate():
             assert self.proc is not None
             if self.proc.poll() is not None:
                 raise AssertionError(f"child exited early: {(self.dir / 'child.err').read_text()}")
@@ -57,7 +60,7 @@ class Crash:
         self.proc.wait()
         assert self.proc.returncode == -signal.SIGKILL
 
-    def effects(self) -> list[list[object]]:
+    def effects(self) -> list[list[Any]]:  # JSON lines: [label, step_id, attempt, time]
         return [json.loads(line) for line in self.log.read_text().splitlines()] if self.log.exists() else []
 
     def logged(self, label: str) -> bool:
@@ -76,7 +79,7 @@ async def test_kill_during_a_step_reruns_only_that_step_with_the_same_id(tmp_pat
         assert await run.result(timeout=30) == ["A", "B", "C", "D"]
         completions = [e for e in await run.events() if e.kind == "step_completed"]
     effects = crash.effects()
-    by_label: dict[str, list[list[object]]] = {}
+    by_label: dict[str, list[list[Any]]] = {}
     for e in effects:
         by_label.setdefault(str(e[0]), []).append(e)
     assert len(by_label["a"]) == 1 and len(by_label["d"]) == 1
@@ -84,7 +87,7 @@ async def test_kill_during_a_step_reruns_only_that_step_with_the_same_id(tmp_pat
     assert first[1] == second[1] == "run-1/step_2"  # same step_id across attempts
     assert (first[2], second[2]) == (1, 2)
     assert float(second[3]) - restarted < 2.0  # recovered within two seconds
-    assert sorted(e.correlation_id for e in completions) == ["step_1", "step_2", "step_3", "step_4"]
+    assert sorted(str(e.correlation_id) for e in completions) == ["step_1", "step_2", "step_3", "step_4"]
 
 
 async def test_kill_during_a_durable_sleep_fires_at_the_original_deadline(tmp_path: Path) -> None:
@@ -141,7 +144,7 @@ async def test_several_processes_share_one_sqlite_file_without_running_anything_
     """Two worker processes on one SQLite file: every run completes and each step is executed and recorded once."""
     url = f"sqlite:///{tmp_path / 'shared.db'}"
     log = tmp_path / "multi.log"
-    env = {**os.environ, "MULTI_LOG": str(log), "PYTHONPATH": str(Path(__file__).parents[2])}
+    env = {**os.environ, "MULTI_LOG": str(log), "PYTHONPATH": str(ROOT)}
     app = Path(__file__).with_name("multi_app.py")
     async with durable.Runtime(url, workflows=[], execute_steps=False) as client:  # records runs, executes nothing
         runs = [await client.start("multi.job", f"r{i}") for i in range(40)]
@@ -153,7 +156,7 @@ async def test_several_processes_share_one_sqlite_file_without_running_anything_
             for i, run in enumerate(runs):
                 assert await run.result(timeout=60) == [f"r{i}-0", f"r{i}-1", f"r{i}-2"]
             for run in runs:
-                completions = [e.correlation_id for e in await run.events() if e.kind == "step_completed"]
+                completions = [str(e.correlation_id) for e in await run.events() if e.kind == "step_completed"]
                 assert sorted(completions) == ["step_1", "step_2", "step_3"]
         finally:
             for w in workers:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import socket
+from typing import Literal
 
 import anyio
 import pydantic
@@ -12,15 +13,9 @@ import pytest
 
 import durable
 from durable.testing import check_replay
+from tests.helpers import wait_for_hook
 
 pytestmark = pytest.mark.anyio
-
-
-async def wait_for_hook(runtime: durable.Runtime, token: str) -> None:
-    """Poll until a live hook holds ``token`` (the run reached create_hook and committed)."""
-    with anyio.fail_after(10):
-        while await runtime.store.get_hook(token) is None:
-            await anyio.sleep(0.01)
 
 
 @durable.workflow
@@ -146,9 +141,9 @@ def positive(value: object) -> int:
     return value
 
 
-ApprovalHook = durable.define_hook(schema=Approval)
-RefundHook = durable.define_hook(schema=Refund)
-CountHook = durable.define_hook(schema=positive, name="count")
+ApprovalHook: durable.HookDefinition[Approval] = durable.define_hook(schema=Approval)
+RefundHook: durable.HookDefinition[Refund] = durable.define_hook(schema=Refund)
+CountHook: durable.HookDefinition[int] = durable.define_hook(schema=positive, name="count")
 
 
 @durable.workflow
@@ -258,3 +253,203 @@ async def test_manual_webhook_without_an_answer_times_out(runtime: durable.Runti
     with pytest.raises(durable.WebhookResponseTimeout, match=r"within 0\.3s"):
         await runtime.resume_webhook("wh-silent", durable.Request("POST", "http://x/", {}, [], b""), timeout=0.3)
     await run.cancel()
+
+
+# Regressions found by a review of the core: each section names the bug its test pinned until the fix.
+
+# -- typed hooks: a predicate's False is taken as the payload; converters are applied twice --------
+
+
+def has_ok_key(value: object) -> bool:
+    """A predicate-style validator: True when valid, False when not."""
+    return isinstance(value, dict) and "ok" in value
+
+
+PredicateHook: durable.HookDefinition[object] = durable.define_hook(schema=has_ok_key, name="review.predicate")
+
+
+@durable.workflow(name="review.awaits_predicate_hook")
+async def awaits_predicate_hook() -> object:
+    return await PredicateHook.create(token="review-predicate")
+
+
+async def test_a_validator_returning_false_rejects_the_payload(runtime: durable.Runtime) -> None:
+    """A callable schema that returns False rejects the payload with HookValidationError and records nothing."""
+    run = await runtime.start(awaits_predicate_hook)
+    await wait_for_hook(runtime, "review-predicate")
+    try:
+        with pytest.raises(durable.HookValidationError):
+            await PredicateHook.resume("review-predicate", {"nope": 1})
+        assert not any(e.kind == "hook_received" for e in await run.events())
+    finally:
+        await run.cancel()
+
+
+@dataclasses.dataclass
+class Point:
+    x: int
+    y: int
+
+
+def to_point(value: object) -> Point:
+    """A converting validator: a mapping in, a Point out."""
+    if not isinstance(value, dict):
+        raise ValueError(f"expected an object, got {type(value).__name__}")
+    return Point(int(value["x"]), int(value["y"]))
+
+
+PointHook: durable.HookDefinition[Point] = durable.define_hook(schema=to_point, name="review.point")
+
+
+@durable.workflow(name="review.awaits_point")
+async def awaits_point() -> Point:
+    return await PointHook.create(token="review-point")
+
+
+async def test_a_converting_validator_is_applied_once(runtime: durable.Runtime) -> None:
+    """define_hook(schema=converter).resume() converts the payload once and the workflow receives the converted value."""
+    run = await runtime.start(awaits_point)
+    await wait_for_hook(runtime, "review-point")
+    try:
+        await PointHook.resume("review-point", {"x": "1", "y": 2})
+        assert await run.result(timeout=10) == Point(1, 2)
+    finally:
+        await run.cancel()
+
+
+# -- a plain hook whose user metadata has a "webhook" key is reachable through the webhook URL -----
+
+
+@durable.workflow(name="review.plain_hook_with_metadata")
+async def plain_hook_with_metadata() -> object:
+    hook = durable.create_hook(token="review-internal", metadata={"webhook": "posted to #approvals"})
+    return await hook
+
+
+async def test_user_metadata_cannot_make_a_plain_hook_a_webhook(runtime: durable.Runtime) -> None:
+    """A plain hook stays unreachable over HTTP whatever keys its user metadata has."""
+    run = await runtime.start(plain_hook_with_metadata)
+    await wait_for_hook(runtime, "review-internal")
+    try:
+        with pytest.raises(durable.HookNotFound):
+            await runtime.resume_webhook(
+                "review-internal", durable.Request("POST", "http://x/", {}, [], b"{}")
+            )
+    finally:
+        await run.cancel()
+
+
+# -- a manual webhook whose run ends without answering reports a timeout that never happened -------
+
+
+@durable.workflow(name="review.ends_without_answering")
+async def ends_without_answering() -> str:
+    await durable.create_webhook(token="review-unanswered", respond_with="manual")
+    return "done, never answered"
+
+
+async def test_a_run_ending_without_a_webhook_answer_says_so(runtime: durable.Runtime) -> None:
+    """When the run ends without answering a manual webhook, the error says the run ended rather than claiming a timeout."""
+    run = await runtime.start(ends_without_answering)
+    await wait_for_hook(runtime, "review-unanswered")
+    request = durable.Request("POST", "http://x/", {}, [], b"")
+    with pytest.raises(durable.DurableError) as info:
+        await runtime.resume_webhook("review-unanswered", request, timeout=30)
+    assert await run.status() == "completed"
+    assert "within 30s" not in str(info.value)
+    assert "ended" in str(info.value) or "completed" in str(info.value)
+
+
+# -- a token re-bound between lookup and resume reaches the wrong hook -----------------------------
+
+
+@durable.workflow(name="review.webhook_then_done")
+async def webhook_then_done() -> object:
+    request = await durable.create_webhook(token="review-rebound")
+    return request.method
+
+
+@durable.workflow(name="review.plain_hook_on_rebound_token")
+async def plain_hook_on_rebound_token() -> object:
+    return await durable.create_hook(token="review-rebound")
+
+
+async def test_a_token_rebound_after_lookup_does_not_reach_the_new_hook(
+    runtime: durable.Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """resume_webhook looks the token up, then appends: if the token moved to a plain hook in between,
+    the request must not reach that hook (plain hooks are never reachable over HTTP)."""
+    first = await runtime.start(webhook_then_done)
+    await wait_for_hook(runtime, "review-rebound")
+    stale = await runtime.store.get_hook("review-rebound")  # what a slow resumer looked up
+    await runtime.resume_webhook("review-rebound", durable.Request("POST", "http://x/", {}, [], b""))
+    assert await first.result(timeout=10) == "POST"  # the run ended; its token is free again
+
+    second = await runtime.start(plain_hook_on_rebound_token)
+    try:
+        await wait_for_hook(runtime, "review-rebound")
+
+        async def looked_up_before_the_rebind(token: str) -> object:
+            return stale
+
+        monkeypatch.setattr(runtime.store, "get_hook", looked_up_before_the_rebind)
+        with pytest.raises(durable.HookNotFound):
+            await runtime.resume_webhook("review-rebound", durable.Request("POST", "http://x/", {}, [], b"{}"))
+        with pytest.raises(durable.HookNotFound):
+            await runtime.resume_hook("review-rebound", {"validated for": "the old hook"})
+        assert not [e for e in await second.events() if e.kind == durable.EventKind.HOOK_RECEIVED]
+    finally:
+        await second.cancel()
+
+
+# -- typed hooks built on dataclasses (found by a review of the public API's edges) ------------------
+
+
+@dataclasses.dataclass
+class Reviewer:
+    name: str
+    level: int = 1
+
+
+@dataclasses.dataclass
+class Review:
+    tags: list[str]
+    reviewer: Reviewer | None = None
+    verdict: Literal["approve", "reject"] = "approve"
+    score: float = 0.0
+    marks: dict[str, list[int]] = dataclasses.field(default_factory=dict)
+    point: tuple[int, int] = (0, 0)
+
+
+review_hook: durable.HookDefinition[Review] = durable.define_hook(schema=Review, name="edges-review")
+
+
+def test_dataclass_schemas_convert_nested_json_and_check_element_types() -> None:
+    value = review_hook.validate(
+        {"tags": ["a"], "reviewer": {"name": "ada"}, "score": 2, "marks": {"k": [1, 2]}, "point": [3, 4]}
+    )
+    assert value == Review(["a"], Reviewer("ada"), "approve", 2.0, {"k": [1, 2]}, (3, 4))
+    assert type(value.score) is float
+    cases = {
+        "tags[1]: expected str, got int": {"tags": ["a", 2]},
+        "reviewer.level: expected int, got str": {"tags": [], "reviewer": {"name": "x", "level": "1"}},
+        "reviewer.name: field required": {"tags": [], "reviewer": {}},
+        "verdict: expected one of 'approve', 'reject', got 'maybe'": {"tags": [], "verdict": "maybe"},
+        "point: expected 2 items, got 1": {"tags": [], "point": [1]},
+        "marks.k[0]: expected int, got str": {"tags": [], "marks": {"k": ["x"]}},
+        "(root): expected an object with the fields of Review, got list": [],
+    }
+    for problem, payload in cases.items():
+        with pytest.raises(durable.HookValidationError) as info:
+            review_hook.validate(payload)
+        assert problem in info.value.problems, (payload, info.value.problems)
+
+
+def test_schemas_that_cannot_validate_are_refused_when_defined() -> None:
+    for schema in [5, None, "Review"]:
+        with pytest.raises(TypeError, match="hook schema must be"):
+            durable.define_hook(schema=schema, name=f"edges-bad-{schema}")
+
+    Local = dataclasses.make_dataclass("Local", [("value", "Undefined")])  # a field type no one can resolve
+    with pytest.raises(TypeError, match="cannot resolve the field types of"):
+        durable.define_hook(schema=Local, name="edges-local")

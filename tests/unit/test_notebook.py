@@ -16,7 +16,7 @@ import sys
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import anyio
 import pytest
@@ -27,8 +27,8 @@ from durable._client.streams import StreamChunk
 from durable.notebook import Progress, RunFeed, RunState, Throttle, mimebundle, snapshot
 from durable.notebook._html import chunk_outputs, error_html, state_text, step_status, steps_html
 from durable.notebook._model import classify, progress_of
+from tests.helpers import ROOT, wait_until
 
-ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
 STATUS_ORDER = {"unknown": -1, "pending": 0, "running": 1, "completed": 2, "failed": 2, "cancelled": 2}
 
@@ -105,12 +105,6 @@ async def nb_firehose(batches: int, size: int) -> int:
 @durable.workflow(name="nb_stream")
 async def nb_stream(batches: int, size: int) -> int:
     return await nb_firehose(batches, size)
-
-
-async def wait_until(predicate: Any, timeout: float = 20.0) -> None:
-    with anyio.fail_after(timeout):
-        while not predicate():
-            await anyio.sleep(0.01)
 
 
 # -- the pure model ------------------------------------------------------------------------------
@@ -301,7 +295,8 @@ async def test_the_repr_without_a_kernel_is_a_static_view(runtime: durable.Runti
     bundle = mimebundle(run)
     assert "completed" in bundle["text/plain"] and "'fine'" in bundle["text/plain"]
     assert 'class="durable-badge durable-completed"' in bundle["text/html"]
-    assert state._repr_html_().startswith('<div class="durable-run"')
+    html = cast(Any, state)._repr_html_()  # durable.notebook attaches it to RunState at import
+    assert html.startswith('<div class="durable-run"')
 
 
 def test_importing_durable_does_not_import_ipywidgets() -> None:
@@ -409,7 +404,7 @@ def _execute(cells: list[str], workdir: Path, *, timeout: int = 120) -> Any:
     import nbclient
     import nbformat
 
-    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in cells])  # type: ignore[no-untyped-call]
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in cells])  # type: ignore[no-untyped-call]  # nbformat is unannotated
     client = nbclient.NotebookClient(
         nb, kernel_name="python3", timeout=timeout, resources={"metadata": {"path": str(workdir)}}
     )
@@ -439,7 +434,7 @@ def test_every_notebook_runs_top_to_bottom(notebook: Path, tmp_path: Path) -> No
     import nbclient
     import nbformat
 
-    nb = nbformat.read(notebook, as_version=4)  # type: ignore[no-untyped-call]
+    nb = nbformat.read(notebook, as_version=4)  # type: ignore[no-untyped-call]  # nbformat is unannotated
     assert all(not c.get("outputs") and not c.get("execution_count") for c in nb.cells if c.cell_type == "code")
     shutil.copy(notebook, tmp_path / notebook.name)
     client = nbclient.NotebookClient(

@@ -37,9 +37,9 @@ from durable.stores import _postgres, store_from_url
 from durable.stores._base import NewRun
 from durable.stores._postgres import PostgresStore
 from tests import pg
+from tests.helpers import ROOT, encode_args, wait_until
 
 BASE = os.environ.get("DURABLE_TEST_POSTGRES", "")
-ROOT = Path(__file__).parents[2]
 pytestmark = [
     pytest.mark.postgres,
     pytest.mark.skipif(not BASE, reason="DURABLE_TEST_POSTGRES is not set (CI sets it; see .ci/run)"),
@@ -319,9 +319,7 @@ async def test_killed_connections_are_replaced_and_runs_carry_on(pg_url: str) ->
         assert pg.terminate_connections(BASE, app_name(pg_url)) >= 2  # the pool's and the LISTEN connection
         assert [await r.result(timeout=60) for r in runs] == [sum(range(20))] * 8
         # The LISTEN connection is back: a run started through another store wakes this runtime.
-        with anyio.fail_after(30):
-            while store.statistics().get("listen_reconnects", 0) < 1:
-                await anyio.sleep(0.05)
+        await wait_until(lambda: store.statistics().get("listen_reconnects", 0) >= 1, 30)
         other = await open_store(pg_url)
         try:
             record, _ = await other.create_run(NewRun("late", "pgt.chain", encode_args(3), "seed", None, time.time()))
@@ -344,7 +342,8 @@ async def test_a_server_restart_mid_run_loses_nothing(pg_url: str) -> None:
         await anyio.sleep(0.5)
         await anyio.to_thread.run_sync(pg.restart_server, control, 1.0)
         assert [await r.result(timeout=90) for r in runs] == [sum(range(25))] * 8
-        assert rt.store.statistics()["reconnects"] >= 1  # type: ignore[attr-defined]
+        assert isinstance(rt.store, PostgresStore)
+        assert rt.store.statistics()["reconnects"] >= 1
     assert_each_step_recorded_once(pg_url, steps=8 * 25)
 
 
@@ -484,11 +483,6 @@ async def test_deadlocks_and_unique_races_are_retried(pg_url: str) -> None:
 
 
 # -- many workers -------------------------------------------------------------------------------
-
-
-def encode_args(*args: Any) -> bytes:
-    """The input encoding Runtime.start uses, for runs created straight through a store."""
-    return _codec.encode({"args": list(args), "kwargs": {}})
 
 
 def expected_chain(i: int, n: int) -> int:

@@ -1,20 +1,16 @@
 """SSE against a real uvicorn server in a subprocess (``python -m durable serve``), read by real clients.
 
-``running_server`` is also used by test_browser.py.
+The server is started by ``running_server`` (tests/helpers.py), which test_browser.py uses too.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import signal
-import socket
 import subprocess
-import sys
 import textwrap
 import time
 from collections.abc import AsyncIterator, Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +18,8 @@ import anyio
 import httpx
 import pytest
 from httpx_sse import aconnect_sse
+
+from tests.helpers import running_server, start_over_http
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 
@@ -86,55 +84,6 @@ FLOWS = textwrap.dedent(
 )
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-@contextmanager
-def running_server(
-    directory: Path, source: str, app_spec: str | None, module: str = "flows", env: dict[str, str] | None = None
-) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    """Write ``source`` as ``module``.py in ``directory`` and ``durable serve --app app_spec`` from there
-    (no --app if None); yield (base URL, process)."""
-    (directory / f"{module}.py").write_text(source)
-    port = free_port()
-    environment = {k: v for k, v in os.environ.items() if k not in ("DURABLE_API_TOKEN", "DURABLE_BASE_URL")}
-    environment["DURABLE_STORE"] = f"sqlite:///{directory / 'server.db'}?synchronous=normal"
-    environment.update(env or {})
-    log = (directory / "server.log").open("wb")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "durable", "serve", *(["--app", app_spec] if app_spec else []), "--port", str(port)],
-        cwd=directory, env=environment, stdout=log, stderr=subprocess.STDOUT,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError(f"server exited with {process.returncode}:\n{(directory / 'server.log').read_text()}")
-            try:
-                if httpx.get(base + "/", timeout=1).status_code == 200:  # the page is public even with a token
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"server did not come up:\n{(directory / 'server.log').read_text()}")
-            time.sleep(0.05)
-        yield base, process
-    finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-        log.close()
-
-
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
     with running_server(tmp_path, FLOWS, "flows:app") as running:
@@ -145,13 +94,6 @@ def server(tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
 async def client(server: tuple[str, subprocess.Popen[bytes]]) -> AsyncIterator[httpx.AsyncClient]:
     async with httpx.AsyncClient(base_url=server[0], timeout=httpx.Timeout(10.0)) as c:
         yield c
-
-
-async def start(client: httpx.AsyncClient, workflow: str, *args: Any) -> str:
-    response = await client.post("/runs", json={"workflow": workflow, "args": list(args)})
-    assert response.status_code == 201, response.text
-    run_id: str = response.json()["run_id"]
-    return run_id
 
 
 async def read_events(client: httpx.AsyncClient, url: str, *, count: int | None = None, last_id: str | None = None) -> tuple[list[tuple[int, Any]], bool]:
@@ -173,7 +115,7 @@ async def read_events(client: httpx.AsyncClient, url: str, *, count: int | None 
 
 async def test_a_client_that_disconnects_and_resumes_misses_nothing_and_sees_nothing_twice(client: httpx.AsyncClient) -> None:
     """Reading a live stream over three connections, each resumed with Last-Event-ID, yields every chunk exactly once."""
-    run_id = await start(client, "sse_ticker", 60, 0.01)
+    run_id = await start_over_http(client, "sse_ticker", 60, 0.01)
     url = f"/runs/{run_id}/stream"
     first, ended = await read_events(client, url, count=10)
     assert not ended
@@ -188,7 +130,7 @@ async def test_a_client_that_disconnects_and_resumes_misses_nothing_and_sees_not
 
 async def test_chunks_arrive_live_and_resume_after_a_pause(client: httpx.AsyncClient) -> None:
     """Chunks reach SSE and NDJSON readers while the run waits; after a disconnect, Last-Event-ID picks up the rest."""
-    run_id = await start(client, "sse_paused", "sse-pause-1")
+    run_id = await start_over_http(client, "sse_paused", "sse-pause-1")
     url = f"/runs/{run_id}/stream"
     with anyio.fail_after(20):
         first, ended = await read_events(client, url, count=3)
@@ -219,7 +161,7 @@ async def test_live_feeds_send_the_runs_list_and_a_run_as_they_change(client: ht
         with anyio.fail_after(20):
             first = await anext(events)
             assert (first.event, json.loads(first.data)) == ("runs", [])
-            run_id = await start(client, "sse_paused", "sse-live-1")
+            run_id = await start_over_http(client, "sse_paused", "sse-live-1")
             statuses: list[str] = []
             async for event in events:
                 if event.event == "runs":
@@ -247,7 +189,7 @@ async def test_live_feeds_send_the_runs_list_and_a_run_as_they_change(client: ht
 
 async def test_idle_streams_get_keep_alive_pings(client: httpx.AsyncClient) -> None:
     """A stream with nothing to send still gets comment lines (pings) at the configured interval."""
-    run_id = await start(client, "sse_paused", "sse-ping-1")
+    run_id = await start_over_http(client, "sse_paused", "sse-ping-1")
     comments = 0
     async with client.stream("GET", f"/runs/{run_id}/streams/quiet") as response:
         with anyio.fail_after(10):
@@ -267,7 +209,7 @@ async def task_count(client: httpx.AsyncClient) -> int:
 
 async def test_disconnected_clients_leave_no_tasks_behind(client: httpx.AsyncClient, server: tuple[str, Any]) -> None:
     """Twenty open followers (streams, NDJSON, live feeds) add tasks; once their clients leave, the server is back to its baseline."""
-    run_id = await start(client, "sse_paused", "sse-leak-1")
+    run_id = await start_over_http(client, "sse_paused", "sse-leak-1")
     with anyio.fail_after(20):
         await read_events(client, f"/runs/{run_id}/stream", count=3)
         while not (await client.get(f"/runs/{run_id}")).json()["hooks"]:
@@ -298,7 +240,7 @@ async def test_disconnected_clients_leave_no_tasks_behind(client: httpx.AsyncCli
 
 async def test_the_server_stops_promptly_with_streams_open(client: httpx.AsyncClient, server: tuple[str, subprocess.Popen[bytes]]) -> None:
     """SIGTERM ends open SSE responses and the server exits cleanly within seconds."""
-    run_id = await start(client, "sse_paused", "sse-stop-1")
+    run_id = await start_over_http(client, "sse_paused", "sse-stop-1")
     async with httpx.AsyncClient(base_url=server[0], timeout=10) as followers:
         responses = [await followers.send(followers.build_request("GET", f"/runs/{run_id}/stream"), stream=True) for _ in range(5)]
         for response in responses:
@@ -335,7 +277,7 @@ async def test_serving_a_module_gives_webhooks_absolute_urls_that_work(tmp_path:
     """`durable serve --app module` runs its workflows; a webhook's URL names this server and answers over HTTP."""
     with running_server(tmp_path, WEBHOOK_FLOWS, "whflows", module="whflows") as (base, _):
         async with httpx.AsyncClient(base_url=base, timeout=10) as client:
-            run_id = await start(client, "sse_webhook_flow")
+            run_id = await start_over_http(client, "sse_webhook_flow")
             with anyio.fail_after(20):
                 (_, url), = (await read_events(client, f"/runs/{run_id}/stream", count=1))[0]
             assert url.startswith(base + "/.well-known/workflow/v1/webhook/")

@@ -11,7 +11,7 @@ import subprocess
 import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import anyio
 import httpx
@@ -20,9 +20,11 @@ from starlette.applications import Starlette
 from starlette.routing import Mount
 
 import durable
+from durable._workflow.hooks import hook_definitions
 from durable.stores._base import ChunkPage
 from durable.web import create_app
 from durable.web._streams import PageRead, SharedReads, follow_pages
+from tests.helpers import start_over_http, wait_for_hook
 
 pytestmark = pytest.mark.anyio
 
@@ -126,19 +128,6 @@ async def client(runtime: durable.Runtime) -> AsyncIterator[httpx.AsyncClient]:
         yield c
 
 
-async def start(client: httpx.AsyncClient, workflow: str, *args: Any, **kwargs: Any) -> str:
-    response = await client.post("/runs", json={"workflow": workflow, "args": list(args), "kwargs": kwargs})
-    assert response.status_code == 201, response.text
-    run_id: str = response.json()["run_id"]
-    return run_id
-
-
-async def wait_for_hook(runtime: durable.Runtime, token: str) -> None:
-    with anyio.fail_after(10):
-        while await runtime.store.get_hook(token) is None:
-            await anyio.sleep(0.01)
-
-
 def sse_events(text: str) -> list[dict[str, str]]:
     """Parse an SSE body into events (field -> value), skipping comments and retry-only blocks."""
     events = []
@@ -160,7 +149,7 @@ async def test_start_runs_a_workflow_and_the_run_shows_result_steps_and_streams(
     client: httpx.AsyncClient, runtime: durable.Runtime
 ) -> None:
     """POST /runs starts a registered workflow; GET /runs/{id} shows its status, result, steps and streams."""
-    run_id = await start(client, "web_emitter", 3)
+    run_id = await start_over_http(client, "web_emitter", 3)
     await (await runtime.get_run(run_id)).wait(timeout=20)
     detail = (await client.get(f"/runs/{run_id}")).json()
     assert (detail["status"], detail["result"]) == ("completed", {"written": 3})
@@ -208,8 +197,8 @@ async def test_idempotency_key_returns_the_same_run(client: httpx.AsyncClient) -
 
 async def test_list_runs_filters_and_pages_with_a_cursor(client: httpx.AsyncClient, runtime: durable.Runtime) -> None:
     """GET /runs filters by status and workflow, and pages through every run with next_cursor."""
-    ids = [await start(client, "web_emitter", 1) for _ in range(5)]
-    waiting = await start(client, "web_waiter", "web-list-token")
+    ids = [await start_over_http(client, "web_emitter", 1) for _ in range(5)]
+    waiting = await start_over_http(client, "web_waiter", "web-list-token")
     for run_id in ids:
         await (await runtime.get_run(run_id)).wait(timeout=20)
     seen: list[str] = []
@@ -241,7 +230,7 @@ async def test_unknown_run_ids_are_404_everywhere(client: httpx.AsyncClient) -> 
 
 async def test_events_are_the_decoded_log_and_can_resume_after_a_seq(client: httpx.AsyncClient, runtime: durable.Runtime) -> None:
     """GET /runs/{id}/events lists the log with decoded data; ?after= returns only later events."""
-    run_id = await start(client, "web_emitter", 2)
+    run_id = await start_over_http(client, "web_emitter", 2)
     await (await runtime.get_run(run_id)).wait(timeout=20)
     events = (await client.get(f"/runs/{run_id}/events")).json()["events"]
     kinds = [e["kind"] for e in events]
@@ -255,7 +244,7 @@ async def test_events_are_the_decoded_log_and_can_resume_after_a_seq(client: htt
 
 async def test_cancel_ends_the_run_and_closes_its_streams(client: httpx.AsyncClient, runtime: durable.Runtime) -> None:
     """POST /runs/{id}/cancel cancels a waiting run; its stream then ends with the cancellation as error."""
-    run_id = await start(client, "web_waiter", "web-cancel-token")
+    run_id = await start_over_http(client, "web_waiter", "web-cancel-token")
     await wait_for_hook(runtime, "web-cancel-token")
     response = await client.post(f"/runs/{run_id}/cancel")
     assert (200, {"run_id": run_id, "status": "cancelled"}) == (response.status_code, response.json())
@@ -269,7 +258,7 @@ async def test_cancel_ends_the_run_and_closes_its_streams(client: httpx.AsyncCli
 
 async def test_sse_stream_sends_each_chunk_with_its_index_then_end(client: httpx.AsyncClient, runtime: durable.Runtime) -> None:
     """The SSE stream has id = chunk index and data = the chunk as JSON, then `event: end`."""
-    run_id = await start(client, "web_emitter", 4)
+    run_id = await start_over_http(client, "web_emitter", 4)
     await (await runtime.get_run(run_id)).wait(timeout=20)
     response = await client.get(f"/runs/{run_id}/stream")
     assert response.headers["content-type"].startswith("text/event-stream")
@@ -283,7 +272,7 @@ async def test_sse_stream_sends_each_chunk_with_its_index_then_end(client: httpx
 
 async def test_sse_stream_honours_start_index_and_last_event_id(client: httpx.AsyncClient, runtime: durable.Runtime) -> None:
     """?start_index= starts at that chunk (negative counts from the end); Last-Event-ID resumes after it and wins."""
-    run_id = await start(client, "web_emitter", 6)
+    run_id = await start_over_http(client, "web_emitter", 6)
     await (await runtime.get_run(run_id)).wait(timeout=20)
 
     async def ids(**kwargs: Any) -> list[str]:
@@ -296,8 +285,8 @@ async def test_sse_stream_honours_start_index_and_last_event_id(client: httpx.As
     assert await ids(headers={"Last-Event-ID": "2"}) == ["3", "4", "5"]
     assert await ids(params={"start_index": 1}, headers={"Last-Event-ID": "4"}) == ["5"]
     assert await ids(headers={"Last-Event-ID": "5"}) == []
-    for kwargs in [{"headers": {"Last-Event-ID": "x"}}, {"params": {"start_index": "1.5"}}]:
-        assert (await client.get(f"/runs/{run_id}/stream", **kwargs)).status_code == 400  # type: ignore[arg-type]
+    assert (await client.get(f"/runs/{run_id}/stream", headers={"Last-Event-ID": "x"})).status_code == 400
+    assert (await client.get(f"/runs/{run_id}/stream", params={"start_index": "1.5"})).status_code == 400
 
 
 @durable.step
@@ -391,7 +380,7 @@ async def test_live_followers_of_one_stream_share_store_reads(runtime: durable.R
 
 async def test_named_streams_and_ndjson(client: httpx.AsyncClient, runtime: durable.Runtime) -> None:
     """/streams/{namespace} reads another stream; Accept: application/x-ndjson gives the same as NDJSON lines."""
-    run_id = await start(client, "web_emitter", 3, "logs")
+    run_id = await start_over_http(client, "web_emitter", 3, "logs")
     await (await runtime.get_run(run_id)).wait(timeout=20)
     sse = sse_events((await client.get(f"/runs/{run_id}/streams/logs")).text)
     assert [e["id"] for e in sse[:-1]] == ["0", "1", "2"]
@@ -406,7 +395,7 @@ async def test_named_streams_and_ndjson(client: httpx.AsyncClient, runtime: dura
 
 async def test_a_failed_run_ends_its_stream_with_the_error(client: httpx.AsyncClient, runtime: durable.Runtime) -> None:
     """Chunks written before a failure are sent, then `event: end` carries the run's error."""
-    run_id = await start(client, "web_failing", 2)
+    run_id = await start_over_http(client, "web_failing", 2)
     await (await runtime.get_run(run_id)).wait(timeout=20)
     events = sse_events((await client.get(f"/runs/{run_id}/stream")).text)
     assert [e["data"] for e in events[:-1]] == ["0", "1"]
@@ -420,7 +409,7 @@ async def test_a_failed_run_ends_its_stream_with_the_error(client: httpx.AsyncCl
 
 async def test_live_run_feed_of_an_ended_run_sends_its_detail_then_end(client: httpx.AsyncClient, runtime: durable.Runtime) -> None:
     """GET /live/runs/{id} sends the run's detail as `event: run`, and `event: end` once the run has ended."""
-    run_id = await start(client, "web_emitter", 1)
+    run_id = await start_over_http(client, "web_emitter", 1)
     await (await runtime.get_run(run_id)).wait(timeout=20)
     events = sse_events((await client.get(f"/live/runs/{run_id}")).text)
     assert [e["event"] for e in events] == ["run", "end"]
@@ -432,7 +421,7 @@ async def test_live_run_feed_of_an_ended_run_sends_its_detail_then_end(client: h
 
 async def test_post_hook_resumes_the_run_with_the_payload(client: httpx.AsyncClient, runtime: durable.Runtime) -> None:
     """POST /hooks/{token} with JSON delivers it to the waiting workflow (202 with run and hook ids)."""
-    run_id = await start(client, "web_waiter", "web-hook-1")
+    run_id = await start_over_http(client, "web_waiter", "web-hook-1")
     await wait_for_hook(runtime, "web-hook-1")
     detail = (await client.get(f"/runs/{run_id}")).json()
     assert [(h["token"], h["kind"], h["status"]) for h in detail["hooks"]] == [("web-hook-1", "hook", "active")]
@@ -443,12 +432,12 @@ async def test_post_hook_resumes_the_run_with_the_payload(client: httpx.AsyncCli
 
 async def test_tokens_with_slashes_and_spaces_work_on_both_routes(client: httpx.AsyncClient, runtime: durable.Runtime) -> None:
     """Hook and webhook tokens are arbitrary strings: URL-encoded, a "/" or a space in them still reaches the hook."""
-    run_id = await start(client, "web_waiter", "team/a b?c")
+    run_id = await start_over_http(client, "web_waiter", "team/a b?c")
     await wait_for_hook(runtime, "team/a b?c")
     assert (await client.post("/hooks/team%2Fa%20b%3Fc", json=1)).status_code == 202
     assert await (await runtime.get_run(run_id)).result(timeout=20) == 1
 
-    hooked = await start(client, "web_hooked", "wh/x y", "default")
+    hooked = await start_over_http(client, "web_hooked", "wh/x y", "default")
     await wait_for_hook(runtime, "wh/x y")
     path = (await client.get(f"/runs/{hooked}")).json()["hooks"][0]["path"]
     assert path == "/.well-known/workflow/v1/webhook/wh%2Fx%20y"
@@ -459,7 +448,7 @@ async def test_tokens_with_slashes_and_spaces_work_on_both_routes(client: httpx.
 async def test_post_hook_errors_append_nothing(runtime: durable.Runtime) -> None:
     """Unknown tokens 404, schema problems 422 (listed), oversized 413, malformed 400: and the log is unchanged."""
     async with client_for(create_app(runtime, manage=False, api_token="", max_body=200)) as client:
-        run_id = await start(client, "web_typed_waiter", "web-typed-1")
+        run_id = await start_over_http(client, "web_typed_waiter", "web-typed-1")
         await wait_for_hook(runtime, "web-typed-1")
         before = len((await client.get(f"/runs/{run_id}/events")).json()["events"])
 
@@ -496,7 +485,7 @@ async def test_a_chunked_oversized_body_is_refused_while_reading(runtime: durabl
 
 async def test_webhook_default_answers_202_and_delivers_the_request(client: httpx.AsyncClient, runtime: durable.Runtime) -> None:
     """Any method on the webhook URL delivers the full request to the workflow; the default answer is 202."""
-    run_id = await start(client, "web_hooked", "web-wh-default", "default")
+    run_id = await start_over_http(client, "web_hooked", "web-wh-default", "default")
     await wait_for_hook(runtime, "web-wh-default")
     detail = (await client.get(f"/runs/{run_id}")).json()
     assert [h["kind"] for h in detail["hooks"]] == ["webhook"]
@@ -514,12 +503,12 @@ async def test_webhook_default_answers_202_and_delivers_the_request(client: http
 
 async def test_webhook_static_and_manual_responses(client: httpx.AsyncClient, runtime: durable.Runtime) -> None:
     """A static respond_with is sent at once; in manual mode the response a step sends is returned."""
-    await start(client, "web_hooked", "web-wh-static", "static")
+    await start_over_http(client, "web_hooked", "web-wh-static", "static")
     await wait_for_hook(runtime, "web-wh-static")
     response = await client.post("/.well-known/workflow/v1/webhook/web-wh-static", json={"x": 1})
     assert (response.status_code, response.json()) == (200, {"ok": True})
 
-    await start(client, "web_hooked", "web-wh-manual", "manual")
+    await start_over_http(client, "web_hooked", "web-wh-manual", "manual")
     await wait_for_hook(runtime, "web-wh-manual")
     response = await client.post("/.well-known/workflow/v1/webhook/web-wh-manual", content=b"ada")
     assert (response.status_code, response.text, response.headers["x-durable"]) == (201, "hello ada", "yes")
@@ -632,8 +621,8 @@ async def test_a_store_only_app_reads_cancels_and_resumes_but_does_not_start(run
         response = await client.post("/runs", json={"workflow": "web_emitter", "args": [1]})
         assert response.status_code == 503
         assert "Runtime" in response.json()["error"]
-        first = await start(full, "web_waiter", "web-store-only-1")
-        second = await start(full, "web_waiter", "web-store-only-2")
+        first = await start_over_http(full, "web_waiter", "web-store-only-1")
+        second = await start_over_http(full, "web_waiter", "web-store-only-2")
         await wait_for_hook(runtime, "web-store-only-1")
         await wait_for_hook(runtime, "web-store-only-2")
         assert first in [r["run_id"] for r in (await client.get("/runs")).json()["runs"]]
@@ -647,7 +636,7 @@ async def test_lifespan_opens_and_closes_a_runtime() -> None:
     runtime = durable.Runtime("memory://")
     app = create_app(runtime, api_token="")
     async with app.router.lifespan_context(app), client_for(app) as client:
-        run_id = await start(client, "web_emitter", 2)
+        run_id = await start_over_http(client, "web_emitter", 2)
         assert await (await runtime.get_run(run_id)).result(timeout=20) == {"written": 2}
     with pytest.raises(durable.StoreError):
         await runtime.store.list_runs()
@@ -656,7 +645,7 @@ async def test_lifespan_opens_and_closes_a_runtime() -> None:
 async def test_create_app_refuses_other_objects() -> None:
     """create_app takes a Runtime or a Store, and says so."""
     with pytest.raises(TypeError, match="Runtime or a Store"):
-        create_app("memory://")  # type: ignore[arg-type]
+        create_app(cast(Any, "memory://"))  # the wrong type on purpose
 
 
 def test_importing_durable_does_not_import_the_web_stack() -> None:
@@ -664,3 +653,153 @@ def test_importing_durable_does_not_import_the_web_stack() -> None:
     code = "import sys, durable; print(sorted(m for m in ('starlette','sse_starlette','uvicorn','typer','rich') if m in sys.modules))"
     output = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert output.strip() == "[]"
+
+
+# -- hostile and odd input: each case found by a review of the web API, each answered with a 4xx that
+# names the problem (never a 500, never a run broken by what was let in) -----------------------------
+
+
+@durable.workflow(name="web_input_echo")
+async def web_input_echo(run_id: str, idempotency_key: str = "") -> list[str]:
+    return [run_id, idempotency_key]
+
+
+@durable.workflow(name="web_input_yields")
+async def web_input_yields() -> AsyncIterator[object]:
+    yield {"a": 1}
+    yield "two"
+
+
+@durable.step(name="web_input_surrogate_step")
+async def web_input_surrogate_step(text: str) -> str:
+    await durable.get_writable().write({"text": text})
+    return text
+
+
+@durable.workflow(name="web_input_surrogate")
+async def web_input_surrogate(text: str) -> str:
+    return await web_input_surrogate_step(text)
+
+
+async def event_count(client: httpx.AsyncClient, run_id: str) -> int:
+    return len((await client.get(f"/runs/{run_id}/events")).json()["events"])
+
+
+async def test_lone_surrogates_and_deep_nesting_are_malformed_json(client: httpx.AsyncClient, runtime: durable.Runtime) -> None:
+    """JSON may spell a lone surrogate ("\\ud800"); no store or response can hold one, so it is refused at the door."""
+    run_id = await start_over_http(client, "web_waiter", "web-input-1")
+    await wait_for_hook(runtime, "web-input-1")
+    before = await event_count(client, run_id)
+    for body in [b'{"a": "\\ud800"}', b'{"\\udfff": 1}', b"[" * 100_000 + b"]" * 100_000]:
+        response = await client.post("/hooks/web-input-1", content=body)
+        assert response.status_code == 400, response.text
+        assert response.json()["error"].startswith("malformed JSON")
+        response = await client.post("/runs", content=b'{"workflow": "web_waiter", "args": ["\\ud800"]}')
+        assert response.status_code == 400
+    assert await event_count(client, run_id) == before
+    assert (await client.get(f"/runs/{run_id}")).status_code == 200
+
+
+async def test_values_holding_lone_surrogates_are_served_escaped(client: httpx.AsyncClient, runtime: durable.Runtime) -> None:
+    """Python code may store a lone surrogate (the codec keeps it); every page still renders, as JSON's escape."""
+    run = await runtime.start(web_input_surrogate, "a\ud800b")
+    assert await run.result(timeout=20) == "a\ud800b"
+    assert (await client.get(f"/runs/{run.run_id}")).json()["result"] == "a\ud800b"
+    events = (await client.get(f"/runs/{run.run_id}/events")).json()["events"]
+    assert events[-1]["data"] == "a\ud800b"
+    sse = sse_events((await client.get(f"/runs/{run.run_id}/stream")).text)
+    assert json.loads(sse[0]["data"]) == {"text": "a\ud800b"}
+    ndjson = (await client.get(f"/runs/{run.run_id}/stream", headers={"accept": "application/x-ndjson"})).text
+    assert json.loads(ndjson.splitlines()[0])["data"] == {"text": "a\ud800b"}
+
+
+async def test_start_options_do_not_collide_with_workflow_keywords(client: httpx.AsyncClient, runtime: durable.Runtime) -> None:
+    """`kwargs` may name a workflow parameter run_id or idempotency_key; the start options are separate fields."""
+    response = await client.post(
+        "/runs",
+        json={"workflow": "web_input_echo", "kwargs": {"run_id": "parent-1", "idempotency_key": "k"}, "run_id": "web-input-own"},
+    )
+    assert response.status_code == 201, response.text
+    assert response.json()["run_id"] == "web-input-own"
+    assert await (await runtime.get_run("web-input-own")).result(timeout=20) == ["parent-1", "k"]
+
+
+async def test_an_idempotency_key_of_another_workflow_is_a_conflict(client: httpx.AsyncClient) -> None:
+    first = await client.post("/runs", json={"workflow": "web_waiter", "args": ["web-input-2"], "idempotency_key": "web-k"})
+    assert first.status_code == 201
+    again = await client.post("/runs", json={"workflow": "web_waiter", "args": ["web-input-2"], "idempotency_key": "web-k"})
+    assert again.json()["run_id"] == first.json()["run_id"]
+    other = await client.post("/runs", json={"workflow": "web_emitter", "args": [1], "idempotency_key": "web-k"})
+    assert other.status_code == 409
+    assert "already exists for workflow 'web_waiter'" in other.json()["error"]
+    for run_id in [".", ".."]:  # path segments every client normalises away
+        response = await client.post("/runs", json={"workflow": "web_emitter", "args": [1], "run_id": run_id})
+        assert response.status_code == 422
+
+
+async def test_indices_and_cursors_are_checked(client: httpx.AsyncClient, runtime: durable.Runtime) -> None:
+    run_id = await start_over_http(client, "web_emitter", 5)
+    await (await runtime.get_run(run_id)).wait(timeout=20)
+    stream = f"/runs/{run_id}/stream"
+    for headers in [{"last-event-id": "-3"}, {"last-event-id": "1_0"}, {"last-event-id": "9" * 30}, {"last-event-id": "+1"}]:
+        response = await client.get(stream, headers=headers)
+        assert response.status_code == 400, (headers, response.text)
+        assert "Last-Event-ID" in response.json()["error"]
+    for query in ["start_index=99999999999999999999999", "start_index=1_0", "start_index= 1", "start_index=0x1"]:
+        assert (await client.get(f"{stream}?{query}")).status_code == 400, query
+    assert (await client.get(f"/runs/{run_id}/events?after=99999999999999999999999")).status_code == 400
+    assert (await client.get(f"/runs/{run_id}/events?after=-1")).status_code == 400
+    assert [e["id"] for e in sse_events((await client.get(f"{stream}?start_index=-2")).text) if e.get("event") != "end"] == ["3", "4"]
+    response = await client.get("/runs?cursor=zzzz")
+    assert response.status_code == 400
+    assert "unknown cursor" in response.json()["error"]
+
+
+async def test_stream_written_events_show_their_digest(client: httpx.AsyncClient, runtime: durable.Runtime) -> None:
+    """A workflow's write is logged as a digest of the chunk (the chunk is in the stream): shown as such."""
+    run = await runtime.start(web_input_yields)
+    await run.wait(timeout=20)
+    written = [e for e in (await client.get(f"/runs/{run.run_id}/events")).json()["events"] if e["kind"] == "stream_written"]
+    assert len(written) == 2
+    assert all(len(e["data"]["digest"]) == 16 for e in written)
+
+
+async def test_accept_q_values_choose_between_sse_and_ndjson(client: httpx.AsyncClient, runtime: durable.Runtime) -> None:
+    run_id = await start_over_http(client, "web_emitter", 2)
+    await (await runtime.get_run(run_id)).wait(timeout=20)
+    kinds = {
+        "text/event-stream;q=1, application/x-ndjson;q=0.1": "text/event-stream",
+        "application/x-ndjson, text/event-stream;q=0.5": "application/x-ndjson",
+        "application/x-ndjson;q=0.5, text/event-stream;q=0.5": "text/event-stream",
+        "application/x-ndjson": "application/x-ndjson",
+        "*/*": "text/event-stream",
+    }
+    for accept, expected in kinds.items():
+        response = await client.get(f"/runs/{run_id}/stream", headers={"accept": accept})
+        assert response.headers["content-type"].startswith(expected), accept
+
+
+async def test_a_typed_hook_is_refused_where_its_schema_is_unknown(
+    client: httpx.AsyncClient, runtime: durable.Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A server that does not define the hook's schema cannot check the payload: 503, and nothing is appended."""
+    run_id = await start_over_http(client, "web_typed_waiter", "web-input-typed")
+    await wait_for_hook(runtime, "web-input-typed")
+    before = await event_count(client, run_id)
+    monkeypatch.delitem(hook_definitions, "web-approval")
+    response = await client.post("/hooks/web-input-typed", json={"approved": "yes"})
+    assert response.status_code == 503
+    assert "schema 'web-approval'" in response.json()["error"]
+    with pytest.raises(durable.HookSchemaUnknown):
+        await runtime.resume_hook("web-input-typed", {"approved": True})
+    assert await event_count(client, run_id) == before
+    monkeypatch.undo()
+    assert (await client.post("/hooks/web-input-typed", json={"approved": True})).status_code == 202
+    assert await (await runtime.get_run(run_id)).result(timeout=20) == {"approved": True, "comment": ""}
+
+
+async def test_a_non_ascii_bearer_token_matches(runtime: durable.Runtime) -> None:
+    async with client_for(create_app(runtime, manage=False, api_token="tök-✓")) as client:
+        assert (await client.get("/runs", headers={b"authorization": "Bearer tök-✓".encode()})).status_code == 200
+        assert (await client.get("/runs", params={"access_token": "tök-✓"})).status_code == 200
+        assert (await client.get("/runs", headers={"authorization": "Bearer tok-v"})).status_code == 401

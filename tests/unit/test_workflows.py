@@ -12,6 +12,7 @@ import pytest
 
 import durable
 from durable.testing import check_replay
+from tests.helpers import wait_for_status, wait_until
 
 pytestmark = pytest.mark.anyio
 
@@ -310,10 +311,7 @@ async def long_wait() -> str:
 async def test_cancel_marks_the_run_and_result_raises(runtime: durable.Runtime) -> None:
     """Cancelling a waiting run makes it cancelled; result() raises RunCancelled; cancelling again is harmless."""
     run = await runtime.start(long_wait)
-    for _ in range(100):
-        if await run.status() == "running":
-            break
-        await anyio.sleep(0.02)
+    await wait_for_status(run, "running")
     assert await run.cancel() == "cancelled"
     with pytest.raises(durable.RunCancelled):
         await run.result(timeout=5)
@@ -350,9 +348,7 @@ async def test_cancel_stops_running_steps_closes_streams_and_disposes_hooks(runt
         while not [s for s in await run.steps() if s.status == "running"]:
             await anyio.sleep(0.02)
     await run.cancel()
-    with anyio.fail_after(10):
-        while "c1" not in cancelled_steps:
-            await anyio.sleep(0.02)
+    await wait_until(lambda: "c1" in cancelled_steps, 10)
     with pytest.raises(durable.StreamFailed, match="cancelled"):
         assert [c async for c in run.stream("log")] == ["started"]
     with pytest.raises(durable.HookNotFound):

@@ -1,10 +1,12 @@
-"""Bugs found in an adversarial review of the core, each proven by a test (they failed before the fixes)."""
+"""The worker runtime: step slots, step attempts that end oddly, leases, and closing with steps in flight.
+
+Each case here is a regression (it hung, spun or ran a step twice before its fix), found by an
+adversarial review of the core or by the property tests in tests/property/.
+"""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import dataclasses
 import logging
 import subprocess
 import sys
@@ -12,14 +14,17 @@ import textwrap
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import cast
 
 import anyio
+import anyio.lowlevel
 import pytest
 
 import durable
+from durable._workflow.step import Step
+from tests.helpers import ROOT, sqlite_store_url, wait_until
 
 pytestmark = pytest.mark.anyio
-ROOT = Path(__file__).parents[2]
 
 
 def run_child(script: str, timeout: float) -> subprocess.CompletedProcess[str] | None:
@@ -36,7 +41,7 @@ def run_child(script: str, timeout: float) -> subprocess.CompletedProcess[str] |
         return None
 
 
-# -- 1. the dispatcher spins without yielding when steps wait for a slot ---------------------------
+# -- the dispatcher spun without yielding when steps waited for a slot -----------------------------
 
 SATURATED = """
     import asyncio, sys
@@ -65,14 +70,14 @@ SATURATED = """
 async def test_a_gather_wider_than_the_step_slots_completes(url: str, tmp_path: Path) -> None:
     """A gather of 65 steps on a default runtime (64 slots) completes instead of freezing the process."""
     if url == "sqlite":
-        url = f"sqlite:///{tmp_path / 'spin.db'}?synchronous=normal"
+        url = sqlite_store_url(tmp_path / "spin.db")
     done = run_child(SATURATED.replace("{url}", url), timeout=10)
     assert done is not None, "the child froze at 100% CPU (killed after 10 s)"
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == str(sum(range(65)))
 
 
-# -- 2./3. a step attempt that ends with an unexpected exception leaves its step 'running' forever -
+# -- a step attempt that ended with an unexpected exception left its step 'running' forever --------
 
 
 @durable.step(name="review.raises_cancelled", max_retries=1, retry_delay=0.01)
@@ -132,7 +137,7 @@ async def test_a_step_result_whose_serializer_raises_fails_the_step(runtime: dur
     assert await run.result(timeout=3) in ("SerializationError", "ValueError", "StepFailed")
 
 
-# -- 4. an exception escaping WorkflowInstance.advance makes the run retry forever in a hot loop ----
+# -- an exception escaping WorkflowInstance.advance made the run retry forever in a hot loop -------
 
 
 @durable.workflow(name="review.workflow_result_explodes")
@@ -154,7 +159,7 @@ async def test_a_workflow_result_whose_serializer_raises_fails_the_run(
     assert replays < 5
 
 
-# -- 5. max_concurrent_steps is exceeded: the dispatcher does not reserve slots across its await ----
+# -- max_concurrent_steps was exceeded: the dispatcher did not reserve slots across its await ------
 
 concurrency = {"now": 0, "max": 0}
 
@@ -199,7 +204,7 @@ async def test_max_concurrent_steps_is_never_exceeded(tmp_path: Path) -> None:
     assert concurrency["max"] == 1
 
 
-# -- 6. a stale attempt (its worker's lease lapsed) can put a step running elsewhere back to pending -
+# -- a stale attempt (its worker's lease lapsed) could put a step running elsewhere back to pending ---
 
 ZOMBIE_STEP = """
     import os, time
@@ -231,7 +236,7 @@ ZOMBIE_WORKER = (
 )
 _zombie_namespace: dict[str, object] = {}
 exec(textwrap.dedent(ZOMBIE_STEP), _zombie_namespace)  # the same step, registered in this process too
-zombie_step: durable.Step[[], int] = _zombie_namespace["zombie"]  # type: ignore[assignment]
+zombie_step = cast("Step[[], int]", _zombie_namespace["zombie"])
 
 
 @durable.workflow(name="review.zombie_run")
@@ -246,7 +251,7 @@ async def test_a_late_attempt_cannot_requeue_a_step_running_elsewhere(
     """When a worker's lease lapses mid-step and another worker re-runs the step, the late outcome of the first attempt is refused."""
     import os
 
-    url = f"sqlite:///{tmp_path / 'zombie.db'}?synchronous=normal"
+    url = sqlite_store_url(tmp_path / "zombie.db")
     log = tmp_path / "zombie.log"
     monkeypatch.setenv("ZOMBIE_LOG", str(log))
     ready = tmp_path / "ready"
@@ -258,9 +263,7 @@ async def test_a_late_attempt_cannot_requeue_a_step_running_elsewhere(
         stderr=subprocess.DEVNULL,
     )
     try:
-        with anyio.fail_after(15):
-            while not ready.exists():
-                await anyio.sleep(0.05)
+        await wait_until(ready.exists, 15)
         async with durable.Runtime(url, workflows=[zombie_run], lease_ttl=0.5, heartbeat_interval=0.1) as rt:
             run = await rt.start(zombie_run)  # attempt 1 runs here and blocks this loop for 3 s
             result = await run.result(timeout=20)
@@ -276,7 +279,7 @@ async def test_a_late_attempt_cannot_requeue_a_step_running_elsewhere(
     assert result == 2
 
 
-# -- 7. a worker whose event loop stalled past lease_ttl re-claims the steps it is itself running -----
+# -- a worker whose event loop stalled past lease_ttl re-claimed the steps it was itself running ---
 
 stall_log: list[tuple[str, int]] = []
 
@@ -313,221 +316,49 @@ async def test_a_stalled_worker_does_not_rerun_its_own_running_steps(sqlite_url:
     assert sorted(stall_log) == [("bystander", 1), ("stall", 1)]
 
 
-# -- 8./9. typed hooks: a predicate's False is taken as the payload; converters are applied twice ----
+# -- closing a runtime mid-step left the step's writers open (found by test_crash_anywhere; fixed in 62ebbc2)
 
 
-async def wait_for_hook(runtime: durable.Runtime, token: str) -> None:
-    """Poll until a live hook holds ``token``."""
-    with anyio.fail_after(10):
-        while await runtime.store.get_hook(token) is None:
-            await anyio.sleep(0.01)
+@durable.step(name="regressions.writes_then_waits")
+async def writes_then_waits(started: str) -> str:
+    writer = durable.get_writable("progress")
+    await writer.write({"step": "started"})
+    Path(started).touch()
+    await anyio.sleep(30)
+    return "never"
 
 
-def has_ok_key(value: object) -> bool:
-    """A predicate-style validator: True when valid, False when not."""
-    return isinstance(value, dict) and "ok" in value
+@durable.workflow(name="regressions.long_step")
+async def long_step(started: str) -> str:
+    return await writes_then_waits(started)
 
 
-PredicateHook = durable.define_hook(schema=has_ok_key, name="review.predicate")
+async def test_closing_the_runtime_mid_step_releases_the_steps_writers(tmp_path: Path) -> None:
+    """Closing a runtime while a step that writes a stream is running leaves no writer channel open.
 
+    Found by test_crash_anywhere (its crashed runtime is closed with steps in flight): in
+    _step_runner.run_step a real cancellation re-raises before ``context.settle_writers()``, so
+    the attempt's StreamWriter is never closed (ResourceWarning: Unclosed MemoryObjectSendStream
+    when it is collected). Settling the writers in a ``finally`` (shielded, or just closing the
+    channels when the task is being cancelled) fixes it.
+    """
+    import gc
+    import warnings
 
-@durable.workflow(name="review.awaits_predicate_hook")
-async def awaits_predicate_hook() -> object:
-    return await PredicateHook.create(token="review-predicate")
+    started = tmp_path / "started"
 
+    async def close_mid_step() -> None:
+        async with durable.Runtime("memory://", workflows=[long_step], poll_interval=0.02) as rt:
+            await rt.start(long_step, str(started))
+            for _ in range(500):
+                if started.exists():
+                    break
+                await anyio.sleep(0.01)
+            assert started.exists()
 
-async def test_a_validator_returning_false_rejects_the_payload(runtime: durable.Runtime) -> None:
-    """A callable schema that returns False rejects the payload with HookValidationError and records nothing."""
-    run = await runtime.start(awaits_predicate_hook)
-    await wait_for_hook(runtime, "review-predicate")
-    try:
-        with pytest.raises(durable.HookValidationError):
-            await PredicateHook.resume("review-predicate", {"nope": 1})
-        assert not any(e.kind == "hook_received" for e in await run.events())
-    finally:
-        await run.cancel()
-
-
-@dataclasses.dataclass
-class Point:
-    x: int
-    y: int
-
-
-def to_point(value: object) -> Point:
-    """A converting validator: a mapping in, a Point out."""
-    if not isinstance(value, dict):
-        raise ValueError(f"expected an object, got {type(value).__name__}")
-    return Point(int(value["x"]), int(value["y"]))
-
-
-PointHook = durable.define_hook(schema=to_point, name="review.point")
-
-
-@durable.workflow(name="review.awaits_point")
-async def awaits_point() -> Point:
-    return await PointHook.create(token="review-point")
-
-
-async def test_a_converting_validator_is_applied_once(runtime: durable.Runtime) -> None:
-    """define_hook(schema=converter).resume() converts the payload once and the workflow receives the converted value."""
-    run = await runtime.start(awaits_point)
-    await wait_for_hook(runtime, "review-point")
-    try:
-        await PointHook.resume("review-point", {"x": "1", "y": 2})
-        assert await run.result(timeout=10) == Point(1, 2)
-    finally:
-        await run.cancel()
-
-
-# -- 10. a plain hook whose user metadata has a "webhook" key is reachable through the webhook URL ---
-
-
-@durable.workflow(name="review.plain_hook_with_metadata")
-async def plain_hook_with_metadata() -> object:
-    hook = durable.create_hook(token="review-internal", metadata={"webhook": "posted to #approvals"})
-    return await hook
-
-
-async def test_user_metadata_cannot_make_a_plain_hook_a_webhook(runtime: durable.Runtime) -> None:
-    """A plain hook stays unreachable over HTTP whatever keys its user metadata has."""
-    run = await runtime.start(plain_hook_with_metadata)
-    await wait_for_hook(runtime, "review-internal")
-    try:
-        with pytest.raises(durable.HookNotFound):
-            await runtime.resume_webhook(
-                "review-internal", durable.Request("POST", "http://x/", {}, [], b"{}")
-            )
-    finally:
-        await run.cancel()
-
-
-# -- 11. a manual webhook whose run ends without answering reports a timeout that never happened ------
-
-
-@durable.workflow(name="review.ends_without_answering")
-async def ends_without_answering() -> str:
-    await durable.create_webhook(token="review-unanswered", respond_with="manual")
-    return "done, never answered"
-
-
-async def test_a_run_ending_without_a_webhook_answer_says_so(runtime: durable.Runtime) -> None:
-    """When the run ends without answering a manual webhook, the error says the run ended rather than claiming a timeout."""
-    run = await runtime.start(ends_without_answering)
-    await wait_for_hook(runtime, "review-unanswered")
-    request = durable.Request("POST", "http://x/", {}, [], b"")
-    with pytest.raises(durable.DurableError) as info:
-        await runtime.resume_webhook("review-unanswered", request, timeout=30)
-    assert await run.status() == "completed"
-    assert "within 30s" not in str(info.value)
-    assert "ended" in str(info.value) or "completed" in str(info.value)
-
-
-# -- 12. module-level durable.* calls inside a step reach the executing runtime only sometimes -------
-
-
-@durable.step(name="review.resume_from_step")
-async def resume_from_step(token: str, value: int) -> str:
-    try:
-        await durable.resume_hook(token, value)  # the module-level API: "the current runtime"
-    except durable.HookNotFound as exc:
-        return f"HookNotFound: {exc}"
-    return "delivered"
-
-
-@durable.workflow(name="review.collects_two")
-async def collects_two() -> list[object]:
-    hook = durable.create_hook(token="review-two")
-    return [await hook, await hook]
-
-
-@durable.workflow(name="review.resumes_from_a_step")
-async def resumes_from_a_step(value: int, sleep_first: bool) -> str:
-    if sleep_first:
-        await durable.sleep(0.05)  # the next invocation is claimed by the dispatcher
-    return await resume_from_step("review-two", value)
-
-
-async def test_module_level_calls_in_a_step_use_the_runtime_running_it(
-    runtime: durable.Runtime, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """durable.resume_hook called in a step reaches the runtime executing the step, however the step was launched."""
-    monkeypatch.setenv("DURABLE_STORE", "memory://")  # where a stray default runtime would go
-    collector = await runtime.start(collects_two)
-    await wait_for_hook(runtime, "review-two")
-    direct = await runtime.start(resumes_from_a_step, 1, False)
-    assert await direct.result(timeout=10) == "delivered"
-    after_sleep = await runtime.start(resumes_from_a_step, 2, True)
-    try:
-        assert await after_sleep.result(timeout=10) == "delivered"
-        assert await collector.result(timeout=10) == [1, 2]
-    finally:
-        await collector.cancel()
-
-
-# -- 13. a workflow-side write to a closed stream is dropped silently -------------------------------
-
-
-@durable.step(name="review.closes_default_stream")
-async def closes_default_stream() -> int:
-    async with durable.get_writable() as writer:  # closes the run's default stream on exit
-        await writer.write("from the step")
-    return 1
-
-
-@durable.workflow(name="review.yields_after_close")
-async def yields_after_close():  # type: ignore[no-untyped-def]
-    yield "first"
-    await closes_default_stream()
-    yield "after the close"
-
-
-async def test_a_yield_to_a_closed_stream_is_not_lost_silently(runtime: durable.Runtime) -> None:
-    """A yield after the default stream was closed either reaches the stream or fails the run; it never vanishes."""
-    run = await runtime.start(yields_after_close)
-    with contextlib.suppress(durable.RunFailed):
-        await run.result(timeout=10)
-    chunks = [c async for c in run.stream()] if await run.status() == "completed" else []
-    assert await run.status() == "failed" or "after the close" in chunks
-
-
-# -- 14. a token re-bound between lookup and resume reaches the wrong hook ---------------------------
-
-
-@durable.workflow(name="review.webhook_then_done")
-async def webhook_then_done() -> object:
-    request = await durable.create_webhook(token="review-rebound")
-    return request.method
-
-
-@durable.workflow(name="review.plain_hook_on_rebound_token")
-async def plain_hook_on_rebound_token() -> object:
-    return await durable.create_hook(token="review-rebound")
-
-
-async def test_a_token_rebound_after_lookup_does_not_reach_the_new_hook(
-    runtime: durable.Runtime, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """resume_webhook looks the token up, then appends: if the token moved to a plain hook in between,
-    the request must not reach that hook (plain hooks are never reachable over HTTP)."""
-    first = await runtime.start(webhook_then_done)
-    await wait_for_hook(runtime, "review-rebound")
-    stale = await runtime.store.get_hook("review-rebound")  # what a slow resumer looked up
-    await runtime.resume_webhook("review-rebound", durable.Request("POST", "http://x/", {}, [], b""))
-    assert await first.result(timeout=10) == "POST"  # the run ended; its token is free again
-
-    second = await runtime.start(plain_hook_on_rebound_token)
-    try:
-        await wait_for_hook(runtime, "review-rebound")
-
-        async def looked_up_before_the_rebind(token: str) -> object:
-            return stale
-
-        monkeypatch.setattr(runtime.store, "get_hook", looked_up_before_the_rebind)
-        with pytest.raises(durable.HookNotFound):
-            await runtime.resume_webhook("review-rebound", durable.Request("POST", "http://x/", {}, [], b"{}"))
-        with pytest.raises(durable.HookNotFound):
-            await runtime.resume_hook("review-rebound", {"validated for": "the old hook"})
-        assert not [e for e in await second.events() if e.kind == durable.EventKind.HOOK_RECEIVED]
-    finally:
-        await second.cancel()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        await close_mid_step()
+        await anyio.lowlevel.checkpoint()  # let the cancelled tasks be dropped
+        gc.collect()
+    assert not [w for w in caught if "MemoryObjectSendStream" in str(w.message)], [str(w.message) for w in caught]

@@ -1,0 +1,136 @@
+"""What several test modules share: the repository's root, fresh store URLs, a run's input
+encoded by hand, waiting for a run to reach a hook or a status, and a real server to test against.
+
+Fixtures live in ``tests/conftest.py``; this module holds plain functions, imported as
+``from tests.helpers import ...``.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import anyio
+import httpx
+
+import durable
+from durable._core import codec as _codec
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+# -- stores -------------------------------------------------------------------------------------------
+
+
+def sqlite_store_url(path: Path, *, synchronous: str = "normal") -> str:
+    """A SQLite store URL for the file ``path`` (``synchronous=normal`` unless told otherwise)."""
+    return f"sqlite:///{path}?synchronous={synchronous}"
+
+
+def fresh_store_url(kind: str, directory: Path) -> str:
+    """A store URL of backend ``kind`` (memory, sqlite or postgres) that no other test uses."""
+    if kind == "memory":
+        return "memory://"
+    if kind == "sqlite":
+        return sqlite_store_url(directory / "durable.db")
+    from tests.pg import fresh_database  # psycopg is imported only where PostgreSQL is wanted
+
+    return fresh_database(os.environ["DURABLE_TEST_POSTGRES"], f"t_{uuid.uuid4().hex[:12]}")
+
+
+def encode_args(*args: Any, **kwargs: Any) -> bytes:
+    """A run's (or a step's) input as Runtime.start encodes it, for runs and events made by hand."""
+    return _codec.encode({"args": list(args), "kwargs": kwargs})
+
+
+# -- waiting ------------------------------------------------------------------------------------------
+
+
+async def wait_until(predicate: Callable[[], object], timeout: float = 20.0) -> None:
+    """Poll ``predicate`` until it is true; TimeoutError after ``timeout`` seconds."""
+    with anyio.fail_after(timeout):
+        while not predicate():
+            await anyio.sleep(0.01)
+
+
+async def wait_for_hook(runtime: durable.Runtime, token: str) -> None:
+    """Poll until a live hook holds ``token`` (the run reached create_hook and committed)."""
+    with anyio.fail_after(10):
+        while await runtime.store.get_hook(token) is None:
+            await anyio.sleep(0.01)
+
+
+async def wait_for_status(run: durable.Run, status: str, timeout: float = 10.0) -> None:
+    """Poll until ``run`` has ``status``; TimeoutError after ``timeout`` seconds."""
+    with anyio.fail_after(timeout):
+        while await run.status() != status:
+            await anyio.sleep(0.01)
+
+
+# -- a real server --------------------------------------------------------------------------------------
+
+
+async def start_over_http(client: httpx.AsyncClient, workflow: str, *args: Any, **kwargs: Any) -> str:
+    """POST /runs for ``workflow`` with these arguments; the new run's id (the answer must be 201)."""
+    response = await client.post("/runs", json={"workflow": workflow, "args": list(args), "kwargs": kwargs})
+    assert response.status_code == 201, response.text
+    run_id: str = response.json()["run_id"]
+    return run_id
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+@contextmanager
+def running_server(
+    directory: Path, source: str, app_spec: str | None, module: str = "flows", env: dict[str, str] | None = None
+) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """Write ``source`` as ``module``.py in ``directory`` and ``durable serve --app app_spec`` from there
+    (no --app if None); yield (base URL, process)."""
+    (directory / f"{module}.py").write_text(source)
+    port = free_port()
+    environment = {k: v for k, v in os.environ.items() if k not in ("DURABLE_API_TOKEN", "DURABLE_BASE_URL")}
+    environment["DURABLE_STORE"] = sqlite_store_url(directory / "server.db")
+    environment.update(env or {})
+    log = (directory / "server.log").open("wb")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "durable", "serve", *(["--app", app_spec] if app_spec else []), "--port", str(port)],
+        cwd=directory, env=environment, stdout=log, stderr=subprocess.STDOUT,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(f"server exited with {process.returncode}:\n{(directory / 'server.log').read_text()}")
+            try:
+                if httpx.get(base + "/", timeout=1).status_code == 200:  # the page is public even with a token
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"server did not come up:\n{(directory / 'server.log').read_text()}")
+            time.sleep(0.05)
+        yield base, process
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        log.close()

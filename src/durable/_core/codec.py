@@ -238,6 +238,8 @@ def _enc(v: Any, depth: int) -> Any:
         return {"$dataclass": [_ref(t), fields]}
     if _is_pydantic(v):
         return {"$pydantic": [_ref(t), _enc(_call_serializer(lambda m: m.model_dump(mode="python"), v, t), depth)]}
+    if isinstance(v, type) and "<" not in v.__qualname__:  # a class, by reference (a classmethod step's cls)
+        return {"$class": _ref(v)}
     raise _Unencodable(f"{_describe(t)} is not serializable")
 
 
@@ -492,6 +494,8 @@ def _decode_tag(tag: str, v: Any, path: str) -> Any:
             return fn(from_tagged(v[1], path))
         if tag == "$exception":
             return _dec_exception(v, path)
+        if tag == "$class":
+            return _resolve_class(v, path)
     except SerializationError:
         raise
     except Exception as exc:

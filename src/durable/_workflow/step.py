@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import inspect
 import random as _random
 from collections.abc import Callable, Coroutine
@@ -10,7 +11,8 @@ from typing import Any, Generic, ParamSpec, TypeVar, overload
 
 from .._core.codec import Serializer
 from .._core.durations import Duration, parse_duration
-from .._core.registry import Registry, default_name
+from .._core.registry import Registry, default_name, short_name
+from .calls import Binder
 from .context import current_instance
 
 P = ParamSpec("P")
@@ -36,7 +38,13 @@ class RetryPolicy:
 
 class Step(Generic[P, R]):
     """A registered step. Inside a workflow, calling it schedules a durable step; anywhere else
-    it simply runs the function (handy in tests)."""
+    it simply runs the function (handy in tests).
+
+    A step is a descriptor, like a function: defined in a class it binds ``self`` when called on
+    an instance, and the class when it wraps a ``classmethod`` (the bound object or class is
+    recorded as the first argument, so it must be encodable). Passed as a value -- to another
+    step, or as a workflow argument -- it travels as a reference by name.
+    """
 
     def __init__(
         self,
@@ -47,6 +55,9 @@ class Step(Generic[P, R]):
         timeout: float | None,
         serializer: Serializer,
     ) -> None:
+        self.binds_class = isinstance(fn, classmethod)
+        if isinstance(fn, classmethod):
+            fn = fn.__func__  # the classmethod's own function
         if not inspect.iscoroutinefunction(fn):
             raise TypeError(f"@durable.step needs an async def function, got {fn!r}")
         if serializer not in ("json", "pickle"):
@@ -56,9 +67,11 @@ class Step(Generic[P, R]):
         self.retry = retry
         self.timeout = timeout
         self.serializer: Serializer = serializer
+        self.binder = Binder(fn, f"step {name!r}")
         # Error-path roots, built once: replay passes them for every step it resolves.
         self.arguments_root = f"arguments of step {name!r}"
         self.result_root = f"result of step {name!r}"
+        self._short_name = short_name(name)
         self.__wrapped__ = fn
         self.__name__ = getattr(fn, "__name__", name)
         self.__qualname__ = getattr(fn, "__qualname__", name)
@@ -69,10 +82,35 @@ class Step(Generic[P, R]):
         instance = current_instance.get()
         if instance is None:
             return self.fn(*args, **kwargs)
-        return instance.call_step(self, args, kwargs)
+        # Bound here, at the call: a call that does not fit raises TypeError in the workflow
+        # (catchable there) and records nothing.
+        bound_args, bound_kwargs = self.binder.bind(args, kwargs)
+        return instance.call_step(self, bound_args, bound_kwargs, spelled=(args, kwargs))
+
+    def __get__(self, obj: Any, owner: type | None = None) -> Any:
+        call: Callable[..., Any] = self
+        if self.binds_class:
+            return functools.partial(call, owner if owner is not None else type(obj))
+        if obj is None:
+            return self
+        return functools.partial(call, obj)
 
     def __repr__(self) -> str:
         return f"<durable.Step {self.name!r}>"
+
+    def matches(self, recorded: str) -> bool:
+        """Whether a recorded step name names this step (also the bare name older runs carry)."""
+        return recorded == self.name or (self._short_name is not None and recorded == self._short_name)
+
+    def __durable_serialize__(self) -> dict[str, str]:
+        return {"name": self.name}
+
+    @classmethod
+    def __durable_deserialize__(cls, data: dict[str, str]) -> Step[Any, Any]:
+        found = steps.resolve(data["name"])
+        if found is None:
+            raise LookupError(f"step {data['name']!r} is not defined in this process")
+        return found
 
 
 #: Every step defined in this process, by name: a worker runs the steps it finds here.
@@ -124,8 +162,9 @@ def step(
         raise ValueError(f"step timeout must be positive, got {timeout!r}")
 
     def decorate(f: Callable[P, Coroutine[Any, Any, R]]) -> Step[P, R]:
-        s = Step(f, name=name or default_name(f), retry=policy, timeout=timeout_s, serializer=serializer)
-        steps.add(s.name, s, f)
+        target = f.__func__ if isinstance(f, classmethod) else f
+        s = Step(f, name=name or default_name(target), retry=policy, timeout=timeout_s, serializer=serializer)
+        steps.add(s.name, s, target, explicit=name is not None)
         return s
 
     return decorate(fn) if fn is not None else decorate

@@ -230,6 +230,10 @@ def _enc(v: Any, depth: int) -> Any:
         return {"$path": [t.__name__, str(v)]}
     if isinstance(v, BaseException):
         return _enc_exception(v, depth)
+    if isinstance(v, type):  # a class, by reference (a classmethod step's cls); before dataclasses: a class is one too
+        if "<" in v.__qualname__:
+            raise _Unencodable(f"class {v.__qualname__} is defined inside a function: it cannot be named")
+        return {"$class": _ref(v)}
     custom = getattr(t, "__durable_serialize__", None)
     if custom is not None:
         return {"$obj": [_ref(t), _enc(_call_serializer(custom, v, t), depth)]}
@@ -238,8 +242,6 @@ def _enc(v: Any, depth: int) -> Any:
         return {"$dataclass": [_ref(t), fields]}
     if _is_pydantic(v):
         return {"$pydantic": [_ref(t), _enc(_call_serializer(lambda m: m.model_dump(mode="python"), v, t), depth)]}
-    if isinstance(v, type) and "<" not in v.__qualname__:  # a class, by reference (a classmethod step's cls)
-        return {"$class": _ref(v)}
     raise _Unencodable(f"{_describe(t)} is not serializable")
 
 

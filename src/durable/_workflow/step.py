@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import inspect
 import random as _random
 from collections.abc import Callable, Coroutine
@@ -88,12 +87,11 @@ class Step(Generic[P, R]):
         return instance.call_step(self, bound_args, bound_kwargs, spelled=(args, kwargs))
 
     def __get__(self, obj: Any, owner: type | None = None) -> Any:
-        call: Callable[..., Any] = self
         if self.binds_class:
-            return functools.partial(call, owner if owner is not None else type(obj))
+            return BoundStep(self, owner if owner is not None else type(obj))
         if obj is None:
             return self
-        return functools.partial(call, obj)
+        return BoundStep(self, obj)
 
     def __repr__(self) -> str:
         return f"<durable.Step {self.name!r}>"
@@ -111,6 +109,30 @@ class Step(Generic[P, R]):
         if found is None:
             raise LookupError(f"step {data['name']!r} is not defined in this process")
         return found
+
+
+class BoundStep:
+    """A method step bound to its instance (or a classmethod step to its class): called like the
+    step, with what it is bound to as the first argument; a value that travels as both."""
+
+    __slots__ = ("bound", "step")
+
+    def __init__(self, step: Step[Any, Any], bound: Any) -> None:
+        self.step = step
+        self.bound = bound
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Coroutine[Any, Any, Any]:
+        return self.step(self.bound, *args, **kwargs)
+
+    def __repr__(self) -> str:
+        return f"<durable.Step {self.step.name!r} bound to {self.bound!r}>"
+
+    def __durable_serialize__(self) -> dict[str, Any]:
+        return {"step": self.step, "bound": self.bound}
+
+    @classmethod
+    def __durable_deserialize__(cls, data: dict[str, Any]) -> BoundStep:
+        return cls(data["step"], data["bound"])
 
 
 #: Every step defined in this process, by name: a worker runs the steps it finds here.

@@ -43,9 +43,8 @@ async def review(doc_id: str, days: float) -> str:
 async def main(store: str) -> None:
     async with durable.Runtime(store, workflows=[review]) as rt:
         run = await rt.start(review, "doc-1", 3)
-        # A token can be resumed once the workflow has created its hook (before: HookNotFound).
-        while await rt.store.get_hook("approval:doc-1") is None:  # noqa: ASYNC110
-            await asyncio.sleep(0.01)
+        # The run creates its hook in a moment: wait for it rather than race it (HookNotFound).
+        await run.wait_for_hook("approval:doc-1", timeout="10s")
         try:
             await approval.resume("approval:doc-1", {"approved": "yes"})
         except durable.HookValidationError as exc:

@@ -31,6 +31,7 @@ from ._core.errors import HookNotFound as HookNotFound
 from ._core.errors import HookSchemaUnknown as HookSchemaUnknown
 from ._core.errors import HookValidationError as HookValidationError
 from ._core.errors import InvalidStoreURL as InvalidStoreURL
+from ._core.errors import NameConflict as NameConflict
 from ._core.errors import NonDeterminismError as NonDeterminismError
 from ._core.errors import NotInStepError as NotInStepError
 from ._core.errors import NotInWorkflowError as NotInWorkflowError
@@ -79,7 +80,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Client", "DurableError", "Event", "EventKind", "FatalError", "Hook", "HookConflictError", "HookDefinition", "HookInfo",
-    "HookNotFound", "HookSchemaUnknown", "HookValidationError", "InvalidStoreURL", "NonDeterminismError", "NotInStepError",
+    "HookNotFound", "HookSchemaUnknown", "HookValidationError", "InvalidStoreURL", "NameConflict", "NonDeterminismError", "NotInStepError",
     "NotInWorkflowError", "Request", "Response", "ResumeResult", "RetryableError", "Run", "RunCancelled", "RunConflict", "RunFailed",
     "RunInfo", "RunNotFound", "Runtime", "SerializationError", "SideEffectInWorkflowError", "StepFailed", "StepInfo", "StepMetadata", "StepTimeout",
     "StoreCorrupt", "StoreError", "StreamChunk", "StreamClosedError", "StreamFailed", "StreamHandle", "StreamWriter",

@@ -14,6 +14,7 @@ from typing import Any
 
 from ._client.projection import ResumeResult, RunInfo
 from ._client.run import Run
+from ._core.durations import Duration
 from ._worker.runtime import Runtime, current_runtime
 from ._workflow.context import refuse_in_workflow
 from ._workflow.http import Request
@@ -117,9 +118,12 @@ async def list_runs(*, status: str | None = None, workflow: str | None = None, l
     return await (await _runtime_for("list_runs")).list_runs(status=status, workflow=workflow, limit=limit, before=before)
 
 
-async def resume_hook(token: str, payload: Any) -> ResumeResult:
-    """Resume the live hook holding ``token`` with ``payload``; HookNotFound if there is none."""
-    return await (await _runtime_for("resume_hook")).resume_hook(token, payload)
+async def resume_hook(token: str, payload: Any, *, wait: Duration | None = None) -> ResumeResult:
+    """Resume the live hook holding ``token`` with ``payload``; HookNotFound if there is none.
+
+    ``wait`` (e.g. ``"10s"``) first waits for a hook with that token to be created.
+    """
+    return await (await _runtime_for("resume_hook")).resume_hook(token, payload, wait=wait)
 
 
 async def resume_webhook(token: str, request: Request, *, timeout: float = 30.0) -> Any:

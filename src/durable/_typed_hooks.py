@@ -11,7 +11,9 @@ from typing import Any, Generic, TypeVar
 
 from ._api import get_runtime
 from ._client.projection import ResumeResult
+from ._core.durations import Duration
 from ._core.ids import check_token
+from ._core.registry import default_name
 from ._workflow.context import workflow_host
 from ._workflow.hooks import Hook, hook_definitions
 from ._workflow.schemas import check_schema, validate_payload
@@ -42,15 +44,16 @@ class HookDefinition(Generic[T]):
         """Check ``payload`` against the schema and return the converted value; HookValidationError lists the problems."""
         return typing.cast(T, validate_payload(self.schema, payload))
 
-    async def resume(self, token: str, payload: Any) -> ResumeResult:
+    async def resume(self, token: str, payload: Any, *, wait: Duration | None = None) -> ResumeResult:
+        """Validate ``payload`` and resume the hook holding ``token``; ``wait`` waits for it to be created."""
         # Validated (and converted) once, here: the runtime must not validate the converted value again.
-        return await (await get_runtime()).resume_hook(token, self.validate(payload), validate=False)
+        return await (await get_runtime()).resume_hook(token, self.validate(payload), validate=False, wait=wait)
 
 
 def define_hook(*, schema: type[T] | Any, name: str | None = None) -> HookDefinition[T]:
     """Define a typed hook. ``schema``: a pydantic model, a dataclass, an object with ``validate(value)``, or a callable."""
     check_schema(schema)
-    hook_name = name or getattr(schema, "__qualname__", None) or type(schema).__qualname__
+    hook_name = name or default_name(schema if hasattr(schema, "__qualname__") else type(schema))
     definition: HookDefinition[T] = HookDefinition(schema, hook_name)
-    hook_definitions.add(hook_name, definition, schema)
+    hook_definitions.add(hook_name, definition, schema, explicit=name is not None)
     return definition

@@ -61,7 +61,7 @@ async def check_replay(run: Run, workflow: Workflow[Any, Any] | None = None) -> 
     """Replay ``run``'s log with the current code (the registered workflow of that name by default)."""
     record = await run.store.get_run(run.run_id)
     assert record is not None
-    wf = workflow or registered_workflows.get(record.workflow_name)
+    wf = workflow or registered_workflows.resolve(record.workflow_name)
     if wf is None:
         raise WorkflowNotFound(record.workflow_name, sorted(registered_workflows))
     events = await run.store.load_events(run.run_id)

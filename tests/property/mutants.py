@@ -54,8 +54,8 @@ MUTANTS = [
     # -- 1. replay determinism ------------------------------------------------------------------
     Mutant(
         "results-in-completion-order", "durable._engine.instance:WorkflowInstance._deliver",
-        "sub = self._subscribers.pop(corr, None) if kind in _RESOLVED_ONCE",
-        "sub = self._subscribers.pop(next((k for k in self._subscribers if k.split('_')[0] == corr.split('_')[0]), corr), None) if kind in _RESOLVED_ONCE",
+        "sub = self._subscribers.pop(corr, None)",
+        "sub = self._subscribers.pop(next((k for k in self._subscribers if k.split('_')[0] == corr.split('_')[0]), corr), None)",
         "1", (DETERMINISM,),
         "a result goes to the oldest waiter of its kind, not to the call with its correlation id "
         "(ids follow completion order instead of call order)",

@@ -221,6 +221,14 @@ class Simulator:
             outcome = Outcome("failed", [], error=error)
         if outcome.status == "suspended":
             return
+        # As the store does when a run ends: each live hook disposed, each pending wait cancelled
+        # and each open stream closed is an event, before the terminal one.
+        for corr in sorted(self.hooks, key=lambda c: (len(c), c)):
+            self._append(EventKind.HOOK_DISPOSED, corr, name=self.hooks[corr])
+        for corr in sorted(self.waits, key=lambda c: (len(c), c)):
+            self._append(EventKind.WAIT_CANCELLED, corr)
+        for namespace in sorted(ns for ns in self.chunks if not self.closed.get(ns)):
+            self._append(EventKind.STREAM_CLOSED, None, name=namespace)
         if outcome.status == "completed":
             self._append(EventKind.RUN_COMPLETED, data=outcome.result)
         else:

@@ -173,19 +173,28 @@ class StoreModel:
                 data: bytes | None = None, attempt: int | None = None, block: int | None = None) -> None:
         run.events.append(ModelEvent(run.last_seq + 1, kind, corr, now, name, data, attempt, block))
 
-    def _finalize(self, run_id: str, stream_error: str | None) -> None:
-        for hook in self.hooks.values():
-            if hook.run_id == run_id and hook.status == "active":
-                hook.status = "disposed"
-        for key, (resume_at, status) in list(self.waits.items()):
+    def _finalize(self, run: ModelRun, stream_error: str | None, now: float) -> None:
+        """The run ends: each hook disposed, wait cancelled and stream closed is an event (hooks,
+        then waits by position, then streams by namespace), before the terminal event."""
+        run_id = run.run_id
+
+        def position(key: str) -> tuple[int, str]:
+            return (len(key), key)
+        for hook in sorted((h for h in self.hooks.values() if h.run_id == run_id and h.status == "active"),
+                           key=lambda h: position(h.hook_id)):
+            hook.status = "disposed"
+            self._append(run, EventKind.HOOK_DISPOSED, hook.hook_id, now, name=hook.token)
+        for key, (resume_at, status) in sorted(self.waits.items(), key=lambda kv: position(kv[0][1])):
             if key[0] == run_id and status == "waiting":
                 self.waits[key] = (resume_at, "cancelled")
+                self._append(run, EventKind.WAIT_CANCELLED, key[1], now)
         for step in self.steps.values():
             if step.run_id == run_id and step.status == "pending":
                 step.status, step.owner = "cancelled", None
-        for (rid, _), stream in self.streams.items():
+        for (rid, namespace), stream in sorted(self.streams.items()):
             if rid == run_id and not stream.closed:
                 stream.closed, stream.error = True, stream_error
+                self._append(run, EventKind.STREAM_CLOSED, None, now, name=namespace)
 
     def _stream(self, run_id: str, namespace: str) -> ModelStream:
         return self.streams.setdefault((run_id, namespace), ModelStream())
@@ -212,6 +221,8 @@ class StoreModel:
             existing = by_key if by_key is not None else self.runs[new.run_id]
             if existing.workflow_name != new.workflow_name:
                 raise DurableError("exists for another workflow")
+            if existing.input != new.input:
+                raise DurableError("exists with other arguments")
             return existing.record(), False
         run = ModelRun(new.run_id, new.workflow_name, "pending", new.input, new.seed, new.now, new.idempotency_key,
                        new.owner, new.now)
@@ -254,9 +265,9 @@ class StoreModel:
         if run is None:
             return None
         if run.status not in TERMINAL:
+            self._finalize(run, "run cancelled", now)
             self._append(run, EventKind.RUN_CANCELLED, None, now)
             run.status, run.completed_at, run.owner, run.wake_at = "cancelled", now, None, None
-            self._finalize(run_id, "run cancelled")
         return run.record()
 
     def commit(self, inv: Invocation) -> CommitResult:
@@ -337,10 +348,10 @@ class StoreModel:
         else:
             kind = EventKind.RUN_COMPLETED if inv.status == "completed" else EventKind.RUN_FAILED
             run_status = "completed" if inv.status == "completed" else "failed"
+            self._finalize(run, None if run_status == "completed" else _error_text(inv.error), now)
             self._append(run, kind, None, now, data=inv.result if inv.status == "completed" else inv.error)
             run.status, run.output, run.error, run.completed_at = run_status, inv.result, inv.error, now
             run.owner, run.wake_at = None, None
-            self._finalize(run.run_id, None if run_status == "completed" else _error_text(inv.error))
         return CommitResult(True, last_seq=run.last_seq, clean=clean, claimed=claimed, run_status=run_status,
                             conflicts=conflicts)
 
@@ -437,11 +448,13 @@ class StoreModel:
             step.status, step.output, step.completed_at = "completed", data, now
         elif kind == EventKind.STEP_FAILED:
             step.status, step.error, step.completed_at = "failed", data, now
+        elif kind == EventKind.STEP_CANCELLED:
+            step.status, step.error, step.completed_at = "cancelled", data, now
         else:
             step.status, step.error, step.ready_at = "pending", data, retry_at if retry_at is not None else now
         step.owner = None
         self._append(run, kind, step_id, now, data=data, attempt=attempt)
-        if run.status in ACTIVE and kind != EventKind.STEP_RETRYING:
+        if run.status in ACTIVE and kind not in (EventKind.STEP_RETRYING, EventKind.STEP_CANCELLED):
             run.wake_at = now
         return True
 

@@ -316,12 +316,12 @@ class StoreMachine(RuleBasedStateMachine):
         assert Counter(map(repr, got)) == Counter(map(repr, expected)), (got, expected)
 
     @precondition(lambda self: self.model.steps)
-    @rule(data=st.data(), kind=st.sampled_from([EventKind.STEP_COMPLETED, EventKind.STEP_FAILED, EventKind.STEP_RETRYING]))
+    @rule(data=st.data(), kind=st.sampled_from([EventKind.STEP_COMPLETED, EventKind.STEP_FAILED, EventKind.STEP_RETRYING, EventKind.STEP_CANCELLED]))
     def finish_step(self, data: st.DataObject, kind: str) -> None:
         self._finish(data, kind, data.draw(st.sampled_from(sorted(self.model.steps))))
 
     @precondition(lambda self: any(s.status == "running" for s in self.model.steps.values()))
-    @rule(data=st.data(), kind=st.sampled_from([EventKind.STEP_COMPLETED, EventKind.STEP_FAILED, EventKind.STEP_RETRYING]))
+    @rule(data=st.data(), kind=st.sampled_from([EventKind.STEP_COMPLETED, EventKind.STEP_FAILED, EventKind.STEP_RETRYING, EventKind.STEP_CANCELLED]))
     def finish_a_running_step(self, data: st.DataObject, kind: str) -> None:
         """Where outcomes are recorded (and runs woken); a step drawn blindly is often not running."""
         running = sorted(key for key, s in self.model.steps.items() if s.status == "running")

@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 from .._core import codec as _codec
+from .._core.durations import Duration
 from .._core.errors import RunNotFound, WorkflowNotFound
 from .._core.ids import check_idempotency_key, check_run_id, new_run_id
 from .._workflow.context import refuse_in_workflow
@@ -63,7 +64,16 @@ class Client:
         return registered_workflows.names()
 
     def get_workflow(self, name: str) -> Workflow[Any, Any] | None:
-        return registered_workflows.get(name)
+        """The workflow ``name`` names (``module:qualname``, an explicit name, or an unambiguous bare qualname)."""
+        return registered_workflows.resolve(name)
+
+    def stored_name(self, workflow: str | None) -> str | None:
+        """The name runs of ``workflow`` are stored under: a bare qualname (``checkout``) that names
+        one defined workflow is its ``module:qualname``; anything else is taken as written."""
+        if workflow is None:
+            return None
+        found = self.get_workflow(workflow) or registered_workflows.resolve(workflow)
+        return found.name if found is not None else workflow
 
     def _resolve(self, workflow: Workflow[Any, Any] | str) -> Workflow[Any, Any]:
         if isinstance(workflow, Workflow):
@@ -71,7 +81,7 @@ class Client:
         if isinstance(workflow, str):
             # Starting needs the definition (its serializer); executing is up to whichever
             # runtime has it in its set, so any definition in this process will do.
-            found = self.get_workflow(workflow) or registered_workflows.get(workflow)
+            found = self.get_workflow(workflow) or registered_workflows.resolve(workflow)
             if found is None:
                 raise WorkflowNotFound(workflow, self.workflow_names())
             return found
@@ -106,7 +116,12 @@ class Client:
     ) -> Run:
         """:meth:`start` with the workflow's arguments as a list and a dict (any keyword names)."""
         refuse_in_workflow("start")
-        data = _codec.encode({"args": list(args), "kwargs": kwargs}, serializer=wf.serializer, root=f"arguments of {wf.name}")
+        # A call that does not fit the workflow raises TypeError here, before anything is recorded;
+        # one that fits is recorded bound (greet("ann") and greet(name="ann") are the same run).
+        bound_args, bound_kwargs = wf.binder.bind(tuple(args), dict(kwargs))
+        data = _codec.encode(
+            {"args": list(bound_args), "kwargs": bound_kwargs}, serializer=wf.serializer, root=f"arguments of {wf.name}"
+        )
         new = NewRun(
             run_id=check_run_id(run_id) if run_id is not None else new_run_id(),
             workflow_name=wf.name,
@@ -145,7 +160,9 @@ class Client:
         self, *, status: str | None = None, workflow: str | None = None, limit: int = 100, before: str | None = None
     ) -> list[RunInfo]:
         refuse_in_workflow("list_runs")
-        records = await self.store.list_runs(status=status, workflow=workflow, limit=limit, before=before)
+        records = await self.store.list_runs(
+            status=status, workflow=self.stored_name(workflow), limit=limit, before=before
+        )
         return [RunInfo.from_record(r) for r in records]
 
     async def follow_runs(self) -> AsyncIterator[None]:
@@ -165,14 +182,17 @@ class Client:
             raise RunNotFound(run_id)
         return record.status
 
-    async def resume_hook(self, token: str, payload: Any, *, validate: bool = True) -> ResumeResult:
+    async def resume_hook(
+        self, token: str, payload: Any, *, validate: bool = True, wait: Duration | None = None
+    ) -> ResumeResult:
         """Deliver ``payload`` to the live hook holding ``token``.
 
         A hook created from ``define_hook`` is validated against its schema when its definition
         is known in this process; ``validate=False`` is for callers that already did it.
+        ``wait`` (e.g. ``"10s"``) waits for the hook to be created first, for a run just started.
         """
         refuse_in_workflow("resume_hook")
-        return await resume_hook(self.store, token, payload, validate=validate)
+        return await resume_hook(self.store, token, payload, validate=validate, wait=wait)
 
     async def resume_webhook(self, token: str, request: Request, *, timeout: float = 30.0) -> Response:
         """Deliver an HTTP request to the webhook holding ``token``; return the response to send back."""

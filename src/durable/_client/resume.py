@@ -13,6 +13,7 @@ from typing import Any
 import anyio
 
 from .._core import codec as _codec
+from .._core.durations import Duration
 from .._core.errors import (
     HookNotFound,
     HookSchemaUnknown,
@@ -23,19 +24,24 @@ from .._core.errors import (
 from .._core.ids import is_text
 from .._workflow.hooks import hook_definitions
 from .._workflow.http import Request, Response
-from ..stores._base import Store
+from ..stores._base import HookRecord, Store
 from .projection import ResumeResult, hook_metadata
 from .streams import read_stream
+from .waiting import wait_until
 
 
-async def resume_hook(store: Store, token: str, payload: Any, *, validate: bool = True) -> ResumeResult:
-    """Append ``payload`` for the live hook holding ``token`` (validated first if the hook is typed)."""
-    hook = await store.get_hook(token) if is_text(token) else None
-    if hook is None:
-        raise HookNotFound(token)
+async def resume_hook(
+    store: Store, token: str, payload: Any, *, validate: bool = True, wait: Duration | None = None
+) -> ResumeResult:
+    """Append ``payload`` for the live hook holding ``token`` (validated first if the hook is typed).
+
+    ``wait``: how long to wait for a live hook with that token to appear (a run just started may
+    not have created it yet); HookNotFound at once without it, TimeoutError after it.
+    """
+    hook = await _live_hook(store, token, wait)
     schema_name = hook_metadata(hook).get("schema")
     if schema_name and validate:
-        definition = hook_definitions.get(schema_name)
+        definition = hook_definitions.resolve(schema_name)
         if definition is None:
             # Appending it unchecked would hand the workflow a payload its schema never saw.
             raise HookSchemaUnknown(token, schema_name)
@@ -44,6 +50,18 @@ async def resume_hook(store: Store, token: str, payload: Any, *, validate: bool 
     # Only to the hook validated above: a token re-bound meanwhile is not this hook.
     record = await store.resume_hook(token, data, time.time(), expect=(hook.run_id, hook.hook_id))
     return ResumeResult(record.run_id, record.hook_id, token)
+
+
+async def _live_hook(store: Store, token: str, wait: Duration | None) -> HookRecord:
+    hook = await store.get_hook(token) if is_text(token) else None
+    if hook is not None:
+        return hook
+    if wait is None or not is_text(token):
+        raise HookNotFound(token)
+    # Every commit that creates a hook notes the "hooks" topic.
+    return await wait_until(
+        store, ("hooks",), lambda: store.get_hook(token), wait, lambda: f"no live hook with token {token!r} appeared"
+    )
 
 
 async def resume_webhook(store: Store, token: str, request: Request, *, timeout: float = 30.0) -> Response:

@@ -10,13 +10,14 @@ from typing import Any, ClassVar, Protocol
 from .._core import codec as _codec
 from .._core.durations import Duration, parse_duration
 from .._core.errorinfo import decode_error
-from .._core.errors import RunCancelled, RunFailed, RunNotFound
+from .._core.errors import HookNotFound, RunCancelled, RunFailed, RunNotFound
 from .._core.events import Event
-from .._core.ids import DEFAULT_NAMESPACE
+from .._core.ids import DEFAULT_NAMESPACE, is_text
 from ..stores._base import TERMINAL, RunRecord, Store
 from .projection import HookInfo, ResumeResult, RunInfo, StepInfo
 from .resume import resume_hook
 from .streams import read_stream
+from .waiting import wait_until
 
 
 class RunSource(Protocol):
@@ -108,6 +109,27 @@ class Run:
                 raise TimeoutError(f"run {self.run_id} did not finish within {shown} (status: {record.status})")
             await notifier.wait(listener, min(remaining, idle if poll else math.inf))
             idle = min(1.0, idle * 2)
+
+    async def wait_for_hook(self, token: str, timeout: Duration | None = None) -> HookInfo:
+        """Wait until this run has a live hook holding ``token`` (created by its workflow) and return it.
+
+        The way to resume a hook right after starting its run without racing its creation:
+        ``await run.wait_for_hook("approval:1", timeout="10s")``, then ``resume_hook``. Raises
+        HookNotFound if the run ends first, TimeoutError after ``timeout``.
+        """
+        async def check() -> HookInfo | None:
+            hook = await self._store.get_hook(token) if is_text(token) else None
+            if hook is not None and hook.run_id == self.run_id:
+                return HookInfo.from_record(hook)
+            record = await self._record()
+            if record.status in TERMINAL:
+                raise HookNotFound(token)
+            return None
+
+        return await wait_until(
+            self._store, ("run", self.run_id), check, timeout,
+            lambda: f"run {self.run_id} has no live hook with token {token!r}",
+        )
 
     async def result(self, timeout: Duration | None = None) -> Any:
         """The workflow's return value; RunFailed / RunCancelled otherwise; TimeoutError after ``timeout``."""

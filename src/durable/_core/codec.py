@@ -230,6 +230,10 @@ def _enc(v: Any, depth: int) -> Any:
         return {"$path": [t.__name__, str(v)]}
     if isinstance(v, BaseException):
         return _enc_exception(v, depth)
+    if isinstance(v, type):  # a class, by reference (a classmethod step's cls); before dataclasses: a class is one too
+        if "<" in v.__qualname__:
+            raise _Unencodable(f"class {v.__qualname__} is defined inside a function: it cannot be named")
+        return {"$class": _ref(v)}
     custom = getattr(t, "__durable_serialize__", None)
     if custom is not None:
         return {"$obj": [_ref(t), _enc(_call_serializer(custom, v, t), depth)]}
@@ -492,6 +496,8 @@ def _decode_tag(tag: str, v: Any, path: str) -> Any:
             return fn(from_tagged(v[1], path))
         if tag == "$exception":
             return _dec_exception(v, path)
+        if tag == "$class":
+            return _resolve_class(v, path)
     except SerializationError:
         raise
     except Exception as exc:

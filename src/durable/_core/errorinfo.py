@@ -25,11 +25,19 @@ class ErrorInfo:
     retry_at: float | None = None
 
     def to_exception(self, step_name: str) -> BaseException:
-        """The exception to raise in a workflow for a step that failed with this error."""
+        """The exception to raise in a workflow for a step that failed with this error.
+
+        It carries the step's own traceback as a note, so ``traceback.format_exception(e)`` in
+        the workflow (or a log of it) shows where the step raised, not only workflow frames.
+        """
         exc = self.exception
-        if exc is None or (isinstance(exc, StepFailed) and exc.step_name == "?"):
+        # A step that raised SystemExit or KeyboardInterrupt failed like any other: the workflow
+        # sees an ordinary (catchable) StepFailed, not a control-flow exception.
+        if exc is None or not isinstance(exc, Exception) or (isinstance(exc, StepFailed) and exc.step_name == "?"):
             exc = StepFailed(step_name, self.type, self.message, self.traceback)
             exc.__durable_traceback__ = self.traceback  # type: ignore[attr-defined]
+        if self.traceback:
+            exc.add_note(f"The step's own traceback (step {step_name!r}, as recorded when it failed):\n{self.traceback.rstrip()}")
         return exc
 
     def as_dict(self) -> dict[str, Any]:

@@ -5,12 +5,13 @@
     DurableError
     ├── SerializationError (TypeError)     a value the codec cannot encode or decode
     ├── NonDeterminismError                replayed code issued something the log does not hold
+    ├── NameConflict (ValueError)          an explicit name another module's definition already has
     ├── NotInWorkflowError (RuntimeError)  a workflow-only API called elsewhere
     ├── NotInStepError (RuntimeError)      a step-only API called elsewhere
     ├── SideEffectInWorkflowError (RuntimeError)  start/resume_hook/... called in workflow code
     ├── WorkflowNotFound (LookupError)     no workflow registered under that name
     ├── RunNotFound (LookupError)          no run with that id
-    ├── RunConflict                        that run id / idempotency key belongs to another workflow's run
+    ├── RunConflict                        that run id / idempotency key names another call (workflow or arguments)
     ├── RunFailed                          result() of a run that failed
     ├── RunCancelled                       result() of a run that was cancelled
     ├── StepFailed                         a step failed with an error type that cannot be re-created
@@ -69,6 +70,21 @@ class NonDeterminismError(DurableError):
         super().__init__(
             f"workflow code no longer matches its event log at command #{position}: "
             f"the log holds {recorded}, the code did {actual}"
+        )
+
+
+class NameConflict(DurableError, ValueError):
+    """Raised when a workflow, step or hook definition takes an explicit name that a definition
+    in another module already has: starting or running it by name would pick one of them."""
+
+    def __init__(self, kind: str, name: str, existing: str, new: str) -> None:
+        self.kind = kind
+        self.name = name
+        self.existing = existing
+        self.new = new
+        super().__init__(
+            f"{kind} name {name!r} is already defined by {existing}; {new} cannot take it too "
+            f"(pass another name=..., or leave name out: the default {kind} name is module:qualname)"
         )
 
 
@@ -211,15 +227,26 @@ class HookValidationError(DurableError, ValueError):
 
 
 class RunConflict(DurableError):
-    """Raised by ``start`` when its run id or idempotency key already names a run of another workflow."""
+    """Raised by ``start`` when its run id or idempotency key already names a run of another
+    workflow, or of the same workflow with other arguments: a key names one call."""
 
-    def __init__(self, run_id: str, key_kind: str, key: str, existing_workflow: str, workflow: str) -> None:
+    def __init__(
+        self, run_id: str, key_kind: str, key: str, existing_workflow: str, workflow: str, *, other_arguments: bool = False
+    ) -> None:
         self.run_id = run_id
+        self.key_kind = key_kind
+        self.key = key
         self.existing_workflow = existing_workflow
         self.workflow = workflow
-        super().__init__(
-            f"run {run_id!r} ({key_kind} {key!r}) already exists for workflow {existing_workflow!r}, not {workflow!r}"
-        )
+        self.other_arguments = other_arguments
+        if other_arguments:
+            message = (
+                f"{key_kind} {key!r} already names run {run_id!r} of workflow {workflow!r}, started with other arguments "
+                f"(a {key_kind} names one call: to start it again, use a new {key_kind})"
+            )
+        else:
+            message = f"run {run_id!r} ({key_kind} {key!r}) already exists for workflow {existing_workflow!r}, not {workflow!r}"
+        super().__init__(message)
 
 
 class HookSchemaUnknown(DurableError):

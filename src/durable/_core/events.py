@@ -9,7 +9,8 @@ Kinds, grouped by what replay does with them:
   (``run_started``, ``step_completed``, ``step_failed``, ``wait_completed``,
   ``hook_received``, ``hook_conflict``);
 - the rest are history that replay skips (``run_created``, ``step_started``,
-  ``step_retrying``, ``wait_cancelled``, ``hook_disposed``, terminal run events).
+  ``step_retrying``, ``step_cancelled``, ``wait_cancelled``, ``hook_disposed``, terminal run
+  events).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ class EventKind(StrEnum):
     STEP_RETRYING = "step_retrying"
     STEP_COMPLETED = "step_completed"
     STEP_FAILED = "step_failed"
+    STEP_CANCELLED = "step_cancelled"  # a running attempt whose run was cancelled (or ended) meanwhile
     HOOK_CREATED = "hook_created"
     HOOK_CONFLICT = "hook_conflict"
     HOOK_RECEIVED = "hook_received"

@@ -131,6 +131,9 @@ class WorkflowInstance:
         self._timers: dict[str, asyncio.TimerHandle] = {}  # pending durable timers
         self._new: list[Command] = []
         self._new_positions: dict[str, int] = {}  # correlation id -> index in _new, until committed
+        # The step object each step position was called with: what the worker runs for it, so a
+        # step defined inside the workflow body runs the closure its own run made.
+        self.issued_steps: dict[str, Step[Any, Any]] = {}
         self._main: asyncio.Task[Any] | None = None
         self._divergence: NonDeterminismError | None = None
         self._pending_error: BaseException | None = None
@@ -145,8 +148,8 @@ class WorkflowInstance:
                 continue
             self.seen_seq = event.seq
             kind = event.kind
-            if kind in CREATION_KINDS:
-                position = int(event.correlation_id.rpartition("_")[2])  # type: ignore[union-attr]
+            if kind in CREATION_KINDS and event.correlation_id:  # (a stream closed at run end has no position)
+                position = int(event.correlation_id.rpartition("_")[2])
                 if position > self._position:  # not reached yet (re-read own records are skipped)
                     self._records[position] = event
             if kind in DELIVERY_KINDS:
@@ -237,7 +240,11 @@ class WorkflowInstance:
             return
         corr = event.correlation_id or ""
         # A step or a wait resolves once: forget its subscriber. Hooks take many deliveries.
-        sub = self._subscribers.pop(corr, None) if kind in _RESOLVED_ONCE else self._subscribers.get(corr)
+        if kind in _RESOLVED_ONCE:
+            sub = self._subscribers.pop(corr, None)
+            self.issued_steps.pop(corr, None)
+        else:
+            sub = self._subscribers.get(corr)
         if sub is None:
             position = event.position or 0
             if position > self._position:
@@ -319,7 +326,11 @@ class WorkflowInstance:
         self._new_positions[command.correlation_id] = len(self._new)
         self._new.append(command)
 
-    async def call_step(self, step: Step[Any, Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    async def call_step(
+        self, step: Step[Any, Any], args: tuple[Any, ...], kwargs: dict[str, Any],
+        *, spelled: tuple[tuple[Any, ...], dict[str, Any]],
+    ) -> Any:
+        """A step call (its arguments bound by the step); ``spelled`` is the call as written."""
         position, corr = self._next("step")
         data = _codec.encode(
             {"args": list(args), "kwargs": kwargs}, serializer=step.serializer, root=step.arguments_root
@@ -328,14 +339,24 @@ class WorkflowInstance:
         record = self._records.pop(position, None)
         if record is None:
             self._issue(ScheduleStep(corr, step.name, data, step.retry.max_attempts))
-        elif record.kind != _STEP_CREATED or record.name != step.name or (
+        elif record.kind != _STEP_CREATED or not step.matches(record.name or "") or (
             step.serializer == "json" and record.data != data  # pickled bytes are not canonical: name only
+            and record.data != self._as_spelled(step, spelled)
         ):
             self._diverge(position, describe_record(record), f"step {step.name!r} with arguments {_short(data)}")
         if self._divergence is not None:
             return await future  # never resolves: the run fails with the divergence
         self._subscribers[corr] = _StepWaiter(future, step)
+        self.issued_steps[corr] = step
         return await future
+
+    @staticmethod
+    def _as_spelled(step: Step[Any, Any], spelled: tuple[tuple[Any, ...], dict[str, Any]]) -> bytes | None:
+        """A call's arguments as written, for logs recorded before calls were bound (read on a mismatch only)."""
+        try:
+            return _codec.encode({"args": list(spelled[0]), "kwargs": spelled[1]}, root=step.arguments_root)
+        except SerializationError:
+            return None
 
     def create_hook(self, hook: HookSubscriber, token: str | None, metadata: bytes | None) -> tuple[str, str]:
         position, corr = self._next("hook")

@@ -81,12 +81,20 @@ class DeterministicLoop(asyncio.AbstractEventLoop):
             asyncio.events._set_running_loop(outer_loop)
 
     def run_until_idle(self) -> None:
-        """Run every ready callback, including those they schedule, until none is left (inside :meth:`activate`)."""
+        """Run every ready callback, including those they schedule, until none is left (inside :meth:`activate`).
+
+        ``SystemExit`` or ``KeyboardInterrupt`` raised by workflow code (``sys.exit()``, argparse)
+        is the raising task's exception -- asyncio has set it there -- and fails that run; it must
+        not escape into the runtime and end the whole worker with every other run in it.
+        """
         ready = self._ready
         while ready:
             handle = ready.popleft()
             if not handle._cancelled:
-                handle._run()
+                try:  # noqa: SIM105  # contextlib.suppress costs a context manager per callback here
+                    handle._run()
+                except (SystemExit, KeyboardInterrupt):
+                    pass
 
     def _asyncgen_firstiter(self, agen: Any) -> None:
         self._asyncgens.append(agen)

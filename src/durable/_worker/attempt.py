@@ -72,7 +72,7 @@ class StepContext:
 
 @dataclass(frozen=True, slots=True)
 class StepOutcome:
-    kind: str  # step_completed | step_retrying | step_failed
+    kind: str  # step_completed | step_retrying | step_failed | step_cancelled
     data: bytes
     retry_at: float | None = None
     cancelled: bool = False
@@ -108,7 +108,8 @@ async def run_step(
                         result = await step.fn(*payload["args"], **payload["kwargs"])
                     if timeout_scope.cancelled_caught:
                         raise StepTimeout(step.name, step.timeout)
-            except Exception as exc:
+            except (Exception, SystemExit, KeyboardInterrupt) as exc:
+                # sys.exit() or argparse in a step fails this attempt, never the whole worker.
                 error = exc
             except asyncio.CancelledError as exc:
                 task = asyncio.current_task()
@@ -122,7 +123,9 @@ async def run_step(
         current_step.reset(token)
     flush_error = await context.settle_writers()
     if cancel_scope.cancelled_caught:
-        return StepOutcome(EventKind.STEP_FAILED, encode_error(RuntimeError("step cancelled: its run was cancelled")), cancelled=True)
+        return StepOutcome(
+            EventKind.STEP_CANCELLED, encode_error(RuntimeError("step cancelled: its run was cancelled")), cancelled=True
+        )
     if error is None and flush_error is not None:
         error = flush_error
     if error is None:

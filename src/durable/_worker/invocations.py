@@ -26,6 +26,7 @@ from .._core.errorinfo import encode_error
 from .._core.errors import StreamClosedError
 from .._core.events import Event, EventKind
 from .._engine.instance import Outcome, WorkflowInstance
+from .._workflow.step import Step
 from .._workflow.workflow import Workflow
 from ..stores._base import TERMINAL, CommitResult, Invocation, RunRecord, StepClaim, Store
 from .slots import StepSlots
@@ -177,6 +178,31 @@ class Invocations:
                     ],
                     status="failed", result=None, error=encode_error(lost), claim_steps=0,
                 )
+
+    # -- which code a step runs -------------------------------------------------------------------
+
+    def issued_step(self, run_id: str, step_id: str) -> Step[Any, Any] | None:
+        """The step object the run's live instance called at ``step_id``, if it is live here."""
+        entry = self.cache.get(run_id)
+        return entry.instance.issued_steps.get(step_id) if entry is not None else None
+
+    async def replayed_step(self, run_id: str, step_id: str) -> Step[Any, Any] | None:
+        """The step object the run calls at ``step_id``, found by replaying its log cold.
+
+        For steps defined inside a workflow body: each run makes its own closure, and only that
+        run's code knows which one a position called. None if this worker cannot replay the run.
+        """
+        record = await self.store.get_run(run_id)
+        wf = self._workflow(record.workflow_name) if record is not None else None
+        if record is None or wf is None:
+            return None
+        instance = self._new_instance(wf, record)
+        try:
+            events, _ = await self.store.read_log(run_id, 0)
+            instance.advance(events)
+            return instance.issued_steps.get(step_id)
+        finally:
+            instance.close()
 
     # -- under a lease ----------------------------------------------------------------------------
 

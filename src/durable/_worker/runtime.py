@@ -33,6 +33,7 @@ from typing import Any
 import anyio
 
 from .._client.client import Client
+from .._core.registry import Registry
 from .._workflow.step import steps as registered_steps
 from .._workflow.workflow import Workflow
 from .._workflow.workflow import workflows as registered_workflows
@@ -80,7 +81,11 @@ class Runtime(Client):
         execute_steps: bool = True,
     ) -> None:
         super().__init__(store, poll_interval=poll_interval)
-        self._explicit = {wf.name: wf for wf in workflows} if workflows is not None else None
+        self._explicit: Registry[Workflow[Any, Any]] | None = None
+        if workflows is not None:
+            self._explicit = Registry("workflow")
+            for wf in workflows:
+                self._explicit[wf.name] = wf
         self.max_concurrent_steps = max_concurrent_steps
         self.execute_steps = execute_steps
         self.base_url = base_url or os.environ.get("DURABLE_BASE_URL") or None
@@ -97,7 +102,7 @@ class Runtime(Client):
             self.store, slots=self.slots, invocations=self.invocations, spawn=self._spawn, base_url=self.base_url
         )
         self.dispatcher = Dispatcher(
-            self.store, self.worker_id, slots=self.slots, workflow_names=self.workflow_names,
+            self.store, self.worker_id, slots=self.slots, workflow_names=self._claimable_workflows,
             step_names=self._step_names, invoke=lambda record: self._spawn(self.invocations.invoke_claimed, record),
             launch=self.steps.launch, poll_interval=poll_interval,
         )
@@ -199,24 +204,29 @@ class Runtime(Client):
 
     # -- what it executes ----------------------------------------------------------------------
 
+    def _executed(self) -> Registry[Workflow[Any, Any]]:
+        return self._explicit if self._explicit is not None else registered_workflows
+
     def workflow_names(self) -> list[str]:
         """The workflows this runtime executes."""
-        return sorted(self._explicit) if self._explicit is not None else registered_workflows.names()
+        return self._executed().names()
 
     def get_workflow(self, name: str) -> Workflow[Any, Any] | None:
-        if self._explicit is not None:
-            return self._explicit.get(name)
-        return registered_workflows.get(name)
+        """The workflow a stored name names, among those this runtime executes (bare legacy names too)."""
+        return self._executed().resolve(name)
+
+    def _claimable_workflows(self) -> list[str]:
+        return self._executed().claimable()
 
     def _step_names(self) -> list[str]:
         # Steps of any registered name run here (a step-only worker is Runtime(workflows=[]));
         # execute_steps=False makes a pure client that starts runs and resumes hooks only.
-        return registered_steps.names() if self.execute_steps else []
+        return registered_steps.claimable() if self.execute_steps else []
 
     # -- the client, executing -----------------------------------------------------------------
 
     def _first_invocation_owner(self, wf: Workflow[Any, Any]) -> str | None:
-        return self.worker_id if self._running and self.get_workflow(wf.name) is wf else None
+        return self.worker_id if self._running and self._executed().get(wf.name) is wf else None
 
     def _run_created(self, record: RunRecord, wf: Workflow[Any, Any], owner: str | None) -> None:
         if owner is not None:

@@ -11,12 +11,14 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from typing import Any
 
 import anyio
 
 from .._core.errorinfo import encode_error
 from .._core.errors import StepFailed
 from .._core.events import EventKind
+from .._workflow.step import Step
 from .._workflow.step import steps as registered_steps
 from ..stores._base import StepClaim, Store
 from .attempt import StepOutcome, run_step
@@ -70,11 +72,11 @@ class StepExecutor:
             self.running[key] = scope
             outcome: StepOutcome | None = None
             try:
-                step = registered_steps.get(claim.name)
+                step = None if claim.attempt > claim.max_attempts else await self._step_for(claim)
                 if claim.attempt > claim.max_attempts:
                     # Attempts lost to crashes count: a step that keeps killing its worker must end.
                     outcome = StepOutcome(EventKind.STEP_FAILED, _exhausted(claim))
-                elif step is None:  # unregistered since it was claimed (a notebook cell re-run): retry elsewhere
+                elif step is None:  # not defined here (or a closure this worker cannot rebuild): retry elsewhere
                     outcome = StepOutcome(EventKind.STEP_RETRYING, _missing_step(claim.name), retry_at=time.time() + 1.0)
                 else:
                     outcome = await run_step(
@@ -94,6 +96,19 @@ class StepExecutor:
             finally:
                 self.running.pop(key, None)
                 self.slots.release()
+
+    async def _step_for(self, claim: StepClaim) -> Step[Any, Any] | None:
+        """The code a claimed step runs: the step object its run's workflow called at that
+        position -- from the live instance, else the definition of that name, else (for a step
+        defined inside a workflow body, whose closure only its own run can make) a cold replay."""
+        step = self.invocations.issued_step(claim.run_id, claim.step_id)
+        if step is not None and step.matches(claim.name):
+            return step
+        defined = registered_steps.resolve(claim.name)
+        if defined is not None and "<locals>" not in defined.__qualname__:
+            return defined
+        step = await self.invocations.replayed_step(claim.run_id, claim.step_id)
+        return step if step is not None and step.matches(claim.name) else None
 
     async def _record(self, claim: StepClaim, outcome: StepOutcome) -> list[StepClaim]:
         """Record a step's outcome; in the fast path also advance its run and return the steps claimed."""
@@ -133,5 +148,8 @@ def _exhausted(claim: StepClaim) -> bytes:
 
 
 def _missing_step(name: str) -> bytes:
-    return encode_error(LookupError(f"step {name!r} is not registered in this process"))
+    return encode_error(LookupError(
+        f"step {name!r} is not defined in this process (or, defined inside its workflow, only a worker "
+        "that runs that workflow can run it)"
+    ))
 

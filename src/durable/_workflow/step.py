@@ -10,7 +10,8 @@ from typing import Any, Generic, ParamSpec, TypeVar, overload
 
 from .._core.codec import Serializer
 from .._core.durations import Duration, parse_duration
-from .._core.registry import Registry, default_name
+from .._core.registry import Registry, default_name, short_name
+from .calls import Binder
 from .context import current_instance
 
 P = ParamSpec("P")
@@ -36,7 +37,13 @@ class RetryPolicy:
 
 class Step(Generic[P, R]):
     """A registered step. Inside a workflow, calling it schedules a durable step; anywhere else
-    it simply runs the function (handy in tests)."""
+    it simply runs the function (handy in tests).
+
+    A step is a descriptor, like a function: defined in a class it binds ``self`` when called on
+    an instance, and the class when it wraps a ``classmethod`` (the bound object or class is
+    recorded as the first argument, so it must be encodable). Passed as a value -- to another
+    step, or as a workflow argument -- it travels as a reference by name.
+    """
 
     def __init__(
         self,
@@ -47,6 +54,9 @@ class Step(Generic[P, R]):
         timeout: float | None,
         serializer: Serializer,
     ) -> None:
+        self.binds_class = isinstance(fn, classmethod)
+        if isinstance(fn, classmethod):
+            fn = fn.__func__  # the classmethod's own function
         if not inspect.iscoroutinefunction(fn):
             raise TypeError(f"@durable.step needs an async def function, got {fn!r}")
         if serializer not in ("json", "pickle"):
@@ -56,9 +66,11 @@ class Step(Generic[P, R]):
         self.retry = retry
         self.timeout = timeout
         self.serializer: Serializer = serializer
+        self.binder = Binder(fn, f"step {name!r}")
         # Error-path roots, built once: replay passes them for every step it resolves.
         self.arguments_root = f"arguments of step {name!r}"
         self.result_root = f"result of step {name!r}"
+        self._short_name = short_name(name)
         self.__wrapped__ = fn
         self.__name__ = getattr(fn, "__name__", name)
         self.__qualname__ = getattr(fn, "__qualname__", name)
@@ -69,10 +81,58 @@ class Step(Generic[P, R]):
         instance = current_instance.get()
         if instance is None:
             return self.fn(*args, **kwargs)
-        return instance.call_step(self, args, kwargs)
+        # Bound here, at the call: a call that does not fit raises TypeError in the workflow
+        # (catchable there) and records nothing.
+        bound_args, bound_kwargs = self.binder.bind(args, kwargs)
+        return instance.call_step(self, bound_args, bound_kwargs, spelled=(args, kwargs))
+
+    def __get__(self, obj: Any, owner: type | None = None) -> Any:
+        if self.binds_class:
+            return BoundStep(self, owner if owner is not None else type(obj))
+        if obj is None:
+            return self
+        return BoundStep(self, obj)
 
     def __repr__(self) -> str:
         return f"<durable.Step {self.name!r}>"
+
+    def matches(self, recorded: str) -> bool:
+        """Whether a recorded step name names this step (also the bare name older runs carry)."""
+        return recorded == self.name or (self._short_name is not None and recorded == self._short_name)
+
+    def __durable_serialize__(self) -> dict[str, str]:
+        return {"name": self.name}
+
+    @classmethod
+    def __durable_deserialize__(cls, data: dict[str, str]) -> Step[Any, Any]:
+        found = steps.resolve(data["name"])
+        if found is None:
+            raise LookupError(f"step {data['name']!r} is not defined in this process")
+        return found
+
+
+class BoundStep:
+    """A method step bound to its instance (or a classmethod step to its class): called like the
+    step, with what it is bound to as the first argument; a value that travels as both."""
+
+    __slots__ = ("bound", "step")
+
+    def __init__(self, step: Step[Any, Any], bound: Any) -> None:
+        self.step = step
+        self.bound = bound
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Coroutine[Any, Any, Any]:
+        return self.step(self.bound, *args, **kwargs)
+
+    def __repr__(self) -> str:
+        return f"<durable.Step {self.step.name!r} bound to {self.bound!r}>"
+
+    def __durable_serialize__(self) -> dict[str, Any]:
+        return {"step": self.step, "bound": self.bound}
+
+    @classmethod
+    def __durable_deserialize__(cls, data: dict[str, Any]) -> BoundStep:
+        return cls(data["step"], data["bound"])
 
 
 #: Every step defined in this process, by name: a worker runs the steps it finds here.
@@ -124,8 +184,9 @@ def step(
         raise ValueError(f"step timeout must be positive, got {timeout!r}")
 
     def decorate(f: Callable[P, Coroutine[Any, Any, R]]) -> Step[P, R]:
-        s = Step(f, name=name or default_name(f), retry=policy, timeout=timeout_s, serializer=serializer)
-        steps.add(s.name, s, f)
+        target = f.__func__ if isinstance(f, classmethod) else f
+        s = Step(f, name=name or default_name(target), retry=policy, timeout=timeout_s, serializer=serializer)
+        steps.add(s.name, s, target, explicit=name is not None)
         return s
 
     return decorate(fn) if fn is not None else decorate

@@ -7,7 +7,8 @@ from collections.abc import Callable
 from typing import Any, Generic, ParamSpec, TypeVar, overload
 
 from .._core.codec import Serializer
-from .._core.registry import Registry, default_name
+from .._core.registry import Registry, default_name, short_name
+from .calls import Binder
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -28,6 +29,7 @@ class Workflow(Generic[P, R]):
         self.name = name
         self.serializer: Serializer = serializer
         self.is_generator = inspect.isasyncgenfunction(fn)
+        self.binder = Binder(fn, f"workflow {name!r}")
         self.__wrapped__ = fn
         self.__name__ = getattr(fn, "__name__", name)
         self.__qualname__ = getattr(fn, "__qualname__", name)
@@ -39,6 +41,10 @@ class Workflow(Generic[P, R]):
 
     def __repr__(self) -> str:
         return f"<durable.Workflow {self.name!r}>"
+
+    def matches(self, recorded: str) -> bool:
+        """Whether a stored run's workflow name names this workflow (also the bare name older runs carry)."""
+        return recorded == self.name or (":" not in recorded and short_name(self.name) == recorded)
 
 
 #: Every workflow defined in this process, by name: what a runtime executes by default.
@@ -56,13 +62,14 @@ def workflow(
 ) -> Any:
     """Declare a durable workflow: an ``async def`` function (or async generator) replayed from its event log.
 
-    ``name`` defaults to the function's qualified name; ``serializer="pickle"`` lets its
-    arguments and result be any picklable (trusted) value.
+    ``name`` defaults to ``module:qualname`` (unique; an explicit name another module already
+    uses is refused with NameConflict); ``serializer="pickle"`` lets its arguments and result be
+    any picklable (trusted) value.
     """
 
     def decorate(f: Callable[P, Any]) -> Workflow[P, Any]:
         wf: Workflow[P, Any] = Workflow(f, name=name or default_name(f), serializer=serializer)
-        workflows.add(wf.name, wf, f)
+        workflows.add(wf.name, wf, f, explicit=name is not None)
         return wf
 
     return decorate(fn) if fn is not None else decorate

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
-from .._core.codec import encode
+from .._core.codec import JSON_TAG, encode
 from .._core.commands import (
     CancelWait,
     CloseStream,
@@ -213,6 +213,10 @@ def create_run(db: DB, new: NewRun) -> tuple[RunRecord, bool]:
         existing = _run(rows[0])
         if existing.workflow_name != new.workflow_name:
             raise RunConflict(existing.run_id, where, key or "", existing.workflow_name, new.workflow_name)
+        if not same_input(existing.input, new.input):
+            raise RunConflict(
+                existing.run_id, where, key or "", existing.workflow_name, new.workflow_name, other_arguments=True
+            )
         return existing, False
     db.execute(
         "INSERT INTO events (run_id, seq, kind, corr_id, name, data, attempt, created_at) VALUES (?,1,?,NULL,?,?,NULL,?)",
@@ -225,6 +229,14 @@ def create_run(db: DB, new: NewRun) -> tuple[RunRecord, bool]:
         run_id=new.run_id, workflow_name=new.workflow_name, status="pending", input=new.input, seed=new.seed,
         created_at=new.now, updated_at=new.now, idempotency_key=new.idempotency_key, last_seq=1,
     ), True
+
+
+def same_input(stored: bytes, new: bytes) -> bool:
+    """Whether a start repeats the stored call's arguments. JSON-codec bytes are canonical (equal
+    values, equal bytes); pickled ones are not, so those cannot be told apart and count as equal."""
+    if stored[:4] == JSON_TAG and new[:4] == JSON_TAG:
+        return bytes(stored) == bytes(new)
+    return True
 
 
 def get_run(db: DB, run_id: str) -> RunRecord | None:
@@ -439,6 +451,7 @@ def commit(db: DB, inv: Invocation) -> CommitResult:
     else:
         kind = EventKind.RUN_COMPLETED if inv.status == "completed" else EventKind.RUN_FAILED
         run_status = "completed" if inv.status == "completed" else "failed"
+        _finalize(db, out, inv.run_id, None if run_status == "completed" else _error_text(inv.error), now)
         out.add(kind, None, now, data=inv.result if inv.status == "completed" else inv.error)
         out.flush()
         db.execute(
@@ -446,7 +459,6 @@ def commit(db: DB, inv: Invocation) -> CommitResult:
             "wake_at = NULL, updated_at = ? WHERE run_id = ?",
             (run_status, inv.result, inv.error, now, out.seq, now, inv.run_id),
         )
-        _finalize(db, inv.run_id, None if run_status == "completed" else _error_text(inv.error))
     return CommitResult(
         True, last_seq=out.seq, clean=clean, claimed=claimed, run_status=run_status, conflicts=conflicts
     )
@@ -504,6 +516,8 @@ class _Commands:
         kind = EventKind.HOOK_CREATED if created else EventKind.HOOK_CONFLICT
         self.out.add(kind, cmd.correlation_id, self.now, name=cmd.token, data=cmd.metadata)
         self.conflicts = self.conflicts or not created
+        if created:
+            self.db.note("hooks")  # resume_hook(..., wait=...) waits for a token to appear
 
     def start_wait(self, cmd: StartWait) -> None:
         self.db.execute(
@@ -587,8 +601,27 @@ def _error_text(error: bytes | None) -> str:
     return f"{info.type}: {info.message}"
 
 
-def _finalize(db: DB, run_id: str, stream_error: str | None) -> None:
-    """A run became terminal: free its hook tokens, drop its waits and pending steps, close its streams."""
+def _finalize(db: DB, out: _Appender, run_id: str, stream_error: str | None, now: float) -> None:
+    """A run is ending: free its hook tokens, cancel its waits and pending steps, close its streams.
+
+    Each hook disposed, wait cancelled and stream closed here is an event too (before the run's
+    terminal event, which stays the last), in a fixed order: hooks, then waits, by position; then
+    streams, by namespace. They carry no command position: replay skips them.
+    """
+    hooks = db.execute(
+        "SELECT hook_id, token FROM hooks WHERE run_id = ? AND status = 'active' ORDER BY length(hook_id), hook_id",
+        (run_id,),
+    )
+    waits = db.execute(
+        "SELECT wait_id FROM waits WHERE run_id = ? AND status = 'waiting' ORDER BY length(wait_id), wait_id", (run_id,)
+    )
+    streams = db.execute("SELECT namespace FROM streams WHERE run_id = ? AND closed = 0 ORDER BY namespace", (run_id,))
+    for hook_id, token in hooks:
+        out.add(EventKind.HOOK_DISPOSED, hook_id, now, name=token)
+    for (wait_id,) in waits:
+        out.add(EventKind.WAIT_CANCELLED, wait_id, now)
+    for (namespace,) in streams:
+        out.add(EventKind.STREAM_CLOSED, None, now, name=namespace)
     db.execute("UPDATE hooks SET status = 'disposed' WHERE run_id = ? AND status = 'active'", (run_id,))
     db.execute("UPDATE waits SET status = 'cancelled' WHERE run_id = ? AND status = 'waiting'", (run_id,))
     db.execute("UPDATE steps SET status = 'cancelled', owner = NULL WHERE run_id = ? AND status = 'pending'", (run_id,))
@@ -605,6 +638,7 @@ def cancel_run(db: DB, run_id: str, now: float) -> RunRecord | None:
         return None
     if locked[0] not in TERMINAL:
         out = _Appender(db, run_id, locked[1])
+        _finalize(db, out, run_id, "run cancelled", now)
         out.add(EventKind.RUN_CANCELLED, None, now)
         out.flush()
         db.execute(
@@ -612,7 +646,6 @@ def cancel_run(db: DB, run_id: str, now: float) -> RunRecord | None:
             "updated_at = ? WHERE run_id = ?",
             (now, out.seq, now, run_id),
         )
-        _finalize(db, run_id, "run cancelled")
     return get_run(db, run_id)
 
 
@@ -695,6 +728,9 @@ def _finish_step_row(
     elif kind == EventKind.STEP_FAILED:
         sql = "UPDATE steps SET status = 'failed', error = ?, completed_at = ?, owner = NULL"
         params = (data, now)
+    elif kind == EventKind.STEP_CANCELLED:
+        sql = "UPDATE steps SET status = 'cancelled', error = ?, completed_at = ?, owner = NULL"
+        params = (data, now)
     else:
         sql = "UPDATE steps SET status = 'pending', error = ?, ready_at = ?, owner = NULL"
         params = (data, retry_at if retry_at is not None else now)
@@ -721,7 +757,7 @@ def finish_step(
     out = _Appender(db, run_id, run[1])
     out.add(kind, step_id, now, data=data, attempt=attempt)
     out.flush()
-    if run[0] in ACTIVE and kind != EventKind.STEP_RETRYING:
+    if run[0] in ACTIVE and kind not in (EventKind.STEP_RETRYING, EventKind.STEP_CANCELLED):
         db.execute(
             "UPDATE runs SET last_seq = ?, wake_at = ?, updated_at = ? WHERE run_id = ?", (out.seq, now, now, run_id)
         )

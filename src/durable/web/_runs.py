@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 from typing import Any
 
 from sse_starlette import EventSourceResponse
@@ -11,7 +10,7 @@ from starlette.responses import Response
 
 from .._client.present import event_json, run_detail, run_summary
 from .._client.projection import HookInfo, RunInfo, StepInfo
-from .._core.errors import RunConflict, RunNotFound, SerializationError
+from .._core.errors import RunConflict, RunNotFound
 from .._core.ids import DEFAULT_NAMESPACE
 from ..stores._base import TERMINAL
 from ._context import Context
@@ -34,7 +33,8 @@ class RunEndpoints:
         if status is not None and status not in STATUSES:
             raise HTTPError(400, f"status must be one of {', '.join(STATUSES)}, got {status!r}")
         limit = int_param(request, "limit", 50, minimum=1, maximum=1000)
-        return {"status": status, "workflow": request.query_params.get("workflow") or None, "limit": limit}
+        workflow = self.ctx.client.stored_name(request.query_params.get("workflow") or None)
+        return {"status": status, "workflow": workflow, "limit": limit}
 
     async def list_runs(self, request: Request) -> Response:
         filters = self._filters(request)
@@ -95,16 +95,14 @@ class RunEndpoints:
             if body.get(key) is not None and not isinstance(body[key], str):
                 raise HTTPError(422, f"{key!r} must be a string")
         try:
-            inspect.signature(workflow.fn).bind(*args, **kwargs)
-        except TypeError as exc:
-            raise HTTPError(422, f"bad arguments for {name}: {exc}") from None
-        try:
             run = await runtime.start_run(
                 workflow, args, kwargs, run_id=body.get("run_id"), idempotency_key=body.get("idempotency_key")
             )
         except RunConflict as exc:
             raise HTTPError(409, str(exc)) from None
-        except (ValueError, SerializationError) as exc:
+        except TypeError as exc:  # the arguments do not fit the workflow (SerializationError is one too)
+            raise HTTPError(422, f"bad arguments for {name}: {exc}") from None
+        except ValueError as exc:
             raise HTTPError(422, str(exc)) from None
         return JSONResponse({"run_id": run.run_id, "workflow": name}, status_code=201)
 

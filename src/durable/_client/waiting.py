@@ -1,0 +1,40 @@
+"""Waiting for the store to reach a state: check, and re-check when a notification (or a poll) says it may have."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+from .._core.durations import Duration, parse_duration
+from ..stores._base import Store
+
+T = TypeVar("T")
+
+
+async def wait_until(
+    store: Store, topic: tuple[str, ...], check: Callable[[], Awaitable[T | None]], timeout: Duration | None,
+    describe: Callable[[], str],
+) -> T:
+    """Return what ``check`` finds as soon as it finds something (not None).
+
+    The listener on ``topic`` is armed before each check, so a write landing between the check
+    and the wait is not missed; where other processes write without notifying this one (SQLite
+    files), it re-checks after a back-off capped at a second. TimeoutError (``describe()``) after
+    ``timeout`` (seconds, ``"5m"``, a timedelta; None waits as long as it takes).
+    """
+    deadline = math.inf if timeout is None else time.monotonic() + parse_duration(timeout, what="timeout")
+    notifier = store.notifier
+    poll = store.cross_process and not store.notifies_across_processes
+    idle = 0.01
+    while True:
+        listener = notifier.listen(*topic)
+        found = await check()
+        if found is not None:
+            return found
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise TimeoutError(describe())
+        await notifier.wait(listener, min(remaining, idle if poll else math.inf))
+        idle = min(1.0, idle * 2)

@@ -71,9 +71,11 @@ from ._workflow.hooks import create_hook as create_hook
 from ._workflow.hooks import create_webhook as create_webhook
 from ._workflow.http import Request as Request
 from ._workflow.http import Response as Response
+from ._workflow.step import Step as Step
 from ._workflow.step import step as step
 from ._workflow.streams import StreamHandle as StreamHandle
 from ._workflow.streams import get_writable as get_writable
+from ._workflow.workflow import Workflow as Workflow
 from ._workflow.workflow import workflow as workflow
 
 __version__ = "0.1.0"
@@ -82,9 +84,9 @@ __all__ = [
     "Client", "DurableError", "Event", "EventKind", "FatalError", "Hook", "HookConflictError", "HookDefinition", "HookInfo",
     "HookNotFound", "HookSchemaUnknown", "HookValidationError", "InvalidStoreURL", "NameConflict", "NonDeterminismError", "NotInStepError",
     "NotInWorkflowError", "Request", "Response", "ResumeResult", "RetryableError", "Run", "RunCancelled", "RunConflict", "RunFailed",
-    "RunInfo", "RunNotFound", "Runtime", "SerializationError", "SideEffectInWorkflowError", "StepFailed", "StepInfo", "StepMetadata", "StepTimeout",
+    "RunInfo", "RunNotFound", "Runtime", "SerializationError", "SideEffectInWorkflowError", "Step", "StepFailed", "StepInfo", "StepMetadata", "StepTimeout",
     "StoreCorrupt", "StoreError", "StreamChunk", "StreamClosedError", "StreamFailed", "StreamHandle", "StreamWriter",
-    "Webhook", "WebhookNotAnswered", "WebhookResponseTimeout", "WorkflowMetadata", "WorkflowNotFound", "configure", "create_hook",
+    "Webhook", "WebhookNotAnswered", "WebhookResponseTimeout", "Workflow", "WorkflowMetadata", "WorkflowNotFound", "configure", "create_hook",
     "create_webhook", "define_hook", "get_run", "get_runtime", "get_step_metadata", "get_workflow_metadata",
     "get_writable", "list_runs", "now", "random", "register_class", "resume_hook", "resume_webhook", "sleep", "start",
     "step", "uuid4", "workflow",

@@ -90,7 +90,7 @@ def test_the_runs_page_starts_a_run_and_shows_it_live(page: tuple[Any, str]) -> 
 
     tab.goto(base + "/")
     tab.wait_for_selector("#start-form:not([hidden])")
-    tab.select_option("#start-workflow", "page_demo")
+    tab.select_option("#start-workflow", "flows:page_demo")
     tab.fill("#start-args", "[8, 0.15]")
     tab.click("#start-button")
 
@@ -103,7 +103,7 @@ def test_the_runs_page_starts_a_run_and_shows_it_live(page: tuple[Any, str]) -> 
     expect(chunks).to_have_count(8)
     assert chunks.nth(3).text_content() == '{"html":"<img src=x onerror=alert(3)>","i":3}'  # shown as text
     assert hook_row.locator("code").first.text_content() == "<b>page-approve</b>"
-    assert tab.locator("#steps tbody tr").first.text_content().startswith("page_produce")
+    assert tab.locator("#steps tbody tr").first.text_content().startswith("flows:page_produce")
     assert "1 / 4" in tab.locator("#steps tbody tr").first.text_content()
 
     hook_row.locator("input").fill('{"ok": true}')
@@ -127,7 +127,7 @@ def test_a_token_link_opens_a_protected_server(page: tuple[Any, str]) -> None:
     tab.goto(base + "/#token=page-secret")
     tab.wait_for_selector("#start-form:not([hidden])")  # GET /workflows was authorised
     assert "token" not in tab.url  # the token left the address bar
-    tab.select_option("#start-workflow", "page_demo")
+    tab.select_option("#start-workflow", "flows:page_demo")
     tab.fill("#start-args", "[2, 0]")
     tab.click("#start-button")
     tab.locator('.stream[data-namespace="default"] li').nth(1).wait_for()  # the stream feed was authorised too

@@ -240,7 +240,7 @@ async def test_worker_runs_the_workflows_it_imports_until_sigterm(tmp_path: Path
         assert worker.stderr is not None
         stderr = (await worker.stderr.receive()).decode()
     assert code == 0
-    assert "workflows: cli_worker_flow" in stderr
+    assert "workflows: cliworkerflows:cli_worker_flow" in stderr
 
 
 def test_demo_runs_the_demo_with_the_store_and_passes_its_exit_code(monkeypatch: pytest.MonkeyPatch) -> None:

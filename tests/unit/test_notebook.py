@@ -206,7 +206,7 @@ async def test_feed_follows_a_run_through_its_states(runtime: durable.Runtime) -
         assert waiting.status == "running"
         assert [h.token for h in waiting.hooks] == [f"nb:{run.run_id}"]
         assert [(s.name, s.status, s.attempt) for s in waiting.steps] == [
-            ("nb_flaky", "completed", 1), ("nb_flaky", "completed", 2), ("nb_flaky", "completed", 1)
+            (nb_flaky.name, "completed", 1), (nb_flaky.name, "completed", 2), (nb_flaky.name, "completed", 1)
         ]
         assert waiting.progress == Progress(3.0, 3.0, None)
         assert [(c.kind, c.value) for c in waiting.chunks] == [("text", "a line of text\n"), ("json", {"key": "value"})]

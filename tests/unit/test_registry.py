@@ -84,9 +84,10 @@ async def test_runs_recorded_under_a_bare_name_still_resolve(tmp_path: Path) -> 
     async with store_from_url(url) as store:
         args = codec.encode({"args": [7], "kwargs": {}})
         await store.create_run(NewRun("legacy-1", "legacy_flow", args, "seed", None, 0.0))
-    assert registered_workflows.resolve("legacy_flow") is legacy.legacy_flow
+    flow: durable.Workflow[..., Any] = legacy.legacy_flow
+    assert registered_workflows.resolve("legacy_flow") is flow
     assert registered_steps.resolve("legacy_work") is legacy.legacy_work
-    async with durable.Runtime(url, workflows=[legacy.legacy_flow]) as rt:
+    async with durable.Runtime(url, workflows=[flow]) as rt:
         run = await rt.get_run("legacy-1")
         assert await run.result(timeout=20) == "names_legacy:7"
 

@@ -153,7 +153,7 @@ async def test_start_runs_a_workflow_and_the_run_shows_result_steps_and_streams(
     await (await runtime.get_run(run_id)).wait(timeout=20)
     detail = (await client.get(f"/runs/{run_id}")).json()
     assert (detail["status"], detail["result"]) == ("completed", {"written": 3})
-    assert [(s["name"], s["status"], s["attempts"]) for s in detail["steps"]] == [("web_emit", "completed", 1)]
+    assert [(s["name"], s["status"], s["attempts"]) for s in detail["steps"]] == [(web_emit.name, "completed", 1)]
     assert detail["steps"][0]["duration"] >= 0
     assert detail["streams"] == [{"namespace": "default", "chunks": 3, "closed": True}]
     assert detail["started_at"] is not None
@@ -164,7 +164,7 @@ async def test_start_refuses_unknown_workflows_and_bad_arguments(client: httpx.A
     """Unknown workflow names are 404 (listing the known ones); arguments that do not fit are 422."""
     response = await client.post("/runs", json={"workflow": "no_such_workflow"})
     assert response.status_code == 404
-    assert "web_emitter" in response.json()["workflows"]
+    assert web_emitter.name in response.json()["workflows"]
     bad_bodies = [
         {"workflow": "web_emitter"},  # missing argument
         {"workflow": "web_emitter", "args": [1], "kwargs": {"colour": "red"}},  # unexpected keyword
@@ -608,7 +608,7 @@ async def test_workflows_route_says_what_can_be_started(client: httpx.AsyncClien
     """GET /workflows lists the runtime's workflows; a store-only app says it cannot start runs."""
     listed = (await client.get("/workflows")).json()
     assert listed["can_start"] is True
-    assert "web_emitter" in listed["workflows"]
+    assert web_emitter.name in listed["workflows"]
     async with client_for(create_app(runtime.store, manage=False, api_token="")) as store_client:
         assert (await store_client.get("/workflows")).json() == {"can_start": False, "workflows": []}
 
@@ -731,7 +731,7 @@ async def test_an_idempotency_key_of_another_workflow_is_a_conflict(client: http
     assert again.json()["run_id"] == first.json()["run_id"]
     other = await client.post("/runs", json={"workflow": "web_emitter", "args": [1], "idempotency_key": "web-k"})
     assert other.status_code == 409
-    assert "already exists for workflow 'web_waiter'" in other.json()["error"]
+    assert f"already exists for workflow {web_waiter.name!r}" in other.json()["error"]
     for run_id in [".", ".."]:  # path segments every client normalises away
         response = await client.post("/runs", json={"workflow": "web_emitter", "args": [1], "run_id": run_id})
         assert response.status_code == 422

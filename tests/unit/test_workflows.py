@@ -39,7 +39,7 @@ async def arithmetic(x: int) -> dict[str, int]:
     a = await add(x, 1)
     b, c = await asyncio.gather(double(a), add(a, 10))
     meta = durable.get_workflow_metadata()
-    assert meta.workflow_name == "arithmetic"
+    assert meta.workflow_name == arithmetic.name == "tests.unit.test_workflows:arithmetic"
     return {"a": a, "b": b, "c": c}
 
 
@@ -49,7 +49,7 @@ async def test_sequential_and_parallel_steps_give_the_result(runtime: durable.Ru
     assert await run.result(timeout=20) == {"a": 5, "b": 10, "c": 15}
     assert await run.status() == "completed"
     steps = await run.steps()
-    assert [s.name for s in steps] == ["add", "double", "add"]
+    assert [s.name for s in steps] == [add.name, double.name, add.name]
     assert all(s.status == "completed" and s.attempts == 1 for s in steps)
 
 

@@ -12,7 +12,6 @@ import time
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
-from .._core import codec as _codec
 from .._core.durations import Duration
 from .._core.errors import RunNotFound, WorkflowNotFound
 from .._core.ids import check_idempotency_key, check_run_id, new_run_id
@@ -119,9 +118,7 @@ class Client:
         # A call that does not fit the workflow raises TypeError here, before anything is recorded;
         # one that fits is recorded bound (greet("ann") and greet(name="ann") are the same run).
         bound_args, bound_kwargs = wf.binder.bind(tuple(args), dict(kwargs))
-        data = _codec.encode(
-            {"args": list(bound_args), "kwargs": bound_kwargs}, serializer=wf.serializer, root=f"arguments of {wf.name}"
-        )
+        data = wf.binder.encode(bound_args, bound_kwargs, serializer=wf.serializer, root=f"arguments of {wf.name}")
         new = NewRun(
             run_id=check_run_id(run_id) if run_id is not None else new_run_id(),
             workflow_name=wf.name,

@@ -332,9 +332,7 @@ class WorkflowInstance:
     ) -> Any:
         """A step call (its arguments bound by the step); ``spelled`` is the call as written."""
         position, corr = self._next("step")
-        data = _codec.encode(
-            {"args": list(args), "kwargs": kwargs}, serializer=step.serializer, root=step.arguments_root
-        )
+        data = step.binder.encode(args, kwargs, serializer=step.serializer, root=step.arguments_root)
         future: asyncio.Future[Any] = self.loop.create_future()
         record = self._records.pop(position, None)
         if record is None:

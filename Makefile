@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-fast property property-thorough bench lint typecheck clean
+.PHONY: demo test test-fast property property-thorough bench lint typecheck docs clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -36,5 +36,8 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
+docs: $(STAMP)
+	$(BIN)/mkdocs build --strict   # the API reference, from the docstrings, into site/
+
 clean:
-	rm -rf $(VENV) .durable .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .durable .pytest_cache .mypy_cache .ruff_cache site

@@ -55,15 +55,28 @@ class Runtime(Client):
     """Executes workflows and steps against a store; use it as ``async with Runtime(...) as rt:``.
 
     Inside the block, module-level ``durable.start``/``get_run``/``list_runs``/``resume_hook``
-    act on this runtime.
+    act on this runtime. A runtime is a :class:`~durable.Client` too (start, read, cancel, resume).
 
-    ``workflows``: the workflows it executes (default: every registered one; ``[]`` makes a
-    step-only worker). ``execute_steps=False``: run no steps either (a pure client).
-    ``max_concurrent_steps`` bounds the steps running at once; ``sticky_cache_size`` the live
-    workflow instances kept between events. ``lease_ttl``: how long a worker that stops
-    heart-beating keeps its leases (on one machine a dead process is detected at once); a step
-    that blocks the event loop longer than this looks dead to other processes -- use
-    ``asyncio.to_thread`` for long synchronous work in steps.
+    Options:
+
+    - ``store``: a store URL (``sqlite:///path.db``, ``memory://``, ``postgresql://...``) or a
+      Store; default ``$DURABLE_STORE``, else ``sqlite:///.durable/durable.db``.
+    - ``workflows``: the workflows it executes (default: every one defined in this process;
+      ``[]`` makes a step-only worker).
+    - ``execute_steps``: ``False`` runs no steps either -- a client that starts runs and resumes
+      hooks while other runtimes execute them.
+    - ``max_concurrent_steps``: the bound on steps running at once in this runtime (default 64).
+    - ``sticky_cache_size``: how many suspended runs stay live in memory between events (default
+      1024; 0 replays every invocation cold).
+    - ``base_url``: where this deployment's webhooks are reached (``webhook.url`` is absolute
+      with it); default ``$DURABLE_BASE_URL``.
+    - ``poll_interval``: the longest wait between re-reads where other processes write without
+      notifying this one (SQLite files), in seconds (default 0.5).
+    - ``lease_ttl``: how long a worker that stops heart-beating keeps its leases (default 10 s; on
+      one machine a dead process is detected at once). A step that blocks the event loop longer
+      than this looks dead to other processes -- use ``asyncio.to_thread`` for long synchronous work.
+    - ``heartbeat_interval``: how often the worker renews its leases (default 0.5 s).
+    - ``worker_id``: this worker's name in the store (default: host, pid and a random suffix).
     """
 
     def __init__(

@@ -106,7 +106,7 @@ class ModelStep:
     def record(self) -> StepRecord:
         return StepRecord(
             self.run_id, self.step_id, self.name, self.status, self.attempt, self.max_attempts, self.created_at,
-            self.started_at, self.completed_at, self.output, self.error, self.ready_at,
+            self.started_at, self.completed_at, self.output, self.error, self.ready_at, self.input,
         )
 
 

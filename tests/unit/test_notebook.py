@@ -24,7 +24,8 @@ import pytest
 import durable
 from durable._client.projection import HookInfo, RunInfo, StepInfo
 from durable._client.streams import StreamChunk
-from durable.notebook import Progress, RunFeed, RunState, Throttle, mimebundle, snapshot
+from durable._core import codec
+from durable.notebook import Progress, RunFeed, RunState, Throttle, _html, mimebundle, snapshot
 from durable.notebook._html import chunk_outputs, error_html, state_text, step_status, steps_html
 from durable.notebook._model import classify, progress_of
 from tests.helpers import ROOT, wait_until
@@ -191,6 +192,33 @@ def test_step_table_names_retries_and_keeps_big_runs_short() -> None:
     assert "… 51 earlier steps" in html and html.count("<tr>") == 1 + 1 + 100
 
 
+def test_step_rows_show_their_arguments_in_a_table_that_scrolls() -> None:
+    """Each step is labelled with its call's arguments; the table has a bounded height of its own."""
+    now = datetime.now(UTC)
+    call = codec.encode({"args": ["A-1", 42], "kwargs": {"retry": True}})
+    row = StepInfo("step_1", "charge", "completed", 1, 4, now, now, now, None, None, call)
+    html = steps_html(RunState("r1").with_info(_info("running")).with_steps([row]), now)
+    assert '(&quot;A-1&quot;, 42, retry=true)' in html
+    assert 'class="durable-steps-box" style="max-height:' in html and "overflow:auto" in html
+
+
+def test_text_chunks_are_one_per_line() -> None:
+    """Two text chunks are two lines, not one run-on line."""
+    state = RunState("r1").with_info(_info("running")).with_chunks(
+        [StreamChunk(0, "first", None, None, 0.0), StreamChunk(1, "second\n", None, None, 0.0)], closed=False, error=None
+    )
+    assert [o["text"] for o in chunk_outputs(state)] == ["first\nsecond\n"]  # (was "firstsecond\n")
+
+
+def test_the_view_is_readable_in_a_dark_theme() -> None:
+    """Text and borders use JupyterLab's theme variables (dark-on-dark would be unreadable)."""
+    now = datetime.now(UTC)
+    row = StepInfo("step_1", "work", "completed", 1, 4, now, now, now, None, None)
+    html = steps_html(RunState("r1").with_info(_info("running")).with_steps([row]), now)
+    assert "var(--jp-ui-font-color2" in html and "var(--jp-border-color1" in html
+    assert "color:#4b5563" not in html and "color:#374151" not in html
+
+
 # -- the feed, driven by real runs ---------------------------------------------------------------
 
 @pytest.mark.anyio
@@ -354,6 +382,40 @@ async def test_run_view_cancel_button_cancels_the_run(runtime: durable.Runtime) 
         assert "durable-cancelled" in view._header.value
     finally:
         view.close()
+
+
+@pytest.mark.anyio
+async def test_a_step_redefined_while_its_run_is_in_flight_is_flagged(runtime: durable.Runtime) -> None:
+    """Re-running the cell that defines a step while a run that uses it waits: the view says so."""
+    from durable._workflow.step import steps
+
+    run = await runtime.start(nb_lifecycle, 2)
+    await run.wait_for_hook(f"nb:{run.run_id}", timeout=20)
+    assert (await snapshot(run)).code_changes == ()
+    # What a cell re-run does: the same module defines the same name again.
+    steps.add(nb_flaky.name, steps[nb_flaky.name], nb_flaky.fn, explicit=False)
+    state = await snapshot(run)
+    assert state.code_changes == (f"step {nb_flaky.name}",)
+    assert "redefined after this run started" in _html.state_html(state)
+    await runtime.resume_hook(f"nb:{run.run_id}", "ok")
+
+
+@pytest.mark.anyio
+async def test_a_saved_view_says_it_is_stale_instead_of_offering_cancel(runtime: durable.Runtime) -> None:
+    """The widget's bundle carries a static HTML form that says the kernel is gone, with no Cancel button."""
+    from durable.notebook import RunView
+
+    run = await runtime.start(nb_waits)
+    view = RunView(run)
+    try:
+        await wait_until(lambda: view.state.status == "running")
+        bundle = view._repr_mimebundle_()
+        assert bundle is not None and "application/vnd.jupyter.widget-view+json" in bundle
+        saved = bundle["text/html"]
+        assert "A saved view" in saved and "durable.get_run" in saved and "Cancel" not in saved
+    finally:
+        view.close()
+        await run.cancel()
 
 
 @pytest.mark.anyio

@@ -104,6 +104,19 @@ class StepInfo:
     completed_at: datetime | None
     retry_at: datetime | None  # when the next attempt is due, for a step waiting to be retried
     error: ErrorInfo | None
+    input: bytes | None = None  # the recorded arguments, as stored (see :attr:`arguments`)
+
+    @property
+    def arguments(self) -> tuple[list[Any], dict[str, Any]] | None:
+        """The step's arguments ``(args, kwargs)``, or None when this process cannot decode them
+        (pickled, or a class it cannot import)."""
+        if not self.input or self.input[:4] != _codec.JSON_TAG:
+            return None
+        try:
+            value = _codec.decode(self.input, root="step arguments")
+        except SerializationError:
+            return None
+        return list(value.get("args", [])), dict(value.get("kwargs", {}))
 
     @classmethod
     def from_record(cls, r: StepRecord) -> StepInfo:
@@ -112,7 +125,7 @@ class StepInfo:
         return cls(
             r.step_id, r.name, r.status, r.attempt, r.max_attempts, _required(r.created_at),
             as_datetime(r.started_at), as_datetime(r.completed_at), retry_at,
-            decode_error(r.error) if r.error else None,
+            decode_error(r.error) if r.error else None, r.input,
         )
 
     @property

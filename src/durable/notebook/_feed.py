@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import math
 from collections import OrderedDict
-from collections.abc import Callable, Collection, Iterable
+from collections.abc import Callable, Collection, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -27,11 +27,13 @@ from .._client.streams import StreamChunk
 from .._core import codec as _codec
 from .._core.errors import DurableError
 from .._core.ids import DEFAULT_NAMESPACE
+from .._workflow.step import steps as registered_steps
+from .._workflow.workflow import workflows as registered_workflows
 from ._model import RunState, Throttle
 
 if TYPE_CHECKING:
     from .._client.client import Client
-    from .._client.projection import RunInfo
+    from .._client.projection import RunInfo, StepInfo
     from .._client.run import Run
     from ..stores._base import Store
 
@@ -130,7 +132,9 @@ class RunFeed:
         if RUN in parts:
             info = await self.run.info()
             state = state.with_info(info)
-            state = state.with_steps(await self.run.steps())
+            steps = await self.run.steps()
+            state = state.with_steps(steps)
+            state = state.with_code_changes(redefined_since(info, steps))
             state = state.with_hooks([] if state.terminal else await self.run.hooks())
             if state.status == "completed" and not state.has_result:
                 state = state.with_result(await self._result())
@@ -236,6 +240,27 @@ class RunFeed:
         with anyio.fail_after(timeout):
             await done.wait()
         return self.state
+
+
+def redefined_since(info: RunInfo, steps: Sequence[StepInfo]) -> list[str]:
+    """The workflow and steps of a run that this process redefined after the run started.
+
+    A notebook cell re-run replaces a definition while runs are in flight; the workflow body of
+    such a run calls the name it sees at that moment, so its next steps run the new code. The
+    view says so rather than leave a result that matches neither version unexplained.
+    """
+    since = info.created_at.timestamp()
+    changed = []
+    workflow = registered_workflows.resolve(info.workflow_name)
+    at = registered_workflows.defined_at(workflow.name) if workflow is not None else None
+    if at is not None and at > since:
+        changed.append(f"workflow {info.workflow_name}")
+    for name in sorted({s.name for s in steps}):
+        step = registered_steps.resolve(name)
+        at = registered_steps.defined_at(step.name) if step is not None else None
+        if at is not None and at > since:
+            changed.append(f"step {name}")
+    return changed
 
 
 class _Unreadable:

@@ -30,11 +30,12 @@ STATUS_COLOURS: dict[str, tuple[str, str]] = {
 }
 _NEUTRAL = ("#f3f4f6", "#374151")
 _MAX_ROWS = 100
+_STEPS_HEIGHT = "240px"
 _MAX_REPR = 2_000
 
 _TABLE = "border-collapse:collapse;font-size:12px;margin:2px 0"
-_TH = "text-align:left;padding:2px 10px 2px 0;border-bottom:1px solid #d1d5db;color:#4b5563;font-weight:600"
-_TD = "padding:2px 10px 2px 0;border-bottom:1px solid #f3f4f6;vertical-align:top"
+_TH = "text-align:left;padding:2px 10px 2px 0;border-bottom:1px solid var(--jp-border-color1, #d1d5db);color:var(--jp-ui-font-color2, #4b5563);font-weight:600"
+_TD = "padding:2px 10px 2px 0;border-bottom:1px solid var(--jp-border-color3, #f3f4f6);vertical-align:top"
 _MONO = "font-family:SFMono-Regular,Menlo,Consolas,monospace"
 
 
@@ -107,7 +108,7 @@ def steps_html(state: RunState, now: datetime, max_rows: int = _MAX_ROWS) -> str
     hidden = len(state.steps) - len(rows)
     body = []
     if hidden:
-        body.append(f'<tr><td colspan="5" style="{_TD};color:#6b7280">… {hidden} earlier steps</td></tr>')
+        body.append(f'<tr><td colspan="5" style="{_TD};color:var(--jp-ui-font-color2, #6b7280)">… {hidden} earlier steps</td></tr>')
     for row in rows:
         status = step_status(row)
         attempt = f"{row.attempt}/{row.max_attempts}" if row.attempt else f"-/{row.max_attempts}"
@@ -117,16 +118,20 @@ def steps_html(state: RunState, now: datetime, max_rows: int = _MAX_ROWS) -> str
             if status == "retrying" and row.retry_at is not None:
                 note += f" <i>(retry at {fmt_time(row.retry_at)})</i>"
             elif status == "completed":  # what an earlier attempt died of: history, not a problem
-                note, colour = f"attempt {row.attempt - 1}: {note}", "#6b7280"
+                note, colour = f"attempt {row.attempt - 1}: {note}", "var(--jp-ui-font-color2, #6b7280)"
+        arguments = f'<span style="{_MONO};color:var(--jp-ui-font-color2, #6b7280)">{escape(row.arguments)}</span>' if row.arguments else ""
         body.append(
-            f'<tr><td style="{_TD};{_MONO}">{escape(row.name)}</td><td style="{_TD}">{badge(status)}</td>'
+            f'<tr><td style="{_TD};{_MONO}">{escape(row.name)}{arguments}</td><td style="{_TD}">{badge(status)}</td>'
             f'<td style="{_TD}">{attempt}</td><td style="{_TD}">{fmt_duration(row.duration(now))}</td>'
             f'<td style="{_TD};color:{colour}">{note}</td></tr>'
         )
     head = "".join(f'<th style="{_TH}">{h}</th>' for h in ("step", "status", "attempt", "duration", ""))
+    # A run of thousands of steps must not push the rest of the view off screen: the table scrolls.
     return (
-        f'<div style="font-size:12px;color:#4b5563">{len(state.steps)} steps: {escape(summary)}</div>'
+        f'<div style="font-size:12px;color:var(--jp-ui-font-color2, #4b5563)">{len(state.steps)} steps: {escape(summary)}</div>'
+        f'<div class="durable-steps-box" style="max-height:{_STEPS_HEIGHT};overflow:auto">'
         f'<table class="durable-steps" style="{_TABLE}"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>'
+        "</div>"
     )
 
 
@@ -139,7 +144,7 @@ def hooks_html(state: RunState) -> str:
         for h in state.hooks
     )
     return (
-        f'<div style="font-size:12px;color:#4b5563">waiting on {len(state.hooks)} hook(s):</div>'
+        f'<div style="font-size:12px;color:var(--jp-ui-font-color2, #4b5563)">waiting on {len(state.hooks)} hook(s):</div>'
         f'<table class="durable-hooks" style="{_TABLE}"><tbody>{rows}</tbody></table>'
     )
 
@@ -152,7 +157,7 @@ def error_html(state: RunState) -> str:
     return (
         f'<div class="durable-error" style="border-left:3px solid #dc2626;padding:2px 8px;margin:4px 0">'
         f'<b style="color:#991b1b">{escape(state.error_type)}</b>: {escape(state.error_message or "")}'
-        f'<details open><summary style="cursor:pointer;color:#6b7280;font-size:12px">traceback</summary>'
+        f'<details open><summary style="cursor:pointer;color:var(--jp-ui-font-color2, #6b7280);font-size:12px">traceback</summary>'
         f'<pre style="font-size:11px;white-space:pre-wrap;margin:2px 0">{tb}</pre></details></div>'
     )
 
@@ -177,8 +182,9 @@ def footer_html(state: RunState) -> str:
 
 def chunk_line(item: ChunkItem) -> str:
     """A chunk as one line of text: JSON compactly, text as is, other values by repr."""
-    if item.kind == "text":
-        return str(item.value)
+    if item.kind == "text":  # one chunk, one line (a chunk that ends its own line keeps it)
+        text = str(item.value)
+        return text if text.endswith("\n") else text + "\n"
     if item.kind == "json":
         return json.dumps(item.value, ensure_ascii=False, default=str) + "\n"
     if item.kind == "bytes":
@@ -287,7 +293,7 @@ def chunks_html(state: RunState) -> str:
     if not parts:
         return ""
     label = f'stream "{escape(state.namespace)}": {state.chunk_count} chunks' + (" (closed)" if state.stream_closed else "")
-    return f'<div style="font-size:12px;color:#4b5563">{label}</div>' + "".join(parts)
+    return f'<div style="font-size:12px;color:var(--jp-ui-font-color2, #4b5563)">{label}</div>' + "".join(parts)
 
 
 def progress_html(state: RunState) -> str:
@@ -305,14 +311,36 @@ def progress_html(state: RunState) -> str:
     return f'<div style="font-size:12px">{bar}{escape(p.describe())}</div>'
 
 
+def code_changes_html(state: RunState) -> str:
+    """A warning when definitions the run uses were redefined here after it started."""
+    if not state.code_changes:
+        return ""
+    what = ", ".join(escape(c) for c in state.code_changes)
+    return (
+        f'<div class="durable-code-changed" style="font-size:12px;background:#fef3c7;color:#92400e;padding:2px 6px;'
+        f'border-radius:4px;margin:2px 0">redefined after this run started: {what}. Its next steps call the new '
+        "code (what already ran keeps its recorded results); a change in what it calls at a recorded position "
+        "fails the run with NonDeterminismError.</div>"
+    )
+
+
+def stale_html(state: RunState) -> str:
+    """The saved form of a live view: what a notebook shows once the kernel that drew it is gone."""
+    note = (
+        '<div style="font-size:12px;color:var(--jp-ui-font-color2, #6b7280)">A saved view: the kernel that followed '
+        f"this run has stopped. To follow it again: <code>await durable.get_run({escape(repr(state.run_id))})</code>.</div>"
+    )
+    return state_html(state).replace('<div class="durable-run"', '<div class="durable-run durable-stale"', 1)[:-6] + note + "</div>"
+
+
 def state_html(state: RunState, now: datetime | None = None) -> str:
     """The whole run as one static HTML block."""
     now = now or now_utc()
     body = "".join(
         part
         for part in (
-            header_html(state, now), error_html(state), result_html(state), progress_html(state),
-            steps_html(state, now), hooks_html(state), chunks_html(state), footer_html(state),
+            header_html(state, now), code_changes_html(state), error_html(state), result_html(state),
+            progress_html(state), steps_html(state, now), hooks_html(state), chunks_html(state), footer_html(state),
         )
         if part
     )
@@ -355,7 +383,7 @@ def state_text(state: RunState, now: datetime | None = None) -> str:
 def runs_html(runs: Sequence[RunInfo], now: datetime | None = None, *, selected: str | None = None) -> str:
     now = now or now_utc()
     if not runs:
-        return '<div style="font-size:12px;color:#6b7280">no runs yet</div>'
+        return '<div style="font-size:12px;color:var(--jp-ui-font-color2, #6b7280)">no runs yet</div>'
     head = "".join(f'<th style="{_TH}">{h}</th>' for h in ("run", "workflow", "status", "created", "duration"))
     rows = []
     for r in runs:

@@ -10,6 +10,7 @@ repr and the widget agree on what a run looks like.
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -139,6 +140,23 @@ class ChunkItem:
         return cls(index, value, classify(value), progress_of(value), attempt)
 
 
+def arguments_preview(arguments: tuple[list[Any], dict[str, Any]] | None, limit: int = 80) -> str | None:
+    """``("A-1", 42, retry=True)``: a step's arguments on one line, shortened to ``limit`` characters."""
+    if arguments is None:
+        return None
+    args, kwargs = arguments
+    parts = [_preview(a) for a in args] + [f"{k}={_preview(v)}" for k, v in kwargs.items()]
+    text = "(" + ", ".join(parts) + ")"
+    return text if len(text) <= limit else text[: limit - 2] + "…)"
+
+
+def _preview(value: Any) -> str:
+    try:
+        return json.dumps(value, ensure_ascii=False, default=repr)
+    except (TypeError, ValueError):
+        return repr(value)
+
+
 @dataclass(frozen=True, slots=True)
 class StepRow:
     """A row of the step table."""
@@ -153,6 +171,7 @@ class StepRow:
     retry_at: datetime | None
     error: str | None = None
     traceback: str | None = None
+    arguments: str | None = None  # a one-line preview of the call's arguments, e.g. ("A-1", 42)
 
     def duration(self, now: datetime) -> float | None:
         """Seconds from the first start to completion, or to ``now`` while the step is unfinished."""
@@ -165,7 +184,7 @@ class StepRow:
         error = f"{s.error.type}: {s.error.message}" if s.error else None
         return cls(
             s.step_id, s.name, s.status, s.attempts, s.max_attempts, s.started_at, s.completed_at, s.retry_at,
-            error, s.error.traceback if s.error else None,
+            error, s.error.traceback if s.error else None, arguments_preview(s.arguments),
         )
 
 
@@ -221,6 +240,9 @@ class RunState:
     stream_closed: bool = False
     stream_error: str | None = None
     problem: str | None = None
+    # Definitions this run uses that were redefined in this process after it started (a notebook
+    # cell re-run): the run's next steps call the new code.
+    code_changes: tuple[str, ...] = ()
     max_chunks: int = field(default=200, compare=False)
 
     # -- derived -------------------------------------------------------------------------------
@@ -275,6 +297,9 @@ class RunState:
 
     def with_steps(self, steps: Sequence[StepInfo]) -> RunState:
         return replace(self, steps=tuple(StepRow.from_info(s) for s in steps))
+
+    def with_code_changes(self, changed: Sequence[str]) -> RunState:
+        return replace(self, code_changes=tuple(changed))
 
     def with_hooks(self, hooks: Sequence[HookInfo]) -> RunState:
         if self.terminal:

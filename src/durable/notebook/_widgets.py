@@ -144,6 +144,15 @@ class RunView(widgets.VBox):  # type: ignore[misc]  # ipywidgets ships no type h
         self.draw(self.feed.state)
         self._tasks.spawn(self.feed.follow(), f"durable view of {run.run_id}")
 
+    def _repr_mimebundle_(self, **kwargs: Any) -> dict[str, Any] | None:
+        """The widget, plus what a saved notebook shows once this kernel is gone: the last state
+        as static HTML that says it is a saved view -- not a Cancel button that no longer works."""
+        bundle: dict[str, Any] | None = super()._repr_mimebundle_(**kwargs)
+        if bundle is not None:
+            state = self.feed.state if self.feed.state.loaded else latest(self.run.run_id) or self.feed.state
+            bundle["text/html"] = _html.stale_html(state)
+        return bundle
+
     def __repr__(self) -> str:
         state = self.feed.state if self.feed.state.loaded else latest(self.run.run_id)
         if state is None:
@@ -164,7 +173,7 @@ class RunView(widgets.VBox):  # type: ignore[misc]  # ipywidgets ships no type h
     def draw(self, state: RunState) -> None:
         """Make every widget show ``state`` (traits that do not change send nothing)."""
         now = _html.now_utc()
-        self._header.value = _html.header_html(state, now)
+        self._header.value = _html.header_html(state, now) + _html.code_changes_html(state)
         self._error.value = _html.error_html(state)
         self._result.value = _html.result_html(state)
         progress = state.progress
@@ -183,7 +192,7 @@ class RunView(widgets.VBox):  # type: ignore[misc]  # ipywidgets ships no type h
             self._chunks.outputs = listed
         closed = " · closed" if state.stream_closed else ""
         self._chunks_label.value = (
-            f'<div style="font-size:12px;color:#4b5563">stream "{escape(state.namespace)}": '
+            f'<div style="font-size:12px;color:var(--jp-ui-font-color2, #4b5563)">stream "{escape(state.namespace)}": '
             f"{state.chunk_count} chunks{closed}</div>"
             if state.chunk_count
             else ""

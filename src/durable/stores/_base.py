@@ -55,6 +55,7 @@ class StepRecord:
     output: bytes | None
     error: bytes | None
     ready_at: float | None
+    input: bytes | None = None  # the recorded arguments
 
 
 @dataclass(frozen=True, slots=True)

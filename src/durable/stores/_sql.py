@@ -770,13 +770,13 @@ def finish_step(
 def list_steps(db: DB, run_id: str) -> list[StepRecord]:
     rows = db.execute(
         "SELECT run_id, step_id, name, status, attempt, max_attempts, created_at, started_at, completed_at, output, "
-        "error, ready_at FROM steps WHERE run_id = ? ORDER BY created_at, length(step_id), step_id",
+        "error, ready_at, input FROM steps WHERE run_id = ? ORDER BY created_at, length(step_id), step_id",
         (run_id,),
     )
     return [
         StepRecord(
             r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8],
-            None if r[9] is None else bytes(r[9]), None if r[10] is None else bytes(r[10]), r[11],
+            None if r[9] is None else bytes(r[9]), None if r[10] is None else bytes(r[10]), r[11], bytes(r[12]),
         )
         for r in rows
     ]

@@ -1,7 +1,7 @@
 """durable: durable workflows for asyncio, replayed from an event log, streamed live.
 
 Workflow code: ``@workflow``, ``sleep``, ``now``, ``random``, ``uuid4``, ``create_hook``,
-``create_webhook``, ``define_hook``, ``get_writable``, ``get_workflow_metadata``.
+``create_webhook``, ``define_hook``, ``get_writable``, ``get_workflow_metadata``, ``start_child``.
 Step code: ``@step``, ``get_step_metadata``, ``get_writable``, ``FatalError``, ``RetryableError``.
 Outside: ``Runtime``, ``start``, ``get_run``, ``list_runs``, ``resume_hook``, ``resume_webhook``, ``configure``.
 """
@@ -24,6 +24,7 @@ from ._client.projection import StepInfo as StepInfo
 from ._client.run import Run as Run
 from ._client.streams import StreamChunk as StreamChunk
 from ._core.codec import register_class as register_class
+from ._core.errors import ChildFailed as ChildFailed
 from ._core.errors import DurableError as DurableError
 from ._core.errors import FatalError as FatalError
 from ._core.errors import HookConflictError as HookConflictError
@@ -57,6 +58,7 @@ from ._typed_hooks import HookDefinition as HookDefinition
 from ._typed_hooks import define_hook as define_hook
 from ._worker.runtime import Runtime as Runtime
 from ._worker.writers import StreamWriter as StreamWriter
+from ._workflow.children import ChildHandle as ChildHandle
 from ._workflow.context import StepMetadata as StepMetadata
 from ._workflow.context import WorkflowMetadata as WorkflowMetadata
 from ._workflow.context import get_step_metadata as get_step_metadata
@@ -76,12 +78,13 @@ from ._workflow.step import step as step
 from ._workflow.streams import StreamHandle as StreamHandle
 from ._workflow.streams import get_writable as get_writable
 from ._workflow.workflow import Workflow as Workflow
+from ._workflow.workflow import start_child as start_child
 from ._workflow.workflow import workflow as workflow
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "Client", "DurableError", "Event", "EventKind", "FatalError", "Hook", "HookConflictError", "HookDefinition", "HookInfo",
+    "ChildFailed", "ChildHandle", "Client", "DurableError", "Event", "EventKind", "FatalError", "Hook", "HookConflictError", "HookDefinition", "HookInfo",
     "HookNotFound", "HookSchemaUnknown", "HookValidationError", "InvalidStoreURL", "NameConflict", "NonDeterminismError", "NotInStepError",
     "NotInWorkflowError", "Request", "Response", "ResumeResult", "RetryableError", "Run", "RunCancelled", "RunConflict", "RunFailed",
     "RunInfo", "RunNotFound", "Runtime", "SerializationError", "SideEffectInWorkflowError", "Step", "StepFailed", "StepInfo", "StepMetadata", "StepTimeout",
@@ -89,5 +92,5 @@ __all__ = [
     "Webhook", "WebhookNotAnswered", "WebhookResponseTimeout", "Workflow", "WorkflowMetadata", "WorkflowNotFound", "configure", "create_hook",
     "create_webhook", "define_hook", "get_run", "get_runtime", "get_step_metadata", "get_workflow_metadata",
     "get_writable", "list_runs", "now", "random", "register_class", "resume_hook", "resume_webhook", "sleep", "start",
-    "step", "uuid4", "workflow",
+    "start_child", "step", "uuid4", "workflow",
 ]

@@ -25,6 +25,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
+from rich.tree import Tree
 
 from ._client.present import dumps, event_json, plain_value
 from ._client.projection import HookInfo, RunInfo, StepInfo, hook_metadata
@@ -309,13 +310,22 @@ def inspect_run(run_id: Annotated[str, typer.Argument(help="The run's id.")], st
         record = await s.get_run(run_id)
         if record is None:
             raise RunNotFound(run_id)
-        return record, await s.list_steps(run_id), await s.list_hooks(run_id, active_only=False), await s.list_streams(run_id)
+        return (
+            record, await s.list_steps(run_id), await s.list_hooks(run_id, active_only=False), await s.list_streams(run_id),
+            await _descendants(s, run_id),
+        )
 
-    record, steps, hooks, streams = _with_store(store, read)
+    record, steps, hooks, streams, children = _with_store(store, read)
     info = RunInfo.from_record(record)
     out.print(Text.assemble((f"run {info.run_id}", "bold"), f"  {info.workflow_name}  ", _status(info.status)))
     out.print(f"created {_when(info.created_at)}  started {_when(info.started_at) or '-'}  "
               f"ended {_when(info.completed_at) or '-'}  duration {_seconds(info.duration) or '-'}")
+    if info.parent_run_id:
+        out.print(f"child of run {info.parent_run_id}")
+    if info.cancel_reason:
+        out.print(f"cancelled: {info.cancel_reason}")
+    if children:
+        out.print(_child_tree(info, children))
     if steps:
         table = _table("step", "name", "status", "attempts", "started", "duration", "error")
         for s in map(StepInfo.from_record, steps):
@@ -334,6 +344,37 @@ def inspect_run(run_id: Annotated[str, typer.Argument(help="The run's id.")], st
         out.print(Text(f"error: {info.error.type}: {info.error.message}", style="red"))
         if info.error.traceback:
             out.print(info.error.traceback.rstrip())
+
+
+_TREE_LIMIT = 200  # runs shown under one run in `durable inspect`
+
+
+async def _descendants(s: Store, run_id: str) -> dict[str, list[RunInfo]]:
+    """Each run's children, breadth first from ``run_id``, at most ``_TREE_LIMIT`` runs."""
+    tree: dict[str, list[RunInfo]] = {}
+    queue, seen = [run_id], 0
+    while queue and seen < _TREE_LIMIT:
+        parent = queue.pop(0)
+        kids = [RunInfo.from_record(r) for r in await s.list_children(parent)][: _TREE_LIMIT - seen]
+        if kids:
+            tree[parent] = kids
+            seen += len(kids)
+            queue.extend(k.run_id for k in kids)
+    return tree
+
+
+def _child_tree(root: RunInfo, children: dict[str, list[RunInfo]]) -> Tree:
+    tree = Tree(Text.assemble(("children of ", ""), (root.run_id, "bold")))
+
+    def add(node: Tree, run_id: str) -> None:
+        for child in children.get(run_id, []):
+            label = Text.assemble(child.run_id, f"  {child.workflow_name}  ", _status(child.status))
+            if child.cancel_reason:
+                label.append(f"  ({child.cancel_reason})")
+            add(node.add(label), child.run_id)
+
+    add(tree, root.run_id)
+    return tree
 
 
 @app.command()

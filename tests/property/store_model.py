@@ -15,17 +15,19 @@ from typing import Any
 
 from durable._core import codec as _codec
 from durable._core.commands import (
+    CancelChild,
     CancelWait,
     CloseStream,
     Command,
     CreateHook,
     DisposeHook,
     ScheduleStep,
+    StartChild,
     StartWait,
     WriteChunk,
 )
-from durable._core.errorinfo import decode_error
-from durable._core.errors import DurableError, HookNotFound, RunNotFound, StreamClosedError
+from durable._core.errorinfo import decode_error, encode_error
+from durable._core.errors import DurableError, HookNotFound, RunConflict, RunNotFound, StreamClosedError
 from durable._core.events import REPLAY_KINDS, EventKind
 from durable.stores._base import Chunk as StoreChunk
 from durable.stores._base import (
@@ -74,6 +76,10 @@ class ModelRun:
     output: bytes | None = None
     error: bytes | None = None
     events: list[ModelEvent] = field(default_factory=list)
+    parent_run_id: str | None = None  # a child run: who started it, at which position, and its close policy
+    parent_corr: str | None = None
+    on_parent_close: str | None = None
+    cancel_reason: str | None = None
 
     @property
     def last_seq(self) -> int:
@@ -83,6 +89,7 @@ class ModelRun:
         return RunRecord(
             self.run_id, self.workflow_name, self.status, self.input, self.seed, self.created_at, 0.0,
             self.started_at, self.completed_at, self.output, self.error, self.idempotency_key, self.last_seq,
+            self.parent_run_id, self.cancel_reason,
         )
 
 
@@ -195,6 +202,24 @@ class StoreModel:
             if rid == run_id and not stream.closed:
                 stream.closed, stream.error = True, stream_error
                 self._append(run, EventKind.STREAM_CLOSED, None, now, name=namespace)
+        # Then its unfinished children whose policy is "cancel" (and theirs, recursively).
+        for child in sorted((r for r in self.runs.values() if r.parent_run_id == run_id and r.on_parent_close == "cancel"
+                             and r.status in ACTIVE), key=lambda r: _order_key(r.created_at, r.run_id)):
+            self._cancel(child, now, "parent closed")
+
+    def _cancel(self, run: ModelRun, now: float, reason: str | None) -> None:
+        self._finalize(run, "run cancelled", now)
+        self._append(run, EventKind.RUN_CANCELLED, None, now, data=_codec.encode({"reason": reason}) if reason else None)
+        run.status, run.completed_at, run.owner, run.wake_at, run.cancel_reason = "cancelled", now, None, None, reason
+
+    def _deliver_to_parent(self, child: ModelRun, data: bytes | None, now: float) -> None:
+        """A child ended: its end is appended to its parent's log (while the parent runs), which is woken."""
+        parent = self.runs.get(child.parent_run_id or "")
+        if parent is None or parent.status in TERMINAL:
+            return
+        kind = {"completed": EventKind.CHILD_COMPLETED, "failed": EventKind.CHILD_FAILED}.get(child.status, EventKind.CHILD_CANCELLED)
+        self._append(parent, kind, child.parent_corr, now, name=child.run_id, data=data)
+        parent.wake_at = now
 
     def _stream(self, run_id: str, namespace: str) -> ModelStream:
         return self.streams.setdefault((run_id, namespace), ModelStream())
@@ -265,9 +290,8 @@ class StoreModel:
         if run is None:
             return None
         if run.status not in TERMINAL:
-            self._finalize(run, "run cancelled", now)
-            self._append(run, EventKind.RUN_CANCELLED, None, now)
-            run.status, run.completed_at, run.owner, run.wake_at = "cancelled", now, None, None
+            self._cancel(run, now, None)
+            self._deliver_to_parent(run, None, now)
         return run.record()
 
     def commit(self, inv: Invocation) -> CommitResult:
@@ -337,9 +361,14 @@ class StoreModel:
         claiming = {c.correlation_id for c in new_steps[: inv.claim_steps]} if inv.status == "suspended" else set()
         claimed: list[StepClaim] = []
         for cmd in inv.commands:
+            seq = run.last_seq
             written = self._command(run, cmd, inv, now, claiming, claimed)
             if isinstance(cmd, CreateHook) and run.events[-1].kind == EventKind.HOOK_CONFLICT:
                 conflicts = True
+            if isinstance(cmd, StartChild | CancelChild) and any(
+                e.kind in (EventKind.CHILD_FAILED, EventKind.CHILD_CANCELLED) for e in run.events[seq:]
+            ):
+                conflicts = True  # a delivery the instance has not seen
             assert written, "checked above"
         if inv.status == "suspended":
             run.wake_at = now if (not clean or conflicts) else inv.next_wake
@@ -352,6 +381,7 @@ class StoreModel:
             self._append(run, kind, None, now, data=inv.result if inv.status == "completed" else inv.error)
             run.status, run.output, run.error, run.completed_at = run_status, inv.result, inv.error, now
             run.owner, run.wake_at = None, None
+            self._deliver_to_parent(run, inv.result if run_status == "completed" else inv.error, now)
         return CommitResult(True, last_seq=run.last_seq, clean=clean, claimed=claimed, run_status=run_status,
                             conflicts=conflicts)
 
@@ -402,7 +432,29 @@ class StoreModel:
             if not stream.closed:
                 stream.closed, stream.error = True, None
             self._append(run, EventKind.STREAM_CLOSED, corr, now, name=cmd.namespace)
+        elif isinstance(cmd, StartChild):
+            self._append(run, EventKind.CHILD_STARTED, corr, now, name=cmd.workflow_name, data=cmd.input)
+            existing = self.runs.get(cmd.run_id)
+            if existing is None:
+                child = ModelRun(cmd.run_id, cmd.workflow_name, "pending", cmd.input, cmd.seed, now, None, None, now,
+                                 parent_run_id=run_id, parent_corr=corr, on_parent_close=cmd.on_parent_close)
+                self._append(child, EventKind.RUN_CREATED, None, now, name=cmd.workflow_name, data=cmd.input)
+                self.runs[cmd.run_id] = child
+            else:  # an explicit id naming another run: the child fails at once
+                same = existing.workflow_name == cmd.workflow_name
+                error = RunConflict(cmd.run_id, "run_id", cmd.run_id, existing.workflow_name, cmd.workflow_name,
+                                    other_arguments=same)
+                self._append(run, EventKind.CHILD_FAILED, corr, now, name=cmd.run_id, data=encode_error(error))
+        elif isinstance(cmd, CancelChild):
+            found = next((r for r in self.runs.values() if r.parent_run_id == run_id and r.parent_corr == corr), None)
+            if found is not None and found.status in ACTIVE:
+                self._cancel(found, now, None)
+                self._append(run, EventKind.CHILD_CANCELLED, corr, now, name=found.run_id)
         return True
+
+    def list_children(self, run_id: str) -> list[RunRecord]:
+        children = [r for r in self.runs.values() if r.parent_run_id == run_id]
+        return [r.record() for r in sorted(children, key=lambda r: _order_key(r.created_at, r.run_id))]
 
     # -- steps -------------------------------------------------------------------------------------
 

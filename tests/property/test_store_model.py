@@ -15,6 +15,7 @@ runs against SQLite on a file, SQLite in memory (``memory://``), and PostgreSQL 
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 import shutil
@@ -31,12 +32,14 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, pr
 
 from durable._core import codec as _codec
 from durable._core.commands import (
+    CancelChild,
     CancelWait,
     CloseStream,
     Command,
     CreateHook,
     DisposeHook,
     ScheduleStep,
+    StartChild,
     StartWait,
     WriteChunk,
 )
@@ -258,6 +261,10 @@ class StoreMachine(RuleBasedStateMachine):
         event(f"commit: {'ok' if got.ok else got.reason.split(':')[0]}")
         if got.ok and got.run_status in TERMINAL and any(h.run_id == run_id for h in self.model.hooks.values()):
             event("a run with hooks ended")
+        if got.ok and got.run_status in TERMINAL and run.parent_run_id is not None:
+            event("a child run ended")
+        if got.ok and any(isinstance(c, StartChild) for c in inv.commands):
+            event("commit: started a child")
         assert (got.ok, got.reason.split(":")[0] if not got.ok else "") == (expected.ok, expected.reason if not expected.ok else ""), (got, expected)
         if got.ok:
             assert (got.last_seq, got.clean, got.run_status, got.conflicts) == (
@@ -266,7 +273,10 @@ class StoreMachine(RuleBasedStateMachine):
             assert Counter(map(repr, got.claimed)) == Counter(map(repr, expected.claimed)), (got.claimed, expected.claimed)
 
     def _command(self, run_id: str, data: st.DataObject) -> Command | None:
-        kind = data.draw(st.sampled_from(["step", "step", "hook", "wait", "cancel", "dispose", "write", "close"]), label="command")
+        kind = data.draw(
+            st.sampled_from(["step", "step", "hook", "wait", "cancel", "dispose", "write", "close", "child", "cancel child"]),
+            label="command",
+        )
         now = self.now
         if kind == "step":
             return ScheduleStep(self.next_corr(run_id, "step"), data.draw(st.sampled_from(STEP_NAMES)),
@@ -275,6 +285,15 @@ class StoreMachine(RuleBasedStateMachine):
             return CreateHook(self.next_corr(run_id, "hook"), data.draw(st.sampled_from(TOKENS)), data.draw(st.none() | payloads))
         if kind == "wait":
             return StartWait(self.next_corr(run_id, "wait"), now + data.draw(st.sampled_from([0.5, 3.0, 60.0])))
+        if kind == "child":
+            corr = self.next_corr(run_id, "child")
+            # Mostly the derived id of a new run; sometimes an id another run has (the child fails at once).
+            child_id = data.draw(st.sampled_from([f"{run_id}-c{corr.rpartition('_')[2]}"] * 3 + self.run_ids()), label="child id")
+            return StartChild(corr, data.draw(st.sampled_from(WORKFLOWS)), data.draw(payloads), child_id, f"seed-{child_id}",
+                              data.draw(st.sampled_from(["cancel", "abandon"]), label="on parent close"))
+        if kind == "cancel child":
+            started = sorted({e.corr for e in self.model.runs[run_id].events if e.kind == EventKind.CHILD_STARTED and e.corr})
+            return CancelChild(data.draw(st.sampled_from(started))) if started else None
         # The engine cancels a wait, and disposes a hook, at most once (possibly after the store
         # fired the wait): duplicates are not something a store has to take.
         done = {(e.kind, e.corr) for e in self.model.runs[run_id].events}
@@ -420,6 +439,7 @@ class StoreMachine(RuleBasedStateMachine):
             for active_only in (True, False):
                 assert self.call("list_hooks", run_id, active_only=active_only) == self.model.list_hooks(run_id, active_only)
             assert self.call("list_streams", run_id) == self.model.list_streams(run_id)
+            assert [_strip(r) for r in self.call("list_children", run_id)] == [_strip(r) for r in self.model.list_children(run_id)]
             for namespace in NAMESPACES:
                 for start, limit in ((0, 100), (-2, 1)):
                     got = self.call("read_chunks", run_id, namespace, start, limit)
@@ -440,11 +460,16 @@ def _same_record(got: Any, expected: Any) -> bool:
     """Run records agree on everything but ``updated_at`` (bookkeeping the model does not keep)."""
     return bool(got._replace(updated_at=0.0) == expected) if hasattr(got, "_replace") else bool(
         (got.run_id, got.workflow_name, got.status, got.input, got.seed, got.created_at, got.started_at, got.completed_at,
-         got.output, got.error, got.idempotency_key, got.last_seq)
+         got.output, got.error, got.idempotency_key, got.last_seq, got.parent_run_id, got.cancel_reason)
         == (expected.run_id, expected.workflow_name, expected.status, expected.input, expected.seed, expected.created_at,
             expected.started_at, expected.completed_at, expected.output, expected.error, expected.idempotency_key,
-            expected.last_seq)
+            expected.last_seq, expected.parent_run_id, expected.cancel_reason)
     )
+
+
+def _strip(record: Any) -> Any:
+    """A run record without ``updated_at`` (bookkeeping the model does not keep)."""
+    return dataclasses.replace(record, updated_at=0.0)
 
 
 def _page(page: Any) -> tuple[Any, ...]:

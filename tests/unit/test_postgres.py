@@ -197,7 +197,8 @@ async def test_concurrent_first_starts_create_the_schema_once(pg_url: str) -> No
         async with anyio.create_task_group() as tg:
             for store in stores:
                 tg.start_soon(store.open)
-        assert [await s.migrate() for s in stores[:2]] == [(1, 1), (1, 1)]  # idempotent
+        v = _postgres.SCHEMA_VERSION
+        assert [await s.migrate() for s in stores[:2]] == [(v, v), (v, v)]  # idempotent
         record, created = await stores[3].create_run(NewRun("r1", "wf", b"x", "seed", None, time.time()))
         assert created
         assert (await stores[5].get_run("r1")) == record
@@ -206,7 +207,7 @@ async def test_concurrent_first_starts_create_the_schema_once(pg_url: str) -> No
             await store.aclose()
     with pg.connect(pg_url) as conn:
         assert conn.execute("SELECT key, value FROM durable_meta ORDER BY key").fetchall() == [
-            ("format", "durable-postgresql"), ("schema_version", "1"),
+            ("format", "durable-postgresql"), ("schema_version", str(_postgres.SCHEMA_VERSION)),
         ]
 
 
@@ -214,11 +215,12 @@ async def test_concurrent_first_starts_create_the_schema_once(pg_url: str) -> No
 async def test_migrations_upgrade_once_under_concurrency_and_newer_schemas_are_refused(
     pg_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A version-1 store is upgraded once by workers starting together; an older durable then refuses the newer schema."""
+    """A store is upgraded once by workers starting together; an older durable then refuses the newer schema."""
     store = await open_store(pg_url)
     await store.aclose()
-    monkeypatch.setattr(_postgres, "SCHEMA_VERSION", 2)
-    monkeypatch.setattr(_postgres, "MIGRATIONS", {1: ["ALTER TABLE runs ADD COLUMN labels TEXT"]})
+    v = _postgres.SCHEMA_VERSION
+    monkeypatch.setattr(_postgres, "SCHEMA_VERSION", v + 1)
+    monkeypatch.setattr(_postgres, "MIGRATIONS", {v: ["ALTER TABLE runs ADD COLUMN labels TEXT"]})
     results: list[tuple[int, int]] = []
 
     async def migrate() -> None:
@@ -227,11 +229,11 @@ async def test_migrations_upgrade_once_under_concurrency_and_newer_schemas_are_r
     async with anyio.create_task_group() as tg:
         for _ in range(5):
             tg.start_soon(migrate)
-    assert sorted(results) == [(1, 2)] + [(2, 2)] * 4
+    assert sorted(results) == [(v, v + 1)] + [(v + 1, v + 1)] * 4
     with pg.connect(pg_url) as conn:
-        assert conn.execute("SELECT value FROM durable_meta WHERE key = 'schema_version'").fetchone() == ("2",)
+        assert conn.execute("SELECT value FROM durable_meta WHERE key = 'schema_version'").fetchone() == (str(v + 1),)
         assert conn.execute("SELECT labels FROM runs").fetchall() == []
-    monkeypatch.setattr(_postgres, "SCHEMA_VERSION", 1)
+    monkeypatch.setattr(_postgres, "SCHEMA_VERSION", v)
     with pytest.raises(durable.StoreCorrupt, match="newer durable"):
         await PostgresStore(pg_url).open()
 

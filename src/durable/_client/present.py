@@ -87,6 +87,8 @@ def run_summary(r: RunInfo) -> dict[str, Any]:
         "completed_at": iso(r.completed_at),
         "duration": _seconds(r.duration),
         "error": error_json(r.error),
+        "parent_run_id": r.parent_run_id,
+        "cancel_reason": r.cancel_reason,
     }
 
 
@@ -134,7 +136,7 @@ def event_json(e: Event) -> dict[str, Any]:
 
 
 def _event_data(e: Event) -> Any:
-    if e.kind in ("step_failed", "step_retrying", "run_failed") and e.data:
+    if e.kind in ("step_failed", "step_retrying", "run_failed", "child_failed") and e.data:
         return error_json(e.data)
     if e.kind == "stream_written" and e.data:
         return {"digest": bytes(e.data).hex()}  # the chunk itself is in the stream, by index
@@ -142,7 +144,8 @@ def _event_data(e: Event) -> Any:
 
 
 def run_detail(
-    r: RunInfo, output: bytes | None, steps: list[StepInfo], hooks: list[HookInfo], streams: list[tuple[str, int, bool]]
+    r: RunInfo, output: bytes | None, steps: list[StepInfo], hooks: list[HookInfo], streams: list[tuple[str, int, bool]],
+    children: list[RunInfo] | None = None,
 ) -> dict[str, Any]:
     out = run_summary(r)
     out["idempotency_key"] = r.idempotency_key
@@ -150,4 +153,5 @@ def run_detail(
     out["steps"] = [step_json(s) for s in steps]
     out["hooks"] = [hook_json(h) for h in hooks]
     out["streams"] = [{"namespace": ns, "chunks": n, "closed": closed} for ns, n, closed in streams]
+    out["children"] = [run_summary(c) for c in children or []]
     return out

@@ -78,12 +78,15 @@ class RunInfo:
     completed_at: datetime | None
     error: ErrorInfo | None
     idempotency_key: str | None
+    parent_run_id: str | None = None  # the run that started this one as its child
+    cancel_reason: str | None = None  # why a cancelled run was cancelled: "timeout", "parent closed" (None: cancel())
 
     @classmethod
     def from_record(cls, r: RunRecord) -> RunInfo:
         return cls(
             r.run_id, r.workflow_name, r.status, _required(r.created_at), as_datetime(r.started_at),
             as_datetime(r.completed_at), decode_error(r.error) if r.error else None, r.idempotency_key,
+            r.parent_run_id, r.cancel_reason,
         )
 
     @property

@@ -139,7 +139,7 @@ class Run:
             # Outputs are written by our own runtime; pickle only appears if the workflow opted in.
             return _codec.decode(record.output or b"", allow_pickle=True, root="result")
         if record.status == "cancelled":
-            raise RunCancelled(self.run_id)
+            raise RunCancelled(self.run_id, record.cancel_reason)
         info = decode_error(record.error or b"")
         raise RunFailed(self.run_id, info.type, info.message, info.traceback, info.exception)
 
@@ -155,6 +155,16 @@ class Run:
     async def steps(self) -> list[StepInfo]:
         await self._record()
         return [StepInfo.from_record(s) for s in await self._store.list_steps(self.run_id)]
+
+    async def children(self) -> list[RunInfo]:
+        """The child runs this run's workflow started (``await child_wf(...)``, ``start_child``), oldest first."""
+        await self._record()
+        return [RunInfo.from_record(r) for r in await self._store.list_children(self.run_id)]
+
+    async def parent(self) -> Run | None:
+        """The run that started this one as its child (None for a run started from outside)."""
+        record = await self._record()
+        return None if record.parent_run_id is None else Run(record.parent_run_id, self.client)
 
     async def hooks(self, *, active_only: bool = True) -> list[HookInfo]:
         await self._record()

@@ -2,8 +2,8 @@
 
 A command at position *k* carries the correlation id ``<kind>_<k>``; the store turns each into
 its creation event (``step_created``, ``hook_created``/``hook_conflict``, ``wait_created``,
-``stream_written``, ``stream_closed``) or its follow-up (``wait_cancelled``, ``hook_disposed``)
-in the same transaction as the rest of the invocation.
+``stream_written``, ``stream_closed``, ``child_started``) or its follow-up (``wait_cancelled``,
+``hook_disposed``, a child's cancellation) in the same transaction as the rest of the invocation.
 """
 
 from __future__ import annotations
@@ -57,4 +57,23 @@ class CloseStream:
     namespace: str
 
 
-Command: TypeAlias = ScheduleStep | CreateHook | StartWait | CancelWait | DisposeHook | WriteChunk | CloseStream
+@dataclass(frozen=True, slots=True)
+class StartChild:
+    """Create a child run in the parent's commit (its id is deterministic, so it is created once)."""
+
+    correlation_id: str
+    workflow_name: str
+    input: bytes
+    run_id: str
+    seed: str
+    on_parent_close: str  # "cancel" | "abandon"
+
+
+@dataclass(frozen=True, slots=True)
+class CancelChild:
+    correlation_id: str  # the child_started position
+
+
+Command: TypeAlias = (
+    ScheduleStep | CreateHook | StartWait | CancelWait | DisposeHook | WriteChunk | CloseStream | StartChild | CancelChild
+)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import codec as _codec
-from .errors import SerializationError, StepFailed
+from .errors import ChildFailed, SerializationError, StepFailed
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +38,15 @@ class ErrorInfo:
             exc.__durable_traceback__ = self.traceback  # type: ignore[attr-defined]
         if self.traceback:
             exc.add_note(f"The step's own traceback (step {step_name!r}, as recorded when it failed):\n{self.traceback.rstrip()}")
+        return exc
+
+    def to_child_exception(self, run_id: str) -> BaseException:
+        """The exception a parent awaiting child run ``run_id`` raises for this error: the child's
+        own when it could be re-created here, else :class:`ChildFailed`."""
+        exc = self.exception
+        if exc is None or not isinstance(exc, Exception):
+            exc = ChildFailed(run_id, self.type, self.message, self.traceback)
+            exc.__durable_traceback__ = self.traceback  # type: ignore[attr-defined]
         return exc
 
     def as_dict(self) -> dict[str, Any]:

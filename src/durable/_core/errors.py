@@ -15,6 +15,7 @@
     ├── RunFailed                          result() of a run that failed
     ├── RunCancelled                       result() of a run that was cancelled
     ├── StepFailed                         a step failed with an error type that cannot be re-created
+    ├── ChildFailed                        a child run failed with an error type that cannot be re-created
     ├── StepTimeout (TimeoutError)         a step attempt ran past its timeout
     ├── FatalError                         raised by user code: fail the step, do not retry
     ├── RetryableError                     raised by user code: retry, optionally after a delay
@@ -159,11 +160,14 @@ class RunFailed(DurableError):
 
 
 class RunCancelled(DurableError):
-    """Raised by ``Run.result()`` when the run was cancelled."""
+    """Raised by ``Run.result()`` when the run was cancelled (and in a parent awaiting a cancelled
+    child). ``reason`` says why when the run did not end by a plain cancel: ``"timeout"`` (it ran
+    past its ``timeout=``), ``"parent closed"`` (its parent ended)."""
 
-    def __init__(self, run_id: str) -> None:
+    def __init__(self, run_id: str, reason: str | None = None) -> None:
         self.run_id = run_id
-        super().__init__(f"run {run_id} was cancelled")
+        self.reason = reason
+        super().__init__(f"run {run_id} was cancelled" + (f" ({reason})" if reason else ""))
 
 
 class StepFailed(DurableError):
@@ -178,6 +182,18 @@ class StepFailed(DurableError):
         self.message = message
         self.traceback = traceback
         super().__init__(f"step {step_name!r} failed: {error_type}: {message}")
+
+
+class ChildFailed(DurableError):
+    """Raised in a parent workflow awaiting a child run that failed with an error whose type
+    cannot be re-created here (the child's own error type and message are kept)."""
+
+    def __init__(self, run_id: str, error_type: str, message: str, traceback: str = "") -> None:
+        self.run_id = run_id
+        self.error_type = error_type
+        self.message = message
+        self.traceback = traceback
+        super().__init__(f"child run {run_id} failed: {error_type}: {message}")
 
 
 class StepTimeout(DurableError, TimeoutError):

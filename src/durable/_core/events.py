@@ -4,10 +4,13 @@ Kinds, grouped by what replay does with them:
 
 - *creation records* say the workflow issued a command at a position (``step_created``,
   ``hook_created``, ``hook_conflict``, ``wait_created``, ``stream_written``,
-  ``stream_closed``); replay checks each new call against the record at its position;
+  ``stream_closed``, ``child_started``); replay checks each new call against the record at
+  its position;
 - *deliveries* resolve something the workflow awaits, one per idle point, in log order
   (``run_started``, ``step_completed``, ``step_failed``, ``wait_completed``,
-  ``hook_received``, ``hook_conflict``);
+  ``hook_received``, ``hook_conflict``, ``child_completed``, ``child_failed``,
+  ``child_cancelled``: a child run's end, appended to its parent's log by the child's last
+  transaction);
 - the rest are history that replay skips (``run_created``, ``step_started``,
   ``step_retrying``, ``step_cancelled``, ``wait_cancelled``, ``hook_disposed``, terminal run
   events).
@@ -43,6 +46,10 @@ class EventKind(StrEnum):
     WAIT_CANCELLED = "wait_cancelled"
     STREAM_WRITTEN = "stream_written"
     STREAM_CLOSED = "stream_closed"
+    CHILD_STARTED = "child_started"  # name: the child's workflow, data: its arguments
+    CHILD_COMPLETED = "child_completed"  # data: the child's result
+    CHILD_FAILED = "child_failed"  # data: the child's error record
+    CHILD_CANCELLED = "child_cancelled"
 
 
 CREATION_KINDS = frozenset(
@@ -53,6 +60,7 @@ CREATION_KINDS = frozenset(
         EventKind.WAIT_CREATED,
         EventKind.STREAM_WRITTEN,
         EventKind.STREAM_CLOSED,
+        EventKind.CHILD_STARTED,
     }
 )
 DELIVERY_KINDS = frozenset(
@@ -63,8 +71,12 @@ DELIVERY_KINDS = frozenset(
         EventKind.WAIT_COMPLETED,
         EventKind.HOOK_RECEIVED,
         EventKind.HOOK_CONFLICT,
+        EventKind.CHILD_COMPLETED,
+        EventKind.CHILD_FAILED,
+        EventKind.CHILD_CANCELLED,
     }
 )
+CHILD_ENDS = frozenset({EventKind.CHILD_COMPLETED, EventKind.CHILD_FAILED, EventKind.CHILD_CANCELLED})
 # What replay needs to read; everything else is skipped when loading a log.
 REPLAY_KINDS = CREATION_KINDS | DELIVERY_KINDS | {EventKind.WAIT_CANCELLED, EventKind.HOOK_DISPOSED}
 

@@ -4,6 +4,7 @@ the names a caller picks (run ids, idempotency keys, hook tokens) can be stored 
 
 from __future__ import annotations
 
+import hashlib
 import secrets
 import time
 
@@ -55,3 +56,13 @@ def check_idempotency_key(key: str) -> str:
     if not is_text(key) or len(key) > 512:
         raise ValueError(f"idempotency_key must be non-empty text of at most 512 characters, got {key!r}")
     return key
+
+
+def child_run_id(parent_run_id: str, position: int) -> str:
+    """The id of the child run a parent starts at ``position``: derived, so that a parent replayed
+    after a crash names the same child (and the store creates it once). Readable while it fits."""
+    derived = f"{parent_run_id}-c{position}"
+    if len(derived) <= 200:
+        return derived
+    digest = hashlib.blake2b(derived.encode(), digest_size=16).hexdigest()
+    return f"run_{digest}"

@@ -6,7 +6,7 @@ returns what the workflow asked for since the last call (the *commands*) plus wh
 suspended, completed or failed. A live instance is kept by the runtime between calls (the
 sticky cache), so each new event costs one delivery, not a replay of the whole history.
 
-Positions: the k-th step/hook/wait/stream write the workflow *calls* gets correlation id
+Positions: the k-th step/hook/wait/stream write/child start the workflow *calls* gets correlation id
 ``<kind>_<k>``, whatever order results arrive in. Each call is checked against the creation
 record at its position, and a result for a position the code never reached is refused, so
 code that no longer matches its log raises :class:`NonDeterminismError` instead of hanging or
@@ -28,19 +28,22 @@ from typing import Any, Literal
 
 from .._core import codec as _codec
 from .._core.commands import (
+    CancelChild,
     CancelWait,
     CloseStream,
     Command,
     CreateHook,
     DisposeHook,
     ScheduleStep,
+    StartChild,
     StartWait,
     WriteChunk,
 )
 from .._core.errorinfo import decode_error, encode_error
-from .._core.errors import NonDeterminismError, SerializationError
-from .._core.events import CREATION_KINDS, DELIVERY_KINDS, Event, EventKind
-from .._core.ids import DEFAULT_NAMESPACE
+from .._core.errors import NonDeterminismError, RunCancelled, SerializationError
+from .._core.events import CHILD_ENDS, CREATION_KINDS, DELIVERY_KINDS, Event, EventKind
+from .._core.ids import DEFAULT_NAMESPACE, child_run_id
+from .._workflow.children import ChildHandle
 from .._workflow.context import HookSubscriber, WorkflowMetadata, current_instance
 from .._workflow.step import Step
 from .._workflow.workflow import Workflow
@@ -51,7 +54,9 @@ from .loop import DeterministicLoop
 _RUN_STARTED = EventKind.RUN_STARTED.value
 _STEP_CREATED = EventKind.STEP_CREATED.value
 _STEP_COMPLETED = EventKind.STEP_COMPLETED.value
-_RESOLVED_ONCE = frozenset({EventKind.STEP_COMPLETED.value, EventKind.STEP_FAILED.value, EventKind.WAIT_COMPLETED.value})
+_RESOLVED_ONCE = frozenset(
+    {EventKind.STEP_COMPLETED.value, EventKind.STEP_FAILED.value, EventKind.WAIT_COMPLETED.value, *CHILD_ENDS}
+)
 _NOTED_KINDS = frozenset({EventKind.WAIT_CANCELLED.value, EventKind.HOOK_DISPOSED.value})
 Status = Literal["suspended", "completed", "failed"]
 
@@ -78,9 +83,20 @@ class _StepWaiter:
         self.step = step
 
 
+class _ChildWaiter:
+    __slots__ = ("future", "run_id", "workflow")
+
+    def __init__(self, future: asyncio.Future[Any], workflow: Workflow[Any, Any], run_id: str) -> None:
+        self.future = future
+        self.workflow = workflow
+        self.run_id = run_id
+
+
 def describe_record(event: Event) -> str:
     if event.kind == EventKind.STEP_CREATED:
         return f"step {event.name!r} with arguments {_short(event.data)}"
+    if event.kind == EventKind.CHILD_STARTED:
+        return f"child workflow {event.name!r} with arguments {_short(event.data)}"
     if event.kind in (EventKind.HOOK_CREATED, EventKind.HOOK_CONFLICT):
         return f"hook with token {event.name!r}"
     if event.kind == EventKind.WAIT_CREATED:
@@ -114,6 +130,7 @@ class WorkflowInstance:
         self.workflow = workflow
         self.run_id = run_id
         self._input = input
+        self._seed = seed
         self._base_url = base_url
         self.loop = DeterministicLoop(self)  # type: ignore[abstract]  # typeshed marks I/O methods abstract
         self.id_random = random.Random(f"{seed}:ids")
@@ -126,6 +143,8 @@ class WorkflowInstance:
         self._records: dict[int, Event] = {}
         self._cancelled_waits: set[str] = set()
         self._disposed_hooks: set[str] = set()
+        self._ended_children: set[str] = set()  # child positions whose end is in the log (read ahead)
+        self._cancelled_children: set[str] = set()  # child positions this instance asked to cancel
         self._deliveries: deque[Event] = deque()
         self._subscribers: dict[str, Any] = {}  # correlation id -> what waits for its result
         self._timers: dict[str, asyncio.TimerHandle] = {}  # pending durable timers
@@ -154,6 +173,8 @@ class WorkflowInstance:
                     self._records[position] = event
             if kind in DELIVERY_KINDS:
                 self._deliveries.append(event)
+                if kind in CHILD_ENDS:
+                    self._ended_children.add(event.correlation_id or "")
             elif kind in _NOTED_KINDS:
                 noted = self._cancelled_waits if kind == EventKind.WAIT_CANCELLED else self._disposed_hooks
                 noted.add(event.correlation_id or "")
@@ -263,6 +284,28 @@ class WorkflowInstance:
             sub.deliver(event)
         elif kind == EventKind.HOOK_CONFLICT:
             sub.conflict()
+        elif kind in CHILD_ENDS:
+            self._resolve_child(sub, event)
+
+    def _resolve_child(self, waiter: Any, event: Event) -> None:
+        if not isinstance(waiter, _ChildWaiter) or waiter.future.done():
+            return
+        kind = event.kind
+        if kind == EventKind.CHILD_CANCELLED:
+            reason = _codec.decode(event.data, root="child_cancelled.data").get("reason") if event.data else None
+            waiter.future.set_exception(RunCancelled(waiter.run_id, reason))
+        elif kind == EventKind.CHILD_FAILED:
+            waiter.future.set_exception(decode_error(event.data or b"").to_child_exception(waiter.run_id))
+        else:
+            try:
+                value = _codec.decode(
+                    event.data or b"", allow_pickle=waiter.workflow.serializer == "pickle",
+                    root=f"result of child workflow {waiter.workflow.name!r}",
+                )
+            except SerializationError as exc:
+                waiter.future.set_exception(exc)
+            else:
+                waiter.future.set_result(value)
 
     def _resolve_step(self, waiter: Any, event: Event) -> None:
         if not isinstance(waiter, _StepWaiter) or waiter.future.done():
@@ -393,6 +436,39 @@ class WorkflowInstance:
             self._issue(CloseStream(corr, namespace))
         elif record.name != namespace:
             self._diverge(position, describe_record(record), f"closing stream {namespace!r}")
+
+    def start_child(
+        self, workflow: Workflow[Any, Any], args: tuple[Any, ...], kwargs: dict[str, Any], *, run_id: str | None,
+        on_parent_close: str,
+    ) -> ChildHandle[Any]:
+        """A child run started at this position (its arguments bound by the caller); its handle."""
+        position, corr = self._next("child")
+        data = workflow.binder.encode(args, kwargs, serializer=workflow.serializer, root=f"arguments of {workflow.name}")
+        child_id = run_id if run_id is not None else child_run_id(self.run_id, position)
+        future: asyncio.Future[Any] = self.loop.create_future()
+        record = self._records.pop(position, None)
+        if record is None:
+            seed = hashlib.blake2b(f"{self._seed}:{corr}".encode(), digest_size=16).hexdigest()
+            self._issue(StartChild(corr, workflow.name, data, child_id, seed, on_parent_close))
+        elif record.kind != EventKind.CHILD_STARTED or not workflow.matches(record.name or "") or (
+            workflow.serializer == "json" and record.data != data
+        ):
+            self._diverge(position, describe_record(record), f"child workflow {workflow.name!r} with arguments {_short(data)}")
+        if self._divergence is None:
+            self._subscribers[corr] = _ChildWaiter(future, workflow, child_id)
+        return ChildHandle(self, corr, child_id, workflow.name, future)
+
+    def cancel_child(self, corr: str) -> None:
+        """Ask for a child's cancellation once, unless its end is already known (then nothing is left to cancel)."""
+        if self.status == "closed" or self.loop.is_closed():
+            return
+        waiter = self._subscribers.get(corr)
+        if corr in self._ended_children or corr in self._cancelled_children or (
+            isinstance(waiter, _ChildWaiter) and waiter.future.done() and not waiter.future.cancelled()
+        ):
+            return
+        self._cancelled_children.add(corr)
+        self._issue(CancelChild(corr))
 
     def _drop_uncommitted(self, corr: str) -> bool:
         """Forget a command issued and undone within one slice; nothing needs recording."""

@@ -254,4 +254,5 @@ class Runtime(Client):
         status = await super().cancel(run_id)
         self.cache.evict(run_id)
         self.steps.cancel_run(run_id)
+        await self.steps.cancel_ended()  # its children ended with it: their steps running here stop now too
         return status

@@ -7,8 +7,11 @@ from collections.abc import Callable
 from typing import Any, Generic, ParamSpec, TypeVar, overload
 
 from .._core.codec import Serializer
+from .._core.ids import check_run_id
 from .._core.registry import Registry, default_name, short_name
 from .calls import Binder
+from .children import ChildHandle, ParentClose, check_parent_close
+from .context import current_instance, workflow_host
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -17,7 +20,8 @@ R = TypeVar("R")
 class Workflow(Generic[P, R]):
     """A registered workflow. Start it with ``durable.start(wf, ...)`` or ``runtime.start(wf, ...)``.
 
-    Calling it directly runs the function as plain async code, without durability.
+    Called inside another workflow, ``await wf(...)`` starts a child run and waits for its
+    result; called anywhere else it runs the function as plain async code, without durability.
     """
 
     def __init__(self, fn: Callable[P, Any], *, name: str, serializer: Serializer) -> None:
@@ -37,7 +41,13 @@ class Workflow(Generic[P, R]):
         self.__module__ = fn.__module__
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> Any:
-        return self.fn(*args, **kwargs)
+        host = current_instance.get()
+        if host is None:
+            return self.fn(*args, **kwargs)
+        # Bound here, at the call: a call that does not fit raises TypeError in the parent and records nothing.
+        bound_args, bound_kwargs = self.binder.bind(args, kwargs)
+        handle: ChildHandle[Any] = host.start_child(self, bound_args, bound_kwargs, run_id=None, on_parent_close="cancel")
+        return handle._wait_or_cancel()
 
     def __repr__(self) -> str:
         return f"<durable.Workflow {self.name!r}>"
@@ -45,6 +55,29 @@ class Workflow(Generic[P, R]):
     def matches(self, recorded: str) -> bool:
         """Whether a stored run's workflow name names this workflow (also the bare name older runs carry)."""
         return recorded == self.name or (":" not in recorded and short_name(self.name) == recorded)
+
+
+async def start_child(
+    workflow: Workflow[..., R], /, *args: Any, run_id: str | None = None, on_parent_close: ParentClose = "cancel",
+    **kwargs: Any,
+) -> ChildHandle[R]:
+    """Start a child run of ``workflow`` from workflow code and return its handle at once.
+
+    ``run_id`` defaults to one derived from this run's id and the call's position (a replay
+    names the same child, so it is started once). ``on_parent_close``: ``"cancel"`` (default)
+    cancels the child if this run ends -- completes, fails or is cancelled -- before it;
+    ``"abandon"`` lets it run on. ``run_id`` and ``on_parent_close`` are options, not workflow
+    arguments.
+    """
+    host = workflow_host("start_child")
+    if not isinstance(workflow, Workflow):
+        raise TypeError(f"start_child needs a @durable.workflow function, got {workflow!r}")
+    policy = check_parent_close(on_parent_close)
+    if run_id is not None:
+        check_run_id(run_id)
+    bound_args, bound_kwargs = workflow.binder.bind(args, kwargs)
+    handle: ChildHandle[R] = host.start_child(workflow, bound_args, bound_kwargs, run_id=run_id, on_parent_close=policy)
+    return handle
 
 
 #: Every workflow defined in this process, by name: what a runtime executes by default.

@@ -39,6 +39,8 @@ class RunRecord:
     error: bytes | None = None
     idempotency_key: str | None = None
     last_seq: int = 0
+    parent_run_id: str | None = None  # set on a child run: the run that started it
+    cancel_reason: str | None = None  # why a cancelled run was cancelled ("timeout", "parent closed"; None: cancel())
 
 
 @dataclass(frozen=True, slots=True)
@@ -258,6 +260,9 @@ class Store(abc.ABC):
         """Unfinished runs per workflow name (to warn about runs no runtime here can execute)."""
     @abc.abstractmethod
     async def terminal_runs(self, run_ids: Sequence[str]) -> list[str]: ...
+    @abc.abstractmethod
+    async def list_children(self, run_id: str) -> list[RunRecord]:
+        """The child runs ``run_id`` started, oldest first."""
 
     # -- steps -----------------------------------------------------------------------------
     @abc.abstractmethod

@@ -78,6 +78,8 @@ T = TypeVar("T")
 SCHEMA_VERSION = _sql.SCHEMA_VERSION
 # Migrations from version N to N+1, appended as the schema evolves: MIGRATIONS[N] runs on a version-N store.
 MIGRATIONS: dict[int, list[str]] = {}
+# migration: h-compose (schema 1 -> 2: child runs, ...) -- the statements are _sql's, shared with a new schema.
+MIGRATIONS[_sql.COMPOSE_MIGRATION_FROM] = _sql.compose_migration(blob="BYTEA", real="DOUBLE PRECISION", bigint="BIGINT", norowid="")
 
 # The tables of stores/_sql.py in PostgreSQL types (shared with SQLite, so they stay alike).
 _TABLES = ("durable_meta", "workers", "runs", "events", "steps", "hooks", "waits", "streams", "chunks")

@@ -14,15 +14,17 @@ from typing import Any, Protocol
 
 from .._core.codec import JSON_TAG, encode
 from .._core.commands import (
+    CancelChild,
     CancelWait,
     CloseStream,
     CreateHook,
     DisposeHook,
     ScheduleStep,
+    StartChild,
     StartWait,
     WriteChunk,
 )
-from .._core.errorinfo import decode_error
+from .._core.errorinfo import decode_error, encode_error
 from .._core.errors import HookNotFound, RunConflict, RunNotFound, StreamClosedError
 from .._core.events import REPLAY_KINDS, Event, EventKind
 from ._base import (
@@ -58,7 +60,7 @@ def _marks(n: int) -> str:
 _ALIVE = "(SELECT worker_id FROM workers WHERE alive_until > ?)"
 _RUN_COLUMNS = (
     "run_id, workflow_name, status, input, seed, created_at, updated_at, started_at, completed_at, "
-    "output, error, idempotency_key, last_seq"
+    "output, error, idempotency_key, last_seq, parent_run_id, cancel_reason"
 )
 _REPLAY_KIND_LIST = tuple(sorted(str(k) for k in REPLAY_KINDS))
 
@@ -68,7 +70,7 @@ def _run(row: Row) -> RunRecord:
         run_id=row[0], workflow_name=row[1], status=row[2], input=bytes(row[3]), seed=row[4], created_at=row[5],
         updated_at=row[6], started_at=row[7], completed_at=row[8],
         output=None if row[9] is None else bytes(row[9]), error=None if row[10] is None else bytes(row[10]),
-        idempotency_key=row[11], last_seq=row[12],
+        idempotency_key=row[11], last_seq=row[12], parent_run_id=row[13], cancel_reason=row[14],
     )
 
 
@@ -113,7 +115,7 @@ def _lock_run(db: DB, run_id: str) -> Row | None:
 
 # -- schema -----------------------------------------------------------------------------------------
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 # The tables, written once for both dialects: {blob}, {real}, {bigint} and {norowid} are filled in
 # by each store (BLOB/REAL/INTEGER/" WITHOUT ROWID" for SQLite, BYTEA/DOUBLE PRECISION/BIGINT/""
 # for PostgreSQL), so the two schemas cannot drift apart.
@@ -160,9 +162,27 @@ _SCHEMA_TEMPLATE = [
 ]
 
 
+# migration: h-compose (schema 1 -> 2) -- child runs. These statements both finish a new
+# schema and migrate a version-1 store (MIGRATIONS[1] of each store), so the two cannot differ.
+_COMPOSE_CHANGES = [
+    "ALTER TABLE runs ADD COLUMN parent_run_id TEXT",  # the run that started this one as its child
+    "ALTER TABLE runs ADD COLUMN parent_corr TEXT",  # the child_started position in the parent's log
+    "ALTER TABLE runs ADD COLUMN on_parent_close TEXT",  # cancel | abandon
+    "ALTER TABLE runs ADD COLUMN cancel_reason TEXT",  # why a cancelled run was cancelled (None: cancel())
+    "CREATE INDEX runs_parent ON runs (parent_run_id, created_at) WHERE parent_run_id IS NOT NULL",
+]
+_SCHEMA_TEMPLATE += _COMPOSE_CHANGES
+COMPOSE_MIGRATION_FROM = 1  # the schema version _COMPOSE_CHANGES upgrades from
+
+
 def schema(*, blob: str, real: str, bigint: str, norowid: str) -> list[str]:
     """The CREATE statements of the current schema in one dialect's types."""
     return [t.format(blob=blob, real=real, bigint=bigint, norowid=norowid) for t in _SCHEMA_TEMPLATE]
+
+
+def compose_migration(*, blob: str, real: str, bigint: str, norowid: str) -> list[str]:
+    """The h-compose migration (schema 1 -> 2) in one dialect's types."""
+    return [t.format(blob=blob, real=real, bigint=bigint, norowid=norowid) for t in _COMPOSE_CHANGES]
 
 # -- workers ----------------------------------------------------------------------------------
 
@@ -377,6 +397,8 @@ def terminal_runs(db: DB, run_ids: Sequence[str]) -> list[str]:
 
 
 def commit(db: DB, inv: Invocation) -> CommitResult:
+    if inv.status != "suspended":
+        _lock_parent(db, inv.run_id)  # the run ends: its parent gets the delivery (a parent is locked first)
     locked = _lock_run(db, inv.run_id)
     if locked is None:
         return CommitResult(False, "no such run")
@@ -459,6 +481,7 @@ def commit(db: DB, inv: Invocation) -> CommitResult:
             "wake_at = NULL, updated_at = ? WHERE run_id = ?",
             (run_status, inv.result, inv.error, now, out.seq, now, inv.run_id),
         )
+        _deliver_to_parent(db, inv.run_id, run_status, inv.result if run_status == "completed" else inv.error, now)
     return CommitResult(
         True, last_seq=out.seq, clean=clean, claimed=claimed, run_status=run_status, conflicts=conflicts
     )
@@ -550,6 +573,44 @@ class _Commands:
         _close_stream(self.db, self.inv.run_id, cmd.namespace, None)
         self.out.add(EventKind.STREAM_CLOSED, cmd.correlation_id, self.now, name=cmd.namespace)
 
+    def start_child(self, cmd: StartChild) -> None:
+        db, now, corr = self.db, self.now, cmd.correlation_id
+        created = db.execute(
+            "INSERT INTO runs (run_id, workflow_name, status, input, seed, created_at, updated_at, last_seq, wake_at, "
+            "parent_run_id, parent_corr, on_parent_close) VALUES (?,?,'pending',?,?,?,?,1,?,?,?,?) "
+            "ON CONFLICT DO NOTHING RETURNING run_id",
+            (cmd.run_id, cmd.workflow_name, cmd.input, cmd.seed, now, now, now, self.inv.run_id, corr, cmd.on_parent_close),
+        )
+        self.out.add(EventKind.CHILD_STARTED, corr, now, name=cmd.workflow_name, data=cmd.input)
+        if created:
+            db.execute(
+                "INSERT INTO events (run_id, seq, kind, corr_id, name, data, attempt, created_at) VALUES (?,1,?,NULL,?,?,NULL,?)",
+                (cmd.run_id, EventKind.RUN_CREATED.value, cmd.workflow_name, cmd.input, now),
+            )
+            db.note("work")
+            db.note("runs")
+            db.note("run", cmd.run_id)
+            return
+        # An explicit run id that names another run: the child fails at once, and the parent sees it.
+        existing = db.execute("SELECT workflow_name FROM runs WHERE run_id = ?", (cmd.run_id,))
+        other = existing[0][0] if existing else cmd.workflow_name
+        error = RunConflict(cmd.run_id, "run_id", cmd.run_id, other, cmd.workflow_name, other_arguments=other == cmd.workflow_name)
+        self.out.add(EventKind.CHILD_FAILED, corr, now, name=cmd.run_id, data=encode_error(error))
+        self.conflicts = True
+
+    def cancel_child(self, cmd: CancelChild) -> None:
+        rows = self.db.execute(
+            "SELECT run_id FROM runs WHERE parent_run_id = ? AND parent_corr = ?", (self.inv.run_id, cmd.correlation_id)
+        )
+        if not rows:
+            return
+        locked = _lock_run(self.db, rows[0][0])
+        if locked is None or locked[0] in TERMINAL:
+            return  # it ended first: its end is already in this run's log
+        _cancel_locked(self.db, rows[0][0], locked[1], self.now, None)
+        self.out.add(EventKind.CHILD_CANCELLED, cmd.correlation_id, self.now, name=rows[0][0])
+        self.conflicts = True  # a delivery the instance has not seen
+
 
 _APPLY: dict[type, Callable[[_Commands, Any], None]] = {
     ScheduleStep: _Commands.schedule_step,
@@ -559,6 +620,8 @@ _APPLY: dict[type, Callable[[_Commands, Any], None]] = {
     DisposeHook: _Commands.dispose_hook,
     WriteChunk: _Commands.write_chunk,
     CloseStream: _Commands.close_stream,
+    StartChild: _Commands.start_child,
+    CancelChild: _Commands.cancel_child,
 }
 
 
@@ -602,7 +665,8 @@ def _error_text(error: bytes | None) -> str:
 
 
 def _finalize(db: DB, out: _Appender, run_id: str, stream_error: str | None, now: float) -> None:
-    """A run is ending: free its hook tokens, cancel its waits and pending steps, close its streams.
+    """A run is ending: free its hook tokens, cancel its waits and pending steps, close its streams,
+    cancel its unfinished children (those started with ``on_parent_close="cancel"``).
 
     Each hook disposed, wait cancelled and stream closed here is an event too (before the run's
     terminal event, which stays the last), in a fixed order: hooks, then waits, by position; then
@@ -626,27 +690,89 @@ def _finalize(db: DB, out: _Appender, run_id: str, stream_error: str | None, now
     db.execute("UPDATE waits SET status = 'cancelled' WHERE run_id = ? AND status = 'waiting'", (run_id,))
     db.execute("UPDATE steps SET status = 'cancelled', owner = NULL WHERE run_id = ? AND status = 'pending'", (run_id,))
     db.execute("UPDATE streams SET closed = 1, error = ? WHERE run_id = ? AND closed = 0", (stream_error, run_id))
+    _close_children(db, run_id, now)
     db.note("stream", run_id)  # also wakes readers of streams never written, which end with the run
     db.note("runs")
     db.note("run", run_id)
     db.note("run-end", run_id)
 
 
-def cancel_run(db: DB, run_id: str, now: float) -> RunRecord | None:
+def cancel_run(db: DB, run_id: str, now: float, reason: str | None = None) -> RunRecord | None:
+    _lock_parent(db, run_id)
     locked = _lock_run(db, run_id)
     if locked is None:
         return None
     if locked[0] not in TERMINAL:
-        out = _Appender(db, run_id, locked[1])
-        _finalize(db, out, run_id, "run cancelled", now)
-        out.add(EventKind.RUN_CANCELLED, None, now)
-        out.flush()
-        db.execute(
-            "UPDATE runs SET status = 'cancelled', completed_at = ?, last_seq = ?, owner = NULL, wake_at = NULL, "
-            "updated_at = ? WHERE run_id = ?",
-            (now, out.seq, now, run_id),
-        )
+        _cancel_locked(db, run_id, locked[1], now, reason)
+        _deliver_to_parent(db, run_id, "cancelled", encode({"reason": reason}) if reason else None, now)
     return get_run(db, run_id)
+
+
+def _cancel_locked(db: DB, run_id: str, last_seq: int, now: float, reason: str | None) -> None:
+    """End a locked, unfinished run as cancelled (``reason`` in its run_cancelled event and its row)."""
+    out = _Appender(db, run_id, last_seq)
+    _finalize(db, out, run_id, "run cancelled", now)
+    out.add(EventKind.RUN_CANCELLED, None, now, data=encode({"reason": reason}) if reason else None)
+    out.flush()
+    db.execute(
+        "UPDATE runs SET status = 'cancelled', cancel_reason = ?, completed_at = ?, last_seq = ?, owner = NULL, "
+        "wake_at = NULL, updated_at = ? WHERE run_id = ?",
+        (reason, now, out.seq, now, run_id),
+    )
+
+
+# -- child runs -----------------------------------------------------------------------------------
+#
+# Lock order: a parent before its child, everywhere (a run ending locks its parent first; a
+# parent ending or cancelling a child locks it after itself), so PostgreSQL never deadlocks here.
+
+_CHILD_END = {
+    "completed": EventKind.CHILD_COMPLETED.value, "failed": EventKind.CHILD_FAILED.value,
+    "cancelled": EventKind.CHILD_CANCELLED.value,
+}
+
+
+def _lock_parent(db: DB, run_id: str) -> None:
+    if db.for_update:  # SQLite has one writer at a time: nothing to order
+        rows = db.execute("SELECT parent_run_id FROM runs WHERE run_id = ?", (run_id,))
+        if rows and rows[0][0] is not None:
+            _lock_run(db, rows[0][0])
+
+
+def _deliver_to_parent(db: DB, run_id: str, status: str, data: bytes | None, now: float) -> None:
+    """A child run ended: append its end to its parent's log (if the parent still runs) and wake the parent."""
+    rows = db.execute("SELECT parent_run_id, parent_corr FROM runs WHERE run_id = ?", (run_id,))
+    if not rows or rows[0][0] is None:
+        return
+    parent_id, corr = rows[0]
+    parent = _lock_run(db, parent_id)
+    if parent is None or parent[0] in TERMINAL:
+        return  # an abandoned child outlived its parent: nobody waits for it
+    out = _Appender(db, parent_id, parent[1])
+    out.add(_CHILD_END[status], corr, now, name=run_id, data=data)
+    out.flush()
+    db.execute("UPDATE runs SET last_seq = ?, wake_at = ?, updated_at = ? WHERE run_id = ?", (out.seq, now, now, parent_id))
+    db.note("work")
+
+
+def _close_children(db: DB, run_id: str, now: float) -> None:
+    """The run ends: cancel its unfinished children whose policy says so (and theirs, recursively)."""
+    rows = db.execute(
+        "SELECT run_id FROM runs WHERE parent_run_id = ? AND on_parent_close = 'cancel' AND status IN ('pending', 'running') "
+        "ORDER BY created_at, length(run_id), run_id",
+        (run_id,),
+    )
+    for (child,) in rows:
+        locked = _lock_run(db, child)
+        if locked is not None and locked[0] not in TERMINAL:
+            _cancel_locked(db, child, locked[1], now, "parent closed")
+
+
+def list_children(db: DB, run_id: str) -> list[RunRecord]:
+    rows = db.execute(
+        f"SELECT {_RUN_COLUMNS} FROM runs WHERE parent_run_id = ? ORDER BY created_at, length(run_id), run_id", (run_id,)
+    )
+    return [_run(r) for r in rows]
 
 
 # -- steps ----------------------------------------------------------------------------------------

@@ -90,6 +90,9 @@ class SQLStore(Store):
     async def terminal_runs(self, run_ids: Sequence[str]) -> list[str]:
         return await self._run(_sql.terminal_runs, run_ids, write=False)
 
+    async def list_children(self, run_id: str) -> list[RunRecord]:
+        return await self._run(_sql.list_children, run_id, write=False)
+
     # -- steps -----------------------------------------------------------------------------
 
     async def claim_steps(self, worker_id: str, step_names: Sequence[str], now: float, limit: int) -> list[StepClaim]:

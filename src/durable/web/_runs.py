@@ -52,9 +52,10 @@ class RunEndpoints:
         steps = await store.list_steps(run_id)
         hooks = await store.list_hooks(run_id, active_only=False)
         streams = await store.list_streams(run_id)
+        children = await store.list_children(run_id)
         return run_detail(
             RunInfo.from_record(record), record.output, [StepInfo.from_record(s) for s in steps],
-            [HookInfo.from_record(h) for h in hooks], streams,
+            [HookInfo.from_record(h) for h in hooks], streams, [RunInfo.from_record(c) for c in children],
         )
 
     async def get_run(self, request: Request) -> Response:

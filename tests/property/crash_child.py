@@ -19,7 +19,7 @@ from durable.stores._sqlite import SQLiteStore
 
 from .harness import drive_hooks
 from .mutants import apply_from_env
-from .programs import Program, to_workflow
+from .programs import CHILD_WORKFLOWS, Program, to_workflow
 
 
 async def main(db_path: str, program_file: str, run_id: str) -> None:
@@ -27,7 +27,7 @@ async def main(db_path: str, program_file: str, run_id: str) -> None:
     assert isinstance(program, Program)
     workflow = to_workflow(program)
     store = SQLiteStore(db_path, synchronous="normal")
-    async with durable.Runtime(store, workflows=[workflow], poll_interval=0.02, heartbeat_interval=0.1) as rt:
+    async with durable.Runtime(store, workflows=[workflow, *CHILD_WORKFLOWS], poll_interval=0.02, heartbeat_interval=0.1) as rt:
         run = await rt.start(workflow, run_id=run_id)
         async with anyio.create_task_group() as tg:
             tg.start_soon(drive_hooks, rt, run.run_id, program)

@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -24,7 +25,7 @@ from durable._core.events import EventKind
 from durable.stores._base import CommitResult, Invocation, Store
 from durable.stores._sqlite import SQLiteStore
 
-from .programs import Program, to_workflow
+from .programs import CHILD_WORKFLOWS, Program, to_workflow
 from .sim import Commit, History, StoredChunk
 from .values import strict_eq
 
@@ -90,7 +91,7 @@ async def run_on_runtime(program: Program, store: RecordingStore | None = None, 
     """(a) Run ``program`` uninterrupted on the real runtime (``memory://`` unless a store is given)."""
     store = store if store is not None else RecordingStore()
     workflow = to_workflow(program)
-    async with durable.Runtime(store, workflows=[workflow], poll_interval=0.05, heartbeat_interval=0.2) as rt:
+    async with durable.Runtime(store, workflows=[workflow, *CHILD_WORKFLOWS], poll_interval=0.05, heartbeat_interval=0.2) as rt:
         run = await rt.start(workflow)
         async with anyio.create_task_group() as tg:
             tg.start_soon(drive_hooks, rt, run.run_id, program)
@@ -110,6 +111,7 @@ class Observation:
     hooks: dict[str, tuple[tuple[str, ...], list[Any]]]  # token -> (event kinds, payloads in delivery order)
     streams: dict[str, tuple[list[tuple[Any, int | None]], bool]]  # namespace -> ([(value, attempt)], closed)
     timers_fired: int
+    children: dict[int, tuple[str, tuple[str, ...], Any]] = dataclasses.field(default_factory=dict)  # like steps
 
 
 def _outcome(status: str, result: bytes | None, error: bytes | None) -> tuple[Any, ...]:
@@ -126,6 +128,7 @@ def observe(history: History) -> Observation:
     step_of: dict[str, tuple[int, str]] = {}
     hooks: dict[str, tuple[tuple[str, ...], list[Any]]] = {}
     hook_of: dict[str, str] = {}
+    child_of: dict[str, tuple[int, str]] = {}
     for e in history.events:
         if e.correlation_id is not None:
             by_corr.setdefault(e.correlation_id, []).append(e)
@@ -134,6 +137,8 @@ def observe(history: History) -> Observation:
             step_of[e.correlation_id or ""] = (key, e.name or "")
         elif e.kind == EventKind.HOOK_CREATED:
             hook_of[e.correlation_id or ""] = e.name or ""
+        elif e.kind == EventKind.CHILD_STARTED:
+            child_of[e.correlation_id or ""] = (_codec.decode(e.data or b"")["args"][0], e.name or "")
     for corr, (key, name) in step_of.items():
         evs = by_corr[corr]
         final = evs[-1]
@@ -153,14 +158,26 @@ def observe(history: History) -> Observation:
         ns: ([(_codec.decode(c.data), c.attempt) for c in chunks], history.closed.get(ns, False))
         for ns, chunks in history.chunks.items()
     }
+    children: dict[int, tuple[str, tuple[str, ...], Any]] = {}
+    for corr, (key, name) in child_of.items():
+        evs = by_corr[corr]
+        final = evs[-1]
+        ended: Any = None
+        if final.kind == EventKind.CHILD_COMPLETED:
+            ended = ("completed", _codec.decode(final.data or b""))
+        elif final.kind == EventKind.CHILD_FAILED:
+            info = decode_error(final.data or b"")
+            ended = ("failed", info.type, info.message)
+        assert key not in children, f"child key {key} was started twice"
+        children[key] = (name, tuple(str(e.kind) for e in evs), ended)
     fired = sum(1 for e in history.events if e.kind == EventKind.WAIT_COMPLETED)
-    return Observation(_outcome(history.status, history.result, history.error), steps, hooks, streams, fired)
+    return Observation(_outcome(history.status, history.result, history.error), steps, hooks, streams, fired, children)
 
 
 def differences(expected: Observation, actual: Observation) -> list[str]:
     """Human-readable differences between two observations (empty when they agree, type-strictly)."""
     out = []
-    for name in ("outcome", "steps", "hooks", "streams", "timers_fired"):
+    for name in ("outcome", "steps", "hooks", "streams", "timers_fired", "children"):
         a, b = getattr(expected, name), getattr(actual, name)
         if not strict_eq(a, b):
             out.append(f"{name}:\n    expected {a!r}\n    actual   {b!r}")

@@ -19,6 +19,7 @@ from durable._core.errorinfo import type_name
 
 from .harness import Observation
 from .programs import (
+    Child,
     Close,
     HookAwait,
     HookCreate,
@@ -33,6 +34,8 @@ from .programs import (
     Write,
     Yield,
     caught,
+    child_error,
+    child_result,
     plan_attempt,
 )
 from .values import strict_eq
@@ -50,6 +53,7 @@ class _Evaluator:
         self.hooks: dict[str, list[Any]] = {}
         self.unread: dict[int, deque[Any]] = {}
         self.steps: dict[int, tuple[str, tuple[str, ...], Any]] = {}
+        self.children: dict[int, tuple[str, tuple[str, ...], Any]] = {}
         self.timers = 0
 
     def write(self, namespace: str, value: Any, attempt: int | None = None) -> None:
@@ -61,6 +65,15 @@ class _Evaluator:
     def node(self, n: Any) -> Any:
         if isinstance(n, Step):
             return self.step(n)
+        if isinstance(n, Child):
+            if not n.fails:
+                self.children[n.key] = (n.name, (), ("completed", child_result(n.key, n.arg)))
+                return child_result(n.key, n.arg)
+            error = child_error(n.key)
+            self.children[n.key] = (n.name, (), ("failed", type_name(error), str(error)))
+            if n.guarded:
+                return caught(error)
+            raise _RunFails(error)
         if isinstance(n, Sleep):
             self.timers += 1
             return None
@@ -125,7 +138,7 @@ def expected(program: Program, seed: str) -> Observation:
         outcome = ("failed", type_name(fails.error), str(fails.error))
     streams = {ns: (values, True) for ns, values in ev.streams.items()}
     hooks: dict[str, tuple[tuple[str, ...], list[Any]]] = {token: ((), payloads) for token, payloads in ev.hooks.items()}
-    return Observation(outcome, ev.steps, hooks, streams, ev.timers)
+    return Observation(outcome, ev.steps, hooks, streams, ev.timers, ev.children)
 
 
 def oracle_differences(want: Observation, got: Observation, *, step_streams: bool = True) -> list[str]:
@@ -146,6 +159,9 @@ def oracle_differences(want: Observation, got: Observation, *, step_streams: boo
     wanted = {ns: s for ns, s in want.streams.items() if step_streams or not ns.startswith("s")}
     if not strict_eq(wanted, streams):
         out.append(f"streams:\n    expected {wanted!r}\n    actual   {streams!r}")
+    children = {k: (name, result) for k, (name, _, result) in got.children.items()}
+    if not strict_eq({k: (name, result) for k, (name, _, result) in want.children.items()}, children):
+        out.append(f"children:\n    expected {want.children!r}\n    actual   {got.children!r}")
     if want.timers_fired != got.timers_fired:
         out.append(f"timers fired: expected {want.timers_fired}, actual {got.timers_fired}")
     return out

@@ -5,7 +5,8 @@ and prints as the Python source of the workflow it stands for, so a shrunk faili
 reads like a bug report. :func:`to_workflow` turns it into a :class:`durable.Workflow` whose
 body interprets the AST with the real workflow API: steps, ``durable.sleep``, hooks
 (``await hook``, ``asyncio.wait_for(hook, ...)``), workflow stream writes, async-generator
-yields, ``durable.random()`` branches and ``asyncio.gather`` / ``asyncio.TaskGroup`` /
+yields, ``durable.random()`` branches, child workflows (``await child(...)`` and
+``durable.start_child`` handles) and ``asyncio.gather`` / ``asyncio.TaskGroup`` /
 ``asyncio.wait(FIRST_COMPLETED)`` / anyio task groups.
 
 Generated programs are *schedule-independent by construction*, so that running them with
@@ -20,8 +21,8 @@ steps completing in any order must give the same observations:
 - a hook is awaited only in the sequence that created it, gets exactly as many payloads as it
   has plain awaits, and a timed-out await (``wait_for(hook, short)``) comes only after the
   last payload was taken, so it always times out;
-- a step that ends in failure is wrapped in ``try/except`` unless it is the program's last
-  top-level statement (then the run fails with its error).
+- a step (or child run) that ends in failure is wrapped in ``try/except`` unless it is the
+  program's last top-level statement (then the run fails with its error).
 
 Step behaviour is a pure function of the step's arguments and attempt number
 (:func:`plan_attempt`), shared by the real step functions and the in-test simulator.
@@ -67,6 +68,22 @@ class Step:
     @property
     def ends_in_failure(self) -> bool:
         return self.fatal or self.fails >= MAX_RETRIES + 1
+
+
+@dataclass(frozen=True)
+class Child:
+    """``await <name>(key, arg, fails)`` -- a child run -- or the same through ``start_child`` and its handle."""
+
+    key: int
+    name: str
+    arg: Any
+    fails: bool = False  # the child raises FatalError (the parent sees that very type)
+    guarded: bool = False
+    handle: bool = False
+
+    @property
+    def ends_in_failure(self) -> bool:
+        return self.fails
 
 
 @dataclass(frozen=True)
@@ -136,7 +153,7 @@ class Parallel:
     branches: tuple[Seq, ...]
 
 
-Node: TypeAlias = "Step | Sleep | HookCreate | HookAwait | HookTimeout | HookDispose | Write | Close | Yield | Random | Parallel"
+Node: TypeAlias = "Step | Child | Sleep | HookCreate | HookAwait | HookTimeout | HookDispose | Write | Close | Yield | Random | Parallel"
 
 
 @dataclass(frozen=True)
@@ -169,6 +186,9 @@ class Program:
 
     def hooks(self) -> dict[str, HookCreate]:
         return {n.token: n for n in self.nodes() if isinstance(n, HookCreate)}
+
+    def children(self) -> dict[int, Child]:
+        return {n.key: n for n in self.nodes() if isinstance(n, Child)}
 
 
 def _walk(seq: Seq, out: list[Any]) -> None:
@@ -241,6 +261,36 @@ async def beta(key: int, arg: Any, fails: int, fatal: bool, chunks: int) -> Any:
 
 
 STEPS = {"prop.alpha": alpha, "prop.beta": beta}
+
+
+def child_result(key: int, arg: Any) -> Any:
+    return {"child": key, "echo": arg}
+
+
+def child_error(key: int) -> durable.FatalError:
+    return durable.FatalError(f"child {key} gave up")
+
+
+async def _child_body(key: int, arg: Any, fails: bool) -> Any:
+    await durable.sleep(0.001)  # a child suspends at least once: its end comes in a later transaction
+    if fails:
+        raise child_error(key)
+    return child_result(key, arg)
+
+
+@durable.workflow(name="prop.child_a")
+async def child_a(key: int, arg: Any, fails: bool) -> Any:
+    return await _child_body(key, arg, fails)
+
+
+@durable.workflow(name="prop.child_b")
+async def child_b(key: int, arg: Any, fails: bool) -> Any:
+    return await _child_body(key, arg, fails)
+
+
+CHILDREN = {"prop.child_a": child_a, "prop.child_b": child_b}
+#: What a runtime running generated programs must execute beside the program itself.
+CHILD_WORKFLOWS: list[Workflow[Any, Any]] = list(CHILDREN.values())
 STEP_MAX_ATTEMPTS = MAX_RETRIES + 1
 STEP_DELAY = 0.001  # the simulator's retry back-off base (no jitter)
 
@@ -272,6 +322,13 @@ class Interpreter:
                 return await awaitable
             try:
                 return await awaitable
+            except Exception as exc:
+                return caught(exc)
+        if isinstance(n, Child):
+            if not n.guarded:
+                return await self.child(n)
+            try:
+                return await self.child(n)
             except Exception as exc:
                 return caught(exc)
         if isinstance(n, Sleep):
@@ -306,6 +363,13 @@ class Interpreter:
         if isinstance(n, Parallel):
             return await self.parallel(n)
         raise TypeError(f"cannot interpret {n!r} here")
+
+    async def child(self, n: Child) -> Any:
+        workflow = CHILDREN[n.name]
+        if n.handle:
+            handle = await durable.start_child(workflow, n.key, n.arg, n.fails)
+            return await handle
+        return await workflow(n.key, n.arg, n.fails)
 
     async def parallel(self, n: Parallel) -> list[Any]:
         if n.kind == "gather":
@@ -384,6 +448,7 @@ class _Counters:
     steps: int = 0
     hooks: int = 0
     branches: int = 0
+    children: int = 0
 
 
 @st.composite
@@ -401,10 +466,18 @@ def _steps(draw: st.DrawFn) -> Step:
     )
 
 
+@st.composite
+def _children(draw: st.DrawFn) -> Child:
+    return Child(
+        key=0, name=draw(st.sampled_from(sorted(CHILDREN))), arg=draw(small_values),
+        fails=draw(st.integers(0, 3)) == 0, guarded=draw(st.booleans()), handle=draw(st.booleans()),
+    )
+
+
 def _items(depth: int, *, sequential: bool, top: bool, generator: bool) -> st.SearchStrategy[Any]:
     hook_ref = st.builds(_HookRef, st.integers(0, 3), st.sampled_from(["await", "await", "long", "timeout"]))
     options: list[st.SearchStrategy[Any]] = [
-        _steps(), _steps(), _steps(),
+        _steps(), _steps(), _steps(), _children(),
         st.builds(Sleep, st.sampled_from([0.001, 0.005, 0.02])),
         st.builds(HookCreate, st.just(0), st.lists(small_values, max_size=3).map(tuple)),
         hook_ref, hook_ref,
@@ -459,6 +532,10 @@ def _fix_seq(seq: Seq, counters: _Counters, *, namespace: str, top: bool, branch
             counters.steps += 1
             guarded = item.guarded or (item.ends_in_failure and not (top and index == last))
             items.append(dataclasses.replace(item, key=counters.steps, guarded=guarded))
+        elif isinstance(item, Child):
+            counters.children += 1
+            guarded = item.guarded or (item.ends_in_failure and not (top and index == last))
+            items.append(dataclasses.replace(item, key=counters.children, guarded=guarded))
         elif isinstance(item, HookCreate):
             counters.hooks += 1
             hid = counters.hooks
@@ -570,6 +647,14 @@ class _Renderer:
             call = f"await {fn}({n.key}, {n.arg!r}{opts})"
             if n.raced:
                 call = f"await asyncio.wait_for({fn}({n.key}, {n.arg!r}{opts}), {LONG_TIMEOUT!r})"
+            if n.guarded:
+                return r, [f"{pad}try:", f"{pad}    {r} = {call}", f"{pad}except Exception as e:", f"{pad}    {r} = caught(e)"]
+            return r, [f"{pad}{r} = {call}"]
+        if isinstance(n, Child):
+            fn = n.name.replace("prop.", "")
+            call = f"await {fn}({n.key}, {n.arg!r}, fails={n.fails!r})"
+            if n.handle:
+                call = f"await (await durable.start_child({fn}, {n.key}, {n.arg!r}, {n.fails!r}))"
             if n.guarded:
                 return r, [f"{pad}try:", f"{pad}    {r} = {call}", f"{pad}except Exception as e:", f"{pad}    {r} = caught(e)"]
             return r, [f"{pad}{r} = {call}"]

@@ -3,7 +3,8 @@
 :class:`Simulator` runs a program's workflow with :class:`~durable._engine.instance.WorkflowInstance`
 alone: it appends events to a log, applies the commands each invocation returns the way the
 store's commit does, runs step attempts (their behaviour is :func:`programs.plan_attempt`),
-fires timers and sends hook payloads -- and a Hypothesis-controlled ``random.Random`` chooses
+fires timers, sends hook payloads and ends child runs (their result is :func:`programs.child_result`)
+-- and a Hypothesis-controlled ``random.Random`` chooses
 what happens next among everything that could (which parallel step completes first, whether a
 payload lands before a timer, how many events pile up before the next invocation, whether the
 sticky instance is evicted). Time is virtual and jumps ahead only when nothing else can happen.
@@ -24,12 +25,14 @@ from typing import Any
 
 from durable._core import codec as _codec
 from durable._core.commands import (
+    CancelChild,
     CancelWait,
     CloseStream,
     Command,
     CreateHook,
     DisposeHook,
     ScheduleStep,
+    StartChild,
     StartWait,
     WriteChunk,
 )
@@ -40,7 +43,7 @@ from durable._engine.instance import Outcome, WorkflowInstance
 from durable._workflow.workflow import Workflow
 from tests.helpers import encode_args
 
-from .programs import STEP_DELAY, Program, plan_attempt, to_workflow
+from .programs import STEP_DELAY, Program, child_error, child_result, plan_attempt, to_workflow
 
 T0 = 1_700_000_000.0
 
@@ -114,6 +117,7 @@ class Simulator:
         self.steps: dict[str, _SimStep] = {}
         self.waits: dict[str, float] = {}
         self.hooks: dict[str, str] = {}  # live hook: correlation id -> token
+        self.children: dict[str, tuple[str, list[Any]]] = {}  # live child: correlation id -> (run id, arguments)
         self.unsent: dict[str, list[Any]] = {}
         self.payloads = {token: list(h.payloads) for token, h in self.program.hooks().items()}
         self.chunks: dict[str, list[StoredChunk]] = {}
@@ -215,6 +219,11 @@ class Simulator:
                 self.chunks.setdefault(cmd.namespace, [])  # as the store does: a closed stream exists
                 self.closed[cmd.namespace] = True
                 self._append(EventKind.STREAM_CLOSED, corr, name=cmd.namespace)
+            elif isinstance(cmd, StartChild):
+                self._append(EventKind.CHILD_STARTED, corr, name=cmd.workflow_name, data=cmd.input)
+                self.children[corr] = (cmd.run_id, _codec.decode(cmd.input)["args"])
+            elif isinstance(cmd, CancelChild) and corr in self.children:
+                self._append(EventKind.CHILD_CANCELLED, corr, name=self.children.pop(corr)[0])
         if lost_write is not None:
             # As the store does: a workflow write to a stream a step closed fails the run.
             error = encode_error(StreamClosedError(self.run_id, lost_write))
@@ -250,7 +259,16 @@ class Simulator:
         for corr, due in self.waits.items():
             if due <= self.now:
                 options.append(lambda c=corr: self._fire(c))
+        for corr in self.children:
+            options.append(lambda c=corr: self._child_ends(c))
         return options
+
+    def _child_ends(self, corr: str) -> None:
+        run_id, (key, arg, fails) = self.children.pop(corr)
+        if fails:
+            self._append(EventKind.CHILD_FAILED, corr, name=run_id, data=encode_error(child_error(key)))
+        else:
+            self._append(EventKind.CHILD_COMPLETED, corr, name=run_id, data=_codec.encode(child_result(key, arg)))
 
     def _attempt(self, step: _SimStep) -> None:
         step.attempt += 1

@@ -44,7 +44,17 @@ from tests.helpers import ROOT
 from .conftest import examples
 from .crashing import CrashingStore, CrashPlan, SimulatedCrash, check_recovered
 from .harness import drive_hooks, read_history
-from .programs import STEP_MAX_ATTEMPTS, Parallel, Program, Random, Seq, Step, programs, to_workflow
+from .programs import (
+    CHILD_WORKFLOWS,
+    STEP_MAX_ATTEMPTS,
+    Parallel,
+    Program,
+    Random,
+    Seq,
+    Step,
+    programs,
+    to_workflow,
+)
 from .sim import History, simulate
 
 
@@ -71,7 +81,7 @@ async def _recover(path: str, program: Program, run_id: str, dead_worker: str | 
     if dead_worker is not None:
         await store.mark_workers_dead([dead_worker])  # what the runtime does for a worker whose pid is gone
     workflow = to_workflow(program)
-    async with durable.Runtime(store, workflows=[workflow], poll_interval=0.02, heartbeat_interval=0.1) as rt:
+    async with durable.Runtime(store, workflows=[workflow, *CHILD_WORKFLOWS], poll_interval=0.02, heartbeat_interval=0.1) as rt:
         async with anyio.create_task_group() as tg:
             tg.start_soon(drive_hooks, rt, run_id, program)
             await rt.run(run_id).wait(timeout=30)
@@ -83,7 +93,7 @@ async def crash_then_recover(program: Program, plan: CrashPlan, path: str) -> tu
     """Run until the plan's crash (or the end), abandon that runtime, recover with a fresh one."""
     workflow = to_workflow(program)
     store = CrashingStore(path, plan)
-    rt = durable.Runtime(store, workflows=[workflow], poll_interval=0.02, heartbeat_interval=0.1)
+    rt = durable.Runtime(store, workflows=[workflow, *CHILD_WORKFLOWS], poll_interval=0.02, heartbeat_interval=0.1)
     await rt.open()
     run_id = ""
     quiet = logging.getLogger("durable")

@@ -25,6 +25,8 @@ from durable.testing import replay_events
 
 from .conftest import examples
 from .programs import (
+    CHILDREN,
+    Child,
     Close,
     HookCreate,
     HookTimeout,
@@ -41,13 +43,15 @@ from .programs import (
 )
 from .sim import History, simulate
 
-COMMAND_NODES = (Step, Sleep, HookCreate, HookTimeout, Write, Close, Yield)
+COMMAND_NODES = (Step, Child, Sleep, HookCreate, HookTimeout, Write, Close, Yield)
 
 
 def _signature(node: Any) -> tuple[Any, ...]:
     """What the engine compares at a command's position: kind plus name/token/argument bytes."""
     if isinstance(node, Step):
         return ("step", node.name, _codec.encode([node.key, node.arg, node.fails, node.fatal, node.chunks]))
+    if isinstance(node, Child):
+        return ("child", node.name, _codec.encode([node.key, node.arg, node.fails]))
     if isinstance(node, HookCreate):
         return ("hook", node.token)
     if isinstance(node, Write):
@@ -69,7 +73,9 @@ class Mutation:
         seq = dict(sequences(program))[self.path]
         items = list(seq.items)
         node = items[self.index]
-        if self.kind == "rename":
+        if self.kind == "rename" and isinstance(node, Child):
+            items[self.index] = dataclasses.replace(node, name=next(n for n in sorted(CHILDREN) if n != node.name))
+        elif self.kind == "rename":
             items[self.index] = dataclasses.replace(node, name="prop.beta" if node.name == "prop.alpha" else "prop.alpha")
         elif self.kind == "argument":
             items[self.index] = dataclasses.replace(node, arg=("changed", node.arg))
@@ -95,7 +101,7 @@ def mutations(program: Program, executed: set[int], recorded_hooks: set[str]) ->
         for i, node in enumerate(seq.items):
             if not reached[i]:
                 continue
-            if isinstance(node, Step):
+            if isinstance(node, Step | Child):
                 out += [Mutation("rename", path, i), Mutation("argument", path, i)]
             out.append(Mutation("remove", path, i))
             if i + 1 < len(seq.items) and reached[i + 1] and _signature(node) != _signature(seq.items[i + 1]):

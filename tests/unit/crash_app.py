@@ -98,6 +98,18 @@ async def streaming() -> int:
     return await stream_tokens(10)
 
 
+@durable.workflow(name="crash.shipment")
+async def shipment(item: str) -> str:
+    return await record(f"ship-{item}")
+
+
+@durable.workflow(name="crash.order")
+async def order(item: str) -> list[str]:
+    before = await record("order-before")
+    shipped = await shipment(item)  # a child run: started in this run's commit, once
+    return [before, shipped, await record("order-after")]
+
+
 async def main(url: str, run_id: str, workflow: str, *args: str) -> None:
     async with durable.Runtime(url, heartbeat_interval=0.2) as rt:
         parsed = [json.loads(a) for a in args]

@@ -279,3 +279,35 @@ async def test_stored_lone_surrogates_print_escaped(rt: durable.Runtime, sqlite_
         done = await cli(command, run.run_id, store=sqlite_url)
         assert done.returncode == 0, done.stderr
         assert "a\\ud800b" in done.stdout
+
+
+@durable.workflow
+async def cli_leaf(n: int) -> int:
+    return n
+
+
+@durable.workflow
+async def cli_branch(n: int) -> list[int]:
+    return [await cli_leaf(n), await cli_leaf(n + 1)]
+
+
+@durable.workflow
+async def cli_tree() -> list[Any]:
+    return [await cli_branch(1), await cli_leaf(9)]
+
+
+async def test_inspect_draws_the_tree_of_child_runs(rt: durable.Runtime, sqlite_url: str) -> None:
+    """`inspect` of a parent draws its descendants as a tree; a child's inspect names its parent."""
+    run = await rt.start(cli_tree)
+    assert await run.result(timeout=20) == [[1, 2], 9]
+    shown = await cli("inspect", run.run_id, store=sqlite_url)
+    assert shown.returncode == 0, shown.stderr
+    lines = shown.stdout.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("children of"))
+    tree = lines[start + 1: start + 5]
+    assert [line.strip(" │├└─").split()[0] for line in tree] == [
+        f"{run.run_id}-c1", f"{run.run_id}-c1-c1", f"{run.run_id}-c1-c2", f"{run.run_id}-c2",
+    ]
+    assert tree[1].index(f"{run.run_id}-c1-c1") > tree[0].index(f"{run.run_id}-c1")  # nested one level deeper
+    child = await cli("inspect", f"{run.run_id}-c1", store=sqlite_url)
+    assert f"child of run {run.run_id}" in child.stdout

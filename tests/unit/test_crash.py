@@ -140,6 +140,30 @@ async def test_kill_mid_stream_keeps_flushed_chunks_and_the_retry_writes_again(t
     assert all(c.value["attempt"] == c.attempt for c in chunks)
 
 
+async def test_kill_while_a_child_runs_starts_the_child_once_and_delivers_its_result_once(tmp_path: Path) -> None:
+    """SIGKILL after the parent's commit that started a child (the child's step mid-way): a new process finds the
+    child it started -- one child run, one child_started, one child_completed -- and only the interrupted step re-runs."""
+    crash = Crash(tmp_path, crash_at="step:ship-box")
+    crash.start("run-6", "crash.order", "box")
+    crash.wait_until(lambda: (tmp_path / "step:ship-box").exists())
+    crash.kill()
+    async with durable.Runtime(crash.url, heartbeat_interval=0.2) as rt:
+        run = await rt.get_run("run-6")
+        assert await run.result(timeout=30) == ["ORDER-BEFORE", "SHIP-BOX", "ORDER-AFTER"]
+        children = await run.children()
+        kinds = [e.kind for e in await run.events()]
+        child_events = [e.kind for e in await rt.run("run-6-c2").events()]
+    assert [c.run_id for c in children] == ["run-6-c2"] and children[0].status == "completed"
+    assert kinds.count("child_started") == 1 and kinds.count("child_completed") == 1
+    assert child_events.count("run_created") == 1 and child_events.count("run_started") == 1
+    by_label: dict[str, list[list[Any]]] = {}
+    for e in crash.effects():
+        by_label.setdefault(str(e[0]), []).append(e)
+    assert len(by_label["order-before"]) == 1 and len(by_label["order-after"]) == 1
+    first, second = by_label["ship-box"]  # the interrupted step re-ran once, with its step id
+    assert first[1] == second[1] == "run-6-c2/step_1" and (first[2], second[2]) == (1, 2)
+
+
 async def test_several_processes_share_one_sqlite_file_without_running_anything_twice(tmp_path: Path) -> None:
     """Two worker processes on one SQLite file: every run completes and each step is executed and recorded once."""
     url = f"sqlite:///{tmp_path / 'shared.db'}"

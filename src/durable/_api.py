@@ -103,10 +103,10 @@ async def _hold_default(loop: asyncio.AbstractEventLoop, ready: asyncio.Future[R
 
 
 async def start(workflow: Workflow[Any, Any] | str, /, *args: Any, run_id: str | None = None,
-                idempotency_key: str | None = None, **kwargs: Any) -> Run:
-    """Start a run of ``workflow`` and return its :class:`Run` at once."""
+                idempotency_key: str | None = None, timeout: Duration | None = None, **kwargs: Any) -> Run:
+    """Start a run of ``workflow`` and return its :class:`Run` at once (options as for ``Runtime.start``)."""
     runtime = await _runtime_for("start")
-    return await runtime.start(workflow, *args, run_id=run_id, idempotency_key=idempotency_key, **kwargs)
+    return await runtime.start(workflow, *args, run_id=run_id, idempotency_key=idempotency_key, timeout=timeout, **kwargs)
 
 
 async def get_run(run_id: str) -> Run:

@@ -80,6 +80,7 @@ class ModelRun:
     parent_corr: str | None = None
     on_parent_close: str | None = None
     cancel_reason: str | None = None
+    deadline: float | None = None
 
     @property
     def last_seq(self) -> int:
@@ -89,7 +90,7 @@ class ModelRun:
         return RunRecord(
             self.run_id, self.workflow_name, self.status, self.input, self.seed, self.created_at, 0.0,
             self.started_at, self.completed_at, self.output, self.error, self.idempotency_key, self.last_seq,
-            self.parent_run_id, self.cancel_reason,
+            self.parent_run_id, self.cancel_reason, self.deadline,
         )
 
 
@@ -250,7 +251,7 @@ class StoreModel:
                 raise DurableError("exists with other arguments")
             return existing.record(), False
         run = ModelRun(new.run_id, new.workflow_name, "pending", new.input, new.seed, new.now, new.idempotency_key,
-                       new.owner, new.now)
+                       new.owner, new.now, deadline=new.deadline)
         self._append(run, EventKind.RUN_CREATED, None, new.now, name=new.workflow_name, data=new.input)
         self.runs[new.run_id] = run
         return run.record(), True
@@ -266,6 +267,14 @@ class StoreModel:
              and self.free(r.owner, worker, now)),
             key=lambda r: r.wake_at or 0.0,
         )
+
+    def time_out_runs(self, worker: str, now: float) -> None:
+        """What every claim_runs does first: cancel unfinished runs past their deadline that nobody alive holds."""
+        due = sorted((r for r in self.runs.values() if r.deadline is not None and r.deadline <= now and r.status in ACTIVE
+                      and self.free(r.owner, worker, now)), key=lambda r: (r.deadline or 0.0, r.run_id))
+        for run in due[:16]:
+            if run.status in ACTIVE:  # a parent timed out just before may have cancelled it already
+                self.cancel_run(run.run_id, now, "timeout")
 
     def claim_run(self, run_id: str, worker: str, now: float) -> RunRecord:
         """One run the store chose in claim_runs: fire its due waits, lease it."""
@@ -285,13 +294,13 @@ class StoreModel:
         if run is not None and run.owner == worker:
             run.owner = None
 
-    def cancel_run(self, run_id: str, now: float) -> RunRecord | None:
+    def cancel_run(self, run_id: str, now: float, reason: str | None = None) -> RunRecord | None:
         run = self.runs.get(run_id)
         if run is None:
             return None
         if run.status not in TERMINAL:
-            self._cancel(run, now, None)
-            self._deliver_to_parent(run, None, now)
+            self._cancel(run, now, reason)
+            self._deliver_to_parent(run, _codec.encode({"reason": reason}) if reason else None, now)
         return run.record()
 
     def commit(self, inv: Invocation) -> CommitResult:
@@ -302,6 +311,9 @@ class StoreModel:
             return CommitResult(False, "run is " + run.status, run_status=run.status)
         if inv.holds_lease and run.owner != inv.worker_id:
             return CommitResult(False, "lease lost", run_status=run.status)
+        if run.deadline is not None and run.deadline <= inv.now:
+            self.cancel_run(run.run_id, inv.now, "timeout")
+            return CommitResult(False, "run timed out", run_status="cancelled")
         clean = run.last_seq == inv.known_seq or not any(
             e.seq > inv.known_seq and e.kind in REPLAY_KINDS for e in run.events
         )
@@ -371,7 +383,10 @@ class StoreModel:
                 conflicts = True  # a delivery the instance has not seen
             assert written, "checked above"
         if inv.status == "suspended":
-            run.wake_at = now if (not clean or conflicts) else inv.next_wake
+            wake = inv.next_wake
+            if run.deadline is not None and (wake is None or run.deadline < wake):
+                wake = run.deadline  # a run is invoked at its deadline at the latest (and then timed out)
+            run.wake_at = now if (not clean or conflicts) else wake
             run.owner = None
             run_status = run.status
         else:
@@ -437,7 +452,8 @@ class StoreModel:
             existing = self.runs.get(cmd.run_id)
             if existing is None:
                 child = ModelRun(cmd.run_id, cmd.workflow_name, "pending", cmd.input, cmd.seed, now, None, None, now,
-                                 parent_run_id=run_id, parent_corr=corr, on_parent_close=cmd.on_parent_close)
+                                 parent_run_id=run_id, parent_corr=corr, on_parent_close=cmd.on_parent_close,
+                                 deadline=None if cmd.timeout is None else now + cmd.timeout)
                 self._append(child, EventKind.RUN_CREATED, None, now, name=cmd.workflow_name, data=cmd.input)
                 self.runs[cmd.run_id] = child
             else:  # an explicit id naming another run: the child fails at once

@@ -174,7 +174,9 @@ class StoreMachine(RuleBasedStateMachine):
         else:
             self.names += 1
             run_id = f"run_{self.names:03d}"
-        new = NewRun(run_id, workflow, _codec.encode({"args": [run_id]}), f"seed-{run_id}", key, now, owner)
+        timeout = data.draw(st.sampled_from([None, None, 2.0, 50.0]), label="timeout")
+        new = NewRun(run_id, workflow, _codec.encode({"args": [run_id]}), f"seed-{run_id}", key, now, owner,
+                     None if timeout is None else now + timeout)
         try:
             expected: Any = self.model.create_run(new)
         except DurableError as exc:
@@ -189,6 +191,7 @@ class StoreMachine(RuleBasedStateMachine):
     @rule(worker=st.sampled_from(WORKERS), names=st.sampled_from([WORKFLOWS, WORKFLOWS[:1]]), limit=st.sampled_from([1, 2, 64]))
     def claim_runs(self, worker: str, names: tuple[str, ...], limit: int) -> None:
         now = self.tick()
+        self.model.time_out_runs(worker, now)
         eligible = self.model.claimable_runs(names, worker, now)
         got = self.call("claim_runs", worker, list(names), now, limit)
         event(f"claim_runs: {len(got)}")
@@ -265,6 +268,8 @@ class StoreMachine(RuleBasedStateMachine):
             event("a child run ended")
         if got.ok and any(isinstance(c, StartChild) for c in inv.commands):
             event("commit: started a child")
+        if any(r.cancel_reason == "timeout" for r in self.model.runs.values()):
+            event("a run timed out")
         assert (got.ok, got.reason.split(":")[0] if not got.ok else "") == (expected.ok, expected.reason if not expected.ok else ""), (got, expected)
         if got.ok:
             assert (got.last_seq, got.clean, got.run_status, got.conflicts) == (
@@ -290,7 +295,8 @@ class StoreMachine(RuleBasedStateMachine):
             # Mostly the derived id of a new run; sometimes an id another run has (the child fails at once).
             child_id = data.draw(st.sampled_from([f"{run_id}-c{corr.rpartition('_')[2]}"] * 3 + self.run_ids()), label="child id")
             return StartChild(corr, data.draw(st.sampled_from(WORKFLOWS)), data.draw(payloads), child_id, f"seed-{child_id}",
-                              data.draw(st.sampled_from(["cancel", "abandon"]), label="on parent close"))
+                              data.draw(st.sampled_from(["cancel", "abandon"]), label="on parent close"),
+                              data.draw(st.sampled_from([None, None, 2.0]), label="child timeout"))
         if kind == "cancel child":
             started = sorted({e.corr for e in self.model.runs[run_id].events if e.kind == EventKind.CHILD_STARTED and e.corr})
             return CancelChild(data.draw(st.sampled_from(started))) if started else None
@@ -460,10 +466,10 @@ def _same_record(got: Any, expected: Any) -> bool:
     """Run records agree on everything but ``updated_at`` (bookkeeping the model does not keep)."""
     return bool(got._replace(updated_at=0.0) == expected) if hasattr(got, "_replace") else bool(
         (got.run_id, got.workflow_name, got.status, got.input, got.seed, got.created_at, got.started_at, got.completed_at,
-         got.output, got.error, got.idempotency_key, got.last_seq, got.parent_run_id, got.cancel_reason)
+         got.output, got.error, got.idempotency_key, got.last_seq, got.parent_run_id, got.cancel_reason, got.deadline)
         == (expected.run_id, expected.workflow_name, expected.status, expected.input, expected.seed, expected.created_at,
             expected.started_at, expected.completed_at, expected.output, expected.error, expected.idempotency_key,
-            expected.last_seq, expected.parent_run_id, expected.cancel_reason)
+            expected.last_seq, expected.parent_run_id, expected.cancel_reason, expected.deadline)
     )
 
 

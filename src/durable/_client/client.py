@@ -17,7 +17,7 @@ from .._core.errors import RunNotFound, WorkflowNotFound
 from .._core.ids import check_idempotency_key, check_run_id, new_run_id
 from .._workflow.context import refuse_in_workflow
 from .._workflow.http import Request, Response
-from .._workflow.workflow import Workflow
+from .._workflow.workflow import Workflow, check_timeout
 from .._workflow.workflow import workflows as registered_workflows
 from ..stores import store_from_url
 from ..stores._base import NewRun, RunRecord, Store
@@ -95,14 +95,19 @@ class Client:
         *args: Any,
         run_id: str | None = None,
         idempotency_key: str | None = None,
+        timeout: Duration | None = None,
         **kwargs: Any,
     ) -> Run:
         """Start a run and return its :class:`Run` at once. The same ``idempotency_key`` returns the same run.
 
-        ``run_id`` and ``idempotency_key`` are options of the start, not workflow arguments: a
-        workflow parameter with one of these names is passed positionally.
+        ``timeout`` (``"30m"``, seconds, a timedelta; default: the workflow's own ``timeout``)
+        cancels the run, with reason ``"timeout"``, if it has not finished that long after now.
+        ``run_id``, ``idempotency_key`` and ``timeout`` are options of the start, not workflow
+        arguments: a workflow parameter with one of these names is passed positionally.
         """
-        return await self.start_run(self._resolve(workflow), args, kwargs, run_id=run_id, idempotency_key=idempotency_key)
+        return await self.start_run(
+            self._resolve(workflow), args, kwargs, run_id=run_id, idempotency_key=idempotency_key, timeout=timeout
+        )
 
     async def start_run(
         self,
@@ -112,21 +117,25 @@ class Client:
         *,
         run_id: str | None = None,
         idempotency_key: str | None = None,
+        timeout: Duration | None = None,
     ) -> Run:
         """:meth:`start` with the workflow's arguments as a list and a dict (any keyword names)."""
         refuse_in_workflow("start")
+        limit = check_timeout(timeout) if timeout is not None else wf.timeout
         # A call that does not fit the workflow raises TypeError here, before anything is recorded;
         # one that fits is recorded bound (greet("ann") and greet(name="ann") are the same run).
         bound_args, bound_kwargs = wf.binder.bind(tuple(args), dict(kwargs))
         data = wf.binder.encode(bound_args, bound_kwargs, serializer=wf.serializer, root=f"arguments of {wf.name}")
+        now = time.time()
         new = NewRun(
             run_id=check_run_id(run_id) if run_id is not None else new_run_id(),
             workflow_name=wf.name,
             input=data,
             seed=secrets.token_hex(16),
             idempotency_key=check_idempotency_key(idempotency_key) if idempotency_key is not None else None,
-            now=time.time(),
+            now=now,
             owner=self._first_invocation_owner(wf),
+            deadline=None if limit is None else now + limit,
         )
         record, created = await self.store.create_run(new)
         if created:

@@ -89,6 +89,7 @@ def run_summary(r: RunInfo) -> dict[str, Any]:
         "error": error_json(r.error),
         "parent_run_id": r.parent_run_id,
         "cancel_reason": r.cancel_reason,
+        "deadline": iso(r.deadline),
     }
 
 

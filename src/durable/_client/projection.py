@@ -80,13 +80,14 @@ class RunInfo:
     idempotency_key: str | None
     parent_run_id: str | None = None  # the run that started this one as its child
     cancel_reason: str | None = None  # why a cancelled run was cancelled: "timeout", "parent closed" (None: cancel())
+    deadline: datetime | None = None  # when it is cancelled if still unfinished (timeout=)
 
     @classmethod
     def from_record(cls, r: RunRecord) -> RunInfo:
         return cls(
             r.run_id, r.workflow_name, r.status, _required(r.created_at), as_datetime(r.started_at),
             as_datetime(r.completed_at), decode_error(r.error) if r.error else None, r.idempotency_key,
-            r.parent_run_id, r.cancel_reason,
+            r.parent_run_id, r.cancel_reason, as_datetime(r.deadline),
         )
 
     @property

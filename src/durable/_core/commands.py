@@ -67,6 +67,7 @@ class StartChild:
     run_id: str
     seed: str
     on_parent_close: str  # "cancel" | "abandon"
+    timeout: float | None = None  # the child workflow's @workflow(timeout=...): its deadline is counted from its start
 
 
 @dataclass(frozen=True, slots=True)

@@ -449,7 +449,7 @@ class WorkflowInstance:
         record = self._records.pop(position, None)
         if record is None:
             seed = hashlib.blake2b(f"{self._seed}:{corr}".encode(), digest_size=16).hexdigest()
-            self._issue(StartChild(corr, workflow.name, data, child_id, seed, on_parent_close))
+            self._issue(StartChild(corr, workflow.name, data, child_id, seed, on_parent_close, workflow.timeout))
         elif record.kind != EventKind.CHILD_STARTED or not workflow.matches(record.name or "") or (
             workflow.serializer == "json" and record.data != data
         ):

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from typing import Any, Generic, ParamSpec, TypeVar, overload
 
 from .._core.codec import Serializer
+from .._core.durations import Duration, parse_duration
 from .._core.ids import check_run_id
 from .._core.registry import Registry, default_name, short_name
 from .calls import Binder
@@ -24,7 +25,7 @@ class Workflow(Generic[P, R]):
     result; called anywhere else it runs the function as plain async code, without durability.
     """
 
-    def __init__(self, fn: Callable[P, Any], *, name: str, serializer: Serializer) -> None:
+    def __init__(self, fn: Callable[P, Any], *, name: str, serializer: Serializer, timeout: float | None = None) -> None:
         if not (inspect.iscoroutinefunction(fn) or inspect.isasyncgenfunction(fn)):
             raise TypeError(f"@durable.workflow needs an async def function or async generator, got {fn!r}")
         if serializer not in ("json", "pickle"):
@@ -32,6 +33,7 @@ class Workflow(Generic[P, R]):
         self.fn = fn
         self.name = name
         self.serializer: Serializer = serializer
+        self.timeout = timeout  # seconds a run may take before it is cancelled (reason "timeout"); None: no limit
         self.is_generator = inspect.isasyncgenfunction(fn)
         self.binder = Binder(fn, f"workflow {name!r}")
         self.__wrapped__ = fn
@@ -80,6 +82,16 @@ async def start_child(
     return handle
 
 
+def check_timeout(timeout: Duration | None) -> float | None:
+    """A run timeout in seconds (None: no limit); a clear error for anything that is not a positive duration."""
+    if timeout is None:
+        return None
+    seconds = parse_duration(timeout, what="workflow timeout")
+    if seconds <= 0:
+        raise ValueError(f"workflow timeout must be positive, got {timeout!r}")
+    return seconds
+
+
 #: Every workflow defined in this process, by name: what a runtime executes by default.
 workflows: Registry[Workflow[Any, Any]] = Registry("workflow")
 
@@ -87,21 +99,27 @@ workflows: Registry[Workflow[Any, Any]] = Registry("workflow")
 @overload
 def workflow(fn: Callable[P, Any], /) -> Workflow[P, Any]: ...
 @overload
-def workflow(*, name: str | None = None, serializer: Serializer = "json") -> Callable[[Callable[P, Any]], Workflow[P, Any]]: ...
+def workflow(
+    *, name: str | None = None, serializer: Serializer = "json", timeout: Duration | None = None
+) -> Callable[[Callable[P, Any]], Workflow[P, Any]]: ...
 
 
 def workflow(
-    fn: Callable[P, Any] | None = None, /, *, name: str | None = None, serializer: Serializer = "json"
+    fn: Callable[P, Any] | None = None, /, *, name: str | None = None, serializer: Serializer = "json",
+    timeout: Duration | None = None,
 ) -> Any:
     """Declare a durable workflow: an ``async def`` function (or async generator) replayed from its event log.
 
     ``name`` defaults to ``module:qualname`` (unique; an explicit name another module already
     uses is refused with NameConflict); ``serializer="pickle"`` lets its arguments and result be
-    any picklable (trusted) value.
+    any picklable (trusted) value. ``timeout`` (``"1h"``, seconds, a timedelta) is how long a run
+    may take from its creation: one still unfinished then is cancelled, with reason ``"timeout"``
+    (``start(..., timeout=...)`` sets it per run).
     """
+    timeout_s = check_timeout(timeout)
 
     def decorate(f: Callable[P, Any]) -> Workflow[P, Any]:
-        wf: Workflow[P, Any] = Workflow(f, name=name or default_name(f), serializer=serializer)
+        wf: Workflow[P, Any] = Workflow(f, name=name or default_name(f), serializer=serializer, timeout=timeout_s)
         workflows.add(wf.name, wf, f, explicit=name is not None)
         return wf
 

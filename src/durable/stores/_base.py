@@ -41,6 +41,7 @@ class RunRecord:
     last_seq: int = 0
     parent_run_id: str | None = None  # set on a child run: the run that started it
     cancel_reason: str | None = None  # why a cancelled run was cancelled ("timeout", "parent closed"; None: cancel())
+    deadline: float | None = None  # when an unfinished run is cancelled for taking too long (timeout=)
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +112,7 @@ class NewRun:
     idempotency_key: str | None
     now: float
     owner: str | None = None  # the worker that will run the first invocation itself (holds the lease)
+    deadline: float | None = None  # cancel the run (reason "timeout") if it has not finished by then
 
 
 @dataclass(slots=True)

@@ -60,7 +60,7 @@ def _marks(n: int) -> str:
 _ALIVE = "(SELECT worker_id FROM workers WHERE alive_until > ?)"
 _RUN_COLUMNS = (
     "run_id, workflow_name, status, input, seed, created_at, updated_at, started_at, completed_at, "
-    "output, error, idempotency_key, last_seq, parent_run_id, cancel_reason"
+    "output, error, idempotency_key, last_seq, parent_run_id, cancel_reason, deadline"
 )
 _REPLAY_KIND_LIST = tuple(sorted(str(k) for k in REPLAY_KINDS))
 
@@ -70,7 +70,7 @@ def _run(row: Row) -> RunRecord:
         run_id=row[0], workflow_name=row[1], status=row[2], input=bytes(row[3]), seed=row[4], created_at=row[5],
         updated_at=row[6], started_at=row[7], completed_at=row[8],
         output=None if row[9] is None else bytes(row[9]), error=None if row[10] is None else bytes(row[10]),
-        idempotency_key=row[11], last_seq=row[12], parent_run_id=row[13], cancel_reason=row[14],
+        idempotency_key=row[11], last_seq=row[12], parent_run_id=row[13], cancel_reason=row[14], deadline=row[15],
     )
 
 
@@ -107,10 +107,19 @@ class _Appender:
 
 
 def _lock_run(db: DB, run_id: str) -> Row | None:
+    """(status, last_seq, owner, workflow_name, started_at, deadline) of a run, locked."""
     rows = db.execute(
-        f"SELECT status, last_seq, owner, workflow_name, started_at FROM runs WHERE run_id = ?{db.for_update}", (run_id,)
+        f"SELECT status, last_seq, owner, workflow_name, started_at, deadline FROM runs WHERE run_id = ?{db.for_update}",
+        (run_id,),
     )
     return rows[0] if rows else None
+
+
+def _until(wake_at: float | None, deadline: float | None) -> float | None:
+    """When a suspended run must be invoked next: its next timer, or its deadline if that comes first."""
+    if deadline is None:
+        return wake_at
+    return deadline if wake_at is None or deadline < wake_at else wake_at
 
 
 # -- schema -----------------------------------------------------------------------------------------
@@ -170,6 +179,9 @@ _COMPOSE_CHANGES = [
     "ALTER TABLE runs ADD COLUMN on_parent_close TEXT",  # cancel | abandon
     "ALTER TABLE runs ADD COLUMN cancel_reason TEXT",  # why a cancelled run was cancelled (None: cancel())
     "CREATE INDEX runs_parent ON runs (parent_run_id, created_at) WHERE parent_run_id IS NOT NULL",
+    # Run timeouts: a run still unfinished at its deadline is cancelled with reason "timeout".
+    "ALTER TABLE runs ADD COLUMN deadline {real}",
+    "CREATE INDEX runs_deadline ON runs (deadline) WHERE deadline IS NOT NULL",
 ]
 _SCHEMA_TEMPLATE += _COMPOSE_CHANGES
 COMPOSE_MIGRATION_FROM = 1  # the schema version _COMPOSE_CHANGES upgrades from
@@ -221,9 +233,9 @@ def unregister_worker(db: DB, worker_id: str) -> None:
 def create_run(db: DB, new: NewRun) -> tuple[RunRecord, bool]:
     inserted = db.execute(
         "INSERT INTO runs (run_id, workflow_name, status, input, seed, idempotency_key, created_at, updated_at, "
-        "last_seq, wake_at, owner) VALUES (?,?,?,?,?,?,?,?,1,?,?) ON CONFLICT DO NOTHING RETURNING run_id",
+        "last_seq, wake_at, owner, deadline) VALUES (?,?,?,?,?,?,?,?,1,?,?,?) ON CONFLICT DO NOTHING RETURNING run_id",
         (new.run_id, new.workflow_name, "pending", new.input, new.seed, new.idempotency_key, new.now, new.now, new.now,
-         new.owner),
+         new.owner, new.deadline),
     )
     if not inserted:
         where, key = ("idempotency_key", new.idempotency_key) if new.idempotency_key else ("run_id", new.run_id)
@@ -247,7 +259,7 @@ def create_run(db: DB, new: NewRun) -> tuple[RunRecord, bool]:
     db.note("run", new.run_id)
     return RunRecord(
         run_id=new.run_id, workflow_name=new.workflow_name, status="pending", input=new.input, seed=new.seed,
-        created_at=new.now, updated_at=new.now, idempotency_key=new.idempotency_key, last_seq=1,
+        created_at=new.now, updated_at=new.now, idempotency_key=new.idempotency_key, last_seq=1, deadline=new.deadline,
     ), True
 
 
@@ -307,6 +319,7 @@ def read_log(db: DB, run_id: str, after_seq: int) -> tuple[list[Event], int]:
 
 
 def claim_runs(db: DB, worker_id: str, names: Sequence[str], now: float, limit: int) -> list[RunRecord]:
+    _time_out_runs(db, worker_id, now)
     if not names:
         return []
     rows = db.execute(
@@ -326,6 +339,21 @@ def claim_runs(db: DB, worker_id: str, names: Sequence[str], now: float, limit: 
         if record is not None:
             claimed.append(record)
     return claimed
+
+
+def _time_out_runs(db: DB, worker_id: str, now: float, limit: int = 16) -> None:
+    """Cancel unfinished runs past their deadline that nobody alive holds (reason "timeout").
+
+    Any worker does it, whatever workflows it runs: cancelling needs no workflow code. A run a
+    live worker holds is timed out by its own next commit instead.
+    """
+    rows = db.execute(
+        f"SELECT run_id FROM runs WHERE deadline <= ? AND status IN ('pending', 'running') "
+        f"AND (owner IS NULL OR (owner <> ? AND owner NOT IN {_ALIVE})) ORDER BY deadline, run_id LIMIT ?",
+        (now, worker_id, now, limit),
+    )
+    for (run_id,) in rows:  # not locked by the query: cancel_run locks a parent before its child
+        cancel_run(db, run_id, now, "timeout")
 
 
 def _fire_due_waits(db: DB, run_id: str, last_seq: int, now: float) -> None:
@@ -351,8 +379,9 @@ def release_run(db: DB, run_id: str, worker_id: str, now: float, retry_at: float
         db.execute("UPDATE runs SET owner = NULL WHERE run_id = ? AND owner = ?", (run_id, worker_id))
     else:
         db.execute(
-            "UPDATE runs SET owner = NULL, wake_at = ? WHERE run_id = ? AND owner = ? AND wake_at IS NOT NULL",
-            (retry_at, run_id, worker_id),
+            "UPDATE runs SET owner = NULL, wake_at = CASE WHEN deadline < ? THEN deadline ELSE ? END "
+            "WHERE run_id = ? AND owner = ? AND wake_at IS NOT NULL",
+            (retry_at, retry_at, run_id, worker_id),
         )
         db.note("work")
 
@@ -402,11 +431,16 @@ def commit(db: DB, inv: Invocation) -> CommitResult:
     locked = _lock_run(db, inv.run_id)
     if locked is None:
         return CommitResult(False, "no such run")
-    status, last_seq, owner, run_started_at = locked[0], locked[1], locked[2], locked[4]
+    status, last_seq, owner, run_started_at, deadline = locked[0], locked[1], locked[2], locked[4], locked[5]
     if status in TERMINAL:
         return CommitResult(False, "run is " + status, run_status=status)
     if inv.holds_lease and owner != inv.worker_id:
         return CommitResult(False, "lease lost", run_status=status)
+    if deadline is not None and deadline <= inv.now:
+        # Past its deadline: whatever the invocation computed, the run ends here, cancelled.
+        _cancel_locked(db, inv.run_id, last_seq, inv.now, "timeout")
+        _deliver_to_parent(db, inv.run_id, "cancelled", encode({"reason": "timeout"}), inv.now)
+        return CommitResult(False, "run timed out", run_status="cancelled")
     # Only events replay reads can invalidate what the instance computed; step_started and
     # step_retrying appended meanwhile (by parallel steps) do not.
     clean = last_seq == inv.known_seq or not db.execute(
@@ -461,7 +495,7 @@ def commit(db: DB, inv: Invocation) -> CommitResult:
             db.note("work")
         else:
             # The instance consumed every event and knows its pending timers: no query needed.
-            wake_at = inv.next_wake
+            wake_at = _until(inv.next_wake, deadline)
             if wake_at is not None:
                 db.note("work")
         out.flush()
@@ -577,9 +611,10 @@ class _Commands:
         db, now, corr = self.db, self.now, cmd.correlation_id
         created = db.execute(
             "INSERT INTO runs (run_id, workflow_name, status, input, seed, created_at, updated_at, last_seq, wake_at, "
-            "parent_run_id, parent_corr, on_parent_close) VALUES (?,?,'pending',?,?,?,?,1,?,?,?,?) "
+            "parent_run_id, parent_corr, on_parent_close, deadline) VALUES (?,?,'pending',?,?,?,?,1,?,?,?,?,?) "
             "ON CONFLICT DO NOTHING RETURNING run_id",
-            (cmd.run_id, cmd.workflow_name, cmd.input, cmd.seed, now, now, now, self.inv.run_id, corr, cmd.on_parent_close),
+            (cmd.run_id, cmd.workflow_name, cmd.input, cmd.seed, now, now, now, self.inv.run_id, corr, cmd.on_parent_close,
+             None if cmd.timeout is None else now + cmd.timeout),
         )
         self.out.add(EventKind.CHILD_STARTED, corr, now, name=cmd.workflow_name, data=cmd.input)
         if created:

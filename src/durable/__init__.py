@@ -54,6 +54,8 @@ from ._core.errors import WebhookResponseTimeout as WebhookResponseTimeout
 from ._core.errors import WorkflowNotFound as WorkflowNotFound
 from ._core.events import Event as Event
 from ._core.events import EventKind as EventKind
+from ._core.queues import Queue as Queue
+from ._core.queues import QueueState as QueueState
 from ._typed_hooks import HookDefinition as HookDefinition
 from ._typed_hooks import define_hook as define_hook
 from ._worker.runtime import Runtime as Runtime
@@ -86,7 +88,7 @@ __version__ = "0.1.0"
 __all__ = [
     "ChildFailed", "ChildHandle", "Client", "DurableError", "Event", "EventKind", "FatalError", "Hook", "HookConflictError", "HookDefinition", "HookInfo",
     "HookNotFound", "HookSchemaUnknown", "HookValidationError", "InvalidStoreURL", "NameConflict", "NonDeterminismError", "NotInStepError",
-    "NotInWorkflowError", "Request", "Response", "ResumeResult", "RetryableError", "Run", "RunCancelled", "RunConflict", "RunFailed",
+    "NotInWorkflowError", "Queue", "QueueState", "Request", "Response", "ResumeResult", "RetryableError", "Run", "RunCancelled", "RunConflict", "RunFailed",
     "RunInfo", "RunNotFound", "Runtime", "SerializationError", "SideEffectInWorkflowError", "Step", "StepFailed", "StepInfo", "StepMetadata", "StepTimeout",
     "StoreCorrupt", "StoreError", "StreamChunk", "StreamClosedError", "StreamFailed", "StreamHandle", "StreamWriter",
     "Webhook", "WebhookNotAnswered", "WebhookResponseTimeout", "Workflow", "WorkflowMetadata", "WorkflowNotFound", "configure", "create_hook",

@@ -15,6 +15,7 @@ from typing import Any
 from ._client.projection import ResumeResult, RunInfo
 from ._client.run import Run
 from ._core.durations import Duration
+from ._core.queues import Queue
 from ._worker.runtime import Runtime, current_runtime
 from ._workflow.context import refuse_in_workflow
 from ._workflow.http import Request
@@ -103,10 +104,14 @@ async def _hold_default(loop: asyncio.AbstractEventLoop, ready: asyncio.Future[R
 
 
 async def start(workflow: Workflow[Any, Any] | str, /, *args: Any, run_id: str | None = None,
-                idempotency_key: str | None = None, timeout: Duration | None = None, **kwargs: Any) -> Run:
+                idempotency_key: str | None = None, timeout: Duration | None = None, queue: str | Queue | None = None,
+                priority: int | None = None, key: str | None = None, dedupe_id: str | None = None, **kwargs: Any) -> Run:
     """Start a run of ``workflow`` and return its :class:`Run` at once (options as for ``Runtime.start``)."""
     runtime = await _runtime_for("start")
-    return await runtime.start(workflow, *args, run_id=run_id, idempotency_key=idempotency_key, timeout=timeout, **kwargs)
+    return await runtime.start(
+        workflow, *args, run_id=run_id, idempotency_key=idempotency_key, timeout=timeout, queue=queue, priority=priority,
+        key=key, dedupe_id=dedupe_id, **kwargs,
+    )
 
 
 async def get_run(run_id: str) -> Run:

@@ -13,6 +13,7 @@ import json
 import os
 import signal
 import sys
+import time
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
@@ -27,7 +28,7 @@ from rich.table import Table
 from rich.text import Text
 from rich.tree import Tree
 
-from ._client.present import dumps, event_json, plain_value
+from ._client.present import dumps, event_json, plain_value, run_summary, waiting_reasons
 from ._client.projection import HookInfo, RunInfo, StepInfo, hook_metadata
 from ._client.streams import read_stream
 from ._core import codec as _codec
@@ -40,6 +41,7 @@ from ._core.errors import (
     StoreError,
 )
 from ._core.ids import DEFAULT_NAMESPACE
+from ._core.queues import QueueState
 from .stores import default_url, store_from_url
 from .stores._base import TERMINAL, Store
 
@@ -278,6 +280,7 @@ def runs(
     status: Annotated[str | None, typer.Option(help="Only runs with this status.")] = None,
     workflow: Annotated[str | None, typer.Option(help="Only runs of this workflow.")] = None,
     limit: Annotated[int, typer.Option(help="How many runs, newest first (1-10000).")] = 50,
+    queue: Annotated[str | None, typer.Option(help="Only runs of this queue, with what each waits for.")] = None,
     store: StoreOption = None,
 ) -> None:
     """List runs, newest first."""
@@ -287,11 +290,26 @@ def runs(
         _fail(CLIError(f"--limit must be between 1 and 10000, not {limit}", 2))
 
     async def read(s: Store) -> Any:
-        return await s.list_runs(status=status, workflow=workflow, limit=limit)
+        states = await s.queue_states([queue], time.time()) if queue else []
+        return await s.list_runs(status=status, workflow=workflow, limit=limit, queue=queue), states
 
-    records = _with_store(store, read)
+    records, states = _with_store(store, read)
+    if queue is not None:
+        _print_queues(states, queue)
     if not records:
         out.print("no runs")
+        return
+    if queue is not None:
+        summaries = [run_summary(RunInfo.from_record(r)) for r in records]
+        waiting_reasons(summaries, states)
+        table = _table("run", "workflow", "status", "priority", "key", "admitted", "waits for")
+        for r in summaries:
+            q = r["queue"]
+            table.add_row(
+                r["run_id"], r["workflow"], _status(r["status"]), str(q["priority"] or ""), q["key"] or "",
+                "no" if q["waiting"] else "yes", q.get("why", ""),
+            )
+        out.print(table)
         return
     table = _table("run", "workflow", "status", "created", "duration", "error")
     for info in map(RunInfo.from_record, records):
@@ -344,6 +362,29 @@ def inspect_run(run_id: Annotated[str, typer.Argument(help="The run's id.")], st
         out.print(Text(f"error: {info.error.type}: {info.error.message}", style="red"))
         if info.error.traceback:
             out.print(info.error.traceback.rstrip())
+
+
+def _print_queues(states: list[QueueState], name: str | None = None) -> None:
+    if name is not None and not states:
+        out.print(f"queue {name!r} is not in this store (no runtime or start has defined it)")
+        return
+    for q in states:
+        limit = "no limit" if q.concurrency is None else f"{q.active}/{q.concurrency} active"
+        rate = "" if q.rate_count is None else f", rate {q.admitted_in_window}/{q.rate_count} per {q.rate_period:g}s"
+        out.print(f"queue {q.name}: {limit}{rate}, {q.waiting} waiting" + (f" -- {q.blocked_by}" if q.blocked_by else ""))
+
+
+@app.command()
+def queues(store: StoreOption = None) -> None:
+    """List the queues the store knows: entries active and waiting, rate windows, what blocks them."""
+
+    async def read(s: Store) -> Any:
+        return await s.queue_states(None, time.time())
+
+    states = _with_store(store, read)
+    if not states:
+        out.print("no queues")
+    _print_queues(states)
 
 
 _TREE_LIMIT = 200  # runs shown under one run in `durable inspect`

@@ -311,3 +311,24 @@ async def test_inspect_draws_the_tree_of_child_runs(rt: durable.Runtime, sqlite_
     assert tree[1].index(f"{run.run_id}-c1-c1") > tree[0].index(f"{run.run_id}-c1")  # nested one level deeper
     child = await cli("inspect", f"{run.run_id}-c1", store=sqlite_url)
     assert f"child of run {run.run_id}" in child.stdout
+
+
+CLI_QUEUE = durable.Queue("cli.one-at-a-time", concurrency=1)
+
+
+async def test_runs_with_a_queue_list_its_runs_and_what_the_waiting_ones_wait_for(rt: durable.Runtime, sqlite_url: str) -> None:
+    """`durable runs --queue q` prints the queue's occupancy and, per run, whether it was admitted and why it waits."""
+    first = await rt.start(cli_held, "cq-1", queue=CLI_QUEUE)
+    with anyio.fail_after(10):
+        while await rt.store.get_hook("cq-1") is None:
+            await anyio.sleep(0.01)
+    second = await rt.start(cli_held, "cq-2", queue=CLI_QUEUE, key="customer-42")
+    shown = await cli("runs", "--queue", "cli.one-at-a-time", store=sqlite_url)
+    assert shown.returncode == 0, shown.stderr
+    assert "queue cli.one-at-a-time: 1/1 active, 1 waiting -- queue 'cli.one-at-a-time' is full (1/1 running)" in shown.stdout
+    (row,) = [line for line in shown.stdout.splitlines() if line.startswith(second.run_id)]
+    assert "customer-42" in row and " no " in row and "is full (1/1 running)" in row
+    listed = await cli("queues", store=sqlite_url)
+    assert "queue cli.one-at-a-time: 1/1 active, 1 waiting" in listed.stdout
+    await rt.cancel(first.run_id)
+    await rt.cancel(second.run_id)

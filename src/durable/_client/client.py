@@ -14,7 +14,8 @@ from typing import Any
 
 from .._core.durations import Duration
 from .._core.errors import RunNotFound, WorkflowNotFound
-from .._core.ids import check_idempotency_key, check_run_id, new_run_id
+from .._core.ids import check_idempotency_key, check_run_id, is_text, new_run_id
+from .._core.queues import Queue, QueueState, resolve_queue
 from .._workflow.context import refuse_in_workflow
 from .._workflow.http import Request, Response
 from .._workflow.workflow import Workflow, check_timeout
@@ -96,17 +97,27 @@ class Client:
         run_id: str | None = None,
         idempotency_key: str | None = None,
         timeout: Duration | None = None,
+        queue: str | Queue | None = None,
+        priority: int | None = None,
+        key: str | None = None,
+        dedupe_id: str | None = None,
         **kwargs: Any,
     ) -> Run:
         """Start a run and return its :class:`Run` at once. The same ``idempotency_key`` returns the same run.
 
         ``timeout`` (``"30m"``, seconds, a timedelta; default: the workflow's own ``timeout``)
         cancels the run, with reason ``"timeout"``, if it has not finished that long after now.
-        ``run_id``, ``idempotency_key`` and ``timeout`` are options of the start, not workflow
-        arguments: a workflow parameter with one of these names is passed positionally.
+        ``queue`` (a :class:`~durable.Queue` or its name) makes the run wait in the store until
+        the queue admits it; ``priority`` (1 first), ``key`` (what ``per_key_concurrency``
+        counts by) and ``dedupe_id`` (a second live run of the queue with the same id is
+        refused with RunConflict) need a queue.
+        ``run_id``, ``idempotency_key``, ``timeout``, ``queue``, ``priority``, ``key`` and
+        ``dedupe_id`` are options of the start, not workflow arguments: a workflow parameter with
+        one of these names is passed positionally (or use :meth:`start_run`).
         """
         return await self.start_run(
-            self._resolve(workflow), args, kwargs, run_id=run_id, idempotency_key=idempotency_key, timeout=timeout
+            self._resolve(workflow), args, kwargs, run_id=run_id, idempotency_key=idempotency_key, timeout=timeout,
+            queue=queue, priority=priority, key=key, dedupe_id=dedupe_id,
         )
 
     async def start_run(
@@ -118,10 +129,21 @@ class Client:
         run_id: str | None = None,
         idempotency_key: str | None = None,
         timeout: Duration | None = None,
+        queue: str | Queue | None = None,
+        priority: int | None = None,
+        key: str | None = None,
+        dedupe_id: str | None = None,
     ) -> Run:
         """:meth:`start` with the workflow's arguments as a list and a dict (any keyword names)."""
         refuse_in_workflow("start")
         limit = check_timeout(timeout) if timeout is not None else wf.timeout
+        found = resolve_queue(queue)
+        if found is None and (priority is not None or key is not None or dedupe_id is not None):
+            raise ValueError("priority=, key= and dedupe_id= are options of a queued start: pass queue= too")
+        rank = found.check_priority(priority) if found is not None else None
+        for what, value in (("key", key), ("dedupe_id", dedupe_id)):
+            if value is not None and (not is_text(value) or len(value) > 512):
+                raise ValueError(f"{what} must be non-empty text of at most 512 characters, got {value!r}")
         # A call that does not fit the workflow raises TypeError here, before anything is recorded;
         # one that fits is recorded bound (greet("ann") and greet(name="ann") are the same run).
         bound_args, bound_kwargs = wf.binder.bind(tuple(args), dict(kwargs))
@@ -134,8 +156,12 @@ class Client:
             seed=secrets.token_hex(16),
             idempotency_key=check_idempotency_key(idempotency_key) if idempotency_key is not None else None,
             now=now,
-            owner=self._first_invocation_owner(wf),
+            owner=self._first_invocation_owner(wf) if found is None else None,  # a queued run waits for admission
             deadline=None if limit is None else now + limit,
+            queue=None if found is None else found.spec(),
+            priority=rank,
+            queue_key=key,
+            dedupe_id=dedupe_id,
         )
         record, created = await self.store.create_run(new)
         if created:
@@ -163,13 +189,20 @@ class Client:
         return Run(run_id, self)
 
     async def list_runs(
-        self, *, status: str | None = None, workflow: str | None = None, limit: int = 100, before: str | None = None
+        self, *, status: str | None = None, workflow: str | None = None, limit: int = 100, before: str | None = None,
+        queue: str | None = None,
     ) -> list[RunInfo]:
         refuse_in_workflow("list_runs")
         records = await self.store.list_runs(
-            status=status, workflow=self.stored_name(workflow), limit=limit, before=before
+            status=status, workflow=self.stored_name(workflow), limit=limit, before=before, queue=queue
         )
         return [RunInfo.from_record(r) for r in records]
+
+    async def queue_states(self, names: Sequence[str] | None = None) -> list[QueueState]:
+        """What each queue (every one the store knows, or ``names``) holds: entries active and
+        waiting, its rate window, and why it admits nothing now (``blocked_by``)."""
+        refuse_in_workflow("queue_states")
+        return await self.store.queue_states(names, time.time())
 
     async def follow_runs(self) -> AsyncIterator[None]:
         """Yield whenever the set or status of runs may have changed (for live views)."""

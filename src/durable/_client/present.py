@@ -17,6 +17,7 @@ from .._core import codec as _codec
 from .._core.errorinfo import ErrorInfo, decode_error
 from .._core.errors import SerializationError
 from .._core.events import Event
+from .._core.queues import QueueState
 from .projection import HookInfo, RunInfo, StepInfo
 
 PICKLED = "<pickled value>"
@@ -90,7 +91,35 @@ def run_summary(r: RunInfo) -> dict[str, Any]:
         "parent_run_id": r.parent_run_id,
         "cancel_reason": r.cancel_reason,
         "deadline": iso(r.deadline),
+        "queue": None if r.queue is None else {
+            "name": r.queue, "priority": r.priority, "key": r.queue_key, "admitted_at": iso(r.admitted_at),
+            "waiting": r.queued,
+        },
     }
+
+
+def queue_json(q: QueueState) -> dict[str, Any]:
+    """A queue's occupancy: what is active, what waits, its rate window and why it admits nothing now."""
+    return {
+        "name": q.name,
+        "concurrency": q.concurrency,
+        "active": q.active,
+        "waiting": q.waiting,
+        "rate": None if q.rate_count is None else {"count": q.rate_count, "period": q.rate_period,
+                                                   "used": q.admitted_in_window},
+        "next_admission_at": iso(q.next_admission_at),
+        "blocked_by": q.blocked_by,
+    }
+
+
+def waiting_reasons(runs: list[dict[str, Any]], states: list[QueueState]) -> None:
+    """Say why each waiting queued run (of these summaries) waits: its queue's ``blocked_by``."""
+    by_name = {q.name: q for q in states}
+    for run in runs:
+        queue = run.get("queue")
+        if queue and queue["waiting"]:
+            state = by_name.get(queue["name"])
+            queue["why"] = (state.blocked_by if state is not None else None) or "waiting to be admitted"
 
 
 def step_json(s: StepInfo) -> dict[str, Any]:

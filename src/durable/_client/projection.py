@@ -81,14 +81,24 @@ class RunInfo:
     parent_run_id: str | None = None  # the run that started this one as its child
     cancel_reason: str | None = None  # why a cancelled run was cancelled: "timeout", "parent closed" (None: cancel())
     deadline: datetime | None = None  # when it is cancelled if still unfinished (timeout=)
+    queue: str | None = None  # the queue it was started in
+    priority: int | None = None
+    queue_key: str | None = None
+    admitted_at: datetime | None = None  # when its queue admitted it; None while it waits (or unqueued)
 
     @classmethod
     def from_record(cls, r: RunRecord) -> RunInfo:
         return cls(
             r.run_id, r.workflow_name, r.status, _required(r.created_at), as_datetime(r.started_at),
             as_datetime(r.completed_at), decode_error(r.error) if r.error else None, r.idempotency_key,
-            r.parent_run_id, r.cancel_reason, as_datetime(r.deadline),
+            r.parent_run_id, r.cancel_reason, as_datetime(r.deadline), r.queue, r.priority, r.queue_key,
+            as_datetime(r.admitted_at),
         )
+
+    @property
+    def queued(self) -> bool:
+        """Waiting for its queue to admit it."""
+        return self.queue is not None and self.admitted_at is None and self.status == "pending"
 
     @property
     def duration(self) -> float | None:

@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TypeAlias
 
+from .queues import QueueSpec
+
 
 @dataclass(frozen=True, slots=True)
 class ScheduleStep:
@@ -18,6 +20,7 @@ class ScheduleStep:
     name: str
     input: bytes
     max_attempts: int
+    queue: QueueSpec | None = None  # @step(queue=...): the step waits for its queue's admission
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +71,7 @@ class StartChild:
     seed: str
     on_parent_close: str  # "cancel" | "abandon"
     timeout: float | None = None  # the child workflow's @workflow(timeout=...): its deadline is counted from its start
+    queue: QueueSpec | None = None  # start_child(queue=...): the child waits for its queue's admission
 
 
 @dataclass(frozen=True, slots=True)

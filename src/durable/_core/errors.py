@@ -255,7 +255,12 @@ class RunConflict(DurableError):
         self.existing_workflow = existing_workflow
         self.workflow = workflow
         self.other_arguments = other_arguments
-        if other_arguments:
+        if key_kind == "dedupe_id":
+            message = (
+                f"dedupe_id {key!r} already names live run {run_id!r} (workflow {existing_workflow!r}) in its queue: "
+                "a second live entry is refused until that run ends"
+            )
+        elif other_arguments:
             message = (
                 f"{key_kind} {key!r} already names run {run_id!r} of workflow {workflow!r}, started with other arguments "
                 f"(a {key_kind} names one call: to start it again, use a new {key_kind})"

@@ -43,6 +43,7 @@ from .._core.errorinfo import decode_error, encode_error
 from .._core.errors import NonDeterminismError, RunCancelled, SerializationError
 from .._core.events import CHILD_ENDS, CREATION_KINDS, DELIVERY_KINDS, Event, EventKind
 from .._core.ids import DEFAULT_NAMESPACE, child_run_id
+from .._core.queues import QueueSpec
 from .._workflow.children import ChildHandle
 from .._workflow.context import HookSubscriber, WorkflowMetadata, current_instance
 from .._workflow.step import Step
@@ -379,7 +380,8 @@ class WorkflowInstance:
         future: asyncio.Future[Any] = self.loop.create_future()
         record = self._records.pop(position, None)
         if record is None:
-            self._issue(ScheduleStep(corr, step.name, data, step.retry.max_attempts))
+            queue = step.queue_spec() if step.queue is not None else None
+            self._issue(ScheduleStep(corr, step.name, data, step.retry.max_attempts, queue))
         elif record.kind != _STEP_CREATED or not step.matches(record.name or "") or (
             step.serializer == "json" and record.data != data  # pickled bytes are not canonical: name only
             and record.data != self._as_spelled(step, spelled)
@@ -439,7 +441,7 @@ class WorkflowInstance:
 
     def start_child(
         self, workflow: Workflow[Any, Any], args: tuple[Any, ...], kwargs: dict[str, Any], *, run_id: str | None,
-        on_parent_close: str,
+        on_parent_close: str, queue: QueueSpec | None = None,
     ) -> ChildHandle[Any]:
         """A child run started at this position (its arguments bound by the caller); its handle."""
         position, corr = self._next("child")
@@ -449,7 +451,7 @@ class WorkflowInstance:
         record = self._records.pop(position, None)
         if record is None:
             seed = hashlib.blake2b(f"{self._seed}:{corr}".encode(), digest_size=16).hexdigest()
-            self._issue(StartChild(corr, workflow.name, data, child_id, seed, on_parent_close, workflow.timeout))
+            self._issue(StartChild(corr, workflow.name, data, child_id, seed, on_parent_close, workflow.timeout, queue))
         elif record.kind != EventKind.CHILD_STARTED or not workflow.matches(record.name or "") or (
             workflow.serializer == "json" and record.data != data
         ):

@@ -98,7 +98,8 @@ class Dispatcher:
             self.slots.take(free)
             claims: list[StepClaim] = []
             try:
-                claims = await self.store.claim_steps(self.worker_id, self._step_names(), now, free)
+                # A fresh clock: a queue's rate window counts admissions at the time of the claim.
+                claims = await self.store.claim_steps(self.worker_id, self._step_names(), time.time(), free)
             finally:
                 self.slots.give_back(free - len(claims))
             self.slots.starved = len(claims) == free

@@ -26,6 +26,7 @@ import logging
 import os
 import secrets
 import socket
+import time
 from collections.abc import Awaitable, Callable, Iterable
 from contextvars import ContextVar, Token
 from typing import Any
@@ -33,6 +34,7 @@ from typing import Any
 import anyio
 
 from .._client.client import Client
+from .._core.queues import queues as registered_queues
 from .._core.registry import Registry
 from .._workflow.step import steps as registered_steps
 from .._workflow.workflow import Workflow
@@ -147,6 +149,8 @@ class Runtime(Client):
         """Open the store and start executing (``async with`` does this for you)."""
         await self.store.open()
         await self.liveness.register()
+        if registered_queues:  # the limits of every queue defined here, for every worker of the store
+            await self.store.define_queues([q.spec() for q in registered_queues.values()], time.time())
         await self._warn_about_unknown_workflows()
         self._task_context = contextvars.copy_context()
         self._task_context.run(current_runtime.set, self)

@@ -67,8 +67,9 @@ class WorkflowHost(Protocol):
     def write_chunk(self, namespace: str, value: Any, *, root: str = "chunk") -> None: ...
     def close_stream(self, namespace: str) -> None: ...
     def start_child(
-        self, workflow: Any, args: tuple[Any, ...], kwargs: dict[str, Any], *, run_id: str | None, on_parent_close: str
-    ) -> Any: ...  # a ChildHandle (_workflow/children.py)
+        self, workflow: Any, args: tuple[Any, ...], kwargs: dict[str, Any], *, run_id: str | None, on_parent_close: str,
+        queue: Any,
+    ) -> Any: ...  # a ChildHandle (_workflow/children.py); queue: a QueueSpec or None
     def cancel_child(self, correlation_id: str) -> None: ...
 
 

@@ -10,6 +10,7 @@ from typing import Any, Generic, ParamSpec, TypeVar, overload
 
 from .._core.codec import Serializer
 from .._core.durations import Duration, parse_duration
+from .._core.queues import Queue, QueueSpec, resolve_queue
 from .._core.registry import Registry, default_name, short_name
 from .calls import Binder
 from .context import current_instance
@@ -53,6 +54,7 @@ class Step(Generic[P, R]):
         retry: RetryPolicy,
         timeout: float | None,
         serializer: Serializer,
+        queue: str | Queue | None = None,
     ) -> None:
         self.binds_class = isinstance(fn, classmethod)
         if isinstance(fn, classmethod):
@@ -66,6 +68,8 @@ class Step(Generic[P, R]):
         self.retry = retry
         self.timeout = timeout
         self.serializer: Serializer = serializer
+        # The queue's name; its definition is looked up when the step is called (it may be defined later).
+        self.queue: str | None = queue.name if isinstance(queue, Queue) else queue
         self.binder = Binder(fn, f"step {name!r}")
         # Error-path roots, built once: replay passes them for every step it resolves.
         self.arguments_root = f"arguments of step {name!r}"
@@ -85,6 +89,11 @@ class Step(Generic[P, R]):
         # (catchable there) and records nothing.
         bound_args, bound_kwargs = self.binder.bind(args, kwargs)
         return instance.call_step(self, bound_args, bound_kwargs, spelled=(args, kwargs))
+
+    def queue_spec(self) -> QueueSpec | None:
+        """The limits of the queue this step waits in (ValueError if that queue is not defined here)."""
+        queue = resolve_queue(self.queue)
+        return None if queue is None else queue.spec()
 
     def __get__(self, obj: Any, owner: type | None = None) -> Any:
         if self.binds_class:
@@ -150,6 +159,7 @@ def step(
     retry_delay: Duration = 1.0,
     max_retry_delay: Duration = 300.0,
     serializer: Serializer = "json",
+    queue: str | Queue | None = None,
 ) -> Callable[[Callable[P, Coroutine[Any, Any, R]]], Step[P, R]]: ...
 
 
@@ -163,12 +173,15 @@ def step(
     retry_delay: Duration = 1.0,
     max_retry_delay: Duration = 300.0,
     serializer: Serializer = "json",
+    queue: str | Queue | None = None,
 ) -> Any:
     """Declare a durable step.
 
     It runs at least once and its result is recorded exactly once. ``max_retries`` counts
     retries after the first attempt (default 3, so up to 4 attempts); ``timeout`` cancels an
     attempt that runs too long; ``retry_delay``/``max_retry_delay`` shape the back-off.
+    ``queue`` (a :class:`~durable.Queue` or its name) makes each attempt wait for that queue's
+    admission: its concurrency and rate limits hold across every worker of the store.
     """
     if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:
         raise ValueError(f"max_retries must be an int >= 0, got {max_retries!r}")
@@ -185,7 +198,7 @@ def step(
 
     def decorate(f: Callable[P, Coroutine[Any, Any, R]]) -> Step[P, R]:
         target = f.__func__ if isinstance(f, classmethod) else f
-        s = Step(f, name=name or default_name(target), retry=policy, timeout=timeout_s, serializer=serializer)
+        s = Step(f, name=name or default_name(target), retry=policy, timeout=timeout_s, serializer=serializer, queue=queue)
         steps.add(s.name, s, target, explicit=name is not None)
         return s
 

@@ -9,6 +9,7 @@ from typing import Any, Generic, ParamSpec, TypeVar, overload
 from .._core.codec import Serializer
 from .._core.durations import Duration, parse_duration
 from .._core.ids import check_run_id
+from .._core.queues import Queue, resolve_queue
 from .._core.registry import Registry, default_name, short_name
 from .calls import Binder
 from .children import ChildHandle, ParentClose, check_parent_close
@@ -48,7 +49,9 @@ class Workflow(Generic[P, R]):
             return self.fn(*args, **kwargs)
         # Bound here, at the call: a call that does not fit raises TypeError in the parent and records nothing.
         bound_args, bound_kwargs = self.binder.bind(args, kwargs)
-        handle: ChildHandle[Any] = host.start_child(self, bound_args, bound_kwargs, run_id=None, on_parent_close="cancel")
+        handle: ChildHandle[Any] = host.start_child(
+            self, bound_args, bound_kwargs, run_id=None, on_parent_close="cancel", queue=None
+        )
         return handle._wait_or_cancel()
 
     def __repr__(self) -> str:
@@ -61,15 +64,15 @@ class Workflow(Generic[P, R]):
 
 async def start_child(
     workflow: Workflow[..., R], /, *args: Any, run_id: str | None = None, on_parent_close: ParentClose = "cancel",
-    **kwargs: Any,
+    queue: str | Queue | None = None, **kwargs: Any,
 ) -> ChildHandle[R]:
     """Start a child run of ``workflow`` from workflow code and return its handle at once.
 
     ``run_id`` defaults to one derived from this run's id and the call's position (a replay
     names the same child, so it is started once). ``on_parent_close``: ``"cancel"`` (default)
     cancels the child if this run ends -- completes, fails or is cancelled -- before it;
-    ``"abandon"`` lets it run on. ``run_id`` and ``on_parent_close`` are options, not workflow
-    arguments.
+    ``"abandon"`` lets it run on. ``queue`` makes the child wait for that queue's admission.
+    ``run_id``, ``on_parent_close`` and ``queue`` are options, not workflow arguments.
     """
     host = workflow_host("start_child")
     if not isinstance(workflow, Workflow):
@@ -78,7 +81,11 @@ async def start_child(
     if run_id is not None:
         check_run_id(run_id)
     bound_args, bound_kwargs = workflow.binder.bind(args, kwargs)
-    handle: ChildHandle[R] = host.start_child(workflow, bound_args, bound_kwargs, run_id=run_id, on_parent_close=policy)
+    found = resolve_queue(queue)
+    handle: ChildHandle[R] = host.start_child(
+        workflow, bound_args, bound_kwargs, run_id=run_id, on_parent_close=policy,
+        queue=None if found is None else found.spec(),
+    )
     return handle
 
 

@@ -18,6 +18,7 @@ import anyio
 
 from .._core.commands import Command
 from .._core.events import Event
+from .._core.queues import QueueSpec, QueueState
 
 RunStatus = Literal["pending", "running", "completed", "failed", "cancelled"]
 TERMINAL: frozenset[str] = frozenset({"completed", "failed", "cancelled"})
@@ -42,6 +43,11 @@ class RunRecord:
     parent_run_id: str | None = None  # set on a child run: the run that started it
     cancel_reason: str | None = None  # why a cancelled run was cancelled ("timeout", "parent closed"; None: cancel())
     deadline: float | None = None  # when an unfinished run is cancelled for taking too long (timeout=)
+    queue: str | None = None  # the queue the run waits in / was admitted by (start(queue=...))
+    priority: int | None = None
+    queue_key: str | None = None  # start(key=...): the key a per-key concurrency limit counts by
+    dedupe_id: str | None = None
+    admitted_at: float | None = None  # when its queue admitted it (None: waiting, or not queued)
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,6 +119,10 @@ class NewRun:
     now: float
     owner: str | None = None  # the worker that will run the first invocation itself (holds the lease)
     deadline: float | None = None  # cancel the run (reason "timeout") if it has not finished by then
+    queue: QueueSpec | None = None  # wait for this queue's admission (its definition, kept if the store has none)
+    priority: int | None = None
+    queue_key: str | None = None
+    dedupe_id: str | None = None  # refuse a second live run of the queue with this id (RunConflict)
 
 
 @dataclass(slots=True)
@@ -236,7 +246,8 @@ class Store(abc.ABC):
     async def get_run(self, run_id: str) -> RunRecord | None: ...
     @abc.abstractmethod
     async def list_runs(
-        self, *, status: str | None = None, workflow: str | None = None, limit: int = 100, before: str | None = None
+        self, *, status: str | None = None, workflow: str | None = None, limit: int = 100, before: str | None = None,
+        queue: str | None = None,
     ) -> list[RunRecord]: ...
     @abc.abstractmethod
     async def load_events(self, run_id: str, after_seq: int = 0) -> list[Event]:
@@ -265,6 +276,14 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def list_children(self, run_id: str) -> list[RunRecord]:
         """The child runs ``run_id`` started, oldest first."""
+
+    # -- queues ----------------------------------------------------------------------------
+    @abc.abstractmethod
+    async def define_queues(self, specs: Sequence[QueueSpec], now: float) -> None:
+        """Write these queue definitions (their limits then hold for every worker of the store)."""
+    @abc.abstractmethod
+    async def queue_states(self, names: Sequence[str] | None, now: float) -> list[QueueState]:
+        """Occupancy and rate window of these queues (None: every queue the store knows)."""
 
     # -- steps -----------------------------------------------------------------------------
     @abc.abstractmethod

@@ -82,7 +82,8 @@ MIGRATIONS: dict[int, list[str]] = {}
 MIGRATIONS[_sql.COMPOSE_MIGRATION_FROM] = _sql.compose_migration(blob="BYTEA", real="DOUBLE PRECISION", bigint="BIGINT", norowid="")
 
 # The tables of stores/_sql.py in PostgreSQL types (shared with SQLite, so they stay alike).
-_TABLES = ("durable_meta", "workers", "runs", "events", "steps", "hooks", "waits", "streams", "chunks")
+_TABLES = ("durable_meta", "workers", "runs", "events", "steps", "hooks", "waits", "streams", "chunks",
+           "queues", "queue_admissions")  # (h-compose: queues)
 _SCHEMA = _sql.schema(blob="BYTEA", real="DOUBLE PRECISION", bigint="BIGINT", norowid="")
 
 # pg_advisory_xact_lock(class, hashtext(schema)): serialises schema creation and migration

@@ -27,6 +27,7 @@ from .._core.commands import (
 from .._core.errorinfo import decode_error, encode_error
 from .._core.errors import HookNotFound, RunConflict, RunNotFound, StreamClosedError
 from .._core.events import REPLAY_KINDS, Event, EventKind
+from .._core.queues import QueueSpec, QueueState
 from ._base import (
     ACTIVE,
     TERMINAL,
@@ -60,7 +61,8 @@ def _marks(n: int) -> str:
 _ALIVE = "(SELECT worker_id FROM workers WHERE alive_until > ?)"
 _RUN_COLUMNS = (
     "run_id, workflow_name, status, input, seed, created_at, updated_at, started_at, completed_at, "
-    "output, error, idempotency_key, last_seq, parent_run_id, cancel_reason, deadline"
+    "output, error, idempotency_key, last_seq, parent_run_id, cancel_reason, deadline, "
+    "queue, priority, queue_key, dedupe_id, admitted_at"
 )
 _REPLAY_KIND_LIST = tuple(sorted(str(k) for k in REPLAY_KINDS))
 
@@ -71,6 +73,7 @@ def _run(row: Row) -> RunRecord:
         updated_at=row[6], started_at=row[7], completed_at=row[8],
         output=None if row[9] is None else bytes(row[9]), error=None if row[10] is None else bytes(row[10]),
         idempotency_key=row[11], last_seq=row[12], parent_run_id=row[13], cancel_reason=row[14], deadline=row[15],
+        queue=row[16], priority=row[17], queue_key=row[18], dedupe_id=row[19], admitted_at=row[20],
     )
 
 
@@ -107,9 +110,9 @@ class _Appender:
 
 
 def _lock_run(db: DB, run_id: str) -> Row | None:
-    """(status, last_seq, owner, workflow_name, started_at, deadline) of a run, locked."""
+    """(status, last_seq, owner, workflow_name, started_at, deadline, queue) of a run, locked."""
     rows = db.execute(
-        f"SELECT status, last_seq, owner, workflow_name, started_at, deadline FROM runs WHERE run_id = ?{db.for_update}",
+        f"SELECT status, last_seq, owner, workflow_name, started_at, deadline, queue FROM runs WHERE run_id = ?{db.for_update}",
         (run_id,),
     )
     return rows[0] if rows else None
@@ -182,6 +185,26 @@ _COMPOSE_CHANGES = [
     # Run timeouts: a run still unfinished at its deadline is cancelled with reason "timeout".
     "ALTER TABLE runs ADD COLUMN deadline {real}",
     "CREATE INDEX runs_deadline ON runs (deadline) WHERE deadline IS NOT NULL",
+    # Queues: a queued run waits unadmitted (admitted_at NULL) until its queue has room; a queued
+    # step waits pending. The limits are rows of `queues`; rate windows count `queue_admissions`.
+    "ALTER TABLE runs ADD COLUMN queue TEXT",
+    "ALTER TABLE runs ADD COLUMN priority INTEGER",
+    "ALTER TABLE runs ADD COLUMN queue_key TEXT",
+    "ALTER TABLE runs ADD COLUMN dedupe_id TEXT",
+    "ALTER TABLE runs ADD COLUMN admitted_at {real}",
+    "CREATE INDEX runs_queued ON runs (queue, priority, created_at) WHERE queue IS NOT NULL AND admitted_at IS NULL "
+    "AND status = 'pending'",
+    "CREATE INDEX runs_queue_active ON runs (queue, queue_key) WHERE queue IS NOT NULL AND admitted_at IS NOT NULL "
+    "AND status IN ('pending', 'running')",
+    "CREATE UNIQUE INDEX runs_dedupe ON runs (queue, dedupe_id) WHERE dedupe_id IS NOT NULL AND status IN ('pending', 'running')",
+    "ALTER TABLE steps ADD COLUMN queue TEXT",
+    "CREATE INDEX steps_queued ON steps (queue, ready_at) WHERE queue IS NOT NULL AND status = 'pending'",
+    "CREATE INDEX steps_queue_running ON steps (queue) WHERE queue IS NOT NULL AND status = 'running'",
+    """CREATE TABLE queues (
+        name TEXT PRIMARY KEY, concurrency INTEGER, per_key INTEGER, rate_count INTEGER, rate_period {real},
+        priority_levels INTEGER NOT NULL, updated_at {real} NOT NULL)""",
+    "CREATE TABLE queue_admissions (queue TEXT NOT NULL, admitted_at {real} NOT NULL, entry TEXT NOT NULL)",
+    "CREATE INDEX queue_admissions_window ON queue_admissions (queue, admitted_at)",
 ]
 _SCHEMA_TEMPLATE += _COMPOSE_CHANGES
 COMPOSE_MIGRATION_FROM = 1  # the schema version _COMPOSE_CHANGES upgrades from
@@ -233,15 +256,25 @@ def unregister_worker(db: DB, worker_id: str) -> None:
 def create_run(db: DB, new: NewRun) -> tuple[RunRecord, bool]:
     inserted = db.execute(
         "INSERT INTO runs (run_id, workflow_name, status, input, seed, idempotency_key, created_at, updated_at, "
-        "last_seq, wake_at, owner, deadline) VALUES (?,?,?,?,?,?,?,?,1,?,?,?) ON CONFLICT DO NOTHING RETURNING run_id",
+        "last_seq, wake_at, owner, deadline, queue, priority, queue_key, dedupe_id) VALUES (?,?,?,?,?,?,?,?,1,?,?,?,?,?,?,?) "
+        "ON CONFLICT DO NOTHING RETURNING run_id",
         (new.run_id, new.workflow_name, "pending", new.input, new.seed, new.idempotency_key, new.now, new.now, new.now,
-         new.owner, new.deadline),
+         None if new.queue is not None else new.owner, new.deadline, None if new.queue is None else new.queue.name,
+         new.priority, new.queue_key, new.dedupe_id),
     )
     if not inserted:
         where, key = ("idempotency_key", new.idempotency_key) if new.idempotency_key else ("run_id", new.run_id)
         rows = db.execute(f"SELECT {_RUN_COLUMNS} FROM runs WHERE {where} = ?", (key,))
         if not rows:  # the other unique column clashed
             rows = db.execute(f"SELECT {_RUN_COLUMNS} FROM runs WHERE run_id = ?", (new.run_id,))
+        if not rows and new.queue is not None and new.dedupe_id is not None:  # a live entry of the queue has the dedupe id
+            rows = db.execute(
+                f"SELECT {_RUN_COLUMNS} FROM runs WHERE queue = ? AND dedupe_id = ? AND status IN ('pending', 'running')",
+                (new.queue.name, new.dedupe_id),
+            )
+            if rows:
+                taken = _run(rows[0])
+                raise RunConflict(taken.run_id, "dedupe_id", new.dedupe_id, taken.workflow_name, new.workflow_name)
         existing = _run(rows[0])
         if existing.workflow_name != new.workflow_name:
             raise RunConflict(existing.run_id, where, key or "", existing.workflow_name, new.workflow_name)
@@ -254,12 +287,16 @@ def create_run(db: DB, new: NewRun) -> tuple[RunRecord, bool]:
         "INSERT INTO events (run_id, seq, kind, corr_id, name, data, attempt, created_at) VALUES (?,1,?,NULL,?,?,NULL,?)",
         (new.run_id, EventKind.RUN_CREATED.value, new.workflow_name, new.input, new.now),
     )
+    if new.queue is not None:
+        _ensure_queue(db, new.queue, new.now)
     db.note("work")
     db.note("runs")
     db.note("run", new.run_id)
     return RunRecord(
         run_id=new.run_id, workflow_name=new.workflow_name, status="pending", input=new.input, seed=new.seed,
         created_at=new.now, updated_at=new.now, idempotency_key=new.idempotency_key, last_seq=1, deadline=new.deadline,
+        queue=None if new.queue is None else new.queue.name, priority=new.priority, queue_key=new.queue_key,
+        dedupe_id=new.dedupe_id,
     ), True
 
 
@@ -276,7 +313,9 @@ def get_run(db: DB, run_id: str) -> RunRecord | None:
     return _run(rows[0]) if rows else None
 
 
-def list_runs(db: DB, status: str | None, workflow: str | None, limit: int, before: str | None) -> list[RunRecord]:
+def list_runs(
+    db: DB, status: str | None, workflow: str | None, limit: int, before: str | None, queue: str | None = None
+) -> list[RunRecord]:
     if limit < 1:
         raise ValueError(f"limit must be at least 1, got {limit}")
     if before and not db.execute("SELECT 1 FROM runs WHERE run_id = ?", (before,)):
@@ -288,6 +327,9 @@ def list_runs(db: DB, status: str | None, workflow: str | None, limit: int, befo
     if workflow:
         where.append("workflow_name = ?")
         params.append(workflow)
+    if queue:
+        where.append("queue = ?")
+        params.append(queue)
     if before:
         where.append("(created_at, run_id) < (SELECT created_at, run_id FROM runs WHERE run_id = ?)")
         params.append(before)
@@ -322,10 +364,11 @@ def claim_runs(db: DB, worker_id: str, names: Sequence[str], now: float, limit: 
     _time_out_runs(db, worker_id, now)
     if not names:
         return []
+    _admit_runs(db, names, now)
     rows = db.execute(
         f"SELECT run_id FROM runs WHERE wake_at <= ? AND status IN ('pending', 'running') "
         f"AND workflow_name IN ({_marks(len(names))}) AND (owner IS NULL OR (owner <> ? AND owner NOT IN {_ALIVE})) "
-        f"ORDER BY wake_at LIMIT ?{db.skip_locked}",
+        f"AND (queue IS NULL OR admitted_at IS NOT NULL) ORDER BY wake_at LIMIT ?{db.skip_locked}",
         (now, *names, worker_id, now, limit),
     )
     claimed = []
@@ -391,16 +434,19 @@ def next_wake(db: DB, names: Sequence[str], step_names: Sequence[str], now: floa
     if names:
         rows = db.execute(
             f"SELECT MIN(wake_at) FROM runs WHERE wake_at IS NOT NULL AND status IN ('pending', 'running') "
-            f"AND workflow_name IN ({_marks(len(names))}) AND (owner IS NULL OR owner NOT IN {_ALIVE})",
+            f"AND workflow_name IN ({_marks(len(names))}) AND (owner IS NULL OR owner NOT IN {_ALIVE}) "
+            "AND (queue IS NULL OR admitted_at IS NOT NULL)",
             (*names, now),
         )
         times.append(rows[0][0])
+        times += _queued_run_wakes(db, names, now)
     if step_names:
         rows = db.execute(
-            f"SELECT MIN(ready_at) FROM steps WHERE status = 'pending' AND name IN ({_marks(len(step_names))})",
+            f"SELECT MIN(ready_at) FROM steps WHERE status = 'pending' AND queue IS NULL AND name IN ({_marks(len(step_names))})",
             tuple(step_names),
         )
         times.append(rows[0][0])
+        times += _queued_step_wakes(db, step_names, now)
     known = [t for t in times if t is not None]
     return min(known) if known else None
 
@@ -516,6 +562,8 @@ def commit(db: DB, inv: Invocation) -> CommitResult:
             (run_status, inv.result, inv.error, now, out.seq, now, inv.run_id),
         )
         _deliver_to_parent(db, inv.run_id, run_status, inv.result if run_status == "completed" else inv.error, now)
+        if locked[6] is not None:
+            db.note("work")  # a queued run ended: its queue has room again, for any worker
     return CommitResult(
         True, last_seq=out.seq, clean=clean, claimed=claimed, run_status=run_status, conflicts=conflicts
     )
@@ -546,7 +594,14 @@ class _Commands:
         inv, now, corr = self.inv, self.now, cmd.correlation_id
         self.new_steps += 1
         self.out.add(EventKind.STEP_CREATED, corr, now, name=cmd.name, data=cmd.input)
-        if self.claim_left > 0:
+        if cmd.queue is not None:  # admitted by claim_steps, under its queue's limits
+            self.db.execute(
+                "INSERT INTO steps (run_id, step_id, name, status, attempt, max_attempts, input, created_at, ready_at, queue) "
+                "VALUES (?,?,?,'pending',0,?,?,?,?,?)",
+                (inv.run_id, corr, cmd.name, cmd.max_attempts, cmd.input, now, now, cmd.queue.name),
+            )
+            _ensure_queue(self.db, cmd.queue, now)
+        elif self.claim_left > 0:
             self.claim_left -= 1
             self.db.execute(
                 "INSERT INTO steps (run_id, step_id, name, status, attempt, max_attempts, input, created_at, "
@@ -611,11 +666,14 @@ class _Commands:
         db, now, corr = self.db, self.now, cmd.correlation_id
         created = db.execute(
             "INSERT INTO runs (run_id, workflow_name, status, input, seed, created_at, updated_at, last_seq, wake_at, "
-            "parent_run_id, parent_corr, on_parent_close, deadline) VALUES (?,?,'pending',?,?,?,?,1,?,?,?,?,?) "
+            "parent_run_id, parent_corr, on_parent_close, deadline, queue, priority) VALUES (?,?,'pending',?,?,?,?,1,?,?,?,?,?,?,?) "
             "ON CONFLICT DO NOTHING RETURNING run_id",
             (cmd.run_id, cmd.workflow_name, cmd.input, cmd.seed, now, now, now, self.inv.run_id, corr, cmd.on_parent_close,
-             None if cmd.timeout is None else now + cmd.timeout),
+             None if cmd.timeout is None else now + cmd.timeout, None if cmd.queue is None else cmd.queue.name,
+             None if cmd.queue is None else (cmd.queue.priority_levels + 1) // 2),
         )
+        if created and cmd.queue is not None:
+            _ensure_queue(db, cmd.queue, now)
         self.out.add(EventKind.CHILD_STARTED, corr, now, name=cmd.workflow_name, data=cmd.input)
         if created:
             db.execute(
@@ -745,6 +803,7 @@ def cancel_run(db: DB, run_id: str, now: float, reason: str | None = None) -> Ru
 
 def _cancel_locked(db: DB, run_id: str, last_seq: int, now: float, reason: str | None) -> None:
     """End a locked, unfinished run as cancelled (``reason`` in its run_cancelled event and its row)."""
+    db.note("work")  # (if it was queued, its queue has room again)
     out = _Appender(db, run_id, last_seq)
     _finalize(db, out, run_id, "run cancelled", now)
     out.add(EventKind.RUN_CANCELLED, None, now, data=encode({"reason": reason}) if reason else None)
@@ -810,6 +869,230 @@ def list_children(db: DB, run_id: str) -> list[RunRecord]:
     return [_run(r) for r in rows]
 
 
+# -- queues ---------------------------------------------------------------------------------------
+#
+# A queue's "active" entries are its admitted, unfinished runs plus its running steps. Every
+# admission happens under the queue's row lock (FOR UPDATE SKIP LOCKED on PostgreSQL: a worker
+# finding another admitting for that queue leaves it to that worker), and entries only leave
+# without it, so the counts read under the lock bound what the queue may admit.
+
+_NO_LIMIT = 1 << 30
+
+
+def define_queues(db: DB, specs: Sequence[QueueSpec], now: float) -> None:
+    """Write queue definitions (a runtime's, at open): the limits every worker then enforces."""
+    for spec in specs:
+        db.execute(
+            "INSERT INTO queues (name, concurrency, per_key, rate_count, rate_period, priority_levels, updated_at) "
+            "VALUES (?,?,?,?,?,?,?) ON CONFLICT (name) DO UPDATE SET concurrency = excluded.concurrency, "
+            "per_key = excluded.per_key, rate_count = excluded.rate_count, rate_period = excluded.rate_period, "
+            "priority_levels = excluded.priority_levels, updated_at = excluded.updated_at",
+            (spec.name, spec.concurrency, spec.per_key_concurrency, spec.rate_count, spec.rate_period,
+             spec.priority_levels, now),
+        )
+    if specs:
+        db.note("work")  # limits may have grown
+
+
+def _ensure_queue(db: DB, spec: QueueSpec, now: float) -> None:
+    """A start names a queue the store may not know yet: keep its definition unless one is there."""
+    db.execute(
+        "INSERT INTO queues (name, concurrency, per_key, rate_count, rate_period, priority_levels, updated_at) "
+        "VALUES (?,?,?,?,?,?,?) ON CONFLICT (name) DO NOTHING",
+        (spec.name, spec.concurrency, spec.per_key_concurrency, spec.rate_count, spec.rate_period, spec.priority_levels, now),
+    )
+
+
+def _active(db: DB, queue: str) -> int:
+    runs = db.execute(
+        "SELECT count(*) FROM runs WHERE queue = ? AND admitted_at IS NOT NULL AND status IN ('pending', 'running')", (queue,)
+    )
+    steps = db.execute("SELECT count(*) FROM steps WHERE queue = ? AND status = 'running'", (queue,))
+    return int(runs[0][0]) + int(steps[0][0])
+
+
+def _window(db: DB, queue: str, period: float, now: float) -> tuple[int, float | None]:
+    """Admissions within the last ``period`` seconds, and the oldest of them."""
+    rows = db.execute(
+        "SELECT count(*), MIN(admitted_at) FROM queue_admissions WHERE queue = ? AND admitted_at > ?", (queue, now - period)
+    )
+    return int(rows[0][0]), rows[0][1]
+
+
+def _room(db: DB, queue: str, now: float, *, lock: bool) -> tuple[int, Row] | None:
+    """How many entries ``queue`` may admit now, and its limits; None if it is unknown (or, with
+    ``lock``, another worker is admitting for it right now)."""
+    limits = db.execute(
+        f"SELECT concurrency, per_key, rate_count, rate_period FROM queues WHERE name = ?{db.skip_locked if lock else ''}",
+        (queue,),
+    )
+    if not limits:
+        return None
+    concurrency, _, rate_count, rate_period = limits[0]
+    room = _NO_LIMIT if concurrency is None else concurrency - _active(db, queue)
+    if rate_count is not None and room > 0:
+        room = min(room, rate_count - _window(db, queue, rate_period, now)[0])
+    return max(0, room), limits[0]
+
+
+def _record_admissions(db: DB, queue: str, limits: Row, entries: Sequence[str], now: float) -> None:
+    """Count admissions in the rate window (only for a rate-limited queue), forgetting those out of it."""
+    rate_period = limits[3]
+    if rate_period is None or not entries:
+        return
+    db.execute("DELETE FROM queue_admissions WHERE queue = ? AND admitted_at <= ?", (queue, now - rate_period))
+    db.executemany(
+        "INSERT INTO queue_admissions (queue, admitted_at, entry) VALUES (?,?,?)", [(queue, now, e) for e in entries]
+    )
+
+
+def _key_counts(db: DB, queue: str, keys: Sequence[str]) -> dict[str, int]:
+    if not keys:
+        return {}
+    rows = db.execute(
+        f"SELECT queue_key, count(*) FROM runs WHERE queue = ? AND queue_key IN ({_marks(len(keys))}) "
+        "AND admitted_at IS NOT NULL AND status IN ('pending', 'running') GROUP BY queue_key",
+        (queue, *keys),
+    )
+    return {r[0]: int(r[1]) for r in rows}
+
+
+def _admit_runs(db: DB, names: Sequence[str], now: float) -> None:
+    """Admit the waiting queued runs of these workflows that their queues have room for (by priority, then age)."""
+    marks = _marks(len(names))
+    queues = db.execute(
+        f"SELECT DISTINCT queue FROM runs WHERE queue IS NOT NULL AND admitted_at IS NULL AND status = 'pending' "
+        f"AND wake_at <= ? AND workflow_name IN ({marks})",
+        (now, *names),
+    )
+    for queue in sorted(q for (q,) in queues):
+        found = _room(db, queue, now, lock=True)
+        if found is None or found[0] <= 0:
+            continue
+        room, limits = found
+        per_key = limits[1]
+        scan = room if per_key is None else min(room * 4 + 16, 256)  # some candidates may wait for their key
+        rows = db.execute(
+            f"SELECT run_id, queue_key FROM runs WHERE queue = ? AND admitted_at IS NULL AND status = 'pending' "
+            f"AND wake_at <= ? AND workflow_name IN ({marks}) ORDER BY priority, created_at, run_id LIMIT ?",
+            (queue, now, *names, min(scan, _NO_LIMIT)),
+        )
+        counts = _key_counts(db, queue, sorted({k for _, k in rows if k is not None})) if per_key is not None else {}
+        admitted: list[str] = []
+        for run_id, key in rows:
+            if len(admitted) >= room:
+                break
+            if per_key is not None and key is not None:
+                if counts.get(key, 0) >= per_key:
+                    continue
+                counts[key] = counts.get(key, 0) + 1
+            admitted.append(run_id)
+        if admitted:
+            db.execute(f"UPDATE runs SET admitted_at = ? WHERE run_id IN ({_marks(len(admitted))})", (now, *admitted))
+            _record_admissions(db, queue, limits, admitted, now)
+
+
+def _queued_step_candidates(
+    db: DB, names: Sequence[str], now: float, limit: int
+) -> tuple[list[Row], dict[str, tuple[int, Row]]]:
+    """Due queued steps to try claiming, and each queue's room (its row locked until the claim commits)."""
+    marks = _marks(len(names))
+    queues = db.execute(
+        f"SELECT DISTINCT queue FROM steps WHERE queue IS NOT NULL AND status = 'pending' AND ready_at <= ? AND name IN ({marks})",
+        (now, *names),
+    )
+    candidates: list[Row] = []
+    room: dict[str, tuple[int, Row]] = {}
+    for queue in sorted(q for (q,) in queues):
+        if len(candidates) >= limit:
+            break
+        found = _room(db, queue, now, lock=True)
+        if found is None or found[0] <= 0:
+            continue
+        room[queue] = found
+        rows = db.execute(
+            f"SELECT run_id, step_id FROM steps WHERE queue = ? AND status = 'pending' AND ready_at <= ? AND name IN ({marks}) "
+            "ORDER BY ready_at LIMIT ?",
+            (queue, now, *names, min(found[0], limit - len(candidates))),
+        )
+        candidates += [(r, s, queue) for r, s in rows]
+    return candidates, room
+
+
+def _queue_wake(db: DB, queue: str, due: float | None, now: float, admissible: bool) -> float | None:
+    """When waiting work of ``queue`` (earliest due at ``due``) can be admitted: at once if it has room,
+    when its rate window frees a place, or None (woken when an entry ends) if it is full."""
+    if due is None:
+        return None
+    found = _room(db, queue, now, lock=False)
+    if found is None:
+        return None
+    room, (concurrency, _, rate_count, rate_period) = found
+    if room > 0:
+        return due if admissible else None
+    if concurrency is not None and _active(db, queue) >= concurrency:
+        return None
+    if rate_count is not None:
+        _, oldest = _window(db, queue, rate_period, now)
+        return float(max(due, (oldest or now) + rate_period))
+    return None
+
+
+def _queued_run_wakes(db: DB, names: Sequence[str], now: float) -> list[float | None]:
+    marks = _marks(len(names))
+    rows = db.execute(
+        f"SELECT queue, MIN(wake_at) FROM runs WHERE queue IS NOT NULL AND admitted_at IS NULL AND status = 'pending' "
+        f"AND wake_at IS NOT NULL AND workflow_name IN ({marks}) GROUP BY queue",
+        tuple(names),
+    )
+    out = []
+    for queue, due in rows:
+        # With a per-key limit, room in the queue may still admit none of them: look for one whose key has room.
+        per_key = db.execute("SELECT per_key FROM queues WHERE name = ?", (queue,))
+        admissible = True
+        if per_key and per_key[0][0] is not None:
+            admissible = bool(db.execute(
+                f"SELECT 1 FROM runs r WHERE r.queue = ? AND r.admitted_at IS NULL AND r.status = 'pending' "
+                f"AND r.workflow_name IN ({marks}) AND (r.queue_key IS NULL OR (SELECT count(*) FROM runs a "
+                "WHERE a.queue = r.queue AND a.queue_key = r.queue_key AND a.admitted_at IS NOT NULL "
+                "AND a.status IN ('pending', 'running')) < ?) LIMIT 1",
+                (queue, *names, per_key[0][0]),
+            ))
+        out.append(_queue_wake(db, queue, due, now, admissible))
+    return out
+
+
+def _queued_step_wakes(db: DB, names: Sequence[str], now: float) -> list[float | None]:
+    rows = db.execute(
+        f"SELECT queue, MIN(ready_at) FROM steps WHERE queue IS NOT NULL AND status = 'pending' "
+        f"AND name IN ({_marks(len(names))}) GROUP BY queue",
+        tuple(names),
+    )
+    return [_queue_wake(db, queue, due, now, True) for queue, due in rows]
+
+
+def queue_states(db: DB, names: Sequence[str] | None, now: float) -> list[QueueState]:
+    """Each queue's occupancy, waiting work and rate window (every queue the store knows, or these)."""
+    if names is None:
+        rows = db.execute("SELECT name, concurrency, rate_count, rate_period FROM queues ORDER BY name")
+    elif names:
+        rows = db.execute(
+            f"SELECT name, concurrency, rate_count, rate_period FROM queues WHERE name IN ({_marks(len(names))}) ORDER BY name",
+            tuple(names),
+        )
+    else:
+        rows = []
+    states = []
+    for name, concurrency, rate_count, rate_period in rows:
+        waiting = int(db.execute(
+            "SELECT count(*) FROM runs WHERE queue = ? AND admitted_at IS NULL AND status = 'pending'", (name,)
+        )[0][0]) + int(db.execute("SELECT count(*) FROM steps WHERE queue = ? AND status = 'pending'", (name,))[0][0])
+        used, oldest = (0, None) if rate_count is None else _window(db, name, rate_period, now)
+        next_at = (oldest or now) + rate_period if rate_count is not None and used >= rate_count else None
+        states.append(QueueState(name, concurrency, _active(db, name), waiting, rate_count, rate_period, used, next_at))
+    return states
+
+
 # -- steps ----------------------------------------------------------------------------------------
 
 
@@ -817,19 +1100,25 @@ def claim_steps(db: DB, worker_id: str, names: Sequence[str], now: float, limit:
     if not names or limit <= 0:
         return []
     marks = _marks(len(names))
-    candidates = db.execute(
-        f"SELECT run_id, step_id FROM steps WHERE status = 'pending' AND ready_at <= ? AND name IN ({marks}) "
+    candidates: list[Row] = [(r, s, None) for r, s in db.execute(
+        f"SELECT run_id, step_id FROM steps WHERE status = 'pending' AND queue IS NULL AND ready_at <= ? AND name IN ({marks}) "
         "ORDER BY ready_at LIMIT ?",
         (now, *names, limit),
-    )
+    )]
+    room: dict[str, tuple[int, Row]] = {}
     if len(candidates) < limit:
-        candidates += db.execute(
+        queued, room = _queued_step_candidates(db, names, now, limit - len(candidates))
+        candidates += queued
+    if len(candidates) < limit:
+        candidates += [(r, s, None) for r, s in db.execute(
             f"SELECT run_id, step_id FROM steps WHERE status = 'running' AND name IN ({marks}) "
             f"AND (owner IS NULL OR (owner <> ? AND owner NOT IN {_ALIVE})) LIMIT ?",
             (*names, worker_id, now, limit - len(candidates)),
-        )
+        )]
     claims = []
-    for run_id, step_id in candidates:
+    for run_id, step_id, queue in candidates:
+        if queue is not None and room[queue][0] <= 0:
+            continue  # its queue admitted as many as it has room for in this claim
         # Lock order everywhere: run, then its steps/hooks/streams. A run another worker holds
         # is skipped, not waited for.
         runs = db.execute(
@@ -862,6 +1151,10 @@ def claim_steps(db: DB, worker_id: str, names: Sequence[str], now: float, limit:
         out.flush()
         db.execute("UPDATE runs SET last_seq = ?, updated_at = ? WHERE run_id = ?", (out.seq, now, run_id))
         claims.append(StepClaim(run_id, step_id, name, data, attempt, max_attempts, started_at or now, run[3], run[4] or now))
+        if queue is not None:
+            left, limits = room[queue]
+            room[queue] = (left - 1, limits)
+            _record_admissions(db, queue, limits, [f"{run_id}/{step_id}#{attempt}"], now)
     return claims
 
 
@@ -897,15 +1190,17 @@ def _finish_step_row(
         params = (data, retry_at if retry_at is not None else now)
     if kind != EventKind.STEP_COMPLETED and attempt is not None:
         done = db.execute(
-            f"{sql} WHERE run_id = ? AND step_id = ? AND status = 'running' AND attempt = ? RETURNING step_id",
+            f"{sql} WHERE run_id = ? AND step_id = ? AND status = 'running' AND attempt = ? RETURNING step_id, queue",
             (*params, run_id, step_id, attempt),
         )
     else:
         done = db.execute(
-            f"{sql} WHERE run_id = ? AND step_id = ? AND status = 'running' RETURNING step_id", (*params, run_id, step_id)
+            f"{sql} WHERE run_id = ? AND step_id = ? AND status = 'running' RETURNING step_id, queue", (*params, run_id, step_id)
         )
     if done and kind != EventKind.STEP_RETRYING:
         db.note("stream", run_id)  # a stream its attempt closed is final now: readers may end
+    if done and done[0][1] is not None:
+        db.note("work")  # a queued step ended: its queue has room again, for any worker
     return bool(done)
 
 

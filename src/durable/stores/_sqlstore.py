@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 from .._core.events import Event
+from .._core.queues import QueueSpec, QueueState
 from . import _sql
 from ._base import (
     ChunkPage,
@@ -59,9 +60,10 @@ class SQLStore(Store):
         return await self._run(_sql.get_run, run_id, write=False)
 
     async def list_runs(
-        self, *, status: str | None = None, workflow: str | None = None, limit: int = 100, before: str | None = None
+        self, *, status: str | None = None, workflow: str | None = None, limit: int = 100, before: str | None = None,
+        queue: str | None = None,
     ) -> list[RunRecord]:
-        return await self._run(_sql.list_runs, status, workflow, limit, before, write=False)
+        return await self._run(_sql.list_runs, status, workflow, limit, before, queue, write=False)
 
     async def load_events(self, run_id: str, after_seq: int = 0) -> list[Event]:
         return await self._run(_sql.load_events, run_id, after_seq, False, write=False)
@@ -92,6 +94,14 @@ class SQLStore(Store):
 
     async def list_children(self, run_id: str) -> list[RunRecord]:
         return await self._run(_sql.list_children, run_id, write=False)
+
+    # -- queues ----------------------------------------------------------------------------
+
+    async def define_queues(self, specs: Sequence[QueueSpec], now: float) -> None:
+        await self._run(_sql.define_queues, list(specs), now)
+
+    async def queue_states(self, names: Sequence[str] | None, now: float) -> list[QueueState]:
+        return await self._run(_sql.queue_states, None if names is None else list(names), now, write=False)
 
     # -- steps -----------------------------------------------------------------------------
 

@@ -96,6 +96,7 @@ def create_app(
         api("/runs/{run_id}/streams/{namespace:path}", runs.stream, ["GET"]),
         api("/live/runs", runs.live_runs, ["GET"]),
         api("/live/runs/{run_id}", runs.live_run, ["GET"]),
+        api("/queues", runs.queues, ["GET"]),  # (h-compose)
         api("/hooks/{token:path}", hooks.resume_hook, ["POST"]),  # tokens may hold "/"
         Route(WEBHOOK_PATH + "{token:path}", _answering(hooks.webhook), methods=_ANY_METHOD),  # no bearer token
     ]

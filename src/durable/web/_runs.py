@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from sse_starlette import EventSourceResponse
 from starlette.requests import Request
 from starlette.responses import Response
 
-from .._client.present import event_json, run_detail, run_summary
+from .._client.present import event_json, queue_json, run_detail, run_summary, waiting_reasons
 from .._client.projection import HookInfo, RunInfo, StepInfo
 from .._core.errors import RunConflict, RunNotFound
 from .._core.ids import DEFAULT_NAMESPACE
@@ -34,7 +35,15 @@ class RunEndpoints:
             raise HTTPError(400, f"status must be one of {', '.join(STATUSES)}, got {status!r}")
         limit = int_param(request, "limit", 50, minimum=1, maximum=1000)
         workflow = self.ctx.client.stored_name(request.query_params.get("workflow") or None)
-        return {"status": status, "workflow": workflow, "limit": limit}
+        return {"status": status, "workflow": workflow, "limit": limit, "queue": request.query_params.get("queue") or None}
+
+    async def _summaries(self, records: list[Any]) -> list[dict[str, Any]]:
+        """Run summaries; a queued run still waiting says why (its queue's state)."""
+        summaries = [run_summary(RunInfo.from_record(r)) for r in records]
+        waiting = sorted({s["queue"]["name"] for s in summaries if s["queue"] and s["queue"]["waiting"]})
+        if waiting:
+            waiting_reasons(summaries, await self.ctx.store.queue_states(waiting, time.time()))
+        return summaries
 
     async def list_runs(self, request: Request) -> Response:
         filters = self._filters(request)
@@ -44,7 +53,11 @@ class RunEndpoints:
         except RunNotFound:
             raise HTTPError(400, f"unknown cursor {cursor!r}: pass the next_cursor of a previous page") from None
         next_cursor = records[-1].run_id if len(records) == filters["limit"] else None
-        return JSONResponse({"runs": [run_summary(RunInfo.from_record(r)) for r in records], "next_cursor": next_cursor})
+        return JSONResponse({"runs": await self._summaries(records), "next_cursor": next_cursor})
+
+    async def queues(self, request: Request) -> Response:
+        """Every queue the store knows: active and waiting entries, rate window, what blocks it."""
+        return JSONResponse({"queues": [queue_json(q) for q in await self.ctx.store.queue_states(None, time.time())]})
 
     async def _detail(self, run_id: str) -> dict[str, Any]:
         store = self.ctx.store
@@ -141,7 +154,7 @@ class RunEndpoints:
         store = self.ctx.store
 
         async def read() -> tuple[str, Any, bool]:
-            return "runs", [run_summary(RunInfo.from_record(r)) for r in await store.list_runs(**filters)], False
+            return "runs", await self._summaries(await store.list_runs(**filters)), False
 
         updates = changes(store, ("runs",), poll_interval=self.ctx.poll_interval, settle=_LIVE_SETTLE)
         return EventSourceResponse(snapshots(updates, read), ping=self.ctx.ping, sep="\n")

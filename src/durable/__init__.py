@@ -20,6 +20,7 @@ from ._client.client import Client as Client
 from ._client.projection import HookInfo as HookInfo
 from ._client.projection import ResumeResult as ResumeResult
 from ._client.projection import RunInfo as RunInfo
+from ._client.projection import ScheduleInfo as ScheduleInfo
 from ._client.projection import StepInfo as StepInfo
 from ._client.run import Run as Run
 from ._client.streams import StreamChunk as StreamChunk
@@ -41,6 +42,7 @@ from ._core.errors import RunCancelled as RunCancelled
 from ._core.errors import RunConflict as RunConflict
 from ._core.errors import RunFailed as RunFailed
 from ._core.errors import RunNotFound as RunNotFound
+from ._core.errors import ScheduleNotFound as ScheduleNotFound
 from ._core.errors import SerializationError as SerializationError
 from ._core.errors import SideEffectInWorkflowError as SideEffectInWorkflowError
 from ._core.errors import StepFailed as StepFailed
@@ -75,6 +77,8 @@ from ._workflow.hooks import create_hook as create_hook
 from ._workflow.hooks import create_webhook as create_webhook
 from ._workflow.http import Request as Request
 from ._workflow.http import Response as Response
+from ._workflow.schedules import Schedule as Schedule
+from ._workflow.schedules import schedule as schedule
 from ._workflow.step import Step as Step
 from ._workflow.step import step as step
 from ._workflow.streams import StreamHandle as StreamHandle
@@ -89,10 +93,10 @@ __all__ = [
     "ChildFailed", "ChildHandle", "Client", "DurableError", "Event", "EventKind", "FatalError", "Hook", "HookConflictError", "HookDefinition", "HookInfo",
     "HookNotFound", "HookSchemaUnknown", "HookValidationError", "InvalidStoreURL", "NameConflict", "NonDeterminismError", "NotInStepError",
     "NotInWorkflowError", "Queue", "QueueState", "Request", "Response", "ResumeResult", "RetryableError", "Run", "RunCancelled", "RunConflict", "RunFailed",
-    "RunInfo", "RunNotFound", "Runtime", "SerializationError", "SideEffectInWorkflowError", "Step", "StepFailed", "StepInfo", "StepMetadata", "StepTimeout",
+    "RunInfo", "RunNotFound", "Runtime", "Schedule", "ScheduleInfo", "ScheduleNotFound", "SerializationError", "SideEffectInWorkflowError", "Step", "StepFailed", "StepInfo", "StepMetadata", "StepTimeout",
     "StoreCorrupt", "StoreError", "StreamChunk", "StreamClosedError", "StreamFailed", "StreamHandle", "StreamWriter",
     "Webhook", "WebhookNotAnswered", "WebhookResponseTimeout", "Workflow", "WorkflowMetadata", "WorkflowNotFound", "configure", "create_hook",
     "create_webhook", "define_hook", "get_run", "get_runtime", "get_step_metadata", "get_workflow_metadata",
-    "get_writable", "list_runs", "now", "random", "register_class", "resume_hook", "resume_webhook", "sleep", "start",
+    "get_writable", "list_runs", "now", "random", "register_class", "resume_hook", "resume_webhook", "schedule", "sleep", "start",
     "start_child", "step", "uuid4", "workflow",
 ]

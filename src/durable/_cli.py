@@ -387,6 +387,78 @@ def queues(store: StoreOption = None) -> None:
     _print_queues(states)
 
 
+schedules_app = typer.Typer(help="List and steer schedules (registered by runtimes: Runtime(schedules=[...])).",
+                            no_args_is_help=True)
+app.add_typer(schedules_app, name="schedules")
+NameArgument = Annotated[str, typer.Argument(help="The schedule's name.")]
+
+
+@schedules_app.command("list")
+def schedules_list(
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line.")] = False,
+    store: StoreOption = None,
+) -> None:
+    """Every schedule in the store: its workflow, ticks, next tick, paused, skipped ticks, last run."""
+    from ._client.client import Client
+    from ._client.present import schedule_json
+
+    async def read(s: Store) -> Any:
+        return await Client(s).list_schedules()
+
+    infos = _with_store(store, read)
+    if as_json:
+        for info in infos:
+            out.print(dumps(schedule_json(info)))
+        return
+    if not infos:
+        out.print("no schedules")
+        return
+    table = _table("schedule", "workflow", "when", "overlap", "next tick", "state", "skipped", "last run")
+    for i in infos:
+        when = f"cron {i.cron} ({i.timezone})" if i.cron else f"every {i.every:g}s"
+        table.add_row(i.name, i.workflow_name, when, i.overlap, _when(i.next_at), "paused" if i.paused else "active",
+                      str(i.skipped), i.last_run_id or "")
+    out.print(table)
+
+
+def _steer(store: str | None, name: str, action: str) -> None:
+    from ._client.client import Client
+
+    async def act(s: Store) -> str:
+        client = Client(s)
+        if action == "trigger":
+            run = await client.trigger_schedule(name)
+            return f"schedule {name}: started run {run.run_id}"
+        await getattr(client, f"{action}_schedule")(name)
+        return f"schedule {name}: {action}d" if action.endswith("e") else f"schedule {name}: {action}ed"
+
+    out.print(_with_store(store, act))
+
+
+@schedules_app.command("pause")
+def schedules_pause(name: NameArgument, store: StoreOption = None) -> None:
+    """Stop the schedule's ticks from starting runs (until resumed)."""
+    _steer(store, name, "pause")
+
+
+@schedules_app.command("resume")
+def schedules_resume(name: NameArgument, store: StoreOption = None) -> None:
+    """Let a paused schedule's ticks start runs again."""
+    _steer(store, name, "resume")
+
+
+@schedules_app.command("trigger")
+def schedules_trigger(name: NameArgument, store: StoreOption = None) -> None:
+    """Start a run of the schedule now (outside its ticks)."""
+    _steer(store, name, "trigger")
+
+
+@schedules_app.command("delete")
+def schedules_delete(name: NameArgument, store: StoreOption = None) -> None:
+    """Forget the schedule (its runs stay; a runtime still given it registers it again when it opens)."""
+    _steer(store, name, "delete")
+
+
 _TREE_LIMIT = 200  # runs shown under one run in `durable inspect`
 
 

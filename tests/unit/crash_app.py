@@ -110,6 +110,30 @@ async def order(item: str) -> list[str]:
     return [before, shipped, await record("order-after")]
 
 
+@durable.step(name="crash.tick_step", retry_delay="50ms")
+async def tick_step(n: int) -> float:
+    meta = durable.get_step_metadata()
+    scheduled = durable.get_workflow_metadata().scheduled_at
+    assert scheduled is not None
+    log_effect("tick", meta.step_id, meta.attempt, time.time(), scheduled.timestamp())
+    if os.environ.get("CRASH_AT") == "tick" and meta.attempt == 1 and len(Path(os.environ["CRASH_LOG"]).read_text().splitlines()) >= n:
+        await wait_to_be_killed("tick")
+    return scheduled.timestamp()
+
+
+@durable.workflow(name="crash.ticked")
+async def ticked(n: int) -> float:
+    return await tick_step(n)
+
+
+TICKS = durable.schedule("crash.every", ticked, every="300ms", args=(4,), overlap="allow_all")
+
+
+async def serve_schedule(url: str) -> None:
+    async with durable.Runtime(url, heartbeat_interval=0.2, poll_interval=0.05, schedules=[TICKS]):
+        await anyio.sleep(120)
+
+
 async def main(url: str, run_id: str, workflow: str, *args: str) -> None:
     async with durable.Runtime(url, heartbeat_interval=0.2) as rt:
         parsed = [json.loads(a) for a in args]
@@ -118,4 +142,7 @@ async def main(url: str, run_id: str, workflow: str, *args: str) -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main(*sys.argv[1:]))
+    if sys.argv[2] == "--schedule":
+        asyncio.run(serve_schedule(sys.argv[1]))
+    else:
+        asyncio.run(main(*sys.argv[1:]))

@@ -332,3 +332,28 @@ async def test_runs_with_a_queue_list_its_runs_and_what_the_waiting_ones_wait_fo
     assert "queue cli.one-at-a-time: 1/1 active, 1 waiting" in listed.stdout
     await rt.cancel(first.run_id)
     await rt.cancel(second.run_id)
+
+
+@durable.workflow
+async def cli_nightly(kind: str) -> str:
+    return kind
+
+
+async def test_schedules_commands_list_pause_resume_trigger_and_delete(rt: durable.Runtime, sqlite_url: str) -> None:
+    """`durable schedules list|pause|resume|trigger|delete` act on the store's schedules; an unknown name fails."""
+    from durable._worker.scheduler import Scheduler
+
+    await Scheduler(rt.store, [durable.schedule("cli-nightly", cli_nightly, cron="0 3 * * *", args=("sales",))],
+                    poll_interval=0.1).register()
+    listed = await cli("schedules", "list", store=sqlite_url)
+    (row,) = [line for line in listed.stdout.splitlines() if line.startswith("cli-nightly")]
+    assert "cron 0 3 * * * (UTC)" in row and "active" in row
+    assert (await cli("schedules", "pause", "cli-nightly", store=sqlite_url)).stdout.strip() == "schedule cli-nightly: paused"
+    assert '"paused":true' in (await cli("schedules", "list", "--json", store=sqlite_url)).stdout
+    assert (await cli("schedules", "resume", "cli-nightly", store=sqlite_url)).returncode == 0
+    triggered = await cli("schedules", "trigger", "cli-nightly", store=sqlite_url)
+    run_id = triggered.stdout.split()[-1]
+    assert await rt.run(run_id).result(timeout=20) == "sales"
+    assert (await cli("schedules", "delete", "cli-nightly", store=sqlite_url)).returncode == 0
+    missing = await cli("schedules", "pause", "cli-nightly", store=sqlite_url)
+    assert missing.returncode == 1 and "no schedule named 'cli-nightly'" in missing.stderr

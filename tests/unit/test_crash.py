@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import signal
@@ -162,6 +163,37 @@ async def test_kill_while_a_child_runs_starts_the_child_once_and_delivers_its_re
     assert len(by_label["order-before"]) == 1 and len(by_label["order-after"]) == 1
     first, second = by_label["ship-box"]  # the interrupted step re-ran once, with its step id
     assert first[1] == second[1] == "run-6-c2/step_1" and (first[2], second[2]) == (1, 2)
+
+
+async def test_kill_during_a_schedule_tick_starts_each_tick_once(tmp_path: Path) -> None:
+    """SIGKILL a runtime serving a schedule while one tick's run is mid-step; a new runtime catches up: every tick
+    from the first to the last has exactly one run, and only the interrupted step ran twice."""
+    crash = Crash(tmp_path, crash_at="tick")
+    assert crash.proc is None
+    with open(tmp_path / "child.err", "wb") as err:
+        crash.proc = subprocess.Popen([sys.executable, str(APP), crash.url, "--schedule"], env=crash.env,
+                                      stdout=subprocess.DEVNULL, stderr=err)
+    crash.wait_until(lambda: (tmp_path / "tick").exists())
+    crash.kill()
+    await anyio.sleep(1.0)  # ticks pass while nobody serves the schedule: they are caught up
+    async with durable.Runtime(crash.url, heartbeat_interval=0.2, poll_interval=0.05, schedules=[crash_app.TICKS]) as rt:
+        with anyio.fail_after(30):
+            while len([r for r in await rt.list_runs(limit=1000) if r.status == "completed"]) < 12:
+                await anyio.sleep(0.05)
+        await rt.pause_schedule("crash.every")
+        runs = [r for r in await rt.list_runs(limit=1000) if r.schedule == "crash.every"]
+        for r in runs:
+            await rt.run(r.run_id).wait(timeout=30)
+    ticks = sorted(r.scheduled_at.timestamp() for r in runs if r.scheduled_at is not None)
+    assert len(ticks) == len(set(ticks)) == len(runs)  # one run per tick
+    assert all(round(b - a, 3) == 0.3 for a, b in itertools.pairwise(ticks))  # and no tick left out
+    attempts: dict[float, list[int]] = {}
+    for label, _, attempt, _, scheduled in crash.effects():
+        assert label == "tick"
+        attempts.setdefault(scheduled, []).append(attempt)
+    twice = [t for t, a in attempts.items() if len(a) > 1]
+    assert len(twice) == 1 and attempts[twice[0]] == [1, 2]  # the interrupted tick's step, re-run once
+    assert all(a == [1] for t, a in attempts.items() if t not in twice)
 
 
 async def test_several_processes_share_one_sqlite_file_without_running_anything_twice(tmp_path: Path) -> None:

@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 from .._core.durations import Duration
-from .._core.errors import RunNotFound, WorkflowNotFound
+from .._core.errors import RunNotFound, ScheduleNotFound, WorkflowNotFound
 from .._core.ids import check_idempotency_key, check_run_id, is_text, new_run_id
 from .._core.queues import Queue, QueueState, resolve_queue
 from .._workflow.context import refuse_in_workflow
@@ -22,7 +22,7 @@ from .._workflow.workflow import Workflow, check_timeout
 from .._workflow.workflow import workflows as registered_workflows
 from ..stores import store_from_url
 from ..stores._base import NewRun, RunRecord, Store
-from .projection import ResumeResult, RunInfo
+from .projection import ResumeResult, RunInfo, ScheduleInfo
 from .resume import resume_hook, resume_webhook
 from .run import Run
 
@@ -210,6 +210,45 @@ class Client:
             listener = self.store.notifier.listen("runs")
             yield None
             await self.store.notifier.wait(listener, self.poll_interval if self.store.cross_process else float("inf"))
+
+    # -- schedules -------------------------------------------------------------------------
+
+    async def list_schedules(self) -> list[ScheduleInfo]:
+        """Every schedule the store keeps (registered by some runtime), by name."""
+        refuse_in_workflow("list_schedules")
+        return [ScheduleInfo.from_record(r) for r in await self.store.list_schedules()]
+
+    async def get_schedule(self, name: str) -> ScheduleInfo:
+        """One schedule; LookupError naming it if the store has none of that name."""
+        refuse_in_workflow("get_schedule")
+        found = await self.store.list_schedules([name])
+        if not found:
+            raise ScheduleNotFound(name)
+        return ScheduleInfo.from_record(found[0])
+
+    async def pause_schedule(self, name: str) -> None:
+        """Stop a schedule's ticks from starting runs (ticks while paused are not caught up later)."""
+        if not await self.store.set_schedule_paused(name, True, time.time()):
+            raise ScheduleNotFound(name)
+
+    async def resume_schedule(self, name: str) -> None:
+        if not await self.store.set_schedule_paused(name, False, time.time()):
+            raise ScheduleNotFound(name)
+
+    async def trigger_schedule(self, name: str) -> Run:
+        """Start a run of the schedule now, outside its ticks and whatever its overlap policy."""
+        refuse_in_workflow("trigger_schedule")
+        now = time.time()
+        run_id = f"sched-{name}-manual-{new_run_id()[4:]}"
+        started = await self.store.trigger_schedule(name, run_id, now)
+        if started is None:
+            raise ScheduleNotFound(name)
+        return Run(started, self)
+
+    async def delete_schedule(self, name: str) -> None:
+        """Forget a schedule (its runs stay). A runtime still given it registers it again when it opens."""
+        if not await self.store.delete_schedule(name):
+            raise ScheduleNotFound(name)
 
     # -- steering --------------------------------------------------------------------------
 

@@ -18,7 +18,7 @@ from .._core.errorinfo import ErrorInfo, decode_error
 from .._core.errors import SerializationError
 from .._core.events import Event
 from .._core.queues import QueueState
-from .projection import HookInfo, RunInfo, StepInfo
+from .projection import HookInfo, RunInfo, ScheduleInfo, StepInfo
 
 PICKLED = "<pickled value>"
 
@@ -91,10 +91,29 @@ def run_summary(r: RunInfo) -> dict[str, Any]:
         "parent_run_id": r.parent_run_id,
         "cancel_reason": r.cancel_reason,
         "deadline": iso(r.deadline),
+        "schedule": None if r.schedule is None else {"name": r.schedule, "scheduled_at": iso(r.scheduled_at)},
         "queue": None if r.queue is None else {
             "name": r.queue, "priority": r.priority, "key": r.queue_key, "admitted_at": iso(r.admitted_at),
             "waiting": r.queued,
         },
+    }
+
+
+def schedule_json(s: ScheduleInfo) -> dict[str, Any]:
+    return {
+        "name": s.name,
+        "workflow": s.workflow_name,
+        "cron": s.cron,
+        "every": s.every,
+        "timezone": s.timezone,
+        "overlap": s.overlap,
+        "catchup_window": s.catchup_window,
+        "paused": s.paused,
+        "next_at": iso(s.next_at),
+        "buffered_at": iso(s.buffered_at),
+        "skipped": s.skipped,
+        "last_tick": iso(s.last_tick),
+        "last_run_id": s.last_run_id,
     }
 
 

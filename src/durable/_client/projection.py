@@ -9,6 +9,7 @@ now while unfinished; ``None`` if it never started.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -18,7 +19,7 @@ from .._core import codec as _codec
 from .._core.errorinfo import ErrorInfo, decode_error
 from .._core.errors import SerializationError
 from .._core.ids import WEBHOOK_PATH
-from ..stores._base import HookRecord, RunRecord, StepRecord
+from ..stores._base import HookRecord, RunRecord, ScheduleRecord, StepRecord
 
 # A timestamp no datetime can hold (a far-future retry written as epoch milliseconds, say)
 # is shown as the latest moment there is, rather than breaking every view of the run.
@@ -85,6 +86,8 @@ class RunInfo:
     priority: int | None = None
     queue_key: str | None = None
     admitted_at: datetime | None = None  # when its queue admitted it; None while it waits (or unqueued)
+    schedule: str | None = None  # the schedule that started it
+    scheduled_at: datetime | None = None  # the tick it was started for
 
     @classmethod
     def from_record(cls, r: RunRecord) -> RunInfo:
@@ -92,7 +95,7 @@ class RunInfo:
             r.run_id, r.workflow_name, r.status, _required(r.created_at), as_datetime(r.started_at),
             as_datetime(r.completed_at), decode_error(r.error) if r.error else None, r.idempotency_key,
             r.parent_run_id, r.cancel_reason, as_datetime(r.deadline), r.queue, r.priority, r.queue_key,
-            as_datetime(r.admitted_at),
+            as_datetime(r.admitted_at), r.schedule, as_datetime(r.scheduled_at),
         )
 
     @property
@@ -174,3 +177,31 @@ class HookInfo:
     def path(self) -> str | None:
         """The URL path a webhook is reached at (None for a plain hook)."""
         return WEBHOOK_PATH + quote(self.token, safe="") if self.is_webhook else None
+
+
+@dataclass(frozen=True, slots=True)
+class ScheduleInfo:
+    """A schedule as the store keeps it: its next tick, whether it is paused, what it skipped."""
+
+    name: str
+    workflow_name: str
+    cron: str | None
+    every: float | None
+    timezone: str
+    overlap: str
+    catchup_window: float
+    paused: bool
+    next_at: datetime
+    buffered_at: datetime | None  # a tick waiting for the run before it to end (overlap="buffer_one")
+    skipped: int
+    last_tick: datetime | None
+    last_run_id: str | None
+
+    @classmethod
+    def from_record(cls, r: ScheduleRecord) -> ScheduleInfo:
+        spec, options = json.loads(r.spec), json.loads(r.options)
+        return cls(
+            r.name, r.workflow_name, spec.get("cron"), spec.get("every"), spec.get("timezone", "UTC"),
+            options.get("overlap", "skip"), float(options.get("catchup_window", 0.0)), r.paused, _required(r.next_at),
+            as_datetime(r.buffered_at), r.skipped, as_datetime(r.last_tick), r.last_run_id,
+        )

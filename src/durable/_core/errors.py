@@ -11,6 +11,7 @@
     ├── SideEffectInWorkflowError (RuntimeError)  start/resume_hook/... called in workflow code
     ├── WorkflowNotFound (LookupError)     no workflow registered under that name
     ├── RunNotFound (LookupError)          no run with that id
+    ├── ScheduleNotFound (LookupError)     no schedule with that name in the store
     ├── RunConflict                        that run id / idempotency key names another call (workflow or arguments)
     ├── RunFailed                          result() of a run that failed
     ├── RunCancelled                       result() of a run that was cancelled
@@ -134,6 +135,14 @@ class RunNotFound(DurableError, LookupError):
     def __init__(self, run_id: str) -> None:
         self.run_id = run_id
         super().__init__(f"no run with id {run_id!r}")
+
+
+class ScheduleNotFound(DurableError, LookupError):
+    """Raised when the store keeps no schedule of that name (no runtime registered it, or it was deleted)."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        super().__init__(f"no schedule named {name!r} in this store (a runtime registers it: Runtime(schedules=[...]))")
 
 
 class RunFailed(DurableError):

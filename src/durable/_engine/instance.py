@@ -127,8 +127,10 @@ class WorkflowInstance:
         input: bytes,
         seed: str,
         base_url: str | None = None,
+        scheduled_at: float | None = None,
     ) -> None:
         self.workflow = workflow
+        self._scheduled_at = None if scheduled_at is None else datetime.fromtimestamp(scheduled_at, UTC)
         self.run_id = run_id
         self._input = input
         self._seed = seed
@@ -325,7 +327,7 @@ class WorkflowInstance:
             return
         self.status = "running"
         self.metadata = WorkflowMetadata(
-            self.run_id, self.workflow.name, datetime.fromtimestamp(event.created_at, UTC), self._base_url
+            self.run_id, self.workflow.name, datetime.fromtimestamp(event.created_at, UTC), self._base_url, self._scheduled_at
         )
         context = copy_context()
         context.run(current_instance.set, self)

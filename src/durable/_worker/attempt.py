@@ -43,7 +43,8 @@ class StepContext:
     def workflow_metadata(self) -> WorkflowMetadata:
         claim = self.claim
         started = datetime.fromtimestamp(claim.run_started_at, UTC)  # the run's start, not this step's
-        return WorkflowMetadata(claim.run_id, claim.workflow_name, started, self.base_url)
+        scheduled = None if claim.run_scheduled_at is None else datetime.fromtimestamp(claim.run_scheduled_at, UTC)
+        return WorkflowMetadata(claim.run_id, claim.workflow_name, started, self.base_url, scheduled)
 
     def writer(self, namespace: str, run_id: str | None = None) -> StreamWriter:
         key = (run_id or self.claim.run_id, namespace)

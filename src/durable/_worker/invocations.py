@@ -67,7 +67,10 @@ class Invocations:
         self.stats = {"cold_replays": 0, "sticky_resumes": 0, "speculative_commits": 0, "fallbacks": 0}
 
     def _new_instance(self, wf: Workflow[Any, Any], record: RunRecord) -> WorkflowInstance:
-        return WorkflowInstance(wf, run_id=record.run_id, input=record.input, seed=record.seed, base_url=self._base_url)
+        return WorkflowInstance(
+            wf, run_id=record.run_id, input=record.input, seed=record.seed, base_url=self._base_url,
+            scheduled_at=record.scheduled_at,
+        )
 
     # -- a new run's first slice ----------------------------------------------------------------
 

@@ -36,6 +36,7 @@ import anyio
 from .._client.client import Client
 from .._core.queues import queues as registered_queues
 from .._core.registry import Registry
+from .._workflow.schedules import Schedule
 from .._workflow.step import steps as registered_steps
 from .._workflow.workflow import Workflow
 from .._workflow.workflow import workflows as registered_workflows
@@ -43,6 +44,7 @@ from ..stores._base import RunRecord, Store
 from .dispatch import Dispatcher
 from .invocations import Invocations
 from .liveness import Liveness
+from .scheduler import Scheduler
 from .slots import StepSlots
 from .steps import StepExecutor
 from .sticky import StickyCache
@@ -79,6 +81,8 @@ class Runtime(Client):
       than this looks dead to other processes -- use ``asyncio.to_thread`` for long synchronous work.
     - ``heartbeat_interval``: how often the worker renews its leases (default 0.5 s).
     - ``worker_id``: this worker's name in the store (default: host, pid and a random suffix).
+    - ``schedules``: schedules (``durable.schedule(...)``) this runtime fires: their ticks are kept
+      in the store, and a tick starts one run however many runtimes serve the schedule.
     """
 
     def __init__(
@@ -94,6 +98,7 @@ class Runtime(Client):
         heartbeat_interval: float = 0.5,
         worker_id: str | None = None,
         execute_steps: bool = True,
+        schedules: Iterable[Schedule] = (),
     ) -> None:
         super().__init__(store, poll_interval=poll_interval)
         self._explicit: Registry[Workflow[Any, Any]] | None = None
@@ -122,6 +127,8 @@ class Runtime(Client):
             launch=self.steps.launch, poll_interval=poll_interval,
         )
         self.liveness = Liveness(self.store, self.worker_id, lease_ttl)
+        listed = list(schedules)
+        self.scheduler = Scheduler(self.store, listed, poll_interval=poll_interval) if listed else None
         self.stats = self.invocations.stats
         self._tasks: set[asyncio.Task[Any]] = set()
         self._running = False
@@ -157,6 +164,9 @@ class Runtime(Client):
         self._running = True
         self._spawn(self.dispatcher.run)
         self._spawn(self._heartbeat_loop)
+        if self.scheduler is not None:
+            await self.scheduler.register()
+            self._spawn(self.scheduler.run)
 
     async def aclose(self) -> None:
         """Stop executing: cancel background work (unfinished steps re-run elsewhere), close the store."""

@@ -23,12 +23,14 @@ from .._core.events import Event
 
 @dataclass(frozen=True, slots=True)
 class WorkflowMetadata:
-    """The current run: its id, workflow name, start time and the base URL of its webhooks."""
+    """The current run: its id, workflow name, start time and the base URL of its webhooks; for a run a
+    schedule started, the tick it was started for (``scheduled_at``)."""
 
     run_id: str
     workflow_name: str
     started_at: datetime
     url: str | None = None
+    scheduled_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -48,6 +48,46 @@ class RunRecord:
     queue_key: str | None = None  # start(key=...): the key a per-key concurrency limit counts by
     dedupe_id: str | None = None
     admitted_at: float | None = None  # when its queue admitted it (None: waiting, or not queued)
+    schedule: str | None = None  # the schedule that started it
+    scheduled_at: float | None = None  # the tick it was started for
+
+
+@dataclass(frozen=True, slots=True)
+class ScheduleDef:
+    """A schedule as a runtime registers it: what decides its ticks (``spec``), how they become
+    runs (``options``, JSON), and its first tick from now (used when the store has none, or the
+    spec changed)."""
+
+    name: str
+    workflow_name: str
+    input: bytes
+    spec: str
+    options: str
+    first_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class ScheduleRecord:
+    name: str
+    workflow_name: str
+    spec: str
+    options: str
+    paused: bool
+    next_at: float  # the next tick not yet processed
+    buffered_at: float | None  # a tick waiting for the unfinished run before it (overlap="buffer_one")
+    skipped: int  # ticks that started no run (too old to catch up, or overlapping)
+    last_tick: float | None
+    last_run_id: str | None
+    updated_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class TickRun:
+    """One tick to start: its time, its run's id (derived from schedule and tick) and when that run is due."""
+
+    tick: float
+    run_id: str
+    wake_at: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +120,7 @@ class StepClaim:
     first_started_at: float
     workflow_name: str
     run_started_at: float  # when the step's run started (get_workflow_metadata().started_at in a step)
+    run_scheduled_at: float | None = None  # the tick a schedule started the step's run for
 
 
 @dataclass(frozen=True, slots=True)
@@ -276,6 +317,27 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def list_children(self, run_id: str) -> list[RunRecord]:
         """The child runs ``run_id`` started, oldest first."""
+
+    # -- schedules -------------------------------------------------------------------------
+    @abc.abstractmethod
+    async def define_schedules(self, defs: Sequence[ScheduleDef], now: float) -> None:
+        """Write schedule definitions; a new one (or one whose spec changed) starts at its ``first_at``."""
+    @abc.abstractmethod
+    async def list_schedules(self, names: Sequence[str] | None = None) -> list[ScheduleRecord]: ...
+    @abc.abstractmethod
+    async def fire_schedule(
+        self, name: str, expected_next_at: float, ticks: Sequence[TickRun], skipped: int, next_at: float, now: float
+    ) -> list[str]:
+        """Process a schedule's due ticks in one transaction, if its next tick is still ``expected_next_at``
+        (else another runtime did): start runs as its overlap policy allows, count the rest as skipped,
+        move on to ``next_at``. Returns the run ids started."""
+    @abc.abstractmethod
+    async def set_schedule_paused(self, name: str, paused: bool, now: float) -> bool: ...
+    @abc.abstractmethod
+    async def delete_schedule(self, name: str) -> bool: ...
+    @abc.abstractmethod
+    async def trigger_schedule(self, name: str, run_id: str, now: float) -> str | None:
+        """Start a run of the schedule now, whatever its ticks and overlap policy; its id (None: no such schedule)."""
 
     # -- queues ----------------------------------------------------------------------------
     @abc.abstractmethod

@@ -9,6 +9,8 @@ wake-up (and a NOTIFY on PostgreSQL) sent after the transaction commits.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
@@ -38,8 +40,11 @@ from ._base import (
     Invocation,
     NewRun,
     RunRecord,
+    ScheduleDef,
+    ScheduleRecord,
     StepClaim,
     StepRecord,
+    TickRun,
 )
 
 Row = tuple[Any, ...]
@@ -62,7 +67,7 @@ _ALIVE = "(SELECT worker_id FROM workers WHERE alive_until > ?)"
 _RUN_COLUMNS = (
     "run_id, workflow_name, status, input, seed, created_at, updated_at, started_at, completed_at, "
     "output, error, idempotency_key, last_seq, parent_run_id, cancel_reason, deadline, "
-    "queue, priority, queue_key, dedupe_id, admitted_at"
+    "queue, priority, queue_key, dedupe_id, admitted_at, schedule, scheduled_at"
 )
 _REPLAY_KIND_LIST = tuple(sorted(str(k) for k in REPLAY_KINDS))
 
@@ -73,7 +78,8 @@ def _run(row: Row) -> RunRecord:
         updated_at=row[6], started_at=row[7], completed_at=row[8],
         output=None if row[9] is None else bytes(row[9]), error=None if row[10] is None else bytes(row[10]),
         idempotency_key=row[11], last_seq=row[12], parent_run_id=row[13], cancel_reason=row[14], deadline=row[15],
-        queue=row[16], priority=row[17], queue_key=row[18], dedupe_id=row[19], admitted_at=row[20],
+        queue=row[16], priority=row[17], queue_key=row[18], dedupe_id=row[19], admitted_at=row[20], schedule=row[21],
+        scheduled_at=row[22],
     )
 
 
@@ -110,9 +116,10 @@ class _Appender:
 
 
 def _lock_run(db: DB, run_id: str) -> Row | None:
-    """(status, last_seq, owner, workflow_name, started_at, deadline, queue) of a run, locked."""
+    """(status, last_seq, owner, workflow_name, started_at, deadline, queue, scheduled_at) of a run, locked."""
     rows = db.execute(
-        f"SELECT status, last_seq, owner, workflow_name, started_at, deadline, queue FROM runs WHERE run_id = ?{db.for_update}",
+        f"SELECT status, last_seq, owner, workflow_name, started_at, deadline, queue, scheduled_at FROM runs "
+        f"WHERE run_id = ?{db.for_update}",
         (run_id,),
     )
     return rows[0] if rows else None
@@ -205,6 +212,14 @@ _COMPOSE_CHANGES = [
         priority_levels INTEGER NOT NULL, updated_at {real} NOT NULL)""",
     "CREATE TABLE queue_admissions (queue TEXT NOT NULL, admitted_at {real} NOT NULL, entry TEXT NOT NULL)",
     "CREATE INDEX queue_admissions_window ON queue_admissions (queue, admitted_at)",
+    # Schedules: their next tick lives here, so ticks survive restarts and one runtime fires each.
+    "ALTER TABLE runs ADD COLUMN schedule TEXT",
+    "ALTER TABLE runs ADD COLUMN scheduled_at {real}",
+    "CREATE INDEX runs_schedule_live ON runs (schedule) WHERE schedule IS NOT NULL AND status IN ('pending', 'running')",
+    """CREATE TABLE schedules (
+        name TEXT PRIMARY KEY, workflow_name TEXT NOT NULL, input {blob} NOT NULL, spec TEXT NOT NULL, options TEXT NOT NULL,
+        paused INTEGER NOT NULL, next_at {real} NOT NULL, buffered_at {real}, skipped {bigint} NOT NULL,
+        last_tick {real}, last_run_id TEXT, updated_at {real} NOT NULL)""",
 ]
 _SCHEMA_TEMPLATE += _COMPOSE_CHANGES
 COMPOSE_MIGRATION_FROM = 1  # the schema version _COMPOSE_CHANGES upgrades from
@@ -525,7 +540,8 @@ def commit(db: DB, inv: Invocation) -> CommitResult:
             )
         out.add(ev.kind, ev.correlation_id, ev.created_at, data=ev.data, attempt=ev.attempt)
 
-    commands = _Commands(db, inv, out, workflow_name=locked[3], run_started_at=run_started_at or now)
+    commands = _Commands(db, inv, out, workflow_name=locked[3], run_started_at=run_started_at or now,
+                         run_scheduled_at=locked[7])
     for cmd in inv.commands:
         _APPLY[type(cmd)](commands, cmd)
     wake_now = not clean or commands.conflicts
@@ -578,8 +594,12 @@ class _Commands:
     trip); ``conflicts`` says a hook token was taken, which the instance must be shown.
     """
 
-    def __init__(self, db: DB, inv: Invocation, out: _Appender, *, workflow_name: str, run_started_at: float) -> None:
+    def __init__(
+        self, db: DB, inv: Invocation, out: _Appender, *, workflow_name: str, run_started_at: float,
+        run_scheduled_at: float | None = None,
+    ) -> None:
         self.db = db
+        self.run_scheduled_at = run_scheduled_at
         self.inv = inv
         self.out = out
         self.now = inv.now
@@ -610,7 +630,8 @@ class _Commands:
             )
             self.out.add(EventKind.STEP_STARTED, corr, now, attempt=1)
             self.claimed.append(StepClaim(
-                inv.run_id, corr, cmd.name, cmd.input, 1, cmd.max_attempts, now, self.workflow_name, self.run_started_at
+                inv.run_id, corr, cmd.name, cmd.input, 1, cmd.max_attempts, now, self.workflow_name, self.run_started_at,
+                self.run_scheduled_at,
             ))
         else:
             self.db.execute(
@@ -869,6 +890,125 @@ def list_children(db: DB, run_id: str) -> list[RunRecord]:
     return [_run(r) for r in rows]
 
 
+# -- schedules ------------------------------------------------------------------------------------
+
+_SCHEDULE_COLUMNS = "name, workflow_name, spec, options, paused, next_at, buffered_at, skipped, last_tick, last_run_id, updated_at"
+
+
+def _schedule(r: Row) -> ScheduleRecord:
+    return ScheduleRecord(r[0], r[1], r[2], r[3], bool(r[4]), r[5], r[6], int(r[7]), r[8], r[9], r[10])
+
+
+def define_schedules(db: DB, defs: Sequence[ScheduleDef], now: float) -> None:
+    for d in defs:
+        rows = db.execute(f"SELECT spec FROM schedules WHERE name = ?{db.for_update}", (d.name,))
+        if not rows:
+            db.execute(
+                "INSERT INTO schedules (name, workflow_name, input, spec, options, paused, next_at, skipped, updated_at) "
+                "VALUES (?,?,?,?,?,0,?,0,?) ON CONFLICT (name) DO NOTHING",
+                (d.name, d.workflow_name, d.input, d.spec, d.options, d.first_at, now),
+            )
+        elif rows[0][0] != d.spec:  # other ticks (or another workflow, other arguments): start afresh from now
+            db.execute(
+                "UPDATE schedules SET workflow_name = ?, input = ?, spec = ?, options = ?, next_at = ?, buffered_at = NULL, "
+                "updated_at = ? WHERE name = ?",
+                (d.workflow_name, d.input, d.spec, d.options, d.first_at, now, d.name),
+            )
+        else:
+            db.execute("UPDATE schedules SET options = ?, updated_at = ? WHERE name = ?", (d.options, now, d.name))
+    if defs:
+        db.note("schedules")
+
+
+def list_schedules(db: DB, names: Sequence[str] | None) -> list[ScheduleRecord]:
+    if names is None:
+        rows = db.execute(f"SELECT {_SCHEDULE_COLUMNS} FROM schedules ORDER BY name")
+    elif names:
+        rows = db.execute(
+            f"SELECT {_SCHEDULE_COLUMNS} FROM schedules WHERE name IN ({_marks(len(names))}) ORDER BY name", tuple(names)
+        )
+    else:
+        rows = []
+    return [_schedule(r) for r in rows]
+
+
+def _start_scheduled(db: DB, name: str, workflow_name: str, data: bytes, tick: float, run_id: str, wake_at: float,
+                     now: float) -> bool:
+    """Create the run of one tick (a run that already exists -- the same tick -- is left as it is)."""
+    seed = hashlib.blake2b(run_id.encode(), digest_size=16).hexdigest()  # the same whoever creates the tick's run
+    created = db.execute(
+        "INSERT INTO runs (run_id, workflow_name, status, input, seed, created_at, updated_at, last_seq, wake_at, "
+        "schedule, scheduled_at) VALUES (?,?,'pending',?,?,?,?,1,?,?,?) ON CONFLICT DO NOTHING RETURNING run_id",
+        (run_id, workflow_name, data, seed, now, now, max(now, wake_at), name, tick),
+    )
+    if created:
+        db.execute(
+            "INSERT INTO events (run_id, seq, kind, corr_id, name, data, attempt, created_at) VALUES (?,1,?,NULL,?,?,NULL,?)",
+            (run_id, EventKind.RUN_CREATED.value, workflow_name, data, now),
+        )
+        db.note("work")
+        db.note("runs")
+    return bool(created)
+
+
+def fire_schedule(
+    db: DB, name: str, expected_next_at: float, ticks: Sequence[TickRun], skipped: int, next_at: float, now: float
+) -> list[str]:
+    rows = db.execute(
+        f"SELECT next_at, buffered_at, paused, workflow_name, input, options FROM schedules WHERE name = ?{db.for_update}",
+        (name,),
+    )
+    if not rows or rows[0][0] != expected_next_at:
+        return []  # deleted, or another runtime processed these ticks first
+    _, buffered, paused, workflow_name, data, options = rows[0]
+    overlap = json.loads(options).get("overlap", "skip")
+    live = bool(db.execute(
+        "SELECT 1 FROM runs WHERE schedule = ? AND status IN ('pending', 'running') LIMIT 1", (name,)
+    ))
+    started: list[str] = []
+    new_buffer = None
+    last_tick = None
+    for t in ([] if paused else ticks):
+        if overlap == "allow_all" or not live:
+            if _start_scheduled(db, name, workflow_name, bytes(data), t.tick, t.run_id, t.wake_at, now):
+                started.append(t.run_id)
+            live = True
+        elif overlap == "buffer_one" and new_buffer is None:
+            new_buffer = t.tick
+        else:
+            skipped += 1
+        last_tick = t.tick
+    if buffered is not None and new_buffer is None and (paused or buffered not in [t.tick for t in ticks]):
+        new_buffer = buffered  # still waiting for the run before it
+    db.execute(
+        "UPDATE schedules SET next_at = ?, buffered_at = ?, skipped = skipped + ?, last_tick = COALESCE(?, last_tick), "
+        "last_run_id = COALESCE(?, last_run_id), updated_at = ? WHERE name = ?",
+        (next_at, new_buffer, 0 if paused else skipped, last_tick, started[-1] if started else None, now, name),
+    )
+    return started
+
+
+def set_schedule_paused(db: DB, name: str, paused: bool, now: float) -> bool:
+    done = db.execute(
+        "UPDATE schedules SET paused = ?, updated_at = ? WHERE name = ? RETURNING name", (1 if paused else 0, now, name)
+    )
+    db.note("schedules")
+    return bool(done)
+
+
+def delete_schedule(db: DB, name: str) -> bool:
+    return bool(db.execute("DELETE FROM schedules WHERE name = ? RETURNING name", (name,)))
+
+
+def trigger_schedule(db: DB, name: str, run_id: str, now: float) -> str | None:
+    rows = db.execute("SELECT workflow_name, input FROM schedules WHERE name = ?", (name,))
+    if not rows:
+        return None
+    _start_scheduled(db, name, rows[0][0], bytes(rows[0][1]), now, run_id, now, now)
+    db.execute("UPDATE schedules SET last_run_id = ?, updated_at = ? WHERE name = ?", (run_id, now, name))
+    return run_id
+
+
 # -- queues ---------------------------------------------------------------------------------------
 #
 # A queue's "active" entries are its admitted, unfinished runs plus its running steps. Every
@@ -1122,7 +1262,8 @@ def claim_steps(db: DB, worker_id: str, names: Sequence[str], now: float, limit:
         # Lock order everywhere: run, then its steps/hooks/streams. A run another worker holds
         # is skipped, not waited for.
         runs = db.execute(
-            f"SELECT status, last_seq, owner, workflow_name, started_at FROM runs WHERE run_id = ?{db.skip_locked}", (run_id,)
+            f"SELECT status, last_seq, owner, workflow_name, started_at, scheduled_at FROM runs WHERE run_id = ?{db.skip_locked}",
+            (run_id,),
         )
         if not runs:
             continue
@@ -1150,7 +1291,9 @@ def claim_steps(db: DB, worker_id: str, names: Sequence[str], now: float, limit:
         )
         out.flush()
         db.execute("UPDATE runs SET last_seq = ?, updated_at = ? WHERE run_id = ?", (out.seq, now, run_id))
-        claims.append(StepClaim(run_id, step_id, name, data, attempt, max_attempts, started_at or now, run[3], run[4] or now))
+        claims.append(StepClaim(
+            run_id, step_id, name, data, attempt, max_attempts, started_at or now, run[3], run[4] or now, run[5]
+        ))
         if queue is not None:
             left, limits = room[queue]
             room[queue] = (left - 1, limits)

@@ -21,9 +21,12 @@ from ._base import (
     Invocation,
     NewRun,
     RunRecord,
+    ScheduleDef,
+    ScheduleRecord,
     StepClaim,
     StepRecord,
     Store,
+    TickRun,
 )
 
 T = TypeVar("T")
@@ -94,6 +97,28 @@ class SQLStore(Store):
 
     async def list_children(self, run_id: str) -> list[RunRecord]:
         return await self._run(_sql.list_children, run_id, write=False)
+
+    # -- schedules -------------------------------------------------------------------------
+
+    async def define_schedules(self, defs: Sequence[ScheduleDef], now: float) -> None:
+        await self._run(_sql.define_schedules, list(defs), now)
+
+    async def list_schedules(self, names: Sequence[str] | None = None) -> list[ScheduleRecord]:
+        return await self._run(_sql.list_schedules, None if names is None else list(names), write=False)
+
+    async def fire_schedule(
+        self, name: str, expected_next_at: float, ticks: Sequence[TickRun], skipped: int, next_at: float, now: float
+    ) -> list[str]:
+        return await self._run(_sql.fire_schedule, name, expected_next_at, list(ticks), skipped, next_at, now)
+
+    async def set_schedule_paused(self, name: str, paused: bool, now: float) -> bool:
+        return await self._run(_sql.set_schedule_paused, name, paused, now)
+
+    async def delete_schedule(self, name: str) -> bool:
+        return await self._run(_sql.delete_schedule, name)
+
+    async def trigger_schedule(self, name: str, run_id: str, now: float) -> str | None:
+        return await self._run(_sql.trigger_schedule, name, run_id, now)
 
     # -- queues ----------------------------------------------------------------------------
 

@@ -24,6 +24,7 @@ from ._context import Context
 from ._hooks import HookEndpoints
 from ._http import Endpoint, HTTPError, JSONResponse, guarded
 from ._runs import RunEndpoints
+from ._schedules import ScheduleEndpoints
 from ._streams import SharedReads
 
 log = logging.getLogger("durable.web")
@@ -79,6 +80,7 @@ def create_app(
         reads=SharedReads(store),
     )
     runs, hooks = RunEndpoints(ctx), HookEndpoints(ctx)
+    schedules = ScheduleEndpoints(ctx)
 
     def api(path: str, endpoint: Endpoint, methods: list[str] | None = None) -> Route:
         return Route(path, _answering(guarded(endpoint, token)), methods=methods)
@@ -97,6 +99,10 @@ def create_app(
         api("/live/runs", runs.live_runs, ["GET"]),
         api("/live/runs/{run_id}", runs.live_run, ["GET"]),
         api("/queues", runs.queues, ["GET"]),  # (h-compose)
+        api("/schedules", schedules.list, ["GET"]),  # (h-compose)
+        api("/schedules/{name}", schedules.get, ["GET"]),
+        api("/schedules/{name}", schedules.delete, ["DELETE"]),
+        api("/schedules/{name}/{action}", schedules.act, ["POST"]),
         api("/hooks/{token:path}", hooks.resume_hook, ["POST"]),  # tokens may hold "/"
         Route(WEBHOOK_PATH + "{token:path}", _answering(hooks.webhook), methods=_ANY_METHOD),  # no bearer token
     ]

@@ -1,7 +1,7 @@
 """durable: durable workflows for asyncio, replayed from an event log, streamed live.
 
 Workflow code: ``@workflow``, ``sleep``, ``now``, ``random``, ``uuid4``, ``create_hook``,
-``create_webhook``, ``define_hook``, ``get_writable``, ``get_workflow_metadata``, ``start_child``.
+``create_webhook``, ``define_hook``, ``get_writable``, ``get_workflow_metadata``, ``start_child``, ``set_event``.
 Step code: ``@step``, ``get_step_metadata``, ``get_writable``, ``FatalError``, ``RetryableError``.
 Outside: ``Runtime``, ``start``, ``get_run``, ``list_runs``, ``resume_hook``, ``resume_webhook``, ``configure``.
 """
@@ -83,6 +83,7 @@ from ._workflow.step import Step as Step
 from ._workflow.step import step as step
 from ._workflow.streams import StreamHandle as StreamHandle
 from ._workflow.streams import get_writable as get_writable
+from ._workflow.values import set_event as set_event
 from ._workflow.workflow import Workflow as Workflow
 from ._workflow.workflow import start_child as start_child
 from ._workflow.workflow import workflow as workflow
@@ -97,6 +98,6 @@ __all__ = [
     "StoreCorrupt", "StoreError", "StreamChunk", "StreamClosedError", "StreamFailed", "StreamHandle", "StreamWriter",
     "Webhook", "WebhookNotAnswered", "WebhookResponseTimeout", "Workflow", "WorkflowMetadata", "WorkflowNotFound", "configure", "create_hook",
     "create_webhook", "define_hook", "get_run", "get_runtime", "get_step_metadata", "get_workflow_metadata",
-    "get_writable", "list_runs", "now", "random", "register_class", "resume_hook", "resume_webhook", "schedule", "sleep", "start",
+    "get_writable", "list_runs", "now", "random", "register_class", "resume_hook", "resume_webhook", "schedule", "set_event", "sleep", "start",
     "start_child", "step", "uuid4", "workflow",
 ]

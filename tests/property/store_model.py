@@ -22,6 +22,7 @@ from durable._core.commands import (
     CreateHook,
     DisposeHook,
     ScheduleStep,
+    SetValue,
     StartChild,
     StartWait,
     WriteChunk,
@@ -170,6 +171,7 @@ class StoreModel:
         self.waits: dict[tuple[str, str], tuple[float, str]] = {}  # -> (resume_at, status)
         self.streams: dict[tuple[str, str], ModelStream] = {}
         self.workers: dict[str, float] = {}  # worker -> alive_until
+        self.values: dict[tuple[str, str], tuple[bytes, int, float]] = {}  # (run, key) -> (value, seq, updated_at)
         self.blocks = 0
 
     # -- helpers -------------------------------------------------------------------------------
@@ -461,12 +463,18 @@ class StoreModel:
                 error = RunConflict(cmd.run_id, "run_id", cmd.run_id, existing.workflow_name, cmd.workflow_name,
                                     other_arguments=same)
                 self._append(run, EventKind.CHILD_FAILED, corr, now, name=cmd.run_id, data=encode_error(error))
+        elif isinstance(cmd, SetValue):
+            self._append(run, EventKind.VALUE_SET, corr, now, name=cmd.key, data=cmd.data)
+            self.values[(run_id, cmd.key)] = (cmd.data, run.last_seq, now)
         elif isinstance(cmd, CancelChild):
             found = next((r for r in self.runs.values() if r.parent_run_id == run_id and r.parent_corr == corr), None)
             if found is not None and found.status in ACTIVE:
                 self._cancel(found, now, None)
                 self._append(run, EventKind.CHILD_CANCELLED, corr, now, name=found.run_id)
         return True
+
+    def list_values(self, run_id: str) -> list[tuple[str, bytes, int, float]]:
+        return sorted((key, *v) for (rid, key), v in self.values.items() if rid == run_id)
 
     def list_children(self, run_id: str) -> list[RunRecord]:
         children = [r for r in self.runs.values() if r.parent_run_id == run_id]

@@ -39,6 +39,7 @@ from durable._core.commands import (
     CreateHook,
     DisposeHook,
     ScheduleStep,
+    SetValue,
     StartChild,
     StartWait,
     WriteChunk,
@@ -279,7 +280,9 @@ class StoreMachine(RuleBasedStateMachine):
 
     def _command(self, run_id: str, data: st.DataObject) -> Command | None:
         kind = data.draw(
-            st.sampled_from(["step", "step", "hook", "wait", "cancel", "dispose", "write", "close", "child", "cancel child"]),
+            st.sampled_from(
+                ["step", "step", "hook", "wait", "cancel", "dispose", "write", "close", "child", "cancel child", "value"]
+            ),
             label="command",
         )
         now = self.now
@@ -297,6 +300,8 @@ class StoreMachine(RuleBasedStateMachine):
             return StartChild(corr, data.draw(st.sampled_from(WORKFLOWS)), data.draw(payloads), child_id, f"seed-{child_id}",
                               data.draw(st.sampled_from(["cancel", "abandon"]), label="on parent close"),
                               data.draw(st.sampled_from([None, None, 2.0]), label="child timeout"))
+        if kind == "value":
+            return SetValue(self.next_corr(run_id, "value"), data.draw(st.sampled_from(["stage", "progress"])), data.draw(payloads))
         if kind == "cancel child":
             started = sorted({e.corr for e in self.model.runs[run_id].events if e.kind == EventKind.CHILD_STARTED and e.corr})
             return CancelChild(data.draw(st.sampled_from(started))) if started else None
@@ -446,6 +451,7 @@ class StoreMachine(RuleBasedStateMachine):
                 assert self.call("list_hooks", run_id, active_only=active_only) == self.model.list_hooks(run_id, active_only)
             assert self.call("list_streams", run_id) == self.model.list_streams(run_id)
             assert [_strip(r) for r in self.call("list_children", run_id)] == [_strip(r) for r in self.model.list_children(run_id)]
+            assert self.call("list_values", run_id) == self.model.list_values(run_id)
             for namespace in NAMESPACES:
                 for start, limit in ((0, 100), (-2, 1)):
                     got = self.call("read_chunks", run_id, namespace, start, limit)

@@ -194,7 +194,7 @@ def _event_data(e: Event) -> Any:
 
 def run_detail(
     r: RunInfo, output: bytes | None, steps: list[StepInfo], hooks: list[HookInfo], streams: list[tuple[str, int, bool]],
-    children: list[RunInfo] | None = None,
+    children: list[RunInfo] | None = None, values: list[tuple[str, bytes, int, float]] | None = None,
 ) -> dict[str, Any]:
     out = run_summary(r)
     out["idempotency_key"] = r.idempotency_key
@@ -203,4 +203,9 @@ def run_detail(
     out["hooks"] = [hook_json(h) for h in hooks]
     out["streams"] = [{"namespace": ns, "chunks": n, "closed": closed} for ns, n, closed in streams]
     out["children"] = [run_summary(c) for c in children or []]
+    out["values"] = {key: plain_value(data) for key, data, _, _ in values or []}
     return out
+
+
+def value_json(key: str, data: bytes, seq: int, updated_at: float) -> dict[str, Any]:
+    return {"key": key, "value": plain_value(data), "seq": seq, "updated_at": iso(updated_at)}

@@ -156,6 +156,28 @@ class Run:
         await self._record()
         return [StepInfo.from_record(s) for s in await self._store.list_steps(self.run_id)]
 
+    async def get_event(self, key: str, timeout: Duration | None = None) -> Any:
+        """The value the run's workflow last published under ``key`` (``durable.set_event``), waiting
+        until it has published one. LookupError if the run ends first; TimeoutError after ``timeout``."""
+        async def check() -> tuple[Any] | None:
+            found = await self._store.list_values(self.run_id, key)
+            if found:
+                return (_codec.decode(found[0][1], allow_pickle=False, root=f"event {key!r}"),)
+            record = await self._record()
+            if record.status in TERMINAL:
+                raise LookupError(f"run {self.run_id} ended ({record.status}) without setting event {key!r}")
+            return None
+
+        (value,) = await wait_until(
+            self._store, ("run", self.run_id), check, timeout, lambda: f"run {self.run_id} has not set event {key!r}"
+        )
+        return value
+
+    async def values(self) -> dict[str, Any]:
+        """Every value the run's workflow has published (``durable.set_event``), by key: the latest of each."""
+        await self._record()
+        return {k: _codec.decode(data, root=f"event {k!r}") for k, data, _, _ in await self._store.list_values(self.run_id)}
+
     async def children(self) -> list[RunInfo]:
         """The child runs this run's workflow started (``await child_wf(...)``, ``start_child``), oldest first."""
         await self._record()

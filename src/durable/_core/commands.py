@@ -79,6 +79,16 @@ class CancelChild:
     correlation_id: str  # the child_started position
 
 
+@dataclass(frozen=True, slots=True)
+class SetValue:
+    """``durable.set_event(key, value)``: publish the run's current value under ``key``."""
+
+    correlation_id: str
+    key: str
+    data: bytes
+
+
 Command: TypeAlias = (
     ScheduleStep | CreateHook | StartWait | CancelWait | DisposeHook | WriteChunk | CloseStream | StartChild | CancelChild
+    | SetValue
 )

@@ -4,8 +4,8 @@ Kinds, grouped by what replay does with them:
 
 - *creation records* say the workflow issued a command at a position (``step_created``,
   ``hook_created``, ``hook_conflict``, ``wait_created``, ``stream_written``,
-  ``stream_closed``, ``child_started``); replay checks each new call against the record at
-  its position;
+  ``stream_closed``, ``child_started``, ``value_set``); replay checks each new call against the
+  record at its position;
 - *deliveries* resolve something the workflow awaits, one per idle point, in log order
   (``run_started``, ``step_completed``, ``step_failed``, ``wait_completed``,
   ``hook_received``, ``hook_conflict``, ``child_completed``, ``child_failed``,
@@ -50,6 +50,7 @@ class EventKind(StrEnum):
     CHILD_COMPLETED = "child_completed"  # data: the child's result
     CHILD_FAILED = "child_failed"  # data: the child's error record
     CHILD_CANCELLED = "child_cancelled"
+    VALUE_SET = "value_set"  # name: the key, data: the value (durable.set_event)
 
 
 CREATION_KINDS = frozenset(
@@ -61,6 +62,7 @@ CREATION_KINDS = frozenset(
         EventKind.STREAM_WRITTEN,
         EventKind.STREAM_CLOSED,
         EventKind.CHILD_STARTED,
+        EventKind.VALUE_SET,
     }
 )
 DELIVERY_KINDS = frozenset(

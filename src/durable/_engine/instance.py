@@ -35,6 +35,7 @@ from .._core.commands import (
     CreateHook,
     DisposeHook,
     ScheduleStep,
+    SetValue,
     StartChild,
     StartWait,
     WriteChunk,
@@ -98,6 +99,8 @@ def describe_record(event: Event) -> str:
         return f"step {event.name!r} with arguments {_short(event.data)}"
     if event.kind == EventKind.CHILD_STARTED:
         return f"child workflow {event.name!r} with arguments {_short(event.data)}"
+    if event.kind == EventKind.VALUE_SET:
+        return f"setting event {event.name!r} to {_short(event.data)}"
     if event.kind in (EventKind.HOOK_CREATED, EventKind.HOOK_CONFLICT):
         return f"hook with token {event.name!r}"
     if event.kind == EventKind.WAIT_CREATED:
@@ -473,6 +476,15 @@ class WorkflowInstance:
             return
         self._cancelled_children.add(corr)
         self._issue(CancelChild(corr))
+
+    def set_value(self, key: str, value: Any) -> None:
+        data = _codec.encode(value, root=f"event {key!r}")
+        position, corr = self._next("value")
+        record = self._record_at(position, (EventKind.VALUE_SET,), f"setting event {key!r}")
+        if record is None:
+            self._issue(SetValue(corr, key, data))
+        elif record.name != key or record.data != data:
+            self._diverge(position, describe_record(record), f"setting event {key!r} to {_short(data)}")
 
     def _drop_uncommitted(self, corr: str) -> bool:
         """Forget a command issued and undone within one slice; nothing needs recording."""

@@ -73,6 +73,7 @@ class WorkflowHost(Protocol):
         queue: Any,
     ) -> Any: ...  # a ChildHandle (_workflow/children.py); queue: a QueueSpec or None
     def cancel_child(self, correlation_id: str) -> None: ...
+    def set_value(self, key: str, value: Any) -> None: ...
 
 
 class StepWriter(Protocol):

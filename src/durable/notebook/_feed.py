@@ -136,6 +136,7 @@ class RunFeed:
             state = state.with_steps(steps)
             state = state.with_code_changes(redefined_since(info, steps))
             state = state.with_hooks([] if state.terminal else await self.run.hooks())
+            state = state.with_values(await self.run.values())
             if state.status == "completed" and not state.has_result:
                 state = state.with_result(await self._result())
         if STREAM in parts or not self._started_stream:

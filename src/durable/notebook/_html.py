@@ -333,6 +333,20 @@ def stale_html(state: RunState) -> str:
     return state_html(state).replace('<div class="durable-run"', '<div class="durable-run durable-stale"', 1)[:-6] + note + "</div>"
 
 
+def values_html(state: RunState) -> str:
+    """The run's live values (durable.set_event), one row per key."""
+    if not state.values:
+        return ""
+    rows = "".join(
+        f'<tr><td style="{_TD};{_MONO}">{escape(k)}</td><td style="{_TD};{_MONO}">{escape(v)}</td></tr>'
+        for k, v in state.values
+    )
+    return (
+        f'<div style="font-size:12px;color:var(--jp-ui-font-color2, #4b5563)">values:</div>'
+        f'<table class="durable-values" style="{_TABLE}"><tbody>{rows}</tbody></table>'
+    )
+
+
 def state_html(state: RunState, now: datetime | None = None) -> str:
     """The whole run as one static HTML block."""
     now = now or now_utc()
@@ -340,7 +354,8 @@ def state_html(state: RunState, now: datetime | None = None) -> str:
         part
         for part in (
             header_html(state, now), code_changes_html(state), error_html(state), result_html(state),
-            progress_html(state), steps_html(state, now), hooks_html(state), chunks_html(state), footer_html(state),
+            progress_html(state), steps_html(state, now), hooks_html(state), values_html(state), chunks_html(state),
+            footer_html(state),
         )
         if part
     )
@@ -370,6 +385,8 @@ def state_text(state: RunState, now: datetime | None = None) -> str:
             )
     for hook in state.hooks:
         lines.append(f"  waiting on hook {hook.token!r}")
+    for key, value in state.values:
+        lines.append(f"  value {key}: {value}")
     if state.chunk_count:
         lines.append(f"  stream {state.namespace!r}: {state.chunk_count} chunks{' (closed)' if state.stream_closed else ''}")
     if state.problem:

@@ -233,6 +233,7 @@ class RunState:
     result: Any = None
     steps: tuple[StepRow, ...] = ()
     hooks: tuple[HookRow, ...] = ()
+    values: tuple[tuple[str, str], ...] = ()  # (key, preview) of what durable.set_event published, by key
     chunks: tuple[ChunkItem, ...] = ()
     chunk_count: int = 0
     hidden_chunks: int = 0
@@ -305,6 +306,11 @@ class RunState:
         if self.terminal:
             return replace(self, hooks=()) if self.hooks else self
         return replace(self, hooks=tuple(HookRow.from_info(h) for h in hooks if h.status == "active"))
+
+    def with_values(self, values: dict[str, Any]) -> RunState:
+        """The run's current live values (``durable.set_event``), shown by key."""
+        shown = tuple((k, _preview(v)) for k, v in sorted(values.items()))
+        return self if shown == self.values else replace(self, values=shown)
 
     def with_chunks(
         self, chunks: Sequence[StreamChunk], *, closed: bool = False, error: str | None = None

@@ -318,6 +318,11 @@ class Store(abc.ABC):
     async def list_children(self, run_id: str) -> list[RunRecord]:
         """The child runs ``run_id`` started, oldest first."""
 
+    # -- live values -----------------------------------------------------------------------
+    @abc.abstractmethod
+    async def list_values(self, run_id: str, key: str | None = None) -> list[tuple[str, bytes, int, float]]:
+        """(key, encoded value, seq of its value_set event, updated_at) of a run's current values."""
+
     # -- schedules -------------------------------------------------------------------------
     @abc.abstractmethod
     async def define_schedules(self, defs: Sequence[ScheduleDef], now: float) -> None:

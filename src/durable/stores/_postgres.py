@@ -83,7 +83,7 @@ MIGRATIONS[_sql.COMPOSE_MIGRATION_FROM] = _sql.compose_migration(blob="BYTEA", r
 
 # The tables of stores/_sql.py in PostgreSQL types (shared with SQLite, so they stay alike).
 _TABLES = ("durable_meta", "workers", "runs", "events", "steps", "hooks", "waits", "streams", "chunks",
-           "queues", "queue_admissions", "schedules")  # (h-compose: queues, schedules)
+           "queues", "queue_admissions", "schedules", "run_values")  # (h-compose)
 _SCHEMA = _sql.schema(blob="BYTEA", real="DOUBLE PRECISION", bigint="BIGINT", norowid="")
 
 # pg_advisory_xact_lock(class, hashtext(schema)): serialises schema creation and migration

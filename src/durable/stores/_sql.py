@@ -22,6 +22,7 @@ from .._core.commands import (
     CreateHook,
     DisposeHook,
     ScheduleStep,
+    SetValue,
     StartChild,
     StartWait,
     WriteChunk,
@@ -220,6 +221,10 @@ _COMPOSE_CHANGES = [
         name TEXT PRIMARY KEY, workflow_name TEXT NOT NULL, input {blob} NOT NULL, spec TEXT NOT NULL, options TEXT NOT NULL,
         paused INTEGER NOT NULL, next_at {real} NOT NULL, buffered_at {real}, skipped {bigint} NOT NULL,
         last_tick {real}, last_run_id TEXT, updated_at {real} NOT NULL)""",
+    # Live values (durable.set_event): each run's current value per key.
+    """CREATE TABLE run_values (
+        run_id TEXT NOT NULL, key TEXT NOT NULL, data {blob} NOT NULL, seq {bigint} NOT NULL, updated_at {real} NOT NULL,
+        PRIMARY KEY (run_id, key)){norowid}""",
 ]
 _SCHEMA_TEMPLATE += _COMPOSE_CHANGES
 COMPOSE_MIGRATION_FROM = 1  # the schema version _COMPOSE_CHANGES upgrades from
@@ -712,6 +717,15 @@ class _Commands:
         self.out.add(EventKind.CHILD_FAILED, corr, now, name=cmd.run_id, data=encode_error(error))
         self.conflicts = True
 
+    def set_value(self, cmd: SetValue) -> None:
+        seq = self.out.add(EventKind.VALUE_SET, cmd.correlation_id, self.now, name=cmd.key, data=cmd.data)
+        self.db.execute(
+            "INSERT INTO run_values (run_id, key, data, seq, updated_at) VALUES (?,?,?,?,?) ON CONFLICT (run_id, key) "
+            "DO UPDATE SET data = excluded.data, seq = excluded.seq, updated_at = excluded.updated_at",
+            (self.inv.run_id, cmd.key, cmd.data, seq, self.now),
+        )
+        self.db.note("value", self.inv.run_id)
+
     def cancel_child(self, cmd: CancelChild) -> None:
         rows = self.db.execute(
             "SELECT run_id FROM runs WHERE parent_run_id = ? AND parent_corr = ?", (self.inv.run_id, cmd.correlation_id)
@@ -736,6 +750,7 @@ _APPLY: dict[type, Callable[[_Commands, Any], None]] = {
     CloseStream: _Commands.close_stream,
     StartChild: _Commands.start_child,
     CancelChild: _Commands.cancel_child,
+    SetValue: _Commands.set_value,
 }
 
 
@@ -1543,3 +1558,15 @@ def list_streams(db: DB, run_id: str) -> list[tuple[str, int, bool]]:
         "SELECT namespace, next_index, closed FROM streams WHERE run_id = ? ORDER BY namespace", (run_id,)
     )
     return [(r[0], r[1], bool(r[2])) for r in rows]
+
+
+# -- live values ----------------------------------------------------------------------------------
+
+
+def list_values(db: DB, run_id: str, key: str | None) -> list[tuple[str, bytes, int, float]]:
+    """(key, value, seq, updated_at) of the run's current values (one key, or all by key)."""
+    if key is not None:
+        rows = db.execute("SELECT key, data, seq, updated_at FROM run_values WHERE run_id = ? AND key = ?", (run_id, key))
+    else:
+        rows = db.execute("SELECT key, data, seq, updated_at FROM run_values WHERE run_id = ? ORDER BY key", (run_id,))
+    return [(r[0], bytes(r[1]), int(r[2]), r[3]) for r in rows]

@@ -98,6 +98,11 @@ class SQLStore(Store):
     async def list_children(self, run_id: str) -> list[RunRecord]:
         return await self._run(_sql.list_children, run_id, write=False)
 
+    # -- live values -----------------------------------------------------------------------
+
+    async def list_values(self, run_id: str, key: str | None = None) -> list[tuple[str, bytes, int, float]]:
+        return await self._run(_sql.list_values, run_id, key, write=False)
+
     # -- schedules -------------------------------------------------------------------------
 
     async def define_schedules(self, defs: Sequence[ScheduleDef], now: float) -> None:

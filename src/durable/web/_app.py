@@ -26,6 +26,7 @@ from ._http import Endpoint, HTTPError, JSONResponse, guarded
 from ._runs import RunEndpoints
 from ._schedules import ScheduleEndpoints
 from ._streams import SharedReads
+from ._values import ValueEndpoints
 
 log = logging.getLogger("durable.web")
 _ANY_METHOD = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
@@ -80,7 +81,7 @@ def create_app(
         reads=SharedReads(store),
     )
     runs, hooks = RunEndpoints(ctx), HookEndpoints(ctx)
-    schedules = ScheduleEndpoints(ctx)
+    schedules, values = ScheduleEndpoints(ctx), ValueEndpoints(ctx)
 
     def api(path: str, endpoint: Endpoint, methods: list[str] | None = None) -> Route:
         return Route(path, _answering(guarded(endpoint, token)), methods=methods)
@@ -99,6 +100,9 @@ def create_app(
         api("/live/runs", runs.live_runs, ["GET"]),
         api("/live/runs/{run_id}", runs.live_run, ["GET"]),
         api("/queues", runs.queues, ["GET"]),  # (h-compose)
+        api("/runs/{run_id}/values", values.list, ["GET"]),  # (h-compose)
+        api("/runs/{run_id}/values/{key}", values.get, ["GET"]),
+        api("/live/runs/{run_id}/values/{key}", values.follow, ["GET"]),
         api("/schedules", schedules.list, ["GET"]),  # (h-compose)
         api("/schedules/{name}", schedules.get, ["GET"]),
         api("/schedules/{name}", schedules.delete, ["DELETE"]),

@@ -69,6 +69,7 @@ class RunEndpoints:
         return run_detail(
             RunInfo.from_record(record), record.output, [StepInfo.from_record(s) for s in steps],
             [HookInfo.from_record(h) for h in hooks], streams, [RunInfo.from_record(c) for c in children],
+            await store.list_values(run_id),
         )
 
     async def get_run(self, request: Request) -> Response:

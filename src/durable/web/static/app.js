@@ -140,7 +140,7 @@ function showRun(runId) {
   document.getElementById("run-id").textContent = runId;
   document.getElementById("run-status").textContent = "";
   for (const id of ["run-meta", "run-outcome", "streams"]) document.getElementById(id).replaceChildren();
-  for (const id of ["steps", "hooks"]) replaceRows(document.querySelector(`#${id} tbody`), []);
+  for (const id of ["steps", "hooks", "values", "children"]) replaceRows(document.querySelector(`#${id} tbody`), []);
 
   const streams = new Map();  // namespace -> EventSource
   const runSource = follow(`live/runs/${encodeURIComponent(runId)}`, {}, {
@@ -170,6 +170,10 @@ function renderRun(run) {
   const meta = [["Workflow", run.workflow], ["Created", when(run.created_at)], ["Started", when(run.started_at)],
     ["Ended", when(run.completed_at)], ["Duration", seconds(run.duration)]];
   if (run.idempotency_key) meta.push(["Idempotency key", run.idempotency_key]);
+  if (run.parent_run_id) meta.push(["Parent run", run.parent_run_id]);
+  if (run.cancel_reason) meta.push(["Cancelled", run.cancel_reason]);
+  if (run.queue) meta.push(["Queue", `${run.queue.name}${run.queue.waiting ? " (waiting)" : ""}`]);
+  if (run.schedule) meta.push(["Schedule", `${run.schedule.name} @ ${when(run.schedule.scheduled_at)}`]);
   document.getElementById("run-meta").replaceChildren(...meta.flatMap(([k, v]) => [el("dt", { text: k }), el("dd", { text: v })]));
   const outcome = document.getElementById("run-outcome");
   if (run.status === "completed") outcome.replaceChildren(el("h3", { text: "Result" }), el("pre", { id: "run-result", text: JSON.stringify(run.result, null, 2) }));
@@ -177,6 +181,23 @@ function renderRun(run) {
   else outcome.replaceChildren();
   renderSteps(run);
   renderHooks(run);
+  renderValues(run);
+  renderChildren(run);
+}
+
+function renderValues(run) {
+  replaceRows(document.querySelector("#values tbody"), Object.entries(run.values || {}).map(([key, value]) =>
+    el("tr", { "data-key": key }, el("td", {}, el("code", { text: key })), el("td", {}, el("code", { text: JSON.stringify(value) })))),
+  "no values");
+}
+
+function renderChildren(run) {
+  replaceRows(document.querySelector("#children tbody"), (run.children || []).map((child) =>
+    el("tr", { "data-run-id": child.run_id },
+      el("td", {}, el("a", { href: `#run/${encodeURIComponent(child.run_id)}`, text: child.run_id })),
+      el("td", { text: child.workflow }),
+      el("td", {}, statusBadge(child.status)))),
+  "no child runs");
 }
 
 function renderSteps(run) {

@@ -71,6 +71,7 @@ from ._workflow.hooks import create_hook as create_hook
 from ._workflow.hooks import create_webhook as create_webhook
 from ._workflow.http import Request as Request
 from ._workflow.http import Response as Response
+from ._workflow.logger import logger as logger
 from ._workflow.step import Step as Step
 from ._workflow.step import step as step
 from ._workflow.streams import StreamHandle as StreamHandle
@@ -88,6 +89,6 @@ __all__ = [
     "StoreCorrupt", "StoreError", "StreamChunk", "StreamClosedError", "StreamFailed", "StreamHandle", "StreamWriter",
     "Webhook", "WebhookNotAnswered", "WebhookResponseTimeout", "Workflow", "WorkflowMetadata", "WorkflowNotFound", "configure", "create_hook",
     "create_webhook", "define_hook", "get_run", "get_runtime", "get_step_metadata", "get_workflow_metadata",
-    "get_writable", "list_runs", "now", "random", "register_class", "resume_hook", "resume_webhook", "sleep", "start",
+    "get_writable", "list_runs", "logger", "now", "random", "register_class", "resume_hook", "resume_webhook", "sleep", "start",
     "step", "uuid4", "workflow",
 ]

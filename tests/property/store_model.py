@@ -73,6 +73,7 @@ class ModelRun:
     completed_at: float | None = None
     output: bytes | None = None
     error: bytes | None = None
+    trace_link: str | None = None
     events: list[ModelEvent] = field(default_factory=list)
 
     @property
@@ -83,6 +84,7 @@ class ModelRun:
         return RunRecord(
             self.run_id, self.workflow_name, self.status, self.input, self.seed, self.created_at, 0.0,
             self.started_at, self.completed_at, self.output, self.error, self.idempotency_key, self.last_seq,
+            self.trace_link,
         )
 
 
@@ -225,7 +227,7 @@ class StoreModel:
                 raise DurableError("exists with other arguments")
             return existing.record(), False
         run = ModelRun(new.run_id, new.workflow_name, "pending", new.input, new.seed, new.now, new.idempotency_key,
-                       new.owner, new.now)
+                       new.owner, new.now, trace_link=new.trace_link)
         self._append(run, EventKind.RUN_CREATED, None, new.now, name=new.workflow_name, data=new.input)
         self.runs[new.run_id] = run
         return run.record(), True

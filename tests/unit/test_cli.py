@@ -22,6 +22,7 @@ from typer.testing import CliRunner
 import durable
 from durable._cli import app
 from durable.stores import store_from_url
+from durable.stores._sql import SCHEMA_VERSION
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 
@@ -198,9 +199,9 @@ async def test_migrate_creates_the_schema_then_has_nothing_to_do(tmp_path: Path)
     """`migrate` on a new file creates the schema and says so; a second run reports it is current."""
     url = f"sqlite:///{tmp_path / 'new' / 'store.db'}"
     first = await cli("migrate", store=url)
-    assert (first.returncode, first.stdout.strip()) == (0, f"{url}: created schema version 1")
+    assert (first.returncode, first.stdout.strip()) == (0, f"{url}: created schema version {SCHEMA_VERSION}")
     second = await cli("migrate", "--store", url, store=None)
-    assert second.stdout.strip() == f"{url}: already at schema version 1, nothing to do"
+    assert second.stdout.strip() == f"{url}: already at schema version {SCHEMA_VERSION}, nothing to do"
 
 
 WORKER_FLOWS = textwrap.dedent(

@@ -36,6 +36,7 @@ from durable._core import codec as _codec
 from durable.stores import _postgres, store_from_url
 from durable.stores._base import NewRun
 from durable.stores._postgres import PostgresStore
+from durable.stores._sql import SCHEMA_VERSION
 from tests import pg
 from tests.helpers import ROOT, encode_args, wait_until
 
@@ -197,7 +198,7 @@ async def test_concurrent_first_starts_create_the_schema_once(pg_url: str) -> No
         async with anyio.create_task_group() as tg:
             for store in stores:
                 tg.start_soon(store.open)
-        assert [await s.migrate() for s in stores[:2]] == [(1, 1), (1, 1)]  # idempotent
+        assert [await s.migrate() for s in stores[:2]] == [(SCHEMA_VERSION, SCHEMA_VERSION)] * 2  # idempotent
         record, created = await stores[3].create_run(NewRun("r1", "wf", b"x", "seed", None, time.time()))
         assert created
         assert (await stores[5].get_run("r1")) == record
@@ -206,7 +207,7 @@ async def test_concurrent_first_starts_create_the_schema_once(pg_url: str) -> No
             await store.aclose()
     with pg.connect(pg_url) as conn:
         assert conn.execute("SELECT key, value FROM durable_meta ORDER BY key").fetchall() == [
-            ("format", "durable-postgresql"), ("schema_version", "1"),
+            ("format", "durable-postgresql"), ("schema_version", str(SCHEMA_VERSION)),
         ]
 
 
@@ -214,11 +215,12 @@ async def test_concurrent_first_starts_create_the_schema_once(pg_url: str) -> No
 async def test_migrations_upgrade_once_under_concurrency_and_newer_schemas_are_refused(
     pg_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A version-1 store is upgraded once by workers starting together; an older durable then refuses the newer schema."""
+    """A store is upgraded once by workers starting together; an older durable then refuses the newer schema."""
     store = await open_store(pg_url)
     await store.aclose()
-    monkeypatch.setattr(_postgres, "SCHEMA_VERSION", 2)
-    monkeypatch.setattr(_postgres, "MIGRATIONS", {1: ["ALTER TABLE runs ADD COLUMN labels TEXT"]})
+    current, newer = SCHEMA_VERSION, SCHEMA_VERSION + 1
+    monkeypatch.setattr(_postgres, "SCHEMA_VERSION", newer)
+    monkeypatch.setattr(_postgres, "MIGRATIONS", {current: ["ALTER TABLE runs ADD COLUMN labels TEXT"]})
     results: list[tuple[int, int]] = []
 
     async def migrate() -> None:
@@ -227,11 +229,11 @@ async def test_migrations_upgrade_once_under_concurrency_and_newer_schemas_are_r
     async with anyio.create_task_group() as tg:
         for _ in range(5):
             tg.start_soon(migrate)
-    assert sorted(results) == [(1, 2)] + [(2, 2)] * 4
+    assert sorted(results) == [(current, newer)] + [(newer, newer)] * 4
     with pg.connect(pg_url) as conn:
-        assert conn.execute("SELECT value FROM durable_meta WHERE key = 'schema_version'").fetchone() == ("2",)
+        assert conn.execute("SELECT value FROM durable_meta WHERE key = 'schema_version'").fetchone() == (str(newer),)
         assert conn.execute("SELECT labels FROM runs").fetchall() == []
-    monkeypatch.setattr(_postgres, "SCHEMA_VERSION", 1)
+    monkeypatch.setattr(_postgres, "SCHEMA_VERSION", current)
     with pytest.raises(durable.StoreCorrupt, match="newer durable"):
         await PostgresStore(pg_url).open()
 

@@ -6,9 +6,13 @@ store against a model of it in tests/property/test_store_model.py.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from durable._core.events import Event, EventKind
+from durable.stores import store_from_url
+from durable.stores._base import NewRun
 from tests.helpers import encode_args
 
 pytestmark = pytest.mark.anyio
@@ -43,3 +47,24 @@ async def test_a_refused_commit_changes_nothing() -> None:
         await store.aclose()
     assert not result.ok
     assert record is not None and (record.status, record.started_at, record.last_seq) == ("pending", None, 1)
+
+
+@pytest.mark.anyio
+async def test_a_store_of_the_previous_schema_is_upgraded_in_place(tmp_path: Path) -> None:
+    """A version-1 SQLite store (no trace_link, consumed_seq columns) opens as the current version, its runs intact."""
+    import sqlite3
+
+    from durable.stores._sql import SCHEMA_VERSION
+
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    async with store_from_url(url) as store:
+        await store.create_run(NewRun("old-run", "wf", b"DJ1:{}", "seed", None, 1.0))
+    with sqlite3.connect(tmp_path / "old.db") as conn:  # back to what version 1 wrote
+        conn.execute("ALTER TABLE runs DROP COLUMN trace_link")
+        conn.execute("ALTER TABLE runs DROP COLUMN consumed_seq")
+        conn.execute("UPDATE durable_meta SET value = '1' WHERE key = 'schema_version'")
+    async with store_from_url(url) as store:
+        record = await store.get_run("old-run")
+        assert record is not None and record.trace_link is None
+    with sqlite3.connect(tmp_path / "old.db") as conn:
+        assert conn.execute("SELECT value FROM durable_meta WHERE key = 'schema_version'").fetchone() == (str(SCHEMA_VERSION),)

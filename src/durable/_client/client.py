@@ -24,6 +24,7 @@ from ..stores._base import NewRun, RunRecord, Store
 from .projection import ResumeResult, RunInfo
 from .resume import resume_hook, resume_webhook
 from .run import Run
+from .telemetry import emit_run_span, telemetry
 
 
 class Client:
@@ -119,17 +120,22 @@ class Client:
         # one that fits is recorded bound (greet("ann") and greet(name="ann") are the same run).
         bound_args, bound_kwargs = wf.binder.bind(tuple(args), dict(kwargs))
         data = wf.binder.encode(bound_args, bound_kwargs, serializer=wf.serializer, root=f"arguments of {wf.name}")
+        run_id = check_run_id(run_id) if run_id is not None else new_run_id()
+        tracing = telemetry()
         new = NewRun(
-            run_id=check_run_id(run_id) if run_id is not None else new_run_id(),
+            run_id=run_id,
             workflow_name=wf.name,
             input=data,
             seed=secrets.token_hex(16),
             idempotency_key=check_idempotency_key(idempotency_key) if idempotency_key is not None else None,
             now=time.time(),
             owner=self._first_invocation_owner(wf),
+            trace_link=tracing.run_started(wf.name, run_id) if tracing is not None else None,
         )
         record, created = await self.store.create_run(new)
         if created:
+            if tracing is not None:
+                tracing.run_created(wf.name)
             self._run_created(record, wf, new.owner)
         return Run(record.run_id, self)
 
@@ -174,9 +180,13 @@ class Client:
     async def cancel(self, run_id: str) -> str:
         """Cancel a run: the worker running its steps cancels them, its streams close, its hooks are disposed."""
         refuse_in_workflow("cancel")
-        record = await self.store.cancel_run(run_id, time.time())
+        now = time.time()
+        record = await self.store.cancel_run(run_id, now)
         if record is None:
             raise RunNotFound(run_id)
+        tracing = telemetry()
+        if tracing is not None and record.completed_at == now:  # this call ended it: its span is ours to emit
+            await emit_run_span(tracing, self.store, record)
         return record.status
 
     async def resume_hook(

@@ -76,6 +76,7 @@ class StepOutcome:
     data: bytes
     retry_at: float | None = None
     cancelled: bool = False
+    error: BaseException | None = field(default=None, compare=False)  # what failed it, for tracing (not stored)
 
 
 async def run_step(
@@ -133,7 +134,7 @@ async def run_step(
             data = _codec.encode(result, serializer=step.serializer, root=step.result_root)
         except Exception as exc:  # SerializationError, or whatever a pickler raised
             # Re-running will not make the value serializable: fail now, with the path.
-            return StepOutcome(EventKind.STEP_FAILED, encode_error(exc))
+            return StepOutcome(EventKind.STEP_FAILED, encode_error(exc), error=exc)
         return StepOutcome(EventKind.STEP_COMPLETED, data)
     return _failure(step, claim, error)
 
@@ -142,7 +143,7 @@ def _failure(step: Step[Any, Any], claim: StepClaim, error: BaseException) -> St
     # Errors a retry cannot fix fail at once: an explicit FatalError, a result that cannot be
     # encoded, a write to a stream that is already closed.
     if isinstance(error, FatalError | SerializationError | StreamClosedError) or claim.attempt >= claim.max_attempts:
-        return StepOutcome(EventKind.STEP_FAILED, encode_error(error))
+        return StepOutcome(EventKind.STEP_FAILED, encode_error(error), error=error)
     now = time.time()
     if isinstance(error, RetryableError) and error.retry_after is not None:
         try:
@@ -151,4 +152,4 @@ def _failure(step: Step[Any, Any], claim: StepClaim, error: BaseException) -> St
             retry_at = now + step.retry.delay(claim.attempt)
     else:
         retry_at = now + step.retry.delay(claim.attempt)
-    return StepOutcome(EventKind.STEP_RETRYING, encode_error(error, retry_at=retry_at), retry_at=retry_at)
+    return StepOutcome(EventKind.STEP_RETRYING, encode_error(error, retry_at=retry_at), retry_at=retry_at, error=error)

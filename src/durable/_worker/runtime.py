@@ -33,6 +33,7 @@ from typing import Any
 import anyio
 
 from .._client.client import Client
+from .._client.telemetry import telemetry
 from .._core.registry import Registry
 from .._workflow.step import steps as registered_steps
 from .._workflow.workflow import Workflow
@@ -105,14 +106,17 @@ class Runtime(Client):
         self.lease_ttl = lease_ttl
         self.heartbeat_interval = heartbeat_interval
         self.worker_id = worker_id or f"w-{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(4)}"
+        tracing = telemetry()  # OpenTelemetry, when installed and a provider is set; else None (free)
         self.slots = StepSlots(max_concurrent_steps, self.store.notifier)
-        self.cache = StickyCache(sticky_cache_size)
+        self.cache = StickyCache(sticky_cache_size, on_size=tracing.sticky.add if tracing is not None else None)
         self.invocations = Invocations(
             self.store, self.worker_id, cache=self.cache, slots=self.slots, workflow=self.get_workflow,
             launch=lambda claims: self.steps.launch(claims), base_url=self.base_url, runs_steps=execute_steps,
+            tracing=tracing,
         )
         self.steps = StepExecutor(
-            self.store, slots=self.slots, invocations=self.invocations, spawn=self._spawn, base_url=self.base_url
+            self.store, slots=self.slots, invocations=self.invocations, spawn=self._spawn, base_url=self.base_url,
+            tracing=tracing,
         )
         self.dispatcher = Dispatcher(
             self.store, self.worker_id, slots=self.slots, workflow_names=self._claimable_workflows,

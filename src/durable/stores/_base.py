@@ -39,6 +39,8 @@ class RunRecord:
     error: bytes | None = None
     idempotency_key: str | None = None
     last_seq: int = 0
+    trace_link: str | None = None  # W3C traceparent of the span that started the run (tracing)
+    consumed_seq: int = 0  # events up to here were consumed by a committed invocation: a replay re-lives them
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,6 +111,7 @@ class NewRun:
     idempotency_key: str | None
     now: float
     owner: str | None = None  # the worker that will run the first invocation itself (holds the lease)
+    trace_link: str | None = None  # W3C traceparent of the caller's span, when tracing
 
 
 @dataclass(slots=True)
@@ -134,6 +137,7 @@ class Invocation:
     holds_lease: bool = False
     claim_steps: int = 0
     next_wake: float | None = None  # earliest pending timer of the instance (it has seen every wait)
+    consumed_seq: int = 0  # the last event the instance consumed (known_seq plus the speculative ones)
 
 
 @dataclass(slots=True)

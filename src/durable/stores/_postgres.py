@@ -77,7 +77,7 @@ T = TypeVar("T")
 
 SCHEMA_VERSION = _sql.SCHEMA_VERSION
 # Migrations from version N to N+1, appended as the schema evolves: MIGRATIONS[N] runs on a version-N store.
-MIGRATIONS: dict[int, list[str]] = {}
+MIGRATIONS: dict[int, list[str]] = _sql.migrations(blob="BYTEA", real="DOUBLE PRECISION", bigint="BIGINT", norowid="")
 
 # The tables of stores/_sql.py in PostgreSQL types (shared with SQLite, so they stay alike).
 _TABLES = ("durable_meta", "workers", "runs", "events", "steps", "hooks", "waits", "streams", "chunks")

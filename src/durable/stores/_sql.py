@@ -58,7 +58,7 @@ def _marks(n: int) -> str:
 _ALIVE = "(SELECT worker_id FROM workers WHERE alive_until > ?)"
 _RUN_COLUMNS = (
     "run_id, workflow_name, status, input, seed, created_at, updated_at, started_at, completed_at, "
-    "output, error, idempotency_key, last_seq"
+    "output, error, idempotency_key, last_seq, trace_link, consumed_seq"
 )
 _REPLAY_KIND_LIST = tuple(sorted(str(k) for k in REPLAY_KINDS))
 
@@ -68,7 +68,7 @@ def _run(row: Row) -> RunRecord:
         run_id=row[0], workflow_name=row[1], status=row[2], input=bytes(row[3]), seed=row[4], created_at=row[5],
         updated_at=row[6], started_at=row[7], completed_at=row[8],
         output=None if row[9] is None else bytes(row[9]), error=None if row[10] is None else bytes(row[10]),
-        idempotency_key=row[11], last_seq=row[12],
+        idempotency_key=row[11], last_seq=row[12], trace_link=row[13], consumed_seq=row[14],
     )
 
 
@@ -113,7 +113,7 @@ def _lock_run(db: DB, run_id: str) -> Row | None:
 
 # -- schema -----------------------------------------------------------------------------------------
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 # The tables, written once for both dialects: {blob}, {real}, {bigint} and {norowid} are filled in
 # by each store (BLOB/REAL/INTEGER/" WITHOUT ROWID" for SQLite, BYTEA/DOUBLE PRECISION/BIGINT/""
 # for PostgreSQL), so the two schemas cannot drift apart.
@@ -126,7 +126,7 @@ _SCHEMA_TEMPLATE = [
         run_id TEXT PRIMARY KEY, workflow_name TEXT NOT NULL, status TEXT NOT NULL, input {blob} NOT NULL,
         seed TEXT NOT NULL, idempotency_key TEXT UNIQUE, output {blob}, error {blob},
         created_at {real} NOT NULL, updated_at {real} NOT NULL, started_at {real}, completed_at {real},
-        last_seq {bigint} NOT NULL, wake_at {real}, owner TEXT)""",
+        last_seq {bigint} NOT NULL, wake_at {real}, owner TEXT, trace_link TEXT, consumed_seq {bigint} NOT NULL DEFAULT 0)""",
     "CREATE INDEX runs_wake ON runs (wake_at) WHERE wake_at IS NOT NULL",
     "CREATE INDEX runs_created ON runs (created_at, run_id)",
     "CREATE INDEX runs_status ON runs (status, created_at)",
@@ -163,6 +163,25 @@ _SCHEMA_TEMPLATE = [
 def schema(*, blob: str, real: str, bigint: str, norowid: str) -> list[str]:
     """The CREATE statements of the current schema in one dialect's types."""
     return [t.format(blob=blob, real=real, bigint=bigint, norowid=norowid) for t in _SCHEMA_TEMPLATE]
+
+
+# Upgrades, in the same template language: _MIGRATION_TEMPLATES[N] turns a version-N store into N+1.
+_MIGRATION_TEMPLATES: dict[int, list[str]] = {
+    # migration: main (tracing, replay-aware logging) -- the W3C trace context of the caller that
+    # started the run; the last seq a committed invocation had consumed (what a replay re-lives)
+    1: [
+        "ALTER TABLE runs ADD COLUMN trace_link TEXT",
+        "ALTER TABLE runs ADD COLUMN consumed_seq {bigint} NOT NULL DEFAULT 0",
+    ],
+}
+
+
+def migrations(*, blob: str, real: str, bigint: str, norowid: str) -> dict[int, list[str]]:
+    """The upgrade statements from each older version, in one dialect's types."""
+    return {
+        version: [t.format(blob=blob, real=real, bigint=bigint, norowid=norowid) for t in statements]
+        for version, statements in _MIGRATION_TEMPLATES.items()
+    }
 
 # -- workers ----------------------------------------------------------------------------------
 
@@ -201,9 +220,9 @@ def unregister_worker(db: DB, worker_id: str) -> None:
 def create_run(db: DB, new: NewRun) -> tuple[RunRecord, bool]:
     inserted = db.execute(
         "INSERT INTO runs (run_id, workflow_name, status, input, seed, idempotency_key, created_at, updated_at, "
-        "last_seq, wake_at, owner) VALUES (?,?,?,?,?,?,?,?,1,?,?) ON CONFLICT DO NOTHING RETURNING run_id",
+        "last_seq, wake_at, owner, trace_link) VALUES (?,?,?,?,?,?,?,?,1,?,?,?) ON CONFLICT DO NOTHING RETURNING run_id",
         (new.run_id, new.workflow_name, "pending", new.input, new.seed, new.idempotency_key, new.now, new.now, new.now,
-         new.owner),
+         new.owner, new.trace_link),
     )
     if not inserted:
         where, key = ("idempotency_key", new.idempotency_key) if new.idempotency_key else ("run_id", new.run_id)
@@ -228,6 +247,7 @@ def create_run(db: DB, new: NewRun) -> tuple[RunRecord, bool]:
     return RunRecord(
         run_id=new.run_id, workflow_name=new.workflow_name, status="pending", input=new.input, seed=new.seed,
         created_at=new.now, updated_at=new.now, idempotency_key=new.idempotency_key, last_seq=1,
+        trace_link=new.trace_link,
     ), True
 
 
@@ -444,8 +464,9 @@ def commit(db: DB, inv: Invocation) -> CommitResult:
                 db.note("work")
         out.flush()
         db.execute(
-            "UPDATE runs SET last_seq = ?, owner = NULL, wake_at = ?, updated_at = ? WHERE run_id = ?",
-            (out.seq, wake_at, now, inv.run_id),
+            "UPDATE runs SET last_seq = ?, owner = NULL, wake_at = ?, updated_at = ?, "
+            "consumed_seq = CASE WHEN consumed_seq > ? THEN consumed_seq ELSE ? END WHERE run_id = ?",
+            (out.seq, wake_at, now, inv.consumed_seq, inv.consumed_seq, inv.run_id),
         )
         run_status = status
     else:

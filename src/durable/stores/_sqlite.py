@@ -40,7 +40,7 @@ _CHECKPOINT = object()  # queued by the store after many inline writes
 
 _SCHEMA = _sql.schema(blob="BLOB", real="REAL", bigint="INTEGER", norowid=" WITHOUT ROWID")
 # Migrations from version N to N+1, appended as the schema evolves: MIGRATIONS[N] runs on a version-N store.
-MIGRATIONS: dict[int, list[str]] = {}
+MIGRATIONS: dict[int, list[str]] = _sql.migrations(blob="BLOB", real="REAL", bigint="INTEGER", norowid=" WITHOUT ROWID")
 
 
 class _Tx:

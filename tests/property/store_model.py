@@ -34,6 +34,7 @@ from durable.stores._base import (
     HookRecord,
     Invocation,
     NewRun,
+    PublishedWorkflow,
     RunRecord,
     StepClaim,
     StepRecord,
@@ -164,6 +165,7 @@ class StoreModel:
         self.waits: dict[tuple[str, str], tuple[float, str]] = {}  # -> (resume_at, status)
         self.streams: dict[tuple[str, str], ModelStream] = {}
         self.workers: dict[str, float] = {}  # worker -> alive_until
+        self.published: dict[str, PublishedWorkflow] = {}  # name -> the latest definition published
         self.blocks = 0
 
     # -- helpers -------------------------------------------------------------------------------
@@ -214,6 +216,15 @@ class StoreModel:
         for worker in workers:
             if worker in self.workers:
                 self.workers[worker] = 0.0
+
+    # -- published workflows -------------------------------------------------------------------------
+
+    def publish_workflows(self, published: Sequence[PublishedWorkflow]) -> None:
+        for p in published:
+            self.published[p.name] = p
+
+    def list_workflows(self) -> list[PublishedWorkflow]:
+        return [self.published[name] for name in sorted(self.published)]
 
     # -- runs --------------------------------------------------------------------------------------
 

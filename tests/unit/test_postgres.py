@@ -212,6 +212,29 @@ async def test_concurrent_first_starts_create_the_schema_once(pg_url: str) -> No
 
 
 @pytest.mark.anyio
+async def test_a_store_from_before_published_workflows_gains_their_table(pg_url: str) -> None:
+    """A store written before workflows were published (the schema before) is upgraded on open; publishing then works."""
+    from durable.stores._base import PublishedWorkflow
+
+    store = await open_store(pg_url)
+    await store.create_run(NewRun("run_old", "wf", b"x", "seed", None, 1.0))
+    await store.aclose()
+    with pg.connect(pg_url) as conn:
+        conn.execute("DROP TABLE published_workflows")
+        conn.execute("UPDATE durable_meta SET value = %s WHERE key = 'schema_version'", (str(SCHEMA_VERSION - 1),))
+    store = await open_store(pg_url)
+    try:
+        published = PublishedWorkflow("m:wf", "[]", "json", "v3", "w1", 2.0)
+        await store.publish_workflows([published])
+        assert (await store.list_workflows(), await store.get_run("run_old") is not None) == ([published], True)
+    finally:
+        await store.aclose()
+    with pg.connect(pg_url) as conn:
+        row = conn.execute("SELECT value FROM durable_meta WHERE key = 'schema_version'").fetchone()
+        assert row == (str(_postgres.SCHEMA_VERSION),)
+
+
+@pytest.mark.anyio
 async def test_migrations_upgrade_once_under_concurrency_and_newer_schemas_are_refused(
     pg_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -24,7 +24,7 @@ import anyio
 
 from .._client.telemetry import Telemetry, emit_run_span
 from .._core.commands import ScheduleStep, WriteChunk
-from .._core.errorinfo import encode_error
+from .._core.errorinfo import decode_error, encode_error
 from .._core.errors import StreamClosedError
 from .._core.events import Event, EventKind
 from .._engine.instance import Outcome, WorkflowInstance
@@ -153,6 +153,12 @@ class Invocations:
             log.debug("commit of run %s refused: %s", run_id, result.reason)
             self.cache.evict(run_id)
             return None
+        if outcome.status == "failed":
+            error = decode_error(outcome.error) if outcome.error else None
+            log.info("run %s (%s) failed: %s: %s", run_id, instance.workflow.name, error.type if error else "?",
+                        (error.message if error else "").replace("\n", "\\n"))
+        elif outcome.status == "completed":
+            log.debug("run %s (%s) completed", run_id, instance.workflow.name)
         if outcome.status != "suspended" or result.run_status in TERMINAL or result.conflicts:
             # Finished, or the store answered a hook with hook_conflict: a conflict is a delivery
             # the instance has not seen, and a cold replay is the simple way to show it.

@@ -73,6 +73,9 @@ class StepExecutor:
         next_claim: StepClaim | None = claim
         while next_claim is not None:
             claim, next_claim = next_claim, None
+            if log.isEnabledFor(logging.DEBUG):  # the hot path: no formatting unless asked for
+                log.debug("running step %s %s of run %s (attempt %d/%d)", claim.step_id, claim.name, claim.run_id,
+                          claim.attempt, claim.max_attempts)
             key = (claim.run_id, claim.step_id)
             self.running[key] = scope
             outcome: StepOutcome | None = None

@@ -114,6 +114,18 @@ class NewRun:
     trace_link: str | None = None  # W3C traceparent of the caller's span, when tracing
 
 
+@dataclass(frozen=True, slots=True)
+class PublishedWorkflow:
+    """A workflow a worker executes, as it published it for processes without its code."""
+
+    name: str
+    parameters: str  # JSON: [{"name", "kind", "default"? | "default_repr"?, "annotation"?}, ...]
+    serializer: str
+    version: str | None
+    worker_id: str
+    published_at: float
+
+
 @dataclass(slots=True)
 class Invocation:
     """The result of advancing a workflow instance, to commit atomically.
@@ -227,6 +239,14 @@ class Store(abc.ABC):
     async def mark_workers_dead(self, worker_ids: Sequence[str]) -> None: ...
     @abc.abstractmethod
     async def unregister_worker(self, worker_id: str) -> None: ...
+
+    # -- published workflows ---------------------------------------------------------------
+    @abc.abstractmethod
+    async def publish_workflows(self, published: Sequence[PublishedWorkflow]) -> None:
+        """Record the workflows a worker executes (replacing earlier definitions of the same names)."""
+    @abc.abstractmethod
+    async def list_workflows(self) -> list[PublishedWorkflow]:
+        """Every published workflow, by name."""
 
     # -- runs ------------------------------------------------------------------------------
     @abc.abstractmethod

@@ -80,7 +80,7 @@ SCHEMA_VERSION = _sql.SCHEMA_VERSION
 MIGRATIONS: dict[int, list[str]] = _sql.migrations(blob="BYTEA", real="DOUBLE PRECISION", bigint="BIGINT", norowid="")
 
 # The tables of stores/_sql.py in PostgreSQL types (shared with SQLite, so they stay alike).
-_TABLES = ("durable_meta", "workers", "runs", "events", "steps", "hooks", "waits", "streams", "chunks")
+_TABLES = ("durable_meta", "workers", "runs", "events", "steps", "hooks", "waits", "streams", "chunks", "published_workflows")
 _SCHEMA = _sql.schema(blob="BYTEA", real="DOUBLE PRECISION", bigint="BIGINT", norowid="")
 
 # pg_advisory_xact_lock(class, hashtext(schema)): serialises schema creation and migration

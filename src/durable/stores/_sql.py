@@ -34,6 +34,7 @@ from ._base import (
     HookRecord,
     Invocation,
     NewRun,
+    PublishedWorkflow,
     RunRecord,
     StepClaim,
     StepRecord,
@@ -113,7 +114,7 @@ def _lock_run(db: DB, run_id: str) -> Row | None:
 
 # -- schema -----------------------------------------------------------------------------------------
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3  # migration: h-web (2 -> 3: published_workflows)
 # The tables, written once for both dialects: {blob}, {real}, {bigint} and {norowid} are filled in
 # by each store (BLOB/REAL/INTEGER/" WITHOUT ROWID" for SQLite, BYTEA/DOUBLE PRECISION/BIGINT/""
 # for PostgreSQL), so the two schemas cannot drift apart.
@@ -159,6 +160,15 @@ _SCHEMA_TEMPLATE = [
         attempt INTEGER, created_at {real} NOT NULL, PRIMARY KEY (run_id, namespace, idx)){norowid}""",
 ]
 
+# migration: h-web -- schema 2 -> 3: the workflows that workers publish when they open (name,
+# signature as JSON, serializer, version label), so that a process without the workflow code
+# (a store-only `durable serve`, `durable start`) can list and start them.
+_PUBLISHED_WORKFLOWS = """CREATE TABLE published_workflows (
+        name TEXT PRIMARY KEY, parameters TEXT NOT NULL, serializer TEXT NOT NULL, version TEXT,
+        worker_id TEXT NOT NULL, published_at {real} NOT NULL)"""
+_SCHEMA_TEMPLATE.append(_PUBLISHED_WORKFLOWS)
+# end of migration: h-web
+
 
 def schema(*, blob: str, real: str, bigint: str, norowid: str) -> list[str]:
     """The CREATE statements of the current schema in one dialect's types."""
@@ -173,6 +183,7 @@ _MIGRATION_TEMPLATES: dict[int, list[str]] = {
         "ALTER TABLE runs ADD COLUMN trace_link TEXT",
         "ALTER TABLE runs ADD COLUMN consumed_seq {bigint} NOT NULL DEFAULT 0",
     ],
+    2: [_PUBLISHED_WORKFLOWS],  # migration: h-web
 }
 
 
@@ -212,6 +223,27 @@ def mark_workers_dead(db: DB, worker_ids: Sequence[str]) -> None:
 def unregister_worker(db: DB, worker_id: str) -> None:
     db.execute("DELETE FROM workers WHERE worker_id = ?", (worker_id,))
     db.note("work")
+
+
+# -- published workflows ------------------------------------------------------------------------
+
+
+def publish_workflows(db: DB, published: Sequence[PublishedWorkflow]) -> None:
+    """Upsert each definition by name: the latest worker to open says what a name takes."""
+    db.executemany(
+        "INSERT INTO published_workflows (name, parameters, serializer, version, worker_id, published_at) "
+        "VALUES (?,?,?,?,?,?) ON CONFLICT (name) DO UPDATE SET parameters = excluded.parameters, "
+        "serializer = excluded.serializer, version = excluded.version, worker_id = excluded.worker_id, "
+        "published_at = excluded.published_at",
+        [(p.name, p.parameters, p.serializer, p.version, p.worker_id, p.published_at) for p in published],
+    )
+
+
+def list_workflows(db: DB) -> list[PublishedWorkflow]:
+    rows = db.execute(
+        "SELECT name, parameters, serializer, version, worker_id, published_at FROM published_workflows ORDER BY name"
+    )
+    return [PublishedWorkflow(*row) for row in rows]
 
 
 # -- runs ---------------------------------------------------------------------------------------

@@ -5,13 +5,15 @@ runtime's loop, recording its completion and scheduling (and starting) the next 
 floor is one ``BEGIN IMMEDIATE; INSERT; COMMIT`` per step with the same pragmas, in the same
 run. Both ``synchronous=full`` (the default: survives power loss) and ``normal``.
 
-Run: ``.venv/bin/python benchmarks/steps.py``
+Run: ``.venv/bin/python benchmarks/steps.py`` (``--tracing``: with an OpenTelemetry SDK tracer and meter
+provider installed, spans and metrics recorded and dropped, to show what tracing costs when on)
 """
 
 from __future__ import annotations
 
 import asyncio
 import sqlite3
+import sys
 import time
 
 from _common import fresh_db, header, median, quick, sqlite_url
@@ -73,5 +75,26 @@ async def main() -> None:
     print(f"{'memory://':<16}{per_step * 1e6:>11.1f} µs{1 / per_step:>10.0f}{'':>16}{'':>10}{'':>8}")
 
 
+def install_tracing() -> None:
+    """The real SDK, recording everything, exporting nowhere: the cost of tracing itself."""
+    from opentelemetry import metrics, trace
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+
+    class Drop(SpanExporter):
+        def export(self, spans: object) -> SpanExportResult:
+            return SpanExportResult.SUCCESS
+
+    provider = TracerProvider()
+    provider.add_span_processor(BatchSpanProcessor(Drop()))
+    trace.set_tracer_provider(provider)
+    metrics.set_meter_provider(MeterProvider(metric_readers=[InMemoryMetricReader()]))
+
+
 if __name__ == "__main__":
+    if "--tracing" in sys.argv:
+        install_tracing()
+        print("(tracing on: OpenTelemetry SDK spans and metrics, exported nowhere)")
     asyncio.run(main())

@@ -30,6 +30,7 @@ async def publish(doc_id: str) -> str:
 
 @durable.workflow(name="examples.review")
 async def review(doc_id: str, days: float) -> str:
+    durable.logger.info("waiting for approval of %s", doc_id)  # logged once, however often the run replays
     hook = approval.create(token=f"approval:{doc_id}")
     try:
         decision = await asyncio.wait_for(hook, timeout=days * 24 * 3600)  # a durable timer

@@ -77,6 +77,7 @@ from ._workflow.hooks import create_hook as create_hook
 from ._workflow.hooks import create_webhook as create_webhook
 from ._workflow.http import Request as Request
 from ._workflow.http import Response as Response
+from ._workflow.logger import logger as logger
 from ._workflow.schedules import Schedule as Schedule
 from ._workflow.schedules import schedule as schedule
 from ._workflow.step import Step as Step
@@ -98,6 +99,6 @@ __all__ = [
     "StoreCorrupt", "StoreError", "StreamChunk", "StreamClosedError", "StreamFailed", "StreamHandle", "StreamWriter",
     "Webhook", "WebhookNotAnswered", "WebhookResponseTimeout", "Workflow", "WorkflowMetadata", "WorkflowNotFound", "configure", "create_hook",
     "create_webhook", "define_hook", "get_run", "get_runtime", "get_step_metadata", "get_workflow_metadata",
-    "get_writable", "list_runs", "now", "random", "register_class", "resume_hook", "resume_webhook", "schedule", "set_event", "sleep", "start",
-    "start_child", "step", "uuid4", "workflow",
+    "get_writable", "list_runs", "logger", "now", "random", "register_class", "resume_hook", "resume_webhook", "schedule",
+    "set_event", "sleep", "start", "start_child", "step", "uuid4", "workflow",
 ]

@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import importlib
 import json
+import logging
 import os
+import re
 import signal
 import sys
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any, NoReturn, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
@@ -28,8 +30,18 @@ from rich.table import Table
 from rich.text import Text
 from rich.tree import Tree
 
-from ._client.present import dumps, event_json, plain_value, run_summary, waiting_reasons
-from ._client.projection import HookInfo, RunInfo, StepInfo, hook_metadata
+from ._client.present import (
+    dumps,
+    event_json,
+    plain_value,
+    published_json,
+    queue_json,
+    run_detail,
+    run_summary,
+    waiting_json,
+    waiting_reasons,
+)
+from ._client.projection import HookInfo, RunInfo, StepInfo, Waiting, hook_metadata, waiting_for
 from ._client.streams import read_stream
 from ._core import codec as _codec
 from ._core.errors import (
@@ -39,6 +51,7 @@ from ._core.errors import (
     RunNotFound,
     SerializationError,
     StoreError,
+    WorkflowNotFound,
 )
 from ._core.ids import DEFAULT_NAMESPACE
 from ._core.queues import QueueState
@@ -53,6 +66,64 @@ _PIPE_WIDTH = None if sys.stdout.isatty() or os.environ.get("COLUMNS") else 240
 out = Console(highlight=False, soft_wrap=False, markup=False, width=_PIPE_WIDTH)
 err = Console(stderr=True, highlight=False, soft_wrap=True, markup=False)
 
+# -- terminal safety -------------------------------------------------------------------------------
+# Stored text comes from outside (hook payloads over HTTP, error messages, tokens): printed raw,
+# an ESC sequence in it would rewrite the operator's terminal (move the cursor, hide lines, set
+# the title, ...). Every human-readable value goes through safe() on its way out: C0 and C1
+# controls, DEL and the bidirectional overrides print as visible escapes. JSON output escapes
+# the same characters as \uXXXX, which is still the same JSON value.
+_BIDI = r"\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069"  # direction marks and overrides, line separators
+_CONTROLS = rf"\x00-\x08\x0b-\x1f\x7f-\x9f{_BIDI}"
+_UNSAFE_LINE = re.compile(rf"[\t\n{_CONTROLS}]")  # one line: a newline or tab is escaped too
+_UNSAFE_TEXT = re.compile(rf"[{_CONTROLS}]")  # a block (a traceback): lines and tabs stay
+
+
+def _escaped(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    return {9: "\\t", 10: "\\n", 13: "\\r"}.get(code) or (f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}")
+
+
+def safe(value: object, *, lines: bool = False) -> str:
+    """``value`` as text a terminal shows but never obeys (``lines``: keep newlines and tabs)."""
+    return (_UNSAFE_TEXT if lines else _UNSAFE_LINE).sub(_escaped, str(value))
+
+
+_UNSAFE_JSON = re.compile(rf"[\x7f-\x9f{_BIDI}]")
+
+
+def json_text(value: Any, *, indent: int | None = 2) -> str:
+    """JSON for ``--json`` and ``tail``: the same value, with every character a terminal could act
+    on written as an escape (json already escapes C0 controls; this adds DEL, C1 and bidi)."""
+    text = json.dumps(value, ensure_ascii=False, allow_nan=False, indent=indent, separators=None if indent else (",", ":"))
+    return _UNSAFE_JSON.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+
+
+class _SafeFormatter(logging.Formatter):
+    """Log lines (a worker's, a server's) carry run ids, names and error messages: escaped too."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return safe(super().format(record), lines=True)
+
+
+_LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+def _log_level(level: str) -> str:
+    if level.lower() not in _LOG_LEVELS:
+        _fail(CLIError(f"--log-level must be one of {', '.join(_LOG_LEVELS)}, not {level!r}", 2))
+    return level.lower()
+
+
+def _configure_logging(level: str) -> None:
+    """Send the ``durable`` loggers to stderr at ``level``, one line per record, times with their zone."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_SafeFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%Y-%m-%dT%H:%M:%S%z"))
+    logger = logging.getLogger("durable")
+    logger.handlers[:] = [handler]
+    logger.setLevel(_log_level(level).upper())
+    logger.propagate = False
+
+
 app = typer.Typer(
     name="durable",
     help="Durable workflows for asyncio: serve them, run workers, inspect and steer runs.",
@@ -63,8 +134,11 @@ app = typer.Typer(
 
 StoreOption = Annotated[
     str | None,
-    typer.Option("--store", "-s", help="Store URL (default: $DURABLE_STORE, else sqlite:///.durable/durable.db).", show_default=False),
+    typer.Option("--store", "-s", metavar="URL", help="Store URL (default: $DURABLE_STORE, else sqlite:///.durable/durable.db).", show_default=False),
 ]
+JSONOption = Annotated[bool, typer.Option("--json", help="Print JSON (the web API's shapes) instead of text.")]
+RunIdArgument = Annotated[str, typer.Argument(metavar="RUN_ID", help="The run's id.", show_default=False)]
+LogLevelOption = Annotated[str, typer.Option("--log-level", metavar="LEVEL", help="debug, info, warning or error.")]
 
 
 class CLIError(Exception):
@@ -77,7 +151,7 @@ class CLIError(Exception):
 
 
 def _fail(error: CLIError) -> NoReturn:
-    err.print(f"[bold red]error:[/] {escape(error.message)}", markup=True)
+    err.print(f"[bold red]error:[/] {escape(safe(error.message))}", markup=True)
     raise typer.Exit(error.code)
 
 
@@ -166,7 +240,34 @@ def _raise(exc: Exception) -> NoReturn:
 
 
 def _when(when: datetime | None) -> str:
-    return "" if when is None else when.astimezone().strftime("%m-%d %H:%M:%S")
+    """ISO 8601 in local time, with its zone: ``2025-05-01T14:03:07+02:00``."""
+    if when is None:
+        return ""
+    try:
+        return when.astimezone().isoformat(timespec="seconds")
+    except (OverflowError, ValueError):  # the far edge of the calendar: stay in UTC
+        return when.isoformat(timespec="seconds")
+
+
+def _from_now(when: datetime) -> str:
+    """``in 2h 05m`` or ``3s ago``, the distance a person reads before the date."""
+    delta = (when - datetime.now(UTC)).total_seconds()
+    size = round(abs(delta))
+    if size < 1:
+        return "now"
+    if size < 60:
+        text = f"{size}s"
+    elif size < 3600:
+        text = f"{size // 60}m {size % 60:02d}s"
+    elif size < 86400:
+        text = f"{size // 3600}h {size % 3600 // 60:02d}m"
+    else:
+        text = f"{size // 86400}d {size % 86400 // 3600}h"
+    return f"in {text}" if delta > 0 else f"{text} ago"
+
+
+def _deadline(when: datetime | None) -> str:
+    return "" if when is None else f"{_when(when)} ({_from_now(when)})"
 
 
 def _seconds(value: float | None) -> str:
@@ -179,7 +280,7 @@ _STATUS_STYLE = {"completed": "green", "failed": "red", "cancelled": "dim", "run
 
 
 def _status(status: str) -> Text:
-    return Text(status, style=_STATUS_STYLE.get(status, ""))
+    return Text(safe(status), style=_STATUS_STYLE.get(status, ""))
 
 
 def _table(*names: str) -> Table:
@@ -192,26 +293,49 @@ def _table(*names: str) -> Table:
 
 
 def _short(value: Any, width: int = 60) -> str:
-    text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    """A preview of a JSON value on one line (escaped: it came from outside)."""
+    text = json_text(value, indent=None)
     return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def _error(info: Any) -> str:
+    return f"{safe(info.type)}: {safe(info.message)}" if info else ""
+
+
+def _print_json(value: Any) -> None:
+    print(json_text(value), flush=True)
 
 
 # -- serving -------------------------------------------------------------------------------------
 
 
-def _load_app(spec: str | None, store_url: str | None, api_token: str | None, base_url: str) -> Any:
+def _is_asgi_app(obj: Any) -> bool:
+    """Whether ``obj`` looks like an ASGI application: an async callable (a function, or an
+    object whose ``__call__`` is one), rather than any callable at all."""
+    import inspect
+
+    return inspect.iscoroutinefunction(obj) or inspect.iscoroutinefunction(type(obj).__call__)
+
+
+def _load_app(
+    spec: str | None, store_url: str | None, api_token: str | None, base_url: str, allowed_hosts: list[str] | None
+) -> Any:
     """The ASGI app to serve for ``--app``: ``module`` (its workflows, a runtime on --store whose
     webhook URLs start with ``base_url``), ``module:obj`` where obj is an ASGI app, a Runtime or
     a Store, or nothing (the store alone)."""
     from ._worker.runtime import Runtime
+    from ._workflow.workflow import workflows as registered_workflows
     from .web import create_app
 
+    options: dict[str, Any] = {"api_token": api_token, "allowed_hosts": allowed_hosts}
     if not spec:
-        return create_app(store_from_url(store_url), api_token=api_token)
+        return create_app(store_from_url(store_url), **options)
     module_name, _, attr = spec.partition(":")
     module = _import(module_name)
     if not attr:
-        return create_app(Runtime(store_url, base_url=os.environ.get("DURABLE_BASE_URL") or base_url), api_token=api_token)
+        if not registered_workflows:  # the runtime executes every workflow defined: there is none
+            raise CLIError(f"module {module_name!r} defines no durable workflows (for an ASGI app, name it: --app {module_name}:app)", 2)
+        return create_app(Runtime(store_url, base_url=base_url), **options)
     try:
         obj = getattr(module, attr)
     except AttributeError:
@@ -219,28 +343,43 @@ def _load_app(spec: str | None, store_url: str | None, api_token: str | None, ba
     if store_url:
         err.print(f"note: --store is ignored: {spec} brings its own runtime or store")
     if isinstance(obj, Runtime | Store):
-        return create_app(obj, api_token=api_token)
-    if not callable(obj):
-        raise CLIError(f"{spec} is not an ASGI app, a durable.Runtime or a Store", 2)
+        return create_app(obj, **options)
+    if not _is_asgi_app(obj):
+        raise CLIError(f"{spec} is not an ASGI app, a durable.Runtime or a Store (it is {type(obj).__name__})", 2)
+    if api_token or allowed_hosts:
+        err.print(f"note: --api-token and --allowed-host apply to apps durable builds, not to {spec}: pass them to its create_app")
     return obj
 
 
 @app.command()
 def serve(
-    app_spec: Annotated[str | None, typer.Option("--app", "-a", help="module (its workflows) or module:obj (an ASGI app, Runtime or Store).")] = None,
+    app_spec: Annotated[str | None, typer.Option("--app", "-a", metavar="MODULE[:OBJ]", show_default=False, help="module (its workflows) or module:obj (an ASGI app, Runtime or Store).")] = None,
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    port: Annotated[int, typer.Option(help="Port to listen on (0-65535).")] = 8000,
     store: StoreOption = None,
-    api_token: Annotated[str | None, typer.Option("--api-token", envvar="DURABLE_API_TOKEN", help="Bearer token for the API.", show_default=False)] = None,
+    api_token: Annotated[str | None, typer.Option("--api-token", envvar="DURABLE_API_TOKEN", help="API token: Bearer header for clients, a login for the page.", show_default=False)] = None,
+    allowed_host: Annotated[list[str] | None, typer.Option("--allowed-host", metavar="NAME", help="A Host name the server answers to (repeatable; '*' for any). Default: loopback names when --host is loopback.", show_default=False)] = None,
+    base_url: Annotated[str | None, typer.Option("--base-url", envvar="DURABLE_BASE_URL", metavar="URL", help="Public URL of this server, for webhook URLs (default: http://HOST:PORT).", show_default=False)] = None,
+    log_level: LogLevelOption = "info",
 ) -> None:
     """Serve the web app (API, SSE streams, hooks, webhooks, the live runs page) with uvicorn."""
-    import uvicorn
+    try:
+        import uvicorn
 
+        import durable.web  # noqa: F401 - starlette and sse-starlette, checked before anything starts
+    except ImportError as exc:
+        _fail(CLIError(f"serving needs the 'web' extra ({exc.name} is not installed): pip install 'durable-workflows[web]'", 2))
+
+    _log_level(log_level)
+    if not 0 <= port <= 65535:
+        _fail(CLIError(f"--port must be between 0 and 65535, not {port}", 2))
     with _reported():
-        asgi = _load_app(app_spec, store, api_token, f"http://{host}:{port}")
-    where = f"http://{host}:{port}/" + (f"#token={api_token}" if api_token else "")
-    err.print(f"durable: runs page at {where}  (Ctrl-C stops)")
-    config = uvicorn.Config(asgi, host=host, port=port, lifespan="on", log_level="info", timeout_graceful_shutdown=5)
+        asgi = _load_app(app_spec, store, api_token, base_url or f"http://{host}:{port}", allowed_host or None)
+    # The token is never printed: terminals scroll into logs and screen shares.
+    login = "  (API token required: the page asks for it)" if api_token else ""
+    err.print(f"durable: runs page at http://{host}:{port}/{login}  (Ctrl-C stops)")
+    _configure_logging(log_level)
+    config = uvicorn.Config(asgi, host=host, port=port, lifespan="on", log_level=log_level.lower(), timeout_graceful_shutdown=5)
     server = uvicorn.Server(config)
     with _reported():
         server.run()
@@ -250,16 +389,23 @@ def serve(
 
 @app.command()
 def worker(
-    app_spec: Annotated[str, typer.Option("--app", "-a", help="Module(s) defining workflows and steps, comma-separated.")],
+    app_spec: Annotated[str, typer.Option("--app", "-a", metavar="MODULE[,MODULE]", help="Module(s) defining workflows and steps, comma-separated.")],
     store: StoreOption = None,
+    log_level: LogLevelOption = "info",
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log at debug level: every claim too.")] = False,
 ) -> None:
-    """Run the workflows the given modules define until SIGINT or SIGTERM."""
+    """Run the workflows the given modules define until SIGINT or SIGTERM.
+
+    Logs step retries and failures and run failures (info); with -v also every claim.
+    """
     from ._worker.runtime import Runtime
+
+    _configure_logging("debug" if verbose else log_level)
 
     async def main() -> None:
         async with Runtime(store) as runtime:
             names = ", ".join(runtime.workflow_names()) or "(none)"
-            err.print(f"durable worker {runtime.worker_id} on {safe_url(runtime.store.url)}; workflows: {names}")
+            err.print(safe(f"durable worker {runtime.worker_id} on {safe_url(runtime.store.url)}; workflows: {names}"))
             with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
                 async for signum in signals:
                     err.print(f"durable worker: {signal.Signals(signum).name}, stopping")
@@ -272,15 +418,108 @@ def worker(
         anyio.run(main)
 
 
+# -- starting ------------------------------------------------------------------------------------
+
+
+@app.command()
+def start(
+    workflow: Annotated[str, typer.Argument(metavar="WORKFLOW", help="The workflow's name (module:qualname, or its bare name if unambiguous).", show_default=False)],
+    args: Annotated[str, typer.Option("--args", metavar="JSON", help="Positional arguments, a JSON list.")] = "[]",
+    kwargs: Annotated[str, typer.Option("--kwargs", metavar="JSON", help="Keyword arguments, a JSON object.")] = "{}",
+    app_spec: Annotated[str | None, typer.Option("--app", "-a", metavar="MODULE[,MODULE]", help="Module(s) defining it (default: the signature a worker published in the store).", show_default=False)] = None,
+    run_id: Annotated[str | None, typer.Option("--run-id", metavar="RUN_ID", help="The new run's id (default: a random one).", show_default=False)] = None,
+    idempotency_key: Annotated[str | None, typer.Option("--idempotency-key", metavar="KEY", help="Start at most one run for this key.", show_default=False)] = None,
+    json_output: JSONOption = False,
+    store: StoreOption = None,
+) -> None:
+    """Start a run of WORKFLOW and print its id; a worker executing that workflow runs it.
+
+    The arguments are checked against the workflow's signature first (a call that does not
+    fit is exit code 2 and nothing is recorded).
+    """
+    from ._client.client import Client
+
+    with _reported():
+        positional = _parse_json(args, "--args")
+        keywords = _parse_json(kwargs, "--kwargs")
+        if not isinstance(positional, list):
+            raise CLIError(f"--args must be a JSON list, like '[1, \"a\"]', not {args!r}", 2)
+        if not isinstance(keywords, dict):
+            raise CLIError(f"--kwargs must be a JSON object, like '{{\"n\": 1}}', not {kwargs!r}", 2)
+        for name in (app_spec or "").split(","):
+            if name.strip():
+                _import(name.strip().partition(":")[0])
+
+    async def act(s: Store) -> Any:
+        client = Client(s)
+        try:
+            if app_spec:
+                wf = client.get_workflow(workflow)
+                if wf is None:
+                    raise WorkflowNotFound(workflow, client.workflow_names(), where=f"defined in {app_spec}")
+                return await client.start_run(wf, positional, keywords, run_id=run_id, idempotency_key=idempotency_key)
+            return await client.start_published(workflow, positional, keywords, run_id=run_id, idempotency_key=idempotency_key)
+        except WorkflowNotFound:
+            raise
+        except (TypeError, ValueError) as exc:  # the call does not fit (SerializationError is a TypeError)
+            raise CLIError(str(exc), 2) from None
+
+    run = _with_store(store, act)
+    if json_output:
+        _print_json({"run_id": run.run_id, "workflow": workflow})
+    else:
+        out.print(safe(run.run_id))
+
+
+@app.command()
+def workflows(json_output: JSONOption = False, store: StoreOption = None) -> None:
+    """List the workflows workers published in the store (what `durable start` can start without --app)."""
+    from ._client.client import Client
+
+    async def read(s: Store) -> Any:
+        return await Client(s).published_workflows()
+
+    published = _with_store(store, read)
+    if json_output:
+        _print_json({"workflows": [published_json(p) for p in published]})
+        return
+    if not published:
+        out.print("no published workflows (a worker publishes its workflows when it starts: durable worker --app MODULE)")
+        return
+    table = _table("workflow", "serializer", "published", "signature")
+    for p in published:
+        table.add_row(safe(p.name), safe(p.record.serializer), _when(datetime.fromtimestamp(p.record.published_at, UTC)),
+                      safe(_signature(p.parameters)))
+    out.print(table)
+
+
+def _signature(parameters: list[dict[str, Any]]) -> str:
+    """``(order_id, amount=100, *, note=<default>)`` from published parameters."""
+    parts: list[str] = []
+    star = False
+    for p in parameters:
+        kind, name = p.get("kind"), str(p.get("name"))
+        if kind == "keyword_only" and not star:
+            parts.append("*")
+            star = True
+        prefix = {"var_positional": "*", "var_keyword": "**"}.get(str(kind), "")
+        star = star or kind == "var_positional"
+        default = f"={json.dumps(p['default'])}" if "default" in p else ("=<default>" if "default_repr" in p else "")
+        parts.append(f"{prefix}{name}{default}")
+    return "(" + ", ".join(parts) + ")"
+
+
 # -- reading -------------------------------------------------------------------------------------
 
 
 @app.command()
 def runs(
-    status: Annotated[str | None, typer.Option(help="Only runs with this status.")] = None,
-    workflow: Annotated[str | None, typer.Option(help="Only runs of this workflow.")] = None,
-    limit: Annotated[int, typer.Option(help="How many runs, newest first (1-10000).")] = 50,
-    queue: Annotated[str | None, typer.Option(help="Only runs of this queue, with what each waits for.")] = None,
+    status: Annotated[str | None, typer.Option(metavar="STATUS", help="Only runs with this status.", show_default=False)] = None,
+    workflow: Annotated[str | None, typer.Option(metavar="WORKFLOW", help="Only runs of this workflow.", show_default=False)] = None,
+    limit: Annotated[int, typer.Option(metavar="N", help="How many runs, newest first (1-10000).")] = 50,
+    queue: Annotated[str | None, typer.Option(metavar="QUEUE", help="Only runs of this queue, with what each waits for.",
+                                              show_default=False)] = None,
+    json_output: JSONOption = False,
     store: StoreOption = None,
 ) -> None:
     """List runs, newest first."""
@@ -294,84 +533,117 @@ def runs(
         return await s.list_runs(status=status, workflow=workflow, limit=limit, queue=queue), states
 
     records, states = _with_store(store, read)
+    infos = [RunInfo.from_record(r) for r in records]
+    if json_output:
+        summaries = [run_summary(info) for info in infos]
+        waiting_reasons(summaries, states)
+        _print_json({"runs": summaries, "queues": [queue_json(q) for q in states]} if queue else {"runs": summaries})
+        return
     if queue is not None:
         _print_queues(states, queue)
-    if not records:
+    if not infos:
         out.print("no runs")
         return
     if queue is not None:
-        summaries = [run_summary(RunInfo.from_record(r)) for r in records]
+        summaries = [run_summary(info) for info in infos]
         waiting_reasons(summaries, states)
         table = _table("run", "workflow", "status", "priority", "key", "admitted", "waits for")
         for r in summaries:
             q = r["queue"]
             table.add_row(
-                r["run_id"], r["workflow"], _status(r["status"]), str(q["priority"] or ""), q["key"] or "",
-                "no" if q["waiting"] else "yes", q.get("why", ""),
+                safe(r["run_id"]), safe(r["workflow"]), _status(r["status"]), str(q["priority"] or ""), safe(q["key"] or ""),
+                "no" if q["waiting"] else "yes", safe(q.get("why", "")),
             )
         out.print(table)
         return
     table = _table("run", "workflow", "status", "created", "duration", "error")
-    for info in map(RunInfo.from_record, records):
+    for info in infos:
         table.add_row(
-            info.run_id, info.workflow_name, _status(info.status), _when(info.created_at), _seconds(info.duration),
-            f"{info.error.type}: {info.error.message}" if info.error else "",
+            safe(info.run_id), safe(info.workflow_name), _status(info.status), _when(info.created_at),
+            _seconds(info.duration), _error(info.error),
         )
     out.print(table)
 
 
 @app.command("inspect")
-def inspect_run(run_id: Annotated[str, typer.Argument(help="The run's id.")], store: StoreOption = None) -> None:
-    """Show a run: status, timings, steps with attempts, hooks, streams, result or error."""
+def inspect_run(run_id: RunIdArgument, json_output: JSONOption = False, store: StoreOption = None) -> None:
+    """Show a run: status, timings, what it waits for, steps with attempts, hooks, streams, result or error."""
 
     async def read(s: Store) -> Any:
         record = await s.get_run(run_id)
         if record is None:
             raise RunNotFound(run_id)
-        return (
-            record, await s.list_steps(run_id), await s.list_hooks(run_id, active_only=False), await s.list_streams(run_id),
-            await _descendants(s, run_id),
-        )
+        steps, hooks = await s.list_steps(run_id), await s.list_hooks(run_id, active_only=False)
+        events = await s.load_events(run_id) if record.status not in TERMINAL else []
+        return record, steps, hooks, await s.list_streams(run_id), events, await _descendants(s, run_id)
 
-    record, steps, hooks, streams, children = _with_store(store, read)
+    record, step_records, hook_records, streams, events, children = _with_store(store, read)
     info = RunInfo.from_record(record)
-    out.print(Text.assemble((f"run {info.run_id}", "bold"), f"  {info.workflow_name}  ", _status(info.status)))
+    steps = [StepInfo.from_record(s) for s in step_records]
+    hooks = [HookInfo.from_record(h) for h in hook_records]
+    waiting = waiting_for(info, steps, hooks, events)
+    if json_output:
+        detail = run_detail(info, record.output, steps, hooks, streams, children.get(run_id, []))
+        detail["waiting_for"] = [waiting_json(w) for w in waiting]
+        _print_json(detail)
+        return
+    out.print(Text.assemble((safe(f"run {info.run_id}"), "bold"), f"  {safe(info.workflow_name)}  ", _status(info.status)))
     out.print(f"created {_when(info.created_at)}  started {_when(info.started_at) or '-'}  "
               f"ended {_when(info.completed_at) or '-'}  duration {_seconds(info.duration) or '-'}")
     if info.parent_run_id:
-        out.print(f"child of run {info.parent_run_id}")
+        out.print(safe(f"child of run {info.parent_run_id}"))
     if info.cancel_reason:
-        out.print(f"cancelled: {info.cancel_reason}")
+        out.print(safe(f"cancelled: {info.cancel_reason}"))
     if children:
         out.print(_child_tree(info, children))
+    if waiting:
+        out.print("waiting for:")
+        for w in waiting:
+            out.print("  " + _waiting_line(w))
     if steps:
         table = _table("step", "name", "status", "attempts", "started", "duration", "error")
-        for s in map(StepInfo.from_record, steps):
+        for s in steps:
             table.add_row(
-                s.step_id, s.name, _status(s.status), f"{s.attempts}/{s.max_attempts}", _when(s.started_at),
-                _seconds(s.duration), f"{s.error.type}: {s.error.message}" if s.error else "",
+                safe(s.step_id), safe(s.name), _status(s.status), f"{s.attempts}/{s.max_attempts}", _when(s.started_at),
+                _seconds(s.duration), _error(s.error),
             )
         out.print(table)
-    for h in map(HookInfo.from_record, hooks):
-        out.print(f"hook {h.hook_id} token {h.token} {h.status}")
+    for h in hooks:
+        out.print(safe(f"{'webhook' if h.is_webhook else 'hook'} {h.hook_id} token {h.token!r} {h.status}"))
     for namespace, count, closed in streams:
-        out.print(f"stream {namespace!r}: {count} chunk(s), {'closed' if closed else 'open'}")
+        out.print(safe(f"stream {namespace!r}: {count} chunk(s), {'closed' if closed else 'open'}"))
     if info.status == "completed" and record.output is not None:
         out.print("result: " + _short(plain_value(record.output), 2000))
     if info.error:
-        out.print(Text(f"error: {info.error.type}: {info.error.message}", style="red"))
+        out.print(Text("error: " + _error(info.error), style="red"))
         if info.error.traceback:
-            out.print(info.error.traceback.rstrip())
+            out.print(safe(info.error.traceback.rstrip(), lines=True))
+
+
+def _waiting_line(w: Waiting) -> str:
+    if w.kind == "timer":
+        return f"timer {safe(w.id)} until {_deadline(w.until) or '(unknown)'}"
+    if w.kind in ("hook", "webhook"):
+        return f"{w.kind} {safe(w.id)} token {safe(repr(w.token))}"
+    step = w.step
+    assert step is not None
+    what = f"step {safe(step.step_id)} {safe(step.name)}"
+    if w.kind == "retry":
+        failed = f" after attempt {step.attempts}/{step.max_attempts} failed ({_error(step.error)})" if step.error else ""
+        return f"{what} being retried at {_deadline(w.until)}{failed}"
+    if step.status == "running":
+        return f"{what} running (attempt {step.attempts}/{step.max_attempts})"
+    return f"{what} waiting for a worker"
 
 
 def _print_queues(states: list[QueueState], name: str | None = None) -> None:
     if name is not None and not states:
-        out.print(f"queue {name!r} is not in this store (no runtime or start has defined it)")
+        out.print(safe(f"queue {name!r} is not in this store (no runtime or start has defined it)"))
         return
     for q in states:
         limit = "no limit" if q.concurrency is None else f"{q.active}/{q.concurrency} active"
         rate = "" if q.rate_count is None else f", rate {q.admitted_in_window}/{q.rate_count} per {q.rate_period:g}s"
-        out.print(f"queue {q.name}: {limit}{rate}, {q.waiting} waiting" + (f" -- {q.blocked_by}" if q.blocked_by else ""))
+        out.print(safe(f"queue {q.name}: {limit}{rate}, {q.waiting} waiting" + (f" -- {q.blocked_by}" if q.blocked_by else "")))
 
 
 @app.command()
@@ -416,8 +688,8 @@ def schedules_list(
     table = _table("schedule", "workflow", "when", "overlap", "next tick", "state", "skipped", "last run")
     for i in infos:
         when = f"cron {i.cron} ({i.timezone})" if i.cron else f"every {i.every:g}s"
-        table.add_row(i.name, i.workflow_name, when, i.overlap, _when(i.next_at), "paused" if i.paused else "active",
-                      str(i.skipped), i.last_run_id or "")
+        table.add_row(safe(i.name), safe(i.workflow_name), safe(when), i.overlap, _when(i.next_at),
+                      "paused" if i.paused else "active", str(i.skipped), safe(i.last_run_id or ""))
     out.print(table)
 
 
@@ -477,13 +749,13 @@ async def _descendants(s: Store, run_id: str) -> dict[str, list[RunInfo]]:
 
 
 def _child_tree(root: RunInfo, children: dict[str, list[RunInfo]]) -> Tree:
-    tree = Tree(Text.assemble(("children of ", ""), (root.run_id, "bold")))
+    tree = Tree(Text.assemble(("children of ", ""), (safe(root.run_id), "bold")))
 
     def add(node: Tree, run_id: str) -> None:
         for child in children.get(run_id, []):
-            label = Text.assemble(child.run_id, f"  {child.workflow_name}  ", _status(child.status))
+            label = Text.assemble(safe(child.run_id), f"  {safe(child.workflow_name)}  ", _status(child.status))
             if child.cancel_reason:
-                label.append(f"  ({child.cancel_reason})")
+                label.append(safe(f"  ({child.cancel_reason})"))
             add(node.add(label), child.run_id)
 
     add(tree, root.run_id)
@@ -491,7 +763,7 @@ def _child_tree(root: RunInfo, children: dict[str, list[RunInfo]]) -> Tree:
 
 
 @app.command()
-def events(run_id: Annotated[str, typer.Argument(help="The run's id.")], store: StoreOption = None) -> None:
+def events(run_id: RunIdArgument, json_output: JSONOption = False, store: StoreOption = None) -> None:
     """Print a run's event log, oldest first."""
 
     async def read(s: Store) -> Any:
@@ -499,11 +771,15 @@ def events(run_id: Annotated[str, typer.Argument(help="The run's id.")], store: 
             raise RunNotFound(run_id)
         return await s.load_events(run_id)
 
+    logged = _with_store(store, read)
+    if json_output:
+        _print_json({"events": [event_json(e) for e in logged]})
+        return
     table = _table("seq", "time", "kind", "id", "name", "attempt", "data")
-    for e in _with_store(store, read):
+    for e in logged:
         shown = event_json(e)
         table.add_row(
-            str(e.seq), _when(e.timestamp), e.kind, e.correlation_id or "", e.name or "",
+            str(e.seq), _when(e.timestamp), safe(e.kind), safe(e.correlation_id or ""), safe(e.name or ""),
             "" if e.attempt is None else str(e.attempt), "" if shown["data"] is None else _short(shown["data"]),
         )
     out.print(table)
@@ -511,9 +787,9 @@ def events(run_id: Annotated[str, typer.Argument(help="The run's id.")], store: 
 
 @app.command()
 def tail(
-    run_id: Annotated[str, typer.Argument(help="The run's id.")],
-    namespace: Annotated[str, typer.Option(help="Stream namespace.")] = DEFAULT_NAMESPACE,
-    start_index: Annotated[int, typer.Option(help="First chunk (negative: from the end).")] = 0,
+    run_id: RunIdArgument,
+    namespace: Annotated[str, typer.Option(metavar="NAME", help="Stream namespace.")] = DEFAULT_NAMESPACE,
+    start_index: Annotated[int, typer.Option(metavar="N", help="First chunk (negative: from the end).")] = 0,
     store: StoreOption = None,
 ) -> None:
     """Follow a run's stream: one JSON line per chunk until the stream closes."""
@@ -522,7 +798,7 @@ def tail(
         if await s.get_run(run_id) is None:
             raise RunNotFound(run_id)
         async for chunk in read_stream(s, run_id, namespace, start_index=start_index):
-            print(dumps(_codec.to_plain_json(chunk)), flush=True)
+            print(json_text(_codec.to_plain_json(chunk), indent=None), flush=True)
 
     _with_store(store, follow)
 
@@ -531,7 +807,7 @@ def tail(
 
 
 @app.command()
-def cancel(run_id: Annotated[str, typer.Argument(help="The run's id.")], store: StoreOption = None) -> None:
+def cancel(run_id: RunIdArgument, store: StoreOption = None) -> None:
     """Cancel a run: its steps are cancelled (by their worker), streams closed, hooks disposed."""
     import time
 
@@ -544,17 +820,17 @@ def cancel(run_id: Annotated[str, typer.Argument(help="The run's id.")], store: 
         after = await s.cancel_run(run_id, time.time())
         return f"run {run_id} {after.status if after is not None else 'cancelled'}"
 
-    out.print(_with_store(store, act))
+    out.print(safe(_with_store(store, act)))
 
 
 @app.command()
 def resume(
-    token: Annotated[str, typer.Argument(help="The hook's token.")],
-    payload: Annotated[str, typer.Argument(help="The payload, as JSON.")],
-    app_spec: Annotated[str | None, typer.Option("--app", "-a", help="Module(s) defining typed hooks, to validate the payload.")] = None,
+    token: Annotated[str, typer.Argument(metavar="TOKEN", help="The hook's token.", show_default=False)],
+    payload: Annotated[str, typer.Argument(metavar="PAYLOAD", help="The payload, as JSON.", show_default=False)],
+    app_spec: Annotated[str | None, typer.Option("--app", "-a", metavar="MODULE[,MODULE]", help="Module(s) defining typed hooks, to validate the payload.", show_default=False)] = None,
     store: StoreOption = None,
 ) -> None:
-    """Resume the live hook holding TOKEN with a JSON payload."""
+    """Resume the live hook holding TOKEN with PAYLOAD (JSON)."""
     from ._worker.runtime import Runtime
 
     with _reported():
@@ -569,7 +845,7 @@ def resume(
         result = await Runtime(s).resume_hook(token, value)  # never opened: it only appends to the store
         return f"resumed hook {result.hook_id} of run {result.run_id}"
 
-    out.print(_with_store(store, act))
+    out.print(safe(_with_store(store, act)))
 
 
 @app.command()
@@ -583,7 +859,7 @@ def migrate(store: StoreOption = None) -> None:
     before = _schema_version(url)
     _with_store(url, act, create=True)
     after = _schema_version(url)
-    where = safe_url(url)
+    where = safe(safe_url(url))
     if before is None and after is None:
         out.print(f"{where}: schema is up to date (created or upgraded as needed)")
     elif before is None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -21,7 +22,7 @@ from typing import Any
 import anyio
 
 import durable
-from durable.stores import default_url, store_from_url
+from durable.stores import DEFAULT_URL, default_url, store_from_url
 
 EFFECTS_ENV = "DURABLE_DEMO_EFFECTS"
 
@@ -148,12 +149,22 @@ async def _main(url: str) -> int:
     _say("so a payment provider would deduplicate it; the durable timer and the stream carried on.")
     _say()
     _say("Look around:")
-    _say(f"  .venv/bin/durable inspect {run_id}      # steps, attempts, timings")
-    _say(f"  .venv/bin/durable events {run_id}       # the event log")
-    _say(f"  .venv/bin/durable tail {run_id} --namespace progress")
-    _say("  .venv/bin/durable serve --app durable._demo:app   # live runs page at http://127.0.0.1:8000/")
+    for line in hints(run_id, url):
+        _say("  " + line)
     effects.unlink(missing_ok=True)
     return 0
+
+
+def hints(run_id: str, url: str) -> list[str]:
+    """The commands to look at the demo's run, as a pip user types them (``durable`` on the PATH),
+    on the store the demo used (``--store`` unless it is the default one)."""
+    store = "" if url == DEFAULT_URL else f" --store {shlex.quote(url)}"
+    return [
+        f"durable inspect {run_id}{store}      # steps, attempts, timings",
+        f"durable events {run_id}{store}       # the event log",
+        f"durable tail {run_id} --namespace progress{store}",
+        f"durable serve --app durable._demo{store}   # the live runs page at http://127.0.0.1:8000/",
+    ]
 
 
 async def _worker(url: str, run_id: str) -> None:

@@ -7,6 +7,7 @@ the check to run in CI before deploying a change to a workflow that has runs in 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -42,7 +43,8 @@ def replay_events(
             raise ValueError("the log has no run_created event: pass input= explicitly")
         input = created.data
     run_id = events[0].run_id if events else "run_replay"
-    instance = WorkflowInstance(workflow, run_id=run_id, input=input, seed=seed or "replay")
+    # A check, not an execution: the code re-lives the whole log (durable.logger stays quiet).
+    instance = WorkflowInstance(workflow, run_id=run_id, input=input, seed=seed or "replay", replay_until=math.inf)
     try:
         outcome = instance.advance(list(events))
     finally:

@@ -37,6 +37,7 @@ from durable.stores._base import (
     HookRecord,
     Invocation,
     NewRun,
+    PublishedWorkflow,
     RunRecord,
     StepClaim,
     StepRecord,
@@ -76,6 +77,7 @@ class ModelRun:
     completed_at: float | None = None
     output: bytes | None = None
     error: bytes | None = None
+    trace_link: str | None = None
     events: list[ModelEvent] = field(default_factory=list)
     parent_run_id: str | None = None  # a child run: who started it, at which position, and its close policy
     parent_corr: str | None = None
@@ -91,7 +93,7 @@ class ModelRun:
         return RunRecord(
             self.run_id, self.workflow_name, self.status, self.input, self.seed, self.created_at, 0.0,
             self.started_at, self.completed_at, self.output, self.error, self.idempotency_key, self.last_seq,
-            self.parent_run_id, self.cancel_reason, self.deadline,
+            self.trace_link, parent_run_id=self.parent_run_id, cancel_reason=self.cancel_reason, deadline=self.deadline,
         )
 
 
@@ -171,6 +173,7 @@ class StoreModel:
         self.waits: dict[tuple[str, str], tuple[float, str]] = {}  # -> (resume_at, status)
         self.streams: dict[tuple[str, str], ModelStream] = {}
         self.workers: dict[str, float] = {}  # worker -> alive_until
+        self.published: dict[str, PublishedWorkflow] = {}  # name -> the latest definition published
         self.values: dict[tuple[str, str], tuple[bytes, int, float]] = {}  # (run, key) -> (value, seq, updated_at)
         self.blocks = 0
 
@@ -241,6 +244,15 @@ class StoreModel:
             if worker in self.workers:
                 self.workers[worker] = 0.0
 
+    # -- published workflows -------------------------------------------------------------------------
+
+    def publish_workflows(self, published: Sequence[PublishedWorkflow]) -> None:
+        for p in published:
+            self.published[p.name] = p
+
+    def list_workflows(self) -> list[PublishedWorkflow]:
+        return [self.published[name] for name in sorted(self.published)]
+
     # -- runs --------------------------------------------------------------------------------------
 
     def create_run(self, new: NewRun) -> tuple[RunRecord, bool]:
@@ -253,7 +265,7 @@ class StoreModel:
                 raise DurableError("exists with other arguments")
             return existing.record(), False
         run = ModelRun(new.run_id, new.workflow_name, "pending", new.input, new.seed, new.now, new.idempotency_key,
-                       new.owner, new.now, deadline=new.deadline)
+                       new.owner, new.now, trace_link=new.trace_link, deadline=new.deadline)
         self._append(run, EventKind.RUN_CREATED, None, new.now, name=new.workflow_name, data=new.input)
         self.runs[new.run_id] = run
         return run.record(), True

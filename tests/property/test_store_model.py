@@ -48,7 +48,7 @@ from durable._core.errorinfo import encode_error
 from durable._core.errors import DurableError, HookNotFound, RunNotFound, StreamClosedError
 from durable._core.events import REPLAY_KINDS, Event, EventKind
 from durable.stores import store_from_url
-from durable.stores._base import Invocation, NewRun, Store
+from durable.stores._base import Invocation, NewRun, PublishedWorkflow, Store
 
 from .conftest import examples
 from .store_model import TERMINAL, ModelEvent, StoreModel
@@ -424,7 +424,16 @@ class StoreMachine(RuleBasedStateMachine):
         self.call("close_stream", run_id, namespace, error, self.tick())
         self.model.close_stream(run_id, namespace, error)
 
-    # The rules that move runs forward, registered twice more: uniform choice among sixteen rules
+    @rule(worker=st.sampled_from(WORKERS), names=st.lists(st.sampled_from(WORKFLOWS), unique=True, max_size=2),
+          serializer=st.sampled_from(["json", "pickle"]), version=st.none() | st.just("v2"))
+    def publish_workflows(self, worker: str, names: list[str], serializer: str, version: str | None) -> None:
+        now = self.tick()
+        published = [PublishedWorkflow(name, f'[{{"kind": "positional_or_keyword", "name": "{worker}"}}]', serializer,
+                                       version, worker, now) for name in names]
+        self.call("publish_workflows", published)
+        self.model.publish_workflows(published)
+
+    # The rules that move runs forward, registered twice more: uniform choice among seventeen rules
     # would otherwise rarely get a run through a few commits, claims and step outcomes.
     commit_more = commit
     commit_even_more = commit
@@ -464,6 +473,7 @@ class StoreMachine(RuleBasedStateMachine):
         ids = [*self.run_ids(), "run_missing"]
         assert sorted(self.call("terminal_runs", ids)) == self.model.terminal_runs(ids)
         assert self.call("active_workflows") == self.model.active_workflows()
+        assert self.call("list_workflows") == self.model.list_workflows()
         for names, steps in ((WORKFLOWS, STEP_NAMES), (WORKFLOWS[1:], ())):
             assert self.call("next_wake", list(names), list(steps), self.now) == self.model.next_wake(names, steps, self.now)
 

@@ -6,8 +6,14 @@ so there a missing browser fails the test instead.
 
 from __future__ import annotations
 
+import functools
+import http.server
+import json
 import os
+import secrets
 import textwrap
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,6 +28,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.browser]
 CHROMIUM_ARGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
     "--disable-sync", "--no-first-run",
+    "--host-resolver-rules=MAP rebound.test 127.0.0.1",  # a name an attacker re-pointed at this machine (DNS rebinding)
 ]
 FLOWS = textwrap.dedent(
     """
@@ -44,6 +51,11 @@ FLOWS = textwrap.dedent(
         count = await page_produce(n, delay)
         await durable.create_hook(token="<b>page-approve</b>")
         return {"count": count}
+
+
+    @durable.workflow
+    async def page_waiter(token: str) -> object:
+        return await durable.create_hook(token=token)
     """
 )
 
@@ -70,6 +82,27 @@ def page(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[tuple[Any, 
             yield browser.new_page(), base
         finally:
             browser.close()
+
+
+@pytest.fixture
+def other_origin(tmp_path: Path) -> Iterator[tuple[Path, str]]:
+    """A static web server on another port: another origin (but the same site, as far as cookies go)."""
+    site = tmp_path / "other-site"
+    site.mkdir()
+    handler = functools.partial(_QuietHandler, directory=str(site))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield site, f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
 
 
 def test_the_runs_page_starts_a_run_and_shows_it_live(page: tuple[Any, str]) -> None:
@@ -118,13 +151,17 @@ def test_the_runs_page_starts_a_run_and_shows_it_live(page: tuple[Any, str]) -> 
     assert problems == []
 
 
-@pytest.mark.parametrize("page", ["page-secret"], ids=["token"], indirect=True)
-def test_a_token_link_opens_a_protected_server(page: tuple[Any, str]) -> None:
-    """With DURABLE_API_TOKEN set, /#token=... lets the page use the API and its live feeds."""
+TOKEN = "page-" + secrets.token_urlsafe(18)
+
+
+@pytest.mark.parametrize("page", [TOKEN], ids=["token"], indirect=True)
+def test_a_protected_server_logs_the_page_in_and_no_log_line_holds_the_token(page: tuple[Any, str], tmp_path: Path) -> None:
+    """With DURABLE_API_TOKEN set, the page logs in from a /#token= link or its form, its live feeds ride the
+    session cookie, and neither uvicorn's access log nor any server line ever contains the token."""
     tab, base = page
     tab.set_default_timeout(20_000)
     assert httpx.get(base + "/runs").status_code == 401
-    tab.goto(base + "/#token=page-secret")
+    tab.goto(base + "/#token=" + TOKEN)
     tab.wait_for_selector("#start-form:not([hidden])")  # GET /workflows was authorised
     assert "token" not in tab.url  # the token left the address bar
     tab.select_option("#start-workflow", "flows:page_demo")
@@ -133,3 +170,87 @@ def test_a_token_link_opens_a_protected_server(page: tuple[Any, str]) -> None:
     tab.locator('.stream[data-namespace="default"] li').nth(1).wait_for()  # the stream feed was authorised too
     tab.click("text=← all runs")
     tab.locator("#runs tr.run").first.wait_for()  # and the live runs feed
+    cookies = tab.context.cookies()
+    assert [(c["httpOnly"], c["sameSite"], c["path"]) for c in cookies] == [(True, "Strict", "/")]
+    assert TOKEN not in json.dumps(cookies)
+    assert tab.evaluate("document.cookie") == ""  # HttpOnly: the page's script cannot read it either
+
+    fresh = tab.context.browser.new_page()  # a new context: no cookie
+    fresh.set_default_timeout(20_000)
+    fresh.goto(base + "/")
+    fresh.wait_for_selector("#login-form:not([hidden])")
+    fresh.fill("#login-token", "wrong")
+    fresh.click("#login-button")
+    fresh.wait_for_selector("#login-message:has-text('wrong token')")
+    fresh.fill("#login-token", TOKEN)
+    fresh.click("#login-button")
+    fresh.wait_for_selector("#start-form:not([hidden])")
+    fresh.wait_for_selector("#login-form[hidden]", state="attached")
+    fresh.locator("#runs tr.run").first.wait_for()
+
+    lines = (tmp_path / "server.log").read_text().splitlines()
+    assert any('"POST /login HTTP/1.1" 200' in line for line in lines)  # the access log is on
+    assert any("GET /live/runs" in line for line in lines)
+    assert not [line for line in lines if TOKEN in line]
+
+
+ATTACK = """<!doctype html><html><body>
+<iframe name="sink"></iframe>
+<form id="forged" method="POST" enctype="text/plain" target="sink" action="TARGET/runs">
+  <input name='{"workflow": "flows:page_waiter", "args": ["forged-by-form"], "pad": "' value='"}'>
+</form>
+<script>
+const target = "TARGET";
+const quietly = (promise) => promise.then((r) => "answered", (e) => "blocked");
+async function attack() {
+  const results = [];
+  // No preflight for these: text/plain and empty bodies are "simple" requests.
+  results.push(await quietly(fetch(target + "/runs", {method: "POST", mode: "no-cors", headers: {"Content-Type": "text/plain"},
+    body: JSON.stringify({workflow: "flows:page_waiter", args: ["forged-by-fetch"]})})));
+  results.push(await quietly(fetch(target + "/runs/RUN_ID/cancel", {method: "POST", mode: "no-cors"})));
+  results.push(await quietly(fetch(target + "/hooks/victim-hook", {method: "POST", mode: "no-cors",
+    headers: {"Content-Type": "text/plain"}, body: JSON.stringify({approved: true})})));
+  // application/json needs a CORS preflight, which the server never grants.
+  results.push(await quietly(fetch(target + "/hooks/victim-hook", {method: "POST", headers: {"Content-Type": "application/json"},
+    body: JSON.stringify({approved: true})})));
+  await new Promise((resolve) => {
+    document.querySelector("iframe").addEventListener("load", resolve, {once: true});
+    document.getElementById("forged").submit();
+  });
+  document.title = "done " + results.join(",");
+}
+attack();
+</script></body></html>"""
+
+
+def test_pages_of_other_origins_cannot_change_anything(page: tuple[Any, str], other_origin: tuple[Path, str]) -> None:
+    """With no API token, a page on another origin (another port: the same site) forges fetches and a form post, and a
+    rebound DNS name serves nothing: no run is started, cancelled or resumed; the server's own page still acts."""
+    tab, base = page
+    tab.set_default_timeout(20_000)
+    site, origin = other_origin
+    started = httpx.post(base + "/runs", json={"workflow": "flows:page_waiter", "args": ["victim-hook"]})
+    assert started.status_code == 201
+    run_id = started.json()["run_id"]
+    with httpx.Client(base_url=base) as client:
+        deadline = time.monotonic() + 20
+        while not client.get(f"/runs/{run_id}").json()["hooks"]:
+            assert time.monotonic() < deadline, "the run never reached its hook"
+            time.sleep(0.02)
+        (site / "attack.html").write_text(ATTACK.replace("TARGET", base).replace("RUN_ID", run_id))
+        tab.goto(origin + "/attack.html")
+        tab.wait_for_function("document.title.startsWith('done')")
+        assert tab.title() == "done answered,answered,answered,blocked"  # opaque answers: the requests did go out
+
+        runs = client.get("/runs").json()["runs"]
+        assert [r["run_id"] for r in runs] == [run_id]  # nothing forged started
+        detail = client.get(f"/runs/{run_id}").json()
+        assert (detail["status"], [h["status"] for h in detail["hooks"]]) == ("running", ["active"])  # nor cancelled, nor resumed
+
+        rebound = tab.goto(base.replace("127.0.0.1", "rebound.test") + "/")
+        assert rebound is not None and rebound.status == 400  # the Host names another site: refused, page included
+        assert tab.evaluate("fetch('/runs').then((r) => r.status)") == 400
+
+        tab.goto(base + f"/#run/{run_id}")  # the server's own page, same origin: its writes go through
+        tab.click("#cancel-button")
+        tab.wait_for_selector('#run-status[data-status="cancelled"]')

@@ -31,3 +31,13 @@ def test_progress_example_streams_live_then_reads_again() -> None:
     assert lines[:5] == [f"live: {{'done': {i + 1}, 'of': 5, 'total': {sum(k * k for k in range(i + 1))}}}" for i in range(5)]
     assert lines[5] == "last two again: [{'done': 4, 'of': 5, 'total': 14}, {'done': 5, 'of': 5, 'total': 30}]"
     assert lines[6] == "logs: " + str([f"working on item {i}" for i in range(5)])
+
+
+@pytest.mark.slow
+def test_worker_and_client_example_starts_a_published_workflow_by_name() -> None:
+    """A client without the workflow code lists what the worker published, starts it with JSON, and sees a bad call refused."""
+    assert run_example("worker_and_client.py") == [
+        "published: ['orders:order']",
+        "result: {'item': 'pear', 'note': 'ripe', 'total': 90}",
+        "refused: workflow 'orders:order': missing a required argument: 'item'",
+    ]

@@ -6,6 +6,7 @@ import asyncio
 import dataclasses
 import socket
 from typing import Literal
+from urllib.parse import quote
 
 import anyio
 import pydantic
@@ -208,6 +209,32 @@ async def webhooks() -> dict[str, object]:
         "second": second.form(),
         "third": third.text(),
     }
+
+
+@durable.workflow
+async def webhook_url(token: str) -> str:
+    return durable.create_webhook(token=token).url
+
+
+async def test_webhook_urls_are_absolute_with_a_base_url(store_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """base_url (or DURABLE_BASE_URL) makes webhook.url absolute; without one it is the path; a relative base is refused."""
+    monkeypatch.delenv("DURABLE_BASE_URL", raising=False)
+    path = "/.well-known/workflow/v1/webhook/"
+    cases = [("https://hooks.example/app/", None, "https://hooks.example/app" + path), (None, None, path),
+             (None, "http://10.0.0.5:8000", "http://10.0.0.5:8000" + path)]
+    for base_url, env, prefix in cases:
+        if env:
+            monkeypatch.setenv("DURABLE_BASE_URL", env)
+        async with durable.Runtime(store_url, base_url=base_url, poll_interval=0.2) as rt:
+            token = f"wh url/{prefix}"
+            run = await rt.start(webhook_url, token)
+            assert await run.result(timeout=20) == prefix + quote(token, safe="")
+    for bad in ["hooks.example", "/app", "ftp://hooks.example", "https://hooks.example/?x=1"]:
+        with pytest.raises(ValueError, match="base_url must be an absolute http"):
+            durable.Runtime("memory://", base_url=bad)
+    monkeypatch.setenv("DURABLE_BASE_URL", "hooks.example")
+    with pytest.raises(ValueError, match="DURABLE_BASE_URL must be an absolute http"):
+        durable.Runtime("memory://")
 
 
 async def test_webhooks_deliver_requests_and_answer_default_static_and_manual(runtime: durable.Runtime) -> None:

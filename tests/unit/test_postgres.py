@@ -36,6 +36,7 @@ from durable._core import codec as _codec
 from durable.stores import _postgres, store_from_url
 from durable.stores._base import NewRun
 from durable.stores._postgres import PostgresStore
+from durable.stores._sql import SCHEMA_VERSION
 from tests import pg
 from tests.helpers import ROOT, encode_args, wait_until
 
@@ -197,8 +198,7 @@ async def test_concurrent_first_starts_create_the_schema_once(pg_url: str) -> No
         async with anyio.create_task_group() as tg:
             for store in stores:
                 tg.start_soon(store.open)
-        v = _postgres.SCHEMA_VERSION
-        assert [await s.migrate() for s in stores[:2]] == [(v, v), (v, v)]  # idempotent
+        assert [await s.migrate() for s in stores[:2]] == [(SCHEMA_VERSION, SCHEMA_VERSION)] * 2  # idempotent
         record, created = await stores[3].create_run(NewRun("r1", "wf", b"x", "seed", None, time.time()))
         assert created
         assert (await stores[5].get_run("r1")) == record
@@ -207,8 +207,31 @@ async def test_concurrent_first_starts_create_the_schema_once(pg_url: str) -> No
             await store.aclose()
     with pg.connect(pg_url) as conn:
         assert conn.execute("SELECT key, value FROM durable_meta ORDER BY key").fetchall() == [
-            ("format", "durable-postgresql"), ("schema_version", str(_postgres.SCHEMA_VERSION)),
+            ("format", "durable-postgresql"), ("schema_version", str(SCHEMA_VERSION)),
         ]
+
+
+@pytest.mark.anyio
+async def test_a_store_from_before_published_workflows_gains_their_table(pg_url: str) -> None:
+    """A store written before workflows were published (the schema before) is upgraded on open; publishing then works."""
+    from durable.stores._base import PublishedWorkflow
+
+    store = await open_store(pg_url)
+    await store.create_run(NewRun("run_old", "wf", b"x", "seed", None, 1.0))
+    await store.aclose()
+    with pg.connect(pg_url) as conn:
+        conn.execute("DROP TABLE published_workflows")
+        conn.execute("UPDATE durable_meta SET value = %s WHERE key = 'schema_version'", (str(SCHEMA_VERSION - 1),))
+    store = await open_store(pg_url)
+    try:
+        published = PublishedWorkflow("m:wf", "[]", "json", "v3", "w1", 2.0)
+        await store.publish_workflows([published])
+        assert (await store.list_workflows(), await store.get_run("run_old") is not None) == ([published], True)
+    finally:
+        await store.aclose()
+    with pg.connect(pg_url) as conn:
+        row = conn.execute("SELECT value FROM durable_meta WHERE key = 'schema_version'").fetchone()
+        assert row == (str(_postgres.SCHEMA_VERSION),)
 
 
 @pytest.mark.anyio
@@ -218,9 +241,9 @@ async def test_migrations_upgrade_once_under_concurrency_and_newer_schemas_are_r
     """A store is upgraded once by workers starting together; an older durable then refuses the newer schema."""
     store = await open_store(pg_url)
     await store.aclose()
-    v = _postgres.SCHEMA_VERSION
-    monkeypatch.setattr(_postgres, "SCHEMA_VERSION", v + 1)
-    monkeypatch.setattr(_postgres, "MIGRATIONS", {v: ["ALTER TABLE runs ADD COLUMN labels TEXT"]})
+    current, newer = SCHEMA_VERSION, SCHEMA_VERSION + 1
+    monkeypatch.setattr(_postgres, "SCHEMA_VERSION", newer)
+    monkeypatch.setattr(_postgres, "MIGRATIONS", {current: ["ALTER TABLE runs ADD COLUMN labels TEXT"]})
     results: list[tuple[int, int]] = []
 
     async def migrate() -> None:
@@ -229,11 +252,11 @@ async def test_migrations_upgrade_once_under_concurrency_and_newer_schemas_are_r
     async with anyio.create_task_group() as tg:
         for _ in range(5):
             tg.start_soon(migrate)
-    assert sorted(results) == [(v, v + 1)] + [(v + 1, v + 1)] * 4
+    assert sorted(results) == [(current, newer)] + [(newer, newer)] * 4
     with pg.connect(pg_url) as conn:
-        assert conn.execute("SELECT value FROM durable_meta WHERE key = 'schema_version'").fetchone() == (str(v + 1),)
+        assert conn.execute("SELECT value FROM durable_meta WHERE key = 'schema_version'").fetchone() == (str(newer),)
         assert conn.execute("SELECT labels FROM runs").fetchall() == []
-    monkeypatch.setattr(_postgres, "SCHEMA_VERSION", v)
+    monkeypatch.setattr(_postgres, "SCHEMA_VERSION", current)
     with pytest.raises(durable.StoreCorrupt, match="newer durable"):
         await PostgresStore(pg_url).open()
 

@@ -362,3 +362,36 @@ async def test_closing_the_runtime_mid_step_releases_the_steps_writers(tmp_path:
         await anyio.lowlevel.checkpoint()  # let the cancelled tasks be dropped
         gc.collect()
     assert not [w for w in caught if "MemoryObjectSendStream" in str(w.message)], [str(w.message) for w in caught]
+
+
+# -- what a worker says ------------------------------------------------------------------------------
+
+log_tries: dict[str, int] = {}
+
+
+@durable.step(retry_delay=0.01)
+async def logged_flaky(key: str) -> str:
+    log_tries[key] = log_tries.get(key, 0) + 1
+    if log_tries[key] < 3:
+        raise ConnectionError(f"try {log_tries[key]} of {key}\nsecond line")
+    return "ok"
+
+
+@durable.workflow
+async def logged_flow(key: str) -> str:
+    return await logged_flaky(key)
+
+
+async def test_each_failed_attempt_of_a_retried_step_logs_one_info_line(runtime: durable.Runtime, caplog: pytest.LogCaptureFixture) -> None:
+    """A step failing twice then succeeding logs two INFO lines on `durable`: step, run, attempt/max, error, when the retry is due."""
+    caplog.set_level(logging.INFO, logger="durable")
+    run = await runtime.start(logged_flow, f"log-{runtime.store.url}")
+    assert await run.result(timeout=20) == "ok"
+    lines = [r for r in caplog.records if r.name == "durable" and "failed with" in r.getMessage()]
+    assert [r.levelno for r in lines] == [logging.INFO, logging.INFO]
+    for attempt, record in enumerate(lines, start=1):
+        message = record.getMessage()
+        assert "\n" not in message
+        assert message.startswith(f"step {logged_flaky.name} of run {run.run_id}: attempt {attempt}/4 failed with ConnectionError: "
+                                  f"try {attempt} of log-")
+        assert "\\nsecond line; retry at 20" in message and message.endswith("s)")

@@ -6,8 +6,10 @@ The server is started by ``running_server`` (tests/helpers.py), which test_brows
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
+import sys
 import textwrap
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -19,7 +21,7 @@ import httpx
 import pytest
 from httpx_sse import aconnect_sse
 
-from tests.helpers import running_server, start_over_http
+from tests.helpers import running_server, sqlite_store_url, start_over_http
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 
@@ -289,11 +291,49 @@ async def test_serving_a_module_gives_webhooks_absolute_urls_that_work(tmp_path:
             assert detail["result"] == "hello"
 
 
-async def test_serving_a_store_alone_reads_runs_but_cannot_start_them(tmp_path: Path) -> None:
-    """`durable serve` without --app serves the store: the page and the API answer, POST /runs is 503."""
-    with running_server(tmp_path, "", None, module="empty") as (base, _):
+PUBLISHED_FLOWS = textwrap.dedent(
+    """
+    import durable
+
+
+    @durable.step
+    async def sse_published_double(x: int) -> int:
+        return 2 * x
+
+
+    @durable.workflow
+    async def sse_published(x: int, plus: int = 1) -> int:
+        return await sse_published_double(x) + plus
+    """
+)
+
+
+async def test_a_store_only_server_starts_runs_that_a_separate_worker_executes(tmp_path: Path) -> None:
+    """`durable serve` without --app lists and starts the workflows a `durable worker` published in the store; the worker runs them."""
+    with running_server(tmp_path, PUBLISHED_FLOWS, None, module="pubflows") as (base, _):
         async with httpx.AsyncClient(base_url=base, timeout=10) as client:
-            assert (await client.get("/workflows")).json() == {"can_start": False, "workflows": []}
+            assert (await client.get("/workflows")).json() == {"can_start": False, "workflows": [], "definitions": []}
             assert (await client.get("/runs")).json() == {"runs": [], "next_cursor": None}
-            assert (await client.post("/runs", json={"workflow": "x"})).status_code == 503
-            assert (await client.get("/")).status_code == 200
+            assert (await client.post("/runs", json={"workflow": "pubflows:sse_published"})).status_code == 503
+            env = {**os.environ, "DURABLE_STORE": sqlite_store_url(tmp_path / "server.db")}
+            async with await anyio.open_process(
+                [sys.executable, "-m", "durable", "worker", "--app", "pubflows"], cwd=tmp_path, env=env
+            ) as worker:
+                try:
+                    with anyio.fail_after(30):
+                        while not (listed := (await client.get("/workflows")).json())["workflows"]:
+                            await anyio.sleep(0.05)
+                    assert listed["workflows"] == ["pubflows:sse_published"]
+                    assert [p["name"] for p in listed["definitions"][0]["parameters"]] == ["x", "plus"]
+                    refused = await client.post("/runs", json={"workflow": "sse_published", "args": ["a", 1, 2]})
+                    assert refused.status_code == 422
+                    assert "too many positional arguments" in refused.json()["error"]
+                    run_id = await start_over_http(client, "sse_published", 20)  # a bare name works too
+                    with anyio.fail_after(30):
+                        while (detail := (await client.get(f"/runs/{run_id}")).json())["status"] != "completed":
+                            await anyio.sleep(0.05)
+                    assert (detail["workflow"], detail["result"]) == ("pubflows:sse_published", 41)
+                finally:
+                    worker.send_signal(signal.SIGTERM)
+                    with anyio.fail_after(15):
+                        await worker.wait()

@@ -6,11 +6,14 @@ store against a model of it in tests/property/test_store_model.py.
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 
 import pytest
 
 from durable._core.events import Event, EventKind
+from durable.stores import store_from_url
+from durable.stores._base import NewRun
 from tests.helpers import encode_args
 
 pytestmark = pytest.mark.anyio
@@ -47,37 +50,86 @@ async def test_a_refused_commit_changes_nothing() -> None:
     assert record is not None and (record.status, record.started_at, record.last_seq) == ("pending", None, 1)
 
 
-# -- the h-compose migration (schema 1 -> 2) ---------------------------------------------------------------
+@pytest.mark.anyio
+async def test_a_store_of_the_previous_schema_is_upgraded_in_place(tmp_path: Path) -> None:
+    """A version-1 SQLite store (no trace_link, consumed_seq columns, no published workflows) opens as the current version, its runs intact."""
+    from durable.stores._sql import SCHEMA_VERSION
+
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    async with store_from_url(url) as store:
+        await store.create_run(NewRun("old-run", "wf", b"DJ1:{}", "seed", None, 1.0))
+    with sqlite3.connect(tmp_path / "old.db") as conn:  # back to what version 1 wrote
+        undo_compose(conn)
+        conn.execute("ALTER TABLE runs DROP COLUMN trace_link")
+        conn.execute("ALTER TABLE runs DROP COLUMN consumed_seq")
+        conn.execute("DROP TABLE published_workflows")
+        conn.execute("UPDATE durable_meta SET value = '1' WHERE key = 'schema_version'")
+    async with store_from_url(url) as store:
+        record = await store.get_run("old-run")
+        assert record is not None and record.trace_link is None
+    with sqlite3.connect(tmp_path / "old.db") as conn:
+        assert conn.execute("SELECT value FROM durable_meta WHERE key = 'schema_version'").fetchone() == (str(SCHEMA_VERSION),)
 
 
-async def test_a_schema_1_sqlite_store_is_migrated_and_its_runs_stay_readable(tmp_path: Path) -> None:
-    """A store written before child runs (schema 1) opens: its runs read back unchanged, and new columns work."""
-    import sqlite3
+# -- published workflows ---------------------------------------------------------------------------
 
+
+async def test_a_store_from_before_published_workflows_gains_their_table(tmp_path: Path) -> None:
+    """A store written before workflows were published (schema 2) is upgraded on open: publish and list work, runs stay."""
+    from durable.stores._base import PublishedWorkflow
+    from durable.stores._sql import SCHEMA_VERSION
+
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    async with store_from_url(url) as store:
+        await store.create_run(NewRun("run_old", "wf", encode_args(), "seed", None, 1.0))
+    with sqlite3.connect(tmp_path / "old.db") as conn:  # what the version before looks like
+        undo_compose(conn)
+        conn.execute("DROP TABLE published_workflows")
+        conn.execute("UPDATE durable_meta SET value = '2' WHERE key = 'schema_version'")
+    async with store_from_url(url) as store:
+        assert await store.get_run("run_old") is not None
+        published = PublishedWorkflow("m:wf", "[]", "json", None, "w1", 2.0)
+        await store.publish_workflows([published])
+        assert await store.list_workflows() == [published]
+    with sqlite3.connect(tmp_path / "old.db") as conn:
+        assert conn.execute("SELECT value FROM durable_meta WHERE key = 'schema_version'").fetchone() == (str(SCHEMA_VERSION),)
+
+
+# -- the h-compose migration (schema 3 -> 4) ---------------------------------------------------------------
+
+
+def undo_compose(conn: sqlite3.Connection) -> None:
+    """Take a current SQLite store back to schema 3: drop what the h-compose migration adds (indexes, tables, columns)."""
     from durable.stores import _sql
-    from durable.stores._sqlite import SQLiteStore
 
-    path = tmp_path / "old.db"
-    conn = sqlite3.connect(path)
-    old = [s for s in _sql.schema(blob="BLOB", real="REAL", bigint="INTEGER", norowid=" WITHOUT ROWID")
-           if s not in _sql.compose_migration(blob="BLOB", real="REAL", bigint="INTEGER", norowid=" WITHOUT ROWID")]
-    for statement in old:
-        conn.execute(statement)
-    conn.execute("INSERT INTO durable_meta VALUES ('schema_version', '1'), ('format', 'durable-sqlite')")
-    conn.execute(
-        "INSERT INTO runs (run_id, workflow_name, status, input, seed, created_at, updated_at, last_seq, wake_at) "
-        "VALUES ('run_old', 'wf', 'completed', ?, 's', 1.0, 1.0, 1, NULL)", (encode_args(),),
-    )
-    conn.commit()
-    conn.close()
-    store = SQLiteStore(path)
-    await store.open()
-    try:
+    for statement in reversed(_sql._COMPOSE_CHANGES):
+        words = statement.split()
+        if words[:2] == ["CREATE", "INDEX"] or words[:3] == ["CREATE", "UNIQUE", "INDEX"]:
+            conn.execute(f"DROP INDEX {words[words.index('INDEX') + 1]}")
+        elif words[:2] == ["CREATE", "TABLE"]:
+            conn.execute(f"DROP TABLE {words[2]}")
+        elif words[:2] == ["ALTER", "TABLE"]:
+            conn.execute(f"ALTER TABLE {words[2]} DROP COLUMN {words[5]}")
+
+
+async def test_a_schema_3_sqlite_store_is_migrated_and_its_runs_stay_readable(tmp_path: Path) -> None:
+    """A store written before child runs, timeouts, queues, schedules and values (schema 3) opens: its runs read back
+    unchanged, and the new columns and tables work."""
+    from durable.stores._sql import SCHEMA_VERSION
+
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    async with store_from_url(url) as store:
+        await store.create_run(NewRun("run_old", "wf", encode_args(), "seed", None, 1.0))
+    with sqlite3.connect(tmp_path / "old.db") as conn:
+        undo_compose(conn)
+        conn.execute("UPDATE durable_meta SET value = '3' WHERE key = 'schema_version'")
+        assert "parent_run_id" not in [r[1] for r in conn.execute("PRAGMA table_info(runs)")]
+    async with store_from_url(url) as store:
         record = await store.get_run("run_old")
-        assert record is not None and (record.status, record.parent_run_id, record.cancel_reason) == ("completed", None, None)
-        assert await store.list_children("run_old") == []
-    finally:
-        await store.aclose()
-    conn = sqlite3.connect(path)
-    assert conn.execute("SELECT value FROM durable_meta WHERE key = 'schema_version'").fetchone() == (str(_sql.SCHEMA_VERSION),)
-    conn.close()
+        assert record is not None and (record.status, record.parent_run_id, record.deadline, record.queue) == (
+            "pending", None, None, None
+        )
+        assert await store.list_children("run_old") == [] and await store.list_schedules() == []
+        assert await store.list_values("run_old") == [] and await store.queue_states(None, 2.0) == []
+    with sqlite3.connect(tmp_path / "old.db") as conn:
+        assert conn.execute("SELECT value FROM durable_meta WHERE key = 'schema_version'").fetchone() == (str(SCHEMA_VERSION),)

@@ -23,8 +23,10 @@ from .._workflow.workflow import workflows as registered_workflows
 from ..stores import store_from_url
 from ..stores._base import NewRun, RunRecord, Store
 from .projection import ResumeResult, RunInfo, ScheduleInfo
+from .published import Published, find
 from .resume import resume_hook, resume_webhook
 from .run import Run
+from .telemetry import emit_run_span, telemetry
 
 
 class Client:
@@ -149,14 +151,17 @@ class Client:
         bound_args, bound_kwargs = wf.binder.bind(tuple(args), dict(kwargs))
         data = wf.binder.encode(bound_args, bound_kwargs, serializer=wf.serializer, root=f"arguments of {wf.name}")
         now = time.time()
+        run_id = check_run_id(run_id) if run_id is not None else new_run_id()
+        tracing = telemetry()
         new = NewRun(
-            run_id=check_run_id(run_id) if run_id is not None else new_run_id(),
+            run_id=run_id,
             workflow_name=wf.name,
             input=data,
             seed=secrets.token_hex(16),
             idempotency_key=check_idempotency_key(idempotency_key) if idempotency_key is not None else None,
             now=now,
             owner=self._first_invocation_owner(wf) if found is None else None,  # a queued run waits for admission
+            trace_link=tracing.run_started(wf.name, run_id) if tracing is not None else None,
             deadline=None if limit is None else now + limit,
             queue=None if found is None else found.spec(),
             priority=rank,
@@ -165,7 +170,44 @@ class Client:
         )
         record, created = await self.store.create_run(new)
         if created:
+            if tracing is not None:
+                tracing.run_created(wf.name)
             self._run_created(record, wf, new.owner)
+        return Run(record.run_id, self)
+
+    async def published_workflows(self) -> list[Published]:
+        """The workflows workers published in the store (each publishes what it executes when it opens)."""
+        return [Published.from_record(r) for r in await self.store.list_workflows()]
+
+    async def start_published(
+        self,
+        name: str,
+        args: Sequence[Any] = (),
+        kwargs: dict[str, Any] | None = None,
+        *,
+        run_id: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> Run:
+        """Start a run of a workflow this process does not define, by the signature a worker published.
+
+        For JSON arguments (the serializer must be ``"json"``): a call that does not fit the
+        published signature raises ``TypeError`` before anything is recorded; an unknown name is
+        ``WorkflowNotFound``. A worker that executes the workflow runs it.
+        """
+        refuse_in_workflow("start")
+        published = await self.published_workflows()
+        found = find(published, name)
+        if found is None:
+            raise WorkflowNotFound(name, [p.name for p in published if p.startable], where="published in this store")
+        new = NewRun(
+            run_id=check_run_id(run_id) if run_id is not None else new_run_id(),
+            workflow_name=found.name,
+            input=found.encode(list(args), dict(kwargs or {})),
+            seed=secrets.token_hex(16),
+            idempotency_key=check_idempotency_key(idempotency_key) if idempotency_key is not None else None,
+            now=time.time(),
+        )
+        record, _ = await self.store.create_run(new)
         return Run(record.run_id, self)
 
     def _first_invocation_owner(self, wf: Workflow[Any, Any]) -> str | None:
@@ -255,9 +297,13 @@ class Client:
     async def cancel(self, run_id: str) -> str:
         """Cancel a run: the worker running its steps cancels them, its streams close, its hooks are disposed."""
         refuse_in_workflow("cancel")
-        record = await self.store.cancel_run(run_id, time.time())
+        now = time.time()
+        record = await self.store.cancel_run(run_id, now)
         if record is None:
             raise RunNotFound(run_id)
+        tracing = telemetry()
+        if tracing is not None and record.completed_at == now:  # this call ended it: its span is ours to emit
+            await emit_run_span(tracing, self.store, record)
         return record.status
 
     async def resume_hook(

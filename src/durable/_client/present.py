@@ -18,7 +18,8 @@ from .._core.errorinfo import ErrorInfo, decode_error
 from .._core.errors import SerializationError
 from .._core.events import Event
 from .._core.queues import QueueState
-from .projection import HookInfo, RunInfo, ScheduleInfo, StepInfo
+from .projection import HookInfo, RunInfo, ScheduleInfo, StepInfo, Waiting
+from .published import Published
 
 PICKLED = "<pickled value>"
 
@@ -187,6 +188,13 @@ def event_json(e: Event) -> dict[str, Any]:
 def _event_data(e: Event) -> Any:
     if e.kind in ("step_failed", "step_retrying", "run_failed", "child_failed") and e.data:
         return error_json(e.data)
+    if e.kind == "wait_created" and e.data:
+        resume_at = plain_value(e.data)  # a timer's deadline, as a time a person can read
+        if isinstance(resume_at, int | float) and not isinstance(resume_at, bool):
+            try:
+                return {"resume_at": iso(resume_at)}
+            except (OverflowError, ValueError, OSError):
+                return {"resume_at": resume_at}
     if e.kind == "stream_written" and e.data:
         return {"digest": bytes(e.data).hex()}  # the chunk itself is in the stream, by index
     return plain_value(e.data)
@@ -209,3 +217,21 @@ def run_detail(
 
 def value_json(key: str, data: bytes, seq: int, updated_at: float) -> dict[str, Any]:
     return {"key": key, "value": plain_value(data), "seq": seq, "updated_at": iso(updated_at)}
+def waiting_json(w: Waiting) -> dict[str, Any]:
+    out: dict[str, Any] = {"kind": w.kind, "id": w.id}
+    if w.until is not None:
+        out["until"] = iso(w.until)
+    if w.token is not None:
+        out["token"] = w.token
+    if w.step is not None:
+        out.update(name=w.step.name, status=w.step.status, attempts=w.step.attempts, max_attempts=w.step.max_attempts,
+                   error=error_json(w.step.error))
+    return out
+
+
+def published_json(p: Published) -> dict[str, Any]:
+    r = p.record
+    return {
+        "name": r.name, "parameters": p.parameters, "serializer": r.serializer, "version": r.version,
+        "startable": p.startable, "published_by": r.worker_id, "published_at": iso(r.published_at),
+    }

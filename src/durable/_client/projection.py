@@ -18,8 +18,9 @@ from urllib.parse import quote
 from .._core import codec as _codec
 from .._core.errorinfo import ErrorInfo, decode_error
 from .._core.errors import SerializationError
+from .._core.events import Event, EventKind
 from .._core.ids import WEBHOOK_PATH
-from ..stores._base import HookRecord, RunRecord, ScheduleRecord, StepRecord
+from ..stores._base import TERMINAL, HookRecord, RunRecord, ScheduleRecord, StepRecord
 
 # A timestamp no datetime can hold (a far-future retry written as epoch milliseconds, say)
 # is shown as the latest moment there is, rather than breaking every view of the run.
@@ -180,6 +181,44 @@ class HookInfo:
 
 
 @dataclass(frozen=True, slots=True)
+class Waiting:
+    """One thing an unfinished run waits for: a ``timer`` (``until``), a ``hook`` or ``webhook``
+    (``token``), a ``step`` running or due, or a ``retry`` of a step (``until`` the next attempt)."""
+
+    kind: str  # timer | hook | webhook | step | retry
+    id: str  # the wait, hook or step id within the run
+    until: datetime | None = None
+    token: str | None = None
+    step: StepInfo | None = None
+
+
+def waiting_for(run: RunInfo, steps: list[StepInfo], hooks: list[HookInfo], events: list[Event]) -> list[Waiting]:
+    """What an unfinished run waits for, soonest first where there is a time; nothing once it ended.
+
+    Timers come from the log (``wait_created`` without a ``wait_completed``/``wait_cancelled``),
+    hooks and steps from their rows.
+    """
+    if run.status in TERMINAL:
+        return []
+    timers: dict[str, datetime | None] = {}
+    for e in events:
+        if e.kind == EventKind.WAIT_CREATED and e.correlation_id:
+            try:
+                resume_at = _codec.decode(e.data) if e.data else None
+            except SerializationError:
+                resume_at = None
+            timers[e.correlation_id] = as_datetime(resume_at) if isinstance(resume_at, int | float) else None
+        elif e.kind in (EventKind.WAIT_COMPLETED, EventKind.WAIT_CANCELLED) and e.correlation_id:
+            timers.pop(e.correlation_id, None)
+    out = [Waiting("timer", wait_id, until=until) for wait_id, until in timers.items()]
+    for s in steps:
+        if s.status in ("pending", "running"):
+            retrying = s.status == "pending" and s.retry_at is not None
+            out.append(Waiting("retry" if retrying else "step", s.step_id, until=s.retry_at if retrying else None, step=s))
+    out.extend(
+        Waiting("webhook" if h.is_webhook else "hook", h.hook_id, token=h.token) for h in hooks if h.status == "active"
+    )
+    return sorted(out, key=lambda w: (w.until is None, w.until or _LATEST))
 class ScheduleInfo:
     """A schedule as the store keeps it: its next tick, whether it is paused, what it skipped."""
 

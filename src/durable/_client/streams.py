@@ -13,6 +13,7 @@ This module is the reading end (the writers are the worker's, ``_worker/writers.
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -23,6 +24,7 @@ from .._core import codec as _codec
 from .._core.errors import StreamFailed
 from .._core.ids import DEFAULT_NAMESPACE
 from ..stores._base import Store
+from .telemetry import telemetry
 
 #: Chunks read from the store per page.
 PAGE = 512
@@ -54,11 +56,17 @@ async def read_stream(
     index = start_index
     idle_wait = 0.01
     notifier = store.notifier
+    tracing = telemetry()
+    live = False  # past the backlog: chunks read now were written just before (write -> read latency)
     follow_by_poll = store.cross_process and not store.notifies_across_processes
     while True:
         listener = notifier.listen("stream", run_id)  # one topic per run: any chunk, close or run end
         page = await store.read_chunks(run_id, namespace, index, PAGE)
         index = page.start  # a negative start_index counts from the end once, at the first read
+        if live and tracing is not None and page.chunks:
+            read_at = time.time()
+            for chunk in page.chunks:
+                tracing.chunk_latency.record(max(0.0, read_at - chunk.created_at))
         for chunk in page.chunks:
             value = _codec.decode(chunk.data, allow_pickle=allow_pickle, root=f"chunk #{chunk.index}")
             index = chunk.index + 1
@@ -75,5 +83,6 @@ async def read_stream(
             await anyio.lowlevel.checkpoint()  # a long backlog must not starve the event loop
             continue
         timeout = idle_wait if follow_by_poll else float("inf")
+        live = True
         notified = await notifier.wait(listener, timeout)
         idle_wait = 0.01 if notified else min(poll_interval, idle_wait * 2)

@@ -121,12 +121,13 @@ class SideEffectInWorkflowError(DurableError, RuntimeError):
 
 
 class WorkflowNotFound(DurableError, LookupError):
-    """Raised when no workflow is registered under a name."""
+    """Raised when no workflow is registered (or, for a process without the code, published) under a name."""
 
-    def __init__(self, name: str, known: list[str] | None = None) -> None:
+    def __init__(self, name: str, known: list[str] | None = None, *, where: str = "registered with this runtime") -> None:
         self.name = name
-        hint = f" (known: {', '.join(sorted(known))})" if known else ""
-        super().__init__(f"no workflow named {name!r} is registered with this runtime{hint}")
+        self.known = sorted(known or [])
+        hint = f" (known: {', '.join(self.known)})" if self.known else ""
+        super().__init__(f"no workflow named {name!r} is {where}{hint}")
 
 
 class RunNotFound(DurableError, LookupError):

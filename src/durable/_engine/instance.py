@@ -130,6 +130,7 @@ class WorkflowInstance:
         input: bytes,
         seed: str,
         base_url: str | None = None,
+        replay_until: float = 0,
         scheduled_at: float | None = None,
     ) -> None:
         self.workflow = workflow
@@ -142,6 +143,10 @@ class WorkflowInstance:
         self.id_random = random.Random(f"{seed}:ids")
         self.user_random = random.Random(f"{seed}:random")
         self.seen_seq = 0  # last event consumed (or known to be this instance's own record)
+        # Events up to this seq were consumed by an execution already committed: code running on
+        # them is re-living history (durable.logger stays quiet); what follows a later one is new.
+        self._replay_until = replay_until
+        self._delivered_seq = 0
         self.status: Literal["new", "running", "completed", "failed", "closed"] = "new"
         self.metadata = WorkflowMetadata(run_id, workflow.name, datetime.fromtimestamp(0, UTC), base_url)
 
@@ -259,7 +264,13 @@ class WorkflowInstance:
     # ------------------------------------------------------------------------------------
     # deliveries
 
+    @property
+    def is_replaying(self) -> bool:
+        """Whether workflow code is running through history an earlier execution already lived."""
+        return self._delivered_seq <= self._replay_until
+
     def _deliver(self, event: Event) -> None:
+        self._delivered_seq = event.seq
         self.loop.set_time(event.created_at)
         kind = event.kind
         if kind == _RUN_STARTED:

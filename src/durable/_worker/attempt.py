@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -20,6 +21,8 @@ from .._workflow.context import StepMetadata, WorkflowMetadata, current_step
 from .._workflow.step import Step
 from ..stores._base import StepClaim, Store
 from .writers import StreamWriter
+
+log = logging.getLogger("durable")
 
 
 @dataclass(slots=True)
@@ -77,6 +80,7 @@ class StepOutcome:
     data: bytes
     retry_at: float | None = None
     cancelled: bool = False
+    error: BaseException | None = field(default=None, compare=False)  # what failed it, for tracing (not stored)
 
 
 async def run_step(
@@ -134,7 +138,7 @@ async def run_step(
             data = _codec.encode(result, serializer=step.serializer, root=step.result_root)
         except Exception as exc:  # SerializationError, or whatever a pickler raised
             # Re-running will not make the value serializable: fail now, with the path.
-            return StepOutcome(EventKind.STEP_FAILED, encode_error(exc))
+            return StepOutcome(EventKind.STEP_FAILED, encode_error(exc), error=exc)
         return StepOutcome(EventKind.STEP_COMPLETED, data)
     return _failure(step, claim, error)
 
@@ -143,7 +147,11 @@ def _failure(step: Step[Any, Any], claim: StepClaim, error: BaseException) -> St
     # Errors a retry cannot fix fail at once: an explicit FatalError, a result that cannot be
     # encoded, a write to a stream that is already closed.
     if isinstance(error, FatalError | SerializationError | StreamClosedError) or claim.attempt >= claim.max_attempts:
-        return StepOutcome(EventKind.STEP_FAILED, encode_error(error))
+        log.info(
+            "step %s of run %s failed at attempt %d/%d: %s: %s (not retried)",
+            step.name, claim.run_id, claim.attempt, claim.max_attempts, type(error).__name__, _one_line(error),
+        )
+        return StepOutcome(EventKind.STEP_FAILED, encode_error(error), error=error)
     now = time.time()
     if isinstance(error, RetryableError) and error.retry_after is not None:
         try:
@@ -152,4 +160,20 @@ def _failure(step: Step[Any, Any], claim: StepClaim, error: BaseException) -> St
             retry_at = now + step.retry.delay(claim.attempt)
     else:
         retry_at = now + step.retry.delay(claim.attempt)
-    return StepOutcome(EventKind.STEP_RETRYING, encode_error(error, retry_at=retry_at), retry_at=retry_at)
+    log.info(
+        "step %s of run %s: attempt %d/%d failed with %s: %s; retry at %s (in %.3gs)",
+        step.name, claim.run_id, claim.attempt, claim.max_attempts, type(error).__name__, _one_line(error),
+        _iso(retry_at), retry_at - now,
+    )
+    return StepOutcome(EventKind.STEP_RETRYING, encode_error(error, retry_at=retry_at), retry_at=retry_at, error=error)
+
+
+def _one_line(error: BaseException) -> str:
+    return str(error).replace("\r", "\\r").replace("\n", "\\n")
+
+
+def _iso(ts: float) -> str:
+    try:
+        return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds")
+    except (OverflowError, ValueError, OSError):
+        return repr(ts)

@@ -90,6 +90,7 @@ class Dispatcher:
         busy = False
         for record in await self.store.claim_runs(self.worker_id, self._workflow_names(), now, limit=16):
             busy = True
+            log.debug("claimed run %s (%s, %s)", record.run_id, record.workflow_name, record.status)
             self._invoke(record)
         free = self.slots.free
         if free > 0:

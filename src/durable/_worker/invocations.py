@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import time
 from collections.abc import Callable
 from dataclasses import replace
@@ -21,8 +22,9 @@ from typing import Any
 
 import anyio
 
+from .._client.telemetry import Telemetry, emit_run_span
 from .._core.commands import ScheduleStep, WriteChunk
-from .._core.errorinfo import encode_error
+from .._core.errorinfo import decode_error, encode_error
 from .._core.errors import StreamClosedError
 from .._core.events import Event, EventKind
 from .._engine.instance import Outcome, WorkflowInstance
@@ -54,6 +56,7 @@ class Invocations:
         launch: Callable[[list[StepClaim]], None],
         base_url: str | None,
         runs_steps: bool = True,
+        tracing: Telemetry | None = None,
     ) -> None:
         self.store = store
         self.worker_id = worker_id
@@ -63,13 +66,14 @@ class Invocations:
         self._launch = launch
         self._base_url = base_url
         self._runs_steps = runs_steps  # False: a commit never claims the steps it creates (execute_steps=False)
+        self._tracing = tracing
         self._failures: dict[str, int] = {}  # consecutive failed invocations per run (back-off)
         self.stats = {"cold_replays": 0, "sticky_resumes": 0, "speculative_commits": 0, "fallbacks": 0}
 
-    def _new_instance(self, wf: Workflow[Any, Any], record: RunRecord) -> WorkflowInstance:
+    def _new_instance(self, wf: Workflow[Any, Any], record: RunRecord, *, replay_until: float | None = None) -> WorkflowInstance:
         return WorkflowInstance(
             wf, run_id=record.run_id, input=record.input, seed=record.seed, base_url=self._base_url,
-            scheduled_at=record.scheduled_at,
+            replay_until=record.consumed_seq if replay_until is None else replay_until, scheduled_at=record.scheduled_at,
         )
 
     # -- a new run's first slice ----------------------------------------------------------------
@@ -131,6 +135,7 @@ class Invocations:
             run_id=run_id, worker_id=self.worker_id, known_seq=known_seq, now=time.time(),
             commands=outcome.commands, status=outcome.status, result=outcome.result, error=outcome.error,
             speculative=speculative, holds_lease=holds_lease, claim_steps=claim_now, next_wake=outcome.next_wake,
+            consumed_seq=known_seq + len(speculative),
         )
         try:
             result = await self._commit_failing_lost_writes(invocation)
@@ -139,10 +144,21 @@ class Invocations:
             self.cache.evict(run_id)
             raise
         self.slots.give_back(claim_now - len(result.claimed))
+        if result.ok and result.run_status in ("completed", "failed") and self._tracing is not None:
+            # This commit ended the run (a terminal run refuses commits): its span is emitted here, once.
+            record = await self.store.get_run(run_id)
+            if record is not None:
+                await emit_run_span(self._tracing, self.store, record)
         if not result.ok:
             log.debug("commit of run %s refused: %s", run_id, result.reason)
             self.cache.evict(run_id)
             return None
+        if outcome.status == "failed":
+            error = decode_error(outcome.error) if outcome.error else None
+            log.info("run %s (%s) failed: %s: %s", run_id, instance.workflow.name, error.type if error else "?",
+                        (error.message if error else "").replace("\n", "\\n"))
+        elif outcome.status == "completed":
+            log.debug("run %s (%s) completed", run_id, instance.workflow.name)
         if outcome.status != "suspended" or result.run_status in TERMINAL or result.conflicts:
             # Finished, or the store answered a hook with hook_conflict: a conflict is a delivery
             # the instance has not seen, and a cold replay is the simple way to show it.
@@ -199,7 +215,7 @@ class Invocations:
         wf = self._workflow(record.workflow_name) if record is not None else None
         if record is None or wf is None:
             return None
-        instance = self._new_instance(wf, record)
+        instance = self._new_instance(wf, record, replay_until=math.inf)  # a lookup: nothing is done for real
         try:
             events, _ = await self.store.read_log(run_id, 0)
             instance.advance(events)
@@ -236,7 +252,12 @@ class Invocations:
                     start = Event(run_id, last_seq + 1, EventKind.RUN_STARTED, None, time.time())
                     events = [*events, start]
                     speculative = [start]
-                outcome = instance.advance(events)
+                if self._tracing is None or not events:
+                    outcome = instance.advance(events)
+                else:
+                    started = time.perf_counter()
+                    outcome = instance.advance(events)
+                    self._tracing.replay_cost.record((time.perf_counter() - started) / len(events))
                 if not speculative:
                     instance.seen_seq = max(instance.seen_seq, last_seq)
                 claims = await self._commit(instance, outcome, last_seq, speculative, holds_lease=True)

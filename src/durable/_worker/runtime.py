@@ -30,10 +30,13 @@ import time
 from collections.abc import Awaitable, Callable, Iterable
 from contextvars import ContextVar, Token
 from typing import Any
+from urllib.parse import urlsplit
 
 import anyio
 
 from .._client.client import Client
+from .._client.published import describe
+from .._client.telemetry import telemetry
 from .._core.queues import queues as registered_queues
 from .._core.registry import Registry
 from .._workflow.schedules import Schedule
@@ -55,6 +58,17 @@ log = logging.getLogger("durable")
 current_runtime: ContextVar[Runtime | None] = ContextVar("durable_runtime", default=None)
 
 
+def _check_base_url(url: str | None, what: str = "base_url") -> str | None:
+    """The public URL webhook URLs start with: absolute (a third party must be able to call it)."""
+    if url is None:
+        return None
+    parts = urlsplit(url) if isinstance(url, str) else None
+    if parts is None or parts.scheme not in ("http", "https") or not parts.netloc or parts.query or parts.fragment:
+        raise ValueError(f"{what} must be an absolute http(s) URL without query or fragment, such as "
+                         f"'https://example.com/app', got {url!r}")
+    return url.rstrip("/")
+
+
 class Runtime(Client):
     """Executes workflows and steps against a store; use it as ``async with Runtime(...) as rt:``.
 
@@ -72,8 +86,9 @@ class Runtime(Client):
     - ``max_concurrent_steps``: the bound on steps running at once in this runtime (default 64).
     - ``sticky_cache_size``: how many suspended runs stay live in memory between events (default
       1024; 0 replays every invocation cold).
-    - ``base_url``: where this deployment's webhooks are reached (``webhook.url`` is absolute
-      with it); default ``$DURABLE_BASE_URL``.
+    - ``base_url``: the public URL where this deployment's webhook route is served (``durable
+      serve``, ``create_app``), an absolute ``http(s)://`` URL; ``webhook.url`` is absolute with
+      it, a path without; default ``$DURABLE_BASE_URL``.
     - ``poll_interval``: the longest wait between re-reads where other processes write without
       notifying this one (SQLite files), in seconds (default 0.5).
     - ``lease_ttl``: how long a worker that stops heart-beating keeps its leases (default 10 s; on
@@ -108,18 +123,21 @@ class Runtime(Client):
                 self._explicit[wf.name] = wf
         self.max_concurrent_steps = max_concurrent_steps
         self.execute_steps = execute_steps
-        self.base_url = base_url or os.environ.get("DURABLE_BASE_URL") or None
+        self.base_url = _check_base_url(base_url) if base_url else _check_base_url(os.environ.get("DURABLE_BASE_URL") or None, "DURABLE_BASE_URL")
         self.lease_ttl = lease_ttl
         self.heartbeat_interval = heartbeat_interval
         self.worker_id = worker_id or f"w-{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(4)}"
+        tracing = telemetry()  # OpenTelemetry, when installed and a provider is set; else None (free)
         self.slots = StepSlots(max_concurrent_steps, self.store.notifier)
-        self.cache = StickyCache(sticky_cache_size)
+        self.cache = StickyCache(sticky_cache_size, on_size=tracing.sticky.add if tracing is not None else None)
         self.invocations = Invocations(
             self.store, self.worker_id, cache=self.cache, slots=self.slots, workflow=self.get_workflow,
             launch=lambda claims: self.steps.launch(claims), base_url=self.base_url, runs_steps=execute_steps,
+            tracing=tracing,
         )
         self.steps = StepExecutor(
-            self.store, slots=self.slots, invocations=self.invocations, spawn=self._spawn, base_url=self.base_url
+            self.store, slots=self.slots, invocations=self.invocations, spawn=self._spawn, base_url=self.base_url,
+            tracing=tracing,
         )
         self.dispatcher = Dispatcher(
             self.store, self.worker_id, slots=self.slots, workflow_names=self._claimable_workflows,
@@ -156,6 +174,7 @@ class Runtime(Client):
         """Open the store and start executing (``async with`` does this for you)."""
         await self.store.open()
         await self.liveness.register()
+        await self._publish_workflows()
         if registered_queues:  # the limits of every queue defined here, for every worker of the store
             await self.store.define_queues([q.spec() for q in registered_queues.values()], time.time())
         await self._warn_about_unknown_workflows()
@@ -217,6 +236,21 @@ class Runtime(Client):
                 await self.steps.cancel_ended()
             except Exception:
                 log.exception("durable heartbeat failed; retrying")
+
+    async def _publish_workflows(self) -> None:
+        """Say in the store which workflows this worker executes and how they are called, so that
+        processes without their code (a store-only ``durable serve``) can start them."""
+        now = time.time()
+        executed = self._executed()
+        try:
+            published = [describe(executed[name], self.worker_id, now) for name in executed.names()]
+        except Exception:  # a signature that cannot be described must not stop a worker from working
+            log.exception("durable: describing this worker's workflows failed; it executes them all the same")
+            return
+        # Restarts publish what is there already: write only what changed (a write is a WAL
+        # append and, at close, a checkpoint -- paid by every runtime that opens).
+        stored = {(p.name, p.parameters, p.serializer, p.version) for p in await self.store.list_workflows()}
+        await self.store.publish_workflows([p for p in published if (p.name, p.parameters, p.serializer, p.version) not in stored])
 
     async def _warn_about_unknown_workflows(self) -> None:
         known = set(self.workflow_names())

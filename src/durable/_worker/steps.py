@@ -15,6 +15,7 @@ from typing import Any
 
 import anyio
 
+from .._client.telemetry import Telemetry
 from .._core.errorinfo import encode_error
 from .._core.errors import StepFailed
 from .._core.events import EventKind
@@ -34,9 +35,11 @@ class StepExecutor:
     """Runs this worker's claimed steps; cancels them when their run is cancelled or ends."""
 
     def __init__(
-        self, store: Store, *, slots: StepSlots, invocations: Invocations, spawn: Spawn, base_url: str | None
+        self, store: Store, *, slots: StepSlots, invocations: Invocations, spawn: Spawn, base_url: str | None,
+        tracing: Telemetry | None = None,
     ) -> None:
         self.store = store
+        self._tracing = tracing
         self.slots = slots
         self.invocations = invocations
         self._spawn = spawn
@@ -46,6 +49,8 @@ class StepExecutor:
 
     def launch(self, claims: list[StepClaim]) -> None:
         """Start each claimed step in its own task (each holds one slot, taken by its claimer)."""
+        if self._tracing is not None and claims:
+            self._tracing.queued.add(len(claims))
         for claim in claims:
             scope = anyio.CancelScope()
             self.running[(claim.run_id, claim.step_id)] = scope
@@ -68,6 +73,9 @@ class StepExecutor:
         next_claim: StepClaim | None = claim
         while next_claim is not None:
             claim, next_claim = next_claim, None
+            if log.isEnabledFor(logging.DEBUG):  # the hot path: no formatting unless asked for
+                log.debug("running step %s %s of run %s (attempt %d/%d)", claim.step_id, claim.name, claim.run_id,
+                          claim.attempt, claim.max_attempts)
             key = (claim.run_id, claim.step_id)
             self.running[key] = scope
             outcome: StepOutcome | None = None
@@ -78,14 +86,18 @@ class StepExecutor:
                     outcome = StepOutcome(EventKind.STEP_FAILED, _exhausted(claim))
                 elif step is None:  # not defined here (or a closure this worker cannot rebuild): retry elsewhere
                     outcome = StepOutcome(EventKind.STEP_RETRYING, _missing_step(claim.name), retry_at=time.time() + 1.0)
-                else:
+                elif self._tracing is None:
                     outcome = await run_step(
                         step, claim, store=self.store, base_url=self._base_url, spawn=self._spawn, cancel_scope=scope
                     )
+                else:
+                    outcome = await self._traced(step, claim, scope, self._tracing)
                 claims = await self._record(claim, outcome)
                 if claims:
                     next_claim = claims[0]
                     scope = anyio.CancelScope()
+                    if self._tracing is not None:
+                        self._tracing.queued.add(1)
                     self.launch(claims[1:])
             except Exception:
                 # The outcome could not be stored (store unreachable, disk full, ...). The step
@@ -96,6 +108,19 @@ class StepExecutor:
             finally:
                 self.running.pop(key, None)
                 self.slots.release()
+                if self._tracing is not None:
+                    self._tracing.queued.add(-1)
+
+    async def _traced(self, step: Step[Any, Any], claim: StepClaim, scope: anyio.CancelScope, tracing: Telemetry) -> StepOutcome:
+        """One attempt inside its span (a child of the run span, wherever the run's span is emitted)."""
+        started = time.monotonic()
+        with tracing.step_attempt(claim.run_id, claim.workflow_name, claim.name, claim.step_id, claim.attempt) as span:
+            outcome = await run_step(
+                step, claim, store=self.store, base_url=self._base_url, spawn=self._spawn, cancel_scope=scope
+            )
+            outcome_name = outcome.kind.removeprefix("step_")  # completed | failed | retrying | cancelled
+            tracing.step_finished(span, claim.name, outcome_name, time.monotonic() - started, outcome.error)
+        return outcome
 
     async def _step_for(self, claim: StepClaim) -> Step[Any, Any] | None:
         """The code a claimed step runs: the step object its run's workflow called at that

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from .._engine.instance import WorkflowInstance
@@ -35,8 +36,9 @@ class Sticky:
 class StickyCache:
     """At most ``size`` live instances, least recently used evicted first (``size=0``: none kept)."""
 
-    def __init__(self, size: int) -> None:
+    def __init__(self, size: int, on_size: Callable[[int], object] | None = None) -> None:
         self.size = size
+        self._on_size = on_size  # told +1 / -1 as instances come and go (the sticky-instances metric)
         self._entries: OrderedDict[str, Sticky] = OrderedDict()
         self._locks: dict[str, asyncio.Lock] = {}
 
@@ -70,8 +72,11 @@ class StickyCache:
 
     def put(self, run_id: str, instance: WorkflowInstance, store_seq: int | None = None) -> Sticky:
         """Keep ``instance`` live for the run's next event, evicting the least recently used others."""
+        replaced = self._entries.get(run_id)
         entry = self._entries[run_id] = Sticky(instance, store_seq)
         self._entries.move_to_end(run_id)
+        if self._on_size is not None and replaced is None:
+            self._on_size(1)
         while len(self._entries) > max(1, self.size):
             self.evict(next(iter(self._entries)))
         return entry
@@ -84,6 +89,8 @@ class StickyCache:
     def evict(self, run_id: str) -> None:
         entry = self._entries.pop(run_id, None)
         if entry is not None:
+            if self._on_size is not None:
+                self._on_size(-1)
             try:
                 entry.instance.close()
             except Exception:

@@ -40,6 +40,8 @@ class RunRecord:
     error: bytes | None = None
     idempotency_key: str | None = None
     last_seq: int = 0
+    trace_link: str | None = None  # W3C traceparent of the span that started the run (tracing)
+    consumed_seq: int = 0  # events up to here were consumed by a committed invocation: a replay re-lives them
     parent_run_id: str | None = None  # set on a child run: the run that started it
     cancel_reason: str | None = None  # why a cancelled run was cancelled ("timeout", "parent closed"; None: cancel())
     deadline: float | None = None  # when an unfinished run is cancelled for taking too long (timeout=)
@@ -159,11 +161,24 @@ class NewRun:
     idempotency_key: str | None
     now: float
     owner: str | None = None  # the worker that will run the first invocation itself (holds the lease)
+    trace_link: str | None = None  # W3C traceparent of the caller's span, when tracing
     deadline: float | None = None  # cancel the run (reason "timeout") if it has not finished by then
     queue: QueueSpec | None = None  # wait for this queue's admission (its definition, kept if the store has none)
     priority: int | None = None
     queue_key: str | None = None
     dedupe_id: str | None = None  # refuse a second live run of the queue with this id (RunConflict)
+
+
+@dataclass(frozen=True, slots=True)
+class PublishedWorkflow:
+    """A workflow a worker executes, as it published it for processes without its code."""
+
+    name: str
+    parameters: str  # JSON: [{"name", "kind", "default"? | "default_repr"?, "annotation"?}, ...]
+    serializer: str
+    version: str | None
+    worker_id: str
+    published_at: float
 
 
 @dataclass(slots=True)
@@ -189,6 +204,7 @@ class Invocation:
     holds_lease: bool = False
     claim_steps: int = 0
     next_wake: float | None = None  # earliest pending timer of the instance (it has seen every wait)
+    consumed_seq: int = 0  # the last event the instance consumed (known_seq plus the speculative ones)
 
 
 @dataclass(slots=True)
@@ -278,6 +294,14 @@ class Store(abc.ABC):
     async def mark_workers_dead(self, worker_ids: Sequence[str]) -> None: ...
     @abc.abstractmethod
     async def unregister_worker(self, worker_id: str) -> None: ...
+
+    # -- published workflows ---------------------------------------------------------------
+    @abc.abstractmethod
+    async def publish_workflows(self, published: Sequence[PublishedWorkflow]) -> None:
+        """Record the workflows a worker executes (replacing earlier definitions of the same names)."""
+    @abc.abstractmethod
+    async def list_workflows(self) -> list[PublishedWorkflow]:
+        """Every published workflow, by name."""
 
     # -- runs ------------------------------------------------------------------------------
     @abc.abstractmethod

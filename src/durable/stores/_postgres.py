@@ -77,13 +77,11 @@ T = TypeVar("T")
 
 SCHEMA_VERSION = _sql.SCHEMA_VERSION
 # Migrations from version N to N+1, appended as the schema evolves: MIGRATIONS[N] runs on a version-N store.
-MIGRATIONS: dict[int, list[str]] = {}
-# migration: h-compose (schema 1 -> 2: child runs, ...) -- the statements are _sql's, shared with a new schema.
-MIGRATIONS[_sql.COMPOSE_MIGRATION_FROM] = _sql.compose_migration(blob="BYTEA", real="DOUBLE PRECISION", bigint="BIGINT", norowid="")
+MIGRATIONS: dict[int, list[str]] = _sql.migrations(blob="BYTEA", real="DOUBLE PRECISION", bigint="BIGINT", norowid="")
 
 # The tables of stores/_sql.py in PostgreSQL types (shared with SQLite, so they stay alike).
-_TABLES = ("durable_meta", "workers", "runs", "events", "steps", "hooks", "waits", "streams", "chunks",
-           "queues", "queue_admissions", "schedules", "run_values")  # (h-compose)
+_TABLES = ("durable_meta", "workers", "runs", "events", "steps", "hooks", "waits", "streams", "chunks", "published_workflows",
+           "queues", "queue_admissions", "schedules", "run_values")  # (h-compose: the last four)
 _SCHEMA = _sql.schema(blob="BYTEA", real="DOUBLE PRECISION", bigint="BIGINT", norowid="")
 
 # pg_advisory_xact_lock(class, hashtext(schema)): serialises schema creation and migration

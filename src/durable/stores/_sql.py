@@ -40,6 +40,7 @@ from ._base import (
     HookRecord,
     Invocation,
     NewRun,
+    PublishedWorkflow,
     RunRecord,
     ScheduleDef,
     ScheduleRecord,
@@ -67,7 +68,7 @@ def _marks(n: int) -> str:
 _ALIVE = "(SELECT worker_id FROM workers WHERE alive_until > ?)"
 _RUN_COLUMNS = (
     "run_id, workflow_name, status, input, seed, created_at, updated_at, started_at, completed_at, "
-    "output, error, idempotency_key, last_seq, parent_run_id, cancel_reason, deadline, "
+    "output, error, idempotency_key, last_seq, trace_link, consumed_seq, parent_run_id, cancel_reason, deadline, "
     "queue, priority, queue_key, dedupe_id, admitted_at, schedule, scheduled_at"
 )
 _REPLAY_KIND_LIST = tuple(sorted(str(k) for k in REPLAY_KINDS))
@@ -78,9 +79,9 @@ def _run(row: Row) -> RunRecord:
         run_id=row[0], workflow_name=row[1], status=row[2], input=bytes(row[3]), seed=row[4], created_at=row[5],
         updated_at=row[6], started_at=row[7], completed_at=row[8],
         output=None if row[9] is None else bytes(row[9]), error=None if row[10] is None else bytes(row[10]),
-        idempotency_key=row[11], last_seq=row[12], parent_run_id=row[13], cancel_reason=row[14], deadline=row[15],
-        queue=row[16], priority=row[17], queue_key=row[18], dedupe_id=row[19], admitted_at=row[20], schedule=row[21],
-        scheduled_at=row[22],
+        idempotency_key=row[11], last_seq=row[12], trace_link=row[13], consumed_seq=row[14],
+        parent_run_id=row[15], cancel_reason=row[16], deadline=row[17], queue=row[18], priority=row[19], queue_key=row[20],
+        dedupe_id=row[21], admitted_at=row[22], schedule=row[23], scheduled_at=row[24],
     )
 
 
@@ -135,7 +136,7 @@ def _until(wake_at: float | None, deadline: float | None) -> float | None:
 
 # -- schema -----------------------------------------------------------------------------------------
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 4  # migration: h-web (2 -> 3: published_workflows); migration: h-compose (3 -> 4)
 # The tables, written once for both dialects: {blob}, {real}, {bigint} and {norowid} are filled in
 # by each store (BLOB/REAL/INTEGER/" WITHOUT ROWID" for SQLite, BYTEA/DOUBLE PRECISION/BIGINT/""
 # for PostgreSQL), so the two schemas cannot drift apart.
@@ -148,7 +149,7 @@ _SCHEMA_TEMPLATE = [
         run_id TEXT PRIMARY KEY, workflow_name TEXT NOT NULL, status TEXT NOT NULL, input {blob} NOT NULL,
         seed TEXT NOT NULL, idempotency_key TEXT UNIQUE, output {blob}, error {blob},
         created_at {real} NOT NULL, updated_at {real} NOT NULL, started_at {real}, completed_at {real},
-        last_seq {bigint} NOT NULL, wake_at {real}, owner TEXT)""",
+        last_seq {bigint} NOT NULL, wake_at {real}, owner TEXT, trace_link TEXT, consumed_seq {bigint} NOT NULL DEFAULT 0)""",
     "CREATE INDEX runs_wake ON runs (wake_at) WHERE wake_at IS NOT NULL",
     "CREATE INDEX runs_created ON runs (created_at, run_id)",
     "CREATE INDEX runs_status ON runs (status, created_at)",
@@ -181,9 +182,19 @@ _SCHEMA_TEMPLATE = [
         attempt INTEGER, created_at {real} NOT NULL, PRIMARY KEY (run_id, namespace, idx)){norowid}""",
 ]
 
+# migration: h-web -- schema 2 -> 3: the workflows that workers publish when they open (name,
+# signature as JSON, serializer, version label), so that a process without the workflow code
+# (a store-only `durable serve`, `durable start`) can list and start them.
+_PUBLISHED_WORKFLOWS = """CREATE TABLE published_workflows (
+        name TEXT PRIMARY KEY, parameters TEXT NOT NULL, serializer TEXT NOT NULL, version TEXT,
+        worker_id TEXT NOT NULL, published_at {real} NOT NULL)"""
+_SCHEMA_TEMPLATE.append(_PUBLISHED_WORKFLOWS)
+# end of migration: h-web
 
-# migration: h-compose (schema 1 -> 2) -- child runs. These statements both finish a new
-# schema and migrate a version-1 store (MIGRATIONS[1] of each store), so the two cannot differ.
+
+# migration: h-compose (schema 3 -> 4) -- child runs, run timeouts, queues, schedules, live values.
+# These statements both finish a new schema and migrate a version-3 store (_MIGRATION_TEMPLATES[3]),
+# so the two cannot differ.
 _COMPOSE_CHANGES = [
     "ALTER TABLE runs ADD COLUMN parent_run_id TEXT",  # the run that started this one as its child
     "ALTER TABLE runs ADD COLUMN parent_corr TEXT",  # the child_started position in the parent's log
@@ -227,7 +238,7 @@ _COMPOSE_CHANGES = [
         PRIMARY KEY (run_id, key)){norowid}""",
 ]
 _SCHEMA_TEMPLATE += _COMPOSE_CHANGES
-COMPOSE_MIGRATION_FROM = 1  # the schema version _COMPOSE_CHANGES upgrades from
+COMPOSE_MIGRATION_FROM = 3  # the schema version _COMPOSE_CHANGES upgrades from
 
 
 def schema(*, blob: str, real: str, bigint: str, norowid: str) -> list[str]:
@@ -235,9 +246,25 @@ def schema(*, blob: str, real: str, bigint: str, norowid: str) -> list[str]:
     return [t.format(blob=blob, real=real, bigint=bigint, norowid=norowid) for t in _SCHEMA_TEMPLATE]
 
 
-def compose_migration(*, blob: str, real: str, bigint: str, norowid: str) -> list[str]:
-    """The h-compose migration (schema 1 -> 2) in one dialect's types."""
-    return [t.format(blob=blob, real=real, bigint=bigint, norowid=norowid) for t in _COMPOSE_CHANGES]
+# Upgrades, in the same template language: _MIGRATION_TEMPLATES[N] turns a version-N store into N+1.
+_MIGRATION_TEMPLATES: dict[int, list[str]] = {
+    # migration: main (tracing, replay-aware logging) -- the W3C trace context of the caller that
+    # started the run; the last seq a committed invocation had consumed (what a replay re-lives)
+    1: [
+        "ALTER TABLE runs ADD COLUMN trace_link TEXT",
+        "ALTER TABLE runs ADD COLUMN consumed_seq {bigint} NOT NULL DEFAULT 0",
+    ],
+    2: [_PUBLISHED_WORKFLOWS],  # migration: h-web
+    COMPOSE_MIGRATION_FROM: _COMPOSE_CHANGES,  # migration: h-compose
+}
+
+
+def migrations(*, blob: str, real: str, bigint: str, norowid: str) -> dict[int, list[str]]:
+    """The upgrade statements from each older version, in one dialect's types."""
+    return {
+        version: [t.format(blob=blob, real=real, bigint=bigint, norowid=norowid) for t in statements]
+        for version, statements in _MIGRATION_TEMPLATES.items()
+    }
 
 # -- workers ----------------------------------------------------------------------------------
 
@@ -270,17 +297,38 @@ def unregister_worker(db: DB, worker_id: str) -> None:
     db.note("work")
 
 
+# -- published workflows ------------------------------------------------------------------------
+
+
+def publish_workflows(db: DB, published: Sequence[PublishedWorkflow]) -> None:
+    """Upsert each definition by name: the latest worker to open says what a name takes."""
+    db.executemany(
+        "INSERT INTO published_workflows (name, parameters, serializer, version, worker_id, published_at) "
+        "VALUES (?,?,?,?,?,?) ON CONFLICT (name) DO UPDATE SET parameters = excluded.parameters, "
+        "serializer = excluded.serializer, version = excluded.version, worker_id = excluded.worker_id, "
+        "published_at = excluded.published_at",
+        [(p.name, p.parameters, p.serializer, p.version, p.worker_id, p.published_at) for p in published],
+    )
+
+
+def list_workflows(db: DB) -> list[PublishedWorkflow]:
+    rows = db.execute(
+        "SELECT name, parameters, serializer, version, worker_id, published_at FROM published_workflows ORDER BY name"
+    )
+    return [PublishedWorkflow(*row) for row in rows]
+
+
 # -- runs ---------------------------------------------------------------------------------------
 
 
 def create_run(db: DB, new: NewRun) -> tuple[RunRecord, bool]:
     inserted = db.execute(
         "INSERT INTO runs (run_id, workflow_name, status, input, seed, idempotency_key, created_at, updated_at, "
-        "last_seq, wake_at, owner, deadline, queue, priority, queue_key, dedupe_id) VALUES (?,?,?,?,?,?,?,?,1,?,?,?,?,?,?,?) "
-        "ON CONFLICT DO NOTHING RETURNING run_id",
+        "last_seq, wake_at, owner, trace_link, deadline, queue, priority, queue_key, dedupe_id) "
+        "VALUES (?,?,?,?,?,?,?,?,1,?,?,?,?,?,?,?,?) ON CONFLICT DO NOTHING RETURNING run_id",
         (new.run_id, new.workflow_name, "pending", new.input, new.seed, new.idempotency_key, new.now, new.now, new.now,
-         None if new.queue is not None else new.owner, new.deadline, None if new.queue is None else new.queue.name,
-         new.priority, new.queue_key, new.dedupe_id),
+         None if new.queue is not None else new.owner, new.trace_link, new.deadline,
+         None if new.queue is None else new.queue.name, new.priority, new.queue_key, new.dedupe_id),
     )
     if not inserted:
         where, key = ("idempotency_key", new.idempotency_key) if new.idempotency_key else ("run_id", new.run_id)
@@ -314,9 +362,9 @@ def create_run(db: DB, new: NewRun) -> tuple[RunRecord, bool]:
     db.note("run", new.run_id)
     return RunRecord(
         run_id=new.run_id, workflow_name=new.workflow_name, status="pending", input=new.input, seed=new.seed,
-        created_at=new.now, updated_at=new.now, idempotency_key=new.idempotency_key, last_seq=1, deadline=new.deadline,
-        queue=None if new.queue is None else new.queue.name, priority=new.priority, queue_key=new.queue_key,
-        dedupe_id=new.dedupe_id,
+        created_at=new.now, updated_at=new.now, idempotency_key=new.idempotency_key, last_seq=1,
+        trace_link=new.trace_link, deadline=new.deadline, queue=None if new.queue is None else new.queue.name,
+        priority=new.priority, queue_key=new.queue_key, dedupe_id=new.dedupe_id,
     ), True
 
 
@@ -567,8 +615,9 @@ def commit(db: DB, inv: Invocation) -> CommitResult:
                 db.note("work")
         out.flush()
         db.execute(
-            "UPDATE runs SET last_seq = ?, owner = NULL, wake_at = ?, updated_at = ? WHERE run_id = ?",
-            (out.seq, wake_at, now, inv.run_id),
+            "UPDATE runs SET last_seq = ?, owner = NULL, wake_at = ?, updated_at = ?, "
+            "consumed_seq = CASE WHEN consumed_seq > ? THEN consumed_seq ELSE ? END WHERE run_id = ?",
+            (out.seq, wake_at, now, inv.consumed_seq, inv.consumed_seq, inv.run_id),
         )
         run_status = status
     else:

@@ -40,9 +40,8 @@ _CHECKPOINT = object()  # queued by the store after many inline writes
 
 _SCHEMA = _sql.schema(blob="BLOB", real="REAL", bigint="INTEGER", norowid=" WITHOUT ROWID")
 # Migrations from version N to N+1, appended as the schema evolves: MIGRATIONS[N] runs on a version-N store.
-MIGRATIONS: dict[int, list[str]] = {}
-# migration: h-compose (schema 1 -> 2: child runs, ...) -- the statements are _sql's, shared with a new schema.
-MIGRATIONS[_sql.COMPOSE_MIGRATION_FROM] = _sql.compose_migration(blob="BLOB", real="REAL", bigint="INTEGER", norowid=" WITHOUT ROWID")
+MIGRATIONS: dict[int, list[str]] = _sql.migrations(blob="BLOB", real="REAL", bigint="INTEGER", norowid=" WITHOUT ROWID")
+# (h-compose: schema 3 -> 4 is _sql._COMPOSE_CHANGES, one of those migrations)
 
 
 class _Tx:

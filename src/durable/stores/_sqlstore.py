@@ -20,6 +20,7 @@ from ._base import (
     HookRecord,
     Invocation,
     NewRun,
+    PublishedWorkflow,
     RunRecord,
     ScheduleDef,
     ScheduleRecord,
@@ -53,6 +54,15 @@ class SQLStore(Store):
 
     async def unregister_worker(self, worker_id: str) -> None:
         await self._run(_sql.unregister_worker, worker_id)
+
+    # -- published workflows ---------------------------------------------------------------
+
+    async def publish_workflows(self, published: Sequence[PublishedWorkflow]) -> None:
+        if published:
+            await self._run(_sql.publish_workflows, sorted(published, key=lambda p: p.name))
+
+    async def list_workflows(self) -> list[PublishedWorkflow]:
+        return await self._run(_sql.list_workflows, write=False)
 
     # -- runs ------------------------------------------------------------------------------
 

@@ -6,16 +6,18 @@ and a live runs page. Needs the ``web`` extra (``pip install 'durable-workflows[
     from durable.web import create_app
     app = create_app(durable.Runtime())      # uvicorn module:app  /  durable serve --app module:app
 
-Routes (JSON unless noted; all but the page and webhooks take ``Authorization: Bearer <token>``
-when a token is set, and GETs also ``?access_token=``, since EventSource cannot send headers)::
+Routes (JSON unless noted; the API takes ``Authorization: Bearer <token>`` when a token is set,
+or the session cookie ``POST /login`` sets for the page; tokens in URLs are refused; writes take
+``application/json`` from the same origin only; every route but the webhooks checks ``Host``)::
 
     GET  /                                     the live runs page (HTML; holds no data itself)
-    GET  /workflows                            what POST /runs can start
+    POST /login {"token"}, POST /logout        the page's session cookie (HttpOnly, SameSite=Strict)
+    GET  /workflows                            what POST /runs can start (and published signatures)
     GET  /runs?status=&workflow=&limit=&cursor=    newest first; next_cursor pages on
     POST /runs   {"workflow", "args", "kwargs", "run_id"?, "idempotency_key"?}   201 / 404 / 422
     GET  /runs/{id}                            status, timings, result or error, steps, hooks, streams
     GET  /runs/{id}/events?after=SEQ           the event log, payloads decoded
-    POST /runs/{id}/cancel
+    POST /runs/{id}/cancel                     body {} or none
     GET  /runs/{id}/stream, /runs/{id}/streams/{namespace}
                                                SSE: id = chunk index, data = chunk JSON, then `event: end`
                                                ({"error": ...}); Last-Event-ID / ?start_index= resume;
@@ -23,8 +25,10 @@ when a token is set, and GETs also ``?access_token=``, since EventSource cannot 
     GET  /live/runs, /live/runs/{id}           SSE: the runs list / one run, re-sent when they change
     POST /hooks/{token}                        JSON payload: 202 / 404 / 422 problems / 413 / 400
     ANY  /.well-known/workflow/v1/webhook/{token}   the full request, to a webhook: 202 or its response
+                                               (public: 404 before the body is read, 408 / 413 / 503)
 
-Layout: ``_app`` builds the Starlette app (routes, auth, errors, lifespan); ``_runs`` and
+Layout: ``_app`` builds the Starlette app (routes, errors, lifespan); ``_guard`` says who may
+talk to it (Host, Origin, content type, token, session cookie); ``_runs`` and
 ``_hooks`` are the endpoints; ``_streams`` turns chunk logs and run changes into SSE and
 NDJSON (``durable._client.present`` turns runs into plain JSON); ``_http`` holds request helpers;
 ``static/`` is the page (plain HTML, CSS and JavaScript, no build step).

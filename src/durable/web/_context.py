@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from .._client.client import Client
@@ -9,6 +11,25 @@ from .._worker.runtime import Runtime
 from ..stores._base import RunRecord, Store
 from ._http import HTTPError
 from ._streams import SharedReads
+
+
+class Slots:
+    """A cap on concurrent work that answers "full" at once instead of queueing (a queue of slow
+    uploads would hold their connections all the same)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.used = 0
+
+    @contextmanager
+    def take(self, full: HTTPError) -> Iterator[None]:
+        if self.used >= self.limit:
+            raise full
+        self.used += 1
+        try:
+            yield
+        finally:
+            self.used -= 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,7 +43,9 @@ class Context:
     client: Client
     runtime: Runtime | None
     max_body: int
+    body_timeout: float
     webhook_timeout: float
+    webhook_bodies: Slots
     ping: float
     poll_interval: float
     reads: SharedReads

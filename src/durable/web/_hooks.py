@@ -1,6 +1,11 @@
 """Resuming from outside: ``POST /hooks/{token}`` (JSON, authenticated) and the webhook URL
 (any method, protected only by its unguessable token).
 
+The webhook URL is public by design (third parties call it), so it defends itself: the token
+is looked up from the path before a byte of the body is read (a made-up token is 404 at once),
+and bodies are bounded in size (413), in read time (408) and in how many are read at once
+(503 when full). Answers sent before the body was read close the connection.
+
 Every check -- size, JSON, plain data, the hook's schema -- happens before the payload is
 appended, so a refused request leaves the run's log as it was. Payloads are parsed as JSON
 and stored through the JSON codec; nothing from a request is ever unpickled.
@@ -32,7 +37,7 @@ class HookEndpoints:
 
     async def resume_hook(self, request: Request) -> Response:
         token = request.path_params["token"]
-        payload = parse_json(await read_body(request, self.ctx.max_body))
+        payload = parse_json(await read_body(request, self.ctx.max_body, self.ctx.body_timeout))
         if await self._is_webhook(token):
             # A webhook's workflow expects a durable.Request, not bare JSON: it has its own URL.
             raise HTTPError(404, f"no live hook with token {token!r} (it is a webhook: send the request to its URL)")
@@ -56,7 +61,11 @@ class HookEndpoints:
 
     async def webhook(self, request: Request) -> Response:
         token = request.path_params["token"]
-        body = await read_body(request, self.ctx.max_body)
+        if not await self._is_webhook(token):
+            raise HTTPError(404, "no live webhook at this URL", close=True)
+        busy = HTTPError(503, "too many webhook requests are being received: try again shortly", close=True)
+        with self.ctx.webhook_bodies.take(busy):
+            body = await read_body(request, self.ctx.max_body, self.ctx.body_timeout)
         headers: dict[str, str] = {}
         for key, value in request.headers.items():  # lower-case keys; repeated headers joined as HTTP allows
             headers[key] = f"{headers[key]}, {value}" if key in headers else value

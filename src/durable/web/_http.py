@@ -1,12 +1,12 @@
-"""Request helpers shared by the endpoints: bounded bodies, strict JSON, errors, bearer auth."""
+"""Request helpers shared by the endpoints: bounded bodies, strict JSON, errors."""
 
 from __future__ import annotations
 
-import hmac
 import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import anyio
 from starlette.requests import Request
 from starlette.responses import JSONResponse as _StarletteJSONResponse
 from starlette.responses import Response
@@ -26,31 +26,45 @@ class JSONResponse(_StarletteJSONResponse):
 
 
 class HTTPError(Exception):
-    """Raised by endpoint code to answer with ``status`` and a JSON body ``{"error": message, **extra}``."""
+    """Raised by endpoint code to answer with ``status`` and a JSON body ``{"error": message, **extra}``.
 
-    def __init__(self, status: int, message: str, **extra: Any) -> None:
+    ``close``: end the connection after the answer -- for answers sent before the request's
+    body was read, so that a client still sending cannot hold the connection open.
+    """
+
+    def __init__(self, status: int, message: str, *, close: bool = False, **extra: Any) -> None:
         self.status = status
         self.message = message
+        self.close = close
         self.extra = extra
         super().__init__(message)
 
     def response(self) -> JSONResponse:
-        headers = {"WWW-Authenticate": "Bearer"} if self.status == 401 else None
+        headers = {"WWW-Authenticate": "Bearer"} if self.status == 401 else {}
+        if self.close:
+            headers["Connection"] = "close"
+        if self.status == 503:
+            headers["Retry-After"] = "1"
         return JSONResponse({"error": self.message, **self.extra}, status_code=self.status, headers=headers)
 
 
-async def read_body(request: Request, limit: int) -> bytes:
-    """The whole body, or 413 as soon as it exceeds ``limit`` bytes (before reading it all)."""
+async def read_body(request: Request, limit: int, timeout: float) -> bytes:
+    """The whole body; 413 as soon as it exceeds ``limit`` bytes (before reading it all), 408 if
+    it has not all arrived within ``timeout`` seconds (a client trickling bytes holds a
+    connection for as long as it likes otherwise)."""
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise HTTPError(413, f"request body is larger than {limit} bytes")
+        raise HTTPError(413, f"request body is larger than {limit} bytes", close=True)
     parts: list[bytes] = []
     size = 0
-    async for part in request.stream():
-        size += len(part)
-        if size > limit:
-            raise HTTPError(413, f"request body is larger than {limit} bytes")
-        parts.append(part)
+    with anyio.move_on_after(timeout) as scope:
+        async for part in request.stream():
+            size += len(part)
+            if size > limit:
+                raise HTTPError(413, f"request body is larger than {limit} bytes", close=True)
+            parts.append(part)
+    if scope.cancelled_caught:
+        raise HTTPError(408, f"the request body did not arrive within {timeout:g}s ({size} bytes came)", close=True)
     return b"".join(parts)
 
 
@@ -107,30 +121,3 @@ def prefers_ndjson(accept: str) -> bool:
                     q = 0.0
         quality[media.lower()] = max(quality[media.lower()], q)
     return quality["application/x-ndjson"] > quality["text/event-stream"]
-
-
-def token_matches(request: Request, token: str) -> bool:
-    """A bearer header, or ``?access_token=`` on GET (browsers' EventSource cannot send headers)."""
-    header = request.headers.get("authorization", "")
-    scheme, _, given = header.partition(" ")
-    # Header values arrive decoded as latin-1: encoding them back gives the bytes that were sent,
-    # which a UTF-8 client sends for a non-ASCII token. Query parameters arrive decoded as UTF-8.
-    sent = given.strip().encode("latin-1", "replace")
-    if scheme.lower() != "bearer" or not given:
-        query = request.query_params.get("access_token", "") if request.method in ("GET", "HEAD") else ""
-        sent = query.strip().encode("utf-8", "replace")
-    return bool(sent) and hmac.compare_digest(sent, token.encode("utf-8"))
-
-
-def guarded(endpoint: Endpoint, token: str | None) -> Endpoint:
-    """``endpoint`` behind bearer auth when a token is configured."""
-    if not token:
-        return endpoint
-
-    async def check(request: Request) -> Response:
-        if not token_matches(request, token):
-            raise HTTPError(401, "missing or invalid bearer token (send 'Authorization: Bearer <token>')")
-        return await endpoint(request)
-
-    check.__name__ = getattr(endpoint, "__name__", "endpoint")
-    return check

@@ -9,9 +9,9 @@ from sse_starlette import EventSourceResponse
 from starlette.requests import Request
 from starlette.responses import Response
 
-from .._client.present import event_json, queue_json, run_detail, run_summary, waiting_reasons
+from .._client.present import event_json, published_json, queue_json, run_detail, run_summary, waiting_reasons
 from .._client.projection import HookInfo, RunInfo, StepInfo
-from .._core.errors import RunConflict, RunNotFound
+from .._core.errors import RunConflict, RunNotFound, WorkflowNotFound
 from .._core.ids import DEFAULT_NAMESPACE
 from ..stores._base import TERMINAL
 from ._context import Context
@@ -83,16 +83,22 @@ class RunEndpoints:
         return JSONResponse({"events": [event_json(e) for e in events]})
 
     async def workflows(self, request: Request) -> Response:
+        """What POST /runs can start: the runtime's own workflows, and those workers published."""
         runtime = self.ctx.runtime
-        return JSONResponse({"can_start": runtime is not None, "workflows": runtime.workflow_names() if runtime else []})
+        published = await self.ctx.client.published_workflows()
+        names = set(runtime.workflow_names()) if runtime is not None else set()
+        names.update(p.name for p in published if p.startable)
+        return JSONResponse({
+            "can_start": bool(names) or runtime is not None,
+            "workflows": sorted(names),
+            "definitions": [published_json(p) for p in published],
+        })
 
     # -- changing ------------------------------------------------------------------------------
 
     async def start(self, request: Request) -> Response:
         runtime = self.ctx.runtime
-        if runtime is None:
-            raise HTTPError(503, "this server has a store but no runtime, so it cannot start runs: serve create_app(Runtime(...))")
-        body = parse_json(await read_body(request, self.ctx.max_body))
+        body = parse_json(await read_body(request, self.ctx.max_body, self.ctx.body_timeout))
         if not isinstance(body, dict):
             raise HTTPError(422, 'expected an object: {"workflow": name, "args": [...], "kwargs": {...}}')
         unknown = sorted(set(body) - _START_KEYS)
@@ -101,18 +107,26 @@ class RunEndpoints:
         name, args, kwargs = body.get("workflow"), body.get("args", []), body.get("kwargs", {})
         if not isinstance(name, str) or not name:
             raise HTTPError(422, "'workflow' must be the name of a registered workflow")
-        workflow = runtime.get_workflow(name)
-        if workflow is None:
-            raise HTTPError(404, f"no workflow named {name!r}", workflows=runtime.workflow_names())
         if not isinstance(args, list) or not isinstance(kwargs, dict):
             raise HTTPError(422, "'args' must be a list and 'kwargs' an object")
         for key in ("run_id", "idempotency_key"):
             if body.get(key) is not None and not isinstance(body[key], str):
                 raise HTTPError(422, f"{key!r} must be a string")
+        options = {"run_id": body.get("run_id"), "idempotency_key": body.get("idempotency_key")}
+        workflow = runtime.get_workflow(name) if runtime is not None else None
         try:
-            run = await runtime.start_run(
-                workflow, args, kwargs, run_id=body.get("run_id"), idempotency_key=body.get("idempotency_key")
-            )
+            if workflow is not None:
+                assert runtime is not None
+                run = await runtime.start_run(workflow, args, kwargs, **options)
+            else:  # not defined here: a worker may have published it
+                run = await self.ctx.client.start_published(name, args, kwargs, **options)
+        except WorkflowNotFound as exc:
+            if runtime is None and not exc.known:
+                raise HTTPError(
+                    503, "this server has a store but no runtime, and no worker has published workflows in it yet: "
+                    "run `durable worker --app MODULE` on this store, or serve create_app(Runtime(...))",
+                ) from None
+            raise HTTPError(404, f"no workflow named {name!r}", workflows=exc.known) from None
         except RunConflict as exc:
             raise HTTPError(409, str(exc)) from None
         except TypeError as exc:  # the arguments do not fit the workflow (SerializationError is one too)
@@ -123,6 +137,9 @@ class RunEndpoints:
 
     async def cancel(self, request: Request) -> Response:
         run_id = request.path_params["run_id"]
+        body = await read_body(request, self.ctx.max_body, self.ctx.body_timeout)
+        if body.strip() and not isinstance(parse_json(body), dict):  # none, or {} (a JSON object, for CSRF rules)
+            raise HTTPError(422, "the body of a cancel is empty or a JSON object ({})")
         try:
             status = await self.ctx.client.cancel(run_id)
         except RunNotFound:

@@ -5,8 +5,11 @@
 
 const BASE = document.querySelector('meta[name="durable-base"]').content;
 const TERMINAL = new Set(["completed", "failed", "cancelled"]);
-let token = sessionStorage.getItem("durable-token") || "";
 let closeView = () => {};
+
+// Authentication: the API token is sent once, in the body of POST /login, which answers with an
+// HttpOnly session cookie; fetch and EventSource then ride on that cookie. The token never
+// travels in a URL (access logs keep URLs) and is never stored by the page.
 
 // -- helpers -------------------------------------------------------------------------------------
 
@@ -22,41 +25,72 @@ function el(tag, props = {}, ...children) {
   return node;
 }
 
-function apiURL(path, params = {}, forEventSource = false) {
+function apiURL(path, params = {}) {
   const url = new URL(BASE + path, location.href);
   for (const [key, value] of Object.entries(params)) if (value) url.searchParams.set(key, value);
-  // EventSource cannot send headers: the API takes the token as a query parameter on GET.
-  if (forEventSource && token) url.searchParams.set("access_token", token);
   return url;
+}
+
+async function post(path, body) {
+  return fetch(apiURL(path), {
+    method: "POST", credentials: "same-origin",
+    headers: { Accept: "application/json", "Content-Type": "application/json" }, body: JSON.stringify(body),
+  });
 }
 
 async function api(method, path, body) {
   const headers = { Accept: "application/json" };
-  if (token) headers.Authorization = "Bearer " + token;
   if (body !== undefined) headers["Content-Type"] = "application/json";
-  const response = await fetch(apiURL(path), { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+  const init = { method, headers, credentials: "same-origin", body: body === undefined ? undefined : JSON.stringify(body) };
+  const response = await fetch(apiURL(path), init);
   const data = await response.json().catch(() => ({}));
-  if (response.status === 401 && askToken()) return api(method, path, body);
+  if (response.status === 401) {
+    await askToken();
+    return api(method, path, body);
+  }
   if (!response.ok) throw new Error(data.error || response.statusText);
   return data;
 }
 
+async function login(token) {
+  const response = await post("login", { token });
+  return response.ok;
+}
+
+let loginDone = null;  // the promise every request that met a 401 waits on
+
 function askToken() {
-  const given = prompt("This server needs an API token:");
-  if (!given) return false;
-  token = given.trim();
-  sessionStorage.setItem("durable-token", token);
-  return true;
+  if (loginDone) return loginDone;
+  const form = document.getElementById("login-form");
+  const input = document.getElementById("login-token");
+  const message = document.getElementById("login-message");
+  form.hidden = false;
+  input.focus();
+  loginDone = new Promise((resolve) => {
+    form.onsubmit = async (event) => {
+      event.preventDefault();
+      if (await login(input.value.trim())) {
+        input.value = "";
+        message.textContent = "";
+        form.hidden = true;
+        loginDone = null;
+        resolve();
+      } else {
+        message.textContent = "wrong token";
+      }
+    };
+  });
+  return loginDone;
 }
 
 function follow(path, params, handlers) {
-  const source = new EventSource(apiURL(path, params, true));
+  const source = new EventSource(apiURL(path, params));  // same origin: the session cookie goes along
   for (const [name, handler] of Object.entries(handlers)) {
     source.addEventListener(name, (event) => handler(event.data === "" ? null : JSON.parse(event.data), event));
   }
   source.addEventListener("open", () => setConnection("live"));
   source.addEventListener("error", () => {
-    if (source.readyState !== EventSource.CLOSED) setConnection("reconnecting…");
+    setConnection(source.readyState === EventSource.CLOSED ? "disconnected (reload the page)" : "reconnecting…");
   });
   return source;
 }
@@ -153,7 +187,7 @@ function showRun(runId) {
   openStream(runId, "default", streams);
   const cancel = document.getElementById("cancel-button");
   cancel.onclick = async () => {
-    try { await api("POST", `runs/${encodeURIComponent(runId)}/cancel`); } catch (error) { alert(error.message); }
+    try { await api("POST", `runs/${encodeURIComponent(runId)}/cancel`, {}); } catch (error) { alert(error.message); }
   };
   closeView = () => {
     runSource.close();
@@ -277,20 +311,29 @@ function openStream(runId, namespace, streams) {
 // -- routing -------------------------------------------------------------------------------------
 
 function route() {
-  const hash = location.hash.slice(1);
-  if (hash.startsWith("token=")) {  // a link like /#token=... from `durable serve`
-    token = decodeURIComponent(hash.slice(6));
-    sessionStorage.setItem("durable-token", token);
-    history.replaceState(null, "", location.pathname + location.search);
-    return route();
-  }
   closeView();
   closeView = () => {};
+  const hash = location.hash.slice(1);
   if (hash.startsWith("run/")) showRun(decodeURIComponent(hash.slice(4)));
   else showList();
 }
 
-document.getElementById("status-filter").addEventListener("change", followRuns);
-window.addEventListener("hashchange", route);
-route();
-setUpStartForm().catch((error) => { document.getElementById("start-message").textContent = String(error.message || error); });
+async function boot() {
+  const hash = location.hash.slice(1);
+  if (hash.startsWith("token=")) {
+    // A link like /#token=...: the fragment never reaches the server. Log in with it, then
+    // take it out of the address bar (and so out of the history).
+    history.replaceState(null, "", location.pathname + location.search);
+    await login(decodeURIComponent(hash.slice(6)));  // a wrong one: the login form asks below
+  }
+  try {
+    await setUpStartForm();  // the first API call: asks for the token if the server wants one
+  } catch (error) {
+    document.getElementById("start-message").textContent = String(error.message || error);
+  }
+  document.getElementById("status-filter").addEventListener("change", followRuns);
+  window.addEventListener("hashchange", route);
+  route();
+}
+
+boot();

@@ -151,6 +151,10 @@ async def _main(url: str) -> int:
     _say("Look around:")
     for line in hints(run_id, url):
         _say("  " + line)
+    _say()
+    _say("Composing and operating workflows -- child workflows, run timeouts, queues with concurrency and")
+    _say("rate limits, cron schedules, live values (set_event) -- each has a README section with a program")
+    _say("that runs as written: README.md, 'Child workflows' to 'Live workflow state'.")
     effects.unlink(missing_ok=True)
     return 0
 

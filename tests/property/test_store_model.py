@@ -177,7 +177,7 @@ class StoreMachine(RuleBasedStateMachine):
             run_id = f"run_{self.names:03d}"
         timeout = data.draw(st.sampled_from([None, None, 2.0, 50.0]), label="timeout")
         new = NewRun(run_id, workflow, _codec.encode({"args": [run_id]}), f"seed-{run_id}", key, now, owner,
-                     None if timeout is None else now + timeout)
+                     deadline=None if timeout is None else now + timeout)
         try:
             expected: Any = self.model.create_run(new)
         except DurableError as exc:

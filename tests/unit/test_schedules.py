@@ -186,12 +186,12 @@ async def test_schedules_over_http_list_pause_resume_trigger_delete(store_url: s
             assert (listed["name"], listed["cron"], listed["timezone"], listed["paused"]) == (
                 "http-steer", "0 3 * * *", "Europe/Paris", False
             )
-            assert (await http.post("/schedules/http-steer/pause")).json()["paused"] is True
-            assert (await http.post("/schedules/http-steer/resume")).json()["paused"] is False
-            triggered = await http.post("/schedules/http-steer/trigger")
+            assert (await http.post("/schedules/http-steer/pause", json={})).json()["paused"] is True
+            assert (await http.post("/schedules/http-steer/resume", json={})).json()["paused"] is False
+            triggered = await http.post("/schedules/http-steer/trigger", json={})
             assert triggered.status_code == 201
             assert (await rt.run(triggered.json()["run_id"]).result(timeout=20))["kind"] == "x"
-            assert (await http.post("/schedules/nope/pause")).status_code == 404
-            assert (await http.post("/schedules/http-steer/explode")).status_code == 404
+            assert (await http.post("/schedules/nope/pause", json={})).status_code == 404
+            assert (await http.post("/schedules/http-steer/explode", json={})).status_code == 404
             assert (await http.delete("/schedules/http-steer")).json() == {"schedule": "http-steer", "deleted": True}
             assert (await http.get("/schedules/http-steer")).status_code == 404

@@ -219,6 +219,7 @@ def waiting_for(run: RunInfo, steps: list[StepInfo], hooks: list[HookInfo], even
         Waiting("webhook" if h.is_webhook else "hook", h.hook_id, token=h.token) for h in hooks if h.status == "active"
     )
     return sorted(out, key=lambda w: (w.until is None, w.until or _LATEST))
+@dataclass(frozen=True, slots=True)
 class ScheduleInfo:
     """A schedule as the store keeps it: its next tick, whether it is paused, what it skipped."""
 

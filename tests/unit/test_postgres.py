@@ -220,8 +220,9 @@ async def test_a_store_from_before_published_workflows_gains_their_table(pg_url:
     await store.create_run(NewRun("run_old", "wf", b"x", "seed", None, 1.0))
     await store.aclose()
     with pg.connect(pg_url) as conn:
+        undo_compose(conn)
         conn.execute("DROP TABLE published_workflows")
-        conn.execute("UPDATE durable_meta SET value = %s WHERE key = 'schema_version'", (str(SCHEMA_VERSION - 1),))
+        conn.execute("UPDATE durable_meta SET value = '2' WHERE key = 'schema_version'")  # before published workflows
     store = await open_store(pg_url)
     try:
         published = PublishedWorkflow("m:wf", "[]", "json", "v3", "w1", 2.0)
@@ -232,6 +233,40 @@ async def test_a_store_from_before_published_workflows_gains_their_table(pg_url:
     with pg.connect(pg_url) as conn:
         row = conn.execute("SELECT value FROM durable_meta WHERE key = 'schema_version'").fetchone()
         assert row == (str(_postgres.SCHEMA_VERSION),)
+
+
+def undo_compose(conn: Any) -> None:
+    """Take a current PostgreSQL store back to schema 3: drop what the h-compose migration adds."""
+    from durable.stores import _sql
+
+    for statement in reversed(_sql._COMPOSE_CHANGES):
+        words = statement.split()
+        if words[:2] == ["CREATE", "INDEX"] or words[:3] == ["CREATE", "UNIQUE", "INDEX"]:
+            conn.execute(f"DROP INDEX {words[words.index('INDEX') + 1]}")
+        elif words[:2] == ["CREATE", "TABLE"]:
+            conn.execute(f"DROP TABLE {words[2]}")
+        elif words[:2] == ["ALTER", "TABLE"]:
+            conn.execute(f"ALTER TABLE {words[2]} DROP COLUMN {words[5]}")
+
+
+@pytest.mark.anyio
+async def test_a_schema_3_store_gains_child_runs_queues_schedules_and_values(pg_url: str) -> None:
+    """A store written before h-compose's changes (schema 3) is upgraded on open; its runs read back, new tables work."""
+    store = await open_store(pg_url)
+    await store.create_run(NewRun("run_old", "wf", b"x", "seed", None, 1.0))
+    await store.aclose()
+    with pg.connect(pg_url) as conn:
+        undo_compose(conn)
+        conn.execute("UPDATE durable_meta SET value = '3' WHERE key = 'schema_version'")
+    store = await open_store(pg_url)
+    try:
+        record = await store.get_run("run_old")
+        assert record is not None and (record.parent_run_id, record.deadline, record.queue, record.schedule) == (None,) * 4
+        assert (await store.list_schedules(), await store.list_values("run_old"), await store.list_children("run_old")) == ([], [], [])
+    finally:
+        await store.aclose()
+    with pg.connect(pg_url) as conn:
+        assert conn.execute("SELECT value FROM durable_meta WHERE key = 'schema_version'").fetchone() == (str(SCHEMA_VERSION),)
 
 
 @pytest.mark.anyio

@@ -1310,7 +1310,7 @@ def claim_steps(db: DB, worker_id: str, names: Sequence[str], now: float, limit:
         (now, *names, limit),
     )]
     room: dict[str, tuple[int, Row]] = {}
-    if len(candidates) < limit:
+    if limit > len(candidates):  # room left for queued steps (those of a queue with room, under its lock)
         queued, room = _queued_step_candidates(db, names, now, limit - len(candidates))
         candidates += queued
     if len(candidates) < limit:

@@ -29,6 +29,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/steps.py
 	$(BIN)/python benchmarks/streams.py
 	$(BIN)/python benchmarks/sse.py
+	$(BIN)/python benchmarks/queues.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks examples

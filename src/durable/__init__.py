@@ -1,7 +1,8 @@
 """durable: durable workflows for asyncio, replayed from an event log, streamed live.
 
 Workflow code: ``@workflow``, ``sleep``, ``now``, ``random``, ``uuid4``, ``create_hook``,
-``create_webhook``, ``define_hook``, ``get_writable``, ``get_workflow_metadata``.
+``create_webhook``, ``define_hook``, ``get_writable``, ``get_workflow_metadata``, ``patched``,
+``deprecate_patch``.
 Step code: ``@step``, ``get_step_metadata``, ``get_writable``, ``FatalError``, ``RetryableError``.
 Outside: ``Runtime``, ``start``, ``get_run``, ``list_runs``, ``resume_hook``, ``resume_webhook``, ``configure``.
 """
@@ -72,6 +73,8 @@ from ._workflow.hooks import create_webhook as create_webhook
 from ._workflow.http import Request as Request
 from ._workflow.http import Response as Response
 from ._workflow.logger import logger as logger
+from ._workflow.patches import deprecate_patch as deprecate_patch
+from ._workflow.patches import patched as patched
 from ._workflow.step import Step as Step
 from ._workflow.step import step as step
 from ._workflow.streams import StreamHandle as StreamHandle
@@ -88,7 +91,8 @@ __all__ = [
     "RunInfo", "RunNotFound", "Runtime", "SerializationError", "SideEffectInWorkflowError", "Step", "StepFailed", "StepInfo", "StepMetadata", "StepTimeout",
     "StoreCorrupt", "StoreError", "StreamChunk", "StreamClosedError", "StreamFailed", "StreamHandle", "StreamWriter",
     "Webhook", "WebhookNotAnswered", "WebhookResponseTimeout", "Workflow", "WorkflowMetadata", "WorkflowNotFound", "configure", "create_hook",
-    "create_webhook", "define_hook", "get_run", "get_runtime", "get_step_metadata", "get_workflow_metadata",
-    "get_writable", "list_runs", "logger", "now", "random", "register_class", "resume_hook", "resume_webhook", "sleep", "start",
+    "create_webhook", "define_hook", "deprecate_patch", "get_run", "get_runtime", "get_step_metadata", "get_workflow_metadata",
+    "get_writable", "list_runs", "logger", "now", "patched", "random", "register_class", "resume_hook", "resume_webhook", "sleep",
+    "start",
     "step", "uuid4", "workflow",
 ]

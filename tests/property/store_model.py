@@ -20,6 +20,7 @@ from durable._core.commands import (
     Command,
     CreateHook,
     DisposeHook,
+    MarkPatch,
     ScheduleStep,
     StartWait,
     WriteChunk,
@@ -415,6 +416,8 @@ class StoreModel:
             if not stream.closed:
                 stream.closed, stream.error = True, None
             self._append(run, EventKind.STREAM_CLOSED, corr, now, name=cmd.namespace)
+        elif isinstance(cmd, MarkPatch):
+            self._append(run, EventKind.PATCH_MARKED, corr, now, name=cmd.patch_id)
         return True
 
     # -- steps -------------------------------------------------------------------------------------

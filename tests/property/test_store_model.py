@@ -36,6 +36,7 @@ from durable._core.commands import (
     Command,
     CreateHook,
     DisposeHook,
+    MarkPatch,
     ScheduleStep,
     StartWait,
     WriteChunk,
@@ -266,7 +267,7 @@ class StoreMachine(RuleBasedStateMachine):
             assert Counter(map(repr, got.claimed)) == Counter(map(repr, expected.claimed)), (got.claimed, expected.claimed)
 
     def _command(self, run_id: str, data: st.DataObject) -> Command | None:
-        kind = data.draw(st.sampled_from(["step", "step", "hook", "wait", "cancel", "dispose", "write", "close"]), label="command")
+        kind = data.draw(st.sampled_from(["step", "step", "hook", "wait", "cancel", "dispose", "write", "close", "patch"]), label="command")
         now = self.now
         if kind == "step":
             return ScheduleStep(self.next_corr(run_id, "step"), data.draw(st.sampled_from(STEP_NAMES)),
@@ -288,6 +289,8 @@ class StoreMachine(RuleBasedStateMachine):
             chunk = data.draw(payloads)
             return WriteChunk(self.next_corr(run_id, "write"), data.draw(st.sampled_from(NAMESPACES)), chunk,
                               hashlib.blake2b(chunk, digest_size=8).digest())
+        if kind == "patch":
+            return MarkPatch(self.next_corr(run_id, "patch"), data.draw(st.sampled_from(["fee-v2", "tax-v3"])))
         return CloseStream(self.next_corr(run_id, "close"), data.draw(st.sampled_from(NAMESPACES)))
 
     def _speculative(self, run_id: str, data: st.DataObject) -> Event | None:

@@ -41,3 +41,15 @@ def test_worker_and_client_example_starts_a_published_workflow_by_name() -> None
         "result: {'item': 'pear', 'note': 'ripe', 'total': 90}",
         "refused: workflow 'orders:order': missing a required argument: 'item'",
     ]
+
+
+def test_patching_example_finishes_old_and_new_runs_across_four_deploys() -> None:
+    """Runs in flight across deploys finish on the code their history allows: A reached the change after
+    the deploy (new code), B before it (old branches, its recorded receipt), C-E are new runs."""
+    assert run_example("patching.py") == [
+        "A: ['reserved A', 'fraud check passed', 'charged 40 USD']",
+        "B: ['reserved B', 'charged 50 EUR', 'receipt sent']",
+        "C: ['reserved C', 'fraud check passed', 'charged 60 USD']",
+        "D: ['reserved D', 'fraud check passed', 'charged 70 USD']",
+        "E: ['reserved E', 'fraud check passed', 'charged 80 USD']",
+    ]

@@ -2,7 +2,7 @@
 
 A command at position *k* carries the correlation id ``<kind>_<k>``; the store turns each into
 its creation event (``step_created``, ``hook_created``/``hook_conflict``, ``wait_created``,
-``stream_written``, ``stream_closed``) or its follow-up (``wait_cancelled``, ``hook_disposed``)
+``stream_written``, ``stream_closed``, ``patch_marked``) or its follow-up (``wait_cancelled``, ``hook_disposed``)
 in the same transaction as the rest of the invocation.
 """
 
@@ -57,4 +57,14 @@ class CloseStream:
     namespace: str
 
 
-Command: TypeAlias = ScheduleStep | CreateHook | StartWait | CancelWait | DisposeHook | WriteChunk | CloseStream
+@dataclass(frozen=True, slots=True)
+class MarkPatch:
+    """``durable.patched(patch_id)`` reached for the first time: the run takes the patched code from here."""
+
+    correlation_id: str
+    patch_id: str
+
+
+Command: TypeAlias = (
+    ScheduleStep | CreateHook | StartWait | CancelWait | DisposeHook | WriteChunk | CloseStream | MarkPatch
+)

@@ -4,7 +4,7 @@ Kinds, grouped by what replay does with them:
 
 - *creation records* say the workflow issued a command at a position (``step_created``,
   ``hook_created``, ``hook_conflict``, ``wait_created``, ``stream_written``,
-  ``stream_closed``); replay checks each new call against the record at its position;
+  ``stream_closed``, ``patch_marked``); replay checks each new call against the record at its position;
 - *deliveries* resolve something the workflow awaits, one per idle point, in log order
   (``run_started``, ``step_completed``, ``step_failed``, ``wait_completed``,
   ``hook_received``, ``hook_conflict``);
@@ -43,6 +43,7 @@ class EventKind(StrEnum):
     WAIT_CANCELLED = "wait_cancelled"
     STREAM_WRITTEN = "stream_written"
     STREAM_CLOSED = "stream_closed"
+    PATCH_MARKED = "patch_marked"  # durable.patched(name) took the patched code at this position
 
 
 CREATION_KINDS = frozenset(
@@ -53,6 +54,7 @@ CREATION_KINDS = frozenset(
         EventKind.WAIT_CREATED,
         EventKind.STREAM_WRITTEN,
         EventKind.STREAM_CLOSED,
+        EventKind.PATCH_MARKED,
     }
 )
 DELIVERY_KINDS = frozenset(
@@ -67,6 +69,8 @@ DELIVERY_KINDS = frozenset(
 )
 # What replay needs to read; everything else is skipped when loading a log.
 REPLAY_KINDS = CREATION_KINDS | DELIVERY_KINDS | {EventKind.WAIT_CANCELLED, EventKind.HOOK_DISPOSED}
+# A run's last event: a history that holds one is complete (no command can follow).
+TERMINAL_KINDS = frozenset({EventKind.RUN_COMPLETED, EventKind.RUN_FAILED, EventKind.RUN_CANCELLED})
 
 
 class Event(NamedTuple):

@@ -55,3 +55,10 @@ def check_idempotency_key(key: str) -> str:
     if not is_text(key) or len(key) > 512:
         raise ValueError(f"idempotency_key must be non-empty text of at most 512 characters, got {key!r}")
     return key
+
+
+def check_label(value: object, what: str) -> str:
+    """A patch id or a version label: printable text of 1-200 characters (it is stored and shown)."""
+    if not isinstance(value, str) or not value or len(value) > 200 or not value.isprintable() or not is_text(value):
+        raise ValueError(f"{what} must be printable text of 1-200 characters, got {value!r}")
+    return value

@@ -18,6 +18,7 @@ from .._core.commands import (
     CloseStream,
     CreateHook,
     DisposeHook,
+    MarkPatch,
     ScheduleStep,
     StartWait,
     WriteChunk,
@@ -603,6 +604,10 @@ class _Commands:
         _close_stream(self.db, self.inv.run_id, cmd.namespace, None)
         self.out.add(EventKind.STREAM_CLOSED, cmd.correlation_id, self.now, name=cmd.namespace)
 
+    def mark_patch(self, cmd: MarkPatch) -> None:
+        # Only the event: a marker is something replay checks, not something to run or wait for.
+        self.out.add(EventKind.PATCH_MARKED, cmd.correlation_id, self.now, name=cmd.patch_id)
+
 
 _APPLY: dict[type, Callable[[_Commands, Any], None]] = {
     ScheduleStep: _Commands.schedule_step,
@@ -612,6 +617,7 @@ _APPLY: dict[type, Callable[[_Commands, Any], None]] = {
     DisposeHook: _Commands.dispose_hook,
     WriteChunk: _Commands.write_chunk,
     CloseStream: _Commands.close_stream,
+    MarkPatch: _Commands.mark_patch,
 }
 
 

@@ -374,12 +374,29 @@ def serve(
         raise typer.Exit(1)
 
 
+def _parse_versions(specs: list[str]) -> dict[str, set[str | None]]:
+    """``--versions checkout=1,2`` (repeatable; ``-`` stands for runs started by code without a version)."""
+    versions: dict[str, set[str | None]] = {}
+    for spec in specs:
+        name, sep, labels = spec.partition("=")
+        if not sep or not name.strip() or not labels.strip():
+            raise CLIError(f"--versions takes WORKFLOW=V1,V2 (e.g. checkout=1,2), not {spec!r}", 2)
+        versions.setdefault(name.strip(), set()).update(
+            None if label.strip() == "-" else label.strip() for label in labels.split(",") if label.strip()
+        )
+    return versions
+
+
 @app.command()
 def worker(
     app_spec: Annotated[str, typer.Option("--app", "-a", metavar="MODULE[,MODULE]", help="Module(s) defining workflows and steps, comma-separated.")],
     store: StoreOption = None,
     log_level: LogLevelOption = "info",
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log at debug level: every claim too.")] = False,
+    versions: Annotated[
+        list[str] | None,
+        typer.Option("--versions", help="Only runs of these versions of a workflow: WORKFLOW=V1,V2 (repeatable; - for no version)."),
+    ] = None,
 ) -> None:
     """Run the workflows the given modules define until SIGINT or SIGTERM.
 
@@ -390,19 +407,26 @@ def worker(
     _configure_logging("debug" if verbose else log_level)
 
     async def main() -> None:
-        async with Runtime(store) as runtime:
+        async with Runtime(store, versions=served) as runtime:
             names = ", ".join(runtime.workflow_names()) or "(none)"
             err.print(safe(f"durable worker {runtime.worker_id} on {safe_url(runtime.store.url)}; workflows: {names}"))
+            for name, labels in sorted(served.items()):
+                shown = ", ".join(sorted("-" if v is None else v for v in labels))
+                err.print(safe(f"durable worker: {name} only in version(s) {shown}"))
             with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
                 async for signum in signals:
                     err.print(f"durable worker: {signal.Signals(signum).name}, stopping")
                     return
 
     with _reported():
+        served = _parse_versions(versions or [])
         for name in (n.strip() for n in app_spec.split(",")):
             if name:
                 _import(name.partition(":")[0])
-        anyio.run(main)
+        try:
+            anyio.run(main)
+        except ValueError as exc:  # versions= naming a workflow the modules do not define
+            raise CLIError(str(exc), 2) from None
 
 
 # -- starting ------------------------------------------------------------------------------------
@@ -506,6 +530,7 @@ def runs(
     limit: Annotated[int, typer.Option(metavar="N", help="How many runs, newest first (1-10000).")] = 50,
     json_output: JSONOption = False,
     store: StoreOption = None,
+    version: Annotated[str | None, typer.Option(help="Only runs started by code of this version label.")] = None,
 ) -> None:
     """List runs, newest first."""
     if status is not None and status not in ("pending", "running", "completed", "failed", "cancelled"):
@@ -514,7 +539,7 @@ def runs(
         _fail(CLIError(f"--limit must be between 1 and 10000, not {limit}", 2))
 
     async def read(s: Store) -> Any:
-        return await s.list_runs(status=status, workflow=workflow, limit=limit)
+        return await s.list_runs(status=status, workflow=workflow, limit=limit, version=version)
 
     infos = [RunInfo.from_record(r) for r in _with_store(store, read)]
     if json_output:
@@ -523,11 +548,14 @@ def runs(
     if not infos:
         out.print("no runs")
         return
-    table = _table("run", "workflow", "status", "created", "duration", "error")
+    table = _table("run", "workflow", "version", "status", "created", "duration", "error")
     for info in infos:
+        error = _error(info.error)
+        if info.forked_from:
+            error = f"(forked from {safe(info.forked_from)} at {safe(info.forked_step or '')}) {error}".rstrip()
         table.add_row(
-            safe(info.run_id), safe(info.workflow_name), _status(info.status), _when(info.created_at),
-            _seconds(info.duration), _error(info.error),
+            safe(info.run_id), safe(info.workflow_name), safe(info.version or ""), _status(info.status),
+            _when(info.created_at), _seconds(info.duration), error,
         )
     out.print(table)
 
@@ -554,9 +582,12 @@ def inspect_run(run_id: RunIdArgument, json_output: JSONOption = False, store: S
         detail["waiting_for"] = [waiting_json(w) for w in waiting]
         _print_json(detail)
         return
-    out.print(Text.assemble((safe(f"run {info.run_id}"), "bold"), f"  {safe(info.workflow_name)}  ", _status(info.status)))
+    version = f"  version {safe(info.version)}" if info.version else ""
+    out.print(Text.assemble((safe(f"run {info.run_id}"), "bold"), f"  {safe(info.workflow_name)}{version}  ", _status(info.status)))
     out.print(f"created {_when(info.created_at)}  started {_when(info.started_at) or '-'}  "
               f"ended {_when(info.completed_at) or '-'}  duration {_seconds(info.duration) or '-'}")
+    if info.forked_from:
+        out.print(safe(f"forked from run {info.forked_from} at {info.forked_step}"))
     if waiting:
         out.print("waiting for:")
         for w in waiting:

@@ -39,6 +39,7 @@ from durable.stores._base import (
     RunRecord,
     StepClaim,
     StepRecord,
+    Versions,
 )
 
 ACTIVE = ("pending", "running")
@@ -77,6 +78,7 @@ class ModelRun:
     error: bytes | None = None
     trace_link: str | None = None
     events: list[ModelEvent] = field(default_factory=list)
+    version: str | None = None
 
     @property
     def last_seq(self) -> int:
@@ -86,7 +88,7 @@ class ModelRun:
         return RunRecord(
             self.run_id, self.workflow_name, self.status, self.input, self.seed, self.created_at, 0.0,
             self.started_at, self.completed_at, self.output, self.error, self.idempotency_key, self.last_seq,
-            self.trace_link,
+            trace_link=self.trace_link, version=self.version,
         )
 
 
@@ -239,7 +241,7 @@ class StoreModel:
                 raise DurableError("exists with other arguments")
             return existing.record(), False
         run = ModelRun(new.run_id, new.workflow_name, "pending", new.input, new.seed, new.now, new.idempotency_key,
-                       new.owner, new.now, trace_link=new.trace_link)
+                       new.owner, new.now, trace_link=new.trace_link, version=new.version)
         self._append(run, EventKind.RUN_CREATED, None, new.now, name=new.workflow_name, data=new.input)
         self.runs[new.run_id] = run
         return run.record(), True
@@ -248,10 +250,17 @@ class StoreModel:
         """A lease ``worker`` may take over: nobody's, or another worker's that is not alive (its own never lapses)."""
         return owner is None or (owner != worker and not self.alive(owner, now))
 
-    def claimable_runs(self, names: Sequence[str], worker: str, now: float) -> list[ModelRun]:
+    @staticmethod
+    def served(run: ModelRun, names: Sequence[str], versions: Versions | None) -> bool:
+        """A worker executing ``names`` takes this run: a workflow it names, in a version it serves."""
+        return run.workflow_name in names and (
+            versions is None or run.workflow_name not in versions or run.version in versions[run.workflow_name]
+        )
+
+    def claimable_runs(self, names: Sequence[str], worker: str, now: float, versions: Versions | None = None) -> list[ModelRun]:
         return sorted(
             (r for r in self.runs.values()
-             if r.wake_at is not None and r.wake_at <= now and r.status in ACTIVE and r.workflow_name in names
+             if r.wake_at is not None and r.wake_at <= now and r.status in ACTIVE and self.served(r, names, versions)
              and self.free(r.owner, worker, now)),
             key=lambda r: r.wake_at or 0.0,
         )
@@ -552,9 +561,10 @@ class StoreModel:
 
     # -- queries -----------------------------------------------------------------------------------
 
-    def next_wake(self, names: Sequence[str], step_names: Sequence[str], now: float) -> float | None:
+    def next_wake(self, names: Sequence[str], step_names: Sequence[str], now: float,
+                  versions: Versions | None = None) -> float | None:
         times = [r.wake_at for r in self.runs.values() if r.wake_at is not None and r.status in ACTIVE
-                 and r.workflow_name in names and not self.alive(r.owner, now)]
+                 and self.served(r, names, versions) and not self.alive(r.owner, now)]
         times += [s.ready_at for s in self.steps.values() if s.status == "pending" and s.name in step_names
                   and s.ready_at is not None]
         known = [t for t in times if t is not None]
@@ -568,4 +578,12 @@ class StoreModel:
         for run in self.runs.values():
             if run.status in ACTIVE:
                 counts[run.workflow_name] = counts.get(run.workflow_name, 0) + 1
+        return counts
+
+    def active_versions(self) -> dict[tuple[str, str | None], int]:
+        counts: dict[tuple[str, str | None], int] = {}
+        for run in self.runs.values():
+            if run.status in ACTIVE:
+                key = (run.workflow_name, run.version)
+                counts[key] = counts.get(key, 0) + 1
         return counts

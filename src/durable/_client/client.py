@@ -132,6 +132,7 @@ class Client:
             now=time.time(),
             owner=self._first_invocation_owner(wf),
             trace_link=tracing.run_started(wf.name, run_id) if tracing is not None else None,
+            version=wf.version,
         )
         record, created = await self.store.create_run(new)
         if created:
@@ -196,11 +197,13 @@ class Client:
         return Run(run_id, self)
 
     async def list_runs(
-        self, *, status: str | None = None, workflow: str | None = None, limit: int = 100, before: str | None = None
+        self, *, status: str | None = None, workflow: str | None = None, limit: int = 100, before: str | None = None,
+        version: str | None = None,
     ) -> list[RunInfo]:
+        """Runs, newest first; ``status``, ``workflow`` and ``version`` (the label its code had) filter them."""
         refuse_in_workflow("list_runs")
         records = await self.store.list_runs(
-            status=status, workflow=self.stored_name(workflow), limit=limit, before=before
+            status=status, workflow=self.stored_name(workflow), limit=limit, before=before, version=version
         )
         return [RunInfo.from_record(r) for r in records]
 

@@ -79,12 +79,16 @@ class RunInfo:
     completed_at: datetime | None
     error: ErrorInfo | None
     idempotency_key: str | None
+    version: str | None = None  # the version label of the code that started the run
+    forked_from: str | None = None  # the run this one was forked from (run.fork, durable.rerun) ...
+    forked_step: str | None = None  # ... at this command: what came before it is that run's history
 
     @classmethod
     def from_record(cls, r: RunRecord) -> RunInfo:
         return cls(
             r.run_id, r.workflow_name, r.status, _required(r.created_at), as_datetime(r.started_at),
             as_datetime(r.completed_at), decode_error(r.error) if r.error else None, r.idempotency_key,
+            r.version, r.forked_from, r.forked_step,
         )
 
     @property

@@ -15,7 +15,7 @@ from collections.abc import Callable
 import anyio
 import anyio.lowlevel
 
-from ..stores._base import RunRecord, StepClaim, Store
+from ..stores._base import RunRecord, StepClaim, Store, Versions
 from .slots import StepSlots
 
 log = logging.getLogger("durable")
@@ -35,6 +35,7 @@ class Dispatcher:
         invoke: Callable[[RunRecord], None],
         launch: Callable[[list[StepClaim]], None],
         poll_interval: float,
+        versions: Callable[[], Versions | None] = lambda: None,
     ) -> None:
         self.store = store
         self.worker_id = worker_id
@@ -43,6 +44,7 @@ class Dispatcher:
         self._step_names = step_names
         self._invoke = invoke
         self._launch = launch
+        self._versions = versions
         self.poll_interval = poll_interval
 
     async def run(self) -> None:
@@ -67,7 +69,7 @@ class Dispatcher:
             if not step_names:
                 self.slots.starved = True
             try:
-                due = await self.store.next_wake(self._workflow_names(), step_names, time.time())
+                due = await self.store.next_wake(self._workflow_names(), step_names, time.time(), self._versions())
             except Exception:
                 due = None
             if due is not None:
@@ -88,7 +90,7 @@ class Dispatcher:
         """Claim what is due now; True if anything was claimed."""
         now = time.time()
         busy = False
-        for record in await self.store.claim_runs(self.worker_id, self._workflow_names(), now, limit=16):
+        for record in await self.store.claim_runs(self.worker_id, self._workflow_names(), now, 16, self._versions()):
             busy = True
             log.debug("claimed run %s (%s, %s)", record.run_id, record.workflow_name, record.status)
             self._invoke(record)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import abc
 import math
-from collections.abc import Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -41,6 +41,14 @@ class RunRecord:
     last_seq: int = 0
     trace_link: str | None = None  # W3C traceparent of the span that started the run (tracing)
     consumed_seq: int = 0  # events up to here were consumed by a committed invocation: a replay re-lives them
+    version: str | None = None  # the version label of the code that started the run
+    forked_from: str | None = None  # the run this one was forked from ...
+    forked_step: str | None = None  # ... at this command (its history before it is the source's)
+
+
+#: Which versions of a workflow a worker executes, by stored workflow name (``None``: runs started
+#: by code without a version); workflows not in the mapping run whatever their version.
+Versions = Mapping[str, Collection[str | None]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,6 +120,7 @@ class NewRun:
     now: float
     owner: str | None = None  # the worker that will run the first invocation itself (holds the lease)
     trace_link: str | None = None  # W3C traceparent of the caller's span, when tracing
+    version: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -256,7 +265,8 @@ class Store(abc.ABC):
     async def get_run(self, run_id: str) -> RunRecord | None: ...
     @abc.abstractmethod
     async def list_runs(
-        self, *, status: str | None = None, workflow: str | None = None, limit: int = 100, before: str | None = None
+        self, *, status: str | None = None, workflow: str | None = None, limit: int = 100, before: str | None = None,
+        version: str | None = None,
     ) -> list[RunRecord]: ...
     @abc.abstractmethod
     async def load_events(self, run_id: str, after_seq: int = 0) -> list[Event]:
@@ -265,8 +275,11 @@ class Store(abc.ABC):
     async def read_log(self, run_id: str, after_seq: int) -> tuple[list[Event], int]:
         """The events replay needs after ``after_seq``, and the run's last seq, in one range read."""
     @abc.abstractmethod
-    async def claim_runs(self, worker_id: str, workflow_names: Sequence[str], now: float, limit: int) -> list[RunRecord]:
-        """Lease runs due for an invocation (fires their due waits in the same transaction)."""
+    async def claim_runs(
+        self, worker_id: str, workflow_names: Sequence[str], now: float, limit: int, versions: Versions | None = None
+    ) -> list[RunRecord]:
+        """Lease runs due for an invocation (fires their due waits in the same transaction); with
+        ``versions``, runs of the workflows it names only in the versions it lists."""
     @abc.abstractmethod
     async def release_run(self, run_id: str, worker_id: str, now: float, retry_at: float | None = None) -> None:
         """Give up a lease without committing; with ``retry_at``, the run is not due before then."""
@@ -275,11 +288,16 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def cancel_run(self, run_id: str, now: float) -> RunRecord | None: ...
     @abc.abstractmethod
-    async def next_wake(self, workflow_names: Sequence[str], step_names: Sequence[str], now: float) -> float | None:
-        """The earliest time at which a run (not leased by a live worker) or a step of these names becomes due."""
+    async def next_wake(
+        self, workflow_names: Sequence[str], step_names: Sequence[str], now: float, versions: Versions | None = None
+    ) -> float | None:
+        """The earliest time at which a run (not leased by a live worker; of these versions) or a step of these names becomes due."""
     @abc.abstractmethod
     async def active_workflows(self) -> dict[str, int]:
         """Unfinished runs per workflow name (to warn about runs no runtime here can execute)."""
+    @abc.abstractmethod
+    async def active_versions(self) -> dict[tuple[str, str | None], int]:
+        """Unfinished runs per (workflow name, version) (to warn about runs of versions no runtime here serves)."""
     @abc.abstractmethod
     async def terminal_runs(self, run_ids: Sequence[str]) -> list[str]: ...
 

@@ -39,6 +39,7 @@ from ._base import (
     RunRecord,
     StepClaim,
     StepRecord,
+    Versions,
 )
 
 Row = tuple[Any, ...]
@@ -60,7 +61,7 @@ def _marks(n: int) -> str:
 _ALIVE = "(SELECT worker_id FROM workers WHERE alive_until > ?)"
 _RUN_COLUMNS = (
     "run_id, workflow_name, status, input, seed, created_at, updated_at, started_at, completed_at, "
-    "output, error, idempotency_key, last_seq, trace_link, consumed_seq"
+    "output, error, idempotency_key, last_seq, trace_link, consumed_seq, version, forked_from, forked_step"
 )
 _REPLAY_KIND_LIST = tuple(sorted(str(k) for k in REPLAY_KINDS))
 
@@ -70,7 +71,8 @@ def _run(row: Row) -> RunRecord:
         run_id=row[0], workflow_name=row[1], status=row[2], input=bytes(row[3]), seed=row[4], created_at=row[5],
         updated_at=row[6], started_at=row[7], completed_at=row[8],
         output=None if row[9] is None else bytes(row[9]), error=None if row[10] is None else bytes(row[10]),
-        idempotency_key=row[11], last_seq=row[12], trace_link=row[13], consumed_seq=row[14],
+        idempotency_key=row[11], last_seq=row[12], trace_link=row[13], consumed_seq=row[14], version=row[15],
+        forked_from=row[16], forked_step=row[17],
     )
 
 
@@ -115,7 +117,7 @@ def _lock_run(db: DB, run_id: str) -> Row | None:
 
 # -- schema -----------------------------------------------------------------------------------------
 
-SCHEMA_VERSION = 3  # migration: h-web (2 -> 3: published_workflows)
+SCHEMA_VERSION = 4  # migration: h-web (2 -> 3: published_workflows); migration: h-verify (3 -> 4: versions, forks)
 # The tables, written once for both dialects: {blob}, {real}, {bigint} and {norowid} are filled in
 # by each store (BLOB/REAL/INTEGER/" WITHOUT ROWID" for SQLite, BYTEA/DOUBLE PRECISION/BIGINT/""
 # for PostgreSQL), so the two schemas cannot drift apart.
@@ -128,7 +130,8 @@ _SCHEMA_TEMPLATE = [
         run_id TEXT PRIMARY KEY, workflow_name TEXT NOT NULL, status TEXT NOT NULL, input {blob} NOT NULL,
         seed TEXT NOT NULL, idempotency_key TEXT UNIQUE, output {blob}, error {blob},
         created_at {real} NOT NULL, updated_at {real} NOT NULL, started_at {real}, completed_at {real},
-        last_seq {bigint} NOT NULL, wake_at {real}, owner TEXT, trace_link TEXT, consumed_seq {bigint} NOT NULL DEFAULT 0)""",
+        last_seq {bigint} NOT NULL, wake_at {real}, owner TEXT, trace_link TEXT, consumed_seq {bigint} NOT NULL DEFAULT 0,
+        version TEXT, forked_from TEXT, forked_step TEXT)""",
     "CREATE INDEX runs_wake ON runs (wake_at) WHERE wake_at IS NOT NULL",
     "CREATE INDEX runs_created ON runs (created_at, run_id)",
     "CREATE INDEX runs_status ON runs (status, created_at)",
@@ -185,6 +188,12 @@ _MIGRATION_TEMPLATES: dict[int, list[str]] = {
         "ALTER TABLE runs ADD COLUMN consumed_seq {bigint} NOT NULL DEFAULT 0",
     ],
     2: [_PUBLISHED_WORKFLOWS],  # migration: h-web
+    # migration: h-verify -- the version label of the code that started a run; where a fork came from
+    3: [
+        "ALTER TABLE runs ADD COLUMN version TEXT",
+        "ALTER TABLE runs ADD COLUMN forked_from TEXT",
+        "ALTER TABLE runs ADD COLUMN forked_step TEXT",
+    ],
 }
 
 
@@ -253,9 +262,10 @@ def list_workflows(db: DB) -> list[PublishedWorkflow]:
 def create_run(db: DB, new: NewRun) -> tuple[RunRecord, bool]:
     inserted = db.execute(
         "INSERT INTO runs (run_id, workflow_name, status, input, seed, idempotency_key, created_at, updated_at, "
-        "last_seq, wake_at, owner, trace_link) VALUES (?,?,?,?,?,?,?,?,1,?,?,?) ON CONFLICT DO NOTHING RETURNING run_id",
+        "last_seq, wake_at, owner, trace_link, version) VALUES (?,?,?,?,?,?,?,?,1,?,?,?,?) ON CONFLICT DO NOTHING "
+        "RETURNING run_id",
         (new.run_id, new.workflow_name, "pending", new.input, new.seed, new.idempotency_key, new.now, new.now, new.now,
-         new.owner, new.trace_link),
+         new.owner, new.trace_link, new.version),
     )
     if not inserted:
         where, key = ("idempotency_key", new.idempotency_key) if new.idempotency_key else ("run_id", new.run_id)
@@ -280,7 +290,7 @@ def create_run(db: DB, new: NewRun) -> tuple[RunRecord, bool]:
     return RunRecord(
         run_id=new.run_id, workflow_name=new.workflow_name, status="pending", input=new.input, seed=new.seed,
         created_at=new.now, updated_at=new.now, idempotency_key=new.idempotency_key, last_seq=1,
-        trace_link=new.trace_link,
+        trace_link=new.trace_link, version=new.version,
     ), True
 
 
@@ -297,7 +307,9 @@ def get_run(db: DB, run_id: str) -> RunRecord | None:
     return _run(rows[0]) if rows else None
 
 
-def list_runs(db: DB, status: str | None, workflow: str | None, limit: int, before: str | None) -> list[RunRecord]:
+def list_runs(
+    db: DB, status: str | None, workflow: str | None, limit: int, before: str | None, version: str | None = None
+) -> list[RunRecord]:
     if limit < 1:
         raise ValueError(f"limit must be at least 1, got {limit}")
     if before and not db.execute("SELECT 1 FROM runs WHERE run_id = ?", (before,)):
@@ -309,6 +321,9 @@ def list_runs(db: DB, status: str | None, workflow: str | None, limit: int, befo
     if workflow:
         where.append("workflow_name = ?")
         params.append(workflow)
+    if version:
+        where.append("version = ?")
+        params.append(version)
     if before:
         where.append("(created_at, run_id) < (SELECT created_at, run_id FROM runs WHERE run_id = ?)")
         params.append(before)
@@ -339,14 +354,39 @@ def read_log(db: DB, run_id: str, after_seq: int) -> tuple[list[Event], int]:
     return load_events(db, run_id, after_seq, True), int(rows[0][0])
 
 
-def claim_runs(db: DB, worker_id: str, names: Sequence[str], now: float, limit: int) -> list[RunRecord]:
+def _served(names: Sequence[str], versions: Versions | None) -> tuple[str, list[Any]]:
+    """The condition on a run's workflow (and version) for a worker executing ``names``, of which
+    those in ``versions`` only in the versions listed there (``None``: runs started without one)."""
+    versions = versions or {}
+    free = [n for n in names if n not in versions]
+    parts, params = [], []
+    if free:
+        parts.append(f"workflow_name IN ({_marks(len(free))})")
+        params.extend(free)
+    for name in names:
+        if name not in versions:
+            continue
+        labels = sorted(v for v in versions[name] if v is not None)
+        either = ([f"version IN ({_marks(len(labels))})"] if labels else []) + (
+            ["version IS NULL"] if None in versions[name] else []
+        )
+        if either:
+            parts.append(f"(workflow_name = ? AND ({' OR '.join(either)}))")
+            params.extend([name, *labels])
+    return ("(" + " OR ".join(parts) + ")" if parts else "0 = 1"), params
+
+
+def claim_runs(
+    db: DB, worker_id: str, names: Sequence[str], now: float, limit: int, versions: Versions | None = None
+) -> list[RunRecord]:
     if not names:
         return []
+    served, served_params = _served(names, versions)
     rows = db.execute(
         f"SELECT run_id FROM runs WHERE wake_at <= ? AND status IN ('pending', 'running') "
-        f"AND workflow_name IN ({_marks(len(names))}) AND (owner IS NULL OR (owner <> ? AND owner NOT IN {_ALIVE})) "
+        f"AND {served} AND (owner IS NULL OR (owner <> ? AND owner NOT IN {_ALIVE})) "
         f"ORDER BY wake_at LIMIT ?{db.skip_locked}",
-        (now, *names, worker_id, now, limit),
+        (now, *served_params, worker_id, now, limit),
     )
     claimed = []
     for (run_id,) in rows:
@@ -390,13 +430,16 @@ def release_run(db: DB, run_id: str, worker_id: str, now: float, retry_at: float
         db.note("work")
 
 
-def next_wake(db: DB, names: Sequence[str], step_names: Sequence[str], now: float) -> float | None:
+def next_wake(
+    db: DB, names: Sequence[str], step_names: Sequence[str], now: float, versions: Versions | None = None
+) -> float | None:
     times = []
     if names:
+        served, served_params = _served(names, versions)
         rows = db.execute(
             f"SELECT MIN(wake_at) FROM runs WHERE wake_at IS NOT NULL AND status IN ('pending', 'running') "
-            f"AND workflow_name IN ({_marks(len(names))}) AND (owner IS NULL OR owner NOT IN {_ALIVE})",
-            (*names, now),
+            f"AND {served} AND (owner IS NULL OR owner NOT IN {_ALIVE})",
+            (*served_params, now),
         )
         times.append(rows[0][0])
     if step_names:
@@ -414,6 +457,14 @@ def active_workflows(db: DB) -> dict[str, int]:
         "SELECT workflow_name, count(*) FROM runs WHERE status IN ('pending', 'running') GROUP BY workflow_name"
     )
     return {r[0]: int(r[1]) for r in rows}
+
+
+def active_versions(db: DB) -> dict[tuple[str, str | None], int]:
+    rows = db.execute(
+        "SELECT workflow_name, version, count(*) FROM runs WHERE status IN ('pending', 'running') "
+        "GROUP BY workflow_name, version"
+    )
+    return {(r[0], r[1]): int(r[2]) for r in rows}
 
 
 def terminal_runs(db: DB, run_ids: Sequence[str]) -> list[str]:

@@ -34,7 +34,8 @@ class RunEndpoints:
             raise HTTPError(400, f"status must be one of {', '.join(STATUSES)}, got {status!r}")
         limit = int_param(request, "limit", 50, minimum=1, maximum=1000)
         workflow = self.ctx.client.stored_name(request.query_params.get("workflow") or None)
-        return {"status": status, "workflow": workflow, "limit": limit}
+        version = request.query_params.get("version") or None
+        return {"status": status, "workflow": workflow, "limit": limit, "version": version}
 
     async def list_runs(self, request: Request) -> Response:
         filters = self._filters(request)

@@ -137,6 +137,7 @@ function renderRuns(runs) {
     return el("tr", { class: "run", "data-run-id": run.run_id, "data-status": run.status, onclick: open },
       el("td", {}, el("code", { text: run.run_id })),
       el("td", { text: run.workflow }),
+      el("td", { class: "version", text: run.version || "" }),
       el("td", {}, statusBadge(run.status)),
       el("td", { text: when(run.created_at) }),
       el("td", { text: seconds(run.duration) }),
@@ -203,6 +204,7 @@ function renderRun(run) {
   document.getElementById("cancel-button").hidden = TERMINAL.has(run.status);
   const meta = [["Workflow", run.workflow], ["Created", when(run.created_at)], ["Started", when(run.started_at)],
     ["Ended", when(run.completed_at)], ["Duration", seconds(run.duration)]];
+  if (run.version) meta.push(["Version", run.version]);
   if (run.idempotency_key) meta.push(["Idempotency key", run.idempotency_key]);
   document.getElementById("run-meta").replaceChildren(...meta.flatMap(([k, v]) => [el("dt", { text: k }), el("dd", { text: v })]));
   const outcome = document.getElementById("run-outcome");

@@ -4,7 +4,8 @@ Workflow code: ``@workflow``, ``sleep``, ``now``, ``random``, ``uuid4``, ``creat
 ``create_webhook``, ``define_hook``, ``get_writable``, ``get_workflow_metadata``, ``patched``,
 ``deprecate_patch``.
 Step code: ``@step``, ``get_step_metadata``, ``get_writable``, ``FatalError``, ``RetryableError``.
-Outside: ``Runtime``, ``start``, ``get_run``, ``list_runs``, ``resume_hook``, ``resume_webhook``, ``configure``.
+Outside: ``Runtime``, ``start``, ``get_run``, ``list_runs``, ``resume_hook``, ``resume_webhook``, ``rerun``,
+``configure``.
 """
 
 # Imported for its effect: a Run in a notebook cell shows as a live view. Light (ipywidgets
@@ -23,10 +24,12 @@ from ._client.projection import ResumeResult as ResumeResult
 from ._client.projection import RunInfo as RunInfo
 from ._client.projection import StepInfo as StepInfo
 from ._client.run import Run as Run
+from ._client.run import rerun as rerun
 from ._client.streams import StreamChunk as StreamChunk
 from ._core.codec import register_class as register_class
 from ._core.errors import DurableError as DurableError
 from ._core.errors import FatalError as FatalError
+from ._core.errors import ForkError as ForkError
 from ._core.errors import HookConflictError as HookConflictError
 from ._core.errors import HookNotFound as HookNotFound
 from ._core.errors import HookSchemaUnknown as HookSchemaUnknown
@@ -85,14 +88,14 @@ from ._workflow.workflow import workflow as workflow
 __version__ = "0.1.0"
 
 __all__ = [
-    "Client", "DurableError", "Event", "EventKind", "FatalError", "Hook", "HookConflictError", "HookDefinition", "HookInfo",
+    "Client", "DurableError", "Event", "EventKind", "FatalError", "ForkError", "Hook", "HookConflictError", "HookDefinition", "HookInfo",
     "HookNotFound", "HookSchemaUnknown", "HookValidationError", "InvalidStoreURL", "NameConflict", "NonDeterminismError", "NotInStepError",
     "NotInWorkflowError", "Request", "Response", "ResumeResult", "RetryableError", "Run", "RunCancelled", "RunConflict", "RunFailed",
     "RunInfo", "RunNotFound", "Runtime", "SerializationError", "SideEffectInWorkflowError", "Step", "StepFailed", "StepInfo", "StepMetadata", "StepTimeout",
     "StoreCorrupt", "StoreError", "StreamChunk", "StreamClosedError", "StreamFailed", "StreamHandle", "StreamWriter",
     "Webhook", "WebhookNotAnswered", "WebhookResponseTimeout", "Workflow", "WorkflowMetadata", "WorkflowNotFound", "configure", "create_hook",
     "create_webhook", "define_hook", "deprecate_patch", "get_run", "get_runtime", "get_step_metadata", "get_workflow_metadata",
-    "get_writable", "list_runs", "logger", "now", "patched", "random", "register_class", "resume_hook", "resume_webhook", "sleep",
-    "start",
+    "get_writable", "list_runs", "logger", "now", "patched", "random", "register_class", "rerun", "resume_hook", "resume_webhook",
+    "sleep", "start",
     "step", "uuid4", "workflow",
 ]

@@ -714,6 +714,52 @@ def resume(
     out.print(safe(_with_store(store, act)))
 
 
+def _import_app(app_spec: str | None) -> None:
+    for name in (app_spec or "").split(","):
+        if name.strip():
+            _import(name.strip().partition(":")[0])
+
+
+@app.command()
+def fork(
+    run_id: Annotated[str, typer.Argument(help="The run to fork.")],
+    from_step: Annotated[
+        str | None,
+        typer.Option("--from-step", help="Run again from this step: its position (4) or id (step_4). Default: where a rerun starts."),
+    ] = None,
+    input_json: Annotated[
+        str | None, typer.Option("--input", help='New arguments, as JSON: a list, or {"args": [...], "kwargs": {...}}.')
+    ] = None,
+    app_spec: Annotated[
+        str | None, typer.Option("--app", "-a", help="Module(s) defining the workflow: its history is checked against that code first.")
+    ] = None,
+    store: StoreOption = None,
+) -> None:
+    """Start a new run that reuses RUN_ID's recorded steps before a step and runs the rest with the code deployed now.
+
+    Without --from-step it starts where a rerun does: the first failed step of a failed or cancelled run.
+    """
+    from ._client.fork import fork_run
+    from ._workflow.workflow import workflows as registered_workflows
+
+    with _reported():
+        value = None if input_json is None else _parse_json(input_json, "--input")
+        _import_app(app_spec)
+    step: int | str | None = None
+    if from_step is not None:
+        step = int(from_step) if from_step.isdigit() else from_step
+
+    async def act(s: Store) -> str:
+        try:
+            new = await fork_run(s, run_id, step, value, find=registered_workflows.resolve, rerun=step is None)
+        except TypeError as exc:  # --input that does not fit the workflow
+            raise CLIError(str(exc), 2) from None
+        record = await s.get_run(new)
+        return f"forked run {new} from run {run_id} at {record.forked_step if record else '?'}"
+
+    out.print(_with_store(store, act))
+
+
 @app.command()
 def migrate(store: StoreOption = None) -> None:
     """Create the store's schema, or upgrade it to this version's; print what was done."""

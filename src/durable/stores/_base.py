@@ -135,6 +135,20 @@ class PublishedWorkflow:
     published_at: float
 
 
+@dataclass(frozen=True, slots=True)
+class ForkRun:
+    """A new run whose history is the source run's before ``before_seq``, continued by the code
+    deployed now (``run.fork``, ``durable.rerun``). The source is only read."""
+
+    source_id: str
+    run_id: str
+    before_seq: int  # the source's events with a smaller seq are the new run's history
+    forked_step: str  # the command the new run resumes at (its correlation id), or "end"
+    input: bytes | None  # new arguments; None: the source's
+    version: str | None  # the version label of the code that forks
+    now: float
+
+
 @dataclass(slots=True)
 class Invocation:
     """The result of advancing a workflow instance, to commit atomically.
@@ -287,6 +301,10 @@ class Store(abc.ABC):
     async def commit(self, invocation: Invocation) -> CommitResult: ...
     @abc.abstractmethod
     async def cancel_run(self, run_id: str, now: float) -> RunRecord | None: ...
+    @abc.abstractmethod
+    async def fork_run(self, fork: ForkRun) -> RunRecord:
+        """Create the forked run with its copied history and the steps, hooks, waits and stream
+        chunks that history holds (RunNotFound, ForkError if a hook token it holds is live elsewhere)."""
     @abc.abstractmethod
     async def next_wake(
         self, workflow_names: Sequence[str], step_names: Sequence[str], now: float, versions: Versions | None = None

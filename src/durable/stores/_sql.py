@@ -24,7 +24,7 @@ from .._core.commands import (
     WriteChunk,
 )
 from .._core.errorinfo import decode_error
-from .._core.errors import HookNotFound, RunConflict, RunNotFound, StreamClosedError
+from .._core.errors import ForkError, HookNotFound, RunConflict, RunNotFound, StreamClosedError
 from .._core.events import REPLAY_KINDS, Event, EventKind
 from ._base import (
     ACTIVE,
@@ -32,6 +32,7 @@ from ._base import (
     Chunk,
     ChunkPage,
     CommitResult,
+    ForkRun,
     HookRecord,
     Invocation,
     NewRun,
@@ -757,6 +758,152 @@ def cancel_run(db: DB, run_id: str, now: float) -> RunRecord | None:
             (now, out.seq, now, run_id),
         )
     return get_run(db, run_id)
+
+
+# -- forks ----------------------------------------------------------------------------------------
+
+_UNFINISHED_STEP_HISTORY = (EventKind.STEP_STARTED.value, EventKind.STEP_RETRYING.value)
+
+
+def fork_run(db: DB, fork: ForkRun) -> RunRecord:
+    """A new run whose history is the source's before ``fork.before_seq``: the events (renumbered,
+    without the attempts of steps that had not finished there), and what they hold -- finished
+    steps with their results, steps still running then as pending (they run again), hooks with
+    their tokens, waits with their deadlines, and the stream chunks written by then."""
+    source = get_run(db, fork.source_id)
+    if source is None:
+        raise RunNotFound(fork.source_id)
+    if not 3 <= fork.before_seq <= source.last_seq + 1:
+        raise ForkError(fork.source_id, f"its history has no event {fork.before_seq} to fork before")
+    events = load_events(db, fork.source_id, 0, False)[: fork.before_seq - 1]
+    finished = {e.correlation_id: e for e in events if e.kind in (EventKind.STEP_COMPLETED, EventKind.STEP_FAILED)}
+    kept = [e for e in events if not (e.kind in _UNFINISHED_STEP_HISTORY and e.correlation_id not in finished)]
+    started = next((e.created_at for e in kept if e.kind == EventKind.RUN_STARTED), None)
+    run_id, now = fork.run_id, fork.now
+    db.execute(
+        "INSERT INTO runs (run_id, workflow_name, status, input, seed, created_at, updated_at, started_at, last_seq, "
+        "wake_at, version, forked_from, forked_step) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+        (run_id, source.workflow_name, "pending" if started is None else "running", fork.input or source.input,
+         source.seed, now, now, started, len(kept), now, fork.version, fork.source_id, fork.forked_step),
+    )
+    db.executemany(
+        "INSERT INTO events (run_id, seq, kind, corr_id, name, data, attempt, created_at) VALUES (?,?,?,?,?,?,?,?)",
+        [
+            (run_id, seq, e.kind, e.correlation_id, e.name,
+             fork.input if e.kind == EventKind.RUN_CREATED and fork.input is not None else e.data, e.attempt, e.created_at)
+            for seq, e in enumerate(kept, 1)
+        ],
+    )
+    _fork_steps(db, fork, kept, finished)
+    _fork_hooks_and_waits(db, fork, kept)
+    _fork_streams(db, fork, kept, finished)
+    db.note("work")
+    db.note("runs")
+    db.note("run", run_id)
+    record = get_run(db, run_id)
+    assert record is not None
+    return record
+
+
+def _fork_steps(db: DB, fork: ForkRun, kept: list[Event], finished: dict[str | None, Event]) -> None:
+    limits: dict[str, int] = {
+        r[0]: r[1] for r in db.execute("SELECT step_id, max_attempts FROM steps WHERE run_id = ?", (fork.source_id,))
+    }
+    starts: dict[str | None, list[Event]] = {}
+    for e in kept:
+        if e.kind == EventKind.STEP_STARTED:
+            starts.setdefault(e.correlation_id, []).append(e)
+    rows = []
+    for e in kept:
+        if e.kind != EventKind.STEP_CREATED:
+            continue
+        corr = e.correlation_id or ""
+        end, tries = finished.get(corr), starts.get(corr, [])
+        status = "pending" if end is None else "completed" if end.kind == EventKind.STEP_COMPLETED else "failed"
+        rows.append((
+            fork.run_id, corr, e.name or "", status, len(tries) if end is not None else 0, limits.get(corr, 1),
+            e.data or b"", end.data if end is not None and status == "completed" else None,
+            end.data if end is not None and status == "failed" else None, e.created_at,
+            tries[0].created_at if tries and end is not None else None, end.created_at if end is not None else None,
+            fork.now if end is None else None,
+        ))
+    db.executemany(
+        "INSERT INTO steps (run_id, step_id, name, status, attempt, max_attempts, input, output, error, created_at, "
+        "started_at, completed_at, ready_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+        rows,
+    )
+
+
+def _fork_hooks_and_waits(db: DB, fork: ForkRun, kept: list[Event]) -> None:
+    disposed = {e.correlation_id for e in kept if e.kind == EventKind.HOOK_DISPOSED}
+    ended_waits = {e.correlation_id: e.kind for e in kept if e.kind in (EventKind.WAIT_COMPLETED, EventKind.WAIT_CANCELLED)}
+    deadlines: dict[str, float] = {
+        r[0]: r[1] for r in db.execute("SELECT wait_id, resume_at FROM waits WHERE run_id = ?", (fork.source_id,))
+    }
+    for e in kept:
+        corr = e.correlation_id or ""
+        if e.kind == EventKind.HOOK_CREATED:
+            live = corr not in disposed
+            if live:
+                holder = db.execute("SELECT run_id FROM hooks WHERE token = ? AND status = 'active'", (e.name,))
+                if holder:
+                    raise ForkError(
+                        fork.source_id,
+                        f"its hook {corr} holds token {e.name!r} at that point, and run {holder[0][0]} holds that "
+                        "token now (a token belongs to one live hook): end that run first, or fork from before the hook",
+                    )
+            db.execute(
+                "INSERT INTO hooks (run_id, hook_id, token, status, metadata, created_at) VALUES (?,?,?,?,?,?)",
+                (fork.run_id, corr, e.name, "active" if live else "disposed", e.data, e.created_at),
+            )
+            if live:
+                db.note("hooks")
+        elif e.kind == EventKind.WAIT_CREATED:
+            ended = ended_waits.get(corr)
+            status = "waiting" if ended is None else "completed" if ended == EventKind.WAIT_COMPLETED else "cancelled"
+            db.execute(
+                "INSERT INTO waits (run_id, wait_id, resume_at, status) VALUES (?,?,?,?)",
+                (fork.run_id, corr, deadlines.get(corr, fork.now), status),
+            )
+
+
+def _fork_streams(db: DB, fork: ForkRun, kept: list[Event], finished: dict[str | None, Event]) -> None:
+    """The chunks written by then: the workflow's own writes it recorded, and those of the steps that had finished."""
+    written: dict[str, int] = {}
+    closed_here: set[str] = set()
+    for e in kept:
+        if e.kind == EventKind.STREAM_WRITTEN:
+            written[e.name or ""] = written.get(e.name or "", 0) + 1
+        elif e.kind == EventKind.STREAM_CLOSED and e.correlation_id:
+            closed_here.add(e.name or "")
+    streams = db.execute("SELECT namespace, closed_by FROM streams WHERE run_id = ? ORDER BY namespace", (fork.source_id,))
+    for namespace, closed_by in streams:
+        rows = db.execute(
+            "SELECT data, step_id, attempt, created_at FROM chunks WHERE run_id = ? AND namespace = ? ORDER BY idx",
+            (fork.source_id, namespace),
+        )
+        own = written.get(namespace, 0)
+        chunks = []
+        for data, step_id, attempt, created_at in rows:
+            if step_id is None:
+                if own == 0:
+                    continue
+                own -= 1
+            elif step_id not in finished:
+                continue
+            chunks.append((data, step_id, attempt, created_at))
+        closer = closed_by.rpartition("#")[0] if closed_by else None
+        closed = namespace in closed_here or (closer is not None and closer in finished)
+        if not chunks and not closed:
+            continue
+        db.execute(
+            "INSERT INTO streams (run_id, namespace, next_index, closed, error, closed_by) VALUES (?,?,?,?,NULL,?)",
+            (fork.run_id, namespace, len(chunks), 1 if closed else 0, closed_by if closed and closer else None),
+        )
+        db.executemany(
+            "INSERT INTO chunks (run_id, namespace, idx, data, step_id, attempt, created_at) VALUES (?,?,?,?,?,?,?)",
+            [(fork.run_id, namespace, i, *chunk) for i, chunk in enumerate(chunks)],
+        )
 
 
 # -- steps ----------------------------------------------------------------------------------------

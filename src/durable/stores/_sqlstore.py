@@ -16,6 +16,7 @@ from . import _sql
 from ._base import (
     ChunkPage,
     CommitResult,
+    ForkRun,
     HookRecord,
     Invocation,
     NewRun,
@@ -94,6 +95,9 @@ class SQLStore(Store):
 
     async def cancel_run(self, run_id: str, now: float) -> RunRecord | None:
         return await self._run(_sql.cancel_run, run_id, now)
+
+    async def fork_run(self, fork: ForkRun) -> RunRecord:
+        return await self._run(_sql.fork_run, fork)
 
     async def next_wake(
         self, workflow_names: Sequence[str], step_names: Sequence[str], now: float, versions: Versions | None = None

@@ -760,6 +760,101 @@ def fork(
     out.print(_with_store(store, act))
 
 
+# -- replay checks -------------------------------------------------------------------------------
+
+
+@app.command()
+def export(run_id: Annotated[str, typer.Argument(help="The run's id.")], store: StoreOption = None) -> None:
+    """Write a run's whole history (events, input, seed, version) as JSON to stdout: `durable export RUN > history.json`."""
+    from ._client.history import read_history
+
+    async def read(s: Store) -> str:
+        return (await read_history(s, run_id)).to_json()
+
+    sys.stdout.write(_with_store(store, read))
+
+
+def _code_of(spec: str) -> tuple[Callable[[str], Any], list[str]]:
+    """The workflows ``--app module[:attr]`` defines: a lookup by stored name, and every name their
+    runs may be stored under. ``attr`` may be a Runtime, a workflow, or a list of workflows."""
+    from ._core.registry import Registry
+    from ._worker.runtime import Runtime
+    from ._workflow.workflow import Workflow
+    from ._workflow.workflow import workflows as registered_workflows
+
+    module_name, _, attr = spec.partition(":")
+    module = _import(module_name)
+    if not attr:
+        return registered_workflows.resolve, registered_workflows.claimable()
+    try:
+        obj = getattr(module, attr)
+    except AttributeError:
+        raise CLIError(f"module {module_name!r} has no attribute {attr!r}", 2) from None
+    if isinstance(obj, Runtime):
+        found = [obj.get_workflow(n) for n in obj.workflow_names()]
+        chosen = [w for w in found if w is not None]
+    elif isinstance(obj, Workflow):
+        chosen = [obj]
+    elif isinstance(obj, list | tuple | set | frozenset) and all(isinstance(w, Workflow) for w in obj):
+        chosen = list(obj)
+    else:
+        raise CLIError(f"{spec} is not a durable.Runtime, a workflow or a list of workflows", 2)
+    table: Registry[Any] = Registry("workflow")
+    for wf in chosen:
+        table[wf.name] = wf
+    return table.resolve, table.claimable()
+
+
+@app.command("check-replay")
+def check_replay_command(
+    app_spec: Annotated[str, typer.Option("--app", "-a", help="module (its workflows) or module:attr (a Runtime, a workflow, a list).")],
+    store: StoreOption = None,
+    workflow: Annotated[str | None, typer.Option(help="Only runs of this workflow.")] = None,
+    limit: Annotated[int, typer.Option(help="How many of the most recent finished runs of each workflow (0-100000).")] = 20,
+    status: Annotated[
+        str | None, typer.Option(help="Only runs with these statuses, comma-separated (default: all).")
+    ] = None,
+) -> None:
+    """Replay every unfinished run, and the LIMIT latest finished runs of each workflow, with the code the app
+    defines now: one line per run that diverged, a summary; exit status 0 only if none did."""
+    from .testing._replay import Divergence, check_store
+
+    statuses = ("pending", "running", "completed", "failed", "cancelled")
+    chosen = tuple(s.strip() for s in status.split(",") if s.strip()) if status else statuses
+    bad = [s for s in chosen if s not in statuses]
+    if bad or not chosen:
+        _fail(CLIError(f"--status takes statuses among {', '.join(statuses)}, comma-separated, not {status!r}", 2))
+    if not 0 <= limit <= 100_000:
+        _fail(CLIError(f"--limit must be between 0 and 100000, not {limit}", 2))
+    with _reported():
+        find, names = _code_of(app_spec)
+        if workflow is not None:
+            target = find(workflow)
+            if target is None:
+                raise CLIError(f"--app {app_spec} defines no workflow {workflow!r} (it defines: {', '.join(names) or 'none'})", 2)
+            names = [n for n in names if find(n) is target]
+
+    def report(found: Divergence) -> None:
+        e = found.error
+        print(  # one line per run, never folded: for grep and CI logs
+            f"diverged  {found.run_id}  {found.workflow}  ({found.status})  at command #{e.position}: "
+            f"recorded {e.recorded}; the code now does {e.actual}", flush=True,
+        )
+
+    async def check(s: Store) -> Any:
+        return await check_store(s, find, names, limit=limit, statuses=chosen, unknown=workflow is None, on_divergence=report)
+
+    result = _with_store(store, check)
+    for name, count in sorted(result.no_code.items()):
+        print(f"no code   {name}: {count} unfinished run(s) of a workflow the app does not define would wait forever")
+    print(
+        f"checked {result.checked} run(s) of {len(result.workflows)} workflow(s) in {result.seconds:.2f} s: "
+        f"{len(result.diverged)} diverged" + (f", {sum(result.no_code.values())} without code" if result.no_code else "")
+    )
+    if not result.ok:
+        raise typer.Exit(1)
+
+
 @app.command()
 def migrate(store: StoreOption = None) -> None:
     """Create the store's schema, or upgrade it to this version's; print what was done."""

@@ -112,7 +112,7 @@ async def test_check_store_replays_unfinished_runs_and_the_latest_finished_ones(
     async def quick(order: str) -> Any:
         return await tag(order)
 
-    fast = Workflow(quick, name="history.quick", serializer="json")
+    fast: Workflow[Any, Any] = Workflow(quick, name="history.quick", serializer="json")
     wf = flow()
     async with durable.Runtime(store_url, workflows=[wf, fast], poll_interval=0.05) as rt:
         waiting = [await _suspended(rt, wf, f"w{i}") for i in range(3)]

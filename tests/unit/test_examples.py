@@ -94,3 +94,14 @@ def test_check_replay_passes_the_patched_code_and_fails_the_unguarded_edit(tmp_p
     assert sum(line.startswith("diverged  run_") for line in lines) == 2  # the finished run and the one past the edit
     assert "recorded step 'shop:ship'" in bad.stdout and "the code now does step 'shop:gift_wrap'" in bad.stdout
     assert lines[-1].endswith("2 diverged")
+
+
+def test_the_testing_example_catches_the_buggy_workflow_and_passes_the_fixed_one() -> None:
+    """examples/testing/test_reminders.py: check_determinism catches the wall-clock bug, passes the fix, and
+    the TestRuntime test (three virtual days, a faked e-mail step retried once) passes."""
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "test_reminders.py"],
+        capture_output=True, text=True, timeout=300, cwd=ROOT / "examples" / "testing",
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "3 passed" in done.stdout

@@ -8,10 +8,10 @@ commands and the notebook's views use one where they do not run workflows; a
 from __future__ import annotations
 
 import secrets
-import time
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
+from .._core.clock import SYSTEM_CLOCK, Clock
 from .._core.durations import Duration
 from .._core.errors import RunNotFound, WorkflowNotFound
 from .._core.ids import check_idempotency_key, check_run_id, new_run_id
@@ -34,12 +34,14 @@ class Client:
     ``async with Client(url) as client:`` opens and closes the store; a client over a store
     someone else opens (a web app's lifespan, a runtime) needs no opening of its own.
     ``poll_interval`` caps how long followers (``run.wait()``, stream readers) wait between
-    re-reads when other processes write to the store and cannot wake this one.
+    re-reads when other processes write to the store and cannot wake this one. ``clock`` is where
+    the times it records come from (tests pass a virtual one).
     """
 
-    def __init__(self, store: str | Store | None = None, *, poll_interval: float = 0.5) -> None:
+    def __init__(self, store: str | Store | None = None, *, poll_interval: float = 0.5, clock: Clock | None = None) -> None:
         self.store: Store = store if isinstance(store, Store) else store_from_url(store)
         self.poll_interval = poll_interval
+        self.clock: Clock = clock or SYSTEM_CLOCK
 
     def __repr__(self) -> str:
         return f"<durable.Client {self.store.url}>"
@@ -129,7 +131,7 @@ class Client:
             input=data,
             seed=secrets.token_hex(16),
             idempotency_key=check_idempotency_key(idempotency_key) if idempotency_key is not None else None,
-            now=time.time(),
+            now=self.clock.time(),
             owner=self._first_invocation_owner(wf),
             trace_link=tracing.run_started(wf.name, run_id) if tracing is not None else None,
             version=wf.version,
@@ -171,7 +173,8 @@ class Client:
             input=found.encode(list(args), dict(kwargs or {})),
             seed=secrets.token_hex(16),
             idempotency_key=check_idempotency_key(idempotency_key) if idempotency_key is not None else None,
-            now=time.time(),
+            now=self.clock.time(),
+            version=found.record.version,  # the code a worker published: the one that will run it
         )
         record, _ = await self.store.create_run(new)
         return Run(record.run_id, self)
@@ -219,7 +222,7 @@ class Client:
     async def cancel(self, run_id: str) -> str:
         """Cancel a run: the worker running its steps cancels them, its streams close, its hooks are disposed."""
         refuse_in_workflow("cancel")
-        now = time.time()
+        now = self.clock.time()
         record = await self.store.cancel_run(run_id, now)
         if record is None:
             raise RunNotFound(run_id)
@@ -238,9 +241,9 @@ class Client:
         ``wait`` (e.g. ``"10s"``) waits for the hook to be created first, for a run just started.
         """
         refuse_in_workflow("resume_hook")
-        return await resume_hook(self.store, token, payload, validate=validate, wait=wait)
+        return await resume_hook(self.store, token, payload, validate=validate, wait=wait, now=self.clock.time)
 
     async def resume_webhook(self, token: str, request: Request, *, timeout: float = 30.0) -> Response:
         """Deliver an HTTP request to the webhook holding ``token``; return the response to send back."""
         refuse_in_workflow("resume_webhook")
-        return await resume_webhook(self.store, token, request, timeout=timeout)
+        return await resume_webhook(self.store, token, request, timeout=timeout, now=self.clock.time)

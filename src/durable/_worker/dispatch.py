@@ -9,12 +9,12 @@ also polls with back-off capped at ``poll_interval``.
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable
 
 import anyio
 import anyio.lowlevel
 
+from .._core.clock import SYSTEM_CLOCK, Clock
 from ..stores._base import RunRecord, StepClaim, Store, Versions
 from .slots import StepSlots
 
@@ -36,6 +36,7 @@ class Dispatcher:
         launch: Callable[[list[StepClaim]], None],
         poll_interval: float,
         versions: Callable[[], Versions | None] = lambda: None,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self.store = store
         self.worker_id = worker_id
@@ -45,6 +46,7 @@ class Dispatcher:
         self._invoke = invoke
         self._launch = launch
         self._versions = versions
+        self._clock = clock
         self.poll_interval = poll_interval
 
     async def run(self) -> None:
@@ -69,14 +71,12 @@ class Dispatcher:
             if not step_names:
                 self.slots.starved = True
             try:
-                due = await self.store.next_wake(self._workflow_names(), step_names, time.time(), self._versions())
+                due = await self.store.next_wake(self._workflow_names(), step_names, self._clock.time(), self._versions())
             except Exception:
                 due = None
-            if due is not None:
-                # At least a millisecond: something due that could not be claimed (held by a
-                # live worker) must not turn this loop into a spin.
-                timeout = min(timeout, max(0.001, due - time.time()))
-            if not await self.store.notifier.wait(listener, timeout):
+            # (The clock waits at least a millisecond: something due that could not be claimed --
+            # held by a live worker -- must not turn this loop into a spin.)
+            if not await self._clock.sleep_until(listener, due, timeout):
                 wait = min(self.poll_interval, wait * 2)
             else:
                 wait = 0.01
@@ -88,7 +88,7 @@ class Dispatcher:
 
     async def dispatch_once(self) -> bool:
         """Claim what is due now; True if anything was claimed."""
-        now = time.time()
+        now = self._clock.time()
         busy = False
         for record in await self.store.claim_runs(self.worker_id, self._workflow_names(), now, 16, self._versions()):
             busy = True

@@ -37,6 +37,7 @@ import anyio
 from .._client.client import Client
 from .._client.published import describe
 from .._client.telemetry import telemetry
+from .._core.clock import Clock
 from .._core.ids import check_label
 from .._core.registry import Registry, short_name
 from .._workflow.step import steps as registered_steps
@@ -99,6 +100,8 @@ class Runtime(Client):
       code without one); other workflows run whatever their version. Old and new workers can so run
       side by side during a rolling deploy; a run whose version nobody serves stays pending, with a
       warning naming it.
+    - ``clock``: where recorded times come from and how the dispatcher waits (default: the system
+      clock; tests pass a virtual one, see ``durable.testing.TestRuntime``).
     """
 
     def __init__(
@@ -115,8 +118,9 @@ class Runtime(Client):
         worker_id: str | None = None,
         execute_steps: bool = True,
         versions: Mapping[str, Iterable[str | None]] | None = None,
+        clock: Clock | None = None,
     ) -> None:
-        super().__init__(store, poll_interval=poll_interval)
+        super().__init__(store, poll_interval=poll_interval, clock=clock)
         self._versions_wanted = _check_versions(versions)
         self._versions: dict[str, frozenset[str | None]] = {}  # by stored name, resolved at open()
         self._unserved_warned: set[tuple[str, str | None]] = set()
@@ -137,18 +141,18 @@ class Runtime(Client):
         self.invocations = Invocations(
             self.store, self.worker_id, cache=self.cache, slots=self.slots, workflow=self.get_workflow,
             launch=lambda claims: self.steps.launch(claims), base_url=self.base_url, runs_steps=execute_steps,
-            tracing=tracing,
+            tracing=tracing, now=self.clock.time,
         )
         self.steps = StepExecutor(
             self.store, slots=self.slots, invocations=self.invocations, spawn=self._spawn, base_url=self.base_url,
-            tracing=tracing,
+            tracing=tracing, now=self.clock.time,
         )
         self.dispatcher = Dispatcher(
             self.store, self.worker_id, slots=self.slots, workflow_names=self._claimable_workflows,
             step_names=self._step_names, invoke=lambda record: self._spawn(self.invocations.invoke_claimed, record),
-            launch=self.steps.launch, poll_interval=poll_interval, versions=self._claimed_versions,
+            launch=self.steps.launch, poll_interval=poll_interval, versions=self._claimed_versions, clock=self.clock,
         )
-        self.liveness = Liveness(self.store, self.worker_id, lease_ttl)
+        self.liveness = Liveness(self.store, self.worker_id, lease_ttl, now=self.clock.time)
         self.stats = self.invocations.stats
         self._tasks: set[asyncio.Task[Any]] = set()
         self._running = False

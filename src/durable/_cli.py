@@ -855,6 +855,28 @@ def check_replay_command(
         raise typer.Exit(1)
 
 
+@app.command("bench-replay")
+def bench_replay(
+    run_id: Annotated[str, typer.Argument(help="The run to replay.")],
+    app_spec: Annotated[str, typer.Option("--app", "-a", help="module (its workflows) or module:attr (a Runtime, a workflow, a list).")],
+    repeat: Annotated[int, typer.Option(help="Cold replays to time (1-1000).")] = 5,
+    store: StoreOption = None,
+) -> None:
+    """Replay a recorded run cold several times with the app's code: µs per event (median, min, max), the
+    sticky delivery cost, and the floor measured in the same run (reading and decoding its rows)."""
+    from .testing._cost import measure_store
+
+    if not 1 <= repeat <= 1000:
+        _fail(CLIError(f"--repeat must be between 1 and 1000, not {repeat}", 2))
+    with _reported():
+        find, _ = _code_of(app_spec)
+
+    async def measure(s: Store) -> Any:
+        return await measure_store(s, run_id, repeat, find=find)
+
+    print(_with_store(store, measure))
+
+
 @app.command()
 def migrate(store: StoreOption = None) -> None:
     """Create the store's schema, or upgrade it to this version's; print what was done."""

@@ -289,3 +289,18 @@ def test_durable_fork_prints_the_new_run(tmp_path: Path) -> None:
     assert f"forked from run {source} at step_1" in shown.output
     bad = CliRunner().invoke(app, ["fork", source, "--from-step", "step_8", "--store", url])
     assert bad.exit_code == 1 and "no step 'step_8'" in bad.output
+
+
+def test_the_notebook_view_names_the_fork_and_the_version() -> None:
+    """The notebook's run view (HTML header and text) shows a run's version and where it was forked from."""
+    from datetime import UTC, datetime
+
+    from durable._client.projection import RunInfo
+    from durable.notebook._html import header_html, state_text
+    from durable.notebook._model import RunState
+
+    info = RunInfo("run_new", "fork.flow", "running", datetime.now(UTC), None, None, None, None, "4", "run_old", "step_2")
+    state = RunState("run_new").with_info(info)
+    now = datetime.now(UTC)
+    assert "version 4" in header_html(state, now) and "fork of <code>run_old</code> at step_2" in header_html(state, now)
+    assert "forked from run run_old at step_2" in state_text(state, now) and "version: 4" in state_text(state, now)

@@ -235,3 +235,35 @@ async def test_the_web_api_shows_and_filters_versions(runtime: durable.Runtime) 
         listed = (await http.get("/runs", params={"version": "5"})).json()["runs"]
         assert [(r["run_id"], r["version"], r["forked_from"]) for r in listed] == [(versioned.run_id, "5", None)]
         assert (await http.get(f"/runs/{versioned.run_id}")).json()["version"] == "5"
+
+
+@pytest.mark.slow
+async def test_durable_worker_versions_runs_only_those_versions(tmp_path: Path, sqlite_url: str) -> None:
+    """`durable worker --app m --versions NAME=1` executes the version-1 run and leaves the version-2 one pending."""
+    import signal
+    import sys
+
+    (tmp_path / "versionflows.py").write_text(
+        "import durable\n\n@durable.workflow(name='vf.flow', version='2')\nasync def flow(x: int) -> int:\n    return x + 1\n"
+    )
+
+    async def plus(x: int) -> int:
+        return x + 1
+
+    async with durable.Client(sqlite_url) as client:
+        old = await client.start(Workflow(plus, name="vf.flow", serializer="json", version="1"), 1)
+        new = await client.start(Workflow(plus, name="vf.flow", serializer="json", version="2"), 2)
+    env = {**os.environ, "DURABLE_STORE": sqlite_url}
+    async with await anyio.open_process(
+        [sys.executable, "-m", "durable", "worker", "--app", "versionflows", "--versions", "vf.flow=1"], cwd=tmp_path, env=env
+    ) as worker:
+        async with durable.Client(sqlite_url) as client:
+            assert await client.run(old.run_id).result(timeout=30) == 2
+            await anyio.sleep(0.5)
+            assert await client.run(new.run_id).status() == "pending"
+        worker.send_signal(signal.SIGTERM)
+        with anyio.fail_after(15):
+            assert await worker.wait() == 0
+        assert worker.stderr is not None
+        stderr = (await worker.stderr.receive()).decode()
+    assert "vf.flow only in version(s) 1" in stderr

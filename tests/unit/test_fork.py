@@ -256,7 +256,7 @@ async def test_post_fork_answers_the_new_run_and_its_errors(runtime: durable.Run
         assert forked.status_code == 201, forked.text
         assert forked.json()["forked_from"] == {"run_id": run.run_id, "step": "step_2"}
         assert await runtime.run(forked.json()["run_id"]).result(timeout=20) == ["did w1", "did w2", "did w3"]
-        rerun = await http.post(f"/runs/{run.run_id}/fork", content=b"")
+        rerun = await http.post(f"/runs/{run.run_id}/fork", json={})  # no from_step: a rerun
         assert rerun.status_code == 201 and rerun.json()["forked_from"]["step"] == "step_2"
         assert (await http.get(f"/runs/{rerun.json()['run_id']}")).json()["forked_from"]["run_id"] == run.run_id
         assert (await http.post(f"/runs/{run.run_id}/fork", json={"from_step": 7})).status_code == 409

@@ -17,6 +17,7 @@ from durable._client.present import run_summary
 from durable._workflow.workflow import Workflow
 from durable.stores import store_from_url
 from durable.stores._base import NewRun, Store
+from durable.stores._sql import SCHEMA_VERSION
 from tests.helpers import fresh_store_url, wait_for_hook, wait_for_status
 
 pytestmark = pytest.mark.anyio
@@ -140,10 +141,10 @@ async def test_version_filters_reach_the_claim_query_of_every_store(store_url: s
 # -- migration ----------------------------------------------------------------------------------------
 
 
-def _back_to_schema_1(store_url: str, path: Path) -> None:
-    """Drop what schema 2 added, as a store written by the previous release would be."""
+def _back_to_the_schema_before(store_url: str, path: Path) -> None:
+    """Drop what this schema added (the last migration), as a store written by the previous release would be."""
     drops = [f"ALTER TABLE runs DROP COLUMN {c}" for c in ("version", "forked_from", "forked_step")]
-    back = "UPDATE durable_meta SET value = '1' WHERE key = 'schema_version'"
+    back = f"UPDATE durable_meta SET value = '{SCHEMA_VERSION - 1}' WHERE key = 'schema_version'"
     if store_url.startswith("sqlite"):
         with sqlite3.connect(path) as conn:
             for statement in [*drops, back]:
@@ -157,21 +158,21 @@ def _back_to_schema_1(store_url: str, path: Path) -> None:
 
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgres"])
-async def test_a_schema_1_store_is_migrated_and_keeps_its_runs(backend: str, tmp_path: Path) -> None:
+async def test_a_store_from_before_versions_is_migrated_and_keeps_its_runs(backend: str, tmp_path: Path) -> None:
     """A store written before versions existed gains the columns on open; its runs read as unversioned."""
     if backend == "postgres" and not os.environ.get("DURABLE_TEST_POSTGRES"):
         pytest.skip("needs DURABLE_TEST_POSTGRES")
     url = fresh_store_url(backend, tmp_path)
     async with durable.Client(url) as client:
         run = await client.start(coded(None), "z")
-    _back_to_schema_1(url, tmp_path / "durable.db")
+    _back_to_the_schema_before(url, tmp_path / "durable.db")
     async with durable.Client(url) as client:
         info = await client.run(run.run_id).info()
         assert (info.run_id, info.version, info.forked_from) == (run.run_id, None, None)
         assert (await (await client.start(coded("2"), "y")).info()).version == "2"
     if backend == "sqlite":
         with sqlite3.connect(tmp_path / "durable.db") as conn:
-            assert conn.execute("SELECT value FROM durable_meta WHERE key = 'schema_version'").fetchone() == ("2",)
+            assert conn.execute("SELECT value FROM durable_meta WHERE key = 'schema_version'").fetchone() == (str(SCHEMA_VERSION),)
 
 
 async def test_unversioned_runs_in_flight_wait_for_a_runtime_serving_none(deploy_store: str | Store) -> None:

@@ -129,7 +129,7 @@ class RunEndpoints:
         cancelled run starts)."""
         run_id = request.path_params["run_id"]
         await self.ctx.run_record(run_id)
-        raw = await read_body(request, self.ctx.max_body)
+        raw = await read_body(request, self.ctx.max_body, self.ctx.body_timeout)
         body = parse_json(raw) if raw.strip() else {}
         if not isinstance(body, dict) or set(body) - {"from_step", "input"}:
             raise HTTPError(422, 'expected {"from_step": 4 or "step_4" (or null: rerun), "input": [...] (optional)}')

@@ -304,3 +304,29 @@ def test_the_notebook_view_names_the_fork_and_the_version() -> None:
     now = datetime.now(UTC)
     assert "version 4" in header_html(state, now) and "fork of <code>run_old</code> at step_2" in header_html(state, now)
     assert "forked from run run_old at step_2" in state_text(state, now) and "version: 4" in state_text(state, now)
+
+
+async def test_a_fork_does_not_log_again_what_its_source_logged(store_url: str, caplog: pytest.LogCaptureFixture) -> None:
+    """durable.logger lines of the copied history were the source's (the slice that issued the fork's first
+    step included): the fork logs only what runs after it."""
+    import logging
+
+    async def logs(tag: str) -> list[str]:
+        durable.logger.info("starting %s", tag)
+        first = await work(f"{tag}-1")
+        durable.logger.info("between %s", tag)
+        second = await work(f"{tag}-2")
+        durable.logger.info("done %s", tag)
+        return [first, second]
+
+    wf = flow(logs)
+    caplog.set_level(logging.INFO, logger="durable.workflow")
+    async with durable.Runtime(store_url, workflows=[wf], poll_interval=0.05) as rt:
+        run = await rt.start(wf, "l")
+        await run.result(timeout=20)
+        forked = await run.fork("step_2")
+        await forked.result(timeout=20)
+    lines = [(getattr(r, "run_id", None), r.getMessage()) for r in caplog.records if r.name == "durable.workflow"]
+    assert lines == [
+        (run.run_id, "starting l"), (run.run_id, "between l"), (run.run_id, "done l"), (forked.run_id, "done l"),
+    ]

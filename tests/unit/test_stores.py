@@ -52,7 +52,8 @@ async def test_a_refused_commit_changes_nothing() -> None:
 
 @pytest.mark.anyio
 async def test_a_store_of_the_previous_schema_is_upgraded_in_place(tmp_path: Path) -> None:
-    """A version-1 SQLite store (no trace_link, consumed_seq columns, no published workflows) opens as the current version, its runs intact."""
+    """A version-1 SQLite store (no trace_link, consumed_seq, version or fork columns, no published workflows) opens as
+    the current version, its runs intact."""
     from durable.stores._sql import SCHEMA_VERSION
 
     url = f"sqlite:///{tmp_path / 'old.db'}"
@@ -61,6 +62,8 @@ async def test_a_store_of_the_previous_schema_is_upgraded_in_place(tmp_path: Pat
     with sqlite3.connect(tmp_path / "old.db") as conn:  # back to what version 1 wrote
         conn.execute("ALTER TABLE runs DROP COLUMN trace_link")
         conn.execute("ALTER TABLE runs DROP COLUMN consumed_seq")
+        for column in ("version", "forked_from", "forked_step"):
+            conn.execute(f"ALTER TABLE runs DROP COLUMN {column}")
         conn.execute("DROP TABLE published_workflows")
         conn.execute("UPDATE durable_meta SET value = '1' WHERE key = 'schema_version'")
     async with store_from_url(url) as store:
@@ -74,16 +77,18 @@ async def test_a_store_of_the_previous_schema_is_upgraded_in_place(tmp_path: Pat
 
 
 async def test_a_store_from_before_published_workflows_gains_their_table(tmp_path: Path) -> None:
-    """A store written before workflows were published (the schema before) is upgraded on open: publish and list work, runs stay."""
+    """A store written before workflows were published (schema 2) is upgraded on open: publish and list work, runs stay."""
     from durable.stores._base import PublishedWorkflow
     from durable.stores._sql import SCHEMA_VERSION
 
     url = f"sqlite:///{tmp_path / 'old.db'}"
     async with store_from_url(url) as store:
         await store.create_run(NewRun("run_old", "wf", encode_args(), "seed", None, 1.0))
-    with sqlite3.connect(tmp_path / "old.db") as conn:  # what the version before looks like
+    with sqlite3.connect(tmp_path / "old.db") as conn:  # what schema 2 looks like: neither those nor later columns
         conn.execute("DROP TABLE published_workflows")
-        conn.execute("UPDATE durable_meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION - 1),))
+        for column in ("version", "forked_from", "forked_step"):
+            conn.execute(f"ALTER TABLE runs DROP COLUMN {column}")
+        conn.execute("UPDATE durable_meta SET value = '2' WHERE key = 'schema_version'")
     async with store_from_url(url) as store:
         assert await store.get_run("run_old") is not None
         published = PublishedWorkflow("m:wf", "[]", "json", None, "w1", 2.0)

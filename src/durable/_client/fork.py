@@ -15,6 +15,7 @@ that would diverge raises NonDeterminismError here instead of making a run that 
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -133,7 +134,7 @@ def _arguments(value: Any) -> tuple[tuple[Any, ...], dict[str, Any]]:
 
 def _check_replay(wf: Workflow[Any, Any], record: RunRecord, events: Sequence[Event], cut: int, data: bytes | None) -> None:
     prefix = [e for e in events if e.seq < cut and e.kind in REPLAY_KINDS]
-    instance = WorkflowInstance(wf, run_id=record.run_id, input=data or record.input, seed=record.seed)
+    instance = WorkflowInstance(wf, run_id=record.run_id, input=data or record.input, seed=record.seed, replay_until=math.inf)
     try:
         outcome = instance.advance(prefix)
     finally:

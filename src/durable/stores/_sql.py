@@ -780,11 +780,14 @@ def fork_run(db: DB, fork: ForkRun) -> RunRecord:
     kept = [e for e in events if not (e.kind in _UNFINISHED_STEP_HISTORY and e.correlation_id not in finished)]
     started = next((e.created_at for e in kept if e.kind == EventKind.RUN_STARTED), None)
     run_id, now = fork.run_id, fork.now
+    # What the source's committed invocations had consumed of that history was executed once
+    # already: the fork's replay re-lives it (durable.logger stays quiet there).
+    consumed = sum(1 for e in kept if e.seq <= source.consumed_seq)
     db.execute(
         "INSERT INTO runs (run_id, workflow_name, status, input, seed, created_at, updated_at, started_at, last_seq, "
-        "wake_at, version, forked_from, forked_step) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+        "wake_at, version, forked_from, forked_step, consumed_seq) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
         (run_id, source.workflow_name, "pending" if started is None else "running", fork.input or source.input,
-         source.seed, now, now, started, len(kept), now, fork.version, fork.source_id, fork.forked_step),
+         source.seed, now, now, started, len(kept), now, fork.version, fork.source_id, fork.forked_step, consumed),
     )
     db.executemany(
         "INSERT INTO events (run_id, seq, kind, corr_id, name, data, attempt, created_at) VALUES (?,?,?,?,?,?,?,?)",

@@ -13,6 +13,7 @@ A cold replay costs O(events), flat per event; the sticky cost should not grow w
 
 from __future__ import annotations
 
+import math
 import statistics
 import time
 from collections.abc import Callable
@@ -84,7 +85,7 @@ async def measure_store(
     for _ in range(repeat):
         t0 = time.perf_counter()
         events, _ = await store.read_log(run_id, 0)
-        instance = WorkflowInstance(wf, run_id=run_id, input=record.input, seed=record.seed)
+        instance = WorkflowInstance(wf, run_id=run_id, input=record.input, seed=record.seed, replay_until=math.inf)
         try:
             outcome = instance.advance(events)
         finally:
@@ -115,7 +116,7 @@ async def measure_store(
 def _deliveries(wf: Workflow[Any, Any], input: bytes, seed: str, run_id: str, events: list[Any]) -> list[float]:
     """The time of each delivery to one live instance fed the log as the runtime feeds it: each event
     that resumes the workflow with the records before it."""
-    instance = WorkflowInstance(wf, run_id=run_id, input=input, seed=seed)
+    instance = WorkflowInstance(wf, run_id=run_id, input=input, seed=seed, replay_until=math.inf)
     timings: list[float] = []
     batch: list[Any] = []
     try:

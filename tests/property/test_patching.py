@@ -40,7 +40,7 @@ def _with_patches(program: Program) -> bool:
     return bool(program.patches())
 
 
-@settings(max_examples=examples(60))
+@settings(max_examples=examples(40))
 @given(program=programs().filter(_with_patches), seed=st.integers(0, 2**32), upgrade=st.integers(0, 12))
 def test_runs_recorded_before_a_patch_replay_and_continue_under_the_patched_code(
     program: Program, seed: int, upgrade: int
@@ -67,7 +67,7 @@ def test_runs_recorded_before_a_patch_replay_and_continue_under_the_patched_code
         assert not oracle_differences(expected(program, "patching", "new"), observe(upgraded))
 
 
-@settings(max_examples=examples(40))
+@settings(max_examples=examples(25))
 @given(program=programs().filter(_with_patches), seed=st.integers(0, 2**32))
 def test_deprecating_then_removing_a_patch(program: Program, seed: int) -> None:
     """(3) ``deprecate_patch`` reproduces every commit of a run the patched code recorded (markers

@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 
 import durable
-from tests.helpers import fresh_store_url, sqlite_store_url
+from durable.stores._base import Store
+from tests.helpers import SurvivingMemoryStore, deployable, fresh_store_url, sqlite_store_url
 
 BACKENDS = ["memory", "sqlite"] + (["postgres"] if os.environ.get("DURABLE_TEST_POSTGRES") else [])
 
@@ -39,3 +40,12 @@ def sqlite_url(tmp_path: Path) -> str:
 async def runtime(store_url: str) -> AsyncIterator[durable.Runtime]:
     async with durable.Runtime(store_url, heartbeat_interval=0.2, poll_interval=0.2) as rt:
         yield rt
+
+
+@pytest.fixture
+async def deploy_store(store_url: str) -> AsyncIterator[str | Store]:
+    """``store_url`` for runtimes started one after another over the same runs (a deploy of new code)."""
+    store = deployable(store_url)
+    yield store
+    if isinstance(store, SurvivingMemoryStore):
+        await store.release()

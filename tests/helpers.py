@@ -24,6 +24,8 @@ import httpx
 
 import durable
 from durable._core import codec as _codec
+from durable.stores._base import Store
+from durable.stores._sqlite import SQLiteStore
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -134,3 +136,33 @@ def running_server(
                 process.kill()
                 process.wait()
         log.close()
+
+
+# -- deploying new code over the same store ---------------------------------------------------------
+
+
+class SurvivingMemoryStore(SQLiteStore):
+    """A ``memory://`` store that outlives the runtimes given it (each closes its store on exit), so a
+    test can stop one runtime and start another with changed code over the same runs: a deploy."""
+
+    def __init__(self) -> None:
+        super().__init__(":memory:")
+        self._opened = False
+
+    async def open(self) -> None:
+        if not self._opened:
+            await super().open()
+            self._opened = True
+
+    async def aclose(self) -> None:
+        """Kept open: the next runtime reads what the last one wrote (:meth:`release` closes it)."""
+
+    async def release(self) -> None:
+        if self._opened:
+            self._opened = False
+            await super().aclose()
+
+
+def deployable(store_url: str) -> str | Store:
+    """What to give each runtime of a deploy test: the URL itself, or for ``memory://`` one store kept open."""
+    return SurvivingMemoryStore() if store_url == "memory://" else store_url

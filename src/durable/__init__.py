@@ -1,9 +1,11 @@
 """durable: durable workflows for asyncio, replayed from an event log, streamed live.
 
 Workflow code: ``@workflow``, ``sleep``, ``now``, ``random``, ``uuid4``, ``create_hook``,
-``create_webhook``, ``define_hook``, ``get_writable``, ``get_workflow_metadata``, ``start_child``, ``set_event``.
+``create_webhook``, ``define_hook``, ``get_writable``, ``get_workflow_metadata``, ``start_child``, ``set_event``,
+``patched``, ``deprecate_patch``.
 Step code: ``@step``, ``get_step_metadata``, ``get_writable``, ``FatalError``, ``RetryableError``.
-Outside: ``Runtime``, ``start``, ``get_run``, ``list_runs``, ``resume_hook``, ``resume_webhook``, ``configure``.
+Outside: ``Runtime``, ``start``, ``get_run``, ``list_runs``, ``resume_hook``, ``resume_webhook``, ``rerun``,
+``configure``.
 """
 
 # Imported for its effect: a Run in a notebook cell shows as a live view. Light (ipywidgets
@@ -23,11 +25,13 @@ from ._client.projection import RunInfo as RunInfo
 from ._client.projection import ScheduleInfo as ScheduleInfo
 from ._client.projection import StepInfo as StepInfo
 from ._client.run import Run as Run
+from ._client.run import rerun as rerun
 from ._client.streams import StreamChunk as StreamChunk
 from ._core.codec import register_class as register_class
 from ._core.errors import ChildFailed as ChildFailed
 from ._core.errors import DurableError as DurableError
 from ._core.errors import FatalError as FatalError
+from ._core.errors import ForkError as ForkError
 from ._core.errors import HookConflictError as HookConflictError
 from ._core.errors import HookNotFound as HookNotFound
 from ._core.errors import HookSchemaUnknown as HookSchemaUnknown
@@ -78,6 +82,8 @@ from ._workflow.hooks import create_webhook as create_webhook
 from ._workflow.http import Request as Request
 from ._workflow.http import Response as Response
 from ._workflow.logger import logger as logger
+from ._workflow.patches import deprecate_patch as deprecate_patch
+from ._workflow.patches import patched as patched
 from ._workflow.schedules import Schedule as Schedule
 from ._workflow.schedules import schedule as schedule
 from ._workflow.step import Step as Step
@@ -92,13 +98,14 @@ from ._workflow.workflow import workflow as workflow
 __version__ = "0.1.0"
 
 __all__ = [
-    "ChildFailed", "ChildHandle", "Client", "DurableError", "Event", "EventKind", "FatalError", "Hook", "HookConflictError", "HookDefinition", "HookInfo",
+    "ChildFailed", "ChildHandle", "Client", "DurableError", "Event", "EventKind", "FatalError", "ForkError", "Hook",
+    "HookConflictError", "HookDefinition", "HookInfo",
     "HookNotFound", "HookSchemaUnknown", "HookValidationError", "InvalidStoreURL", "NameConflict", "NonDeterminismError", "NotInStepError",
     "NotInWorkflowError", "Queue", "QueueState", "Request", "Response", "ResumeResult", "RetryableError", "Run", "RunCancelled", "RunConflict", "RunFailed",
     "RunInfo", "RunNotFound", "Runtime", "Schedule", "ScheduleInfo", "ScheduleNotFound", "SerializationError", "SideEffectInWorkflowError", "Step", "StepFailed", "StepInfo", "StepMetadata", "StepTimeout",
     "StoreCorrupt", "StoreError", "StreamChunk", "StreamClosedError", "StreamFailed", "StreamHandle", "StreamWriter",
     "Webhook", "WebhookNotAnswered", "WebhookResponseTimeout", "Workflow", "WorkflowMetadata", "WorkflowNotFound", "configure", "create_hook",
-    "create_webhook", "define_hook", "get_run", "get_runtime", "get_step_metadata", "get_workflow_metadata",
-    "get_writable", "list_runs", "logger", "now", "random", "register_class", "resume_hook", "resume_webhook", "schedule",
-    "set_event", "sleep", "start", "start_child", "step", "uuid4", "workflow",
+    "create_webhook", "define_hook", "deprecate_patch", "get_run", "get_runtime", "get_step_metadata", "get_workflow_metadata",
+    "get_writable", "list_runs", "logger", "now", "patched", "random", "register_class", "rerun", "resume_hook", "resume_webhook",
+    "schedule", "set_event", "sleep", "start", "start_child", "step", "uuid4", "workflow",
 ]

@@ -119,8 +119,10 @@ async def get_run(run_id: str) -> Run:
 
 
 async def list_runs(*, status: str | None = None, workflow: str | None = None, limit: int = 100,
-                    before: str | None = None) -> list[RunInfo]:
-    return await (await _runtime_for("list_runs")).list_runs(status=status, workflow=workflow, limit=limit, before=before)
+                    before: str | None = None, version: str | None = None) -> list[RunInfo]:
+    return await (await _runtime_for("list_runs")).list_runs(
+        status=status, workflow=workflow, limit=limit, before=before, version=version
+    )
 
 
 async def resume_hook(token: str, payload: Any, *, wait: Duration | None = None) -> ResumeResult:

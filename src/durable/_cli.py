@@ -387,12 +387,29 @@ def serve(
         raise typer.Exit(1)
 
 
+def _parse_versions(specs: list[str]) -> dict[str, set[str | None]]:
+    """``--versions checkout=1,2`` (repeatable; ``-`` stands for runs started by code without a version)."""
+    versions: dict[str, set[str | None]] = {}
+    for spec in specs:
+        name, sep, labels = spec.partition("=")
+        if not sep or not name.strip() or not labels.strip():
+            raise CLIError(f"--versions takes WORKFLOW=V1,V2 (e.g. checkout=1,2), not {spec!r}", 2)
+        versions.setdefault(name.strip(), set()).update(
+            None if label.strip() == "-" else label.strip() for label in labels.split(",") if label.strip()
+        )
+    return versions
+
+
 @app.command()
 def worker(
     app_spec: Annotated[str, typer.Option("--app", "-a", metavar="MODULE[,MODULE]", help="Module(s) defining workflows and steps, comma-separated.")],
     store: StoreOption = None,
     log_level: LogLevelOption = "info",
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log at debug level: every claim too.")] = False,
+    versions: Annotated[
+        list[str] | None,
+        typer.Option("--versions", help="Only runs of these versions of a workflow: WORKFLOW=V1,V2 (repeatable; - for no version)."),
+    ] = None,
 ) -> None:
     """Run the workflows the given modules define until SIGINT or SIGTERM.
 
@@ -403,19 +420,26 @@ def worker(
     _configure_logging("debug" if verbose else log_level)
 
     async def main() -> None:
-        async with Runtime(store) as runtime:
+        async with Runtime(store, versions=served) as runtime:
             names = ", ".join(runtime.workflow_names()) or "(none)"
             err.print(safe(f"durable worker {runtime.worker_id} on {safe_url(runtime.store.url)}; workflows: {names}"))
+            for name, labels in sorted(served.items()):
+                shown = ", ".join(sorted("-" if v is None else v for v in labels))
+                err.print(safe(f"durable worker: {name} only in version(s) {shown}"))
             with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
                 async for signum in signals:
                     err.print(f"durable worker: {signal.Signals(signum).name}, stopping")
                     return
 
     with _reported():
+        served = _parse_versions(versions or [])
         for name in (n.strip() for n in app_spec.split(",")):
             if name:
                 _import(name.partition(":")[0])
-        anyio.run(main)
+        try:
+            anyio.run(main)
+        except ValueError as exc:  # versions= naming a workflow the modules do not define
+            raise CLIError(str(exc), 2) from None
 
 
 # -- starting ------------------------------------------------------------------------------------
@@ -521,6 +545,7 @@ def runs(
                                               show_default=False)] = None,
     json_output: JSONOption = False,
     store: StoreOption = None,
+    version: Annotated[str | None, typer.Option(help="Only runs started by code of this version label.")] = None,
 ) -> None:
     """List runs, newest first."""
     if status is not None and status not in ("pending", "running", "completed", "failed", "cancelled"):
@@ -530,7 +555,7 @@ def runs(
 
     async def read(s: Store) -> Any:
         states = await s.queue_states([queue], time.time()) if queue else []
-        return await s.list_runs(status=status, workflow=workflow, limit=limit, queue=queue), states
+        return await s.list_runs(status=status, workflow=workflow, limit=limit, queue=queue, version=version), states
 
     records, states = _with_store(store, read)
     infos = [RunInfo.from_record(r) for r in records]
@@ -556,11 +581,14 @@ def runs(
             )
         out.print(table)
         return
-    table = _table("run", "workflow", "status", "created", "duration", "error")
+    table = _table("run", "workflow", "version", "status", "created", "duration", "error")
     for info in infos:
+        error = _error(info.error)
+        if info.forked_from:
+            error = f"(forked from {safe(info.forked_from)} at {safe(info.forked_step or '')}) {error}".rstrip()
         table.add_row(
-            safe(info.run_id), safe(info.workflow_name), _status(info.status), _when(info.created_at),
-            _seconds(info.duration), _error(info.error),
+            safe(info.run_id), safe(info.workflow_name), safe(info.version or ""), _status(info.status),
+            _when(info.created_at), _seconds(info.duration), error,
         )
     out.print(table)
 
@@ -587,7 +615,8 @@ def inspect_run(run_id: RunIdArgument, json_output: JSONOption = False, store: S
         detail["waiting_for"] = [waiting_json(w) for w in waiting]
         _print_json(detail)
         return
-    out.print(Text.assemble((safe(f"run {info.run_id}"), "bold"), f"  {safe(info.workflow_name)}  ", _status(info.status)))
+    version = f"  version {safe(info.version)}" if info.version else ""
+    out.print(Text.assemble((safe(f"run {info.run_id}"), "bold"), f"  {safe(info.workflow_name)}{version}  ", _status(info.status)))
     out.print(f"created {_when(info.created_at)}  started {_when(info.started_at) or '-'}  "
               f"ended {_when(info.completed_at) or '-'}  duration {_seconds(info.duration) or '-'}")
     if info.parent_run_id:
@@ -596,6 +625,8 @@ def inspect_run(run_id: RunIdArgument, json_output: JSONOption = False, store: S
         out.print(safe(f"cancelled: {info.cancel_reason}"))
     if children:
         out.print(_child_tree(info, children))
+    if info.forked_from:
+        out.print(safe(f"forked from run {info.forked_from} at {info.forked_step}"))
     if waiting:
         out.print("waiting for:")
         for w in waiting:
@@ -846,6 +877,169 @@ def resume(
         return f"resumed hook {result.hook_id} of run {result.run_id}"
 
     out.print(safe(_with_store(store, act)))
+
+
+def _import_app(app_spec: str | None) -> None:
+    for name in (app_spec or "").split(","):
+        if name.strip():
+            _import(name.strip().partition(":")[0])
+
+
+@app.command()
+def fork(
+    run_id: Annotated[str, typer.Argument(help="The run to fork.")],
+    from_step: Annotated[
+        str | None,
+        typer.Option("--from-step", help="Run again from this step: its position (4) or id (step_4). Default: where a rerun starts."),
+    ] = None,
+    input_json: Annotated[
+        str | None, typer.Option("--input", help='New arguments, as JSON: a list, or {"args": [...], "kwargs": {...}}.')
+    ] = None,
+    app_spec: Annotated[
+        str | None, typer.Option("--app", "-a", help="Module(s) defining the workflow: its history is checked against that code first.")
+    ] = None,
+    store: StoreOption = None,
+) -> None:
+    """Start a new run that reuses RUN_ID's recorded steps before a step and runs the rest with the code deployed now.
+
+    Without --from-step it starts where a rerun does: the first failed step of a failed or cancelled run.
+    """
+    from ._client.fork import fork_run
+    from ._workflow.workflow import workflows as registered_workflows
+
+    with _reported():
+        value = None if input_json is None else _parse_json(input_json, "--input")
+        _import_app(app_spec)
+    step: int | str | None = None
+    if from_step is not None:
+        step = int(from_step) if from_step.isdigit() else from_step
+
+    async def act(s: Store) -> str:
+        try:
+            new = await fork_run(s, run_id, step, value, find=registered_workflows.resolve, rerun=step is None)
+        except TypeError as exc:  # --input that does not fit the workflow
+            raise CLIError(str(exc), 2) from None
+        record = await s.get_run(new)
+        return f"forked run {new} from run {run_id} at {record.forked_step if record else '?'}"
+
+    out.print(_with_store(store, act))
+
+
+# -- replay checks -------------------------------------------------------------------------------
+
+
+@app.command()
+def export(run_id: Annotated[str, typer.Argument(help="The run's id.")], store: StoreOption = None) -> None:
+    """Write a run's whole history (events, input, seed, version) as JSON to stdout: `durable export RUN > history.json`."""
+    from ._client.history import read_history
+
+    async def read(s: Store) -> str:
+        return (await read_history(s, run_id)).to_json()
+
+    sys.stdout.write(_with_store(store, read))
+
+
+def _code_of(spec: str) -> tuple[Callable[[str], Any], list[str]]:
+    """The workflows ``--app module[:attr]`` defines: a lookup by stored name, and every name their
+    runs may be stored under. ``attr`` may be a Runtime, a workflow, or a list of workflows."""
+    from ._core.registry import Registry
+    from ._worker.runtime import Runtime
+    from ._workflow.workflow import Workflow
+    from ._workflow.workflow import workflows as registered_workflows
+
+    module_name, _, attr = spec.partition(":")
+    module = _import(module_name)
+    if not attr:
+        return registered_workflows.resolve, registered_workflows.claimable()
+    try:
+        obj = getattr(module, attr)
+    except AttributeError:
+        raise CLIError(f"module {module_name!r} has no attribute {attr!r}", 2) from None
+    if isinstance(obj, Runtime):
+        found = [obj.get_workflow(n) for n in obj.workflow_names()]
+        chosen = [w for w in found if w is not None]
+    elif isinstance(obj, Workflow):
+        chosen = [obj]
+    elif isinstance(obj, list | tuple | set | frozenset) and all(isinstance(w, Workflow) for w in obj):
+        chosen = list(obj)
+    else:
+        raise CLIError(f"{spec} is not a durable.Runtime, a workflow or a list of workflows", 2)
+    table: Registry[Any] = Registry("workflow")
+    for wf in chosen:
+        table[wf.name] = wf
+    return table.resolve, table.claimable()
+
+
+@app.command("check-replay")
+def check_replay_command(
+    app_spec: Annotated[str, typer.Option("--app", "-a", help="module (its workflows) or module:attr (a Runtime, a workflow, a list).")],
+    store: StoreOption = None,
+    workflow: Annotated[str | None, typer.Option(help="Only runs of this workflow.")] = None,
+    limit: Annotated[int, typer.Option(help="How many of the most recent finished runs of each workflow (0-100000).")] = 20,
+    status: Annotated[
+        str | None, typer.Option(help="Only runs with these statuses, comma-separated (default: all).")
+    ] = None,
+) -> None:
+    """Replay every unfinished run, and the LIMIT latest finished runs of each workflow, with the code the app
+    defines now: one line per run that diverged, a summary; exit status 0 only if none did."""
+    from .testing._replay import Divergence, check_store
+
+    statuses = ("pending", "running", "completed", "failed", "cancelled")
+    chosen = tuple(s.strip() for s in status.split(",") if s.strip()) if status else statuses
+    bad = [s for s in chosen if s not in statuses]
+    if bad or not chosen:
+        _fail(CLIError(f"--status takes statuses among {', '.join(statuses)}, comma-separated, not {status!r}", 2))
+    if not 0 <= limit <= 100_000:
+        _fail(CLIError(f"--limit must be between 0 and 100000, not {limit}", 2))
+    with _reported():
+        find, names = _code_of(app_spec)
+        if workflow is not None:
+            target = find(workflow)
+            if target is None:
+                raise CLIError(f"--app {app_spec} defines no workflow {workflow!r} (it defines: {', '.join(names) or 'none'})", 2)
+            names = [n for n in names if find(n) is target]
+
+    def report(found: Divergence) -> None:
+        e = found.error
+        print(  # one line per run, never folded: for grep and CI logs
+            f"diverged  {found.run_id}  {found.workflow}  ({found.status})  at command #{e.position}: "
+            f"recorded {e.recorded}; the code now does {e.actual}", flush=True,
+        )
+
+    async def check(s: Store) -> Any:
+        return await check_store(s, find, names, limit=limit, statuses=chosen, unknown=workflow is None, on_divergence=report)
+
+    result = _with_store(store, check)
+    for name, count in sorted(result.no_code.items()):
+        print(f"no code   {name}: {count} unfinished run(s) of a workflow the app does not define would wait forever")
+    print(
+        f"checked {result.checked} run(s) of {len(result.workflows)} workflow(s) in {result.seconds:.2f} s: "
+        f"{len(result.diverged)} diverged" + (f", {sum(result.no_code.values())} without code" if result.no_code else "")
+    )
+    if not result.ok:
+        raise typer.Exit(1)
+
+
+@app.command("bench-replay")
+def bench_replay(
+    run_id: Annotated[str, typer.Argument(help="The run to replay.")],
+    app_spec: Annotated[str, typer.Option("--app", "-a", help="module (its workflows) or module:attr (a Runtime, a workflow, a list).")],
+    repeat: Annotated[int, typer.Option(help="Cold replays to time (1-1000).")] = 5,
+    store: StoreOption = None,
+) -> None:
+    """Replay a recorded run cold several times with the app's code: µs per event (median, min, max), the
+    sticky delivery cost, and the floor measured in the same run (reading and decoding its rows)."""
+    from .testing._cost import measure_store
+
+    if not 1 <= repeat <= 1000:
+        _fail(CLIError(f"--repeat must be between 1 and 1000, not {repeat}", 2))
+    with _reported():
+        find, _ = _code_of(app_spec)
+
+    async def measure(s: Store) -> Any:
+        return await measure_store(s, run_id, repeat, find=find)
+
+    print(_with_store(store, measure))
 
 
 @app.command()

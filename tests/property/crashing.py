@@ -53,7 +53,7 @@ class CrashPlan:
 
 
 _READS = (
-    "get_run", "list_runs", "load_events", "read_log", "next_wake", "active_workflows", "terminal_runs", "list_steps",
+    "get_run", "list_runs", "load_events", "read_log", "next_wake", "active_workflows", "active_versions", "terminal_runs", "list_steps",
     "get_hook", "list_hooks", "read_chunks", "list_streams",
 )
 _WRITES = (

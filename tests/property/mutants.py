@@ -37,6 +37,7 @@ SIGKILL = P + "test_crash_anywhere.py::test_sigkill_of_a_real_process_loses_and_
 NONDET = P + "test_nondeterminism.py::test_mutated_code_replaying_a_log_raises_non_determinism"
 CODEC = P + "test_codec_roundtrip.py"
 STORE = P + "test_store_model.py::TestSQLiteStoreAgreesWithTheModel"
+PATCHING = P + "test_patching.py::test_runs_recorded_before_a_patch_replay_and_continue_under_the_patched_code"
 
 
 @dataclass(frozen=True)
@@ -165,6 +166,17 @@ MUTANTS = [
         "resume-ignores-expected-hook", "durable.stores._sql:resume_hook",
         "if expect is not None and (hook.run_id, hook.hook_id) != expect:", "if False:",
         "5", (STORE,), "a payload validated for one hook is delivered to whichever hook holds the token now",
+    ),
+    # -- 6. patching -------------------------------------------------------------------------------------
+    Mutant(
+        "patch-takes-old-position", "durable._engine.instance:WorkflowInstance.patch",
+        "return False  # recorded before the patch", "self._position = position\n        return False  #",
+        "6", (PATCHING,), "patched() returning False still takes a position, so the old branch replays shifted",
+    ),
+    Mutant(
+        "patch-hole-is-frontier", "durable._engine.instance:WorkflowInstance.patch",
+        "if record is not None or self._records or self._ended:", "if record is not None:",
+        "6", (PATCHING,), "a position left empty, or past the end of a finished run, is taken for the frontier",
     ),
 ]
 BY_NAME = {m.name: m for m in MUTANTS}

@@ -26,6 +26,8 @@ from .programs import (
     HookDispose,
     HookTimeout,
     Parallel,
+    Patched,
+    PatchMode,
     Program,
     Random,
     Seq,
@@ -47,7 +49,8 @@ class _RunFails(Exception):
 
 
 class _Evaluator:
-    def __init__(self, seed: str) -> None:
+    def __init__(self, seed: str, patches: PatchMode = "new") -> None:
+        self.patches = patches
         self.random = random.Random(f"{seed}:random")  # what durable.random() draws from
         self.streams: dict[str, list[tuple[Any, int | None]]] = {}
         self.hooks: dict[str, list[Any]] = {}
@@ -101,6 +104,8 @@ class _Evaluator:
             if self.random.random() < 0.5:
                 return ["heads", self.seq(n.then)]
             return ["tails", self.seq(n.otherwise)]
+        if isinstance(n, Patched):  # a run that is not replayed takes every patch
+            return ["old", self.seq(n.old)] if self.patches == "old" else ["new", self.seq(n.new)]
         if isinstance(n, Parallel):
             return [self.seq(b) for b in n.branches]  # branches share nothing: any order gives this
         raise TypeError(n)
@@ -124,9 +129,9 @@ class _Evaluator:
             raise _RunFails(plan.error)
 
 
-def expected(program: Program, seed: str) -> Observation:
-    """The observation every correct run of ``program`` with this seed must produce."""
-    ev = _Evaluator(seed)
+def expected(program: Program, seed: str, patches: PatchMode = "new") -> Observation:
+    """The observation every correct run of ``program`` (its ``patches`` version) with this seed must produce."""
+    ev = _Evaluator(seed, patches)
     try:
         if program.generator:
             for i, item in enumerate(program.body.items):

@@ -5,9 +5,14 @@ and prints as the Python source of the workflow it stands for, so a shrunk faili
 reads like a bug report. :func:`to_workflow` turns it into a :class:`durable.Workflow` whose
 body interprets the AST with the real workflow API: steps, ``durable.sleep``, hooks
 (``await hook``, ``asyncio.wait_for(hook, ...)``), workflow stream writes, async-generator
-yields, ``durable.random()`` branches, child workflows (``await child(...)`` and
-``durable.start_child`` handles) and ``asyncio.gather`` / ``asyncio.TaskGroup`` /
-``asyncio.wait(FIRST_COMPLETED)`` / anyio task groups.
+yields, ``durable.random()`` branches, ``durable.patched()`` branches, child workflows
+(``await child(...)`` and ``durable.start_child`` handles) and ``asyncio.gather`` /
+``asyncio.TaskGroup`` / ``asyncio.wait(FIRST_COMPLETED)`` / anyio task groups.
+
+A :class:`Patched` node stands for code changed while runs were in flight: ``to_workflow(...,
+patches=...)`` builds the version before the patch (``"old"``: its old branch, no call), the
+patched one (``"new"``: ``if durable.patched(...)``), the next step (``"deprecated"``:
+``deprecate_patch`` then the new branch) or the last (``"retired"``: the new branch alone).
 
 Generated programs are *schedule-independent by construction*, so that running them with
 steps completing in any order must give the same observations:
@@ -144,6 +149,22 @@ class Random:
     otherwise: Seq
 
 
+@dataclass(frozen=True)
+class Patched:
+    """``if durable.patched("p<pid>"): <new> else: <old>``: the workflow's code was changed here."""
+
+    pid: int
+    new: Seq
+    old: Seq
+
+    @property
+    def patch_id(self) -> str:
+        return f"p{self.pid}"
+
+
+PatchMode = Literal["old", "new", "deprecated", "retired"]
+
+
 ParallelKind = Literal["gather", "taskgroup", "first", "anyio"]
 
 
@@ -153,7 +174,10 @@ class Parallel:
     branches: tuple[Seq, ...]
 
 
-Node: TypeAlias = "Step | Child | Sleep | HookCreate | HookAwait | HookTimeout | HookDispose | Write | Close | Yield | Random | Parallel"
+Node: TypeAlias = (
+    "Step | Child | Sleep | HookCreate | HookAwait | HookTimeout | HookDispose | Write | Close | Yield | Random | Patched"
+    " | Parallel"
+)
 
 
 @dataclass(frozen=True)
@@ -189,6 +213,8 @@ class Program:
 
     def children(self) -> dict[int, Child]:
         return {n.key: n for n in self.nodes() if isinstance(n, Child)}
+    def patches(self) -> list[Patched]:
+        return [n for n in self.nodes() if isinstance(n, Patched)]
 
 
 def _walk(seq: Seq, out: list[Any]) -> None:
@@ -197,6 +223,9 @@ def _walk(seq: Seq, out: list[Any]) -> None:
         if isinstance(item, Random):
             _walk(item.then, out)
             _walk(item.otherwise, out)
+        elif isinstance(item, Patched):
+            _walk(item.new, out)
+            _walk(item.old, out)
         elif isinstance(item, Parallel):
             for branch in item.branches:
                 _walk(branch, out)
@@ -303,11 +332,13 @@ def caught(exc: BaseException) -> list[str]:
 
 
 class Interpreter:
-    """Runs a program's nodes with the workflow API; ``trace`` (if given) records each node it starts."""
+    """Runs a program's nodes with the workflow API; ``trace`` (if given) records each node it starts;
+    ``patches`` says which version of the code :class:`Patched` nodes stand for."""
 
-    def __init__(self, trace: list[Any] | None = None) -> None:
+    def __init__(self, trace: list[Any] | None = None, patches: PatchMode = "new") -> None:
         self.hooks: dict[int, durable.Hook[Any]] = {}
         self.trace = trace
+        self.patches = patches
 
     async def seq(self, seq: Seq) -> list[Any]:
         return [await self.node(item) for item in seq.items]
@@ -360,6 +391,14 @@ class Interpreter:
             if durable.random() < 0.5:
                 return ["heads", await self.seq(n.then)]
             return ["tails", await self.seq(n.otherwise)]
+        if isinstance(n, Patched):
+            if self.patches == "old":
+                return ["old", await self.seq(n.old)]
+            if self.patches == "deprecated":
+                durable.deprecate_patch(n.patch_id)
+            if self.patches != "new" or durable.patched(n.patch_id):
+                return ["new", await self.seq(n.new)]
+            return ["old", await self.seq(n.old)]
         if isinstance(n, Parallel):
             return await self.parallel(n)
         raise TypeError(f"cannot interpret {n!r} here")
@@ -398,12 +437,13 @@ class Interpreter:
 WORKFLOW_NAME = "prop.program"
 
 
-def to_workflow(program: Program, trace: list[Any] | None = None) -> Workflow[Any, Any]:
-    """The program as a workflow (not registered: pass it to ``Runtime(workflows=[...])``)."""
+def to_workflow(program: Program, trace: list[Any] | None = None, patches: PatchMode = "new") -> Workflow[Any, Any]:
+    """The program as a workflow (not registered: pass it to ``Runtime(workflows=[...])``), its
+    :class:`Patched` nodes as the version ``patches`` names."""
     if program.generator:
 
         async def program_generator() -> AsyncIterator[Any]:
-            interp = Interpreter(trace)
+            interp = Interpreter(trace, patches)
             for i, item in enumerate(program.body.items):
                 if isinstance(item, Yield):
                     if trace is not None:
@@ -415,7 +455,7 @@ def to_workflow(program: Program, trace: list[Any] | None = None) -> Workflow[An
         return Workflow(program_generator, name=WORKFLOW_NAME, serializer="json")
 
     async def program_workflow() -> Any:
-        return await Interpreter(trace).seq(program.body)
+        return await Interpreter(trace, patches).seq(program.body)
 
     return Workflow(program_workflow, name=WORKFLOW_NAME, serializer="json")
 
@@ -449,6 +489,7 @@ class _Counters:
     hooks: int = 0
     branches: int = 0
     children: int = 0
+    patches: int = 0
 
 
 @st.composite
@@ -493,6 +534,9 @@ def _items(depth: int, *, sequential: bool, top: bool, generator: bool) -> st.Se
         if sequential:
             same = st.deferred(lambda: _seqs(depth - 1, sequential=True, top=False, generator=False))
             options.append(st.builds(Random, same, same))
+        # patched() is safe in parallel branches too: it never waits, and a fresh run always takes the patch.
+        inner = st.deferred(lambda: _seqs(depth - 1, sequential=sequential, top=False, generator=False))
+        options.append(st.builds(Patched, st.just(0), inner, inner))
     if top and generator:
         options.append(st.builds(Yield, small_values))
     return st.one_of(options)
@@ -577,6 +621,15 @@ def _fix_seq(seq: Seq, counters: _Counters, *, namespace: str, top: bool, branch
                     _fix_seq(item.otherwise, counters, namespace=namespace, top=False, branch=False),
                 )
             )
+        elif isinstance(item, Patched):
+            counters.patches += 1
+            items.append(
+                Patched(
+                    counters.patches,
+                    _fix_seq(item.new, counters, namespace=namespace, top=False, branch=False),
+                    _fix_seq(item.old, counters, namespace=namespace, top=False, branch=False),
+                )
+            )
         elif isinstance(item, Parallel):
             branches = []
             for sub in item.branches:
@@ -602,17 +655,18 @@ def _fix_seq(seq: Seq, counters: _Counters, *, namespace: str, top: bool, branch
 # -- printing as Python ------------------------------------------------------------------------------
 
 
-def render(program: Program) -> str:
-    """The program as the Python source of the workflow it stands for."""
+def render(program: Program, patches: PatchMode = "new") -> str:
+    """The program as the Python source of the workflow it stands for (its ``patches`` version)."""
     out = ["@durable.workflow", "async def program():"]
-    lines = _Renderer(program.generator).seq(program.body, 1, top=True)
+    lines = _Renderer(program.generator, patches).seq(program.body, 1, top=True)
     out.extend(lines or ["    pass"])
     return "\n".join(out)
 
 
 class _Renderer:
-    def __init__(self, generator: bool) -> None:
+    def __init__(self, generator: bool, patches: PatchMode = "new") -> None:
         self.generator = generator
+        self.patches = patches
         self.counter = 0
 
     def var(self) -> str:
@@ -684,6 +738,18 @@ class _Renderer:
                 f"{pad}else:",
                 *self._inline(n.otherwise, indent + 1, r, "tails"),
             ]
+        if isinstance(n, Patched):
+            if self.patches == "old":
+                return r, self._inline(n.old, indent, r, "old")
+            head = [f"{pad}durable.deprecate_patch({n.patch_id!r})"] if self.patches == "deprecated" else []
+            if self.patches != "new":
+                return r, [*head, *self._inline(n.new, indent, r, "new")]
+            return r, [
+                f"{pad}if durable.patched({n.patch_id!r}):",
+                *self._inline(n.new, indent + 1, r, "new"),
+                f"{pad}else:",
+                *self._inline(n.old, indent + 1, r, "old"),
+            ]
         if isinstance(n, Parallel):
             lines: list[str] = []
             fns = []
@@ -732,6 +798,9 @@ def sequences(program: Program) -> list[tuple[tuple[int, ...], Seq]]:
             if isinstance(item, Random):
                 visit(item.then, (*path, i, 0))
                 visit(item.otherwise, (*path, i, 1))
+            elif isinstance(item, Patched):
+                visit(item.new, (*path, i, 0))
+                visit(item.old, (*path, i, 1))
             elif isinstance(item, Parallel):
                 for b, branch in enumerate(item.branches):
                     visit(branch, (*path, i, b))
@@ -751,6 +820,11 @@ def _replace_seq(seq: Seq, path: list[int], new_items: tuple[Any, ...]) -> Seq:
             items[index] = Random(_replace_seq(item.then, rest, new_items), item.otherwise)
         else:
             items[index] = Random(item.then, _replace_seq(item.otherwise, rest, new_items))
+    elif isinstance(item, Patched):
+        if sub == 0:
+            items[index] = Patched(item.pid, _replace_seq(item.new, rest, new_items), item.old)
+        else:
+            items[index] = Patched(item.pid, item.new, _replace_seq(item.old, rest, new_items))
     else:
         branches = list(item.branches)
         branches[sub] = _replace_seq(branches[sub], rest, new_items)

@@ -31,6 +31,7 @@ from durable._core.commands import (
     Command,
     CreateHook,
     DisposeHook,
+    MarkPatch,
     ScheduleStep,
     StartChild,
     StartWait,
@@ -43,7 +44,7 @@ from durable._engine.instance import Outcome, WorkflowInstance
 from durable._workflow.workflow import Workflow
 from tests.helpers import encode_args
 
-from .programs import STEP_DELAY, Program, child_error, child_result, plan_attempt, to_workflow
+from .programs import STEP_DELAY, PatchMode, Program, child_error, child_result, plan_attempt, to_workflow
 
 T0 = 1_700_000_000.0
 
@@ -82,6 +83,7 @@ class History:
     status: str
     result: bytes | None
     error: bytes | None
+    upgraded_at: int | None = None  # the index of the first commit made by the code deployed mid-run
 
 
 class Stuck(AssertionError):
@@ -105,12 +107,19 @@ class Simulator:
     rng: random.Random
     batch: float = 0.35  # chance to let another happening pile up before invoking
     evict: float = 0.15  # chance to drop the sticky instance before an invocation
+    patches: PatchMode = "new"  # the version of the code the run starts with (see programs.Patched)
+    # A deploy while the run is in flight: before invocation ``upgrade_at`` (0: the first) the
+    # worker restarts with the ``upgrade_to`` version of the code, replaying the log cold.
+    upgrade_at: int | None = None
+    upgrade_to: PatchMode = "new"
     run_id: str = "run_sim"
     events: list[Event] = field(default_factory=list)
     commits: list[Commit] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        self.workflow = to_workflow(self.program)
+        self.workflow = to_workflow(self.program, patches=self.patches)
+        self.invocations = 0
+        self.upgraded_at: int | None = None
         self.input = encode_args()
         self.now = T0
         self.instance: WorkflowInstance | None = None
@@ -154,7 +163,7 @@ class Simulator:
                 self.instance.close()
         return History(
             self.run_id, self.input, self.seed, self.events, self.commits, self.chunks, self.closed, self.status,
-            self.result, self.error,
+            self.result, self.error, self.upgraded_at,
         )
 
     def _loop(self, max_rounds: int) -> None:
@@ -177,6 +186,13 @@ class Simulator:
             raise Stuck(f"no end after {max_rounds} rounds")
 
     def _invoke(self) -> None:
+        if self.invocations == self.upgrade_at:
+            self.workflow = to_workflow(self.program, patches=self.upgrade_to)
+            self.upgraded_at = len(self.commits)
+            if self.instance is not None:  # a new worker: the old one's live instance is gone
+                self.instance.close()
+                self.instance = None
+        self.invocations += 1
         if self.instance is None or self.rng.random() < self.evict:
             if self.instance is not None:
                 self.instance.close()
@@ -224,6 +240,8 @@ class Simulator:
                 self.children[corr] = (cmd.run_id, _codec.decode(cmd.input)["args"])
             elif isinstance(cmd, CancelChild) and corr in self.children:
                 self._append(EventKind.CHILD_CANCELLED, corr, name=self.children.pop(corr)[0])
+            elif isinstance(cmd, MarkPatch):
+                self._append(EventKind.PATCH_MARKED, corr, name=cmd.patch_id)
         if lost_write is not None:
             # As the store does: a workflow write to a stream a step closed fails the run.
             error = encode_error(StreamClosedError(self.run_id, lost_write))
@@ -337,11 +355,14 @@ def _mismatch(how: str, index: int, commit: Commit, got: tuple[Any, ...], want: 
     )
 
 
-def check_commits(workflow: Workflow[Any, Any], history: History) -> None:
-    """(b) cold replay at every commit and (c) one sticky instance must reproduce each commit exactly."""
+def check_commits(workflow: Workflow[Any, Any], history: History, *, first: int = 0) -> None:
+    """(b) cold replay at every commit and (c) one sticky instance must reproduce each commit exactly
+    (from commit ``first`` on: the commits an upgraded run's new code made)."""
     replayable = [e for e in history.events if e.kind in REPLAY_KINDS]
     # (b) cold, at every suspension point
     for index, commit in enumerate(history.commits):
+        if index < first:
+            continue
         prefix = [e for e in replayable if e.seq <= commit.known_seq] + _speculative_events(history, commit)
         instance = WorkflowInstance(workflow, run_id=history.run_id, input=history.input, seed=history.seed)
         try:
@@ -353,6 +374,8 @@ def check_commits(workflow: Workflow[Any, Any], history: History) -> None:
     instance = WorkflowInstance(workflow, run_id=history.run_id, input=history.input, seed=history.seed)
     try:
         for index, commit in enumerate(history.commits):
+            if index < first:
+                continue
             fresh = [e for e in replayable if instance.seen_seq < e.seq <= commit.known_seq]
             got = _describe(instance.advance(fresh + _speculative_events(history, commit)))
             assert got == _expected(commit), _mismatch("sticky", index, commit, got, _expected(commit), history)

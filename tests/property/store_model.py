@@ -21,6 +21,7 @@ from durable._core.commands import (
     Command,
     CreateHook,
     DisposeHook,
+    MarkPatch,
     ScheduleStep,
     SetValue,
     StartChild,
@@ -41,6 +42,7 @@ from durable.stores._base import (
     RunRecord,
     StepClaim,
     StepRecord,
+    Versions,
 )
 
 ACTIVE = ("pending", "running")
@@ -84,6 +86,7 @@ class ModelRun:
     on_parent_close: str | None = None
     cancel_reason: str | None = None
     deadline: float | None = None
+    version: str | None = None
 
     @property
     def last_seq(self) -> int:
@@ -94,6 +97,7 @@ class ModelRun:
             self.run_id, self.workflow_name, self.status, self.input, self.seed, self.created_at, 0.0,
             self.started_at, self.completed_at, self.output, self.error, self.idempotency_key, self.last_seq,
             self.trace_link, parent_run_id=self.parent_run_id, cancel_reason=self.cancel_reason, deadline=self.deadline,
+            version=self.version,
         )
 
 
@@ -265,7 +269,7 @@ class StoreModel:
                 raise DurableError("exists with other arguments")
             return existing.record(), False
         run = ModelRun(new.run_id, new.workflow_name, "pending", new.input, new.seed, new.now, new.idempotency_key,
-                       new.owner, new.now, trace_link=new.trace_link, deadline=new.deadline)
+                       new.owner, new.now, trace_link=new.trace_link, deadline=new.deadline, version=new.version)
         self._append(run, EventKind.RUN_CREATED, None, new.now, name=new.workflow_name, data=new.input)
         self.runs[new.run_id] = run
         return run.record(), True
@@ -274,10 +278,17 @@ class StoreModel:
         """A lease ``worker`` may take over: nobody's, or another worker's that is not alive (its own never lapses)."""
         return owner is None or (owner != worker and not self.alive(owner, now))
 
-    def claimable_runs(self, names: Sequence[str], worker: str, now: float) -> list[ModelRun]:
+    @staticmethod
+    def served(run: ModelRun, names: Sequence[str], versions: Versions | None) -> bool:
+        """A worker executing ``names`` takes this run: a workflow it names, in a version it serves."""
+        return run.workflow_name in names and (
+            versions is None or run.workflow_name not in versions or run.version in versions[run.workflow_name]
+        )
+
+    def claimable_runs(self, names: Sequence[str], worker: str, now: float, versions: Versions | None = None) -> list[ModelRun]:
         return sorted(
             (r for r in self.runs.values()
-             if r.wake_at is not None and r.wake_at <= now and r.status in ACTIVE and r.workflow_name in names
+             if r.wake_at is not None and r.wake_at <= now and r.status in ACTIVE and self.served(r, names, versions)
              and self.free(r.owner, worker, now)),
             key=lambda r: r.wake_at or 0.0,
         )
@@ -483,6 +494,8 @@ class StoreModel:
             if found is not None and found.status in ACTIVE:
                 self._cancel(found, now, None)
                 self._append(run, EventKind.CHILD_CANCELLED, corr, now, name=found.run_id)
+        elif isinstance(cmd, MarkPatch):
+            self._append(run, EventKind.PATCH_MARKED, corr, now, name=cmd.patch_id)
         return True
 
     def list_values(self, run_id: str) -> list[tuple[str, bytes, int, float]]:
@@ -624,9 +637,10 @@ class StoreModel:
 
     # -- queries -----------------------------------------------------------------------------------
 
-    def next_wake(self, names: Sequence[str], step_names: Sequence[str], now: float) -> float | None:
+    def next_wake(self, names: Sequence[str], step_names: Sequence[str], now: float,
+                  versions: Versions | None = None) -> float | None:
         times = [r.wake_at for r in self.runs.values() if r.wake_at is not None and r.status in ACTIVE
-                 and r.workflow_name in names and not self.alive(r.owner, now)]
+                 and self.served(r, names, versions) and not self.alive(r.owner, now)]
         times += [s.ready_at for s in self.steps.values() if s.status == "pending" and s.name in step_names
                   and s.ready_at is not None]
         known = [t for t in times if t is not None]
@@ -640,4 +654,12 @@ class StoreModel:
         for run in self.runs.values():
             if run.status in ACTIVE:
                 counts[run.workflow_name] = counts.get(run.workflow_name, 0) + 1
+        return counts
+
+    def active_versions(self) -> dict[tuple[str, str | None], int]:
+        counts: dict[tuple[str, str | None], int] = {}
+        for run in self.runs.values():
+            if run.status in ACTIVE:
+                key = (run.workflow_name, run.version)
+                counts[key] = counts.get(key, 0) + 1
         return counts

@@ -38,6 +38,7 @@ from durable._core.commands import (
     Command,
     CreateHook,
     DisposeHook,
+    MarkPatch,
     ScheduleStep,
     SetValue,
     StartChild,
@@ -48,7 +49,7 @@ from durable._core.errorinfo import encode_error
 from durable._core.errors import DurableError, HookNotFound, RunNotFound, StreamClosedError
 from durable._core.events import REPLAY_KINDS, Event, EventKind
 from durable.stores import store_from_url
-from durable.stores._base import Invocation, NewRun, PublishedWorkflow, Store
+from durable.stores._base import Invocation, NewRun, PublishedWorkflow, Store, Versions
 
 from .conftest import examples
 from .store_model import TERMINAL, ModelEvent, StoreModel
@@ -60,6 +61,9 @@ STEP_NAMES = ("s.a", "s.b")
 TOKENS = ("t1", "t2", "t3")
 NAMESPACES = ("default", "logs")
 TTL = 30.0
+# What a worker's versions= may say: nothing, one version of one workflow, or unversioned runs of
+# one workflow and none of the other.
+VERSION_FILTERS: tuple[Versions | None, ...] = (None, {"wf.a": {"1"}}, {"wf.a": {None, "2"}, "wf.b": set()})
 payloads = st.binary(max_size=6).map(lambda b: _codec.encode(b))
 
 
@@ -176,8 +180,9 @@ class StoreMachine(RuleBasedStateMachine):
             self.names += 1
             run_id = f"run_{self.names:03d}"
         timeout = data.draw(st.sampled_from([None, None, 2.0, 50.0]), label="timeout")
+        version = data.draw(st.sampled_from([None, "1", "2"]), label="version")
         new = NewRun(run_id, workflow, _codec.encode({"args": [run_id]}), f"seed-{run_id}", key, now, owner,
-                     deadline=None if timeout is None else now + timeout)
+                     deadline=None if timeout is None else now + timeout, version=version)
         try:
             expected: Any = self.model.create_run(new)
         except DurableError as exc:
@@ -189,12 +194,13 @@ class StoreMachine(RuleBasedStateMachine):
         got = self.call("create_run", new)
         assert _same_record(got[0], expected[0]) and got[1] == expected[1], (got, expected)
 
-    @rule(worker=st.sampled_from(WORKERS), names=st.sampled_from([WORKFLOWS, WORKFLOWS[:1]]), limit=st.sampled_from([1, 2, 64]))
-    def claim_runs(self, worker: str, names: tuple[str, ...], limit: int) -> None:
+    @rule(worker=st.sampled_from(WORKERS), names=st.sampled_from([WORKFLOWS, WORKFLOWS[:1]]), limit=st.sampled_from([1, 2, 64]),
+          versions=st.sampled_from(VERSION_FILTERS))
+    def claim_runs(self, worker: str, names: tuple[str, ...], limit: int, versions: Versions | None) -> None:
         now = self.tick()
         self.model.time_out_runs(worker, now)
-        eligible = self.model.claimable_runs(names, worker, now)
-        got = self.call("claim_runs", worker, list(names), now, limit)
+        eligible = self.model.claimable_runs(names, worker, now, versions)
+        got = self.call("claim_runs", worker, list(names), now, limit, versions)
         event(f"claim_runs: {len(got)}")
         chosen = [r.run_id for r in got]
         assert len(chosen) == len(set(chosen)) == min(limit, len(eligible)), (chosen, [r.run_id for r in eligible])
@@ -281,7 +287,8 @@ class StoreMachine(RuleBasedStateMachine):
     def _command(self, run_id: str, data: st.DataObject) -> Command | None:
         kind = data.draw(
             st.sampled_from(
-                ["step", "step", "hook", "wait", "cancel", "dispose", "write", "close", "child", "cancel child", "value"]
+                ["step", "step", "hook", "wait", "cancel", "dispose", "write", "close", "child", "cancel child", "value",
+                 "patch"]
             ),
             label="command",
         )
@@ -318,6 +325,8 @@ class StoreMachine(RuleBasedStateMachine):
             chunk = data.draw(payloads)
             return WriteChunk(self.next_corr(run_id, "write"), data.draw(st.sampled_from(NAMESPACES)), chunk,
                               hashlib.blake2b(chunk, digest_size=8).digest())
+        if kind == "patch":
+            return MarkPatch(self.next_corr(run_id, "patch"), data.draw(st.sampled_from(["fee-v2", "tax-v3"])))
         return CloseStream(self.next_corr(run_id, "close"), data.draw(st.sampled_from(NAMESPACES)))
 
     def _speculative(self, run_id: str, data: st.DataObject) -> Event | None:
@@ -474,18 +483,24 @@ class StoreMachine(RuleBasedStateMachine):
         assert sorted(self.call("terminal_runs", ids)) == self.model.terminal_runs(ids)
         assert self.call("active_workflows") == self.model.active_workflows()
         assert self.call("list_workflows") == self.model.list_workflows()
+        assert self.call("active_versions") == self.model.active_versions()
         for names, steps in ((WORKFLOWS, STEP_NAMES), (WORKFLOWS[1:], ())):
-            assert self.call("next_wake", list(names), list(steps), self.now) == self.model.next_wake(names, steps, self.now)
+            for versions in VERSION_FILTERS:
+                assert self.call("next_wake", list(names), list(steps), self.now, versions) == self.model.next_wake(
+                    names, steps, self.now, versions
+                )
 
 
 def _same_record(got: Any, expected: Any) -> bool:
     """Run records agree on everything but ``updated_at`` (bookkeeping the model does not keep)."""
     return bool(got._replace(updated_at=0.0) == expected) if hasattr(got, "_replace") else bool(
         (got.run_id, got.workflow_name, got.status, got.input, got.seed, got.created_at, got.started_at, got.completed_at,
-         got.output, got.error, got.idempotency_key, got.last_seq, got.parent_run_id, got.cancel_reason, got.deadline)
+         got.output, got.error, got.idempotency_key, got.last_seq, got.parent_run_id, got.cancel_reason, got.deadline,
+         got.version, got.forked_from, got.forked_step)
         == (expected.run_id, expected.workflow_name, expected.status, expected.input, expected.seed, expected.created_at,
             expected.started_at, expected.completed_at, expected.output, expected.error, expected.idempotency_key,
-            expected.last_seq, expected.parent_run_id, expected.cancel_reason, expected.deadline)
+            expected.last_seq, expected.parent_run_id, expected.cancel_reason, expected.deadline, expected.version,
+            expected.forked_from, expected.forked_step)
     )
 
 

@@ -213,7 +213,7 @@ async def test_concurrent_first_starts_create_the_schema_once(pg_url: str) -> No
 
 @pytest.mark.anyio
 async def test_a_store_from_before_published_workflows_gains_their_table(pg_url: str) -> None:
-    """A store written before workflows were published (the schema before) is upgraded on open; publishing then works."""
+    """A store written before workflows were published (schema 2) is upgraded on open; publishing then works."""
     from durable.stores._base import PublishedWorkflow
 
     store = await open_store(pg_url)
@@ -236,8 +236,11 @@ async def test_a_store_from_before_published_workflows_gains_their_table(pg_url:
 
 
 def undo_compose(conn: Any) -> None:
-    """Take a current PostgreSQL store back to schema 3: drop what the h-compose migration adds."""
+    """Take a current PostgreSQL store back to schema 3: drop what the h-verify and h-compose migrations add."""
     from durable.stores import _sql
+
+    for column in ("version", "forked_from", "forked_step"):  # the later h-verify schema's columns first
+        conn.execute(f"ALTER TABLE runs DROP COLUMN {column}")
 
     for statement in reversed(_sql._COMPOSE_CHANGES):
         words = statement.split()

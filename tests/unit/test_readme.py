@@ -15,7 +15,7 @@ from tests.helpers import ROOT
 README = (ROOT / "README.md").read_text()
 BLOCKS = re.findall(r"^```python\n(.*?)^```", README, flags=re.DOTALL | re.MULTILINE)
 EXCERPT = re.compile(r"^# excerpt\b.*$", re.MULTILINE)
-SOURCES = re.compile(r"\b((?:examples|notebooks)/[\w.-]+\.(?:py|ipynb))")
+SOURCES = re.compile(r"\b((?:examples|notebooks)/[\w./-]+\.(?:py|ipynb))")
 EXAMPLE_TESTS = (ROOT / "tests" / "unit" / "test_examples.py").read_text()
 
 

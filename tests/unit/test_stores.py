@@ -52,7 +52,8 @@ async def test_a_refused_commit_changes_nothing() -> None:
 
 @pytest.mark.anyio
 async def test_a_store_of_the_previous_schema_is_upgraded_in_place(tmp_path: Path) -> None:
-    """A version-1 SQLite store (no trace_link, consumed_seq columns, no published workflows) opens as the current version, its runs intact."""
+    """A version-1 SQLite store (no trace_link, consumed_seq, version or fork columns, no published workflows) opens as
+    the current version, its runs intact."""
     from durable.stores._sql import SCHEMA_VERSION
 
     url = f"sqlite:///{tmp_path / 'old.db'}"
@@ -99,8 +100,11 @@ async def test_a_store_from_before_published_workflows_gains_their_table(tmp_pat
 
 
 def undo_compose(conn: sqlite3.Connection) -> None:
-    """Take a current SQLite store back to schema 3: drop what the h-compose migration adds (indexes, tables, columns)."""
+    """Take a current SQLite store back to schema 3: drop what the h-verify and h-compose migrations add (indexes, tables, columns)."""
     from durable.stores import _sql
+
+    for column in ("version", "forked_from", "forked_step"):  # the later h-verify schema's columns first
+        conn.execute(f"ALTER TABLE runs DROP COLUMN {column}")
 
     for statement in reversed(_sql._COMPOSE_CHANGES):
         words = statement.split()

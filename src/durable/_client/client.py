@@ -8,10 +8,10 @@ commands and the notebook's views use one where they do not run workflows; a
 from __future__ import annotations
 
 import secrets
-import time
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
+from .._core.clock import SYSTEM_CLOCK, Clock
 from .._core.durations import Duration
 from .._core.errors import RunNotFound, ScheduleNotFound, WorkflowNotFound
 from .._core.ids import check_idempotency_key, check_run_id, is_text, new_run_id
@@ -35,12 +35,14 @@ class Client:
     ``async with Client(url) as client:`` opens and closes the store; a client over a store
     someone else opens (a web app's lifespan, a runtime) needs no opening of its own.
     ``poll_interval`` caps how long followers (``run.wait()``, stream readers) wait between
-    re-reads when other processes write to the store and cannot wake this one.
+    re-reads when other processes write to the store and cannot wake this one. ``clock`` is where
+    the times it records come from (tests pass a virtual one).
     """
 
-    def __init__(self, store: str | Store | None = None, *, poll_interval: float = 0.5) -> None:
+    def __init__(self, store: str | Store | None = None, *, poll_interval: float = 0.5, clock: Clock | None = None) -> None:
         self.store: Store = store if isinstance(store, Store) else store_from_url(store)
         self.poll_interval = poll_interval
+        self.clock: Clock = clock or SYSTEM_CLOCK
 
     def __repr__(self) -> str:
         return f"<durable.Client {self.store.url}>"
@@ -150,7 +152,7 @@ class Client:
         # one that fits is recorded bound (greet("ann") and greet(name="ann") are the same run).
         bound_args, bound_kwargs = wf.binder.bind(tuple(args), dict(kwargs))
         data = wf.binder.encode(bound_args, bound_kwargs, serializer=wf.serializer, root=f"arguments of {wf.name}")
-        now = time.time()
+        now = self.clock.time()
         run_id = check_run_id(run_id) if run_id is not None else new_run_id()
         tracing = telemetry()
         new = NewRun(
@@ -167,6 +169,7 @@ class Client:
             priority=rank,
             queue_key=key,
             dedupe_id=dedupe_id,
+            version=wf.version,
         )
         record, created = await self.store.create_run(new)
         if created:
@@ -205,7 +208,8 @@ class Client:
             input=found.encode(list(args), dict(kwargs or {})),
             seed=secrets.token_hex(16),
             idempotency_key=check_idempotency_key(idempotency_key) if idempotency_key is not None else None,
-            now=time.time(),
+            now=self.clock.time(),
+            version=found.record.version,  # the code a worker published: the one that will run it
         )
         record, _ = await self.store.create_run(new)
         return Run(record.run_id, self)
@@ -233,10 +237,12 @@ class Client:
     async def list_runs(
         self, *, status: str | None = None, workflow: str | None = None, limit: int = 100, before: str | None = None,
         queue: str | None = None,
+        version: str | None = None,
     ) -> list[RunInfo]:
+        """Runs, newest first; ``status``, ``workflow`` and ``version`` (the label its code had) filter them."""
         refuse_in_workflow("list_runs")
         records = await self.store.list_runs(
-            status=status, workflow=self.stored_name(workflow), limit=limit, before=before, queue=queue
+            status=status, workflow=self.stored_name(workflow), limit=limit, before=before, queue=queue, version=version
         )
         return [RunInfo.from_record(r) for r in records]
 
@@ -244,7 +250,7 @@ class Client:
         """What each queue (every one the store knows, or ``names``) holds: entries active and
         waiting, its rate window, and why it admits nothing now (``blocked_by``)."""
         refuse_in_workflow("queue_states")
-        return await self.store.queue_states(names, time.time())
+        return await self.store.queue_states(names, self.clock.time())
 
     async def follow_runs(self) -> AsyncIterator[None]:
         """Yield whenever the set or status of runs may have changed (for live views)."""
@@ -270,17 +276,17 @@ class Client:
 
     async def pause_schedule(self, name: str) -> None:
         """Stop a schedule's ticks from starting runs (ticks while paused are not caught up later)."""
-        if not await self.store.set_schedule_paused(name, True, time.time()):
+        if not await self.store.set_schedule_paused(name, True, self.clock.time()):
             raise ScheduleNotFound(name)
 
     async def resume_schedule(self, name: str) -> None:
-        if not await self.store.set_schedule_paused(name, False, time.time()):
+        if not await self.store.set_schedule_paused(name, False, self.clock.time()):
             raise ScheduleNotFound(name)
 
     async def trigger_schedule(self, name: str) -> Run:
         """Start a run of the schedule now, outside its ticks and whatever its overlap policy."""
         refuse_in_workflow("trigger_schedule")
-        now = time.time()
+        now = self.clock.time()
         run_id = f"sched-{name}-manual-{new_run_id()[4:]}"
         started = await self.store.trigger_schedule(name, run_id, now)
         if started is None:
@@ -297,7 +303,7 @@ class Client:
     async def cancel(self, run_id: str) -> str:
         """Cancel a run: the worker running its steps cancels them, its streams close, its hooks are disposed."""
         refuse_in_workflow("cancel")
-        now = time.time()
+        now = self.clock.time()
         record = await self.store.cancel_run(run_id, now)
         if record is None:
             raise RunNotFound(run_id)
@@ -316,9 +322,9 @@ class Client:
         ``wait`` (e.g. ``"10s"``) waits for the hook to be created first, for a run just started.
         """
         refuse_in_workflow("resume_hook")
-        return await resume_hook(self.store, token, payload, validate=validate, wait=wait)
+        return await resume_hook(self.store, token, payload, validate=validate, wait=wait, now=self.clock.time)
 
     async def resume_webhook(self, token: str, request: Request, *, timeout: float = 30.0) -> Response:
         """Deliver an HTTP request to the webhook holding ``token``; return the response to send back."""
         refuse_in_workflow("resume_webhook")
-        return await resume_webhook(self.store, token, request, timeout=timeout)
+        return await resume_webhook(self.store, token, request, timeout=timeout, now=self.clock.time)

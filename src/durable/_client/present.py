@@ -83,6 +83,8 @@ def run_summary(r: RunInfo) -> dict[str, Any]:
     return {
         "run_id": r.run_id,
         "workflow": r.workflow_name,
+        "version": r.version,
+        "forked_from": {"run_id": r.forked_from, "step": r.forked_step} if r.forked_from else None,
         "status": r.status,
         "created_at": iso(r.created_at),
         "started_at": iso(r.started_at),

@@ -89,6 +89,9 @@ class RunInfo:
     admitted_at: datetime | None = None  # when its queue admitted it; None while it waits (or unqueued)
     schedule: str | None = None  # the schedule that started it
     scheduled_at: datetime | None = None  # the tick it was started for
+    version: str | None = None  # the version label of the code that started the run
+    forked_from: str | None = None  # the run this one was forked from (run.fork, durable.rerun) ...
+    forked_step: str | None = None  # ... at this command: what came before it is that run's history
 
     @classmethod
     def from_record(cls, r: RunRecord) -> RunInfo:
@@ -97,6 +100,7 @@ class RunInfo:
             as_datetime(r.completed_at), decode_error(r.error) if r.error else None, r.idempotency_key,
             r.parent_run_id, r.cancel_reason, as_datetime(r.deadline), r.queue, r.priority, r.queue_key,
             as_datetime(r.admitted_at), r.schedule, as_datetime(r.scheduled_at),
+            r.version, r.forked_from, r.forked_step,
         )
 
     @property

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import secrets
 import time
+from collections.abc import Callable
 from typing import Any
 
 import anyio
@@ -31,7 +32,8 @@ from .waiting import wait_until
 
 
 async def resume_hook(
-    store: Store, token: str, payload: Any, *, validate: bool = True, wait: Duration | None = None
+    store: Store, token: str, payload: Any, *, validate: bool = True, wait: Duration | None = None,
+    now: Callable[[], float] = time.time,
 ) -> ResumeResult:
     """Append ``payload`` for the live hook holding ``token`` (validated first if the hook is typed).
 
@@ -48,7 +50,7 @@ async def resume_hook(
         payload = definition.validate(payload)
     data = _codec.encode(payload, root="hook payload")
     # Only to the hook validated above: a token re-bound meanwhile is not this hook.
-    record = await store.resume_hook(token, data, time.time(), expect=(hook.run_id, hook.hook_id))
+    record = await store.resume_hook(token, data, now(), expect=(hook.run_id, hook.hook_id))
     return ResumeResult(record.run_id, record.hook_id, token)
 
 
@@ -64,7 +66,9 @@ async def _live_hook(store: Store, token: str, wait: Duration | None) -> HookRec
     )
 
 
-async def resume_webhook(store: Store, token: str, request: Request, *, timeout: float = 30.0) -> Response:
+async def resume_webhook(
+    store: Store, token: str, request: Request, *, timeout: float = 30.0, now: Callable[[], float] = time.time
+) -> Response:
     """Deliver ``request`` to the webhook holding ``token`` and return the response to send.
 
     Plain hooks are refused here (HookNotFound): only webhooks are reachable over HTTP. In
@@ -81,7 +85,7 @@ async def resume_webhook(store: Store, token: str, request: Request, *, timeout:
         request.response_namespace = f"$webhook-response:{hook.hook_id}:{secrets.token_hex(8)}"
     # Only to this webhook: if the token was re-bound meanwhile (to a plain hook, say), refuse.
     await store.resume_hook(
-        token, _codec.encode(request, root="webhook request"), time.time(), expect=(hook.run_id, hook.hook_id)
+        token, _codec.encode(request, root="webhook request"), now(), expect=(hook.run_id, hook.hook_id)
     )
     if mode == "static":
         response = metadata.get("response")

@@ -13,7 +13,10 @@ from .._core.errorinfo import decode_error
 from .._core.errors import HookNotFound, RunCancelled, RunFailed, RunNotFound
 from .._core.events import Event
 from .._core.ids import DEFAULT_NAMESPACE, is_text
+from .._workflow.workflow import Workflow
+from .._workflow.workflow import workflows as registered_workflows
 from ..stores._base import TERMINAL, RunRecord, Store
+from .fork import fork_run
 from .projection import HookInfo, ResumeResult, RunInfo, StepInfo
 from .resume import resume_hook
 from .streams import read_stream
@@ -29,6 +32,7 @@ class RunSource(Protocol):
     def poll_interval(self) -> float: ...
     async def cancel(self, run_id: str) -> str: ...
     async def resume_hook(self, token: str, payload: Any) -> Any: ...
+    def get_workflow(self, name: str) -> Workflow[Any, Any] | None: ...
 
 
 class BareStore:
@@ -47,6 +51,9 @@ class BareStore:
 
     async def resume_hook(self, token: str, payload: Any) -> ResumeResult:
         return await resume_hook(self.store, token, payload)
+
+    def get_workflow(self, name: str) -> Workflow[Any, Any] | None:
+        return registered_workflows.resolve(name)
 
 
 class Run:
@@ -147,6 +154,14 @@ class Run:
         """Cancel the run: its running steps are cancelled, its streams closed, its hooks disposed."""
         return await self.client.cancel(self.run_id)
 
+    async def fork(self, from_step: int | str, *, input: Any = None) -> Run:
+        """A new run that reuses this run's history before ``from_step`` (its position, ``4``, or id,
+        ``"step_4"``) -- every step recorded before it keeps its result -- and runs the rest with the
+        code deployed now; ``input`` (a list of arguments, or ``{"args": [...], "kwargs": {...}}``)
+        replaces the arguments. This run is untouched; the new one records ``forked_from``."""
+        new = await fork_run(self._store, self.run_id, from_step, input, find=self.client.get_workflow)
+        return Run(new, self.client)
+
     async def events(self) -> list[Event]:
         """The run's event log, oldest first."""
         await self._record()
@@ -217,3 +232,10 @@ class Run:
             return {"text/plain": repr(self)}
         return Run.display(self)
 
+
+
+async def rerun(run: Run) -> Run:
+    """Run a failed or cancelled run again from its first failed step with the code deployed now:
+    a fork (``run.fork``) that reuses every step recorded before that point. The old run is untouched."""
+    new = await fork_run(run.store, run.run_id, None, None, find=run.client.get_workflow, rerun=True)
+    return Run(new, run.client)

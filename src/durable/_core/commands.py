@@ -2,7 +2,7 @@
 
 A command at position *k* carries the correlation id ``<kind>_<k>``; the store turns each into
 its creation event (``step_created``, ``hook_created``/``hook_conflict``, ``wait_created``,
-``stream_written``, ``stream_closed``, ``child_started``) or its follow-up (``wait_cancelled``,
+``stream_written``, ``stream_closed``, ``child_started``, ``patch_marked``) or its follow-up (``wait_cancelled``,
 ``hook_disposed``, a child's cancellation) in the same transaction as the rest of the invocation.
 """
 
@@ -88,7 +88,15 @@ class SetValue:
     data: bytes
 
 
+@dataclass(frozen=True, slots=True)
+class MarkPatch:
+    """``durable.patched(patch_id)`` reached for the first time: the run takes the patched code from here."""
+
+    correlation_id: str
+    patch_id: str
+
+
 Command: TypeAlias = (
     ScheduleStep | CreateHook | StartWait | CancelWait | DisposeHook | WriteChunk | CloseStream | StartChild | CancelChild
-    | SetValue
+    | SetValue | MarkPatch
 )

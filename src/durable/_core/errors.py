@@ -13,6 +13,7 @@
     ├── RunNotFound (LookupError)          no run with that id
     ├── ScheduleNotFound (LookupError)     no schedule with that name in the store
     ├── RunConflict                        that run id / idempotency key names another call (workflow or arguments)
+    ├── ForkError (ValueError)             a run cannot be forked or rerun there (no such step, a token in use, ...)
     ├── RunFailed                          result() of a run that failed
     ├── RunCancelled                       result() of a run that was cancelled
     ├── StepFailed                         a step failed with an error type that cannot be re-created
@@ -278,6 +279,16 @@ class RunConflict(DurableError):
         else:
             message = f"run {run_id!r} ({key_kind} {key!r}) already exists for workflow {existing_workflow!r}, not {workflow!r}"
         super().__init__(message)
+
+
+class ForkError(DurableError, ValueError):
+    """Raised by ``run.fork`` / ``durable.rerun`` when the run cannot be forked at that point: it has no
+    such step, it is not failed or cancelled (rerun), or a hook it held there is live elsewhere."""
+
+    def __init__(self, run_id: str, problem: str) -> None:
+        self.run_id = run_id
+        self.problem = problem
+        super().__init__(f"cannot fork run {run_id!r}: {problem}")
 
 
 class HookSchemaUnknown(DurableError):

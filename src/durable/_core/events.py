@@ -4,8 +4,8 @@ Kinds, grouped by what replay does with them:
 
 - *creation records* say the workflow issued a command at a position (``step_created``,
   ``hook_created``, ``hook_conflict``, ``wait_created``, ``stream_written``,
-  ``stream_closed``, ``child_started``, ``value_set``); replay checks each new call against the
-  record at its position;
+  ``stream_closed``, ``child_started``, ``value_set``, ``patch_marked``); replay checks each new call
+  against the record at its position;
 - *deliveries* resolve something the workflow awaits, one per idle point, in log order
   (``run_started``, ``step_completed``, ``step_failed``, ``wait_completed``,
   ``hook_received``, ``hook_conflict``, ``child_completed``, ``child_failed``,
@@ -51,6 +51,7 @@ class EventKind(StrEnum):
     CHILD_FAILED = "child_failed"  # data: the child's error record
     CHILD_CANCELLED = "child_cancelled"
     VALUE_SET = "value_set"  # name: the key, data: the value (durable.set_event)
+    PATCH_MARKED = "patch_marked"  # durable.patched(name) took the patched code at this position
 
 
 CREATION_KINDS = frozenset(
@@ -63,6 +64,7 @@ CREATION_KINDS = frozenset(
         EventKind.STREAM_CLOSED,
         EventKind.CHILD_STARTED,
         EventKind.VALUE_SET,
+        EventKind.PATCH_MARKED,
     }
 )
 DELIVERY_KINDS = frozenset(
@@ -81,6 +83,8 @@ DELIVERY_KINDS = frozenset(
 CHILD_ENDS = frozenset({EventKind.CHILD_COMPLETED, EventKind.CHILD_FAILED, EventKind.CHILD_CANCELLED})
 # What replay needs to read; everything else is skipped when loading a log.
 REPLAY_KINDS = CREATION_KINDS | DELIVERY_KINDS | {EventKind.WAIT_CANCELLED, EventKind.HOOK_DISPOSED}
+# A run's last event: a history that holds one is complete (no command can follow).
+TERMINAL_KINDS = frozenset({EventKind.RUN_COMPLETED, EventKind.RUN_FAILED, EventKind.RUN_CANCELLED})
 
 
 class Event(NamedTuple):

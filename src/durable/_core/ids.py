@@ -66,3 +66,8 @@ def child_run_id(parent_run_id: str, position: int) -> str:
         return derived
     digest = hashlib.blake2b(derived.encode(), digest_size=16).hexdigest()
     return f"run_{digest}"
+def check_label(value: object, what: str) -> str:
+    """A patch id or a version label: printable text of 1-200 characters (it is stored and shown)."""
+    if not isinstance(value, str) or not value or len(value) > 200 or not value.isprintable() or not is_text(value):
+        raise ValueError(f"{what} must be printable text of 1-200 characters, got {value!r}")
+    return value

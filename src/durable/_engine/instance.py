@@ -34,6 +34,7 @@ from .._core.commands import (
     Command,
     CreateHook,
     DisposeHook,
+    MarkPatch,
     ScheduleStep,
     SetValue,
     StartChild,
@@ -42,7 +43,7 @@ from .._core.commands import (
 )
 from .._core.errorinfo import decode_error, encode_error
 from .._core.errors import NonDeterminismError, RunCancelled, SerializationError
-from .._core.events import CHILD_ENDS, CREATION_KINDS, DELIVERY_KINDS, Event, EventKind
+from .._core.events import CHILD_ENDS, CREATION_KINDS, DELIVERY_KINDS, TERMINAL_KINDS, Event, EventKind
 from .._core.ids import DEFAULT_NAMESPACE, child_run_id
 from .._core.queues import QueueSpec
 from .._workflow.children import ChildHandle
@@ -59,7 +60,8 @@ _STEP_COMPLETED = EventKind.STEP_COMPLETED.value
 _RESOLVED_ONCE = frozenset(
     {EventKind.STEP_COMPLETED.value, EventKind.STEP_FAILED.value, EventKind.WAIT_COMPLETED.value, *CHILD_ENDS}
 )
-_NOTED_KINDS = frozenset({EventKind.WAIT_CANCELLED.value, EventKind.HOOK_DISPOSED.value})
+_PATCH_MARKED = EventKind.PATCH_MARKED.value
+_NOTED_KINDS = frozenset({EventKind.WAIT_CANCELLED.value, EventKind.HOOK_DISPOSED.value}) | TERMINAL_KINDS
 Status = Literal["suspended", "completed", "failed"]
 
 
@@ -109,6 +111,8 @@ def describe_record(event: Event) -> str:
         return f"a write to stream {event.name!r}"
     if event.kind == EventKind.STREAM_CLOSED:
         return f"closing stream {event.name!r}"
+    if event.kind == EventKind.PATCH_MARKED:
+        return f"patch marker {event.name!r} (the run took durable.patched({event.name!r}) there)"
     return event.kind
 
 
@@ -156,6 +160,8 @@ class WorkflowInstance:
         self._disposed_hooks: set[str] = set()
         self._ended_children: set[str] = set()  # child positions whose end is in the log (read ahead)
         self._cancelled_children: set[str] = set()  # child positions this instance asked to cancel
+        self._patches: dict[str, int] = {}  # patch id -> the position it was checked at
+        self._ended = False  # the events fed include the run's terminal event: the history is complete
         self._deliveries: deque[Event] = deque()
         self._subscribers: dict[str, Any] = {}  # correlation id -> what waits for its result
         self._timers: dict[str, asyncio.TimerHandle] = {}  # pending durable timers
@@ -187,8 +193,12 @@ class WorkflowInstance:
                 if kind in CHILD_ENDS:
                     self._ended_children.add(event.correlation_id or "")
             elif kind in _NOTED_KINDS:
-                noted = self._cancelled_waits if kind == EventKind.WAIT_CANCELLED else self._disposed_hooks
-                noted.add(event.correlation_id or "")
+                if kind == EventKind.WAIT_CANCELLED:
+                    self._cancelled_waits.add(event.correlation_id or "")
+                elif kind == EventKind.HOOK_DISPOSED:
+                    self._disposed_hooks.add(event.correlation_id or "")
+                else:
+                    self._ended = True
         return self._drive()
 
     def _drive(self) -> Outcome:
@@ -496,6 +506,37 @@ class WorkflowInstance:
             self._issue(SetValue(corr, key, data))
         elif record.name != key or record.data != data:
             self._diverge(position, describe_record(record), f"setting event {key!r} to {_short(data)}")
+    def patch(self, patch_id: str, *, deprecated: bool) -> bool:
+        """``durable.patched`` (``deprecated``: ``durable.deprecate_patch``) at the next position.
+
+        The marker takes a position only when the run records it (or recorded it): at the frontier
+        of the log, or where the log holds this marker. Anything else at that position was written
+        by code from before the patch, so the position is left to the old branch, which replays it.
+        The frontier is where no record lies ahead (a position whose command was undone in its own
+        slice leaves a hole, not a frontier) and the history is not complete.
+        """
+        position = self._position + 1
+        if self._divergence is not None:
+            return False  # the run fails with its divergence: nothing more is recorded
+        first = self._patches.get(patch_id)
+        if first is not None:
+            self._diverge(
+                position, f"patch {patch_id!r} checked already (at command #{first})",
+                f"patched({patch_id!r}) a second time: use each patch id once in a workflow run",
+            )
+            assert self._divergence is not None
+            raise self._divergence  # stops the workflow here; the run fails with it whatever the code catches
+        self._patches[patch_id] = position
+        record = self._records.get(position)
+        if record is not None and record.kind == _PATCH_MARKED and record.name == patch_id:
+            del self._records[position]
+            self._position = position
+            return True
+        if record is not None or self._records or self._ended:
+            return False  # recorded before the patch: the old branch owns this position
+        self._position = position
+        self._issue(MarkPatch(f"patch_{position}", patch_id))
+        return True
 
     def _drop_uncommitted(self, corr: str) -> bool:
         """Forget a command issued and undone within one slice; nothing needs recording."""

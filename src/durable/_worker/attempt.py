@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -91,8 +93,13 @@ async def run_step(
     base_url: str | None,
     spawn: Callable[..., Any],
     cancel_scope: anyio.CancelScope,
+    now: Callable[[], float] = time.time,
+    body: Callable[..., Any] | None = None,
 ) -> StepOutcome:
-    """Run one attempt of ``claim`` and say what to record. Never raises for user errors."""
+    """Run one attempt of ``claim`` and say what to record. Never raises for user errors.
+
+    ``body`` runs instead of the step's own function (a test's fake: async or not), with the same
+    arguments, recording, retries and metadata."""
     context = StepContext(store=store, claim=claim, base_url=base_url, spawn=spawn)
     token = current_step.set(context)
     error: BaseException | None = None
@@ -103,10 +110,12 @@ async def run_step(
         except Exception as exc:
             # Depends on this process (a class it cannot import): another attempt, maybe on
             # another worker, may succeed, so this is a retryable failure, not a fatal one.
-            return _failure(step, claim, RuntimeError(f"cannot decode the arguments here: {exc}"))
+            return _failure(step, claim, RuntimeError(f"cannot decode the arguments here: {exc}"), now())
         with cancel_scope:
             try:
-                if step.timeout is None:
+                if body is not None:
+                    result = await _call(body, payload, step.timeout, step.name)
+                elif step.timeout is None:
                     result = await step.fn(*payload["args"], **payload["kwargs"])
                 else:
                     with anyio.move_on_after(step.timeout) as timeout_scope:
@@ -140,10 +149,21 @@ async def run_step(
             # Re-running will not make the value serializable: fail now, with the path.
             return StepOutcome(EventKind.STEP_FAILED, encode_error(exc), error=exc)
         return StepOutcome(EventKind.STEP_COMPLETED, data)
-    return _failure(step, claim, error)
+    return _failure(step, claim, error, now())
 
 
-def _failure(step: Step[Any, Any], claim: StepClaim, error: BaseException) -> StepOutcome:
+async def _call(body: Callable[..., Any], payload: Any, timeout: float | None, name: str) -> Any:
+    """A replacement body, called like the step (its value awaited if it is awaitable), with the step's timeout."""
+    with anyio.move_on_after(math.inf if timeout is None else timeout) as timeout_scope:
+        result = body(*payload["args"], **payload["kwargs"])
+        if inspect.isawaitable(result):
+            result = await result
+        return result
+    assert timeout is not None and timeout_scope.cancelled_caught
+    raise StepTimeout(name, timeout)
+
+
+def _failure(step: Step[Any, Any], claim: StepClaim, error: BaseException, now: float) -> StepOutcome:
     # Errors a retry cannot fix fail at once: an explicit FatalError, a result that cannot be
     # encoded, a write to a stream that is already closed.
     if isinstance(error, FatalError | SerializationError | StreamClosedError) or claim.attempt >= claim.max_attempts:
@@ -152,7 +172,6 @@ def _failure(step: Step[Any, Any], claim: StepClaim, error: BaseException) -> St
             step.name, claim.run_id, claim.attempt, claim.max_attempts, type(error).__name__, _one_line(error),
         )
         return StepOutcome(EventKind.STEP_FAILED, encode_error(error), error=error)
-    now = time.time()
     if isinstance(error, RetryableError) and error.retry_after is not None:
         try:
             retry_at = deadline_from(error.retry_after, now, what="retry_after")

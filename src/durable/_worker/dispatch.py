@@ -9,13 +9,13 @@ also polls with back-off capped at ``poll_interval``.
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable
 
 import anyio
 import anyio.lowlevel
 
-from ..stores._base import RunRecord, StepClaim, Store
+from .._core.clock import SYSTEM_CLOCK, Clock
+from ..stores._base import RunRecord, StepClaim, Store, Versions
 from .slots import StepSlots
 
 log = logging.getLogger("durable")
@@ -35,6 +35,8 @@ class Dispatcher:
         invoke: Callable[[RunRecord], None],
         launch: Callable[[list[StepClaim]], None],
         poll_interval: float,
+        versions: Callable[[], Versions | None] = lambda: None,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self.store = store
         self.worker_id = worker_id
@@ -43,6 +45,8 @@ class Dispatcher:
         self._step_names = step_names
         self._invoke = invoke
         self._launch = launch
+        self._versions = versions
+        self._clock = clock
         self.poll_interval = poll_interval
 
     async def run(self) -> None:
@@ -67,14 +71,12 @@ class Dispatcher:
             if not step_names:
                 self.slots.starved = True
             try:
-                due = await self.store.next_wake(self._workflow_names(), step_names, time.time())
+                due = await self.store.next_wake(self._workflow_names(), step_names, self._clock.time(), self._versions())
             except Exception:
                 due = None
-            if due is not None:
-                # At least a millisecond: something due that could not be claimed (held by a
-                # live worker) must not turn this loop into a spin.
-                timeout = min(timeout, max(0.001, due - time.time()))
-            if not await self.store.notifier.wait(listener, timeout):
+            # (The clock waits at least a millisecond: something due that could not be claimed --
+            # held by a live worker -- must not turn this loop into a spin.)
+            if not await self._clock.sleep_until(listener, due, timeout):
                 wait = min(self.poll_interval, wait * 2)
             else:
                 wait = 0.01
@@ -86,9 +88,9 @@ class Dispatcher:
 
     async def dispatch_once(self) -> bool:
         """Claim what is due now; True if anything was claimed."""
-        now = time.time()
+        now = self._clock.time()
         busy = False
-        for record in await self.store.claim_runs(self.worker_id, self._workflow_names(), now, limit=16):
+        for record in await self.store.claim_runs(self.worker_id, self._workflow_names(), now, 16, self._versions()):
             busy = True
             log.debug("claimed run %s (%s, %s)", record.run_id, record.workflow_name, record.status)
             self._invoke(record)
@@ -100,7 +102,7 @@ class Dispatcher:
             claims: list[StepClaim] = []
             try:
                 # A fresh clock: a queue's rate window counts admissions at the time of the claim.
-                claims = await self.store.claim_steps(self.worker_id, self._step_names(), time.time(), free)
+                claims = await self.store.claim_steps(self.worker_id, self._step_names(), self._clock.time(), free)
             finally:
                 self.slots.give_back(free - len(claims))
             self.slots.starved = len(claims) == free

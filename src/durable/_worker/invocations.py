@@ -57,6 +57,7 @@ class Invocations:
         base_url: str | None,
         runs_steps: bool = True,
         tracing: Telemetry | None = None,
+        now: Callable[[], float] = time.time,
     ) -> None:
         self.store = store
         self.worker_id = worker_id
@@ -67,6 +68,7 @@ class Invocations:
         self._base_url = base_url
         self._runs_steps = runs_steps  # False: a commit never claims the steps it creates (execute_steps=False)
         self._tracing = tracing
+        self._now = now
         self._failures: dict[str, int] = {}  # consecutive failed invocations per run (back-off)
         self.stats = {"cold_replays": 0, "sticky_resumes": 0, "speculative_commits": 0, "fallbacks": 0}
 
@@ -93,13 +95,13 @@ class Invocations:
             try:
                 claims = await self.advance(entry, EventKind.RUN_STARTED, None, None, None, holds_lease=True)
                 if claims is None:  # refused: give the lease back so the run can be claimed again
-                    await self.store.release_run(record.run_id, self.worker_id, time.time())
+                    await self.store.release_run(record.run_id, self.worker_id, self._now())
                 self.cache.release_if_uncached(record.run_id)
                 self._launch(claims or [])
             except Exception:
                 log.exception("first invocation of run %s failed; it will be retried", record.run_id)
                 with anyio.CancelScope(shield=True):
-                    await self.store.release_run(record.run_id, self.worker_id, time.time())
+                    await self.store.release_run(record.run_id, self.worker_id, self._now())
 
     # -- speculative: an event fed before it is stored -------------------------------------------
 
@@ -117,7 +119,7 @@ class Invocations:
         assert known is not None
         # One event, built once: the instance consumes it, the store appends it (numbering it
         # itself; ``known + 1`` is the seq it gets if the commit goes through).
-        event = Event(instance.run_id, known + 1, kind, corr, time.time(), None, data, attempt)
+        event = Event(instance.run_id, known + 1, kind, corr, self._now(), None, data, attempt)
         outcome = instance.advance([event])
         claims = await self._commit(instance, outcome, known, [event], holds_lease=holds_lease)
         if claims is not None:
@@ -132,7 +134,7 @@ class Invocations:
         new_steps = sum(1 for c in outcome.commands if isinstance(c, ScheduleStep))
         claim_now = self.slots.take(new_steps) if self._runs_steps else 0
         invocation = Invocation(
-            run_id=run_id, worker_id=self.worker_id, known_seq=known_seq, now=time.time(),
+            run_id=run_id, worker_id=self.worker_id, known_seq=known_seq, now=self._now(),
             commands=outcome.commands, status=outcome.status, result=outcome.result, error=outcome.error,
             speculative=speculative, holds_lease=holds_lease, claim_steps=claim_now, next_wake=outcome.next_wake,
             consumed_seq=known_seq + len(speculative),
@@ -232,7 +234,7 @@ class Invocations:
             async with self.cache.lock(run_id):
                 wf = self._workflow(record.workflow_name)
                 if wf is None:
-                    await self.store.release_run(run_id, self.worker_id, time.time())
+                    await self.store.release_run(run_id, self.worker_id, self._now())
                     return
                 entry = self.cache.get(run_id)
                 if entry is None:
@@ -249,7 +251,7 @@ class Invocations:
                     events, last_seq = await self.store.read_log(run_id, 0)
                 speculative: list[Event] = []
                 if record.status == "pending" and instance.status == "new":
-                    start = Event(run_id, last_seq + 1, EventKind.RUN_STARTED, None, time.time())
+                    start = Event(run_id, last_seq + 1, EventKind.RUN_STARTED, None, self._now())
                     events = [*events, start]
                     speculative = [start]
                 if self._tracing is None or not events:
@@ -262,7 +264,7 @@ class Invocations:
                     instance.seen_seq = max(instance.seen_seq, last_seq)
                 claims = await self._commit(instance, outcome, last_seq, speculative, holds_lease=True)
                 if claims is None:  # refused (log moved under a first start, run ended): free the lease
-                    await self.store.release_run(run_id, self.worker_id, time.time())
+                    await self.store.release_run(run_id, self.worker_id, self._now())
                 self.cache.release_if_uncached(run_id)
                 self._launch(claims or [])
         except Exception:
@@ -272,6 +274,6 @@ class Invocations:
             log.exception("invocation of run %s failed (%d in a row); retrying in %.2fs", run_id, failures, delay)
             self.cache.evict(run_id)
             with anyio.CancelScope(shield=True), contextlib.suppress(Exception):
-                await self.store.release_run(run_id, self.worker_id, time.time(), retry_at=time.time() + delay)
+                await self.store.release_run(run_id, self.worker_id, self._now(), retry_at=self._now() + delay)
         else:
             self._failures.pop(run_id, None)

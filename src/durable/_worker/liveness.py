@@ -12,6 +12,7 @@ import logging
 import os
 import socket
 import time
+from collections.abc import Callable
 
 from ..stores._base import Store
 
@@ -21,21 +22,22 @@ log = logging.getLogger("durable")
 class Liveness:
     """Registers ``worker_id`` in the store, renews it, and frees the leases of dead local workers."""
 
-    def __init__(self, store: Store, worker_id: str, lease_ttl: float) -> None:
+    def __init__(self, store: Store, worker_id: str, lease_ttl: float, now: Callable[[], float] = time.time) -> None:
         self.store = store
+        self._now = now
         self.worker_id = worker_id
         self.lease_ttl = lease_ttl
         self.host = socket.gethostname()
 
     async def register(self) -> None:
-        now = time.time()
+        now = self._now()
         pid = os.getpid()
         await self.store.register_worker(self.worker_id, self.host, pid, process_start(pid), self.lease_ttl, now)
         await self.beat(now)
 
     async def beat(self, now: float | None = None) -> None:
         """Renew this worker; mark local workers whose process is gone as dead."""
-        others = await self.store.heartbeat(self.worker_id, self.lease_ttl, time.time() if now is None else now)
+        others = await self.store.heartbeat(self.worker_id, self.lease_ttl, self._now() if now is None else now)
         dead = [w for w, pid, start in others if not process_alive(pid, start)]
         if dead:
             log.info("workers %s are gone; their leases are free", ", ".join(dead))

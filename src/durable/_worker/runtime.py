@@ -27,7 +27,7 @@ import os
 import secrets
 import socket
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from contextvars import ContextVar, Token
 from typing import Any
 from urllib.parse import urlsplit
@@ -37,13 +37,15 @@ import anyio
 from .._client.client import Client
 from .._client.published import describe
 from .._client.telemetry import telemetry
+from .._core.clock import Clock
+from .._core.ids import check_label
 from .._core.queues import queues as registered_queues
-from .._core.registry import Registry
+from .._core.registry import Registry, short_name
 from .._workflow.schedules import Schedule
 from .._workflow.step import steps as registered_steps
 from .._workflow.workflow import Workflow
 from .._workflow.workflow import workflows as registered_workflows
-from ..stores._base import RunRecord, Store
+from ..stores._base import RunRecord, Store, Versions
 from .dispatch import Dispatcher
 from .invocations import Invocations
 from .liveness import Liveness
@@ -98,6 +100,13 @@ class Runtime(Client):
     - ``worker_id``: this worker's name in the store (default: host, pid and a random suffix).
     - ``schedules``: schedules (``durable.schedule(...)``) this runtime fires: their ticks are kept
       in the store, and a tick starts one run however many runtimes serve the schedule.
+    - ``versions``: ``{"checkout": {"1", "2"}}`` makes it claim runs of ``checkout`` only when the
+      code that started them had one of those version labels (``None`` in the set: runs started by
+      code without one); other workflows run whatever their version. Old and new workers can so run
+      side by side during a rolling deploy; a run whose version nobody serves stays pending, with a
+      warning naming it.
+    - ``clock``: where recorded times come from and how the dispatcher waits (default: the system
+      clock; tests pass a virtual one, see ``durable.testing.TestRuntime``).
     """
 
     def __init__(
@@ -114,8 +123,13 @@ class Runtime(Client):
         worker_id: str | None = None,
         execute_steps: bool = True,
         schedules: Iterable[Schedule] = (),
+        versions: Mapping[str, Iterable[str | None]] | None = None,
+        clock: Clock | None = None,
     ) -> None:
-        super().__init__(store, poll_interval=poll_interval)
+        super().__init__(store, poll_interval=poll_interval, clock=clock)
+        self._versions_wanted = _check_versions(versions)
+        self._versions: dict[str, frozenset[str | None]] = {}  # by stored name, resolved at open()
+        self._unserved_warned: set[tuple[str, str | None]] = set()
         self._explicit: Registry[Workflow[Any, Any]] | None = None
         if workflows is not None:
             self._explicit = Registry("workflow")
@@ -133,18 +147,18 @@ class Runtime(Client):
         self.invocations = Invocations(
             self.store, self.worker_id, cache=self.cache, slots=self.slots, workflow=self.get_workflow,
             launch=lambda claims: self.steps.launch(claims), base_url=self.base_url, runs_steps=execute_steps,
-            tracing=tracing,
+            tracing=tracing, now=self.clock.time,
         )
         self.steps = StepExecutor(
             self.store, slots=self.slots, invocations=self.invocations, spawn=self._spawn, base_url=self.base_url,
-            tracing=tracing,
+            tracing=tracing, now=self.clock.time,
         )
         self.dispatcher = Dispatcher(
             self.store, self.worker_id, slots=self.slots, workflow_names=self._claimable_workflows,
             step_names=self._step_names, invoke=lambda record: self._spawn(self.invocations.invoke_claimed, record),
-            launch=self.steps.launch, poll_interval=poll_interval,
+            launch=self.steps.launch, poll_interval=poll_interval, versions=self._claimed_versions, clock=self.clock,
         )
-        self.liveness = Liveness(self.store, self.worker_id, lease_ttl)
+        self.liveness = Liveness(self.store, self.worker_id, lease_ttl, now=self.clock.time)
         listed = list(schedules)
         self.scheduler = Scheduler(self.store, listed, poll_interval=poll_interval) if listed else None
         self.stats = self.invocations.stats
@@ -172,12 +186,14 @@ class Runtime(Client):
 
     async def open(self) -> None:
         """Open the store and start executing (``async with`` does this for you)."""
+        self._versions = self._resolve_versions()
         await self.store.open()
         await self.liveness.register()
         await self._publish_workflows()
         if registered_queues:  # the limits of every queue defined here, for every worker of the store
             await self.store.define_queues([q.spec() for q in registered_queues.values()], time.time())
         await self._warn_about_unknown_workflows()
+        await self._warn_about_unserved_versions()
         self._task_context = contextvars.copy_context()
         self._task_context.run(current_runtime.set, self)
         self._running = True
@@ -228,12 +244,17 @@ class Runtime(Client):
             log.error("durable background task failed", exc_info=task.exception())
 
     async def _heartbeat_loop(self) -> None:
+        beats = 0
         while True:
             await anyio.sleep(self.heartbeat_interval)
+            beats += 1
             try:
                 await self.steps.retry_unrecorded()
                 await self.liveness.beat()
                 await self.steps.cancel_ended()
+                if self._versions and beats * self.heartbeat_interval >= _UNSERVED_CHECK_EVERY:
+                    beats = 0
+                    await self._warn_about_unserved_versions()
             except Exception:
                 log.exception("durable heartbeat failed; retrying")
 
@@ -263,6 +284,20 @@ class Runtime(Client):
                     "(it does not know that workflow): another runtime that registers it must run them", count, name,
                 )
 
+    async def _warn_about_unserved_versions(self) -> None:
+        """Name each (workflow, version) with unfinished runs that this runtime's versions= leaves out, once."""
+        if not self._versions:
+            return
+        for (name, version), count in sorted((await self.store.active_versions()).items(), key=str):
+            if self._serves(name, version) or self.get_workflow(name) is None or (name, version) in self._unserved_warned:
+                continue
+            self._unserved_warned.add((name, version))
+            log.warning(
+                "%d unfinished run(s) of workflow %r %s wait for a runtime that serves that version: this one "
+                "serves %s (they stay pending, they do not fail)", count, name, _version_text(version),
+                ", ".join(sorted(map(_version_text, self._versions[name]))) or "no version of it",
+            )
+
     # -- what it executes ----------------------------------------------------------------------
 
     def _executed(self) -> Registry[Workflow[Any, Any]]:
@@ -279,6 +314,29 @@ class Runtime(Client):
     def _claimable_workflows(self) -> list[str]:
         return self._executed().claimable()
 
+    def _resolve_versions(self) -> dict[str, frozenset[str | None]]:
+        """``versions=`` by every name a stored run of each workflow may carry (bare legacy names too)."""
+        resolved: dict[str, frozenset[str | None]] = {}
+        claimable = set(self._claimable_workflows())
+        for name, labels in self._versions_wanted.items():
+            wf = self.get_workflow(name)
+            if wf is None:
+                known = ", ".join(self.workflow_names()) or "none"
+                raise ValueError(f"versions= names workflow {name!r}, which this runtime does not execute (it runs: {known})")
+            resolved[wf.name] = labels
+            short = short_name(wf.name)
+            if short is not None and short in claimable:
+                resolved[short] = labels
+        return resolved
+
+    def _claimed_versions(self) -> Versions | None:
+        return self._versions or None
+
+    def _serves(self, name: str, version: str | None) -> bool:
+        """Whether this runtime claims runs of workflow ``name`` (a stored name) started by code of ``version``."""
+        allowed = self._versions.get(name)
+        return allowed is None or version in allowed
+
     def _step_names(self) -> list[str]:
         # Steps of any registered name run here (a step-only worker is Runtime(workflows=[]));
         # execute_steps=False makes a pure client that starts runs and resumes hooks only.
@@ -287,7 +345,8 @@ class Runtime(Client):
     # -- the client, executing -----------------------------------------------------------------
 
     def _first_invocation_owner(self, wf: Workflow[Any, Any]) -> str | None:
-        return self.worker_id if self._running and self._executed().get(wf.name) is wf else None
+        executes = self._running and self._executed().get(wf.name) is wf and self._serves(wf.name, wf.version)
+        return self.worker_id if executes else None
 
     def _run_created(self, record: RunRecord, wf: Workflow[Any, Any], owner: str | None) -> None:
         if owner is not None:
@@ -297,6 +356,12 @@ class Runtime(Client):
                 "run %s of workflow %r waits for a runtime that executes it: this one runs only %s",
                 record.run_id, wf.name, ", ".join(self.workflow_names()),
             )
+        elif self._running and not self._serves(wf.name, record.version):
+            log.warning(
+                "run %s of workflow %r %s waits for a runtime that serves that version: this one serves %s",
+                record.run_id, wf.name, _version_text(record.version),
+                ", ".join(sorted(map(_version_text, self._versions[wf.name]))) or "no version of it",
+            )
 
     async def cancel(self, run_id: str) -> str:
         status = await super().cancel(run_id)
@@ -304,3 +369,23 @@ class Runtime(Client):
         self.steps.cancel_run(run_id)
         await self.steps.cancel_ended()  # its children ended with it: their steps running here stop now too
         return status
+
+
+_UNSERVED_CHECK_EVERY = 30.0  # seconds between looks for runs of versions this runtime leaves out
+
+
+def _check_versions(versions: Mapping[str, Iterable[str | None]] | None) -> dict[str, frozenset[str | None]]:
+    if versions is None:
+        return {}
+    if not isinstance(versions, Mapping):
+        raise TypeError(f'versions must map workflow names to sets of version labels, e.g. {{"checkout": {{"1", "2"}}}}, got {versions!r}')
+    checked: dict[str, frozenset[str | None]] = {}
+    for name, labels in versions.items():
+        if isinstance(labels, str) or not isinstance(labels, Iterable):
+            raise TypeError(f"versions[{name!r}] must be a set of version labels (e.g. {{{labels!r}}}), got {labels!r}")
+        checked[name] = frozenset(None if v is None else check_label(v, f"a version of {name!r}") for v in labels)
+    return checked
+
+
+def _version_text(version: str | None) -> str:
+    return "without a version" if version is None else f"version {version!r}"

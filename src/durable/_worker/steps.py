@@ -37,6 +37,7 @@ class StepExecutor:
     def __init__(
         self, store: Store, *, slots: StepSlots, invocations: Invocations, spawn: Spawn, base_url: str | None,
         tracing: Telemetry | None = None,
+        now: Callable[[], float] = time.time,
     ) -> None:
         self.store = store
         self._tracing = tracing
@@ -46,6 +47,9 @@ class StepExecutor:
         self._base_url = base_url
         self.running: dict[tuple[str, str], anyio.CancelScope] = {}  # (run_id, step_id) -> its attempt's scope
         self._unrecorded: list[tuple[StepClaim, StepOutcome]] = []  # outcomes the store refused to take yet
+        self._now = now
+        # Bodies that replace steps' own for this runtime, by step name (TestRuntime.replace_step).
+        self.bodies: dict[str, Callable[..., Any]] = {}
 
     def launch(self, claims: list[StepClaim]) -> None:
         """Start each claimed step in its own task (each holds one slot, taken by its claimer)."""
@@ -85,10 +89,11 @@ class StepExecutor:
                     # Attempts lost to crashes count: a step that keeps killing its worker must end.
                     outcome = StepOutcome(EventKind.STEP_FAILED, _exhausted(claim))
                 elif step is None:  # not defined here (or a closure this worker cannot rebuild): retry elsewhere
-                    outcome = StepOutcome(EventKind.STEP_RETRYING, _missing_step(claim.name), retry_at=time.time() + 1.0)
+                    outcome = StepOutcome(EventKind.STEP_RETRYING, _missing_step(claim.name), retry_at=self._now() + 1.0)
                 elif self._tracing is None:
                     outcome = await run_step(
-                        step, claim, store=self.store, base_url=self._base_url, spawn=self._spawn, cancel_scope=scope
+                        step, claim, store=self.store, base_url=self._base_url, spawn=self._spawn, cancel_scope=scope,
+                        now=self._now, body=self.bodies.get(step.name) if self.bodies else None,
                     )
                 else:
                     outcome = await self._traced(step, claim, scope, self._tracing)
@@ -116,7 +121,8 @@ class StepExecutor:
         started = time.monotonic()
         with tracing.step_attempt(claim.run_id, claim.workflow_name, claim.name, claim.step_id, claim.attempt) as span:
             outcome = await run_step(
-                step, claim, store=self.store, base_url=self._base_url, spawn=self._spawn, cancel_scope=scope
+                step, claim, store=self.store, base_url=self._base_url, spawn=self._spawn, cancel_scope=scope,
+                now=self._now, body=self.bodies.get(step.name) if self.bodies else None,
             )
             outcome_name = outcome.kind.removeprefix("step_")  # completed | failed | retrying | cancelled
             tracing.step_finished(span, claim.name, outcome_name, time.monotonic() - started, outcome.error)
@@ -153,7 +159,7 @@ class StepExecutor:
                             return claims
                         self.invocations.stats["fallbacks"] += 1
         await self.store.finish_step(
-            run_id, claim.step_id, outcome.kind, outcome.data, claim.attempt, time.time(), outcome.retry_at
+            run_id, claim.step_id, outcome.kind, outcome.data, claim.attempt, self._now(), outcome.retry_at
         )
         return []
 
@@ -162,7 +168,7 @@ class StepExecutor:
         while self._unrecorded:
             claim, outcome = self._unrecorded[0]
             await self.store.finish_step(
-                claim.run_id, claim.step_id, outcome.kind, outcome.data, claim.attempt, time.time(), outcome.retry_at
+                claim.run_id, claim.step_id, outcome.kind, outcome.data, claim.attempt, self._now(), outcome.retry_at
             )
             self._unrecorded.pop(0)
 

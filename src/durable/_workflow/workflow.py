@@ -8,7 +8,7 @@ from typing import Any, Generic, ParamSpec, TypeVar, overload
 
 from .._core.codec import Serializer
 from .._core.durations import Duration, parse_duration
-from .._core.ids import check_run_id
+from .._core.ids import check_label, check_run_id
 from .._core.queues import Queue, resolve_queue
 from .._core.registry import Registry, default_name, short_name
 from .calls import Binder
@@ -24,9 +24,13 @@ class Workflow(Generic[P, R]):
 
     Called inside another workflow, ``await wf(...)`` starts a child run and waits for its
     result; called anywhere else it runs the function as plain async code, without durability.
+    ``version`` is the label each run it starts records (see ``Runtime(versions=...)``).
     """
 
-    def __init__(self, fn: Callable[P, Any], *, name: str, serializer: Serializer, timeout: float | None = None) -> None:
+    def __init__(
+        self, fn: Callable[P, Any], *, name: str, serializer: Serializer, timeout: float | None = None,
+        version: str | None = None,
+    ) -> None:
         if not (inspect.iscoroutinefunction(fn) or inspect.isasyncgenfunction(fn)):
             raise TypeError(f"@durable.workflow needs an async def function or async generator, got {fn!r}")
         if serializer not in ("json", "pickle"):
@@ -35,6 +39,7 @@ class Workflow(Generic[P, R]):
         self.name = name
         self.serializer: Serializer = serializer
         self.timeout = timeout  # seconds a run may take before it is cancelled (reason "timeout"); None: no limit
+        self.version = None if version is None else check_label(version, "workflow version")
         self.is_generator = inspect.isasyncgenfunction(fn)
         self.binder = Binder(fn, f"workflow {name!r}")
         self.__wrapped__ = fn
@@ -55,7 +60,7 @@ class Workflow(Generic[P, R]):
         return handle._wait_or_cancel()
 
     def __repr__(self) -> str:
-        return f"<durable.Workflow {self.name!r}>"
+        return f"<durable.Workflow {self.name!r}" + (f" version {self.version!r}>" if self.version else ">")
 
     def matches(self, recorded: str) -> bool:
         """Whether a stored run's workflow name names this workflow (also the bare name older runs carry)."""
@@ -107,13 +112,15 @@ workflows: Registry[Workflow[Any, Any]] = Registry("workflow")
 def workflow(fn: Callable[P, Any], /) -> Workflow[P, Any]: ...
 @overload
 def workflow(
-    *, name: str | None = None, serializer: Serializer = "json", timeout: Duration | None = None
+    *, name: str | None = None, serializer: Serializer = "json", timeout: Duration | None = None,
+    version: str | None = None,
 ) -> Callable[[Callable[P, Any]], Workflow[P, Any]]: ...
 
 
 def workflow(
     fn: Callable[P, Any] | None = None, /, *, name: str | None = None, serializer: Serializer = "json",
     timeout: Duration | None = None,
+    version: str | None = None,
 ) -> Any:
     """Declare a durable workflow: an ``async def`` function (or async generator) replayed from its event log.
 
@@ -121,12 +128,15 @@ def workflow(
     uses is refused with NameConflict); ``serializer="pickle"`` lets its arguments and result be
     any picklable (trusted) value. ``timeout`` (``"1h"``, seconds, a timedelta) is how long a run
     may take from its creation: one still unfinished then is cancelled, with reason ``"timeout"``
-    (``start(..., timeout=...)`` sets it per run).
+    (``start(..., timeout=...)`` sets it per run). ``version`` (e.g. ``"2"``) is recorded by every
+    run this code starts, so old and new workers can split runs by version during a rolling deploy.
     """
     timeout_s = check_timeout(timeout)
 
     def decorate(f: Callable[P, Any]) -> Workflow[P, Any]:
-        wf: Workflow[P, Any] = Workflow(f, name=name or default_name(f), serializer=serializer, timeout=timeout_s)
+        wf: Workflow[P, Any] = Workflow(
+            f, name=name or default_name(f), serializer=serializer, timeout=timeout_s, version=version
+        )
         workflows.add(wf.name, wf, f, explicit=name is not None)
         return wf
 

@@ -90,6 +90,10 @@ def header_html(state: RunState, now: datetime) -> str:
         what = escape(state.problem or "loading…")
         return f'<div style="font-size:13px">{badge(state.status)} <code>{escape(state.run_id)}</code> · {what}</div>'
     parts = [f"<b>{escape(state.workflow_name)}</b>", f'<code style="font-size:11px">{escape(state.run_id)}</code>']
+    if state.version:
+        parts.append(f"version {escape(state.version)}")
+    if state.forked_from:
+        parts.append(f"fork of <code>{escape(state.forked_from)}</code> at {escape(state.forked_step or '')}")
     if state.started_at is not None:
         verb = "took" if state.terminal else "running for"
         parts.append(f"started {fmt_time(state.started_at)}, {verb} {fmt_duration(state.duration(now))}")
@@ -370,6 +374,10 @@ def state_text(state: RunState, now: datetime | None = None) -> str:
     lines = [f"durable run {state.run_id} · {state.workflow_name} · {state.status}"]
     if state.started_at is not None:
         lines[0] += f" · {fmt_duration(state.duration(now))}"
+    if state.version:
+        lines.append(f"  version: {state.version}")
+    if state.forked_from:
+        lines.append(f"  forked from run {state.forked_from} at {state.forked_step}")
     if state.status == "failed" and state.error_type:
         lines.append(f"  error: {state.error_type}: {state.error_message}")
     if state.has_result and state.status == "completed" and state.result is not None:

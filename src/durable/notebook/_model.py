@@ -222,6 +222,9 @@ class RunState:
     namespace: str = "default"
     loaded: bool = False
     workflow_name: str = ""
+    version: str | None = None
+    forked_from: str | None = None
+    forked_step: str | None = None
     status: str = "unknown"
     created_at: datetime | None = None
     started_at: datetime | None = None
@@ -281,6 +284,9 @@ class RunState:
             self,
             loaded=True,
             workflow_name=info.workflow_name,
+            version=info.version,
+            forked_from=info.forked_from,
+            forked_step=info.forked_step,
             status=status,
             created_at=info.created_at,
             started_at=info.started_at,

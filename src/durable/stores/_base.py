@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import abc
 import math
-from collections.abc import Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -53,6 +53,10 @@ class RunRecord:
     schedule: str | None = None  # the schedule that started it
     scheduled_at: float | None = None  # the tick it was started for
 
+    version: str | None = None  # the version label of the code that started the run
+    forked_from: str | None = None  # the run this one was forked from ...
+    forked_step: str | None = None  # ... at this command (its history before it is the source's)
+
 
 @dataclass(frozen=True, slots=True)
 class ScheduleDef:
@@ -90,6 +94,10 @@ class TickRun:
     tick: float
     run_id: str
     wake_at: float
+
+#: Which versions of a workflow a worker executes, by stored workflow name (``None``: runs started
+#: by code without a version); workflows not in the mapping run whatever their version.
+Versions = Mapping[str, Collection[str | None]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,6 +175,7 @@ class NewRun:
     priority: int | None = None
     queue_key: str | None = None
     dedupe_id: str | None = None  # refuse a second live run of the queue with this id (RunConflict)
+    version: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,6 +188,20 @@ class PublishedWorkflow:
     version: str | None
     worker_id: str
     published_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class ForkRun:
+    """A new run whose history is the source run's before ``before_seq``, continued by the code
+    deployed now (``run.fork``, ``durable.rerun``). The source is only read."""
+
+    source_id: str
+    run_id: str
+    before_seq: int  # the source's events with a smaller seq are the new run's history
+    forked_step: str  # the command the new run resumes at (its correlation id), or "end"
+    input: bytes | None  # new arguments; None: the source's
+    version: str | None  # the version label of the code that forks
+    now: float
 
 
 @dataclass(slots=True)
@@ -313,6 +336,7 @@ class Store(abc.ABC):
     async def list_runs(
         self, *, status: str | None = None, workflow: str | None = None, limit: int = 100, before: str | None = None,
         queue: str | None = None,
+        version: str | None = None,
     ) -> list[RunRecord]: ...
     @abc.abstractmethod
     async def load_events(self, run_id: str, after_seq: int = 0) -> list[Event]:
@@ -321,8 +345,11 @@ class Store(abc.ABC):
     async def read_log(self, run_id: str, after_seq: int) -> tuple[list[Event], int]:
         """The events replay needs after ``after_seq``, and the run's last seq, in one range read."""
     @abc.abstractmethod
-    async def claim_runs(self, worker_id: str, workflow_names: Sequence[str], now: float, limit: int) -> list[RunRecord]:
-        """Lease runs due for an invocation (fires their due waits in the same transaction)."""
+    async def claim_runs(
+        self, worker_id: str, workflow_names: Sequence[str], now: float, limit: int, versions: Versions | None = None
+    ) -> list[RunRecord]:
+        """Lease runs due for an invocation (fires their due waits in the same transaction); with
+        ``versions``, runs of the workflows it names only in the versions it lists."""
     @abc.abstractmethod
     async def release_run(self, run_id: str, worker_id: str, now: float, retry_at: float | None = None) -> None:
         """Give up a lease without committing; with ``retry_at``, the run is not due before then."""
@@ -331,11 +358,20 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def cancel_run(self, run_id: str, now: float) -> RunRecord | None: ...
     @abc.abstractmethod
-    async def next_wake(self, workflow_names: Sequence[str], step_names: Sequence[str], now: float) -> float | None:
-        """The earliest time at which a run (not leased by a live worker) or a step of these names becomes due."""
+    async def fork_run(self, fork: ForkRun) -> RunRecord:
+        """Create the forked run with its copied history and the steps, hooks, waits and stream
+        chunks that history holds (RunNotFound, ForkError if a hook token it holds is live elsewhere)."""
+    @abc.abstractmethod
+    async def next_wake(
+        self, workflow_names: Sequence[str], step_names: Sequence[str], now: float, versions: Versions | None = None
+    ) -> float | None:
+        """The earliest time at which a run (not leased by a live worker; of these versions) or a step of these names becomes due."""
     @abc.abstractmethod
     async def active_workflows(self) -> dict[str, int]:
         """Unfinished runs per workflow name (to warn about runs no runtime here can execute)."""
+    @abc.abstractmethod
+    async def active_versions(self) -> dict[tuple[str, str | None], int]:
+        """Unfinished runs per (workflow name, version) (to warn about runs of versions no runtime here serves)."""
     @abc.abstractmethod
     async def terminal_runs(self, run_ids: Sequence[str]) -> list[str]: ...
     @abc.abstractmethod

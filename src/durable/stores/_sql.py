@@ -21,6 +21,7 @@ from .._core.commands import (
     CloseStream,
     CreateHook,
     DisposeHook,
+    MarkPatch,
     ScheduleStep,
     SetValue,
     StartChild,
@@ -28,7 +29,7 @@ from .._core.commands import (
     WriteChunk,
 )
 from .._core.errorinfo import decode_error, encode_error
-from .._core.errors import HookNotFound, RunConflict, RunNotFound, StreamClosedError
+from .._core.errors import ForkError, HookNotFound, RunConflict, RunNotFound, StreamClosedError
 from .._core.events import REPLAY_KINDS, Event, EventKind
 from .._core.queues import QueueSpec, QueueState
 from ._base import (
@@ -37,6 +38,7 @@ from ._base import (
     Chunk,
     ChunkPage,
     CommitResult,
+    ForkRun,
     HookRecord,
     Invocation,
     NewRun,
@@ -47,6 +49,7 @@ from ._base import (
     StepClaim,
     StepRecord,
     TickRun,
+    Versions,
 )
 
 Row = tuple[Any, ...]
@@ -69,7 +72,7 @@ _ALIVE = "(SELECT worker_id FROM workers WHERE alive_until > ?)"
 _RUN_COLUMNS = (
     "run_id, workflow_name, status, input, seed, created_at, updated_at, started_at, completed_at, "
     "output, error, idempotency_key, last_seq, trace_link, consumed_seq, parent_run_id, cancel_reason, deadline, "
-    "queue, priority, queue_key, dedupe_id, admitted_at, schedule, scheduled_at"
+    "queue, priority, queue_key, dedupe_id, admitted_at, schedule, scheduled_at, version, forked_from, forked_step"
 )
 _REPLAY_KIND_LIST = tuple(sorted(str(k) for k in REPLAY_KINDS))
 
@@ -81,7 +84,8 @@ def _run(row: Row) -> RunRecord:
         output=None if row[9] is None else bytes(row[9]), error=None if row[10] is None else bytes(row[10]),
         idempotency_key=row[11], last_seq=row[12], trace_link=row[13], consumed_seq=row[14],
         parent_run_id=row[15], cancel_reason=row[16], deadline=row[17], queue=row[18], priority=row[19], queue_key=row[20],
-        dedupe_id=row[21], admitted_at=row[22], schedule=row[23], scheduled_at=row[24],
+        dedupe_id=row[21], admitted_at=row[22], schedule=row[23], scheduled_at=row[24], version=row[25],
+        forked_from=row[26], forked_step=row[27],
     )
 
 
@@ -136,7 +140,8 @@ def _until(wake_at: float | None, deadline: float | None) -> float | None:
 
 # -- schema -----------------------------------------------------------------------------------------
 
-SCHEMA_VERSION = 4  # migration: h-web (2 -> 3: published_workflows); migration: h-compose (3 -> 4)
+# migration: h-web (2 -> 3: published_workflows); migration: h-compose (3 -> 4); migration: h-verify (4 -> 5: versions, forks)
+SCHEMA_VERSION = 5
 # The tables, written once for both dialects: {blob}, {real}, {bigint} and {norowid} are filled in
 # by each store (BLOB/REAL/INTEGER/" WITHOUT ROWID" for SQLite, BYTEA/DOUBLE PRECISION/BIGINT/""
 # for PostgreSQL), so the two schemas cannot drift apart.
@@ -149,7 +154,8 @@ _SCHEMA_TEMPLATE = [
         run_id TEXT PRIMARY KEY, workflow_name TEXT NOT NULL, status TEXT NOT NULL, input {blob} NOT NULL,
         seed TEXT NOT NULL, idempotency_key TEXT UNIQUE, output {blob}, error {blob},
         created_at {real} NOT NULL, updated_at {real} NOT NULL, started_at {real}, completed_at {real},
-        last_seq {bigint} NOT NULL, wake_at {real}, owner TEXT, trace_link TEXT, consumed_seq {bigint} NOT NULL DEFAULT 0)""",
+        last_seq {bigint} NOT NULL, wake_at {real}, owner TEXT, trace_link TEXT, consumed_seq {bigint} NOT NULL DEFAULT 0,
+        version TEXT, forked_from TEXT, forked_step TEXT)""",
     "CREATE INDEX runs_wake ON runs (wake_at) WHERE wake_at IS NOT NULL",
     "CREATE INDEX runs_created ON runs (created_at, run_id)",
     "CREATE INDEX runs_status ON runs (status, created_at)",
@@ -256,6 +262,12 @@ _MIGRATION_TEMPLATES: dict[int, list[str]] = {
     ],
     2: [_PUBLISHED_WORKFLOWS],  # migration: h-web
     COMPOSE_MIGRATION_FROM: _COMPOSE_CHANGES,  # migration: h-compose
+    # migration: h-verify -- the version label of the code that started a run; where a fork came from
+    COMPOSE_MIGRATION_FROM + 1: [
+        "ALTER TABLE runs ADD COLUMN version TEXT",
+        "ALTER TABLE runs ADD COLUMN forked_from TEXT",
+        "ALTER TABLE runs ADD COLUMN forked_step TEXT",
+    ],
 }
 
 
@@ -324,11 +336,11 @@ def list_workflows(db: DB) -> list[PublishedWorkflow]:
 def create_run(db: DB, new: NewRun) -> tuple[RunRecord, bool]:
     inserted = db.execute(
         "INSERT INTO runs (run_id, workflow_name, status, input, seed, idempotency_key, created_at, updated_at, "
-        "last_seq, wake_at, owner, trace_link, deadline, queue, priority, queue_key, dedupe_id) "
-        "VALUES (?,?,?,?,?,?,?,?,1,?,?,?,?,?,?,?,?) ON CONFLICT DO NOTHING RETURNING run_id",
+        "last_seq, wake_at, owner, trace_link, deadline, queue, priority, queue_key, dedupe_id, version) "
+        "VALUES (?,?,?,?,?,?,?,?,1,?,?,?,?,?,?,?,?,?) ON CONFLICT DO NOTHING RETURNING run_id",
         (new.run_id, new.workflow_name, "pending", new.input, new.seed, new.idempotency_key, new.now, new.now, new.now,
          None if new.queue is not None else new.owner, new.trace_link, new.deadline,
-         None if new.queue is None else new.queue.name, new.priority, new.queue_key, new.dedupe_id),
+         None if new.queue is None else new.queue.name, new.priority, new.queue_key, new.dedupe_id, new.version),
     )
     if not inserted:
         where, key = ("idempotency_key", new.idempotency_key) if new.idempotency_key else ("run_id", new.run_id)
@@ -364,7 +376,7 @@ def create_run(db: DB, new: NewRun) -> tuple[RunRecord, bool]:
         run_id=new.run_id, workflow_name=new.workflow_name, status="pending", input=new.input, seed=new.seed,
         created_at=new.now, updated_at=new.now, idempotency_key=new.idempotency_key, last_seq=1,
         trace_link=new.trace_link, deadline=new.deadline, queue=None if new.queue is None else new.queue.name,
-        priority=new.priority, queue_key=new.queue_key, dedupe_id=new.dedupe_id,
+        priority=new.priority, queue_key=new.queue_key, dedupe_id=new.dedupe_id, version=new.version,
     ), True
 
 
@@ -382,7 +394,8 @@ def get_run(db: DB, run_id: str) -> RunRecord | None:
 
 
 def list_runs(
-    db: DB, status: str | None, workflow: str | None, limit: int, before: str | None, queue: str | None = None
+    db: DB, status: str | None, workflow: str | None, limit: int, before: str | None, queue: str | None = None,
+    version: str | None = None,
 ) -> list[RunRecord]:
     if limit < 1:
         raise ValueError(f"limit must be at least 1, got {limit}")
@@ -398,6 +411,9 @@ def list_runs(
     if queue:
         where.append("queue = ?")
         params.append(queue)
+    if version:
+        where.append("version = ?")
+        params.append(version)
     if before:
         where.append("(created_at, run_id) < (SELECT created_at, run_id FROM runs WHERE run_id = ?)")
         params.append(before)
@@ -428,16 +444,41 @@ def read_log(db: DB, run_id: str, after_seq: int) -> tuple[list[Event], int]:
     return load_events(db, run_id, after_seq, True), int(rows[0][0])
 
 
-def claim_runs(db: DB, worker_id: str, names: Sequence[str], now: float, limit: int) -> list[RunRecord]:
+def _served(names: Sequence[str], versions: Versions | None) -> tuple[str, list[Any]]:
+    """The condition on a run's workflow (and version) for a worker executing ``names``, of which
+    those in ``versions`` only in the versions listed there (``None``: runs started without one)."""
+    versions = versions or {}
+    free = [n for n in names if n not in versions]
+    parts, params = [], []
+    if free:
+        parts.append(f"workflow_name IN ({_marks(len(free))})")
+        params.extend(free)
+    for name in names:
+        if name not in versions:
+            continue
+        labels = sorted(v for v in versions[name] if v is not None)
+        either = ([f"version IN ({_marks(len(labels))})"] if labels else []) + (
+            ["version IS NULL"] if None in versions[name] else []
+        )
+        if either:
+            parts.append(f"(workflow_name = ? AND ({' OR '.join(either)}))")
+            params.extend([name, *labels])
+    return ("(" + " OR ".join(parts) + ")" if parts else "0 = 1"), params
+
+
+def claim_runs(
+    db: DB, worker_id: str, names: Sequence[str], now: float, limit: int, versions: Versions | None = None
+) -> list[RunRecord]:
     _time_out_runs(db, worker_id, now)
     if not names:
         return []
     _admit_runs(db, names, now)
+    served, served_params = _served(names, versions)
     rows = db.execute(
         f"SELECT run_id FROM runs WHERE wake_at <= ? AND status IN ('pending', 'running') "
-        f"AND workflow_name IN ({_marks(len(names))}) AND (owner IS NULL OR (owner <> ? AND owner NOT IN {_ALIVE})) "
+        f"AND {served} AND (owner IS NULL OR (owner <> ? AND owner NOT IN {_ALIVE})) "
         f"AND (queue IS NULL OR admitted_at IS NOT NULL) ORDER BY wake_at LIMIT ?{db.skip_locked}",
-        (now, *names, worker_id, now, limit),
+        (now, *served_params, worker_id, now, limit),
     )
     claimed = []
     for (run_id,) in rows:
@@ -497,14 +538,17 @@ def release_run(db: DB, run_id: str, worker_id: str, now: float, retry_at: float
         db.note("work")
 
 
-def next_wake(db: DB, names: Sequence[str], step_names: Sequence[str], now: float) -> float | None:
+def next_wake(
+    db: DB, names: Sequence[str], step_names: Sequence[str], now: float, versions: Versions | None = None
+) -> float | None:
     times = []
     if names:
+        served, served_params = _served(names, versions)
         rows = db.execute(
             f"SELECT MIN(wake_at) FROM runs WHERE wake_at IS NOT NULL AND status IN ('pending', 'running') "
-            f"AND workflow_name IN ({_marks(len(names))}) AND (owner IS NULL OR owner NOT IN {_ALIVE}) "
+            f"AND {served} AND (owner IS NULL OR owner NOT IN {_ALIVE}) "
             "AND (queue IS NULL OR admitted_at IS NOT NULL)",
-            (*names, now),
+            (*served_params, now),
         )
         times.append(rows[0][0])
         times += _queued_run_wakes(db, names, now)
@@ -524,6 +568,14 @@ def active_workflows(db: DB) -> dict[str, int]:
         "SELECT workflow_name, count(*) FROM runs WHERE status IN ('pending', 'running') GROUP BY workflow_name"
     )
     return {r[0]: int(r[1]) for r in rows}
+
+
+def active_versions(db: DB) -> dict[tuple[str, str | None], int]:
+    rows = db.execute(
+        "SELECT workflow_name, version, count(*) FROM runs WHERE status IN ('pending', 'running') "
+        "GROUP BY workflow_name, version"
+    )
+    return {(r[0], r[1]): int(r[2]) for r in rows}
 
 
 def terminal_runs(db: DB, run_ids: Sequence[str]) -> list[str]:
@@ -787,6 +839,9 @@ class _Commands:
         _cancel_locked(self.db, rows[0][0], locked[1], self.now, None)
         self.out.add(EventKind.CHILD_CANCELLED, cmd.correlation_id, self.now, name=rows[0][0])
         self.conflicts = True  # a delivery the instance has not seen
+    def mark_patch(self, cmd: MarkPatch) -> None:
+        # Only the event: a marker is something replay checks, not something to run or wait for.
+        self.out.add(EventKind.PATCH_MARKED, cmd.correlation_id, self.now, name=cmd.patch_id)
 
 
 _APPLY: dict[type, Callable[[_Commands, Any], None]] = {
@@ -800,6 +855,7 @@ _APPLY: dict[type, Callable[[_Commands, Any], None]] = {
     StartChild: _Commands.start_child,
     CancelChild: _Commands.cancel_child,
     SetValue: _Commands.set_value,
+    MarkPatch: _Commands.mark_patch,
 }
 
 
@@ -1295,6 +1351,153 @@ def queue_states(db: DB, names: Sequence[str] | None, now: float) -> list[QueueS
         next_at = (oldest or now) + rate_period if rate_count is not None and used >= rate_count else None
         states.append(QueueState(name, concurrency, _active(db, name), waiting, rate_count, rate_period, used, next_at))
     return states
+# -- forks ----------------------------------------------------------------------------------------
+
+_UNFINISHED_STEP_HISTORY = (EventKind.STEP_STARTED.value, EventKind.STEP_RETRYING.value)
+
+
+def fork_run(db: DB, fork: ForkRun) -> RunRecord:
+    """A new run whose history is the source's before ``fork.before_seq``: the events (renumbered,
+    without the attempts of steps that had not finished there), and what they hold -- finished
+    steps with their results, steps still running then as pending (they run again), hooks with
+    their tokens, waits with their deadlines, and the stream chunks written by then."""
+    source = get_run(db, fork.source_id)
+    if source is None:
+        raise RunNotFound(fork.source_id)
+    if not 3 <= fork.before_seq <= source.last_seq + 1:
+        raise ForkError(fork.source_id, f"its history has no event {fork.before_seq} to fork before")
+    events = load_events(db, fork.source_id, 0, False)[: fork.before_seq - 1]
+    finished = {e.correlation_id: e for e in events if e.kind in (EventKind.STEP_COMPLETED, EventKind.STEP_FAILED)}
+    kept = [e for e in events if not (e.kind in _UNFINISHED_STEP_HISTORY and e.correlation_id not in finished)]
+    started = next((e.created_at for e in kept if e.kind == EventKind.RUN_STARTED), None)
+    run_id, now = fork.run_id, fork.now
+    # What the source's committed invocations had consumed of that history was executed once
+    # already: the fork's replay re-lives it (durable.logger stays quiet there).
+    consumed = sum(1 for e in kept if e.seq <= source.consumed_seq)
+    db.execute(
+        "INSERT INTO runs (run_id, workflow_name, status, input, seed, created_at, updated_at, started_at, last_seq, "
+        "wake_at, version, forked_from, forked_step, consumed_seq) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+        (run_id, source.workflow_name, "pending" if started is None else "running", fork.input or source.input,
+         source.seed, now, now, started, len(kept), now, fork.version, fork.source_id, fork.forked_step, consumed),
+    )
+    db.executemany(
+        "INSERT INTO events (run_id, seq, kind, corr_id, name, data, attempt, created_at) VALUES (?,?,?,?,?,?,?,?)",
+        [
+            (run_id, seq, e.kind, e.correlation_id, e.name,
+             fork.input if e.kind == EventKind.RUN_CREATED and fork.input is not None else e.data, e.attempt, e.created_at)
+            for seq, e in enumerate(kept, 1)
+        ],
+    )
+    _fork_steps(db, fork, kept, finished)
+    _fork_hooks_and_waits(db, fork, kept)
+    _fork_streams(db, fork, kept, finished)
+    db.note("work")
+    db.note("runs")
+    db.note("run", run_id)
+    record = get_run(db, run_id)
+    assert record is not None
+    return record
+
+
+def _fork_steps(db: DB, fork: ForkRun, kept: list[Event], finished: dict[str | None, Event]) -> None:
+    limits: dict[str, int] = {
+        r[0]: r[1] for r in db.execute("SELECT step_id, max_attempts FROM steps WHERE run_id = ?", (fork.source_id,))
+    }
+    starts: dict[str | None, list[Event]] = {}
+    for e in kept:
+        if e.kind == EventKind.STEP_STARTED:
+            starts.setdefault(e.correlation_id, []).append(e)
+    rows = []
+    for e in kept:
+        if e.kind != EventKind.STEP_CREATED:
+            continue
+        corr = e.correlation_id or ""
+        end, tries = finished.get(corr), starts.get(corr, [])
+        status = "pending" if end is None else "completed" if end.kind == EventKind.STEP_COMPLETED else "failed"
+        rows.append((
+            fork.run_id, corr, e.name or "", status, len(tries) if end is not None else 0, limits.get(corr, 1),
+            e.data or b"", end.data if end is not None and status == "completed" else None,
+            end.data if end is not None and status == "failed" else None, e.created_at,
+            tries[0].created_at if tries and end is not None else None, end.created_at if end is not None else None,
+            fork.now if end is None else None,
+        ))
+    db.executemany(
+        "INSERT INTO steps (run_id, step_id, name, status, attempt, max_attempts, input, output, error, created_at, "
+        "started_at, completed_at, ready_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+        rows,
+    )
+
+
+def _fork_hooks_and_waits(db: DB, fork: ForkRun, kept: list[Event]) -> None:
+    disposed = {e.correlation_id for e in kept if e.kind == EventKind.HOOK_DISPOSED}
+    ended_waits = {e.correlation_id: e.kind for e in kept if e.kind in (EventKind.WAIT_COMPLETED, EventKind.WAIT_CANCELLED)}
+    deadlines: dict[str, float] = {
+        r[0]: r[1] for r in db.execute("SELECT wait_id, resume_at FROM waits WHERE run_id = ?", (fork.source_id,))
+    }
+    for e in kept:
+        corr = e.correlation_id or ""
+        if e.kind == EventKind.HOOK_CREATED:
+            live = corr not in disposed
+            if live:
+                holder = db.execute("SELECT run_id FROM hooks WHERE token = ? AND status = 'active'", (e.name,))
+                if holder:
+                    raise ForkError(
+                        fork.source_id,
+                        f"its hook {corr} holds token {e.name!r} at that point, and run {holder[0][0]} holds that "
+                        "token now (a token belongs to one live hook): end that run first, or fork from before the hook",
+                    )
+            db.execute(
+                "INSERT INTO hooks (run_id, hook_id, token, status, metadata, created_at) VALUES (?,?,?,?,?,?)",
+                (fork.run_id, corr, e.name, "active" if live else "disposed", e.data, e.created_at),
+            )
+            if live:
+                db.note("hooks")
+        elif e.kind == EventKind.WAIT_CREATED:
+            ended = ended_waits.get(corr)
+            status = "waiting" if ended is None else "completed" if ended == EventKind.WAIT_COMPLETED else "cancelled"
+            db.execute(
+                "INSERT INTO waits (run_id, wait_id, resume_at, status) VALUES (?,?,?,?)",
+                (fork.run_id, corr, deadlines.get(corr, fork.now), status),
+            )
+
+
+def _fork_streams(db: DB, fork: ForkRun, kept: list[Event], finished: dict[str | None, Event]) -> None:
+    """The chunks written by then: the workflow's own writes it recorded, and those of the steps that had finished."""
+    written: dict[str, int] = {}
+    closed_here: set[str] = set()
+    for e in kept:
+        if e.kind == EventKind.STREAM_WRITTEN:
+            written[e.name or ""] = written.get(e.name or "", 0) + 1
+        elif e.kind == EventKind.STREAM_CLOSED and e.correlation_id:
+            closed_here.add(e.name or "")
+    streams = db.execute("SELECT namespace, closed_by FROM streams WHERE run_id = ? ORDER BY namespace", (fork.source_id,))
+    for namespace, closed_by in streams:
+        rows = db.execute(
+            "SELECT data, step_id, attempt, created_at FROM chunks WHERE run_id = ? AND namespace = ? ORDER BY idx",
+            (fork.source_id, namespace),
+        )
+        own = written.get(namespace, 0)
+        chunks = []
+        for data, step_id, attempt, created_at in rows:
+            if step_id is None:
+                if own == 0:
+                    continue
+                own -= 1
+            elif step_id not in finished:
+                continue
+            chunks.append((data, step_id, attempt, created_at))
+        closer = closed_by.rpartition("#")[0] if closed_by else None
+        closed = namespace in closed_here or (closer is not None and closer in finished)
+        if not chunks and not closed:
+            continue
+        db.execute(
+            "INSERT INTO streams (run_id, namespace, next_index, closed, error, closed_by) VALUES (?,?,?,?,NULL,?)",
+            (fork.run_id, namespace, len(chunks), 1 if closed else 0, closed_by if closed and closer else None),
+        )
+        db.executemany(
+            "INSERT INTO chunks (run_id, namespace, idx, data, step_id, attempt, created_at) VALUES (?,?,?,?,?,?,?)",
+            [(fork.run_id, namespace, i, *chunk) for i, chunk in enumerate(chunks)],
+        )
 
 
 # -- steps ----------------------------------------------------------------------------------------

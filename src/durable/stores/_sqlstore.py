@@ -17,6 +17,7 @@ from . import _sql
 from ._base import (
     ChunkPage,
     CommitResult,
+    ForkRun,
     HookRecord,
     Invocation,
     NewRun,
@@ -28,6 +29,7 @@ from ._base import (
     StepRecord,
     Store,
     TickRun,
+    Versions,
 )
 
 T = TypeVar("T")
@@ -75,8 +77,9 @@ class SQLStore(Store):
     async def list_runs(
         self, *, status: str | None = None, workflow: str | None = None, limit: int = 100, before: str | None = None,
         queue: str | None = None,
+        version: str | None = None,
     ) -> list[RunRecord]:
-        return await self._run(_sql.list_runs, status, workflow, limit, before, queue, write=False)
+        return await self._run(_sql.list_runs, status, workflow, limit, before, queue, version, write=False)
 
     async def load_events(self, run_id: str, after_seq: int = 0) -> list[Event]:
         return await self._run(_sql.load_events, run_id, after_seq, False, write=False)
@@ -84,8 +87,10 @@ class SQLStore(Store):
     async def read_log(self, run_id: str, after_seq: int) -> tuple[list[Event], int]:
         return await self._run(_sql.read_log, run_id, after_seq, write=False)
 
-    async def claim_runs(self, worker_id: str, workflow_names: Sequence[str], now: float, limit: int) -> list[RunRecord]:
-        return await self._run(_sql.claim_runs, worker_id, workflow_names, now, limit)
+    async def claim_runs(
+        self, worker_id: str, workflow_names: Sequence[str], now: float, limit: int, versions: Versions | None = None
+    ) -> list[RunRecord]:
+        return await self._run(_sql.claim_runs, worker_id, workflow_names, now, limit, versions)
 
     async def release_run(self, run_id: str, worker_id: str, now: float, retry_at: float | None = None) -> None:
         await self._run(_sql.release_run, run_id, worker_id, now, retry_at)
@@ -96,11 +101,19 @@ class SQLStore(Store):
     async def cancel_run(self, run_id: str, now: float) -> RunRecord | None:
         return await self._run(_sql.cancel_run, run_id, now)
 
-    async def next_wake(self, workflow_names: Sequence[str], step_names: Sequence[str], now: float) -> float | None:
-        return await self._run(_sql.next_wake, workflow_names, step_names, now, write=False)
+    async def fork_run(self, fork: ForkRun) -> RunRecord:
+        return await self._run(_sql.fork_run, fork)
+
+    async def next_wake(
+        self, workflow_names: Sequence[str], step_names: Sequence[str], now: float, versions: Versions | None = None
+    ) -> float | None:
+        return await self._run(_sql.next_wake, workflow_names, step_names, now, versions, write=False)
 
     async def active_workflows(self) -> dict[str, int]:
         return await self._run(_sql.active_workflows, write=False)
+
+    async def active_versions(self) -> dict[tuple[str, str | None], int]:
+        return await self._run(_sql.active_versions, write=False)
 
     async def terminal_runs(self, run_ids: Sequence[str]) -> list[str]:
         return await self._run(_sql.terminal_runs, run_ids, write=False)

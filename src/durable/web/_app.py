@@ -131,6 +131,7 @@ def create_app(
         api("/runs/{run_id}", runs.get_run, ["GET"]),
         api("/runs/{run_id}/events", runs.events, ["GET"]),
         api("/runs/{run_id}/cancel", runs.cancel, ["POST"]),
+        api("/runs/{run_id}/fork", runs.fork, ["POST"]),
         api("/runs/{run_id}/stream", runs.stream, ["GET"]),
         api("/runs/{run_id}/streams/{namespace:path}", runs.stream, ["GET"]),
         api("/live/runs", runs.live_runs, ["GET"]),

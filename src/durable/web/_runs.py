@@ -9,9 +9,11 @@ from sse_starlette import EventSourceResponse
 from starlette.requests import Request
 from starlette.responses import Response
 
+from .._client.fork import fork_run
 from .._client.present import event_json, published_json, queue_json, run_detail, run_summary, waiting_reasons
 from .._client.projection import HookInfo, RunInfo, StepInfo
-from .._core.errors import RunConflict, RunNotFound, WorkflowNotFound
+from .._client.run import Run
+from .._core.errors import ForkError, NonDeterminismError, RunConflict, RunNotFound, WorkflowNotFound
 from .._core.ids import DEFAULT_NAMESPACE
 from ..stores._base import TERMINAL
 from ._context import Context
@@ -35,7 +37,11 @@ class RunEndpoints:
             raise HTTPError(400, f"status must be one of {', '.join(STATUSES)}, got {status!r}")
         limit = int_param(request, "limit", 50, minimum=1, maximum=1000)
         workflow = self.ctx.client.stored_name(request.query_params.get("workflow") or None)
-        return {"status": status, "workflow": workflow, "limit": limit, "queue": request.query_params.get("queue") or None}
+        version = request.query_params.get("version") or None
+        return {
+            "status": status, "workflow": workflow, "limit": limit, "queue": request.query_params.get("queue") or None,
+            "version": version,
+        }
 
     async def _summaries(self, records: list[Any]) -> list[dict[str, Any]]:
         """Run summaries; a queued run still waiting says why (its queue's state)."""
@@ -134,6 +140,31 @@ class RunEndpoints:
         except ValueError as exc:
             raise HTTPError(422, str(exc)) from None
         return JSONResponse({"run_id": run.run_id, "workflow": name}, status_code=201)
+
+    async def fork(self, request: Request) -> Response:
+        """``{"from_step": 4 | "step_4" | null, "input": [...] | {"args": [...], "kwargs": {...}} | null}``:
+        a new run reusing the run's history before that step (null: where a rerun of a failed or
+        cancelled run starts)."""
+        run_id = request.path_params["run_id"]
+        await self.ctx.run_record(run_id)
+        raw = await read_body(request, self.ctx.max_body, self.ctx.body_timeout)
+        body = parse_json(raw) if raw.strip() else {}
+        if not isinstance(body, dict) or set(body) - {"from_step", "input"}:
+            raise HTTPError(422, 'expected {"from_step": 4 or "step_4" (or null: rerun), "input": [...] (optional)}')
+        step = body.get("from_step")
+        if step is not None and (isinstance(step, bool) or not isinstance(step, int | str)):
+            raise HTTPError(422, "'from_step' must be a step's position (4) or id ('step_4')")
+        try:
+            new = await fork_run(
+                self.ctx.store, run_id, step, body.get("input"), find=self.ctx.client.get_workflow, rerun=step is None
+            )
+        except (ForkError, NonDeterminismError) as exc:
+            raise HTTPError(409, str(exc)) from None
+        except WorkflowNotFound as exc:
+            raise HTTPError(422, f"new input needs the workflow's code in this server: {exc}") from None
+        except TypeError as exc:
+            raise HTTPError(422, str(exc)) from None
+        return JSONResponse(run_summary(await Run(new, self.ctx.client).info()), status_code=201)
 
     async def cancel(self, request: Request) -> Response:
         run_id = request.path_params["run_id"]

@@ -136,7 +136,8 @@ function renderRuns(runs) {
     const open = () => { location.hash = "run/" + encodeURIComponent(run.run_id); };
     return el("tr", { class: "run", "data-run-id": run.run_id, "data-status": run.status, onclick: open },
       el("td", {}, el("code", { text: run.run_id })),
-      el("td", { text: run.workflow }),
+      el("td", {}, run.workflow, ...(run.forked_from ? [el("span", { class: "muted", text: ` fork of ${run.forked_from.run_id}` })] : [])),
+      el("td", { class: "version", text: run.version || "" }),
       el("td", {}, statusBadge(run.status)),
       el("td", { text: when(run.created_at) }),
       el("td", { text: seconds(run.duration) }),
@@ -189,10 +190,19 @@ function showRun(runId) {
   cancel.onclick = async () => {
     try { await api("POST", `runs/${encodeURIComponent(runId)}/cancel`, {}); } catch (error) { alert(error.message); }
   };
+  document.getElementById("rerun-button").onclick = () => forkRun(runId, null);
   closeView = () => {
     runSource.close();
     for (const source of streams.values()) source.close();
   };
+}
+
+// A new run reusing this run's history before a step (null: where a rerun starts), shown at once.
+async function forkRun(runId, fromStep) {
+  try {
+    const forked = await api("POST", `runs/${encodeURIComponent(runId)}/fork`, { from_step: fromStep });
+    location.hash = "run/" + encodeURIComponent(forked.run_id);
+  } catch (error) { alert(error.message); }
 }
 
 function renderRun(run) {
@@ -201,14 +211,20 @@ function renderRun(run) {
   status.className = `status ${run.status}`;
   status.dataset.status = run.status;
   document.getElementById("cancel-button").hidden = TERMINAL.has(run.status);
+  document.getElementById("rerun-button").hidden = !(run.status === "failed" || run.status === "cancelled");
   const meta = [["Workflow", run.workflow], ["Created", when(run.created_at)], ["Started", when(run.started_at)],
     ["Ended", when(run.completed_at)], ["Duration", seconds(run.duration)]];
+  if (run.version) meta.push(["Version", run.version]);
+  if (run.forked_from) {
+    const source = el("a", { href: "#run/" + encodeURIComponent(run.forked_from.run_id), text: run.forked_from.run_id });
+    meta.push(["Forked from", el("span", {}, source, ` at ${run.forked_from.step}`)]);
+  }
   if (run.idempotency_key) meta.push(["Idempotency key", run.idempotency_key]);
   if (run.parent_run_id) meta.push(["Parent run", run.parent_run_id]);
   if (run.cancel_reason) meta.push(["Cancelled", run.cancel_reason]);
   if (run.queue) meta.push(["Queue", `${run.queue.name}${run.queue.waiting ? " (waiting)" : ""}`]);
   if (run.schedule) meta.push(["Schedule", `${run.schedule.name} @ ${when(run.schedule.scheduled_at)}`]);
-  document.getElementById("run-meta").replaceChildren(...meta.flatMap(([k, v]) => [el("dt", { text: k }), el("dd", { text: v })]));
+  document.getElementById("run-meta").replaceChildren(...meta.flatMap(([k, v]) => [el("dt", { text: k }), el("dd", {}, v)]));
   const outcome = document.getElementById("run-outcome");
   if (run.status === "completed") outcome.replaceChildren(el("h3", { text: "Result" }), el("pre", { id: "run-result", text: JSON.stringify(run.result, null, 2) }));
   else if (run.error) outcome.replaceChildren(el("p", { class: "error", text: `${run.error.type}: ${run.error.message}` }));
@@ -253,12 +269,15 @@ function renderSteps(run) {
     const status = el("td", {}, statusBadge(step.status));
     if (step.error) status.append(el("div", { class: "error", text: `${step.error.type}: ${step.error.message}` }));
     if (step.retry_at) status.append(el("div", { class: "muted", text: `retry at ${when(step.retry_at)}` }));
+    const fork = el("button", { type: "button", class: "fork", title: "A new run that reuses every step before this one and runs the rest with the code deployed now",
+      text: "Fork from here", onclick: () => forkRun(run.run_id, step.step_id) });
     return el("tr", { "data-step-id": step.step_id },
       el("td", {}, el("code", { text: step.name }), el("span", { class: "muted", text: ` ${step.step_id}` })),
       status,
       el("td", { text: `${step.attempts} / ${step.max_attempts}` }),
       el("td", { text: seconds(step.duration) }),
-      el("td", { class: "timeline" }, track));
+      el("td", { class: "timeline" }, track),
+      el("td", {}, fork));
   }), "no steps yet");
 }
 

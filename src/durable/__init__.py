@@ -24,12 +24,15 @@ from ._client.projection import ResumeResult as ResumeResult
 from ._client.projection import RunInfo as RunInfo
 from ._client.projection import ScheduleInfo as ScheduleInfo
 from ._client.projection import StepInfo as StepInfo
+from ._client.retention import GCReport as GCReport
 from ._client.run import Run as Run
 from ._client.run import rerun as rerun
 from ._client.streams import StreamChunk as StreamChunk
 from ._core.codec import register_class as register_class
 from ._core.errors import ChildFailed as ChildFailed
 from ._core.errors import DurableError as DurableError
+from ._core.errors import EncryptedValueError as EncryptedValueError
+from ._core.errors import EncryptionKeyError as EncryptionKeyError
 from ._core.errors import FatalError as FatalError
 from ._core.errors import ForkError as ForkError
 from ._core.errors import HookConflictError as HookConflictError
@@ -94,12 +97,13 @@ from ._workflow.values import set_event as set_event
 from ._workflow.workflow import Workflow as Workflow
 from ._workflow.workflow import start_child as start_child
 from ._workflow.workflow import workflow as workflow
+from .stores._encrypted import Encryption as Encryption
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "ChildFailed", "ChildHandle", "Client", "DurableError", "Event", "EventKind", "FatalError", "ForkError", "Hook",
-    "HookConflictError", "HookDefinition", "HookInfo",
+    "ChildFailed", "ChildHandle", "Client", "DurableError", "EncryptedValueError", "Encryption", "EncryptionKeyError",
+    "Event", "EventKind", "FatalError", "ForkError", "GCReport", "Hook", "HookConflictError", "HookDefinition", "HookInfo",
     "HookNotFound", "HookSchemaUnknown", "HookValidationError", "InvalidStoreURL", "NameConflict", "NonDeterminismError", "NotInStepError",
     "NotInWorkflowError", "Queue", "QueueState", "Request", "Response", "ResumeResult", "RetryableError", "Run", "RunCancelled", "RunConflict", "RunFailed",
     "RunInfo", "RunNotFound", "Runtime", "Schedule", "ScheduleInfo", "ScheduleNotFound", "SerializationError", "SideEffectInWorkflowError", "Step", "StepFailed", "StepInfo", "StepMetadata", "StepTimeout",

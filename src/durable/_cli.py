@@ -1043,6 +1043,38 @@ def bench_replay(
 
 
 @app.command()
+def gc(
+    older_than: Annotated[str, typer.Option("--older-than", metavar="DURATION", help="Delete runs that finished longer ago than this (30d, 12h, 90m).", show_default=False)],
+    status: Annotated[str | None, typer.Option("--status", metavar="STATUS[,STATUS]", help="Which finished runs: completed, failed, cancelled (default: all three).", show_default=False)] = None,
+    batch_size: Annotated[int, typer.Option("--batch-size", metavar="N", help="Runs per batch; each batch is one transaction.")] = 100,
+    vacuum: Annotated[bool, typer.Option("--vacuum", help="SQLite: rebuild the file afterwards, so that one created before incremental vacuum shrinks too.")] = False,
+    json_output: JSONOption = False,
+    store: StoreOption = None,
+) -> None:
+    """Delete finished runs (with their events, steps, hooks, waits, streams and values) that ended longer ago than --older-than."""
+    from ._client.retention import check_statuses, collect_garbage
+    from ._core.durations import parse_duration
+
+    with _reported():
+        try:
+            parse_duration(older_than, what="--older-than")
+            check_statuses(status)
+            if batch_size < 1:
+                raise ValueError(f"--batch-size must be at least 1, got {batch_size}")
+        except (TypeError, ValueError) as exc:
+            raise CLIError(str(exc), 2) from None
+
+    async def act(s: Store) -> Any:
+        return await collect_garbage(s, older_than, status=status, batch_size=batch_size, vacuum=vacuum)
+
+    report = _with_store(store, act)
+    if json_output:
+        _print_json({**report.counts, "batches": report.batches, "reclaimed_bytes": report.reclaimed_bytes})
+    else:
+        out.print(safe(str(report)))
+
+
+@app.command()
 def migrate(store: StoreOption = None) -> None:
     """Create the store's schema, or upgrade it to this version's; print what was done."""
     url = store or default_url()

@@ -153,8 +153,9 @@ async def _main(url: str) -> int:
         _say("  " + line)
     _say()
     _say("Composing and operating workflows -- child workflows, run timeouts, queues with concurrency and")
-    _say("rate limits, cron schedules, live values (set_event) -- each has a README section with a program")
-    _say("that runs as written: README.md, 'Child workflows' to 'Live workflow state'.")
+    _say("rate limits, cron schedules, live values (set_event), retention (durable gc) and encryption at rest")
+    _say("-- each has a README section with a program that runs as written: README.md, 'Child workflows'")
+    _say("to 'Encryption at rest'.")
     effects.unlink(missing_ok=True)
     return 0
 

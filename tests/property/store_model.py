@@ -635,6 +635,43 @@ class StoreModel:
     def list_streams(self, run_id: str) -> list[tuple[str, int, bool]]:
         return sorted((ns, len(s.chunks), s.closed) for (rid, ns), s in self.streams.items() if rid == run_id)
 
+    # -- retention ---------------------------------------------------------------------------------
+
+    def collectable(self, before: float, statuses: Sequence[str], now: float) -> list[ModelRun]:
+        """The runs a collection may delete, oldest first: finished (of ``statuses``) at or before
+        ``before``, no unfinished parent, no unfinished child, no step running on a live worker."""
+        def deletable(r: ModelRun) -> bool:
+            parent = self.runs.get(r.parent_run_id or "")
+            return (
+                r.status in statuses and r.completed_at is not None and r.completed_at <= before
+                and not (parent is not None and parent.status in ACTIVE)
+                and not any(c.parent_run_id == r.run_id and c.status in ACTIVE for c in self.runs.values())
+                and not any(s.run_id == r.run_id and s.status == "running" and self.alive(s.owner, now)
+                            for s in self.steps.values())
+            )
+        return sorted(filter(deletable, self.runs.values()), key=lambda r: (r.completed_at or 0.0, r.run_id))
+
+    def cost(self, run_id: str) -> int:
+        """What a run weighs against a batch's row budget: its events and its chunks."""
+        return len(self.runs[run_id].events) + sum(len(s.chunks) for (rid, _), s in self.streams.items() if rid == run_id)
+
+    def delete_runs(self, run_ids: Sequence[str]) -> dict[str, int]:
+        """Delete these runs with everything that belongs to them; the rows removed per table."""
+        ids = set(run_ids)
+        counts = {
+            "runs": len(ids), "events": sum(len(self.runs[r].events) for r in ids),
+            "steps": sum(1 for k in self.steps if k[0] in ids), "hooks": sum(1 for k in self.hooks if k[0] in ids),
+            "waits": sum(1 for k in self.waits if k[0] in ids), "streams": sum(1 for k in self.streams if k[0] in ids),
+            "chunks": sum(len(s.chunks) for k, s in self.streams.items() if k[0] in ids),
+            "run_values": sum(1 for k in self.values if k[0] in ids),
+        }
+        for table in (self.steps, self.hooks, self.waits, self.streams, self.values):
+            for key in [k for k in table if k[0] in ids]:
+                del table[key]
+        for run_id in ids:
+            del self.runs[run_id]
+        return counts
+
     # -- queries -----------------------------------------------------------------------------------
 
     def next_wake(self, names: Sequence[str], step_names: Sequence[str], now: float,

@@ -50,6 +50,7 @@ from durable._core.errors import DurableError, HookNotFound, RunNotFound, Stream
 from durable._core.events import REPLAY_KINDS, Event, EventKind
 from durable.stores import store_from_url
 from durable.stores._base import Invocation, NewRun, PublishedWorkflow, Store, Versions
+from durable.stores._encrypted import EncryptedStore, Encryption
 
 from .conftest import examples
 from .store_model import TERMINAL, ModelEvent, StoreModel
@@ -78,9 +79,11 @@ def _url(backend: str, tmp: str) -> str:
 
 
 class StoreMachine(RuleBasedStateMachine):
-    """One store and its model, driven side by side."""
+    """One store and its model, driven side by side (``encrypted``: the store behind the
+    encryption wrapper, which must be invisible to everything the model sees)."""
 
     backend = "sqlite"
+    encrypted = False
 
     def __init__(self) -> None:
         super().__init__()
@@ -88,7 +91,10 @@ class StoreMachine(RuleBasedStateMachine):
         self._portal_cm = start_blocking_portal(backend="asyncio")
         self.portal = self._portal_cm.__enter__()
         self.store: Store = store_from_url(_url(self.backend, self._tmp))
+        if self.encrypted:
+            self.store = EncryptedStore(self.store, Encryption(bytes(range(32)), key_id="model"))
         self.portal.call(self.store.open)
+        self.deleted: set[str] = set()  # runs a collection deleted
         self.model = StoreModel(HOST)
         self.now = 1000.0
         self.positions: dict[str, int] = {}  # run -> last correlation position used
@@ -442,6 +448,38 @@ class StoreMachine(RuleBasedStateMachine):
         self.call("publish_workflows", published)
         self.model.publish_workflows(published)
 
+    # -- retention ------------------------------------------------------------------------------
+
+    @precondition(lambda self: any(r.status in TERMINAL for r in self.model.runs.values()))
+    @rule(
+        age=st.sampled_from([0.0, 0.0, 2.0, 60.0]), statuses=st.sampled_from([TERMINAL, ("completed",), ("cancelled", "failed")]),
+        limit=st.sampled_from([1, 2, 64]), max_rows=st.sampled_from([4, 10_000]),
+    )
+    def collect_runs(self, age: float, statuses: tuple[str, ...], limit: int, max_rows: int) -> None:
+        now = self.tick()
+        before = now - age
+        eligible = self.model.collectable(before, statuses, now)
+        got = self.call("collect_runs", before, list(statuses), limit=limit, max_rows=max_rows, now=now)
+        ids = got.run_ids
+        event(f"collect_runs: {'none' if not ids else 'all due' if len(ids) == len(eligible) else 'a bounded batch'}")
+        by_id = {r.run_id: r for r in eligible}
+        assert len(ids) == len(set(ids)) and set(ids) <= set(by_id), (ids, list(by_id))
+        assert (1 <= len(ids) <= limit) if eligible else ids == [], (ids, list(by_id))
+        # The oldest first (runs that ended at the same moment may go either way).
+        left = [r for r in eligible if r.run_id not in ids]
+        assert not left or max(by_id[i].completed_at or 0.0 for i in ids) <= min(r.completed_at or 0.0 for r in left)
+        # Bounded: no more than max_rows events and chunks (one run at least); short only where the budget says so.
+        weight = sum(self.model.cost(i) for i in ids)
+        assert len(ids) <= 1 or weight <= max_rows, (ids, weight)
+        if ids and left and len(ids) < limit:
+            oldest = min(r.completed_at or 0.0 for r in left)
+            assert any(weight + self.model.cost(r.run_id) > max_rows for r in left if r.completed_at == oldest)
+        assert got.more == bool(left), (got, left)
+        expected = self.model.delete_runs(ids)
+        assert {t: n for t, n in got.counts.items() if t != "queue_admissions"} == (expected if ids else {}), (got, expected)
+        assert got.counts.get("queue_admissions", 0) == 0  # nothing queued here
+        self.deleted.update(ids)
+
     # The rules that move runs forward, registered twice more: uniform choice among seventeen rules
     # would otherwise rarely get a run through a few commits, claims and step outcomes.
     commit_more = commit
@@ -450,6 +488,7 @@ class StoreMachine(RuleBasedStateMachine):
     claim_runs_more = claim_runs
     claim_steps_more = claim_steps
     finish_step_more = finish_step
+    collect_runs_more = collect_runs  # runs finish late in an example: give the collector more chances
 
     # -- the whole visible state, after every step ------------------------------------------------------
 
@@ -475,6 +514,12 @@ class StoreMachine(RuleBasedStateMachine):
                     got = self.call("read_chunks", run_id, namespace, start, limit)
                     expected = self.model.read_chunks(run_id, namespace, start, limit)
                     assert _page(got) == _page(expected), (run_id, namespace, start, limit, got, expected)
+        for run_id in sorted(self.deleted):  # gone, with everything that was theirs
+            assert self.call("get_run", run_id) is None and self.call("load_events", run_id) == []
+            assert (self.call("list_steps", run_id), self.call("list_hooks", run_id, active_only=False)) == ([], [])
+            assert (self.call("list_streams", run_id), self.call("list_values", run_id)) == ([], [])
+            with pytest.raises(RunNotFound):
+                self.call("read_chunks", run_id, NAMESPACES[0], 0, 1)
         for token in TOKENS:
             assert self.call("get_hook", token) == self.model.get_hook(token)
         with pytest.raises(RunNotFound):
@@ -540,6 +585,16 @@ class PostgresMachine(StoreMachine):
     backend = "postgres"
 
 
+class EncryptedMemoryMachine(StoreMachine):
+    backend = "memory"
+    encrypted = True
+
+
+class EncryptedPostgresMachine(StoreMachine):
+    backend = "postgres"
+    encrypted = True
+
+
 _SETTINGS = settings(max_examples=examples(60), stateful_step_count=50)
 TestSQLiteStoreAgreesWithTheModel = SQLiteFileMachine.TestCase
 TestSQLiteStoreAgreesWithTheModel.settings = _SETTINGS
@@ -551,4 +606,13 @@ TestPostgresStoreAgreesWithTheModel = pytest.mark.postgres(
     )
 )
 TestPostgresStoreAgreesWithTheModel.settings = settings(_SETTINGS, max_examples=examples(15))
+# Encryption at rest changes nothing the store's callers see (payloads go in and come out as given).
+TestEncryptedStoreAgreesWithTheModel = EncryptedMemoryMachine.TestCase
+TestEncryptedStoreAgreesWithTheModel.settings = settings(_SETTINGS, max_examples=examples(20))
+TestEncryptedPostgresStoreAgreesWithTheModel = pytest.mark.postgres(
+    pytest.mark.skipif(not os.environ.get("DURABLE_TEST_POSTGRES"), reason="DURABLE_TEST_POSTGRES is not set")(
+        EncryptedPostgresMachine.TestCase
+    )
+)
+TestEncryptedPostgresStoreAgreesWithTheModel.settings = settings(_SETTINGS, max_examples=examples(5))
 ACTIVE_TERMINAL = TERMINAL  # re-exported for readers of the model's vocabulary

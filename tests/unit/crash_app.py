@@ -135,7 +135,9 @@ async def serve_schedule(url: str) -> None:
 
 
 async def main(url: str, run_id: str, workflow: str, *args: str) -> None:
-    async with durable.Runtime(url, heartbeat_interval=0.2) as rt:
+    key = os.environ.get("CRASH_ENCRYPTION_KEY")  # payloads encrypted at rest (test_encryption.py)
+    encryption = durable.Encryption(key, key_id="crash") if key else None
+    async with durable.Runtime(url, heartbeat_interval=0.2, encryption=encryption) as rt:
         parsed = [json.loads(a) for a in args]
         run = await rt.start(workflow, *parsed, run_id=run_id)
         print(json.dumps(await run.result(timeout=120)), flush=True)

@@ -22,9 +22,11 @@ from .._workflow.workflow import Workflow, check_timeout
 from .._workflow.workflow import workflows as registered_workflows
 from ..stores import store_from_url
 from ..stores._base import NewRun, RunRecord, Store
+from ..stores._encrypted import Encryption, encrypted
 from .projection import ResumeResult, RunInfo, ScheduleInfo
 from .published import Published, find
 from .resume import resume_hook, resume_webhook
+from .retention import GCReport, collect_garbage
 from .run import Run
 from .telemetry import emit_run_span, telemetry
 
@@ -37,10 +39,17 @@ class Client:
     ``poll_interval`` caps how long followers (``run.wait()``, stream readers) wait between
     re-reads when other processes write to the store and cannot wake this one. ``clock`` is where
     the times it records come from (tests pass a virtual one).
+    ``encryption`` (a :class:`~durable.Encryption`) encrypts the payloads this client writes and
+    decrypts those it reads; without it, encrypted values read as ``"<encrypted>"``.
     """
 
-    def __init__(self, store: str | Store | None = None, *, poll_interval: float = 0.5, clock: Clock | None = None) -> None:
-        self.store: Store = store if isinstance(store, Store) else store_from_url(store)
+    def __init__(
+        self, store: str | Store | None = None, *, poll_interval: float = 0.5, clock: Clock | None = None,
+        encryption: Encryption | None = None,
+    ) -> None:
+        raw = store if isinstance(store, Store) else store_from_url(store)
+        self.store: Store = encrypted(raw, encryption)  # the store itself without encryption: no cost
+        self.encryption = encryption
         self.poll_interval = poll_interval
         self.clock: Clock = clock or SYSTEM_CLOCK
 
@@ -258,6 +267,33 @@ class Client:
             listener = self.store.notifier.listen("runs")
             yield None
             await self.store.notifier.wait(listener, self.poll_interval if self.store.cross_process else float("inf"))
+
+    # -- retention -------------------------------------------------------------------------
+
+    async def gc(
+        self,
+        older_than: Duration,
+        *,
+        status: str | Sequence[str] | None = None,
+        batch_size: int = 100,
+        max_rows: int = 10_000,
+        vacuum: bool = False,
+    ) -> GCReport:
+        """Delete finished runs that completed more than ``older_than`` ago (``"30d"``) with their
+        events, steps, hooks, waits, streams, chunks and values, in batches of one transaction each;
+        return what was removed.
+
+        ``status``: which finished runs (``"completed,failed"``; default all of completed, failed,
+        cancelled). Unfinished runs are never deleted, nor a child whose parent is unfinished, nor a
+        run with an unfinished child. A deleted run's idempotency key starts a new run next time.
+        ``batch_size`` runs at most per batch, and no more than bring ``max_rows`` events and chunks.
+        ``vacuum`` (SQLite): also rebuild the file, which shrinks one created before incremental
+        vacuum (newer files give pages back after every collection by themselves).
+        """
+        refuse_in_workflow("gc")
+        return await collect_garbage(
+            self.store, older_than, status=status, batch_size=batch_size, max_rows=max_rows, vacuum=vacuum
+        )
 
     # -- schedules -------------------------------------------------------------------------
 

@@ -58,6 +58,8 @@ def plain_value(data: bytes | None) -> Any:
     data = bytes(data)
     if data[:4] == _codec.PICKLE_TAG:
         return PICKLED
+    if data[:4] == _codec.ENCRYPTED_TAG:
+        return _codec.ENCRYPTED  # this process holds no key for it (see durable.Encryption)
     try:
         return _codec.to_plain_json(_codec.decode(data))
     except SerializationError:
@@ -71,7 +73,7 @@ def error_json(error: ErrorInfo | bytes | None) -> dict[str, str] | None:
     """An error's type and message (its traceback stays out of HTTP answers)."""
     if not error:
         return None
-    info = error if isinstance(error, ErrorInfo) else decode_error(error)
+    info = error if isinstance(error, ErrorInfo) else decode_error(error, encrypted_ok=True)
     return {"type": info.type, "message": info.message}
 
 
@@ -197,7 +199,7 @@ def _event_data(e: Event) -> Any:
                 return {"resume_at": iso(resume_at)}
             except (OverflowError, ValueError, OSError):
                 return {"resume_at": resume_at}
-    if e.kind == "stream_written" and e.data:
+    if e.kind == "stream_written" and e.data and not _codec.is_encrypted(e.data):
         return {"digest": bytes(e.data).hex()}  # the chunk itself is in the stream, by index
     return plain_value(e.data)
 

@@ -97,7 +97,7 @@ class RunInfo:
     def from_record(cls, r: RunRecord) -> RunInfo:
         return cls(
             r.run_id, r.workflow_name, r.status, _required(r.created_at), as_datetime(r.started_at),
-            as_datetime(r.completed_at), decode_error(r.error) if r.error else None, r.idempotency_key,
+            as_datetime(r.completed_at), decode_error(r.error, encrypted_ok=True) if r.error else None, r.idempotency_key,
             r.parent_run_id, r.cancel_reason, as_datetime(r.deadline), r.queue, r.priority, r.queue_key,
             as_datetime(r.admitted_at), r.schedule, as_datetime(r.scheduled_at),
             r.version, r.forked_from, r.forked_step,
@@ -147,7 +147,7 @@ class StepInfo:
         return cls(
             r.step_id, r.name, r.status, r.attempt, r.max_attempts, _required(r.created_at),
             as_datetime(r.started_at), as_datetime(r.completed_at), retry_at,
-            decode_error(r.error) if r.error else None, r.input,
+            decode_error(r.error, encrypted_ok=True) if r.error else None, r.input,
         )
 
     @property

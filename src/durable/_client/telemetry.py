@@ -219,7 +219,7 @@ async def emit_run_span(tracing: Telemetry, store: Store, record: RunRecord) -> 
     """Emit the span of a run that just ended (the caller committed its terminal event)."""
     try:
         events = await store.load_events(record.run_id)
-        error = decode_error(record.error) if record.error else None
+        error = decode_error(record.error, encrypted_ok=True) if record.error else None
         tracing.run_ended(
             record.run_id, record.workflow_name, record.status, record.created_at, record.trace_link, events,
             error=(error.type, error.message) if error is not None else None,

@@ -6,6 +6,10 @@ word for are tagged objects with a single ``"$tag"`` key; a user dict key that s
 encode to equal bytes (dict keys and set members are sorted), which is what lets a replay
 compare a step's argument bytes with the recorded ones.
 
+``b"DE1:"`` marks a value encrypted at rest (``durable.Encryption``): the store wrapper that
+wrote it decrypts it on the way out; anywhere else it is only recognised, never decoded
+(views show ``"<encrypted>"``, :func:`decode` raises ``EncryptedValueError`` naming its key).
+
 ``b"DP1:"`` marks cloudpickle, an explicit opt-in for trusted values (``serializer="pickle"``).
 It is only ever decoded when the caller says pickle is allowed, and data from outside
 (hook payloads, webhook bodies, HTTP) is always encoded and decoded as JSON.
@@ -33,10 +37,12 @@ from datetime import date, datetime, time, timedelta, timezone, tzinfo
 from decimal import Decimal
 from typing import Any, Literal
 
-from .errors import SerializationError, StepFailed
+from .errors import EncryptedValueError, SerializationError, StepFailed
 
 JSON_TAG = b"DJ1:"
 PICKLE_TAG = b"DP1:"
+ENCRYPTED_TAG = b"DE1:"  # then: key id length (1 byte), key id, context length (2 bytes), context, nonce, ciphertext
+ENCRYPTED = "<encrypted>"  # how views show a value they hold no key for
 Serializer = Literal["json", "pickle"]
 
 _MAX_SAFE_INT = 2**63
@@ -416,7 +422,23 @@ def decode(data: bytes, *, allow_pickle: bool = False, root: str = "value") -> A
         import cloudpickle
 
         return cloudpickle.loads(data[4:])  # trusted: written by our own opt-in pickle serializer
+    if head == ENCRYPTED_TAG:
+        raise EncryptedValueError(encrypted_key_id(data), root)
     raise SerializationError(root, f"unknown payload format {head!r}")
+
+
+def is_encrypted(data: bytes | None) -> bool:
+    """Whether ``data`` is a value encrypted at rest (which only a process holding its key can read)."""
+    return data is not None and data[:4] == ENCRYPTED_TAG
+
+
+def encrypted_key_id(data: bytes) -> str:
+    """The id of the key an encrypted value needs (``"?"`` if its header is damaged)."""
+    try:
+        size = data[4]
+        return bytes(data[5 : 5 + size]).decode("utf-8")
+    except (IndexError, UnicodeDecodeError):
+        return "?"
 
 
 def _loads_json(text: str, root: str) -> Any:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import codec as _codec
-from .errors import ChildFailed, SerializationError, StepFailed
+from .errors import ChildFailed, EncryptedValueError, SerializationError, StepFailed
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,7 +86,17 @@ def encode_error(exc: BaseException, *, retry_at: float | None = None) -> bytes:
         return _codec.encode(record, root="error")
 
 
-def decode_error(data: bytes) -> ErrorInfo:
+# What views show for an error recorded encrypted when they hold no key for it.
+ENCRYPTED_ERROR = ErrorInfo(_codec.ENCRYPTED, _codec.ENCRYPTED, "")
+
+
+def decode_error(data: bytes, *, encrypted_ok: bool = False) -> ErrorInfo:
+    """The recorded error. A still-encrypted one raises EncryptedValueError, or with ``encrypted_ok``
+    (views: a run's list, its status) is :data:`ENCRYPTED_ERROR`."""
+    if data[:4] == _codec.ENCRYPTED_TAG:
+        if encrypted_ok:
+            return ENCRYPTED_ERROR
+        raise EncryptedValueError(_codec.encrypted_key_id(data), "error")
     try:
         record = _codec.decode(data, root="error")
     except SerializationError:

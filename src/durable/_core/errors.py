@@ -30,6 +30,8 @@
     ├── StreamClosedError                  writing to a closed stream
     ├── StreamFailed                       a stream whose run failed: readers see the error
     ├── InvalidStoreURL (ValueError)       a store URL that cannot be understood
+    ├── EncryptionKeyError                 encrypted data, and no key (or a wrong one) for its key id
+    │   └── EncryptedValueError (SerializationError)  decoding a value that is still encrypted
     └── StoreError                         the store failed (corrupt file, lost connection, ...)
         └── StoreCorrupt                   not a durable database, or a newer schema
 
@@ -348,6 +350,35 @@ class InvalidStoreURL(DurableError, ValueError):
         self.url = url
         self.problem = problem
         super().__init__(f"invalid store URL {url!r}: {problem}")
+
+
+class EncryptionKeyError(DurableError):
+    """Raised when encrypted data cannot be decrypted with the keys this process holds: none has
+    its key id, or the key given for that id is not the one it was encrypted with.
+
+    ``key_id`` names the key the data needs; ``problem`` says what is wrong with the keys here.
+    """
+
+    def __init__(self, key_id: str, problem: str) -> None:
+        self.key_id = key_id
+        self.problem = problem
+        super().__init__(f"encryption key {key_id!r}: {problem}")
+
+
+class EncryptedValueError(EncryptionKeyError, SerializationError):
+    """Raised when a value is decoded that is still encrypted: it was read by a process without
+    its key (no ``encryption=``, the key id not among its keys, or a wrong key for that id).
+    Views show such values as ``"<encrypted>"`` instead."""
+
+    def __init__(self, key_id: str, path: str = "value") -> None:
+        self.key_id = key_id
+        self.path = path
+        self.problem = (
+            f"{path} is encrypted with key {key_id!r}, which this process does not hold (or holds a wrong key for): "
+            f"open the client or runtime with encryption=durable.Encryption(...) holding key {key_id!r} "
+            "(as its key, or in old_keys)"
+        )
+        Exception.__init__(self, self.problem)
 
 
 class StoreError(DurableError):

@@ -117,6 +117,8 @@ class Event(NamedTuple):
             return None
         if self.data[:4] == _codec.PICKLE_TAG:
             return "<pickled value>"
+        if self.data[:4] == _codec.ENCRYPTED_TAG:
+            return _codec.ENCRYPTED  # read without its key (see durable.Encryption)
         return _codec.decode(self.data, root=f"{self.kind}.data")
 
     @property

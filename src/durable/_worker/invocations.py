@@ -23,9 +23,10 @@ from typing import Any
 import anyio
 
 from .._client.telemetry import Telemetry, emit_run_span
+from .._core import codec as _codec
 from .._core.commands import ScheduleStep, WriteChunk
 from .._core.errorinfo import decode_error, encode_error
-from .._core.errors import StreamClosedError
+from .._core.errors import EncryptedValueError, StreamClosedError
 from .._core.events import Event, EventKind
 from .._engine.instance import Outcome, WorkflowInstance
 from .._workflow.step import Step
@@ -73,6 +74,10 @@ class Invocations:
         self.stats = {"cold_replays": 0, "sticky_resumes": 0, "speculative_commits": 0, "fallbacks": 0}
 
     def _new_instance(self, wf: Workflow[Any, Any], record: RunRecord, *, replay_until: float | None = None) -> WorkflowInstance:
+        if record.input[:4] == _codec.ENCRYPTED_TAG:
+            # Arguments this process cannot decrypt (no key, or not that key): the invocation fails
+            # and is retried with a back-off -- failing the run would lose it for the process that can.
+            raise EncryptedValueError(_codec.encrypted_key_id(record.input), f"the arguments of run {record.run_id}")
         return WorkflowInstance(
             wf, run_id=record.run_id, input=record.input, seed=record.seed, base_url=self._base_url,
             replay_until=record.consumed_seq if replay_until is None else replay_until, scheduled_at=record.scheduled_at,

@@ -39,6 +39,7 @@ from .._client.published import describe
 from .._client.telemetry import telemetry
 from .._core.clock import Clock
 from .._core.ids import check_label
+from .._core.durations import Duration
 from .._core.queues import queues as registered_queues
 from .._core.registry import Registry, short_name
 from .._workflow.schedules import Schedule
@@ -46,9 +47,11 @@ from .._workflow.step import steps as registered_steps
 from .._workflow.workflow import Workflow
 from .._workflow.workflow import workflows as registered_workflows
 from ..stores._base import RunRecord, Store, Versions
+from ..stores._encrypted import CHECK_PREFIX, Encryption
 from .dispatch import Dispatcher
 from .invocations import Invocations
 from .liveness import Liveness
+from .retention import Collector
 from .scheduler import Scheduler
 from .slots import StepSlots
 from .steps import StepExecutor
@@ -107,6 +110,10 @@ class Runtime(Client):
       warning naming it.
     - ``clock``: where recorded times come from and how the dispatcher waits (default: the system
       clock; tests pass a virtual one, see ``durable.testing.TestRuntime``).
+    - ``retention``: delete finished runs that completed longer ago than this (``"30d"``), with
+      everything that belongs to them, in the background (see :meth:`~durable.Client.gc`).
+    - ``encryption``: a :class:`~durable.Encryption`: arguments, results, errors, hook payloads,
+      values and stream chunks are stored encrypted (AES-256-GCM, a key per run).
     """
 
     def __init__(
@@ -125,8 +132,10 @@ class Runtime(Client):
         schedules: Iterable[Schedule] = (),
         versions: Mapping[str, Iterable[str | None]] | None = None,
         clock: Clock | None = None,
+        retention: Duration | None = None,
+        encryption: Encryption | None = None,
     ) -> None:
-        super().__init__(store, poll_interval=poll_interval, clock=clock)
+        super().__init__(store, poll_interval=poll_interval, clock=clock, encryption=encryption)
         self._versions_wanted = _check_versions(versions)
         self._versions: dict[str, frozenset[str | None]] = {}  # by stored name, resolved at open()
         self._unserved_warned: set[tuple[str, str | None]] = set()
@@ -161,6 +170,7 @@ class Runtime(Client):
         self.liveness = Liveness(self.store, self.worker_id, lease_ttl, now=self.clock.time)
         listed = list(schedules)
         self.scheduler = Scheduler(self.store, listed, poll_interval=poll_interval) if listed else None
+        self.collector = Collector(self.store, retention) if retention is not None else None
         self.stats = self.invocations.stats
         self._tasks: set[asyncio.Task[Any]] = set()
         self._running = False
@@ -194,6 +204,7 @@ class Runtime(Client):
             await self.store.define_queues([q.spec() for q in registered_queues.values()], time.time())
         await self._warn_about_unknown_workflows()
         await self._warn_about_unserved_versions()
+        await self._warn_about_encrypted_runs()
         self._task_context = contextvars.copy_context()
         self._task_context.run(current_runtime.set, self)
         self._running = True
@@ -202,6 +213,8 @@ class Runtime(Client):
         if self.scheduler is not None:
             await self.scheduler.register()
             self._spawn(self.scheduler.run)
+        if self.collector is not None:
+            self._spawn(self.collector.run)
 
     async def aclose(self) -> None:
         """Stop executing: cancel background work (unfinished steps re-run elsewhere), close the store."""
@@ -296,6 +309,18 @@ class Runtime(Client):
                 "%d unfinished run(s) of workflow %r %s wait for a runtime that serves that version: this one "
                 "serves %s (they stay pending, they do not fail)", count, name, _version_text(version),
                 ", ".join(sorted(map(_version_text, self._versions[name]))) or "no version of it",
+            )
+
+    async def _warn_about_encrypted_runs(self) -> None:
+        """A runtime without ``encryption=`` on a store that holds encrypted runs cannot execute them
+        (it retries them with a back-off, and fails nothing): say so once, naming the keys."""
+        if self.encryption is not None or not (self.workflow_names() or self.execute_steps):
+            return
+        keys = sorted(k[len(CHECK_PREFIX):] for k in await self.store.read_meta(CHECK_PREFIX))
+        if keys:
+            log.warning(
+                "durable: %s holds runs encrypted with key(s) %s, and this runtime has no encryption=: it cannot "
+                "execute them (pass encryption=durable.Encryption(...) holding those keys)", self.store.url, ", ".join(keys),
             )
 
     # -- what it executes ----------------------------------------------------------------------

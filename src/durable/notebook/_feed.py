@@ -25,7 +25,7 @@ import anyio
 
 from .._client.streams import StreamChunk
 from .._core import codec as _codec
-from .._core.errors import DurableError
+from .._core.errors import DurableError, EncryptedValueError
 from .._core.ids import DEFAULT_NAMESPACE
 from .._workflow.step import steps as registered_steps
 from .._workflow.workflow import workflows as registered_workflows
@@ -136,7 +136,7 @@ class RunFeed:
             state = state.with_steps(steps)
             state = state.with_code_changes(redefined_since(info, steps))
             state = state.with_hooks([] if state.terminal else await self.run.hooks())
-            state = state.with_values(await self.run.values())
+            state = state.with_values(await _values(self.run))
             if state.status == "completed" and not state.has_result:
                 state = state.with_result(await self._result())
         if STREAM in parts or not self._started_stream:
@@ -148,6 +148,8 @@ class RunFeed:
     async def _result(self) -> Any:
         try:
             return await self.run.result()
+        except EncryptedValueError:
+            return _ENCRYPTED
         except Exception as exc:  # e.g. a result class this process cannot rebuild
             return _Unreadable(f"{type(exc).__name__}: {exc}")
 
@@ -274,11 +276,28 @@ class _Unreadable:
         return f"<not decodable here: {self.reason}>"
 
 
-def _decode_chunk(index: int, data: bytes) -> Any:
+class _Encrypted:
+    """Stands for a value encrypted at rest that this process holds no key for."""
+
+    def __repr__(self) -> str:
+        return _codec.ENCRYPTED
+
+
+_ENCRYPTED = _Encrypted()
+
+
+def _decode_chunk(index: int, data: bytes, root: str | None = None) -> Any:
     try:
-        return _codec.decode(data, allow_pickle=False, root=f"chunk #{index}")
+        return _codec.decode(data, allow_pickle=False, root=root or f"chunk #{index}")
+    except EncryptedValueError:
+        return _ENCRYPTED
     except Exception as exc:
         return _Unreadable(f"{type(exc).__name__}: {exc}")
+
+
+async def _values(run: Run) -> dict[str, Any]:
+    """The run's live values, each decoded as far as this process can (never failing the view)."""
+    return {key: _decode_chunk(0, data, f"value {key!r}") for key, data, _, _ in await run.store.list_values(run.run_id)}
 
 
 async def snapshot(run: Run, *, namespace: str = DEFAULT_NAMESPACE, max_chunks: int = 200) -> RunState:

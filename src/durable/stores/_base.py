@@ -230,6 +230,17 @@ class Invocation:
     consumed_seq: int = 0  # the last event the instance consumed (known_seq plus the speculative ones)
 
 
+@dataclass(frozen=True, slots=True)
+class Collected:
+    """One batch of retention: the runs deleted (oldest first), the rows removed per table
+    (``runs``, ``events``, ``steps``, ``hooks``, ``waits``, ``streams``, ``chunks``, ``run_values``,
+    ``queue_admissions``), and whether more runs may be due (the batch was full)."""
+
+    run_ids: list[str]
+    counts: dict[str, int]
+    more: bool
+
+
 @dataclass(slots=True)
 class CommitResult:
     ok: bool
@@ -377,6 +388,28 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def list_children(self, run_id: str) -> list[RunRecord]:
         """The child runs ``run_id`` started, oldest first."""
+
+    # -- retention -------------------------------------------------------------------------
+    @abc.abstractmethod
+    async def collect_runs(
+        self, before: float, statuses: Sequence[str], *, limit: int, max_rows: int, now: float
+    ) -> Collected:
+        """Delete one batch of finished runs that completed at or before ``before`` with everything
+        that belongs to them, in one transaction (never an unfinished run, a child whose parent is
+        unfinished, or a run with an unfinished child)."""
+
+    async def reclaim_space(self, *, vacuum: bool = False) -> int | None:
+        """Give the space deleted rows held back to the file system where the store can (SQLite);
+        the bytes freed, or None where the database does it itself (PostgreSQL's autovacuum)."""
+        return None
+
+    # -- store settings ----------------------------------------------------------------------
+    @abc.abstractmethod
+    async def read_meta(self, prefix: str) -> dict[str, str]:
+        """The store's settings whose keys start with ``prefix`` (e.g. the encryption key checks)."""
+    @abc.abstractmethod
+    async def add_meta(self, key: str, value: str) -> str:
+        """Keep ``value`` under ``key`` unless the key has a value already; return the value kept."""
 
     # -- live values -----------------------------------------------------------------------
     @abc.abstractmethod

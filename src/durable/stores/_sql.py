@@ -14,7 +14,7 @@ import json
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
-from .._core.codec import JSON_TAG, encode
+from .._core.codec import ENCRYPTED_TAG, JSON_TAG, encode
 from .._core.commands import (
     CancelChild,
     CancelWait,
@@ -37,6 +37,7 @@ from ._base import (
     TERMINAL,
     Chunk,
     ChunkPage,
+    Collected,
     CommitResult,
     ForkRun,
     HookRecord,
@@ -141,7 +142,8 @@ def _until(wake_at: float | None, deadline: float | None) -> float | None:
 # -- schema -----------------------------------------------------------------------------------------
 
 # migration: h-web (2 -> 3: published_workflows); migration: h-compose (3 -> 4); migration: h-verify (4 -> 5: versions, forks)
-SCHEMA_VERSION = 5
+# migration: h-retain (5 -> 6: the finished-runs index)
+SCHEMA_VERSION = 6
 # The tables, written once for both dialects: {blob}, {real}, {bigint} and {norowid} are filled in
 # by each store (BLOB/REAL/INTEGER/" WITHOUT ROWID" for SQLite, BYTEA/DOUBLE PRECISION/BIGINT/""
 # for PostgreSQL), so the two schemas cannot drift apart.
@@ -247,6 +249,18 @@ _SCHEMA_TEMPLATE += _COMPOSE_CHANGES
 COMPOSE_MIGRATION_FROM = 3  # the schema version _COMPOSE_CHANGES upgrades from
 
 
+# migration: h-retain (schema 5 -> 6) -- retention (`durable gc`, Runtime(retention=...)) deletes
+# the finished runs that completed longest ago first: this index finds them without a scan.
+# IF NOT EXISTS: an older store rebuilt by hand (tests take stores back to earlier versions by
+# undoing the later migrations) may still hold it.
+_RETAIN_CHANGES = [
+    "CREATE INDEX IF NOT EXISTS runs_finished ON runs (completed_at, run_id) WHERE completed_at IS NOT NULL",
+]
+_SCHEMA_TEMPLATE += _RETAIN_CHANGES
+RETAIN_MIGRATION_FROM = 5  # the schema version _RETAIN_CHANGES upgrades from
+# end of migration: h-retain
+
+
 def schema(*, blob: str, real: str, bigint: str, norowid: str) -> list[str]:
     """The CREATE statements of the current schema in one dialect's types."""
     return [t.format(blob=blob, real=real, bigint=bigint, norowid=norowid) for t in _SCHEMA_TEMPLATE]
@@ -268,6 +282,7 @@ _MIGRATION_TEMPLATES: dict[int, list[str]] = {
         "ALTER TABLE runs ADD COLUMN forked_from TEXT",
         "ALTER TABLE runs ADD COLUMN forked_step TEXT",
     ],
+    RETAIN_MIGRATION_FROM: _RETAIN_CHANGES,  # migration: h-retain
 }
 
 
@@ -891,9 +906,16 @@ def _check_speculative(db: DB, inv: Invocation, status: str) -> str:
     return ""
 
 
+# What a stream of a failed run says when the run's error is encrypted: the streams table keeps
+# plain text, so it must not hold the message; the encrypting store wrapper puts it back on reads.
+ENCRYPTED_ERROR_TEXT = "failed (its error is encrypted)"
+
+
 def _error_text(error: bytes | None) -> str:
     if not error:
         return "failed"
+    if error[:4] == ENCRYPTED_TAG:
+        return ENCRYPTED_ERROR_TEXT
     info = decode_error(error)
     return f"{info.type}: {info.message}"
 
@@ -1822,3 +1844,81 @@ def list_values(db: DB, run_id: str, key: str | None) -> list[tuple[str, bytes, 
     else:
         rows = db.execute("SELECT key, data, seq, updated_at FROM run_values WHERE run_id = ? ORDER BY key", (run_id,))
     return [(r[0], bytes(r[1]), int(r[2]), r[3]) for r in rows]
+
+
+# -- retention (h-retain) -------------------------------------------------------------------------
+#
+# A finished run is deleted with everything that belongs to it, in one transaction per batch.
+# Never a run that is not finished; never a child whose parent is still unfinished (the parent's
+# views list it); never a run with an unfinished child (the child's end is delivered to it); never
+# a run with a step attempt still running on a live worker (a step of a cancelled run, finishing).
+
+_RUN_TABLES = ("events", "steps", "hooks", "waits", "streams", "chunks", "run_values")
+
+
+def collect_runs(
+    db: DB, before: float, statuses: Sequence[str], limit: int, max_rows: int, now: float
+) -> Collected:
+    """Delete up to ``limit`` finished runs (of ``statuses``) that completed at or before ``before``,
+    oldest first, and stop early once their events and chunks reach ``max_rows`` (one run at least).
+    Runs another transaction holds are skipped (PostgreSQL), not waited for."""
+    if not statuses or limit < 1:
+        return Collected([], {}, False)
+    if any(s not in TERMINAL for s in statuses):
+        raise ValueError(f"only finished runs can be deleted: statuses must be among {sorted(TERMINAL)}, got {list(statuses)}")
+    rows = db.execute(
+        f"SELECT r.run_id, r.last_seq FROM runs r WHERE r.completed_at <= ? AND r.status IN ({_marks(len(statuses))}) "
+        "AND NOT (r.parent_run_id IS NOT NULL AND EXISTS "
+        "(SELECT 1 FROM runs p WHERE p.run_id = r.parent_run_id AND p.status IN ('pending', 'running'))) "
+        "AND NOT EXISTS (SELECT 1 FROM runs c WHERE c.parent_run_id = r.run_id AND c.status IN ('pending', 'running')) "
+        f"AND NOT EXISTS (SELECT 1 FROM steps s WHERE s.run_id = r.run_id AND s.status = 'running' AND s.owner IN {_ALIVE}) "
+        f"ORDER BY r.completed_at, r.run_id LIMIT ?{db.skip_locked}",
+        (before, *statuses, now, limit + 1),
+    )
+    candidates = rows[:limit]
+    more = len(rows) > limit
+    if not candidates:
+        return Collected([], {}, False)
+    chunks: dict[str, int] = dict(db.execute(
+        f"SELECT run_id, sum(next_index) FROM streams WHERE run_id IN ({_marks(len(candidates))}) GROUP BY run_id",
+        tuple(r for r, _ in candidates),
+    ))
+    taken: list[str] = []
+    budget = 0
+    for run_id, last_seq in candidates:
+        cost = int(last_seq) + int(chunks.get(run_id) or 0)
+        if taken and budget + cost > max_rows:
+            more = True
+            break
+        taken.append(run_id)
+        budget += cost
+    marks = _marks(len(taken))
+    counts = {"runs": 0}
+    for table in _RUN_TABLES:
+        counts[table] = len(db.execute(f"DELETE FROM {table} WHERE run_id IN ({marks}) RETURNING 1", tuple(taken)))
+    counts["runs"] = len(db.execute(f"DELETE FROM runs WHERE run_id IN ({marks}) RETURNING 1", tuple(taken)))
+    # Rate-window rows past their queue's window count for nothing any more (inside it they still
+    # count against the rate: deleting those would let a queue exceed its rate).
+    counts["queue_admissions"] = len(db.execute(
+        "DELETE FROM queue_admissions WHERE NOT EXISTS (SELECT 1 FROM queues q WHERE q.name = queue_admissions.queue "
+        "AND q.rate_period IS NOT NULL AND queue_admissions.admitted_at > ? - q.rate_period) RETURNING 1",
+        (now,),
+    ))
+    db.note("runs")
+    for run_id in taken:
+        db.note("run", run_id)
+    return Collected(taken, counts, more)
+
+
+# -- store settings (durable_meta) ------------------------------------------------------------------
+
+
+def read_meta(db: DB, prefix: str) -> dict[str, str]:
+    rows = db.execute("SELECT key, value FROM durable_meta WHERE substr(key, 1, ?) = ?", (len(prefix), prefix))
+    return {r[0]: r[1] for r in rows}
+
+
+def add_meta(db: DB, key: str, value: str) -> str:
+    """Keep ``value`` under ``key`` unless the key has one already; return the value it has."""
+    db.execute("INSERT INTO durable_meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO NOTHING", (key, value))
+    return str(db.execute("SELECT value FROM durable_meta WHERE key = ?", (key,))[0][0])

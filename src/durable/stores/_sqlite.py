@@ -304,6 +304,11 @@ class SQLiteStore(SQLStore):
     def _connect(self) -> sqlite3.Connection:
         try:
             conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=self.busy_timeout)
+            if not self.memory:
+                # Only takes on a file with no tables yet (before journal_mode, which writes the
+                # header): a new store can give deleted runs' pages back (reclaim_space). An older
+                # file keeps its mode until `durable gc --vacuum` rebuilds it (h-retain).
+                conn.execute("PRAGMA auto_vacuum=INCREMENTAL")
             conn.execute("PRAGMA journal_mode=WAL" if not self.memory else "PRAGMA journal_mode=MEMORY")
             conn.execute(f"PRAGMA synchronous={self.synchronous.upper()}")
             conn.execute("PRAGMA foreign_keys=OFF")
@@ -341,6 +346,42 @@ class SQLiteStore(SQLStore):
             for topic in op.topics:
                 self.notifier.notify(*topic)
         return result
+
+
+    # -- retention (h-retain) ----------------------------------------------------------------
+
+    async def reclaim_space(self, *, vacuum: bool = False) -> int | None:
+        """Give deleted runs' pages back to the file system; the bytes the database file shrank by.
+
+        A store created with incremental auto-vacuum (every new file) frees its free pages at once.
+        An older file (auto_vacuum NONE) reuses them for new data but keeps its size; ``vacuum``
+        rebuilds it (VACUUM: it needs free disk space as large as the database and holds the write
+        lock while it runs) and turns incremental auto-vacuum on for next time.
+        """
+        if self.memory:
+            return None
+        return await asyncio.to_thread(self._reclaim, vacuum)
+
+    def _reclaim(self, vacuum: bool) -> int:
+        # Its own connection: VACUUM and incremental_vacuum cannot run inside the transactions the
+        # store's connections open for each operation, and they run rarely.
+        conn = sqlite3.connect(self.path, isolation_level=None, timeout=self.busy_timeout)
+        try:
+            page_size = conn.execute("PRAGMA page_size").fetchone()[0]
+            before = conn.execute("PRAGMA page_count").fetchone()[0]
+            if vacuum:
+                conn.execute("PRAGMA auto_vacuum=INCREMENTAL")
+                conn.execute("VACUUM")
+            elif conn.execute("PRAGMA auto_vacuum").fetchone()[0] == 2:
+                # executescript steps the pragma to the end: execute() would free a single page.
+                conn.executescript("PRAGMA incremental_vacuum;")
+            conn.execute("PRAGMA wal_checkpoint(PASSIVE)")  # in WAL mode the file shrinks at a checkpoint
+            after = conn.execute("PRAGMA page_count").fetchone()[0]
+            return max(0, int(before - after) * int(page_size))
+        except sqlite3.Error as exc:
+            raise _translate(exc) from exc
+        finally:
+            conn.close()
 
 
 def _migrate(conn: sqlite3.Connection, location: str) -> None:

@@ -16,6 +16,7 @@ from .._core.queues import QueueSpec, QueueState
 from . import _sql
 from ._base import (
     ChunkPage,
+    Collected,
     CommitResult,
     ForkRun,
     HookRecord,
@@ -120,6 +121,21 @@ class SQLStore(Store):
 
     async def list_children(self, run_id: str) -> list[RunRecord]:
         return await self._run(_sql.list_children, run_id, write=False)
+
+    # -- retention -------------------------------------------------------------------------
+
+    async def collect_runs(
+        self, before: float, statuses: Sequence[str], *, limit: int, max_rows: int, now: float
+    ) -> Collected:
+        return await self._run(_sql.collect_runs, before, sorted(statuses), limit, max_rows, now)
+
+    # -- store settings ----------------------------------------------------------------------
+
+    async def read_meta(self, prefix: str) -> dict[str, str]:
+        return await self._run(_sql.read_meta, prefix, write=False)
+
+    async def add_meta(self, key: str, value: str) -> str:
+        return await self._run(_sql.add_meta, key, value)
 
     # -- live values -----------------------------------------------------------------------
 

@@ -6,7 +6,8 @@ floor is one ``BEGIN IMMEDIATE; INSERT; COMMIT`` per step with the same pragmas,
 run. Both ``synchronous=full`` (the default: survives power loss) and ``normal``.
 
 Run: ``.venv/bin/python benchmarks/steps.py`` (``--tracing``: with an OpenTelemetry SDK tracer and meter
-provider installed, spans and metrics recorded and dropped, to show what tracing costs when on)
+provider installed, spans and metrics recorded and dropped, to show what tracing costs when on;
+``--encryption``: with ``Runtime(encryption=...)``, every payload encrypted at rest)
 """
 
 from __future__ import annotations
@@ -34,8 +35,11 @@ async def steps(n: int) -> int:
     return total
 
 
+ENCRYPTION: durable.Encryption | None = None
+
+
 async def durable_per_step(url: str, n: int) -> float:
-    async with durable.Runtime(url, workflows=[steps]) as rt:
+    async with durable.Runtime(url, workflows=[steps], encryption=ENCRYPTION) as rt:
         await (await rt.start(steps, 20)).result()  # warm up
         t0 = time.perf_counter()
         run = await rt.start(steps, n)
@@ -97,4 +101,7 @@ if __name__ == "__main__":
     if "--tracing" in sys.argv:
         install_tracing()
         print("(tracing on: OpenTelemetry SDK spans and metrics, exported nowhere)")
+    if "--encryption" in sys.argv:
+        ENCRYPTION = durable.Encryption(durable.Encryption.generate_key(), key_id="bench")
+        print("(encryption on: every argument, result and event payload encrypted at rest)")
     asyncio.run(main())

@@ -243,6 +243,31 @@ async def test_a_runtime_without_the_key_leaves_encrypted_runs_alone(store_url: 
         assert await rt.run(run.run_id).result(timeout=20) == "for later"
 
 
+@durable.workflow(name="enc.one_step")
+async def one_step(text: str) -> str:
+    return await shout(text)
+
+
+async def test_a_step_worker_without_the_key_retries_the_step_instead_of_failing_it(store_url: str) -> None:
+    """A step-only worker without the key records a retry naming the key id (the step is not run, the run not
+    failed); a worker with the key then runs it."""
+    if store_url == "memory://":
+        pytest.skip("needs two runtimes on one store")
+    async with durable.Runtime(store_url, workflows=[one_step], execute_steps=False, encryption=enc_a(),
+                               poll_interval=0.1) as rt:
+        async with durable.Runtime(store_url, workflows=[], heartbeat_interval=0.2, poll_interval=0.1):
+            run = await rt.start(one_step, "quiet")
+            deadline = time.monotonic() + 20
+            while not (steps := await run.steps()) or steps[0].error is None:
+                assert time.monotonic() < deadline, "the step worker never tried the step"
+                await anyio.sleep(0.05)
+        (step,) = await run.steps()
+        assert step.status == "pending" and step.error is not None and "EncryptedValueError" in step.error.type
+        assert "'a'" in step.error.message and await run.status() == "running"
+        async with durable.Runtime(store_url, workflows=[], encryption=enc_a(), poll_interval=0.1):
+            assert await run.result(timeout=20) == "QUIET"
+
+
 async def test_an_idempotency_key_compares_arguments_through_the_encryption(store_url: str) -> None:
     """The same key with the same arguments is the same run; with other arguments it is a RunConflict, as without encryption."""
     async with durable.Runtime(store_url, encryption=enc_a()) as rt:

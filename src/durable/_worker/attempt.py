@@ -17,7 +17,14 @@ import anyio
 from .._core import codec as _codec
 from .._core.durations import deadline_from
 from .._core.errorinfo import encode_error
-from .._core.errors import FatalError, RetryableError, SerializationError, StepTimeout, StreamClosedError
+from .._core.errors import (
+    EncryptedValueError,
+    FatalError,
+    RetryableError,
+    SerializationError,
+    StepTimeout,
+    StreamClosedError,
+)
 from .._core.events import EventKind
 from .._workflow.context import StepMetadata, WorkflowMetadata, current_step
 from .._workflow.step import Step
@@ -107,6 +114,11 @@ async def run_step(
     try:
         try:
             payload = _codec.decode(claim.input, allow_pickle=step.serializer == "pickle", root=step.arguments_root)
+        except EncryptedValueError as exc:
+            # Arguments encrypted with a key this process does not hold: a process that holds it
+            # can run the step; try again later (each try is an attempt, as for a missing step).
+            log.error("durable: step %s of run %s cannot run here: %s", claim.step_id, claim.run_id, exc)
+            return StepOutcome(EventKind.STEP_RETRYING, encode_error(exc), retry_at=time.time() + 1.0)
         except Exception as exc:
             # Depends on this process (a class it cannot import): another attempt, maybe on
             # another worker, may succeed, so this is a retryable failure, not a fatal one.

@@ -16,9 +16,8 @@ from typing import Any
 import anyio
 
 from .._client.telemetry import Telemetry
-from .._core import codec as _codec
 from .._core.errorinfo import encode_error
-from .._core.errors import EncryptedValueError, StepFailed
+from .._core.errors import StepFailed
 from .._core.events import EventKind
 from .._workflow.step import Step
 from .._workflow.step import steps as registered_steps

@@ -57,6 +57,7 @@ from ._core.ids import DEFAULT_NAMESPACE
 from ._core.queues import QueueState
 from .stores import default_url, store_from_url
 from .stores._base import TERMINAL, Store
+from .stores._encrypted import Encryption, encrypted
 
 T = TypeVar("T")
 # Markup is off by default: run ids, tokens, names and messages print as they are (a "[red]"
@@ -198,8 +199,19 @@ def _with_store(url: str | None, fn: Callable[[Store], Awaitable[T]], *, create:
                 f"no store at {store.path}: the SQLite file does not exist (check --store / DURABLE_STORE; "
                 "`durable migrate` creates one)", 3
             )
-        return anyio.run(main, store)
+        return anyio.run(main, encrypted(store, _encryption()))
     raise AssertionError("unreachable: _reported() exits on every error")
+
+
+def _encryption() -> Encryption | None:
+    """The keys in DURABLE_ENCRYPTION_KEY (and _KEY_ID, _OLD_KEYS), if set: encrypted payloads are
+    then read (and written) as values; without them they show as "<encrypted>"."""
+    try:
+        return Encryption.from_env()
+    except (ValueError, TypeError) as exc:
+        raise CLIError(str(exc), 2) from None
+    except ImportError as exc:
+        raise CLIError(str(exc), 2) from None
 
 
 def safe_url(url: str) -> str:
@@ -329,13 +341,13 @@ def _load_app(
 
     options: dict[str, Any] = {"api_token": api_token, "allowed_hosts": allowed_hosts}
     if not spec:
-        return create_app(store_from_url(store_url), **options)
+        return create_app(encrypted(store_from_url(store_url), _encryption()), **options)
     module_name, _, attr = spec.partition(":")
     module = _import(module_name)
     if not attr:
         if not registered_workflows:  # the runtime executes every workflow defined: there is none
             raise CLIError(f"module {module_name!r} defines no durable workflows (for an ASGI app, name it: --app {module_name}:app)", 2)
-        return create_app(Runtime(store_url, base_url=base_url), **options)
+        return create_app(Runtime(store_url, base_url=base_url, encryption=_encryption()), **options)
     try:
         obj = getattr(module, attr)
     except AttributeError:
@@ -419,8 +431,11 @@ def worker(
 
     _configure_logging("debug" if verbose else log_level)
 
+    with _reported():
+        encryption = _encryption()
+
     async def main() -> None:
-        async with Runtime(store, versions=served) as runtime:
+        async with Runtime(store, versions=served, encryption=encryption) as runtime:
             names = ", ".join(runtime.workflow_names()) or "(none)"
             err.print(safe(f"durable worker {runtime.worker_id} on {safe_url(runtime.store.url)}; workflows: {names}"))
             for name, labels in sorted(served.items()):

@@ -302,6 +302,13 @@ def test_bad_keys_are_refused_without_showing_them() -> None:
     assert durable.Encryption(KEY_A.hex(), key_id="a").decrypt(enc_a().encrypt(b"DJ1:1", "r")) == b"DJ1:1"
 
 
+def test_without_the_extra_encryption_says_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without the cryptography library, Encryption(...) raises ImportError naming the extra to install."""
+    monkeypatch.setitem(sys.modules, "cryptography.hazmat.primitives.ciphers.aead", None)
+    with pytest.raises(ImportError, match=r"durable-workflows\[encryption\]"):
+        durable.Encryption(KEY_A)
+
+
 @pytest.mark.slow
 def test_the_cli_without_the_key_shows_encrypted_values(tmp_path: Path) -> None:
     """``durable inspect`` and ``durable events --json`` on an encrypted run print "<encrypted>", not the secret."""
@@ -319,6 +326,23 @@ def test_the_cli_without_the_key_shows_encrypted_values(tmp_path: Path) -> None:
     assert shown.exit_code == 0 and "<encrypted>" in shown.output and SECRET not in shown.output, shown.output
     events = runner.invoke(app, ["events", run_id, "--json", "--store", url])
     assert events.exit_code == 0 and "<encrypted>" in events.output and SECRET not in events.output, events.output
+    keyed = runner.invoke(app, ["inspect", run_id, "--store", url],
+                          env={"DURABLE_ENCRYPTION_KEY": KEY_A.hex(), "DURABLE_ENCRYPTION_KEY_ID": "a"})
+    assert keyed.exit_code == 0 and SECRET in keyed.output, keyed.output  # the key from the environment
+    wrong = runner.invoke(app, ["inspect", run_id, "--store", url], env={"DURABLE_ENCRYPTION_KEY": "not a key"})
+    assert wrong.exit_code == 2 and "DURABLE_ENCRYPTION_KEY" in wrong.output and "not a key" not in wrong.output
+
+
+def test_keys_come_from_the_environment_for_the_command_line() -> None:
+    """``Encryption.from_env`` reads the key, its id and old keys (id:key pairs); no key variable, no encryption."""
+    assert durable.Encryption.from_env({}) is None
+    env = {"DURABLE_ENCRYPTION_KEY": KEY_B.hex(), "DURABLE_ENCRYPTION_KEY_ID": "b",
+           "DURABLE_ENCRYPTION_OLD_KEYS": f"a:{KEY_A.hex()}"}
+    found = durable.Encryption.from_env(env)
+    assert found is not None and (found.key_id, found.key_ids) == ("b", ["a", "b"])
+    assert found.decrypt(enc_a().encrypt(b"DJ1:1", "r")) == b"DJ1:1"
+    with pytest.raises(ValueError, match="key_id:key pairs"):
+        durable.Encryption.from_env({**env, "DURABLE_ENCRYPTION_OLD_KEYS": KEY_A.hex()})
 
 
 @pytest.mark.slow

@@ -183,6 +183,27 @@ class Encryption:
         old = sorted(k for k in self._keys if k != self.key_id)
         return f"Encryption(key_id={self.key_id!r}, old_keys={old!r})"
 
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Encryption | None:
+        """The keys in ``DURABLE_ENCRYPTION_KEY`` (base64 or hex), ``DURABLE_ENCRYPTION_KEY_ID`` and
+        ``DURABLE_ENCRYPTION_OLD_KEYS`` (``id:key,id:key``); None when the first is unset. The
+        ``durable`` command (worker, serve, and the commands that read runs) uses them."""
+        env = os.environ if environ is None else environ
+        key = env.get("DURABLE_ENCRYPTION_KEY", "").strip()
+        if not key:
+            return None
+        old: dict[str, str] = {}
+        for item in env.get("DURABLE_ENCRYPTION_OLD_KEYS", "").split(","):
+            if item.strip():
+                key_id, sep, value = item.strip().partition(":")
+                if not sep or not key_id or not value:
+                    raise ValueError("DURABLE_ENCRYPTION_OLD_KEYS must be key_id:key pairs separated by commas")
+                old[key_id] = value
+        try:
+            return cls(key, key_id=env.get("DURABLE_ENCRYPTION_KEY_ID") or None, old_keys=old)
+        except ValueError as exc:
+            raise ValueError(f"DURABLE_ENCRYPTION_KEY / _OLD_KEYS: {exc}") from None
+
     @staticmethod
     def generate_key() -> str:
         """A new random 32-byte key, as URL-safe base64 text (keep it in a secret store, not in code)."""

@@ -179,6 +179,12 @@ class Encryption:
         self._ciphers: dict[tuple[str, str], Any] = {}
         self._sealers: dict[str, tuple[Any, bytes]] = {}  # context -> (cipher, header) of the current key
 
+    def __eq__(self, other: object) -> bool:  # the same keys (a notebook cell run twice makes an equal one)
+        return isinstance(other, Encryption) and (self.key_id, self._keys) == (other.key_id, other._keys)
+
+    def __hash__(self) -> int:
+        return hash((self.key_id, tuple(sorted(self._keys))))
+
     def __repr__(self) -> str:  # never the keys
         old = sorted(k for k in self._keys if k != self.key_id)
         return f"Encryption(key_id={self.key_id!r}, old_keys={old!r})"

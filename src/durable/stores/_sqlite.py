@@ -37,6 +37,7 @@ _BATCH = 64
 _CHECKPOINT_EVERY = 0.2
 _CHECKPOINT_AFTER_OPS = 500
 _CHECKPOINT = object()  # queued by the store after many inline writes
+_RECLAIM_PAGES = 4096  # pages given back per transaction by reclaim_space (16 MiB of 4 KiB pages)
 
 _SCHEMA = _sql.schema(blob="BLOB", real="REAL", bigint="INTEGER", norowid=" WITHOUT ROWID")
 # Migrations from version N to N+1, appended as the schema evolves: MIGRATIONS[N] runs on a version-N store.
@@ -373,8 +374,12 @@ class SQLiteStore(SQLStore):
                 conn.execute("PRAGMA auto_vacuum=INCREMENTAL")
                 conn.execute("VACUUM")
             elif conn.execute("PRAGMA auto_vacuum").fetchone()[0] == 2:
-                # executescript steps the pragma to the end: execute() would free a single page.
-                conn.executescript("PRAGMA incremental_vacuum;")
+                # A few thousand pages per transaction, so that writers get the lock in between;
+                # executescript steps the pragma to the end (execute() would free a single page).
+                for _ in range(10_000):  # (bounded: writers may free pages meanwhile)
+                    if conn.execute("PRAGMA freelist_count").fetchone()[0] == 0:
+                        break
+                    conn.executescript(f"PRAGMA incremental_vacuum({_RECLAIM_PAGES});")
             conn.execute("PRAGMA wal_checkpoint(PASSIVE)")  # in WAL mode the file shrinks at a checkpoint
             after = conn.execute("PRAGMA page_count").fetchone()[0]
             return max(0, int(before - after) * int(page_size))

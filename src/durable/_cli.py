@@ -422,20 +422,28 @@ def worker(
         list[str] | None,
         typer.Option("--versions", help="Only runs of these versions of a workflow: WORKFLOW=V1,V2 (repeatable; - for no version)."),
     ] = None,
+    retention: Annotated[str | None, typer.Option("--retention", metavar="DURATION", help="Delete finished runs older than this (30d), in the background.", show_default=False)] = None,
 ) -> None:
     """Run the workflows the given modules define until SIGINT or SIGTERM.
 
-    Logs step retries and failures and run failures (info); with -v also every claim.
+    Logs step retries and failures and run failures (info); with -v also every claim. Encrypted
+    payloads need the keys in DURABLE_ENCRYPTION_KEY (and _KEY_ID, _OLD_KEYS).
     """
+    from ._core.durations import parse_duration
     from ._worker.runtime import Runtime
 
     _configure_logging("debug" if verbose else log_level)
 
     with _reported():
         encryption = _encryption()
+        if retention is not None:
+            try:
+                parse_duration(retention, what="--retention")
+            except (TypeError, ValueError) as exc:
+                raise CLIError(str(exc), 2) from None
 
     async def main() -> None:
-        async with Runtime(store, versions=served, encryption=encryption) as runtime:
+        async with Runtime(store, versions=served, encryption=encryption, retention=retention) as runtime:
             names = ", ".join(runtime.workflow_names()) or "(none)"
             err.print(safe(f"durable worker {runtime.worker_id} on {safe_url(runtime.store.url)}; workflows: {names}"))
             for name, labels in sorted(served.items()):

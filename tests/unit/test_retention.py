@@ -285,4 +285,6 @@ def test_durable_gc_reports_what_it_deleted(tmp_path: Path) -> None:
     assert wrong.exit_code == 2 and "finished runs" in wrong.output
     missing = runner.invoke(app, ["gc", "--store", url])
     assert missing.exit_code == 2 and "--older-than" in missing.output
+    worker = runner.invoke(app, ["worker", "--app", "json", "--retention", "soon", "--store", url])
+    assert worker.exit_code == 2 and "--retention" in worker.output
     assert os.path.exists(tmp_path / "cli.db")

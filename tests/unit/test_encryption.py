@@ -268,6 +268,28 @@ async def test_a_step_worker_without_the_key_retries_the_step_instead_of_failing
             assert await run.result(timeout=20) == "QUIET"
 
 
+@durable.workflow(name="enc.two_steps")
+async def two_steps(text: str) -> list[str]:
+    return [await shout(text), await shout(text + "!")]
+
+
+async def test_a_fork_of_an_encrypted_run_reads_its_copied_history_and_encrypts_new_arguments(store_url: str) -> None:
+    """A fork copies the source's encrypted history as it is (each value still names its run's key) and its new
+    arguments are ciphertext of its own; it replays and finishes with the key."""
+    async with durable.Runtime(store_url, encryption=enc_a()) as rt:
+        source = await rt.start(two_steps, "one")
+        assert await source.result(timeout=20) == ["ONE", "ONE!"]
+        forked = await source.fork(from_step=2)
+        assert await forked.result(timeout=20) == ["ONE", "ONE!"]  # step 1 reused from the copied history
+        copied = [bytes(r[0]) for r in await raw(rt.store, "SELECT output FROM steps WHERE run_id = ? AND output IS NOT NULL",
+                                                forked.run_id)]
+        assert len(copied) == 2 and all(d[:4] == b"DE1:" for d in copied)
+        again = await source.fork(from_step=1, input=["two"])
+        assert await again.result(timeout=20) == ["TWO", "TWO!"]
+        (row,) = await raw(rt.store, "SELECT input FROM runs WHERE run_id = ?", again.run_id)
+        assert bytes(row[0])[:4] == b"DE1:" and b"two" not in bytes(row[0])
+
+
 async def test_an_idempotency_key_compares_arguments_through_the_encryption(store_url: str) -> None:
     """The same key with the same arguments is the same run; with other arguments it is a RunConflict, as without encryption."""
     async with durable.Runtime(store_url, encryption=enc_a()) as rt:

@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 
 import durable
 from durable._cli import app
+from durable.stores import _sql
 from durable.stores._base import Store
 from durable.stores._encrypted import EncryptedStore
 from durable.stores._sqlstore import SQLStore
@@ -238,8 +239,9 @@ async def test_an_older_sqlite_file_shrinks_with_vacuum_and_gains_incremental_va
         assert conn.execute("PRAGMA auto_vacuum").fetchone() == (2,)
 
 
-async def test_a_schema_4_store_gains_the_finished_runs_index(store_url: str) -> None:
-    """A store from before retention (schema 4) is upgraded on open: the index that finds finished runs is there."""
+async def test_a_store_from_before_retention_gains_the_finished_runs_index(store_url: str) -> None:
+    """A store from before retention (the schema version before h-retain's) is upgraded on open: the index that
+    finds finished runs is there."""
     if store_url == "memory://":
         pytest.skip("an in-memory store cannot be reopened")
     async with durable.Client(store_url) as client:
@@ -247,10 +249,11 @@ async def test_a_schema_4_store_gains_the_finished_runs_index(store_url: str) ->
         inner = client.store
         assert isinstance(inner, SQLStore)
         await inner._run(lambda db: (db.execute("DROP INDEX runs_finished"),
-                                     db.execute("UPDATE durable_meta SET value = '4' WHERE key = 'schema_version'")))
+                                     db.execute("UPDATE durable_meta SET value = ? WHERE key = 'schema_version'",
+                                                (str(_sql.RETAIN_MIGRATION_FROM),))))
     async with durable.Client(store_url) as client:
         version = await rows(client.store, "SELECT value FROM durable_meta WHERE key = 'schema_version'")
-        assert version == [(str(durable.stores._sql.SCHEMA_VERSION),)]
+        assert version == [(str(_sql.SCHEMA_VERSION),)]
         if store_url.startswith("sqlite"):
             found = await rows(client.store, "SELECT name FROM sqlite_master WHERE type = 'index' AND name = 'runs_finished'")
         else:

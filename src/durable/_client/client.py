@@ -292,7 +292,8 @@ class Client:
         """
         refuse_in_workflow("gc")
         return await collect_garbage(
-            self.store, older_than, status=status, batch_size=batch_size, max_rows=max_rows, vacuum=vacuum
+            self.store, older_than, status=status, batch_size=batch_size, max_rows=max_rows, vacuum=vacuum,
+            clock=self.clock.time,
         )
 
     # -- schedules -------------------------------------------------------------------------

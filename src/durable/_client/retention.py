@@ -10,7 +10,7 @@ that key starts a new run.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 import anyio
@@ -70,19 +70,20 @@ async def collect_garbage(
     pause: float = 0.0,
     max_batches: int | None = None,
     vacuum: bool = False,
-    now: float | None = None,
+    clock: Callable[[], float] = time.time,
 ) -> GCReport:
     """Delete the finished runs that completed more than ``older_than`` ago, batch after batch
-    (``pause`` seconds between batches), then give the space back where the store can."""
+    (``pause`` seconds between batches), then give the space back where the store can. ``clock``
+    gives the time (the runtime's: a test's virtual clock moves the cut-off too)."""
     age = parse_duration(older_than, what="older_than")
     if batch_size < 1 or max_rows < 1:
         raise ValueError(f"batch_size and max_rows must be at least 1, got {batch_size} and {max_rows}")
     statuses = check_statuses(status)
-    before = (time.time() if now is None else now) - age
+    before = clock() - age
     counts = dict.fromkeys(_TABLES, 0)
     batches = 0
     while max_batches is None or batches < max_batches:
-        batch = await store.collect_runs(before, statuses, limit=batch_size, max_rows=max_rows, now=time.time())
+        batch = await store.collect_runs(before, statuses, limit=batch_size, max_rows=max_rows, now=clock())
         if not batch.run_ids:
             break
         batches += 1

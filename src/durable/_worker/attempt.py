@@ -118,7 +118,7 @@ async def run_step(
             # Arguments encrypted with a key this process does not hold: a process that holds it
             # can run the step; try again later (each try is an attempt, as for a missing step).
             log.error("durable: step %s of run %s cannot run here: %s", claim.step_id, claim.run_id, exc)
-            return StepOutcome(EventKind.STEP_RETRYING, encode_error(exc), retry_at=time.time() + 1.0)
+            return StepOutcome(EventKind.STEP_RETRYING, encode_error(exc), retry_at=now() + 1.0)
         except Exception as exc:
             # Depends on this process (a class it cannot import): another attempt, maybe on
             # another worker, may succeed, so this is a retryable failure, not a fatal one.

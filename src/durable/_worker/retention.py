@@ -10,6 +10,8 @@ another transaction holds is skipped.
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Callable
 
 import anyio
 
@@ -27,8 +29,11 @@ FIRST_DELAY = 1.0  # after the runtime opens: not in the way of its start
 class Collector:
     """Deletes finished runs that completed more than ``older_than`` seconds ago, periodically."""
 
-    def __init__(self, store: Store, retention: Duration, *, interval: float | None = None) -> None:
+    def __init__(
+        self, store: Store, retention: Duration, *, interval: float | None = None, clock: Callable[[], float] = time.time
+    ) -> None:
         self.store = store
+        self.clock = clock
         self.older_than = parse_duration(retention, what="retention")
         self.interval = interval if interval is not None else min(3600.0, max(1.0, self.older_than / 10))
         self.collected = 0  # runs deleted by this runtime (for tests and statistics)
@@ -37,7 +42,7 @@ class Collector:
         await anyio.sleep(min(FIRST_DELAY, self.interval))
         while True:
             try:
-                report = await collect_garbage(self.store, self.older_than, batch_size=BATCH, pause=PAUSE)
+                report = await collect_garbage(self.store, self.older_than, batch_size=BATCH, pause=PAUSE, clock=self.clock)
             except Exception:
                 log.exception("durable: deleting finished runs past their retention failed; trying again later")
             else:

@@ -38,8 +38,8 @@ from .._client.client import Client
 from .._client.published import describe
 from .._client.telemetry import telemetry
 from .._core.clock import Clock
-from .._core.ids import check_label
 from .._core.durations import Duration
+from .._core.ids import check_label
 from .._core.queues import queues as registered_queues
 from .._core.registry import Registry, short_name
 from .._workflow.schedules import Schedule
@@ -170,7 +170,7 @@ class Runtime(Client):
         self.liveness = Liveness(self.store, self.worker_id, lease_ttl, now=self.clock.time)
         listed = list(schedules)
         self.scheduler = Scheduler(self.store, listed, poll_interval=poll_interval) if listed else None
-        self.collector = Collector(self.store, retention) if retention is not None else None
+        self.collector = Collector(self.store, retention, clock=self.clock.time) if retention is not None else None
         self.stats = self.invocations.stats
         self._tasks: set[asyncio.Task[Any]] = set()
         self._running = False

@@ -56,6 +56,7 @@ from ._base import (
     ChunkPage,
     Collected,
     CommitResult,
+    ForkRun,
     HookRecord,
     Invocation,
     NewRun,
@@ -68,6 +69,7 @@ from ._base import (
     StepRecord,
     Store,
     TickRun,
+    Versions,
 )
 from ._sql import ENCRYPTED_ERROR_TEXT, same_input
 
@@ -418,8 +420,11 @@ class EncryptedStore(Store):
     async def list_runs(
         self, *, status: str | None = None, workflow: str | None = None, limit: int = 100, before: str | None = None,
         queue: str | None = None,
+        version: str | None = None,
     ) -> list[RunRecord]:
-        records = await self.inner.list_runs(status=status, workflow=workflow, limit=limit, before=before, queue=queue)
+        records = await self.inner.list_runs(
+            status=status, workflow=workflow, limit=limit, before=before, queue=queue, version=version
+        )
         return [self._run_record(r) for r in records]
 
     async def load_events(self, run_id: str, after_seq: int = 0) -> list[Event]:
@@ -431,8 +436,10 @@ class EncryptedStore(Store):
         events, last_seq = await self.inner.read_log(run_id, after_seq)
         return [self._event(e, True) for e in events], last_seq
 
-    async def claim_runs(self, worker_id: str, workflow_names: Sequence[str], now: float, limit: int) -> list[RunRecord]:
-        return [self._run_record(r) for r in await self.inner.claim_runs(worker_id, workflow_names, now, limit)]
+    async def claim_runs(
+        self, worker_id: str, workflow_names: Sequence[str], now: float, limit: int, versions: Versions | None = None
+    ) -> list[RunRecord]:
+        return [self._run_record(r) for r in await self.inner.claim_runs(worker_id, workflow_names, now, limit, versions)]
 
     async def release_run(self, run_id: str, worker_id: str, now: float, retry_at: float | None = None) -> None:
         await self.inner.release_run(run_id, worker_id, now, retry_at)
@@ -457,11 +464,22 @@ class EncryptedStore(Store):
         record = await self.inner.cancel_run(run_id, now)
         return None if record is None else self._run_record(record)
 
-    async def next_wake(self, workflow_names: Sequence[str], step_names: Sequence[str], now: float) -> float | None:
-        return await self.inner.next_wake(workflow_names, step_names, now)
+    async def fork_run(self, fork: ForkRun) -> RunRecord:
+        # The copied history keeps its values as they are (each says whose key it needs); new
+        # arguments are the new run's.
+        sealed = fork if fork.input is None else _with(fork, input=self.encryption.encrypt(fork.input, fork.run_id))
+        return self._run_record(await self.inner.fork_run(sealed))
+
+    async def next_wake(
+        self, workflow_names: Sequence[str], step_names: Sequence[str], now: float, versions: Versions | None = None
+    ) -> float | None:
+        return await self.inner.next_wake(workflow_names, step_names, now, versions)
 
     async def active_workflows(self) -> dict[str, int]:
         return await self.inner.active_workflows()
+
+    async def active_versions(self) -> dict[tuple[str, str | None], int]:
+        return await self.inner.active_versions()
 
     async def terminal_runs(self, run_ids: Sequence[str]) -> list[str]:
         return await self.inner.terminal_runs(run_ids)

@@ -387,6 +387,10 @@ def test_a_sleeping_run_shows_its_deadline_and_cancel_asks_first(tab: Tab) -> No
     expect(waiting.locator(".countdown")).to_contain_text(re.compile(r"wakes in (59 m|1 h)"))
     until = detail(tab.base, run_id)["waiting_for"][0]["until"]
     assert waiting.locator("time").get_attribute("datetime") == until
+    countdown = waiting.locator(".countdown").text_content()
+    last_tick = page.locator("#timeline .axis-tick").last.text_content()
+    expect(waiting.locator(".countdown")).not_to_have_text(countdown or "")  # the clock moves with no event from the run
+    expect(page.locator("#timeline .axis-tick").last).not_to_have_text(last_tick or "")  # and so does the axis's end
     expect(page.locator('#timeline .lane[data-kind="timer"] .until')).to_contain_text("in ")
     expect(page.locator(".stream")).to_have_count(1)
     expect(page.locator('.stream[data-namespace="default"]')).to_be_hidden()  # the empty default stream
@@ -425,6 +429,7 @@ def test_run_again_starts_a_new_run_with_the_same_input(tab: Tab) -> None:
     assert (detail(tab.base, again)["input"], detail(tab.base, again)["result"]) == (
         {"args": ["<b>again</b>", 7], "kwargs": {}, "exact": True}, {"label": "<b>again</b>", "n": 7},
     )
+    tab.shot("run-again")
     tab.check()
 
 
@@ -449,6 +454,7 @@ def test_everything_from_runs_is_shown_as_text(tab: Tab) -> None:
     step.click()
     expect(page.locator("#step-error")).to_contain_text("ValueError: <img src=x onerror=alert('error')>")
     assert page.locator("script").count() == 1  # the page's own module
+    tab.shot("hostile")
     tab.check()
 
 
@@ -504,6 +510,7 @@ def test_filters_live_in_the_address_and_the_list_pages_on_by_cursor(tab: Tab) -
     assert other.page.input_value("#id-filter") == ids[10]
     other.page.context.close()
     expect(page.locator("#version-filter-label")).to_be_hidden()  # no run here has a version
+    tab.shot("filtered")
     tab.check()
 
 

@@ -112,6 +112,8 @@ def example(schema: dict[str, Any], root: dict[str, Any] | None = None, depth: i
         usable = [o for o in options if o.get("type") != "null"] or options
         return example(usable[0], root, depth + 1)
     kind = schema.get("type")
+    if kind == "array" and isinstance(schema.get("prefixItems"), list):  # a fixed tuple: one of each
+        return [example(item, root, depth + 1) for item in schema["prefixItems"]]
     if kind == "object" or "properties" in schema:
         properties = schema.get("properties", {})
         return {name: example(properties.get(name, {}), root, depth + 1) for name in schema.get("required", [])}

@@ -22,7 +22,7 @@ from .._core.errors import SerializationError
 from .._core.events import Event
 from .._core.queues import QueueState
 from .hookschema import expected_payload
-from .projection import HookInfo, RunInfo, ScheduleInfo, StepInfo, Waiting, waiting_for
+from .projection import HookInfo, RunInfo, ScheduleInfo, StepInfo, Waiting, as_datetime, waiting_for
 from .published import Published
 from .timeline import Attempt, Lane, Timeline
 
@@ -272,7 +272,7 @@ def attempt_json(a: Attempt, *, tracebacks: bool = False) -> dict[str, Any]:
         "duration": None if a.ended_at is None else _seconds(max(0.0, a.ended_at - a.started_at)),
         "outcome": a.outcome,
         "error": error_json(a.error, traceback=tracebacks),
-        "retry_at": iso(a.retry_at),
+        "retry_at": _latest_if_unreadable(a.retry_at),
     }
 
 
@@ -284,7 +284,7 @@ def lane_json(lane: Lane) -> dict[str, Any]:
     if lane.kind == "step":
         out["attempts"] = [attempt_json(a) for a in lane.attempts]
     elif lane.kind == "timer":
-        out["until"] = _iso_or_none(lane.until)
+        out["until"] = _latest_if_unreadable(lane.until)
     elif lane.kind == "hook":
         out["received"] = [iso(at) for at, _ in lane.received]
     return out
@@ -311,11 +311,9 @@ def step_detail(s: StepInfo, output: bytes | None, lane: Lane | None, *, traceba
     return out
 
 
-def _iso_or_none(ts: float | None) -> str | None:
-    try:
-        return iso(ts)
-    except (OverflowError, ValueError, OSError):
-        return None
+def _latest_if_unreadable(ts: float | None) -> str | None:
+    """A recorded time, where one no datetime can hold reads as the latest moment there is (as in the projection)."""
+    return iso(as_datetime(ts))
 
 
 def waiting_json(w: Waiting) -> dict[str, Any]:

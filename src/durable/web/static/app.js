@@ -45,6 +45,10 @@ async function boot() {
     byId("start-message").textContent = String(error.message || error);
   }
   window.addEventListener("hashchange", route);
+  document.addEventListener("keydown", (event) => {  // Escape closes an open step
+    const open = parseRoute(location.hash.slice(1));
+    if (event.key === "Escape" && open.view === "run" && open.stepId) location.hash = `run/${encodeURIComponent(open.runId)}`;
+  });
   route();
 }
 

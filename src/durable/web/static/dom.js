@@ -25,6 +25,41 @@ function append(node, children) {
 
 export function byId(id) { return document.getElementById(id); }
 
+/**
+ * Make ``old`` look like ``fresh`` while keeping the nodes that are alike: a redraw then leaves a
+ * click in progress, a hover, focus and open <details> where they were. Listeners stay the old
+ * node's (so keep them on nodes whose meaning does not change, like a row keyed by its id).
+ */
+export function morph(old, fresh) {
+  if (old.nodeType !== fresh.nodeType || old.nodeName !== fresh.nodeName) {
+    old.replaceWith(fresh);
+    return fresh;
+  }
+  if (old.nodeType !== Node.ELEMENT_NODE) {
+    if (old.nodeValue !== fresh.nodeValue) old.nodeValue = fresh.nodeValue;
+    return old;
+  }
+  for (const { name } of [...old.attributes]) if (!fresh.hasAttribute(name)) old.removeAttribute(name);
+  for (const { name, value } of fresh.attributes) {
+    if (name === "style") {
+      if (old.style.cssText !== fresh.style.cssText) old.style.cssText = fresh.style.cssText;  // CSSOM: the CSP allows it
+    } else if (old.getAttribute(name) !== value) {
+      old.setAttribute(name, value);
+    }
+  }
+  const before = [...old.childNodes];
+  const after = [...fresh.childNodes];
+  if (before.length !== after.length) old.replaceChildren(...after);
+  else before.forEach((child, i) => morph(child, after[i]));
+  return old;
+}
+
+/** Put ``nodes`` into ``container`` in this order, moving only when the order changed. */
+export function placeChildren(container, nodes) {
+  const current = container.children;
+  if (current.length !== nodes.length || nodes.some((node, i) => current[i] !== node)) container.replaceChildren(...nodes);
+}
+
 export function show(node, visible) { node.hidden = !visible; }
 
 export const TERMINAL = new Set(["completed", "failed", "cancelled"]);

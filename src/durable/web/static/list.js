@@ -3,7 +3,7 @@
 // previous filters and a copied address shows the same runs.
 
 import { api, follow, startable } from "./api.js";
-import { byId, el, errorText, seconds, statusBadge, timeCell } from "./dom.js";
+import { byId, el, errorText, morph, placeChildren, seconds, statusBadge, timeCell } from "./dom.js";
 
 const KEYS = ["status", "workflow", "version", "range", "created_after", "created_before", "id_prefix", "cursor"];
 const RANGES = { "15m": 15 * 60, "1h": 3600, "24h": 86400, "7d": 7 * 86400 };
@@ -45,6 +45,7 @@ export class RunsList {
     this.source = null;
     this.params = parseListHash("");
     this.seenWorkflows = new Set();
+    this.rows = new Map();  // run id -> its row
     const form = byId("filters");
     form.addEventListener("submit", (event) => { event.preventDefault(); this.apply(); });
     for (const id of ["status-filter", "range-filter", "after-filter", "before-filter"]) {
@@ -120,7 +121,14 @@ export class RunsList {
     const empty = byId("runs-empty");
     empty.hidden = runs.length > 0;
     empty.textContent = filtered || this.params.cursor ? "No runs match these filters on this page." : "No runs yet.";
-    table.querySelector("tbody").replaceChildren(...runs.map((run) => this.row(run)));
+    // Rows are kept per run and only changed where the run changed: a click lands whatever the feed does.
+    const rows = new Map();
+    for (const run of runs) {
+      const kept = this.rows.get(run.run_id);
+      rows.set(run.run_id, kept ? morph(kept, this.row(run)) : this.row(run));
+    }
+    this.rows = rows;
+    placeChildren(table.querySelector("tbody"), [...rows.values()]);
     for (const run of runs) this.noteWorkflow(run.workflow);
 
     const older = byId("older-page");

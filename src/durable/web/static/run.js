@@ -9,7 +9,7 @@ import { StepPanel } from "./step.js";
 import { Streams } from "./streams.js";
 import { MAX_LANES, renderTimeline } from "./timeline.js";
 import {
-  TERMINAL, byId, definitionList, el, errorBlock, jsonBlock, relative, seconds, timeCell, when,
+  TERMINAL, byId, definitionList, el, errorBlock, jsonBlock, relative, seconds, timeCell,
 } from "./dom.js";
 
 export class RunView {
@@ -115,6 +115,7 @@ export class RunView {
     this.renderValues(run);
     this.renderChildren(run);
     this.streams.render(run);
+    byId("streams-empty").textContent = ended ? "this run streamed nothing" : "nothing streamed yet";
     this.events.refresh();
     this.step.runChanged();
     if (!ended && !this.ticker) this.ticker = setInterval(() => this.renderLive(), 1000);

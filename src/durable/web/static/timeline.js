@@ -5,7 +5,7 @@
 // says its deadline; a hook lane runs until its first payload (a tick per payload). While the
 // run is live the axis ends at "now" and the page redraws every second.
 
-import { TERMINAL, el, ms, relative, seconds, statusBadge, when } from "./dom.js";
+import { TERMINAL, el, morph, ms, placeChildren, relative, seconds, statusBadge, when } from "./dom.js";
 
 const NICE_STEPS = [0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800,
   3600, 7200, 10800, 21600, 43200, 86400, 172800, 604800, 2592000];
@@ -60,7 +60,8 @@ export function renderTimeline(container, run, { now = Date.now(), selected = nu
     return node;
   };
 
-  const rows = [axisRow(span, pos, start)];
+  if (!container.axisRow) container.axisRow = el("div");
+  const rows = [morph(container.axisRow, axisRow(span, pos, start))];
   for (const lane of lanes.slice(0, MAX_LANES)) {
     const track = el("div", { class: "track" });
     const facts = el("div", { class: "facts" }, statusBadge(lane.status));
@@ -105,17 +106,14 @@ export function renderTimeline(container, run, { now = Date.now(), selected = nu
       track.append(segment(`child ${lane.status}`, ms(lane.created_at), ms(lane.ended_at), `child run ${lane.id}`));
     }
     const row = laneRow(cache, lane, onOpenStep);
-    row.className = `lane ${lane.kind}${selected === lane.id ? " selected" : ""}`;
-    row.dataset.status = lane.status;
-    row.replaceChildren(el("div", { class: "label" }, label), facts, track);
-    rows.push(row);
+    const drawn = el("div", { class: `lane ${lane.kind}${selected === lane.id ? " selected" : ""}`, "data-lane-id": lane.id,
+      "data-kind": lane.kind, "data-status": lane.status }, el("div", { class: "label" }, label), facts, track);
+    if (lane.kind === "step") Object.assign(drawn.dataset, { stepId: lane.id });
+    for (const name of ["tabindex", "role", "title"]) if (row.hasAttribute(name)) drawn.setAttribute(name, row.getAttribute(name));
+    rows.push(morph(row, drawn));
   }
   if (lanes.length === 0) rows.push(el("p", { class: "muted", text: "nothing has happened yet" }));
-  const current = [...container.children];
-  // Rows are kept from one drawing to the next (a click landing during a redraw still lands);
-  // they are only re-inserted when the set or order changed.
-  if (current.length !== rows.length || rows.some((row, i) => i > 0 && current[i] !== row)) container.replaceChildren(...rows);
-  else container.replaceChild(rows[0], current[0]);
+  placeChildren(container, rows);
   return lanes.length;
 }
 
@@ -124,7 +122,7 @@ function laneRow(cache, lane, onOpenStep) {
   const key = `${lane.kind}:${lane.id}`;
   let row = cache.get(key);
   if (row) return row;
-  row = el("div", { "data-lane-id": lane.id, "data-kind": lane.kind });
+  row = el("div", { class: "lane", "data-lane-id": lane.id, "data-kind": lane.kind });
   if (lane.kind === "step") {
     row.dataset.stepId = lane.id;
     row.tabIndex = 0;

@@ -108,6 +108,21 @@ FLOWS = textwrap.dedent(
         return i
 
 
+    @durable.workflow
+    async def page_child(n: int) -> int:
+        await durable.sleep("0.2s")
+        return n * 2
+
+
+    @durable.workflow
+    async def page_parent() -> int:
+        durable.set_event("progress", {"children": 0})
+        doubled = await page_child(21)
+        durable.set_event("progress", {"children": 1})
+        await durable.create_hook(token="page-parent-done")
+        return doubled
+
+
     @durable.step(max_retries=0, name="<img src=x onerror=alert('step')>")
     async def page_explode(text: str) -> None:
         raise ValueError(text)
@@ -430,6 +445,30 @@ def test_run_again_starts_a_new_run_with_the_same_input(tab: Tab) -> None:
         {"args": ["<b>again</b>", 7], "kwargs": {}, "exact": True}, {"label": "<b>again</b>", "n": 7},
     )
     tab.shot("run-again")
+    tab.check()
+
+
+def test_child_runs_are_lanes_of_the_timeline_and_link_both_ways(tab: Tab) -> None:
+    """A parent's waterfall has a lane per child run (with its status), its live values are listed, and the child's
+    page links back to its parent."""
+    from playwright.sync_api import expect
+
+    page = tab.page
+    run_id = start(tab.base, "flows:page_parent")
+    tab.open(f"#run/{run_id}")
+    child = page.locator('#timeline .lane[data-kind="child"]')
+    expect(child).to_have_attribute("data-status", "completed")
+    expect(page.locator('#values tr[data-key="progress"]')).to_contain_text('{"children":1}')
+    kinds = page.locator("#timeline .lane:not(.axis)")
+    expect(kinds).to_have_count(2)
+    assert [kinds.nth(i).get_attribute("data-kind") for i in range(2)] == ["child", "hook"]
+    tab.shot("child-lanes")
+    child_id = child.get_attribute("data-lane-id") or ""
+    child.locator("a").click()
+    expect(page.locator("#run-id")).to_have_text(child_id)
+    expect(page.locator("#run-result")).to_contain_text("42")
+    page.locator("#run-meta a").click()  # "Parent run"
+    expect(page.locator("#run-id")).to_have_text(run_id)
     tab.check()
 
 

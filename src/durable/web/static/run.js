@@ -9,7 +9,7 @@ import { StepPanel } from "./step.js";
 import { Streams } from "./streams.js";
 import { MAX_LANES, renderTimeline } from "./timeline.js";
 import {
-  TERMINAL, byId, definitionList, el, errorBlock, jsonBlock, relative, seconds, timeCell,
+  TERMINAL, byId, definitionList, el, errorBlock, jsonBlock, relative, seconds, statusBadge, timeCell,
 } from "./dom.js";
 
 export class RunView {

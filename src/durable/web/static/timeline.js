@@ -18,14 +18,14 @@ function tickLabel(s) {
   return seconds(s).replace(/ 0 [smh]$/, "");
 }
 
-/** The lanes to draw: the timeline's, then the child runs the run lists (when it lists them). */
+/** The lanes to draw: the timeline's and the child runs the run lists, in the order they began. */
 function lanesOf(run) {
   const lanes = [...((run.timeline && run.timeline.lanes) || [])];
   for (const child of run.children || []) {
     lanes.push({ kind: "child", id: child.run_id, name: child.workflow, status: child.status,
       created_at: child.created_at, ended_at: child.completed_at });
   }
-  return lanes;
+  return lanes.sort((a, b) => ms(a.created_at) - ms(b.created_at));  // stable: the log's order among equals
 }
 
 /** Draw the waterfall of ``run`` into ``container``; returns how many lanes the run has. */

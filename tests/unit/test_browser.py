@@ -108,6 +108,11 @@ FLOWS = textwrap.dedent(
         return i
 
 
+    @durable.workflow(version="v7")
+    async def page_versioned(n: int) -> int:
+        return n
+
+
     @durable.workflow
     async def page_child(n: int) -> int:
         await durable.sleep("0.2s")
@@ -550,6 +555,30 @@ def test_filters_live_in_the_address_and_the_list_pages_on_by_cursor(tab: Tab) -
     other.page.context.close()
     expect(page.locator("#version-filter-label")).to_be_hidden()  # no run here has a version
     tab.shot("filtered")
+    tab.check()
+
+
+def test_runs_with_a_version_show_it_and_filter_by_it(tab: Tab) -> None:
+    """Once runs carry a version the list shows a version column and a version filter, kept in the address."""
+    from playwright.sync_api import expect
+
+    page = tab.page
+    ids = [start(tab.base, "flows:page_versioned", i) for i in range(2)]
+    tab.open("#runs?workflow=flows:page_versioned")
+    runs = page.locator("#runs tbody tr.run")
+    expect(runs).to_have_count(2)
+    expect(page.locator("#runs th.version")).to_be_visible()
+    expect(runs.first.locator("td.version")).to_have_text("v7")
+    page.fill("#version-filter", "v8")
+    page.press("#version-filter", "Enter")
+    expect(page.locator("#runs-empty")).to_be_visible()
+    assert "version=v8" in page.url
+    page.fill("#version-filter", "v7")
+    page.press("#version-filter", "Enter")
+    expect(runs).to_have_count(2)
+    runs.first.click()
+    expect(page.locator("#run-meta")).to_contain_text("Versionv7")
+    assert page.locator("#run-id").text_content() == ids[-1]
     tab.check()
 
 

@@ -146,6 +146,7 @@ export class RunsList {
   row(run) {
     const link = `#run/${encodeURIComponent(run.run_id)}`;
     const workflow = el("td", { class: "workflow" }, el("span", { class: "name", title: run.workflow, text: run.workflow }));
+    if (run.forked_from) workflow.append(el("div", { class: "muted small", text: `fork of ${run.forked_from.run_id}` }));
     if (run.error) workflow.append(el("div", { class: "error small", title: errorText(run.error), text: errorText(run.error) }));
     return el("tr", { class: "run", "data-run-id": run.run_id, "data-status": run.status, onclick: (event) => {
       if (!event.target.closest("a")) location.hash = link;

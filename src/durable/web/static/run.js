@@ -26,6 +26,8 @@ export class RunView {
     byId("cancel-no").addEventListener("click", () => this.confirmCancel(false));
     byId("cancel-yes").addEventListener("click", () => this.cancel());
     byId("again-button").addEventListener("click", () => this.runAgain());
+    byId("rerun-button").addEventListener("click", () => forkRun(this.runId, null));
+    this.step.onFork = (stepId) => forkRun(this.runId, stepId);
   }
 
   /** Show ``runId`` (and ``stepId`` in the side panel); the same run stays connected as it is. */
@@ -106,6 +108,7 @@ export class RunView {
     status.dataset.status = run.status;
     const ended = TERMINAL.has(run.status);
     byId("cancel-button").hidden = ended;
+    byId("rerun-button").hidden = !(run.status === "failed" || run.status === "cancelled");
     if (ended) byId("cancel-confirm").hidden = true;
     this.renderAgain(run);
     this.renderMeta(run);
@@ -148,6 +151,7 @@ export class RunView {
       ["Version", run.version || ""],
       ["Arguments", args],
       ["Parent run", run.parent_run_id ? runLink(run.parent_run_id) : ""],
+      ["Forked from", run.forked_from ? el("span", {}, runLink(run.forked_from.run_id), ` at ${run.forked_from.step}`) : ""],
       ["Created", timeCell(run.created_at)],
       ["Started", run.started_at ? timeCell(run.started_at) : el("span", { class: "muted", text: "not yet" })],
       ["Ended", run.completed_at ? timeCell(run.completed_at) : ""],
@@ -258,6 +262,18 @@ export class RunView {
     } catch (error) {
       message.textContent = String(error.message || error);
     }
+  }
+}
+
+/** A new run reusing this run's history before ``fromStep`` (null: where a rerun starts), shown at once. */
+async function forkRun(runId, fromStep) {
+  const message = byId("action-message");
+  message.textContent = "";
+  try {
+    const forked = await api("POST", `${runPath(runId)}/fork`, { body: { from_step: fromStep } });
+    location.hash = `run/${encodeURIComponent(forked.run_id)}`;
+  } catch (error) {
+    message.textContent = String(error.message || error);
   }
 }
 

@@ -11,6 +11,7 @@ export class StepPanel {
     this.runId = null;
     this.stepId = null;
     this.last = null;
+    this.onFork = null;  // (step id) => a new run from this step: set by the run view
   }
 
   /** Show ``stepId`` of ``runId`` (null: close the panel). */
@@ -75,6 +76,11 @@ export class StepPanel {
     if (step.status === "completed") parts.push(el("h4", { text: "Result" }), jsonBlock(step.result, { id: "step-result" }));
     if (step.error && step.status !== "completed") parts.push(el("h4", { text: "Error" }), errorBlock(step.error, { id: "step-error" }));
     parts.push(el("h4", { text: "Attempts" }), this.attempts(step.attempt_history));
+    if (this.onFork) {
+      parts.push(el("p", {}, el("button", { type: "button", class: "fork", text: "Fork from here",
+        title: "A new run that reuses every step before this one and runs the rest with the code deployed now",
+        onclick: () => this.onFork(step.step_id) })));
+    }
     this.body.replaceChildren(...parts);
   }
 

@@ -53,6 +53,7 @@ from ._core.errors import StepFailed as StepFailed
 from ._core.errors import StepTimeout as StepTimeout
 from ._core.errors import StoreCorrupt as StoreCorrupt
 from ._core.errors import StoreError as StoreError
+from ._core.errors import StoreUnavailable as StoreUnavailable
 from ._core.errors import StreamClosedError as StreamClosedError
 from ._core.errors import StreamFailed as StreamFailed
 from ._core.errors import WebhookNotAnswered as WebhookNotAnswered
@@ -103,7 +104,7 @@ __all__ = [
     "HookNotFound", "HookSchemaUnknown", "HookValidationError", "InvalidStoreURL", "NameConflict", "NonDeterminismError", "NotInStepError",
     "NotInWorkflowError", "Queue", "QueueState", "Request", "Response", "ResumeResult", "RetryableError", "Run", "RunCancelled", "RunConflict", "RunFailed",
     "RunInfo", "RunNotFound", "Runtime", "Schedule", "ScheduleInfo", "ScheduleNotFound", "SerializationError", "SideEffectInWorkflowError", "Step", "StepFailed", "StepInfo", "StepMetadata", "StepTimeout",
-    "StoreCorrupt", "StoreError", "StreamChunk", "StreamClosedError", "StreamFailed", "StreamHandle", "StreamWriter",
+    "StoreCorrupt", "StoreError", "StoreUnavailable", "StreamChunk", "StreamClosedError", "StreamFailed", "StreamHandle", "StreamWriter",
     "Webhook", "WebhookNotAnswered", "WebhookResponseTimeout", "Workflow", "WorkflowMetadata", "WorkflowNotFound", "configure", "create_hook",
     "create_webhook", "define_hook", "deprecate_patch", "get_run", "get_runtime", "get_step_metadata", "get_workflow_metadata",
     "get_writable", "list_runs", "logger", "now", "patched", "random", "register_class", "rerun", "resume_hook", "resume_webhook",

@@ -74,6 +74,36 @@ async def test_waiters_end_with_store_error_when_the_runtime_exits(store_url: st
         assert isinstance(task.exception(), durable.StoreError)
 
 
+@durable.workflow(name="edges.quick")
+async def edges_quick() -> int:
+    return 7
+
+
+async def test_waiting_outlasts_a_store_out_of_reach_until_its_own_timeout(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The store out of reach past its reconnect budget: result() keeps waiting, and only a
+    deadline passing with the store still away raises StoreUnavailable."""
+    async with durable.Runtime("memory://", workflows=[edges_quick]) as rt:
+        run = await rt.start(edges_quick)
+        real = rt.store.get_run
+        outage = {"left": 2}
+
+        async def flaky(run_id: str) -> object:
+            if outage["left"] > 0:
+                outage["left"] -= 1
+                raise durable.StoreUnavailable("lost the connection (test)")
+            return await real(run_id)
+
+        monkeypatch.setattr(rt.store, "get_run", flaky)
+        assert await run.result(timeout=30) == 7
+        assert outage["left"] == 0
+
+        outage["left"] = 10**6
+        with pytest.raises(durable.StoreUnavailable, match="lost the connection"):
+            await run.result(timeout=0.3)
+
+
 async def test_starting_a_workflow_this_runtime_does_not_run_says_so(caplog: pytest.LogCaptureFixture) -> None:
     async with durable.Runtime("memory://", workflows=[edges_child]) as rt:
         with caplog.at_level(logging.WARNING, logger="durable"):

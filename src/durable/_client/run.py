@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any, ClassVar, Protocol
 
 from .._core import codec as _codec
-from .._core.durations import Duration, parse_duration
+from .._core.durations import Duration
 from .._core.errorinfo import decode_error
 from .._core.errors import HookNotFound, RunCancelled, RunFailed, RunNotFound
 from .._core.events import Event
@@ -101,21 +100,22 @@ class Run:
     async def wait(self, timeout: Duration | None = None) -> RunInfo:
         """Wait until the run is completed, failed or cancelled; TimeoutError after ``timeout``
         (seconds, ``"5m"``, or a timedelta)."""
-        deadline = math.inf if timeout is None else time.monotonic() + parse_duration(timeout, what="timeout")
-        idle = 0.01
-        notifier = self._store.notifier
-        poll = self._store.cross_process and not self._store.notifies_across_processes
-        while True:
-            listener = notifier.listen("run-end", self.run_id)
+        return RunInfo.from_record(await self._wait_record(timeout))
+
+    async def _wait_record(self, timeout: Duration | None) -> RunRecord:
+        last = "unknown"
+
+        async def check() -> RunRecord | None:
+            nonlocal last
             record = await self._record()
-            if record.status in TERMINAL:
-                return RunInfo.from_record(record)
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                shown = f"{timeout}s" if isinstance(timeout, int | float) else repr(timeout)
-                raise TimeoutError(f"run {self.run_id} did not finish within {shown} (status: {record.status})")
-            await notifier.wait(listener, min(remaining, idle if poll else math.inf))
-            idle = min(1.0, idle * 2)
+            last = record.status
+            return record if record.status in TERMINAL else None
+
+        def describe() -> str:
+            shown = f"{timeout}s" if isinstance(timeout, int | float) else repr(timeout)
+            return f"run {self.run_id} did not finish within {shown} (status: {last})"
+
+        return await wait_until(self._store, ("run-end", self.run_id), check, timeout, describe)
 
     async def wait_for_hook(self, token: str, timeout: Duration | None = None) -> HookInfo:
         """Wait until this run has a live hook holding ``token`` (created by its workflow) and return it.
@@ -140,8 +140,7 @@ class Run:
 
     async def result(self, timeout: Duration | None = None) -> Any:
         """The workflow's return value; RunFailed / RunCancelled otherwise; TimeoutError after ``timeout``."""
-        await self.wait(timeout)
-        record = await self._record()
+        record = await self._wait_record(timeout)
         if record.status == "completed":
             # Outputs are written by our own runtime; pickle only appears if the workflow opted in.
             return _codec.decode(record.output or b"", allow_pickle=True, root="result")

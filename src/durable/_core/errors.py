@@ -354,6 +354,14 @@ class StoreError(DurableError):
     """Raised when the store fails; the driver's own exception is the ``__cause__``."""
 
 
+class StoreUnavailable(StoreError):
+    """Raised when the store stayed out of reach for longer than its reconnect budget.
+
+    Transient by nature: nothing was half-written, and the same call can succeed once the store is
+    back. ``Run.wait``/``result``/``wait_for_hook`` keep waiting through it until their own timeout.
+    """
+
+
 class StoreCorrupt(StoreError):
     """Raised when a database is not a durable store, or was written by a newer version."""
 

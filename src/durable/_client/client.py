@@ -11,6 +11,7 @@ import secrets
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
+from .._core.checks import check_number
 from .._core.clock import SYSTEM_CLOCK, Clock
 from .._core.durations import Duration
 from .._core.errors import RunNotFound, ScheduleNotFound, WorkflowNotFound
@@ -21,7 +22,7 @@ from .._workflow.http import Request, Response
 from .._workflow.workflow import Workflow, check_timeout
 from .._workflow.workflow import workflows as registered_workflows
 from ..stores import store_from_url
-from ..stores._base import NewRun, RunRecord, Store
+from ..stores._base import RUN_STATUSES, NewRun, RunRecord, Store
 from .projection import ResumeResult, RunInfo, ScheduleInfo
 from .published import Published, find
 from .resume import resume_hook, resume_webhook
@@ -40,8 +41,9 @@ class Client:
     """
 
     def __init__(self, store: str | Store | None = None, *, poll_interval: float = 0.5, clock: Clock | None = None) -> None:
+        # Checked before the store is built: a bad option must not leave a store half made.
+        self.poll_interval = check_number("poll_interval", poll_interval, minimum=0.001, maximum=3600.0, unit=" s")
         self.store: Store = store if isinstance(store, Store) else store_from_url(store)
-        self.poll_interval = poll_interval
         self.clock: Clock = clock or SYSTEM_CLOCK
 
     def __repr__(self) -> str:
@@ -241,6 +243,8 @@ class Client:
     ) -> list[RunInfo]:
         """Runs, newest first; ``status``, ``workflow`` and ``version`` (the label its code had) filter them."""
         refuse_in_workflow("list_runs")
+        if status is not None and status not in RUN_STATUSES:
+            raise ValueError(f"status must be one of {', '.join(RUN_STATUSES)} (or None), got {status!r}")
         records = await self.store.list_runs(
             status=status, workflow=self.stored_name(workflow), limit=limit, before=before, queue=queue, version=version
         )

@@ -13,10 +13,11 @@ lists never carry them.
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from .._core import codec as _codec
+from .._core.durations import as_datetime
 from .._core.errorinfo import ErrorInfo, decode_error
 from .._core.errors import SerializationError
 from .._core.events import Event
@@ -34,7 +35,7 @@ def iso(when: datetime | float | None) -> str | None:
     if when is None:
         return None
     if not isinstance(when, datetime):
-        when = datetime.fromtimestamp(when, UTC)
+        when = as_datetime(when)
     return when.isoformat()
 
 

@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any, ClassVar, Protocol
 
 from .._core import codec as _codec
+from .._core.checks import check_int
 from .._core.durations import Duration
 from .._core.errorinfo import decode_error
 from .._core.errors import HookNotFound, RunCancelled, RunFailed, RunNotFound
@@ -14,7 +15,7 @@ from .._core.events import Event
 from .._core.ids import DEFAULT_NAMESPACE, is_text
 from .._workflow.workflow import Workflow
 from .._workflow.workflow import workflows as registered_workflows
-from ..stores._base import TERMINAL, RunRecord, Store
+from ..stores._base import MAX_INDEX, TERMINAL, RunRecord, Store
 from .fork import fork_run
 from .projection import HookInfo, ResumeResult, RunInfo, StepInfo
 from .resume import resume_hook
@@ -215,6 +216,7 @@ class Run:
         self, namespace: str = DEFAULT_NAMESPACE, *, start_index: int = 0, with_metadata: bool = False
     ) -> AsyncIterator[Any]:
         """Chunks from ``start_index`` (negative counts from the end), then live ones until the stream closes."""
+        check_int("start_index", start_index, minimum=-MAX_INDEX, maximum=MAX_INDEX)  # at the call, not the first read
         return read_stream(
             self._store, self.run_id, namespace, start_index=start_index, with_metadata=with_metadata,
             poll_interval=self.client.poll_interval,

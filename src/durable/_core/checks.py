@@ -10,9 +10,9 @@ from typing import Any
 def check_int(name: str, value: Any, *, minimum: int, maximum: int) -> int:
     """``value`` if it is an int (not a bool) within ``minimum..maximum``; else TypeError/ValueError."""
     if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int between {minimum:,} and {maximum:,}, got {value!r}")
+        raise TypeError(f"{name} must be an int from {minimum:,} to {maximum:,}, got {_shown(value)}")
     if not minimum <= value <= maximum:
-        raise ValueError(f"{name} must be between {minimum:,} and {maximum:,}, got {value:,}")
+        raise ValueError(f"{name} must be from {minimum:,} to {maximum:,}, got {_shown(value)}")
     return value
 
 
@@ -24,17 +24,24 @@ def check_number(
 
     ``above``: the minimum itself is excluded (``> minimum``). ``integer``: ints only.
     """
-    shown = f"{_fmt(minimum)}{unit} < {name}" if above else f"{_fmt(minimum)}{unit} <= {name}"
-    allowed = f"{shown} <= {_fmt(maximum)}{unit}"
+    if above:
+        allowed = f"above {_fmt(minimum)}{unit} and at most {_fmt(maximum)}{unit}"
+    else:
+        allowed = f"from {_fmt(minimum)}{unit} to {_fmt(maximum)}{unit}"
     kinds = (int,) if integer else (int, float)
     if isinstance(value, bool) or not isinstance(value, kinds):
         kind = "an int" if integer else "a number"
-        raise TypeError(f"{name} must be {kind} ({allowed}), got {value!r}")
-    number = float(value) if not isinstance(value, int) or abs(value) < 2**1023 else math.copysign(math.inf, value)
+        raise TypeError(f"{name} must be {kind} {allowed}, got {_shown(value)}")
+    number = float(value) if not isinstance(value, int) or abs(value) < 2**1023 else (math.inf if value > 0 else -math.inf)
     if math.isnan(number) or (number <= minimum if above else number < minimum) or number > maximum:
-        raise ValueError(f"{name} must be {allowed}, got {value!r}")
+        raise ValueError(f"{name} must be {allowed}, got {_shown(value)}")
     return number
 
 
 def _fmt(x: float) -> str:
-    return f"{x:,}" if float(x).is_integer() and abs(x) < 1e15 else f"{x:g}"
+    return f"{int(x):,}" if float(x).is_integer() and abs(x) < 1e15 else f"{x:g}"
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else f"{text[:20]}…({len(text)} characters)"

@@ -41,6 +41,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from .durations import check_duration_or_deadline
+
 
 class DurableError(Exception):
     """Raised for every failure that durable itself detects; the root of the tree above."""
@@ -222,9 +224,14 @@ class FatalError(DurableError):
 
 class RetryableError(DurableError):
     """Raise this in a step to have it retried; ``retry_after`` (seconds, a duration string,
-    a ``timedelta`` or an aware ``datetime``) sets the delay instead of the back-off."""
+    a ``timedelta`` or an aware ``datetime``) sets the delay instead of the back-off. A delay that
+    is not a finite duration from 0 to 100 years raises ValueError here, naming the value."""
 
     def __init__(self, message: str = "", retry_after: Any = None) -> None:
+        if retry_after is not None:
+            # Checked here, where the mistake is made (NaN, negative, epoch milliseconds taken as
+            # seconds): a retry time that cannot be stored must never reach the store.
+            check_duration_or_deadline(retry_after, what="retry_after")
         self.retry_after = retry_after
         super().__init__(message)
 

@@ -175,8 +175,8 @@ def _failure(step: Step[Any, Any], claim: StepClaim, error: BaseException, now: 
     if isinstance(error, RetryableError) and error.retry_after is not None:
         try:
             retry_at = deadline_from(error.retry_after, now, what="retry_after")
-        except (TypeError, ValueError):
-            retry_at = now + step.retry.delay(claim.attempt)
+        except (TypeError, ValueError) as exc:  # set after the constructor checked it: no retry time to store
+            return StepOutcome(EventKind.STEP_FAILED, encode_error(exc))
     else:
         retry_at = now + step.retry.delay(claim.attempt)
     log.info(

@@ -37,6 +37,7 @@ import anyio
 from .._client.client import Client
 from .._client.published import describe
 from .._client.telemetry import telemetry
+from .._core.checks import check_int, check_number
 from .._core.clock import Clock
 from .._core.ids import check_label
 from .._core.queues import queues as registered_queues
@@ -126,6 +127,20 @@ class Runtime(Client):
         versions: Mapping[str, Iterable[str | None]] | None = None,
         clock: Clock | None = None,
     ) -> None:
+        # Every option is checked before anything is built, each error naming its parameter and range.
+        check_int("max_concurrent_steps", max_concurrent_steps, minimum=1, maximum=100_000)
+        check_int("sticky_cache_size", sticky_cache_size, minimum=0, maximum=10_000_000)
+        lease_ttl = check_number("lease_ttl", lease_ttl, minimum=0.1, maximum=86_400.0, unit=" s")
+        heartbeat_interval = check_number(
+            "heartbeat_interval", heartbeat_interval, minimum=0.01, maximum=86_400.0, unit=" s"
+        )
+        if heartbeat_interval >= lease_ttl:
+            raise ValueError(
+                f"heartbeat_interval must be shorter than lease_ttl ({lease_ttl:g} s): a worker renews its leases "
+                f"every heartbeat_interval, so they would lapse while it is alive; got {heartbeat_interval:g} s"
+            )
+        if not isinstance(execute_steps, bool):
+            raise TypeError(f"execute_steps must be True or False, got {execute_steps!r}")
         super().__init__(store, poll_interval=poll_interval, clock=clock)
         self._versions_wanted = _check_versions(versions)
         self._versions: dict[str, frozenset[str | None]] = {}  # by stored name, resolved at open()

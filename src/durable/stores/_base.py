@@ -25,6 +25,11 @@ from .._core.queues import QueueSpec, QueueState
 RunStatus = Literal["pending", "running", "completed", "failed", "cancelled"]
 TERMINAL: frozenset[str] = frozenset({"completed", "failed", "cancelled"})
 ACTIVE: tuple[str, str] = ("pending", "running")
+RUN_STATUSES: tuple[str, ...] = ("pending", "running", "completed", "failed", "cancelled")
+#: list_runs returns at most this many runs per call (page through more with ``before=``).
+MAX_LIST_LIMIT = 10_000
+#: Stream indices (chunk positions, ``start_index``) lie within +-2**53: any int a JSON number holds exactly.
+MAX_INDEX = 2**53
 
 
 @dataclass(frozen=True, slots=True)

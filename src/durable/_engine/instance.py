@@ -136,8 +136,10 @@ class WorkflowInstance:
         base_url: str | None = None,
         replay_until: float = 0,
         scheduled_at: float | None = None,
+        max_value_size: int = _codec.DEFAULT_MAX_VALUE_SIZE,
     ) -> None:
         self.workflow = workflow
+        self.max_value_size = max_value_size  # new values over it fail where made (recorded ones replay as they are)
         self._scheduled_at = None if scheduled_at is None else datetime.fromtimestamp(scheduled_at, UTC)
         self.run_id = run_id
         self._input = input
@@ -232,6 +234,7 @@ class WorkflowInstance:
         if error is None:
             try:
                 result = _codec.encode(main.result(), serializer=self.workflow.serializer, root="result")
+                _codec.check_size(result, self.max_value_size, "result")
             except Exception as exc:  # SerializationError, or whatever a pickler raised
                 error = exc
             else:
@@ -406,6 +409,7 @@ class WorkflowInstance:
         future: asyncio.Future[Any] = self.loop.create_future()
         record = self._records.pop(position, None)
         if record is None:
+            _codec.check_size(data, self.max_value_size, step.arguments_root)  # raised at the call, nothing issued
             queue = step.queue_spec() if step.queue is not None else None
             self._issue(ScheduleStep(corr, step.name, data, step.retry.max_attempts, queue))
         elif record.kind != _STEP_CREATED or not step.matches(record.name or "") or (
@@ -433,6 +437,8 @@ class WorkflowInstance:
             token = base64.urlsafe_b64encode(self.id_random.getrandbits(192).to_bytes(24, "big")).decode()
         record = self._record_at(position, (EventKind.HOOK_CREATED, EventKind.HOOK_CONFLICT), f"hook with token {token!r}")
         if record is None:
+            if metadata is not None:
+                _codec.check_size(metadata, self.max_value_size, "hook metadata")
             self._issue(CreateHook(corr, token, metadata))
         elif record.name != token:
             self._diverge(position, describe_record(record), f"hook with token {token!r}")
@@ -453,6 +459,7 @@ class WorkflowInstance:
         position, corr = self._next("write")
         record = self._record_at(position, (EventKind.STREAM_WRITTEN,), f"a write to stream {namespace!r}")
         if record is None:
+            _codec.check_size(data, self.max_value_size, root)
             self._issue(WriteChunk(corr, namespace, data, digest))
         elif record.name != namespace or record.data != digest:
             self._diverge(position, describe_record(record), f"a different write to stream {namespace!r}")

@@ -38,6 +38,7 @@ from .._client.client import Client
 from .._client.published import describe
 from .._client.telemetry import telemetry
 from .._core.checks import check_int, check_number
+from .._core.codec import DEFAULT_MAX_VALUE_SIZE
 from .._core.clock import Clock
 from .._core.ids import check_label
 from .._core.queues import queues as registered_queues
@@ -108,6 +109,10 @@ class Runtime(Client):
       warning naming it.
     - ``clock``: where recorded times come from and how the dispatcher waits (default: the system
       clock; tests pass a virtual one, see ``durable.testing.TestRuntime``).
+    - ``max_value_size``: the bound on one encoded value (arguments, a result, a hook payload, a
+      chunk), in bytes (default 16 MiB, at most 256 MiB): a bigger one is a SerializationError
+      naming its size, raised where it is made, before anything is written -- a step returning one
+      fails, a workflow returning or yielding one fails its run.
     """
 
     def __init__(
@@ -126,6 +131,7 @@ class Runtime(Client):
         schedules: Iterable[Schedule] = (),
         versions: Mapping[str, Iterable[str | None]] | None = None,
         clock: Clock | None = None,
+        max_value_size: int = DEFAULT_MAX_VALUE_SIZE,
     ) -> None:
         # Every option is checked before anything is built, each error naming its parameter and range.
         check_int("max_concurrent_steps", max_concurrent_steps, minimum=1, maximum=100_000)
@@ -141,10 +147,11 @@ class Runtime(Client):
             )
         if not isinstance(execute_steps, bool):
             raise TypeError(f"execute_steps must be True or False, got {execute_steps!r}")
-        super().__init__(store, poll_interval=poll_interval, clock=clock)
+        super().__init__(store, poll_interval=poll_interval, clock=clock, max_value_size=max_value_size)
         self._versions_wanted = _check_versions(versions)
         self._versions: dict[str, frozenset[str | None]] = {}  # by stored name, resolved at open()
         self._unserved_warned: set[tuple[str, str | None]] = set()
+        self._beats = 0  # heartbeats since versions nobody serves were last looked for
         self._explicit: Registry[Workflow[Any, Any]] | None = None
         if workflows is not None:
             self._explicit = Registry("workflow")
@@ -162,11 +169,11 @@ class Runtime(Client):
         self.invocations = Invocations(
             self.store, self.worker_id, cache=self.cache, slots=self.slots, workflow=self.get_workflow,
             launch=lambda claims: self.steps.launch(claims), base_url=self.base_url, runs_steps=execute_steps,
-            tracing=tracing, now=self.clock.time,
+            tracing=tracing, now=self.clock.time, max_value_size=self.max_value_size,
         )
         self.steps = StepExecutor(
             self.store, slots=self.slots, invocations=self.invocations, spawn=self._spawn, base_url=self.base_url,
-            tracing=tracing, now=self.clock.time,
+            tracing=tracing, now=self.clock.time, max_value_size=self.max_value_size,
         )
         self.dispatcher = Dispatcher(
             self.store, self.worker_id, slots=self.slots, workflow_names=self._claimable_workflows,
@@ -259,19 +266,22 @@ class Runtime(Client):
             log.error("durable background task failed", exc_info=task.exception())
 
     async def _heartbeat_loop(self) -> None:
-        beats = 0
+        # Renewing the leases comes first and fails on its own: an outcome that cannot be recorded
+        # (or a cancel check that fails) must never cost a live worker its leases.
+        chores = (self.liveness.beat, self.steps.retry_unrecorded, self.steps.cancel_ended, self._check_unserved)
         while True:
             await anyio.sleep(self.heartbeat_interval)
-            beats += 1
-            try:
-                await self.steps.retry_unrecorded()
-                await self.liveness.beat()
-                await self.steps.cancel_ended()
-                if self._versions and beats * self.heartbeat_interval >= _UNSERVED_CHECK_EVERY:
-                    beats = 0
-                    await self._warn_about_unserved_versions()
-            except Exception:
-                log.exception("durable heartbeat failed; retrying")
+            for chore in chores:
+                try:
+                    await chore()
+                except Exception:
+                    log.exception("durable heartbeat: %s failed; retrying", chore.__name__)
+
+    async def _check_unserved(self) -> None:
+        self._beats += 1
+        if self._versions and self._beats * self.heartbeat_interval >= _UNSERVED_CHECK_EVERY:
+            self._beats = 0
+            await self._warn_about_unserved_versions()
 
     async def _publish_workflows(self) -> None:
         """Say in the store which workflows this worker executes and how they are called, so that

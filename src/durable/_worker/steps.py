@@ -16,8 +16,9 @@ from typing import Any
 import anyio
 
 from .._client.telemetry import Telemetry
+from .._core.codec import DEFAULT_MAX_VALUE_SIZE
 from .._core.errorinfo import encode_error
-from .._core.errors import StepFailed
+from .._core.errors import SerializationError, StepFailed
 from .._core.events import EventKind
 from .._workflow.step import Step
 from .._workflow.step import steps as registered_steps
@@ -38,9 +39,11 @@ class StepExecutor:
         self, store: Store, *, slots: StepSlots, invocations: Invocations, spawn: Spawn, base_url: str | None,
         tracing: Telemetry | None = None,
         now: Callable[[], float] = time.time,
+        max_value_size: int = DEFAULT_MAX_VALUE_SIZE,
     ) -> None:
         self.store = store
         self._tracing = tracing
+        self.max_value_size = max_value_size
         self.slots = slots
         self.invocations = invocations
         self._spawn = spawn
@@ -94,10 +97,11 @@ class StepExecutor:
                     outcome = await run_step(
                         step, claim, store=self.store, base_url=self._base_url, spawn=self._spawn, cancel_scope=scope,
                         now=self._now, body=self.bodies.get(step.name) if self.bodies else None,
+                        max_value_size=self.max_value_size,
                     )
                 else:
                     outcome = await self._traced(step, claim, scope, self._tracing)
-                claims = await self._record(claim, outcome)
+                claims = await self._record_storable(claim, outcome)
                 if claims:
                     next_claim = claims[0]
                     scope = anyio.CancelScope()
@@ -123,6 +127,7 @@ class StepExecutor:
             outcome = await run_step(
                 step, claim, store=self.store, base_url=self._base_url, spawn=self._spawn, cancel_scope=scope,
                 now=self._now, body=self.bodies.get(step.name) if self.bodies else None,
+                max_value_size=self.max_value_size,
             )
             outcome_name = outcome.kind.removeprefix("step_")  # completed | failed | retrying | cancelled
             tracing.step_finished(span, claim.name, outcome_name, time.monotonic() - started, outcome.error)
@@ -140,6 +145,17 @@ class StepExecutor:
             return defined
         step = await self.invocations.replayed_step(claim.run_id, claim.step_id)
         return step if step is not None and step.matches(claim.name) else None
+
+    async def _record_storable(self, claim: StepClaim, outcome: StepOutcome) -> list[StepClaim]:
+        """:meth:`_record`; an outcome the store itself refuses as too big (its own limit is below
+        ``max_value_size``) fails the step with that error instead: a retry would be refused again,
+        and kept for the heartbeat it would be retried forever."""
+        try:
+            return await self._record(claim, outcome)
+        except SerializationError as exc:
+            log.warning("step %s of run %s: the store cannot hold its outcome (%s); the step fails", claim.step_id,
+                        claim.run_id, exc)
+            return await self._record(claim, StepOutcome(EventKind.STEP_FAILED, encode_error(exc)))
 
     async def _record(self, claim: StepClaim, outcome: StepOutcome) -> list[StepClaim]:
         """Record a step's outcome; in the fast path also advance its run and return the steps claimed."""
@@ -164,12 +180,22 @@ class StepExecutor:
         return []
 
     async def retry_unrecorded(self) -> None:
-        """Store the outcomes that could not be stored when their step finished, oldest first."""
+        """Store the outcomes that could not be stored when their step finished, oldest first.
+
+        The heartbeat calls this after renewing the leases, so an outcome that keeps failing never
+        costs this worker its leases; one the store refuses as too big fails its step instead.
+        """
         while self._unrecorded:
             claim, outcome = self._unrecorded[0]
-            await self.store.finish_step(
-                claim.run_id, claim.step_id, outcome.kind, outcome.data, claim.attempt, self._now(), outcome.retry_at
-            )
+            try:
+                await self.store.finish_step(
+                    claim.run_id, claim.step_id, outcome.kind, outcome.data, claim.attempt, self._now(), outcome.retry_at
+                )
+            except SerializationError as exc:
+                if outcome.kind == EventKind.STEP_FAILED:
+                    raise
+                self._unrecorded[0] = (claim, StepOutcome(EventKind.STEP_FAILED, encode_error(exc)))
+                continue
             self._unrecorded.pop(0)
 
 

@@ -2,12 +2,16 @@
 
 A sequential workflow runs step after step in one task: recording step N (in the fast path,
 through :meth:`Invocations.advance`) commits step N+1 as started and claimed here, and the
-executor's loop runs it next without creating a task. An outcome the store cannot take yet
+executor's loop runs it next without creating a task. Where the store answers without
+yielding (SQLite ``synchronous=normal``, ``memory://``) and the steps never await anything,
+that loop would never give the event loop back: it yields once per ``_TURN`` of such work, so
+heartbeats, HTTP requests and other runs get through a chain of any length. An outcome the store cannot take yet
 (unreachable, disk full) is kept and retried by the heartbeat: the step stays this worker's.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable
@@ -30,6 +34,9 @@ from .slots import StepSlots
 log = logging.getLogger("durable")
 
 Spawn = Callable[..., None]
+# Seconds a chain of steps may run before it yields to the event loop (a yield costs ~10 µs:
+# at most one per 5 ms is noise, and nothing else waits longer than that behind a chain).
+_TURN = 0.005
 
 
 class StepExecutor:
@@ -78,7 +85,11 @@ class StepExecutor:
 
     async def _execute(self, claim: StepClaim, scope: anyio.CancelScope) -> None:
         next_claim: StepClaim | None = claim
+        turn_started = time.perf_counter()
         while next_claim is not None:
+            if time.perf_counter() - turn_started > _TURN:
+                await asyncio.sleep(0)  # the chain has kept the loop for a turn: let everyone else run
+                turn_started = time.perf_counter()
             claim, next_claim = next_claim, None
             if log.isEnabledFor(logging.DEBUG):  # the hot path: no formatting unless asked for
                 log.debug("running step %s %s of run %s (attempt %d/%d)", claim.step_id, claim.name, claim.run_id,

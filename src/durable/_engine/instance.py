@@ -19,6 +19,7 @@ import asyncio
 import base64
 import hashlib
 import random
+import secrets
 from collections import deque
 from collections.abc import Sequence
 from contextvars import copy_context
@@ -96,6 +97,11 @@ class _ChildWaiter:
         self.run_id = run_id
 
 
+def _new_token() -> str:
+    """192 random bits from ``secrets``, URL-safe (32 characters)."""
+    return base64.urlsafe_b64encode(secrets.token_bytes(24)).decode()
+
+
 def describe_record(event: Event) -> str:
     if event.kind == EventKind.STEP_CREATED:
         return f"step {event.name!r} with arguments {_short(event.data)}"
@@ -146,7 +152,6 @@ class WorkflowInstance:
         self._seed = seed
         self._base_url = base_url
         self.loop = DeterministicLoop(self)  # type: ignore[abstract]  # typeshed marks I/O methods abstract
-        self.id_random = random.Random(f"{seed}:ids")
         self.user_random = random.Random(f"{seed}:random")
         self.seen_seq = 0  # last event consumed (or known to be this instance's own record)
         # Events up to this seq were consumed by an execution already committed: code running on
@@ -433,9 +438,13 @@ class WorkflowInstance:
 
     def create_hook(self, hook: HookSubscriber, token: str | None, metadata: bytes | None) -> tuple[str, str]:
         position, corr = self._next("hook")
+        shown = f"hook with token {token!r}" if token is not None else "hook with a default token"
+        record = self._record_at(position, (EventKind.HOOK_CREATED, EventKind.HOOK_CONFLICT), shown)
         if token is None:
-            token = base64.urlsafe_b64encode(self.id_random.getrandbits(192).to_bytes(24, "big")).decode()
-        record = self._record_at(position, (EventKind.HOOK_CREATED, EventKind.HOOK_CONFLICT), f"hook with token {token!r}")
+            # A default token is drawn from the OS's CSPRNG -- never from a generator seeded by the
+            # run, whose outputs would let someone who saw some of a run's webhook URLs compute its
+            # others -- and recorded in hook_created: a replay reads it back from there.
+            token = record.name if record is not None and record.name else _new_token()
         if record is None:
             if metadata is not None:
                 _codec.check_size(metadata, self.max_value_size, "hook metadata")

@@ -39,6 +39,8 @@ from ._core.errors import HookValidationError as HookValidationError
 from ._core.errors import InvalidStoreURL as InvalidStoreURL
 from ._core.errors import NameConflict as NameConflict
 from ._core.errors import NonDeterminismError as NonDeterminismError
+from ._core.errors import NonDeterministicCallError as NonDeterministicCallError
+from ._core.errors import NonDeterministicCallWarning as NonDeterministicCallWarning
 from ._core.errors import NotInStepError as NotInStepError
 from ._core.errors import NotInWorkflowError as NotInWorkflowError
 from ._core.errors import RetryableError as RetryableError
@@ -101,7 +103,8 @@ __version__ = "0.1.0"
 __all__ = [
     "ChildFailed", "ChildHandle", "Client", "DurableError", "Event", "EventKind", "FatalError", "ForkError", "Hook",
     "HookConflictError", "HookDefinition", "HookInfo",
-    "HookNotFound", "HookSchemaUnknown", "HookValidationError", "InvalidStoreURL", "NameConflict", "NonDeterminismError", "NotInStepError",
+    "HookNotFound", "HookSchemaUnknown", "HookValidationError", "InvalidStoreURL", "NameConflict", "NonDeterminismError", "NonDeterministicCallError",
+    "NonDeterministicCallWarning", "NotInStepError",
     "NotInWorkflowError", "Queue", "QueueState", "Request", "Response", "ResumeResult", "RetryableError", "Run", "RunCancelled", "RunConflict", "RunFailed",
     "RunInfo", "RunNotFound", "Runtime", "Schedule", "ScheduleInfo", "ScheduleNotFound", "SerializationError", "SideEffectInWorkflowError", "Step", "StepFailed", "StepInfo", "StepMetadata", "StepTimeout",
     "StoreCorrupt", "StoreError", "StoreUnavailable", "StreamChunk", "StreamClosedError", "StreamFailed", "StreamHandle", "StreamWriter",

@@ -5,6 +5,7 @@
     DurableError
     ├── SerializationError (TypeError)     a value the codec cannot encode or decode
     ├── NonDeterminismError                replayed code issued something the log does not hold
+    ├── NonDeterministicCallError (RuntimeError)  time.time(), random.random(), ... in workflow code (strict=True)
     ├── NameConflict (ValueError)          an explicit name another module's definition already has
     ├── NotInWorkflowError (RuntimeError)  a workflow-only API called elsewhere
     ├── NotInStepError (RuntimeError)      a step-only API called elsewhere
@@ -76,6 +77,36 @@ class NonDeterminismError(DurableError):
             f"workflow code no longer matches its event log at command #{position}: "
             f"the log holds {recorded}, the code did {actual}"
         )
+
+
+def _nondeterministic(workflow: str, call: str, instead: str) -> str:
+    return (
+        f"workflow {workflow!r} called {call}, which gives another value when the run is replayed "
+        f"(after a restart, say); use {instead}, which is the same on every replay"
+    )
+
+
+class NonDeterministicCallError(DurableError, RuntimeError):
+    """Raised in workflow code, under ``Runtime(strict=True)``, when it reads the wall clock or the
+    global random generators (``time.time()``, ``datetime.now()``, ``random.random()``,
+    ``uuid.uuid4()``, ...): unless the workflow catches it, the run fails with it."""
+
+    def __init__(self, workflow: str, call: str, instead: str) -> None:
+        self.workflow = workflow
+        self.call = call
+        self.instead = instead
+        super().__init__(_nondeterministic(workflow, call, instead))
+
+
+class NonDeterministicCallWarning(RuntimeWarning):
+    """Warned (once per workflow and call) when workflow code reads the wall clock or the global
+    random generators; ``Runtime(strict=True)`` raises :class:`NonDeterministicCallError` instead."""
+
+    def __init__(self, workflow: str, call: str, instead: str) -> None:
+        self.workflow = workflow
+        self.call = call
+        self.instead = instead
+        super().__init__(_nondeterministic(workflow, call, instead) + " (Runtime(strict=True) makes this an error)")
 
 
 class NameConflict(DurableError, ValueError):

@@ -20,6 +20,7 @@ import base64
 import hashlib
 import random
 import secrets
+import warnings
 from collections import deque
 from collections.abc import Sequence
 from contextvars import copy_context
@@ -43,7 +44,13 @@ from .._core.commands import (
     WriteChunk,
 )
 from .._core.errorinfo import decode_error, encode_error
-from .._core.errors import NonDeterminismError, RunCancelled, SerializationError
+from .._core.errors import (
+    NonDeterminismError,
+    NonDeterministicCallError,
+    NonDeterministicCallWarning,
+    RunCancelled,
+    SerializationError,
+)
 from .._core.events import CHILD_ENDS, CREATION_KINDS, DELIVERY_KINDS, TERMINAL_KINDS, Event, EventKind
 from .._core.ids import DEFAULT_NAMESPACE, child_run_id
 from .._core.queues import QueueSpec
@@ -51,6 +58,7 @@ from .._workflow.children import ChildHandle
 from .._workflow.context import HookSubscriber, WorkflowMetadata, current_instance
 from .._workflow.step import Step
 from .._workflow.workflow import Workflow
+from . import guard
 from .loop import DeterministicLoop
 
 # The kinds compared once or more per replayed event, as plain str: looking up an enum member
@@ -64,6 +72,8 @@ _RESOLVED_ONCE = frozenset(
 _PATCH_MARKED = EventKind.PATCH_MARKED.value
 _NOTED_KINDS = frozenset({EventKind.WAIT_CANCELLED.value, EventKind.HOOK_DISPOSED.value}) | TERMINAL_KINDS
 Status = Literal["suspended", "completed", "failed"]
+# (workflow name, call) pairs already warned about in this process: once each is enough.
+_warned: set[tuple[str, str]] = set()
 
 
 @dataclass(slots=True)
@@ -143,8 +153,11 @@ class WorkflowInstance:
         replay_until: float = 0,
         scheduled_at: float | None = None,
         max_value_size: int = _codec.DEFAULT_MAX_VALUE_SIZE,
+        strict: bool = False,
     ) -> None:
+        guard.install()  # time.time(), datetime.now(), ... in workflow code are reported (see guard.py)
         self.workflow = workflow
+        self.strict = strict  # such calls raise instead of warning once
         self.max_value_size = max_value_size  # new values over it fail where made (recorded ones replay as they are)
         self._scheduled_at = None if scheduled_at is None else datetime.fromtimestamp(scheduled_at, UTC)
         self.run_id = run_id
@@ -377,6 +390,17 @@ class WorkflowInstance:
         finally:
             await agen.aclose()
         return None
+
+    def nondeterministic_call(self, call: str, instead: str) -> None:
+        """Workflow code called ``call`` (a wall clock, global randomness): warn once per workflow and
+        call, or raise under ``strict`` (the run then fails, unless the workflow catches it)."""
+        if self.strict:
+            raise NonDeterministicCallError(self.workflow.name, call, instead)
+        key = (self.workflow.name, call)
+        if key not in _warned:
+            _warned.add(key)
+            # stacklevel 4: the workflow's own line (this method <- guard._report <- the guard <- workflow code)
+            warnings.warn(NonDeterministicCallWarning(self.workflow.name, call, instead), stacklevel=4)
 
     # ------------------------------------------------------------------------------------
     # commands (called from workflow code running on the deterministic loop)

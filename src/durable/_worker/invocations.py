@@ -60,6 +60,7 @@ class Invocations:
         tracing: Telemetry | None = None,
         now: Callable[[], float] = time.time,
         max_value_size: int = DEFAULT_MAX_VALUE_SIZE,
+        strict: bool = False,
     ) -> None:
         self.store = store
         self.worker_id = worker_id
@@ -69,6 +70,7 @@ class Invocations:
         self._launch = launch
         self._base_url = base_url
         self.max_value_size = max_value_size
+        self.strict = strict  # wall-clock and global-random calls in workflow code fail the run
         self._runs_steps = runs_steps  # False: a commit never claims the steps it creates (execute_steps=False)
         self._tracing = tracing
         self._now = now
@@ -79,7 +81,7 @@ class Invocations:
         return WorkflowInstance(
             wf, run_id=record.run_id, input=record.input, seed=record.seed, base_url=self._base_url,
             replay_until=record.consumed_seq if replay_until is None else replay_until, scheduled_at=record.scheduled_at,
-            max_value_size=self.max_value_size,
+            max_value_size=self.max_value_size, strict=self.strict,
         )
 
     # -- a new run's first slice ----------------------------------------------------------------

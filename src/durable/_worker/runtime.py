@@ -113,6 +113,10 @@ class Runtime(Client):
       chunk), in bytes (default 16 MiB, at most 256 MiB): a bigger one is a SerializationError
       naming its size, raised where it is made, before anything is written -- a step returning one
       fails, a workflow returning or yielding one fails its run.
+    - ``strict``: workflow code that reads the wall clock or the global random generators
+      (``time.time()``, ``datetime.now()``, ``random.random()``, ``uuid.uuid4()``) gets a
+      :class:`~durable.NonDeterministicCallWarning` once per workflow and call; ``True`` raises
+      :class:`~durable.NonDeterministicCallError` there instead, failing the run (default False).
     """
 
     def __init__(
@@ -132,6 +136,7 @@ class Runtime(Client):
         versions: Mapping[str, Iterable[str | None]] | None = None,
         clock: Clock | None = None,
         max_value_size: int = DEFAULT_MAX_VALUE_SIZE,
+        strict: bool = False,
     ) -> None:
         # Every option is checked before anything is built, each error naming its parameter and range.
         check_int("max_concurrent_steps", max_concurrent_steps, minimum=1, maximum=100_000)
@@ -145,8 +150,9 @@ class Runtime(Client):
                 f"heartbeat_interval must be shorter than lease_ttl ({lease_ttl:g} s): a worker renews its leases "
                 f"every heartbeat_interval, so they would lapse while it is alive; got {heartbeat_interval:g} s"
             )
-        if not isinstance(execute_steps, bool):
-            raise TypeError(f"execute_steps must be True or False, got {execute_steps!r}")
+        for flag, value in (("execute_steps", execute_steps), ("strict", strict)):
+            if not isinstance(value, bool):
+                raise TypeError(f"{flag} must be True or False, got {value!r}")
         super().__init__(store, poll_interval=poll_interval, clock=clock, max_value_size=max_value_size)
         self._versions_wanted = _check_versions(versions)
         self._versions: dict[str, frozenset[str | None]] = {}  # by stored name, resolved at open()
@@ -169,7 +175,7 @@ class Runtime(Client):
         self.invocations = Invocations(
             self.store, self.worker_id, cache=self.cache, slots=self.slots, workflow=self.get_workflow,
             launch=lambda claims: self.steps.launch(claims), base_url=self.base_url, runs_steps=execute_steps,
-            tracing=tracing, now=self.clock.time, max_value_size=self.max_value_size,
+            tracing=tracing, now=self.clock.time, max_value_size=self.max_value_size, strict=strict,
         )
         self.steps = StepExecutor(
             self.store, slots=self.slots, invocations=self.invocations, spawn=self._spawn, base_url=self.base_url,

@@ -10,7 +10,9 @@ import random
 import time
 import uuid
 import warnings
+from collections.abc import Callable
 from datetime import datetime
+from typing import Any
 
 import pytest
 
@@ -18,7 +20,7 @@ import durable
 
 pytestmark = pytest.mark.anyio
 
-CALLS = {
+CALLS: dict[str, tuple[Callable[[], Any], str]] = {
     "time.time()": (lambda: time.time(), "durable.now()"),
     "datetime.now()": (lambda: datetime.now(), "durable.now()"),
     "datetime.utcnow()": (lambda: dt.datetime.utcnow(), "durable.now()"),

@@ -177,3 +177,43 @@ def test_runtime_options_out_of_range_are_refused_naming_the_option_and_its_rang
         durable.Runtime("memory://", **options)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="poll_interval"):
         durable.Client("memory://", poll_interval=-1)
+
+
+# -- listeners of finished waits (issue 16) -------------------------------------------------------------
+
+
+async def test_reading_many_finished_runs_leaves_the_notifier_at_its_baseline(store_url: str) -> None:
+    """Reading the result and the stream of 10,000 finished runs leaves the store's notifier holding
+    as many listeners as before: a waiter that ended takes its listener with it.
+
+    Before: each read left its entries ("run-end" and "stream" topics, ~1.1 KB each) in the notifier for
+    good, two per run, so a long-lived server grew without bound."""
+    from typing import Any, cast
+
+    from durable._core import codec
+    from durable.stores._sql import DB
+    from durable.stores._sqlstore import SQLStore
+
+    n = 10_000
+    output, data = codec.encode("done"), codec.encode({"args": [], "kwargs": {}})
+
+    def insert_finished_runs(db: DB) -> None:
+        db.executemany(
+            "INSERT INTO runs (run_id, workflow_name, status, input, seed, output, created_at, updated_at, "
+            "started_at, completed_at, last_seq) VALUES (?, 'wf', 'completed', ?, 'seed', ?, 1.0, 2.0, 1.0, 2.0, 3)",
+            [(f"run_{i:05d}", data, output) for i in range(n)],
+        )
+
+    async with durable.Client(store_url) as client:
+        await cast(SQLStore, client.store)._run(insert_finished_runs)
+        notifier = client.store.notifier
+        baseline = len(notifier)
+
+        async def read(run_id: str) -> Any:
+            run = client.run(run_id)
+            return await run.result(timeout=10), [chunk async for chunk in run.stream()]
+
+        for start in range(0, n, 100):
+            results = await asyncio.gather(*(read(f"run_{i:05d}") for i in range(start, start + 100)))
+            assert results == [("done", [])] * 100
+        assert len(notifier) == baseline, f"{len(notifier) - baseline} listener(s) left behind"

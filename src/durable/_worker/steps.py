@@ -87,17 +87,17 @@ class StepExecutor:
         next_claim: StepClaim | None = claim
         turn_started = time.perf_counter()
         while next_claim is not None:
-            if time.perf_counter() - turn_started > _TURN:
-                await asyncio.sleep(0)  # the chain has kept the loop for a turn: let everyone else run
-                turn_started = time.perf_counter()
             claim, next_claim = next_claim, None
             if log.isEnabledFor(logging.DEBUG):  # the hot path: no formatting unless asked for
                 log.debug("running step %s %s of run %s (attempt %d/%d)", claim.step_id, claim.name, claim.run_id,
                           claim.attempt, claim.max_attempts)
             key = (claim.run_id, claim.step_id)
-            self.running[key] = scope
+            self.running[key] = scope  # before yielding: a cancel meanwhile reaches this attempt
             outcome: StepOutcome | None = None
             try:
+                if time.perf_counter() - turn_started > _TURN:
+                    await asyncio.sleep(0)  # the chain has kept the loop for a turn: let everyone else run
+                    turn_started = time.perf_counter()
                 step = None if claim.attempt > claim.max_attempts else await self._step_for(claim)
                 if claim.attempt > claim.max_attempts:
                     # Attempts lost to crashes count: a step that keeps killing its worker must end.

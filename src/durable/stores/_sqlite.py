@@ -448,7 +448,7 @@ class SQLiteStore(SQLStore):
         if not self.memory:
             # Read-only first: a file that is not a durable store (or is a newer one) is refused
             # before anything writes to it -- PRAGMA journal_mode=WAL below rewrites its header.
-            _check_file(self.path, writing=True)
+            _check_file(self.path)
         try:
             conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=self.busy_timeout)
             conn.execute("PRAGMA journal_mode=WAL" if not self.memory else "PRAGMA journal_mode=MEMORY")
@@ -463,7 +463,7 @@ class SQLiteStore(SQLStore):
     def _connect_read_only(self) -> sqlite3.Connection:
         if not os.path.exists(self.path):
             raise StoreError(f"SQLite {self.path}: no store there (the file does not exist; mode=ro never creates one)")
-        version = _check_file(self.path, writing=False)
+        version = _check_file(self.path)
         if version is not None and version < SCHEMA_VERSION:
             raise StoreError(
                 f"SQLite {self.path}: has schema {version}, this version reads {SCHEMA_VERSION}: it must be migrated "
@@ -523,10 +523,10 @@ _SQLITE_MAGIC = b"SQLite format 3\x00"
 
 def _unwritable(path: str) -> str:
     """Why a store at ``path`` cannot be written ("" if it can): a read-only file system, or permissions."""
-    target = path if os.path.exists(path) else (os.path.dirname(os.path.abspath(path)) or ".")
     directory = os.path.dirname(os.path.abspath(path))
-    while not os.path.exists(directory):  # a store in a directory still to be created
+    while not os.path.exists(directory):  # a store in a directory still to be created: its nearest parent
         directory = os.path.dirname(directory)
+    target = path if os.path.exists(path) else directory
     try:
         if os.statvfs(directory).f_flag & os.ST_RDONLY:
             return "read-only file system"
@@ -549,7 +549,7 @@ def _read_only_connection(path: str, *, timeout: float, immutable: bool) -> sqli
     )
 
 
-def _check_file(path: str, *, writing: bool) -> int | None:
+def _check_file(path: str) -> int | None:
     """Refuse what is not a durable store before anything touches it; return its schema version
     (None for a new or empty file). Reads only: the file stays byte for byte as it was."""
     try:

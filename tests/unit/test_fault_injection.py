@@ -95,7 +95,9 @@ def _wal_size(url: str) -> int:
         return 0
 
 
-@pytest.mark.timeout(900)
+# Long enough for the killing (at most MAX_INTERVAL per kill) and the checks; the marker would
+# override a --timeout given on the command line.
+@pytest.mark.timeout(600 + int(KILLS * MAX_INTERVAL * 2))
 @pytest.mark.parametrize("backend", [b for b in BACKENDS if b != "memory"])
 async def test_sigkilled_workers_lose_nothing_and_record_nothing_twice(backend: str, tmp_path: Path) -> None:
     """Three workers, one SIGKILLed at random every 0.5-1 s (50 times) and restarted, on a mixed workload:

@@ -16,6 +16,7 @@ from typing import Any
 from urllib.parse import quote
 
 from .._core import codec as _codec
+from .._core.durations import LATEST as _LATEST
 from .._core.durations import as_datetime as stored_datetime
 from .._core.errorinfo import ErrorInfo, decode_error
 from .._core.errors import SerializationError

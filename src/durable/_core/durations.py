@@ -108,8 +108,8 @@ def check_deadline(value: datetime, *, what: str) -> None:
 
 # -- stored timestamps as datetimes, whatever they hold -----------------------------------------------
 
-_EARLIEST = datetime.min.replace(tzinfo=UTC)
-_LATEST = datetime.max.replace(tzinfo=UTC)
+EARLIEST = datetime.min.replace(tzinfo=UTC)
+LATEST = datetime.max.replace(tzinfo=UTC)
 
 
 def as_datetime(ts: float) -> datetime:
@@ -119,7 +119,7 @@ def as_datetime(ts: float) -> datetime:
     try:
         return datetime.fromtimestamp(ts, UTC)
     except (OverflowError, ValueError, OSError):
-        return _EARLIEST if ts < 0 else _LATEST  # NaN compares false: the latest
+        return EARLIEST if ts < 0 else LATEST  # NaN compares false: the latest
 
 
 def local_time(when: datetime) -> datetime:

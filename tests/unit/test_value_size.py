@@ -175,7 +175,7 @@ async def test_the_heartbeat_renews_leases_while_an_outcome_keeps_failing_to_be_
     Before: the heartbeat retried unrecorded outcomes first; the failing retry aborted it before lease
     renewal, so a live worker lost all its leases (and other workers ran its steps again)."""
     async with durable.Runtime(
-        store_url, workflows=[one_quick_step], sticky_cache_size=0, lease_ttl=1.0, heartbeat_interval=0.1
+        store_url, workflows=[one_quick_step], sticky_cache_size=0, lease_ttl=0.5, heartbeat_interval=0.05
     ) as rt:
         store = cast(SQLStore, rt.store)
         real = store.finish_step
@@ -191,7 +191,7 @@ async def test_the_heartbeat_renews_leases_while_an_outcome_keeps_failing_to_be_
         with anyio.fail_after(10):
             while not rt.steps._unrecorded:
                 await anyio.sleep(0.02)
-        await anyio.sleep(2.5)  # well past lease_ttl: only heartbeats keep the worker alive now
+        await anyio.sleep(1.5)  # three times lease_ttl: only heartbeats keep the worker alive now
 
         def worker_row(db: DB) -> list[tuple[Any, ...]]:
             return db.execute("SELECT alive_until FROM workers WHERE worker_id = ?", (rt.worker_id,))

@@ -1,8 +1,8 @@
 """The SQLite WAL under continuous load: its size after 100,000 sequential steps, next to the database's.
 
 Under ``synchronous=normal`` steps commit inline, back to back, so passive checkpoints never catch
-up; the store empties the WAL with a TRUNCATE checkpoint whenever it passes its limit (64 MiB by
-default). This prints the largest WAL seen (sampled every 10 ms), the WAL at the end, the
+up; the store starts the WAL over with a RESTART checkpoint whenever it holds more than its limit
+(64 MiB by default). This prints the largest WAL seen (sampled every 10 ms), the WAL at the end, the
 database file, and the steps per second -- with ``--unbounded``, also the same run with the limit
 out of the way (what the WAL did before it had one; mind the disk: ~25 KB per step).
 

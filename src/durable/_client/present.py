@@ -23,7 +23,7 @@ from .._core.errors import SerializationError
 from .._core.events import Event
 from .._core.queues import QueueState
 from .hookschema import expected_payload
-from .projection import HookInfo, RunInfo, ScheduleInfo, StepInfo, Waiting, as_datetime, waiting_for
+from .projection import HookInfo, RunInfo, ScheduleInfo, StepInfo, Waiting, waiting_for
 from .published import Published
 from .timeline import Attempt, Lane, Timeline
 
@@ -273,7 +273,7 @@ def attempt_json(a: Attempt, *, tracebacks: bool = False) -> dict[str, Any]:
         "duration": None if a.ended_at is None else _seconds(max(0.0, a.ended_at - a.started_at)),
         "outcome": a.outcome,
         "error": error_json(a.error, traceback=tracebacks),
-        "retry_at": _latest_if_unreadable(a.retry_at),
+        "retry_at": iso(a.retry_at),
     }
 
 
@@ -285,7 +285,7 @@ def lane_json(lane: Lane) -> dict[str, Any]:
     if lane.kind == "step":
         out["attempts"] = [attempt_json(a) for a in lane.attempts]
     elif lane.kind == "timer":
-        out["until"] = _latest_if_unreadable(lane.until)
+        out["until"] = iso(lane.until)
     elif lane.kind == "hook":
         out["received"] = [iso(at) for at, _ in lane.received]
     return out
@@ -310,11 +310,6 @@ def step_detail(s: StepInfo, output: bytes | None, lane: Lane | None, *, traceba
     )
     out["attempt_history"] = [attempt_json(a, tracebacks=tracebacks) for a in lane.attempts] if lane is not None else []
     return out
-
-
-def _latest_if_unreadable(ts: float | None) -> str | None:
-    """A recorded time, where one no datetime can hold reads as the latest moment there is (as in the projection)."""
-    return iso(as_datetime(ts))
 
 
 def waiting_json(w: Waiting) -> dict[str, Any]:

@@ -38,8 +38,8 @@ from .._client.client import Client
 from .._client.published import describe
 from .._client.telemetry import telemetry
 from .._core.checks import check_int, check_number
-from .._core.codec import DEFAULT_MAX_VALUE_SIZE
 from .._core.clock import Clock
+from .._core.codec import DEFAULT_MAX_VALUE_SIZE
 from .._core.ids import check_label
 from .._core.queues import queues as registered_queues
 from .._core.registry import Registry, short_name

@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-fast property property-thorough bench lint typecheck docs clean
+.PHONY: demo test test-fast property property-thorough bench lint typecheck docs clean soak
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -42,3 +42,9 @@ docs: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .durable .pytest_cache .mypy_cache .ruff_cache site
+
+# The fault-injection suite for longer: 1,000 SIGKILLs, one every 0.5-2 s, on SQLite (and PostgreSQL
+# when DURABLE_TEST_POSTGRES is set); prints its figures (runs, steps, re-executions, lost, duplicated).
+soak: $(STAMP)
+	DURABLE_FAULT_KILLS=1000 DURABLE_FAULT_MAX_INTERVAL=2 $(BIN)/python -m pytest -q -s -p no:cacheprovider \
+		--timeout 7200 tests/unit/test_fault_injection.py

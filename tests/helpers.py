@@ -166,3 +166,47 @@ class SurvivingMemoryStore(SQLiteStore):
 def deployable(store_url: str) -> str | Store:
     """What to give each runtime of a deploy test: the URL itself, or for ``memory://`` one store kept open."""
     return SurvivingMemoryStore() if store_url == "memory://" else store_url
+
+
+# -- a small file system ---------------------------------------------------------------------------------
+
+
+@contextmanager
+def small_tmpfs(directory: Path, size: str) -> Iterator[Path]:
+    """A tmpfs of ``size`` (``"2m"``) mounted at ``directory`` for the block: a disk that really fills
+    up, or (remounted read-only) a read-only location. Skips the test, saying why, where mounting is
+    impossible (not root, no mount namespace); CI runs as root, where it works."""
+    import pytest
+
+    directory.mkdir(parents=True, exist_ok=True)
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(directory)], capture_output=True, text=True
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here (needs root): {mounted.stderr.strip() or mounted.returncode}")
+    try:
+        yield directory
+    finally:
+        if subprocess.run(["umount", str(directory)], capture_output=True).returncode != 0:
+            subprocess.run(["umount", "-l", str(directory)], capture_output=True)
+
+
+def remount(directory: Path, mode: str) -> None:
+    """Remount the tmpfs at ``directory`` ``ro`` or ``rw``."""
+    subprocess.run(["mount", "-o", f"remount,{mode}", str(directory)], check=True, capture_output=True)
+
+
+def fill_disk(directory: Path) -> Path:
+    """Write a file in ``directory`` until its file system is full; return it (delete it to free the space)."""
+    filler = directory / "filler"
+    fd = os.open(filler, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+    try:
+        for size in (65536, 4096, 512, 1):  # down to the last scraps, so the next write of any size fails
+            try:
+                while True:
+                    os.write(fd, b"\0" * size)
+            except OSError:
+                pass
+    finally:
+        os.close(fd)
+    return filler

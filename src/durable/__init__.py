@@ -42,6 +42,8 @@ from ._core.errors import HookValidationError as HookValidationError
 from ._core.errors import InvalidStoreURL as InvalidStoreURL
 from ._core.errors import NameConflict as NameConflict
 from ._core.errors import NonDeterminismError as NonDeterminismError
+from ._core.errors import NonDeterministicCallError as NonDeterministicCallError
+from ._core.errors import NonDeterministicCallWarning as NonDeterministicCallWarning
 from ._core.errors import NotInStepError as NotInStepError
 from ._core.errors import NotInWorkflowError as NotInWorkflowError
 from ._core.errors import RetryableError as RetryableError
@@ -56,6 +58,7 @@ from ._core.errors import StepFailed as StepFailed
 from ._core.errors import StepTimeout as StepTimeout
 from ._core.errors import StoreCorrupt as StoreCorrupt
 from ._core.errors import StoreError as StoreError
+from ._core.errors import StoreUnavailable as StoreUnavailable
 from ._core.errors import StreamClosedError as StreamClosedError
 from ._core.errors import StreamFailed as StreamFailed
 from ._core.errors import WebhookNotAnswered as WebhookNotAnswered
@@ -104,10 +107,11 @@ __version__ = "0.1.0"
 __all__ = [
     "ChildFailed", "ChildHandle", "Client", "DurableError", "EncryptedValueError", "Encryption", "EncryptionKeyError",
     "Event", "EventKind", "FatalError", "ForkError", "GCReport", "Hook", "HookConflictError", "HookDefinition", "HookInfo",
-    "HookNotFound", "HookSchemaUnknown", "HookValidationError", "InvalidStoreURL", "NameConflict", "NonDeterminismError", "NotInStepError",
+    "HookNotFound", "HookSchemaUnknown", "HookValidationError", "InvalidStoreURL", "NameConflict", "NonDeterminismError",
+    "NonDeterministicCallError", "NonDeterministicCallWarning", "NotInStepError",
     "NotInWorkflowError", "Queue", "QueueState", "Request", "Response", "ResumeResult", "RetryableError", "Run", "RunCancelled", "RunConflict", "RunFailed",
     "RunInfo", "RunNotFound", "Runtime", "Schedule", "ScheduleInfo", "ScheduleNotFound", "SerializationError", "SideEffectInWorkflowError", "Step", "StepFailed", "StepInfo", "StepMetadata", "StepTimeout",
-    "StoreCorrupt", "StoreError", "StreamChunk", "StreamClosedError", "StreamFailed", "StreamHandle", "StreamWriter",
+    "StoreCorrupt", "StoreError", "StoreUnavailable", "StreamChunk", "StreamClosedError", "StreamFailed", "StreamHandle", "StreamWriter",
     "Webhook", "WebhookNotAnswered", "WebhookResponseTimeout", "Workflow", "WorkflowMetadata", "WorkflowNotFound", "configure", "create_hook",
     "create_webhook", "define_hook", "deprecate_patch", "get_run", "get_runtime", "get_step_metadata", "get_workflow_metadata",
     "get_writable", "list_runs", "logger", "now", "patched", "random", "register_class", "rerun", "resume_hook", "resume_webhook",

@@ -179,11 +179,15 @@ def _reported() -> Iterator[None]:
         raise typer.Exit(130) from None
 
 
-def _with_store(url: str | None, fn: Callable[[Store], Awaitable[T]], *, create: bool = False) -> T:
+def _with_store(
+    url: str | None, fn: Callable[[Store], Awaitable[T]], *, create: bool = False, read_only: bool = False
+) -> T:
     """Open the store at ``url``, run ``fn`` with it, close it.
 
     Unless ``create``, a SQLite file must already exist: opening creates one, and a mistyped
-    path would then look like an empty store instead of an error.
+    path would then look like an empty store instead of an error. ``read_only``: a SQLite store
+    is opened read-only (the commands that only read never write to it, and work on a backup or
+    a read-only mount).
     """
 
     from .stores._sqlite import SQLiteStore
@@ -199,6 +203,8 @@ def _with_store(url: str | None, fn: Callable[[Store], Awaitable[T]], *, create:
                 f"no store at {store.path}: the SQLite file does not exist (check --store / DURABLE_STORE; "
                 "`durable migrate` creates one)", 3
             )
+        if read_only and isinstance(store, SQLiteStore) and not store.memory:
+            store.read_only = True
         return anyio.run(main, encrypted(store, _encryption()))
     raise AssertionError("unreachable: _reported() exits on every error")
 
@@ -526,7 +532,7 @@ def workflows(json_output: JSONOption = False, store: StoreOption = None) -> Non
     async def read(s: Store) -> Any:
         return await Client(s).published_workflows()
 
-    published = _with_store(store, read)
+    published = _with_store(store, read, read_only=True)
     if json_output:
         _print_json({"workflows": [published_json(p) for p in published]})
         return
@@ -580,7 +586,7 @@ def runs(
         states = await s.queue_states([queue], time.time()) if queue else []
         return await s.list_runs(status=status, workflow=workflow, limit=limit, queue=queue, version=version), states
 
-    records, states = _with_store(store, read)
+    records, states = _with_store(store, read, read_only=True)
     infos = [RunInfo.from_record(r) for r in records]
     if json_output:
         summaries = [run_summary(info) for info in infos]
@@ -628,7 +634,7 @@ def inspect_run(run_id: RunIdArgument, json_output: JSONOption = False, store: S
         events = await s.load_events(run_id) if record.status not in TERMINAL else []
         return record, steps, hooks, await s.list_streams(run_id), events, await _descendants(s, run_id)
 
-    record, step_records, hook_records, streams, events, children = _with_store(store, read)
+    record, step_records, hook_records, streams, events, children = _with_store(store, read, read_only=True)
     info = RunInfo.from_record(record)
     steps = [StepInfo.from_record(s) for s in step_records]
     hooks = [HookInfo.from_record(h) for h in hook_records]
@@ -707,7 +713,7 @@ def queues(store: StoreOption = None) -> None:
     async def read(s: Store) -> Any:
         return await s.queue_states(None, time.time())
 
-    states = _with_store(store, read)
+    states = _with_store(store, read, read_only=True)
     if not states:
         out.print("no queues")
     _print_queues(states)
@@ -731,7 +737,7 @@ def schedules_list(
     async def read(s: Store) -> Any:
         return await Client(s).list_schedules()
 
-    infos = _with_store(store, read)
+    infos = _with_store(store, read, read_only=True)
     if as_json:
         for info in infos:
             out.print(dumps(schedule_json(info)))
@@ -825,7 +831,7 @@ def events(run_id: RunIdArgument, json_output: JSONOption = False, store: StoreO
             raise RunNotFound(run_id)
         return await s.load_events(run_id)
 
-    logged = _with_store(store, read)
+    logged = _with_store(store, read, read_only=True)
     if json_output:
         _print_json({"events": [event_json(e) for e in logged]})
         return
@@ -854,7 +860,7 @@ def tail(
         async for chunk in read_stream(s, run_id, namespace, start_index=start_index):
             print(json_text(_codec.to_plain_json(chunk), indent=None), flush=True)
 
-    _with_store(store, follow)
+    _with_store(store, follow, read_only=True)
 
 
 # -- steering ------------------------------------------------------------------------------------
@@ -959,7 +965,7 @@ def export(run_id: Annotated[str, typer.Argument(help="The run's id.")], store: 
     async def read(s: Store) -> str:
         return (await read_history(s, run_id)).to_json()
 
-    sys.stdout.write(_with_store(store, read))
+    sys.stdout.write(_with_store(store, read, read_only=True))
 
 
 def _code_of(spec: str) -> tuple[Callable[[str], Any], list[str]]:

@@ -92,6 +92,10 @@ def test_default_runtime_starts_lazily_on_the_running_loop(tmp_path: Path) -> No
         ("sqlite:///", "no database file"),
         ("sqlite:///x.db?synchronous=fast", "synchronous must be full or normal"),
         ("sqlite:///x.db?journal=wal", "unknown option(s) journal"),
+        ("sqlite:///x.db?busy_timeout=abc", "busy_timeout must be a number of seconds from 0 to 86400, got 'abc'"),
+        ("sqlite:///x.db?busy_timeout=-1", "busy_timeout must be a number of seconds from 0 to 86400, got '-1'"),
+        ("sqlite:///x.db?busy_timeout=nan", "busy_timeout must be a number of seconds from 0 to 86400, got 'nan'"),
+        ("sqlite:///x.db?mode=rx", "mode must be ro (read only) or rw"),
         ("redis://localhost", "unknown scheme 'redis'"),
     ],
 )

@@ -78,7 +78,8 @@ def test_rerun_and_fork_buttons_start_runs_that_reuse_the_history(tmp_path: Path
             rerun = tab.locator("#run-id").text_content() or ""
             expect(tab.locator("#run-result")).to_contain_text("charged o-1")
 
-            tab.locator('#steps tr[data-step-id="step_1"] button.fork').click()
+            tab.locator('#timeline .lane[data-step-id="step_1"]').click()  # the step opens beside the run
+            tab.locator("#step-panel button.fork").click()
             expect(tab.locator("#run-id")).not_to_have_text(rerun)
             expect(tab.locator("#run-status")).to_have_text("completed")
             expect(tab.locator("#run-meta")).to_contain_text(f"Forked from{rerun} at step_1")

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import dataclasses
+import random
 import socket
 from typing import Literal
 from urllib.parse import quote
@@ -92,6 +94,41 @@ async def test_default_tokens_are_random_unguessable_and_stable_on_replay(runtim
         assert (await check_replay(run)).status == "completed"
     assert tokens[0] != tokens[1]
     assert all(len(t) >= 22 for t in tokens)  # 24 random bytes, base64url
+
+
+async def test_default_tokens_come_from_a_csprng_and_replays_read_them_from_the_log(runtime: durable.Runtime) -> None:
+    """A default token is not derived from the run's seed (whoever sees some of a run's webhook URLs
+    cannot compute the others): two instances with the same seed draw different tokens, none equals
+    what the seeded generator gives, and a cold replay (the live instance evicted) reads the token
+    back from ``hook_created`` and goes on.
+
+    Before: tokens came from ``random.Random(f"{seed}:ids")`` (Mersenne Twister), whose state 624
+    outputs recover."""
+    from durable._core.events import Event, EventKind
+    from durable._engine.instance import WorkflowInstance
+    from tests.helpers import encode_args
+
+    seed = "0123456789abcdef"
+    seeded = random.Random(f"{seed}:ids")
+    predictable = base64.urlsafe_b64encode(seeded.getrandbits(192).to_bytes(24, "big")).decode()
+    drawn = []
+    for _ in range(2):
+        instance = WorkflowInstance(with_default_token, run_id="run_t", input=encode_args(), seed=seed)
+        outcome = instance.advance([Event("run_t", 2, EventKind.RUN_STARTED, None, 1.0)])
+        drawn.append(next(c.token for c in outcome.commands if hasattr(c, "token")))
+        instance.close()
+    assert drawn[0] != drawn[1] and predictable not in drawn
+    assert all(len(base64.urlsafe_b64decode(t)) == 24 for t in drawn)  # 192 bits
+
+    run = await runtime.start(with_default_token)
+    token = await anext(aiter(run.stream("tokens")))
+    [created] = [e for e in await run.events() if e.kind == "hook_created"]
+    assert created.name == token
+    runtime.cache.clear()  # the next delivery replays cold: the token must come from the log
+    await runtime.resume_hook(token, "ok")
+    assert await run.result(timeout=20) == "ok"
+    assert runtime.stats["cold_replays"] >= 1
+    assert (await check_replay(run)).status == "completed"
 
 
 @durable.workflow

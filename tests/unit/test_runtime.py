@@ -18,6 +18,7 @@ from typing import cast
 
 import anyio
 import anyio.lowlevel
+import httpx
 import pytest
 
 import durable
@@ -395,3 +396,67 @@ async def test_each_failed_attempt_of_a_retried_step_logs_one_info_line(runtime:
         assert message.startswith(f"step {logged_flaky.name} of run {run.run_id}: attempt {attempt}/4 failed with ConnectionError: "
                                   f"try {attempt} of log-")
         assert "\\nsecond line; retry at 20" in message and message.endswith("s)")
+
+
+# -- a long chain of steps that never await (issue 16) -------------------------------------------------
+
+
+@durable.step
+async def pure(i: int) -> int:
+    return i + 1
+
+
+@durable.workflow
+async def pure_chain(n: int) -> int:
+    x = 0
+    for _ in range(n):
+        x = await pure(x)
+    return x
+
+
+@pytest.mark.parametrize("url_kind", ["memory", "sqlite normal"])
+async def test_heartbeats_and_http_requests_get_through_during_a_long_chain_of_pure_steps(
+    url_kind: str, tmp_path: Path
+) -> None:
+    """While a 10,000-step chain of steps that never await runs (stores that answer inline: memory://,
+    SQLite synchronous=normal), heartbeats keep renewing the lease and a real HTTP server answers.
+
+    Before: the chain ran from first step to last without yielding: the web server, other runs and the
+    heartbeat stood still for its whole length, and other processes saw the live worker's lease lapse.
+    """
+    import uvicorn
+
+    from durable.web import create_app
+    from tests.helpers import free_port
+
+    url = "memory://" if url_kind == "memory" else sqlite_store_url(tmp_path / "chain.db")
+    async with durable.Runtime(url, workflows=[pure_chain], heartbeat_interval=0.05) as rt:
+        beats: list[float] = []
+        real_beat = rt.liveness.beat
+
+        async def beat(now: float | None = None) -> None:
+            beats.append(time.monotonic())
+            await real_beat(now)
+
+        rt.liveness.beat = beat  # type: ignore[method-assign]
+        port = free_port()
+        server = uvicorn.Server(uvicorn.Config(create_app(rt, manage=False), port=port, log_level="warning"))
+        # _serve, not serve: serve() would take over this test process's SIGINT/SIGTERM handlers.
+        serving = asyncio.get_running_loop().create_task(server._serve())
+        try:
+            await wait_until(lambda: server.started, timeout=10)
+            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as http:
+                started = time.monotonic()
+                run = await rt.start(pure_chain, 10_000)
+                answer = (await http.get("/runs", params={"limit": 1})).json()["runs"][0]
+                answered = time.monotonic()
+                assert await run.result(timeout=120) == 10_000
+                finished = time.monotonic()
+        finally:
+            server.should_exit = True
+            await serving
+    assert answer["run_id"] == run.run_id
+    assert answer["status"] in ("pending", "running"), "the request was only answered after the chain"
+    assert started <= answered < finished
+    during = [b for b in beats if started < b < finished]
+    assert len(during) >= 3, f"{len(during)} heartbeat(s) during a {finished - started:.2f} s chain"

@@ -157,17 +157,17 @@ async def test_chunks_arrive_live_and_resume_after_a_pause(client: httpx.AsyncCl
 
 
 async def test_live_feeds_send_the_runs_list_and_a_run_as_they_change(client: httpx.AsyncClient) -> None:
-    """/live/runs re-sends the list when a run starts or ends; /live/runs/{id} sends the run until `event: end`."""
+    """/live/runs re-sends the page of runs when a run starts or ends; /live/runs/{id} sends the run until `event: end`."""
     async with aconnect_sse(client, "GET", "/live/runs") as source:
         events = source.aiter_sse()
         with anyio.fail_after(20):
             first = await anext(events)
-            assert (first.event, json.loads(first.data)) == ("runs", [])
+            assert (first.event, json.loads(first.data)) == ("runs", {"runs": [], "next_cursor": None})
             run_id = await start_over_http(client, "sse_paused", "sse-live-1")
             statuses: list[str] = []
             async for event in events:
                 if event.event == "runs":
-                    runs = json.loads(event.data)
+                    runs = json.loads(event.data)["runs"]
                     assert [r["run_id"] for r in runs] == [run_id]
                     statuses.append(runs[0]["status"])
                     if statuses[-1] == "running":

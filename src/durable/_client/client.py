@@ -11,6 +11,8 @@ import secrets
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
+from .._core import codec as _codec
+from .._core.checks import check_int, check_number
 from .._core.clock import SYSTEM_CLOCK, Clock
 from .._core.durations import Duration
 from .._core.errors import RunNotFound, ScheduleNotFound, WorkflowNotFound
@@ -21,7 +23,7 @@ from .._workflow.http import Request, Response
 from .._workflow.workflow import Workflow, check_timeout
 from .._workflow.workflow import workflows as registered_workflows
 from ..stores import store_from_url
-from ..stores._base import NewRun, RunRecord, Store
+from ..stores._base import RUN_STATUSES, NewRun, RunRecord, Store
 from ..stores._encrypted import Encryption, encrypted
 from .projection import ResumeResult, RunInfo, ScheduleInfo
 from .published import Published, find
@@ -41,16 +43,23 @@ class Client:
     the times it records come from (tests pass a virtual one).
     ``encryption`` (a :class:`~durable.Encryption`) encrypts the payloads this client writes and
     decrypts those it reads; without it, encrypted values read as ``"<encrypted>"``.
+    ``max_value_size`` bounds one encoded value -- a run's arguments or result, a step's, a hook
+    payload, a stream chunk -- in bytes (default 16 MiB, at most 256 MiB): a bigger one is a
+    SerializationError naming its size, raised before anything is written.
     """
 
     def __init__(
         self, store: str | Store | None = None, *, poll_interval: float = 0.5, clock: Clock | None = None,
-        encryption: Encryption | None = None,
+        max_value_size: int = _codec.DEFAULT_MAX_VALUE_SIZE, encryption: Encryption | None = None,
     ) -> None:
+        # Checked before the store is built: a bad option must not leave a store half made.
+        self.poll_interval = check_number("poll_interval", poll_interval, minimum=0.001, maximum=3600.0, unit=" s")
+        self.max_value_size = check_int(
+            "max_value_size", max_value_size, minimum=64 * 1024, maximum=_codec.MAX_VALUE_SIZE_LIMIT
+        )
         raw = store if isinstance(store, Store) else store_from_url(store)
         self.store: Store = encrypted(raw, encryption)  # the store itself without encryption: no cost
         self.encryption = encryption
-        self.poll_interval = poll_interval
         self.clock: Clock = clock or SYSTEM_CLOCK
 
     def __repr__(self) -> str:
@@ -161,6 +170,7 @@ class Client:
         # one that fits is recorded bound (greet("ann") and greet(name="ann") are the same run).
         bound_args, bound_kwargs = wf.binder.bind(tuple(args), dict(kwargs))
         data = wf.binder.encode(bound_args, bound_kwargs, serializer=wf.serializer, root=f"arguments of {wf.name}")
+        _codec.check_size(data, self.max_value_size, f"arguments of {wf.name}")
         now = self.clock.time()
         run_id = check_run_id(run_id) if run_id is not None else new_run_id()
         tracing = telemetry()
@@ -250,6 +260,8 @@ class Client:
     ) -> list[RunInfo]:
         """Runs, newest first; ``status``, ``workflow`` and ``version`` (the label its code had) filter them."""
         refuse_in_workflow("list_runs")
+        if status is not None and status not in RUN_STATUSES:
+            raise ValueError(f"status must be one of {', '.join(RUN_STATUSES)} (or None), got {status!r}")
         records = await self.store.list_runs(
             status=status, workflow=self.stored_name(workflow), limit=limit, before=before, queue=queue, version=version
         )
@@ -359,9 +371,14 @@ class Client:
         ``wait`` (e.g. ``"10s"``) waits for the hook to be created first, for a run just started.
         """
         refuse_in_workflow("resume_hook")
-        return await resume_hook(self.store, token, payload, validate=validate, wait=wait, now=self.clock.time)
+        return await resume_hook(
+            self.store, token, payload, validate=validate, wait=wait, now=self.clock.time,
+            max_value_size=self.max_value_size,
+        )
 
     async def resume_webhook(self, token: str, request: Request, *, timeout: float = 30.0) -> Response:
         """Deliver an HTTP request to the webhook holding ``token``; return the response to send back."""
         refuse_in_workflow("resume_webhook")
-        return await resume_webhook(self.store, token, request, timeout=timeout, now=self.clock.time)
+        return await resume_webhook(
+            self.store, token, request, timeout=timeout, now=self.clock.time, max_value_size=self.max_value_size
+        )

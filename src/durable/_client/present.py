@@ -1,25 +1,31 @@
 """Runs, steps, hooks, events and values as plain JSON: what the web API and ``durable ... --json`` print.
 
-Built from the one projection (:mod:`.projection`), so JSON, tables and widgets agree. Values
-come out of the codec and through ``to_plain_json``. Two things never reach a client:
-pickled payloads (they are not unpickled here at all: the server answers for the bytes it
-decodes) and recorded tracebacks (they may name files and locals; ``durable inspect`` shows
-them to someone with access to the store).
+Built from the one projection (:mod:`.projection`) and, for what only the log knows (attempts,
+timers, hook payloads), the :mod:`.timeline`, so JSON, tables and widgets agree. Values come
+out of the codec and through ``to_plain_json``. Pickled payloads never reach a client (they
+are not unpickled here at all: the server answers for the bytes it decodes). Recorded
+tracebacks name files and source lines, so they are left out unless the caller says the
+reader may see them (``tracebacks=True``: the web app decides who may, see
+``durable.web._guard``; ``durable inspect`` shows them to someone with access to the store);
+lists never carry them.
 """
 
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from .._core import codec as _codec
+from .._core.durations import as_datetime
 from .._core.errorinfo import ErrorInfo, decode_error
 from .._core.errors import SerializationError
 from .._core.events import Event
 from .._core.queues import QueueState
-from .projection import HookInfo, RunInfo, ScheduleInfo, StepInfo, Waiting
+from .hookschema import expected_payload
+from .projection import HookInfo, RunInfo, ScheduleInfo, StepInfo, Waiting, waiting_for
 from .published import Published
+from .timeline import Attempt, Lane, Timeline
 
 PICKLED = "<pickled value>"
 
@@ -29,7 +35,7 @@ def iso(when: datetime | float | None) -> str | None:
     if when is None:
         return None
     if not isinstance(when, datetime):
-        when = datetime.fromtimestamp(when, UTC)
+        when = as_datetime(when)
     return when.isoformat()
 
 
@@ -69,12 +75,15 @@ def plain_value(data: bytes | None) -> Any:
             return "<undecodable value>"
 
 
-def error_json(error: ErrorInfo | bytes | None) -> dict[str, str] | None:
-    """An error's type and message (its traceback stays out of HTTP answers)."""
+def error_json(error: ErrorInfo | bytes | None, *, traceback: bool = False) -> dict[str, str] | None:
+    """An error's type and message, and its recorded traceback with ``traceback=True``."""
     if not error:
         return None
     info = error if isinstance(error, ErrorInfo) else decode_error(error, encrypted_ok=True)
-    return {"type": info.type, "message": info.message}
+    out = {"type": info.type, "message": info.message}
+    if traceback and info.traceback:
+        out["traceback"] = info.traceback
+    return out
 
 
 def _seconds(value: float | None) -> float | None:
@@ -162,7 +171,10 @@ def step_json(s: StepInfo) -> dict[str, Any]:
     }
 
 
-def hook_json(h: HookInfo) -> dict[str, Any]:
+def hook_json(h: HookInfo, timeline: Timeline | None = None) -> dict[str, Any]:
+    """A hook; with the run's ``timeline``, the payloads it received, and for a typed hook what
+    it expects (``expected``: its JSON Schema and an example payload, where this process knows
+    the definition)."""
     out: dict[str, Any] = {
         "hook_id": h.hook_id,
         "token": h.token,
@@ -174,6 +186,11 @@ def hook_json(h: HookInfo) -> dict[str, Any]:
         out["schema"] = h.schema
     if h.path is not None:
         out["path"] = h.path
+    if timeline is not None:
+        out["received"] = [{"at": iso(at), "payload": plain_value(data)} for at, data in timeline.payloads(h.hook_id)]
+        if h.schema:
+            described, example, known = expected_payload(h.schema)
+            out["expected"] = {"known": known, "json_schema": described, "example": example}
     return out
 
 
@@ -207,20 +224,96 @@ def _event_data(e: Event) -> Any:
 def run_detail(
     r: RunInfo, output: bytes | None, steps: list[StepInfo], hooks: list[HookInfo], streams: list[tuple[str, int, bool]],
     children: list[RunInfo] | None = None, values: list[tuple[str, bytes, int, float]] | None = None,
+    *, input: bytes | None = None, timeline: Timeline | None = None, tracebacks: bool = False,
 ) -> dict[str, Any]:
+    """A run with its steps, hooks and streams; with its recorded ``input``, the arguments it
+    was started with; with its ``timeline`` (every event of the log folded in), the waterfall,
+    what it waits for and the payloads its hooks received."""
     out = run_summary(r)
+    out["error"] = error_json(r.error, traceback=tracebacks)
     out["idempotency_key"] = r.idempotency_key
+    if input is not None:
+        out["input"] = input_json(input)
     out["result"] = plain_value(output) if r.status == "completed" else None
     out["steps"] = [step_json(s) for s in steps]
-    out["hooks"] = [hook_json(h) for h in hooks]
+    out["hooks"] = [hook_json(h, timeline) for h in hooks]
     out["streams"] = [{"namespace": ns, "chunks": n, "closed": closed} for ns, n, closed in streams]
     out["children"] = [run_summary(c) for c in children or []]
     out["values"] = {key: plain_value(data) for key, data, _, _ in values or []}
+    if timeline is not None:
+        out["timeline"] = timeline_json(timeline)
+        out["waiting_for"] = [waiting_json(w) for w in waiting_for(r, steps, hooks, timeline.wait_events)]
     return out
 
 
 def value_json(key: str, data: bytes, seq: int, updated_at: float) -> dict[str, Any]:
     return {"key": key, "value": plain_value(data), "seq": seq, "updated_at": iso(updated_at)}
+
+
+def input_json(data: bytes) -> dict[str, Any] | None:
+    """A run's recorded arguments as ``{"args", "kwargs", "exact"}``; None when pickled or undecodable.
+
+    ``exact``: the arguments are plain JSON as recorded, so starting a run with them (POST /runs)
+    records the same input; values JSON has no word for (dates, dataclasses, ...) are shown in
+    their plain form, which a new start would not turn back into the same values.
+    """
+    value = plain_value(data)
+    if not isinstance(value, dict) or not isinstance(value.get("args"), list) or not isinstance(value.get("kwargs"), dict):
+        return None
+    try:
+        exact = json.loads(bytes(data)[4:]) == value
+    except ValueError:
+        exact = False
+    return {"args": value["args"], "kwargs": value["kwargs"], "exact": exact}
+
+
+def attempt_json(a: Attempt, *, tracebacks: bool = False) -> dict[str, Any]:
+    return {
+        "attempt": a.attempt,
+        "started_at": iso(a.started_at),
+        "ended_at": iso(a.ended_at),
+        "duration": None if a.ended_at is None else _seconds(max(0.0, a.ended_at - a.started_at)),
+        "outcome": a.outcome,
+        "error": error_json(a.error, traceback=tracebacks),
+        "retry_at": iso(a.retry_at),
+    }
+
+
+def lane_json(lane: Lane) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "kind": lane.kind, "id": lane.id, "name": lane.name, "status": lane.status,
+        "created_at": iso(lane.created_at), "ended_at": iso(lane.ended_at),
+    }
+    if lane.kind == "step":
+        out["attempts"] = [attempt_json(a) for a in lane.attempts]
+    elif lane.kind == "timer":
+        out["until"] = iso(lane.until)
+    elif lane.kind == "hook":
+        out["received"] = [iso(at) for at, _ in lane.received]
+    return out
+
+
+def timeline_json(t: Timeline) -> dict[str, Any]:
+    """The waterfall: the run's start and end, and one lane per step, timer and hook, in the order created."""
+    return {
+        "created_at": iso(t.created_at), "started_at": iso(t.started_at), "ended_at": iso(t.ended_at),
+        "lanes": [lane_json(lane) for lane in t.lanes.values()],
+    }
+
+
+def step_detail(s: StepInfo, output: bytes | None, lane: Lane | None, *, tracebacks: bool = False) -> dict[str, Any]:
+    """One step in full: its arguments, its result or error, every attempt with its timings."""
+    out = step_json(s)
+    out["error"] = error_json(s.error, traceback=tracebacks)
+    out["arguments"] = plain_value(s.input)  # {"args", "kwargs"}, or "<pickled value>"
+    out["result"] = plain_value(output) if s.status == "completed" else None
+    out["queued"] = (
+        None if s.started_at is None else _seconds(max(0.0, (s.started_at - s.created_at).total_seconds()))
+    )
+    out["attempt_history"] = [attempt_json(a, tracebacks=tracebacks) for a in lane.attempts] if lane is not None else []
+    return out
+
+
 def waiting_json(w: Waiting) -> dict[str, Any]:
     out: dict[str, Any] = {"kind": w.kind, "id": w.id}
     if w.until is not None:

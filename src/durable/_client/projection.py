@@ -16,25 +16,19 @@ from typing import Any
 from urllib.parse import quote
 
 from .._core import codec as _codec
+from .._core.durations import LATEST as _LATEST
+from .._core.durations import as_datetime as stored_datetime
 from .._core.errorinfo import ErrorInfo, decode_error
 from .._core.errors import SerializationError
 from .._core.events import Event, EventKind
 from .._core.ids import WEBHOOK_PATH
 from ..stores._base import TERMINAL, HookRecord, RunRecord, ScheduleRecord, StepRecord
 
-# A timestamp no datetime can hold (a far-future retry written as epoch milliseconds, say)
-# is shown as the latest moment there is, rather than breaking every view of the run.
-_LATEST = datetime.max.replace(tzinfo=UTC)
-
 
 def as_datetime(ts: float | None) -> datetime | None:
-    """A stored epoch timestamp as an aware datetime (None stays None; out of range: the maximum)."""
-    if ts is None:
-        return None
-    try:
-        return datetime.fromtimestamp(ts, UTC)
-    except (OverflowError, ValueError, OSError):
-        return _LATEST
+    """A stored epoch timestamp as an aware datetime (None stays None; out of range: the earliest or
+    latest moment, so no stored value can break a view)."""
+    return None if ts is None else stored_datetime(ts)
 
 
 def _required(ts: float) -> datetime:

@@ -34,6 +34,7 @@ from .waiting import wait_until
 async def resume_hook(
     store: Store, token: str, payload: Any, *, validate: bool = True, wait: Duration | None = None,
     now: Callable[[], float] = time.time,
+    max_value_size: int = _codec.DEFAULT_MAX_VALUE_SIZE,
 ) -> ResumeResult:
     """Append ``payload`` for the live hook holding ``token`` (validated first if the hook is typed).
 
@@ -48,7 +49,7 @@ async def resume_hook(
             # Appending it unchecked would hand the workflow a payload its schema never saw.
             raise HookSchemaUnknown(token, schema_name)
         payload = definition.validate(payload)
-    data = _codec.encode(payload, root="hook payload")
+    data = _codec.check_size(_codec.encode(payload, root="hook payload"), max_value_size, "hook payload")
     # Only to the hook validated above: a token re-bound meanwhile is not this hook.
     record = await store.resume_hook(token, data, now(), expect=(hook.run_id, hook.hook_id))
     return ResumeResult(record.run_id, record.hook_id, token)
@@ -67,7 +68,8 @@ async def _live_hook(store: Store, token: str, wait: Duration | None) -> HookRec
 
 
 async def resume_webhook(
-    store: Store, token: str, request: Request, *, timeout: float = 30.0, now: Callable[[], float] = time.time
+    store: Store, token: str, request: Request, *, timeout: float = 30.0, now: Callable[[], float] = time.time,
+    max_value_size: int = _codec.DEFAULT_MAX_VALUE_SIZE,
 ) -> Response:
     """Deliver ``request`` to the webhook holding ``token`` and return the response to send.
 
@@ -84,9 +86,8 @@ async def resume_webhook(
     if mode == "manual":
         request.response_namespace = f"$webhook-response:{hook.hook_id}:{secrets.token_hex(8)}"
     # Only to this webhook: if the token was re-bound meanwhile (to a plain hook, say), refuse.
-    await store.resume_hook(
-        token, _codec.encode(request, root="webhook request"), now(), expect=(hook.run_id, hook.hook_id)
-    )
+    data = _codec.check_size(_codec.encode(request, root="webhook request"), max_value_size, "webhook request")
+    await store.resume_hook(token, data, now(), expect=(hook.run_id, hook.hook_id))
     if mode == "static":
         response = metadata.get("response")
         return response if isinstance(response, Response) else Response(status=202)

@@ -2,20 +2,20 @@
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any, ClassVar, Protocol
 
 from .._core import codec as _codec
-from .._core.durations import Duration, parse_duration
+from .._core.checks import check_int
+from .._core.durations import Duration
 from .._core.errorinfo import decode_error
 from .._core.errors import HookNotFound, RunCancelled, RunFailed, RunNotFound
 from .._core.events import Event
 from .._core.ids import DEFAULT_NAMESPACE, is_text
 from .._workflow.workflow import Workflow
 from .._workflow.workflow import workflows as registered_workflows
-from ..stores._base import TERMINAL, RunRecord, Store
+from ..stores._base import MAX_INDEX, TERMINAL, RunRecord, Store
 from .fork import fork_run
 from .projection import HookInfo, ResumeResult, RunInfo, StepInfo
 from .resume import resume_hook
@@ -101,21 +101,22 @@ class Run:
     async def wait(self, timeout: Duration | None = None) -> RunInfo:
         """Wait until the run is completed, failed or cancelled; TimeoutError after ``timeout``
         (seconds, ``"5m"``, or a timedelta)."""
-        deadline = math.inf if timeout is None else time.monotonic() + parse_duration(timeout, what="timeout")
-        idle = 0.01
-        notifier = self._store.notifier
-        poll = self._store.cross_process and not self._store.notifies_across_processes
-        while True:
-            listener = notifier.listen("run-end", self.run_id)
+        return RunInfo.from_record(await self._wait_record(timeout))
+
+    async def _wait_record(self, timeout: Duration | None) -> RunRecord:
+        last = "unknown"
+
+        async def check() -> RunRecord | None:
+            nonlocal last
             record = await self._record()
-            if record.status in TERMINAL:
-                return RunInfo.from_record(record)
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                shown = f"{timeout}s" if isinstance(timeout, int | float) else repr(timeout)
-                raise TimeoutError(f"run {self.run_id} did not finish within {shown} (status: {record.status})")
-            await notifier.wait(listener, min(remaining, idle if poll else math.inf))
-            idle = min(1.0, idle * 2)
+            last = record.status
+            return record if record.status in TERMINAL else None
+
+        def describe() -> str:
+            shown = f"{timeout}s" if isinstance(timeout, int | float) else repr(timeout)
+            return f"run {self.run_id} did not finish within {shown} (status: {last})"
+
+        return await wait_until(self._store, ("run-end", self.run_id), check, timeout, describe)
 
     async def wait_for_hook(self, token: str, timeout: Duration | None = None) -> HookInfo:
         """Wait until this run has a live hook holding ``token`` (created by its workflow) and return it.
@@ -140,8 +141,7 @@ class Run:
 
     async def result(self, timeout: Duration | None = None) -> Any:
         """The workflow's return value; RunFailed / RunCancelled otherwise; TimeoutError after ``timeout``."""
-        await self.wait(timeout)
-        record = await self._record()
+        record = await self._wait_record(timeout)
         if record.status == "completed":
             # Outputs are written by our own runtime; pickle only appears if the workflow opted in.
             return _codec.decode(record.output or b"", allow_pickle=True, root="result")
@@ -216,6 +216,7 @@ class Run:
         self, namespace: str = DEFAULT_NAMESPACE, *, start_index: int = 0, with_metadata: bool = False
     ) -> AsyncIterator[Any]:
         """Chunks from ``start_index`` (negative counts from the end), then live ones until the stream closes."""
+        check_int("start_index", start_index, minimum=-MAX_INDEX, maximum=MAX_INDEX)  # at the call, not the first read
         return read_stream(
             self._store, self.run_id, namespace, start_index=start_index, with_metadata=with_metadata,
             poll_interval=self.client.poll_interval,

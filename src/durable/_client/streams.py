@@ -21,9 +21,10 @@ from typing import Any
 import anyio.lowlevel
 
 from .._core import codec as _codec
+from .._core.checks import check_int
 from .._core.errors import StreamFailed
 from .._core.ids import DEFAULT_NAMESPACE
-from ..stores._base import Store
+from ..stores._base import MAX_INDEX, Store
 from .telemetry import telemetry
 
 #: Chunks read from the store per page.
@@ -53,7 +54,7 @@ async def read_stream(
 ) -> AsyncIterator[Any]:
     """Replay the stored chunks from ``start_index`` (negative: from the end), then follow live
     until the stream is closed. Raises :class:`StreamFailed` after the last chunk if the run failed."""
-    index = start_index
+    index = check_int("start_index", start_index, minimum=-MAX_INDEX, maximum=MAX_INDEX)
     idle_wait = 0.01
     notifier = store.notifier
     tracing = telemetry()

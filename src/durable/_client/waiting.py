@@ -7,7 +7,10 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
+import anyio
+
 from .._core.durations import Duration, parse_duration
+from .._core.errors import StoreUnavailable
 from ..stores._base import Store
 
 T = TypeVar("T")
@@ -23,6 +26,10 @@ async def wait_until(
     and the wait is not missed; where other processes write without notifying this one (SQLite
     files), it re-checks after a back-off capped at a second. TimeoutError (``describe()``) after
     ``timeout`` (seconds, ``"5m"``, a timedelta; None waits as long as it takes).
+
+    A store out of reach for longer than its own reconnect budget does not end the wait: the
+    caller asked to wait ``timeout``, so the check is tried again (at most once a second) until
+    then, and the last StoreUnavailable is raised only if the deadline passes with the store away.
     """
     deadline = math.inf if timeout is None else time.monotonic() + parse_duration(timeout, what="timeout")
     notifier = store.notifier
@@ -30,7 +37,13 @@ async def wait_until(
     idle = 0.01
     while True:
         listener = notifier.listen(*topic)
-        found = await check()
+        try:
+            found = await check()
+        except StoreUnavailable:
+            if time.monotonic() >= deadline:
+                raise
+            await anyio.sleep(min(1.0, max(0.0, deadline - time.monotonic())))
+            continue
         if found is not None:
             return found
         remaining = deadline - time.monotonic()

@@ -89,6 +89,26 @@ def _resolve_class(ref: str, path: str) -> type:
 
 
 # ----------------------------------------------------------------------------------------------
+# size: what one stored value may weigh
+
+#: The default bound on one encoded value (arguments, a result, a hook payload, a chunk):
+#: ``Runtime(max_value_size=...)`` / ``Client(max_value_size=...)`` change it.
+DEFAULT_MAX_VALUE_SIZE = 16 * 1024 * 1024
+#: The largest bound that may be configured: far below what the stores can hold in one value
+#: (SQLite: 1,000,000,000 bytes per string or BLOB, and per row; PostgreSQL: 1 GB per field),
+#: since a step's row holds its arguments and its result, and each is in an event too.
+MAX_VALUE_SIZE_LIMIT = 256 * 1024 * 1024
+
+
+def check_size(data: bytes, limit: int, root: str) -> bytes:
+    """``data`` if it is at most ``limit`` bytes; else SerializationError naming both sizes."""
+    if len(data) > limit:
+        raise SerializationError(
+            root, f"encodes to {len(data):,} bytes, more than the {limit:,}-byte limit for one value (max_value_size)"
+        )
+    return data
+
+
 # encoding
 
 

@@ -65,25 +65,42 @@ def traceback_text(exc: BaseException) -> str:
     return "".join(traceback.format_exception(exc))
 
 
+# An error record must always be storable, however big what was raised: message and traceback
+# are cut to these many characters, and a record still larger keeps its text without the exception.
+_MAX_MESSAGE = 64 * 1024
+_MAX_TRACEBACK = 256 * 1024
+_MAX_RECORD = 1024 * 1024
+
+
+def _cut(text: str, limit: int) -> str:
+    if len(text) <= limit:
+        return text
+    return f"{text[: limit // 2]}\n… ({len(text) - limit:,} characters left out) …\n{text[-limit // 2:]}"
+
+
 def encode_error(exc: BaseException, *, retry_at: float | None = None) -> bytes:
-    """Encode ``exc`` for the log; never fails (an unencodable exception keeps its text only)."""
+    """Encode ``exc`` for the log; never fails (an unencodable exception keeps its text only), and
+    stays under ~1 MB (long messages and tracebacks are cut in the middle)."""
     try:
         message = str(exc)
     except Exception:
         message = repr(exc)
     record: dict[str, Any] = {
         "type": type_name(exc),
-        "message": message,
-        "traceback": traceback_text(exc),
+        "message": _cut(message, _MAX_MESSAGE),
+        "traceback": _cut(traceback_text(exc), _MAX_TRACEBACK),
         "exception": exc,
     }
     if retry_at is not None:
         record["retry_at"] = retry_at
     try:
-        return _codec.encode(record, root="error")
+        data = _codec.encode(record, root="error")
+        if len(data) <= _MAX_RECORD:
+            return data
     except SerializationError:
-        record["exception"] = None
-        return _codec.encode(record, root="error")
+        pass
+    record["exception"] = None
+    return _codec.encode(record, root="error")
 
 
 # What views show for an error recorded encrypted when they hold no key for it.

@@ -5,6 +5,7 @@
     DurableError
     ├── SerializationError (TypeError)     a value the codec cannot encode or decode
     ├── NonDeterminismError                replayed code issued something the log does not hold
+    ├── NonDeterministicCallError (RuntimeError)  time.time(), random.random(), ... in workflow code (strict=True)
     ├── NameConflict (ValueError)          an explicit name another module's definition already has
     ├── NotInWorkflowError (RuntimeError)  a workflow-only API called elsewhere
     ├── NotInStepError (RuntimeError)      a step-only API called elsewhere
@@ -43,6 +44,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from .durations import check_duration_or_deadline
+
 
 class DurableError(Exception):
     """Raised for every failure that durable itself detects; the root of the tree above."""
@@ -76,6 +79,36 @@ class NonDeterminismError(DurableError):
             f"workflow code no longer matches its event log at command #{position}: "
             f"the log holds {recorded}, the code did {actual}"
         )
+
+
+def _nondeterministic(workflow: str, call: str, instead: str) -> str:
+    return (
+        f"workflow {workflow!r} called {call}, which gives another value when the run is replayed "
+        f"(after a restart, say); use {instead}, which is the same on every replay"
+    )
+
+
+class NonDeterministicCallError(DurableError, RuntimeError):
+    """Raised in workflow code, under ``Runtime(strict=True)``, when it reads the wall clock or the
+    global random generators (``time.time()``, ``datetime.now()``, ``random.random()``,
+    ``uuid.uuid4()``, ...): unless the workflow catches it, the run fails with it."""
+
+    def __init__(self, workflow: str, call: str, instead: str) -> None:
+        self.workflow = workflow
+        self.call = call
+        self.instead = instead
+        super().__init__(_nondeterministic(workflow, call, instead))
+
+
+class NonDeterministicCallWarning(RuntimeWarning):
+    """Warned (once per workflow and call) when workflow code reads the wall clock or the global
+    random generators; ``Runtime(strict=True)`` raises :class:`NonDeterministicCallError` instead."""
+
+    def __init__(self, workflow: str, call: str, instead: str) -> None:
+        self.workflow = workflow
+        self.call = call
+        self.instead = instead
+        super().__init__(_nondeterministic(workflow, call, instead) + " (Runtime(strict=True) makes this an error)")
 
 
 class NameConflict(DurableError, ValueError):
@@ -224,9 +257,14 @@ class FatalError(DurableError):
 
 class RetryableError(DurableError):
     """Raise this in a step to have it retried; ``retry_after`` (seconds, a duration string,
-    a ``timedelta`` or an aware ``datetime``) sets the delay instead of the back-off."""
+    a ``timedelta`` or an aware ``datetime``) sets the delay instead of the back-off. A delay that
+    is not a finite duration from 0 to 100 years raises ValueError here, naming the value."""
 
     def __init__(self, message: str = "", retry_after: Any = None) -> None:
+        if retry_after is not None:
+            # Checked here, where the mistake is made (NaN, negative, epoch milliseconds taken as
+            # seconds): a retry time that cannot be stored must never reach the store.
+            check_duration_or_deadline(retry_after, what="retry_after")
         self.retry_after = retry_after
         super().__init__(message)
 
@@ -383,6 +421,14 @@ class EncryptedValueError(EncryptionKeyError, SerializationError):
 
 class StoreError(DurableError):
     """Raised when the store fails; the driver's own exception is the ``__cause__``."""
+
+
+class StoreUnavailable(StoreError):
+    """Raised when the store stayed out of reach for longer than its reconnect budget.
+
+    Transient by nature: nothing was half-written, and the same call can succeed once the store is
+    back. ``Run.wait``/``result``/``wait_for_hook`` keep waiting through it until their own timeout.
+    """
 
 
 class StoreCorrupt(StoreError):

@@ -18,11 +18,12 @@ Kinds, grouped by what replay does with them:
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from enum import StrEnum
 from typing import Any, NamedTuple
 
 from . import codec as _codec
+from .durations import as_datetime
 
 
 class EventKind(StrEnum):
@@ -108,7 +109,7 @@ class Event(NamedTuple):
 
     @property
     def timestamp(self) -> datetime:
-        return datetime.fromtimestamp(self.created_at, UTC)
+        return as_datetime(self.created_at)
 
     @property
     def value(self) -> Any:

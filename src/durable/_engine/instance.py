@@ -19,6 +19,8 @@ import asyncio
 import base64
 import hashlib
 import random
+import secrets
+import warnings
 from collections import deque
 from collections.abc import Sequence
 from contextvars import copy_context
@@ -42,7 +44,13 @@ from .._core.commands import (
     WriteChunk,
 )
 from .._core.errorinfo import decode_error, encode_error
-from .._core.errors import NonDeterminismError, RunCancelled, SerializationError
+from .._core.errors import (
+    NonDeterminismError,
+    NonDeterministicCallError,
+    NonDeterministicCallWarning,
+    RunCancelled,
+    SerializationError,
+)
 from .._core.events import CHILD_ENDS, CREATION_KINDS, DELIVERY_KINDS, TERMINAL_KINDS, Event, EventKind
 from .._core.ids import DEFAULT_NAMESPACE, child_run_id
 from .._core.queues import QueueSpec
@@ -50,6 +58,7 @@ from .._workflow.children import ChildHandle
 from .._workflow.context import HookSubscriber, WorkflowMetadata, current_instance
 from .._workflow.step import Step
 from .._workflow.workflow import Workflow
+from . import guard
 from .loop import DeterministicLoop
 
 # The kinds compared once or more per replayed event, as plain str: looking up an enum member
@@ -63,6 +72,8 @@ _RESOLVED_ONCE = frozenset(
 _PATCH_MARKED = EventKind.PATCH_MARKED.value
 _NOTED_KINDS = frozenset({EventKind.WAIT_CANCELLED.value, EventKind.HOOK_DISPOSED.value}) | TERMINAL_KINDS
 Status = Literal["suspended", "completed", "failed"]
+# (workflow name, call) pairs already warned about in this process: once each is enough.
+_warned: set[tuple[str, str]] = set()
 
 
 @dataclass(slots=True)
@@ -94,6 +105,11 @@ class _ChildWaiter:
         self.future = future
         self.workflow = workflow
         self.run_id = run_id
+
+
+def _new_token() -> str:
+    """192 random bits from ``secrets``, URL-safe (32 characters)."""
+    return base64.urlsafe_b64encode(secrets.token_bytes(24)).decode()
 
 
 def describe_record(event: Event) -> str:
@@ -136,15 +152,19 @@ class WorkflowInstance:
         base_url: str | None = None,
         replay_until: float = 0,
         scheduled_at: float | None = None,
+        max_value_size: int = _codec.DEFAULT_MAX_VALUE_SIZE,
+        strict: bool = False,
     ) -> None:
+        guard.install()  # time.time(), datetime.now(), ... in workflow code are reported (see guard.py)
         self.workflow = workflow
+        self.strict = strict  # such calls raise instead of warning once
+        self.max_value_size = max_value_size  # new values over it fail where made (recorded ones replay as they are)
         self._scheduled_at = None if scheduled_at is None else datetime.fromtimestamp(scheduled_at, UTC)
         self.run_id = run_id
         self._input = input
         self._seed = seed
         self._base_url = base_url
         self.loop = DeterministicLoop(self)  # type: ignore[abstract]  # typeshed marks I/O methods abstract
-        self.id_random = random.Random(f"{seed}:ids")
         self.user_random = random.Random(f"{seed}:random")
         self.seen_seq = 0  # last event consumed (or known to be this instance's own record)
         # Events up to this seq were consumed by an execution already committed: code running on
@@ -232,6 +252,7 @@ class WorkflowInstance:
         if error is None:
             try:
                 result = _codec.encode(main.result(), serializer=self.workflow.serializer, root="result")
+                _codec.check_size(result, self.max_value_size, "result")
             except Exception as exc:  # SerializationError, or whatever a pickler raised
                 error = exc
             else:
@@ -370,6 +391,17 @@ class WorkflowInstance:
             await agen.aclose()
         return None
 
+    def nondeterministic_call(self, call: str, instead: str) -> None:
+        """Workflow code called ``call`` (a wall clock, global randomness): warn once per workflow and
+        call, or raise under ``strict`` (the run then fails, unless the workflow catches it)."""
+        if self.strict:
+            raise NonDeterministicCallError(self.workflow.name, call, instead)
+        key = (self.workflow.name, call)
+        if key not in _warned:
+            _warned.add(key)
+            # stacklevel 4: the workflow's own line (this method <- guard._report <- the guard <- workflow code)
+            warnings.warn(NonDeterministicCallWarning(self.workflow.name, call, instead), stacklevel=4)
+
     # ------------------------------------------------------------------------------------
     # commands (called from workflow code running on the deterministic loop)
 
@@ -406,6 +438,7 @@ class WorkflowInstance:
         future: asyncio.Future[Any] = self.loop.create_future()
         record = self._records.pop(position, None)
         if record is None:
+            _codec.check_size(data, self.max_value_size, step.arguments_root)  # raised at the call, nothing issued
             queue = step.queue_spec() if step.queue is not None else None
             self._issue(ScheduleStep(corr, step.name, data, step.retry.max_attempts, queue))
         elif record.kind != _STEP_CREATED or not step.matches(record.name or "") or (
@@ -429,10 +462,16 @@ class WorkflowInstance:
 
     def create_hook(self, hook: HookSubscriber, token: str | None, metadata: bytes | None) -> tuple[str, str]:
         position, corr = self._next("hook")
+        shown = f"hook with token {token!r}" if token is not None else "hook with a default token"
+        record = self._record_at(position, (EventKind.HOOK_CREATED, EventKind.HOOK_CONFLICT), shown)
         if token is None:
-            token = base64.urlsafe_b64encode(self.id_random.getrandbits(192).to_bytes(24, "big")).decode()
-        record = self._record_at(position, (EventKind.HOOK_CREATED, EventKind.HOOK_CONFLICT), f"hook with token {token!r}")
+            # A default token is drawn from the OS's CSPRNG -- never from a generator seeded by the
+            # run, whose outputs would let someone who saw some of a run's webhook URLs compute its
+            # others -- and recorded in hook_created: a replay reads it back from there.
+            token = record.name if record is not None and record.name else _new_token()
         if record is None:
+            if metadata is not None:
+                _codec.check_size(metadata, self.max_value_size, "hook metadata")
             self._issue(CreateHook(corr, token, metadata))
         elif record.name != token:
             self._diverge(position, describe_record(record), f"hook with token {token!r}")
@@ -453,6 +492,7 @@ class WorkflowInstance:
         position, corr = self._next("write")
         record = self._record_at(position, (EventKind.STREAM_WRITTEN,), f"a write to stream {namespace!r}")
         if record is None:
+            _codec.check_size(data, self.max_value_size, root)
             self._issue(WriteChunk(corr, namespace, data, digest))
         elif record.name != namespace or record.data != digest:
             self._diverge(position, describe_record(record), f"a different write to stream {namespace!r}")

@@ -22,6 +22,8 @@ from collections.abc import Callable, Coroutine, Generator, Iterator
 from contextvars import Context
 from typing import Any, Protocol
 
+from .._core.durations import MAX_DURATION
+
 log = logging.getLogger("durable.replay")
 
 
@@ -124,6 +126,11 @@ class DeterministicLoop(asyncio.AbstractEventLoop):
     def call_at(  # type: ignore[override]
         self, when: float, callback: Callable[..., Any], *args: Any, context: Context | None = None
     ) -> asyncio.TimerHandle:
+        if not when - self._now <= MAX_DURATION:  # NaN, infinite, or past 100 years: it could not be stored
+            raise ValueError(
+                "a timer in workflow code (asyncio.sleep, wait_for, a timeout) must be a finite delay of at "
+                f"most 100 years; got {when - self._now!r} seconds"
+            )
         handle = DurableTimer(when, callback, args, self, context)
         if when <= self._now:
             self._ready.append(handle)

@@ -42,6 +42,7 @@ class StepContext:
     claim: StepClaim
     base_url: str | None
     spawn: Callable[..., Any]
+    max_value_size: int = _codec.DEFAULT_MAX_VALUE_SIZE
     writers: dict[tuple[str, str], StreamWriter] = field(default_factory=dict)
 
     # Built when asked for: most steps never look, and every step attempt would pay for them.
@@ -63,7 +64,8 @@ class StepContext:
         writer = self.writers.get(key)
         if writer is None:
             writer = StreamWriter(
-                self.store, key[0], namespace, step_id=self.claim.step_id, attempt=self.claim.attempt, spawn=self.spawn
+                self.store, key[0], namespace, step_id=self.claim.step_id, attempt=self.claim.attempt, spawn=self.spawn,
+                max_value_size=self.max_value_size,
             )
             self.writers[key] = writer
         return writer
@@ -102,12 +104,13 @@ async def run_step(
     cancel_scope: anyio.CancelScope,
     now: Callable[[], float] = time.time,
     body: Callable[..., Any] | None = None,
+    max_value_size: int = _codec.DEFAULT_MAX_VALUE_SIZE,
 ) -> StepOutcome:
     """Run one attempt of ``claim`` and say what to record. Never raises for user errors.
 
     ``body`` runs instead of the step's own function (a test's fake: async or not), with the same
     arguments, recording, retries and metadata."""
-    context = StepContext(store=store, claim=claim, base_url=base_url, spawn=spawn)
+    context = StepContext(store=store, claim=claim, base_url=base_url, spawn=spawn, max_value_size=max_value_size)
     token = current_step.set(context)
     error: BaseException | None = None
     result: Any = None
@@ -157,8 +160,9 @@ async def run_step(
     if error is None:
         try:
             data = _codec.encode(result, serializer=step.serializer, root=step.result_root)
+            _codec.check_size(data, max_value_size, step.result_root)
         except Exception as exc:  # SerializationError, or whatever a pickler raised
-            # Re-running will not make the value serializable: fail now, with the path.
+            # Re-running will not make the value serializable (or smaller): fail now, with the path.
             return StepOutcome(EventKind.STEP_FAILED, encode_error(exc), error=exc)
         return StepOutcome(EventKind.STEP_COMPLETED, data)
     return _failure(step, claim, error, now())
@@ -187,8 +191,8 @@ def _failure(step: Step[Any, Any], claim: StepClaim, error: BaseException, now: 
     if isinstance(error, RetryableError) and error.retry_after is not None:
         try:
             retry_at = deadline_from(error.retry_after, now, what="retry_after")
-        except (TypeError, ValueError):
-            retry_at = now + step.retry.delay(claim.attempt)
+        except (TypeError, ValueError) as exc:  # set after the constructor checked it: no retry time to store
+            return StepOutcome(EventKind.STEP_FAILED, encode_error(exc))
     else:
         retry_at = now + step.retry.delay(claim.attempt)
     log.info(

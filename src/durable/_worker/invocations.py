@@ -24,9 +24,10 @@ import anyio
 
 from .._client.telemetry import Telemetry, emit_run_span
 from .._core import codec as _codec
+from .._core.codec import DEFAULT_MAX_VALUE_SIZE
 from .._core.commands import ScheduleStep, WriteChunk
 from .._core.errorinfo import decode_error, encode_error
-from .._core.errors import EncryptedValueError, StreamClosedError
+from .._core.errors import EncryptedValueError, SerializationError, StreamClosedError
 from .._core.events import Event, EventKind
 from .._engine.instance import Outcome, WorkflowInstance
 from .._workflow.step import Step
@@ -59,6 +60,8 @@ class Invocations:
         runs_steps: bool = True,
         tracing: Telemetry | None = None,
         now: Callable[[], float] = time.time,
+        max_value_size: int = DEFAULT_MAX_VALUE_SIZE,
+        strict: bool = False,
     ) -> None:
         self.store = store
         self.worker_id = worker_id
@@ -67,6 +70,8 @@ class Invocations:
         self._workflow = workflow
         self._launch = launch
         self._base_url = base_url
+        self.max_value_size = max_value_size
+        self.strict = strict  # wall-clock and global-random calls in workflow code fail the run
         self._runs_steps = runs_steps  # False: a commit never claims the steps it creates (execute_steps=False)
         self._tracing = tracing
         self._now = now
@@ -81,6 +86,7 @@ class Invocations:
         return WorkflowInstance(
             wf, run_id=record.run_id, input=record.input, seed=record.seed, base_url=self._base_url,
             replay_until=record.consumed_seq if replay_until is None else replay_until, scheduled_at=record.scheduled_at,
+            max_value_size=self.max_value_size, strict=self.strict,
         )
 
     # -- a new run's first slice ----------------------------------------------------------------
@@ -193,6 +199,18 @@ class Invocations:
         while True:
             try:
                 return await self.store.commit(invocation)
+            except SerializationError as exc:
+                # A value the store itself refuses as too big (its own limit is below max_value_size):
+                # committing it again would fail forever, so the run fails with that error. A step
+                # result fed speculatively is the step's to fail (see StepExecutor._record_storable).
+                if invocation.status == "failed" or any(
+                    e.kind in (EventKind.STEP_COMPLETED, EventKind.STEP_FAILED) for e in invocation.speculative
+                ):
+                    raise
+                log.warning("run %s: the store cannot hold what it produced (%s); the run fails", invocation.run_id, exc)
+                invocation = replace(
+                    invocation, commands=[], status="failed", result=None, error=encode_error(exc), claim_steps=0,
+                )
             except StreamClosedError as exc:
                 if exc.run_id != invocation.run_id:
                     raise

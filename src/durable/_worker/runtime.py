@@ -37,7 +37,9 @@ import anyio
 from .._client.client import Client
 from .._client.published import describe
 from .._client.telemetry import telemetry
+from .._core.checks import check_int, check_number
 from .._core.clock import Clock
+from .._core.codec import DEFAULT_MAX_VALUE_SIZE
 from .._core.durations import Duration
 from .._core.ids import check_label
 from .._core.queues import queues as registered_queues
@@ -114,6 +116,14 @@ class Runtime(Client):
       everything that belongs to them, in the background (see :meth:`~durable.Client.gc`).
     - ``encryption``: a :class:`~durable.Encryption`: arguments, results, errors, hook payloads,
       values and stream chunks are stored encrypted (AES-256-GCM, a key per run).
+    - ``max_value_size``: the bound on one encoded value (arguments, a result, a hook payload, a
+      chunk), in bytes (default 16 MiB, at most 256 MiB): a bigger one is a SerializationError
+      naming its size, raised where it is made, before anything is written -- a step returning one
+      fails, a workflow returning or yielding one fails its run.
+    - ``strict``: workflow code that reads the wall clock or the global random generators
+      (``time.time()``, ``datetime.now()``, ``random.random()``, ``uuid.uuid4()``) gets a
+      :class:`~durable.NonDeterministicCallWarning` once per workflow and call; ``True`` raises
+      :class:`~durable.NonDeterministicCallError` there instead, failing the run (default False).
     """
 
     def __init__(
@@ -134,11 +144,31 @@ class Runtime(Client):
         clock: Clock | None = None,
         retention: Duration | None = None,
         encryption: Encryption | None = None,
+        max_value_size: int = DEFAULT_MAX_VALUE_SIZE,
+        strict: bool = False,
     ) -> None:
-        super().__init__(store, poll_interval=poll_interval, clock=clock, encryption=encryption)
+        # Every option is checked before anything is built, each error naming its parameter and range.
+        check_int("max_concurrent_steps", max_concurrent_steps, minimum=1, maximum=100_000)
+        check_int("sticky_cache_size", sticky_cache_size, minimum=0, maximum=10_000_000)
+        lease_ttl = check_number("lease_ttl", lease_ttl, minimum=0.1, maximum=86_400.0, unit=" s")
+        heartbeat_interval = check_number(
+            "heartbeat_interval", heartbeat_interval, minimum=0.01, maximum=86_400.0, unit=" s"
+        )
+        if heartbeat_interval >= lease_ttl:
+            raise ValueError(
+                f"heartbeat_interval must be shorter than lease_ttl ({lease_ttl:g} s): a worker renews its leases "
+                f"every heartbeat_interval, so they would lapse while it is alive; got {heartbeat_interval:g} s"
+            )
+        for flag, value in (("execute_steps", execute_steps), ("strict", strict)):
+            if not isinstance(value, bool):
+                raise TypeError(f"{flag} must be True or False, got {value!r}")
+        super().__init__(
+            store, poll_interval=poll_interval, clock=clock, max_value_size=max_value_size, encryption=encryption
+        )
         self._versions_wanted = _check_versions(versions)
         self._versions: dict[str, frozenset[str | None]] = {}  # by stored name, resolved at open()
         self._unserved_warned: set[tuple[str, str | None]] = set()
+        self._beats = 0  # heartbeats since versions nobody serves were last looked for
         self._explicit: Registry[Workflow[Any, Any]] | None = None
         if workflows is not None:
             self._explicit = Registry("workflow")
@@ -156,11 +186,11 @@ class Runtime(Client):
         self.invocations = Invocations(
             self.store, self.worker_id, cache=self.cache, slots=self.slots, workflow=self.get_workflow,
             launch=lambda claims: self.steps.launch(claims), base_url=self.base_url, runs_steps=execute_steps,
-            tracing=tracing, now=self.clock.time,
+            tracing=tracing, now=self.clock.time, max_value_size=self.max_value_size, strict=strict,
         )
         self.steps = StepExecutor(
             self.store, slots=self.slots, invocations=self.invocations, spawn=self._spawn, base_url=self.base_url,
-            tracing=tracing, now=self.clock.time,
+            tracing=tracing, now=self.clock.time, max_value_size=self.max_value_size,
         )
         self.dispatcher = Dispatcher(
             self.store, self.worker_id, slots=self.slots, workflow_names=self._claimable_workflows,
@@ -257,19 +287,22 @@ class Runtime(Client):
             log.error("durable background task failed", exc_info=task.exception())
 
     async def _heartbeat_loop(self) -> None:
-        beats = 0
+        # Renewing the leases comes first and fails on its own: an outcome that cannot be recorded
+        # (or a cancel check that fails) must never cost a live worker its leases.
+        chores = (self.liveness.beat, self.steps.retry_unrecorded, self.steps.cancel_ended, self._check_unserved)
         while True:
             await anyio.sleep(self.heartbeat_interval)
-            beats += 1
-            try:
-                await self.steps.retry_unrecorded()
-                await self.liveness.beat()
-                await self.steps.cancel_ended()
-                if self._versions and beats * self.heartbeat_interval >= _UNSERVED_CHECK_EVERY:
-                    beats = 0
-                    await self._warn_about_unserved_versions()
-            except Exception:
-                log.exception("durable heartbeat failed; retrying")
+            for chore in chores:
+                try:
+                    await chore()
+                except Exception:
+                    log.exception("durable heartbeat: %s failed; retrying", chore.__name__)
+
+    async def _check_unserved(self) -> None:
+        self._beats += 1
+        if self._versions and self._beats * self.heartbeat_interval >= _UNSERVED_CHECK_EVERY:
+            self._beats = 0
+            await self._warn_about_unserved_versions()
 
     async def _publish_workflows(self) -> None:
         """Say in the store which workflows this worker executes and how they are called, so that

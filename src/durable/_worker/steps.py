@@ -2,12 +2,16 @@
 
 A sequential workflow runs step after step in one task: recording step N (in the fast path,
 through :meth:`Invocations.advance`) commits step N+1 as started and claimed here, and the
-executor's loop runs it next without creating a task. An outcome the store cannot take yet
+executor's loop runs it next without creating a task. Where the store answers without
+yielding (SQLite ``synchronous=normal``, ``memory://``) and the steps never await anything,
+that loop would never give the event loop back: it yields once per ``_TURN`` of such work, so
+heartbeats, HTTP requests and other runs get through a chain of any length. An outcome the store cannot take yet
 (unreachable, disk full) is kept and retried by the heartbeat: the step stays this worker's.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable
@@ -16,8 +20,9 @@ from typing import Any
 import anyio
 
 from .._client.telemetry import Telemetry
+from .._core.codec import DEFAULT_MAX_VALUE_SIZE
 from .._core.errorinfo import encode_error
-from .._core.errors import StepFailed
+from .._core.errors import SerializationError, StepFailed
 from .._core.events import EventKind
 from .._workflow.step import Step
 from .._workflow.step import steps as registered_steps
@@ -29,6 +34,9 @@ from .slots import StepSlots
 log = logging.getLogger("durable")
 
 Spawn = Callable[..., None]
+# Seconds a chain of steps may run before it yields to the event loop (a yield costs ~10 µs:
+# at most one per 5 ms is noise, and nothing else waits longer than that behind a chain).
+_TURN = 0.005
 
 
 class StepExecutor:
@@ -38,9 +46,11 @@ class StepExecutor:
         self, store: Store, *, slots: StepSlots, invocations: Invocations, spawn: Spawn, base_url: str | None,
         tracing: Telemetry | None = None,
         now: Callable[[], float] = time.time,
+        max_value_size: int = DEFAULT_MAX_VALUE_SIZE,
     ) -> None:
         self.store = store
         self._tracing = tracing
+        self.max_value_size = max_value_size
         self.slots = slots
         self.invocations = invocations
         self._spawn = spawn
@@ -75,15 +85,19 @@ class StepExecutor:
 
     async def _execute(self, claim: StepClaim, scope: anyio.CancelScope) -> None:
         next_claim: StepClaim | None = claim
+        turn_started = time.perf_counter()
         while next_claim is not None:
             claim, next_claim = next_claim, None
             if log.isEnabledFor(logging.DEBUG):  # the hot path: no formatting unless asked for
                 log.debug("running step %s %s of run %s (attempt %d/%d)", claim.step_id, claim.name, claim.run_id,
                           claim.attempt, claim.max_attempts)
             key = (claim.run_id, claim.step_id)
-            self.running[key] = scope
+            self.running[key] = scope  # before yielding: a cancel meanwhile reaches this attempt
             outcome: StepOutcome | None = None
             try:
+                if time.perf_counter() - turn_started > _TURN:
+                    await asyncio.sleep(0)  # the chain has kept the loop for a turn: let everyone else run
+                    turn_started = time.perf_counter()
                 step = None if claim.attempt > claim.max_attempts else await self._step_for(claim)
                 if claim.attempt > claim.max_attempts:
                     # Attempts lost to crashes count: a step that keeps killing its worker must end.
@@ -94,10 +108,11 @@ class StepExecutor:
                     outcome = await run_step(
                         step, claim, store=self.store, base_url=self._base_url, spawn=self._spawn, cancel_scope=scope,
                         now=self._now, body=self.bodies.get(step.name) if self.bodies else None,
+                        max_value_size=self.max_value_size,
                     )
                 else:
                     outcome = await self._traced(step, claim, scope, self._tracing)
-                claims = await self._record(claim, outcome)
+                claims = await self._record_storable(claim, outcome)
                 if claims:
                     next_claim = claims[0]
                     scope = anyio.CancelScope()
@@ -123,6 +138,7 @@ class StepExecutor:
             outcome = await run_step(
                 step, claim, store=self.store, base_url=self._base_url, spawn=self._spawn, cancel_scope=scope,
                 now=self._now, body=self.bodies.get(step.name) if self.bodies else None,
+                max_value_size=self.max_value_size,
             )
             outcome_name = outcome.kind.removeprefix("step_")  # completed | failed | retrying | cancelled
             tracing.step_finished(span, claim.name, outcome_name, time.monotonic() - started, outcome.error)
@@ -140,6 +156,17 @@ class StepExecutor:
             return defined
         step = await self.invocations.replayed_step(claim.run_id, claim.step_id)
         return step if step is not None and step.matches(claim.name) else None
+
+    async def _record_storable(self, claim: StepClaim, outcome: StepOutcome) -> list[StepClaim]:
+        """:meth:`_record`; an outcome the store itself refuses as too big (its own limit is below
+        ``max_value_size``) fails the step with that error instead: a retry would be refused again,
+        and kept for the heartbeat it would be retried forever."""
+        try:
+            return await self._record(claim, outcome)
+        except SerializationError as exc:
+            log.warning("step %s of run %s: the store cannot hold its outcome (%s); the step fails", claim.step_id,
+                        claim.run_id, exc)
+            return await self._record(claim, StepOutcome(EventKind.STEP_FAILED, encode_error(exc)))
 
     async def _record(self, claim: StepClaim, outcome: StepOutcome) -> list[StepClaim]:
         """Record a step's outcome; in the fast path also advance its run and return the steps claimed."""
@@ -164,12 +191,22 @@ class StepExecutor:
         return []
 
     async def retry_unrecorded(self) -> None:
-        """Store the outcomes that could not be stored when their step finished, oldest first."""
+        """Store the outcomes that could not be stored when their step finished, oldest first.
+
+        The heartbeat calls this after renewing the leases, so an outcome that keeps failing never
+        costs this worker its leases; one the store refuses as too big fails its step instead.
+        """
         while self._unrecorded:
             claim, outcome = self._unrecorded[0]
-            await self.store.finish_step(
-                claim.run_id, claim.step_id, outcome.kind, outcome.data, claim.attempt, self._now(), outcome.retry_at
-            )
+            try:
+                await self.store.finish_step(
+                    claim.run_id, claim.step_id, outcome.kind, outcome.data, claim.attempt, self._now(), outcome.retry_at
+                )
+            except SerializationError as exc:
+                if outcome.kind == EventKind.STEP_FAILED:
+                    raise
+                self._unrecorded[0] = (claim, StepOutcome(EventKind.STEP_FAILED, encode_error(exc)))
+                continue
             self._unrecorded.pop(0)
 
 

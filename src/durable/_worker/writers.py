@@ -54,6 +54,7 @@ class StreamWriter:
         spawn: Any,
         max_buffer: int = _MAX_BUFFER,
         max_delay: float = 0.0,
+        max_value_size: int = _codec.DEFAULT_MAX_VALUE_SIZE,
     ) -> None:
         self.run_id = run_id
         self.namespace = namespace
@@ -61,6 +62,7 @@ class StreamWriter:
         self._step_id = step_id
         self._attempt = attempt
         self._max_delay = max_delay
+        self._max_value_size = max_value_size
         send, receive = anyio.create_memory_object_stream[Any](max_buffer)
         self._send: MemoryObjectSendStream[Any] = send
         self._receive: MemoryObjectReceiveStream[Any] = receive
@@ -91,7 +93,8 @@ class StreamWriter:
             self._raise(self._error)
         if self._closed or self._closing:
             raise StreamClosedError(self.run_id, self.namespace)
-        data = _codec.encode(value, root=f"chunk #{self._written} of stream {self.namespace!r}")
+        root = f"chunk #{self._written} of stream {self.namespace!r}"
+        data = _codec.check_size(_codec.encode(value, root=root), self._max_value_size, root)
         try:
             # Not a checkpoint while there is room: a writer in a tight loop fills the buffer
             # and the flusher takes it in one batch; a paced writer yields on its own awaits,

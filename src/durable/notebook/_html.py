@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from html import escape
 from typing import TYPE_CHECKING, Any
 
+from .._core.durations import local_time
 from ._model import ChunkItem, RunState, StepRow, image_type
 
 if TYPE_CHECKING:
@@ -73,7 +74,7 @@ def fmt_duration(seconds: float | None) -> str:
 
 
 def fmt_time(dt: datetime | None) -> str:
-    return "" if dt is None else dt.astimezone().strftime("%H:%M:%S")
+    return "" if dt is None else local_time(dt).strftime("%H:%M:%S")
 
 
 def short_repr(value: Any, limit: int = _MAX_REPR) -> str:

@@ -1,6 +1,7 @@
 """Stores: where runs, events, hooks and stream chunks live. Chosen by URL, loaded on demand.
 
-- ``sqlite:///relative/path.db``, ``sqlite:////absolute/path.db`` (add ``?synchronous=normal`` for speed)
+- ``sqlite:///relative/path.db``, ``sqlite:////absolute/path.db`` (add ``?synchronous=normal`` for speed,
+  ``?mode=ro`` to read a store without ever writing to it)
 - ``memory://`` (a private in-memory database, for tests)
 - ``postgresql://user:pass@host/db`` (needs the ``postgres`` extra)
 """
@@ -12,6 +13,7 @@ from importlib import import_module
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
+from .._core.checks import check_number
 from .._core.errors import InvalidStoreURL
 from ._base import Store as Store
 
@@ -64,9 +66,18 @@ def _sqlite_store(url: str, parts: Any) -> Store:
     if synchronous.lower() not in ("full", "normal", "extra", "off"):
         raise InvalidStoreURL(url, f"synchronous must be full or normal, got {synchronous!r}")
     busy = options.pop("busy_timeout", "30")
+    try:
+        busy_timeout = check_number("busy_timeout", float(busy), minimum=0.0, maximum=86_400.0, unit=" s")
+    except ValueError:
+        raise InvalidStoreURL(url, f"busy_timeout must be a number of seconds from 0 to 86400, got {busy!r}") from None
+    mode = options.pop("mode", "rw")
+    if mode not in ("ro", "rw"):
+        raise InvalidStoreURL(url, f"mode must be ro (read only) or rw, got {mode!r}")
     if options:
-        raise InvalidStoreURL(url, f"unknown option(s) {', '.join(sorted(options))} (known: synchronous, busy_timeout)")
-    return SQLiteStore(path, synchronous=synchronous, busy_timeout=float(busy))
+        raise InvalidStoreURL(
+            url, f"unknown option(s) {', '.join(sorted(options))} (known: synchronous, busy_timeout, mode)"
+        )
+    return SQLiteStore(path, synchronous=synchronous, busy_timeout=busy_timeout, read_only=True if mode == "ro" else None)
 
 
 def _closest(scheme: str) -> str:

@@ -9,7 +9,9 @@ return work that one worker now owns; :class:`Notifier` topics are what NOTIFY c
 from __future__ import annotations
 
 import abc
+import functools
 import math
+import weakref
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
@@ -23,6 +25,11 @@ from .._core.queues import QueueSpec, QueueState
 RunStatus = Literal["pending", "running", "completed", "failed", "cancelled"]
 TERMINAL: frozenset[str] = frozenset({"completed", "failed", "cancelled"})
 ACTIVE: tuple[str, str] = ("pending", "running")
+RUN_STATUSES: tuple[str, ...] = ("pending", "running", "completed", "failed", "cancelled")
+#: list_runs returns at most this many runs per call (page through more with ``before=``).
+MAX_LIST_LIMIT = 10_000
+#: Stream indices (chunk positions, ``start_index``) lie within +-2**53: any int a JSON number holds exactly.
+MAX_INDEX = 2**53
 
 
 @dataclass(frozen=True, slots=True)
@@ -258,28 +265,48 @@ class Notifier:
     Listen *before* reading, then wait: a notification that lands between the read and the
     wait is not lost, because :meth:`listen` hands out the event that the next
     :meth:`notify` sets.
+
+    The notifier holds its events weakly: a topic's entry lives exactly as long as someone
+    holds the event :meth:`listen` returned. A waiter that ends (a run read after it finished,
+    a stream read to its end) leaves nothing behind, so a long-lived server reading many runs
+    does not grow.
     """
 
     def __init__(self) -> None:
-        self._events: dict[tuple[str, ...], anyio.Event] = {}
+        self._events: dict[tuple[str, ...], weakref.ref[anyio.Event]] = {}
+
+    def __len__(self) -> int:
+        """How many topics someone is listening on now."""
+        return len(self._events)
 
     def notify(self, *topic: str) -> None:
-        event = self._events.pop(topic, None)
-        if event is not None:
-            event.set()
+        ref = self._events.pop(topic, None)
+        if ref is not None:
+            event = ref()
+            if event is not None:
+                event.set()
 
     def notify_all(self) -> None:
         """Wake every listener, whatever its topic: a cross-process feed had a gap (a reconnected
         LISTEN), so anything may have changed; each listener re-reads once."""
-        events, self._events = self._events, {}
-        for event in events.values():
-            event.set()
+        refs, self._events = self._events, {}
+        for ref in refs.values():
+            event = ref()
+            if event is not None:
+                event.set()
 
     def listen(self, *topic: str) -> anyio.Event:
-        event = self._events.get(topic)
+        ref = self._events.get(topic)
+        event = ref() if ref is not None else None
         if event is None:
-            event = self._events[topic] = anyio.Event()
+            event = anyio.Event()
+            self._events[topic] = weakref.ref(event, functools.partial(self._forget, topic))
         return event
+
+    def _forget(self, topic: tuple[str, ...], ref: weakref.ref[anyio.Event]) -> None:
+        # The last holder of the event let go: drop the entry, unless the topic has a newer one.
+        if self._events.get(topic) is ref:
+            del self._events[topic]
 
     @staticmethod
     async def wait(event: anyio.Event, timeout: float) -> bool:

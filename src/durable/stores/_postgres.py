@@ -67,7 +67,7 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from .._core.errors import DurableError, InvalidStoreURL, StoreCorrupt, StoreError
+from .._core.errors import DurableError, InvalidStoreURL, StoreCorrupt, StoreError, StoreUnavailable
 from . import _sql
 from ._base import Notifier
 from ._sqlstore import SQLStore
@@ -483,7 +483,7 @@ class PostgresStore(SQLStore):
                 if exc.xid is not None and unsure is None:
                     unsure = exc
                 if now >= deadline:
-                    raise StoreError(
+                    raise StoreUnavailable(
                         f"lost the connection to PostgreSQL {self._target.display} and could not get it back "
                         f"within {self._target.reconnect_timeout:g} s: {_one_line(str(exc.cause))}"
                     ) from None

@@ -22,8 +22,10 @@ import typing
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import quote
 
-from .._core.errors import DurableError, StoreCorrupt, StoreError
+from .._core.checks import check_number
+from .._core.errors import DurableError, SerializationError, StoreCorrupt, StoreError
 from . import _sql
 from ._base import Notifier
 from ._sqlstore import SQLStore
@@ -38,6 +40,11 @@ _CHECKPOINT_EVERY = 0.2
 _CHECKPOINT_AFTER_OPS = 500
 _CHECKPOINT = object()  # queued by the store after many inline writes
 _RECLAIM_PAGES = 4096  # pages given back per transaction by reclaim_space (16 MiB of 4 KiB pages)
+# Past this size the WAL is started over by a RESTART checkpoint (see _DatabaseThread._checkpoint);
+# it is also the size SQLite trims the file back to when it starts over (journal_size_limit).
+WAL_LIMIT = 64 * 1024 * 1024
+_RESTART_WAIT_MS = 1000
+_WAL_CHECK_AFTER_OPS = 100  # inline writes between two looks at the WAL's size
 
 _SCHEMA = _sql.schema(blob="BLOB", real="REAL", bigint="INTEGER", norowid=" WITHOUT ROWID")
 # Migrations from version N to N+1, appended as the schema evolves: MIGRATIONS[N] runs on a version-N store.
@@ -77,11 +84,22 @@ class _Op:
 
 
 class _DatabaseThread:
-    """Owns the connection; runs queued operations in grouped transactions."""
+    """Owns the connection; runs queued operations in grouped transactions, and checkpoints.
 
-    def __init__(self, connect: Callable[[], sqlite3.Connection], name: str, *, memory: bool = False) -> None:
+    It must outlive every failure of the operations it runs (a full disk, an I/O error): an
+    operation that fails gets its error, and the thread goes on reading the queue -- a thread
+    that died would leave every later write waiting forever.
+    """
+
+    def __init__(
+        self, connect: Callable[[], sqlite3.Connection], name: str, *, location: str, wal_limit: int, busy_timeout: float
+    ) -> None:
         self._connect = connect
-        self._memory = memory
+        self._location = location
+        self._wal_path = f"{location}-wal"
+        self._wal_limit = wal_limit
+        self._busy_ms = int(busy_timeout * 1000)
+        self._page_size = 4096
         self._since_checkpoint = 1  # check once at start
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._ready = threading.Event()
@@ -111,6 +129,10 @@ class _DatabaseThread:
             return
         self._ready.set()
         try:
+            try:
+                self._page_size = int(conn.execute("PRAGMA page_size").fetchone()[0])
+            except sqlite3.Error:
+                self._page_size = 4096
             while True:
                 try:
                     op = self._queue.get(timeout=_CHECKPOINT_EVERY)
@@ -144,25 +166,71 @@ class _DatabaseThread:
             conn.close()
 
     def _run_batch(self, conn: sqlite3.Connection, batch: list[_Op]) -> None:
-        _resolve(run_batch(conn, batch))
+        try:
+            results = run_batch(conn, batch, location=self._location)
+        except BaseException as exc:  # run_batch answers every failure itself; this is the last line
+            log.exception("durable: SQLite database thread: a batch failed unexpectedly")
+            _rollback(conn)
+            error = exc if isinstance(exc, DurableError) else StoreError(f"SQLite {self._location}: {exc!r}")
+            results = [(op, False, error) for op in batch]
+        _resolve(results)
         self._since_checkpoint += len(batch)
         if self._since_checkpoint >= _CHECKPOINT_AFTER_OPS:
             self._checkpoint(conn)
 
     def _checkpoint(self, conn: sqlite3.Connection) -> None:
-        """Copy the WAL back into the database here, off the event loop (the inline connection never does)."""
-        if self._since_checkpoint and not self._memory:
-            with contextlib.suppress(sqlite3.Error):  # busy: the next idle moment will do it
-                conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+        """Copy the WAL back into the database here, off the event loop (the inline connection never does).
+
+        A PASSIVE checkpoint never waits, but under continuous writes it never catches up either,
+        and the WAL only starts over from its beginning after a checkpoint that did. So once the
+        WAL holds more than ``wal_limit`` bytes, a RESTART checkpoint waits (briefly) for the
+        writers to pause and copies the rest, right after the PASSIVE one copied most of it; the
+        next write starts the WAL over, and SQLite cuts its file back to ``wal_limit``
+        (``journal_size_limit``). The WAL stays bounded under any load. (A TRUNCATE checkpoint would
+        free the file's blocks every time: on this kind of machine it stalls the writers ~5x longer.)
+        """
+        if self._since_checkpoint:
+            frames = 0
+            with contextlib.suppress(sqlite3.Error):  # busy, or the disk is full: the next one will do it
+                row = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+                frames = int(row[1]) if row else 0  # frames in the WAL since it last started over
+            if frames * self._page_size > self._wal_limit:
+                self._restart(conn)
         self._since_checkpoint = 0
+
+    def _restart(self, conn: sqlite3.Connection) -> None:
+        # Writers wait meanwhile (inline ones come to this thread's queue); waiting for a reader
+        # in another process is bounded to a second, not the full busy timeout: we try again later.
+        try:
+            conn.execute(f"PRAGMA busy_timeout = {min(self._busy_ms, _RESTART_WAIT_MS)}")
+            conn.execute("PRAGMA wal_checkpoint(RESTART)")
+        except sqlite3.Error:
+            pass
+        finally:
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute(f"PRAGMA busy_timeout = {self._busy_ms}")
+
+
+def _size(path: str) -> int:
+    try:
+        return os.path.getsize(path)
+    except OSError:
+        return 0
 
 
 class Busy(Exception):
     """The database is locked by another connection; try again on the database thread."""
 
 
-def run_batch(conn: sqlite3.Connection, batch: list[_Op], *, fail_if_busy: bool = False) -> list[tuple[_Op, bool, Any]]:
-    """Run operations in one transaction, each in its own savepoint; return (op, ok, value) per op."""
+def run_batch(
+    conn: sqlite3.Connection, batch: list[_Op], *, fail_if_busy: bool = False, location: str = ""
+) -> list[tuple[_Op, bool, Any]]:
+    """Run operations in one transaction, each in its own savepoint; return (op, ok, value) per op.
+
+    Never raises for a failed operation or commit: each op gets its own error. A write that fails
+    mid-transaction (the disk is full, say) may already have made SQLite roll the whole transaction
+    back; every rollback here checks first, so the connection is left usable whatever happened.
+    """
     results: list[tuple[_Op, bool, Any]] = []
     writing = any(op.write for op in batch)
     try:
@@ -170,47 +238,88 @@ def run_batch(conn: sqlite3.Connection, batch: list[_Op], *, fail_if_busy: bool 
     except sqlite3.OperationalError as exc:
         if fail_if_busy and "locked" in str(exc):
             raise Busy() from exc
-        return [(op, False, _translate(exc)) for op in batch]
+        return [(op, False, _translate(exc, location)) for op in batch]
     except sqlite3.Error as exc:
-        return [(op, False, _translate(exc)) for op in batch]
+        return [(op, False, _translate(exc, location)) for op in batch]
     single = len(batch) == 1
     for i, op in enumerate(batch):
         tx = _Tx(conn)
         savepoint = f"op{i}"
-        if writing and not single:
-            conn.execute(f"SAVEPOINT {savepoint}")
         try:
+            if writing and not single:
+                conn.execute(f"SAVEPOINT {savepoint}")
             value = op.fn(tx)
         except BaseException as exc:
-            if writing and not single:
-                conn.execute(f"ROLLBACK TO {savepoint}")
-                conn.execute(f"RELEASE {savepoint}")
-            elif single:
-                conn.execute("ROLLBACK")
-                return [(op, False, exc if isinstance(exc, DurableError) else _translate(exc))]
-            results.append((op, False, exc if isinstance(exc, DurableError) else _translate(exc)))
+            error = exc if isinstance(exc, DurableError) else _translate(exc, location)
+            if single or (writing and not _rollback_to(conn, savepoint)):
+                # The transaction is gone (rolled back by us, or by SQLite itself on SQLITE_FULL,
+                # an I/O error, ...): nothing of this batch was committed.
+                _rollback(conn)
+                return [(o, False, error) for o in batch]
+            results.append((op, False, error))
             continue
         if writing and not single:
-            conn.execute(f"RELEASE {savepoint}")
+            try:
+                conn.execute(f"RELEASE {savepoint}")
+            except sqlite3.Error as exc:
+                _rollback(conn)
+                error = _translate(exc, location)
+                return [(o, False, error) for o in batch]
         op.topics = tx.topics
         results.append((op, True, value))
     try:
         conn.execute("COMMIT")
     except sqlite3.Error as exc:
-        conn.execute("ROLLBACK")
-        error = _translate(exc)
+        _rollback(conn)  # SQLite may have rolled back already (SQLITE_FULL at COMMIT does)
+        error = _translate(exc, location)
         results = [(op, False, error) for op, _, _ in results]
     return results
 
 
-def _translate(exc: BaseException) -> BaseException:
+def _rollback(conn: sqlite3.Connection) -> None:
+    """Roll back the open transaction, if there still is one."""
+    if conn.in_transaction:
+        with contextlib.suppress(sqlite3.Error):
+            conn.execute("ROLLBACK")
+
+
+def _rollback_to(conn: sqlite3.Connection, savepoint: str) -> bool:
+    """Undo one op's savepoint; False if the transaction around it is gone (or cannot be kept)."""
+    if not conn.in_transaction:
+        return False
+    try:
+        conn.execute(f"ROLLBACK TO {savepoint}")
+        conn.execute(f"RELEASE {savepoint}")
+    except sqlite3.Error:
+        return False
+    return True
+
+
+# SQLite result codes (sqlite_errorcode & 0xff) that say what a person must do.
+_FULL, _TOOBIG, _READONLY, _PERM, _CANTOPEN = 13, 18, 8, 3, 14
+
+
+def _translate(exc: BaseException, location: str = "") -> BaseException:
+    """A driver error as durable's own: StoreError naming the problem, the driver's as its cause."""
+    where = f"SQLite {location}" if location else "SQLite"
     if isinstance(exc, sqlite3.DatabaseError) and "not a database" in str(exc):
-        return StoreCorrupt("sqlite", "the file is not a SQLite database")
-    if isinstance(exc, sqlite3.Error):
-        error = StoreError(f"SQLite error: {exc}")
-        error.__cause__ = exc
-        return error
-    return exc
+        return StoreCorrupt(location or "sqlite", "the file is not a SQLite database")
+    code = getattr(exc, "sqlite_errorcode", 0) & 0xFF
+    too_big = code == _TOOBIG or (isinstance(exc, OverflowError) and "longer than" in str(exc))
+    if too_big:
+        # Over SQLite's own limit (SQLITE_MAX_LENGTH, 1,000,000,000 bytes by default): durable's
+        # size limit refuses such values before they get here, unless the build's limit is lower.
+        error: BaseException = SerializationError("value", f"too big for {where} ({exc})")
+    elif code == _FULL:
+        error = StoreError(f"{where}: disk full: the write was not recorded (free some space; nothing recorded before is lost)")
+    elif code in (_READONLY, _PERM):
+        error = StoreError(f"{where}: read-only or permission denied: {exc}")
+    elif isinstance(exc, sqlite3.Error):
+        error = StoreError(f"{where} error: {exc}")
+    else:
+        return exc
+    error.__cause__ = exc
+    return error
 
 
 def _resolve(results: list[tuple[_Op, bool, Any]]) -> None:
@@ -246,22 +355,34 @@ class SQLiteStore(SQLStore):
     ``synchronous=NORMAL`` commit. Inline work never waits for a lock -- if another connection
     holds it, the operation goes to the database thread, which waits (and groups commits).
     With ``synchronous=FULL`` writes always go to the thread, so an fsync never stalls the loop.
+
+    ``read_only=True`` (URL ``?mode=ro``) opens an existing store for reading only, never writing
+    to it (no schema, no WAL, no checkpoint); ``None`` (the default) does so by itself when the
+    file or its directory cannot be written (a backup, a snapshot, a read-only mount), so reads
+    work there and writes fail saying why.
     """
 
-    def __init__(self, path: str | os.PathLike[str], *, synchronous: str = "full", busy_timeout: float = 30.0) -> None:
+    def __init__(
+        self, path: str | os.PathLike[str], *, synchronous: str = "full", busy_timeout: float = 30.0,
+        read_only: bool | None = None, wal_limit: int = WAL_LIMIT,
+    ) -> None:
         self.path = str(path)
         self.memory = self.path == ":memory:"
         self.url = "memory://" if self.memory else f"sqlite:///{self.path}"
-        synchronous = synchronous.lower()
-        if synchronous not in ("full", "normal", "off", "extra"):
+        if not isinstance(synchronous, str) or synchronous.lower() not in ("full", "normal", "off", "extra"):
             raise ValueError(f"synchronous must be full, normal, extra or off, got {synchronous!r}")
+        synchronous = synchronous.lower()
         self.synchronous = synchronous
-        self.busy_timeout = busy_timeout
+        self.busy_timeout = check_number("busy_timeout", busy_timeout, minimum=0.0, maximum=86_400.0)
+        self.read_only = read_only
+        self.wal_limit = int(check_number("wal_limit", wal_limit, minimum=64 * 1024, maximum=2**40, integer=True))
         self.notifier = Notifier()
         self.cross_process = not self.memory
         self._thread: _DatabaseThread | None = None
         self._inline: sqlite3.Connection | None = None
         self._inline_writes = 0
+        self._opened_read_only = False
+        self._read_only_reason = ""  # why it was opened read-only: asked for, or what was found
         self.inline_writes = self.memory or synchronous in ("normal", "off")
 
     def __repr__(self) -> str:
@@ -275,8 +396,16 @@ class SQLiteStore(SQLStore):
         if self.memory:
             self._inline = self._connect()
             return
-        Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-        self._thread = await asyncio.to_thread(_DatabaseThread, self._connect, f"durable-sqlite {self.path}")
+        reason = await asyncio.to_thread(self._prepare)
+        if reason is not None:
+            self._inline = await asyncio.to_thread(self._connect_read_only)
+            self._opened_read_only = True
+            self._read_only_reason = reason
+            return
+        self._thread = await asyncio.to_thread(
+            _DatabaseThread, self._connect, f"durable-sqlite {self.path}", location=self.path,
+            wal_limit=self.wal_limit, busy_timeout=self.busy_timeout,
+        )
         self._inline = await asyncio.to_thread(self._connect_inline)
 
     async def aclose(self) -> None:
@@ -286,23 +415,51 @@ class SQLiteStore(SQLStore):
             await asyncio.to_thread(thread.stop)
         if inline is not None:
             inline.close()
+        self._opened_read_only = False
         # Waiters (run.result(), stream readers) re-read and learn the store is closed, rather
         # than wait for a notification that can no longer come.
         self.notifier.notify_all()
 
+    def _prepare(self) -> str | None:
+        """Decide how to open the file: None to read and write (its directory made), else why read-only."""
+        if self.read_only:
+            return "opened with mode=ro"
+        reason = _unwritable(self.path)
+        if reason and self.read_only is None and os.path.exists(self.path):
+            return reason
+        if reason:
+            what = "cannot be written" if os.path.exists(self.path) else "cannot create a store there"
+            raise StoreError(f"SQLite {self.path}: {what}: {reason}")
+        try:
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(f"SQLite {self.path}: cannot create its directory: {exc.strerror or exc}") from None
+        return None
+
     def _connect_inline(self) -> sqlite3.Connection:
-        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=0)
-        conn.execute(f"PRAGMA synchronous={self.synchronous.upper()}")
-        conn.execute("PRAGMA wal_autocheckpoint=0")  # the database thread checkpoints
+        try:
+            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=0)
+            conn.execute(f"PRAGMA synchronous={self.synchronous.upper()}")
+            conn.execute("PRAGMA wal_autocheckpoint=0")  # the database thread checkpoints
+        except sqlite3.Error as exc:
+            raise _open_error(exc, self.path) from None
         return conn
 
     def _count_inline_write(self) -> None:
         self._inline_writes += 1
-        if self._inline_writes >= _CHECKPOINT_AFTER_OPS and self._thread is not None:
+        if self._inline_writes % _WAL_CHECK_AFTER_OPS or self._thread is None:
+            return
+        # Inline writes never checkpoint: ask the database thread to, every so many writes, and
+        # sooner once the WAL has passed its limit (a stat every 100 writes costs ~15 ns a write).
+        if self._inline_writes >= _CHECKPOINT_AFTER_OPS or _size(f"{self.path}-wal") > self.wal_limit:
             self._inline_writes = 0
             self._thread.request_checkpoint()
 
     def _connect(self) -> sqlite3.Connection:
+        if not self.memory:
+            # Read-only first: a file that is not a durable store (or is a newer one) is refused
+            # before anything writes to it -- PRAGMA journal_mode=WAL below rewrites its header.
+            _check_file(self.path)
         try:
             conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=self.busy_timeout)
             if not self.memory:
@@ -313,20 +470,46 @@ class SQLiteStore(SQLStore):
             conn.execute("PRAGMA journal_mode=WAL" if not self.memory else "PRAGMA journal_mode=MEMORY")
             conn.execute(f"PRAGMA synchronous={self.synchronous.upper()}")
             conn.execute("PRAGMA foreign_keys=OFF")
+            conn.execute(f"PRAGMA journal_size_limit={self.wal_limit}")
             _migrate(conn, self.path)
-        except sqlite3.DatabaseError as exc:
-            raise StoreCorrupt(self.path, f"cannot be opened as a durable store: {exc}") from None
+        except sqlite3.Error as exc:
+            raise _open_error(exc, self.path) from None
+        return conn
+
+    def _connect_read_only(self) -> sqlite3.Connection:
+        if not os.path.exists(self.path):
+            raise StoreError(f"SQLite {self.path}: no store there (the file does not exist; mode=ro never creates one)")
+        version = _check_file(self.path)
+        if version is not None and version < SCHEMA_VERSION:
+            raise StoreError(
+                f"SQLite {self.path}: has schema {version}, this version reads {SCHEMA_VERSION}: it must be migrated "
+                "(durable migrate) by a process that can write to it"
+            )
+        # Immutable only where nothing can change under it and nothing is left in a WAL to miss:
+        # no -wal file, on a location we cannot write (a snapshot, a backup, a read-only mount).
+        immutable = not os.path.exists(f"{self.path}-wal") and bool(_unwritable(self.path))
+        try:
+            conn = _read_only_connection(self.path, timeout=0, immutable=immutable)
+            conn.execute("SELECT 1 FROM durable_meta LIMIT 1")  # fails now, not at the first read, if it cannot be read
+        except sqlite3.Error as exc:
+            raise _open_error(exc, self.path) from None
         return conn
 
     async def _run(self, fn: Callable[..., T], *args: Any, write: bool = True) -> T:
         if self._inline is None:
             raise StoreError(f"{self!r} is not open (use it inside `async with`)")
+        if write and self._opened_read_only:
+            raise StoreError(
+                f"SQLite {self.path} is open read-only ({self._read_only_reason}): {fn.__name__} cannot write to it"
+            )
         if self._thread is None or not write or self.inline_writes:
             # No checkpoint here: an inline call completes without yielding, like a dict
             # lookup. Loops that call the store repeatedly checkpoint themselves.
             op = _Op(_bound(fn, args), write)
             try:
-                ((_, ok, value),) = run_batch(self._inline, [op], fail_if_busy=self._thread is not None)
+                ((_, ok, value),) = run_batch(
+                    self._inline, [op], fail_if_busy=self._thread is not None, location=self.path
+                )
             except Busy:
                 pass
             else:
@@ -361,6 +544,8 @@ class SQLiteStore(SQLStore):
         """
         if self.memory:
             return None
+        if self._opened_read_only:
+            raise StoreError(f"SQLite {self.path} is open read-only ({self._read_only_reason}): it cannot reclaim space")
         return await asyncio.to_thread(self._reclaim, vacuum)
 
     def _reclaim(self, vacuum: bool) -> int:
@@ -387,6 +572,119 @@ class SQLiteStore(SQLStore):
             raise _translate(exc) from exc
         finally:
             conn.close()
+# -- opening: what is at the path, read without writing ------------------------------------------
+
+_SQLITE_MAGIC = b"SQLite format 3\x00"
+
+
+def _unwritable(path: str) -> str:
+    """Why a store at ``path`` cannot be written ("" if it can): a read-only file system, or permissions."""
+    directory = os.path.dirname(os.path.abspath(path))
+    while not os.path.exists(directory):  # a store in a directory still to be created: its nearest parent
+        directory = os.path.dirname(directory)
+    target = path if os.path.exists(path) else directory
+    try:
+        if os.statvfs(directory).f_flag & os.ST_RDONLY:
+            return "read-only file system"
+    except OSError:
+        pass
+    # SQLite writes the file and creates -wal/-shm beside it: both must be writable.
+    for where in dict.fromkeys((target, directory)):
+        if not os.access(where, os.W_OK):
+            return f"permission denied: {where} is not writable"
+    return ""
+
+
+def _read_only_connection(path: str, *, timeout: float, immutable: bool) -> sqlite3.Connection:
+    """A connection that cannot write. ``immutable``: no locks and no WAL, so it creates no file
+    either; right only when there is no WAL to read (no -wal file beside the database)."""
+    options = "mode=ro&immutable=1" if immutable else "mode=ro"
+    return sqlite3.connect(
+        f"file:{quote(os.path.abspath(path))}?{options}", uri=True, isolation_level=None, check_same_thread=False,
+        timeout=timeout,
+    )
+
+
+def _check_file(path: str) -> int | None:
+    """Refuse what is not a durable store before anything touches it; return its schema version
+    (None for a new or empty file). Reads only: the file stays byte for byte as it was."""
+    try:
+        with open(path, "rb") as f:
+            header = f.read(len(_SQLITE_MAGIC))
+    except FileNotFoundError:
+        return None
+    except PermissionError:
+        raise StoreError(f"SQLite {path}: permission denied (the file cannot be read)") from None
+    except OSError as exc:
+        raise StoreError(f"SQLite {path}: cannot be read: {exc.strerror or exc}") from None
+    if not header:
+        return None  # an empty file is a new database to SQLite
+    if header != _SQLITE_MAGIC:
+        raise StoreCorrupt(path, "the file is not a SQLite database")
+    # Without a -wal file everything committed is in the file itself, and an immutable read of it
+    # touches nothing. With one (someone has it open in WAL mode) the WAL must be read too.
+    # Either way a surprise (another process began writing meanwhile) is read again the normal way.
+    immutable = not os.path.exists(f"{path}-wal")
+    try:
+        try:
+            tables, version = _schema_marker(path, immutable=immutable)
+        except sqlite3.Error:
+            if not immutable:
+                raise
+            tables, version = _schema_marker(path, immutable=False)
+        if immutable and ((version is None and tables) or (version or 0) > SCHEMA_VERSION) \
+                and os.path.exists(f"{path}-wal"):
+            tables, version = _schema_marker(path, immutable=False)
+    except sqlite3.Error as exc:
+        raise _open_error(exc, path) from None
+    if version is None:
+        if tables:
+            raise StoreCorrupt(path, _foreign(tables))
+        return None
+    if version > SCHEMA_VERSION:
+        raise StoreCorrupt(path, _newer(version))
+    return version
+
+
+def _schema_marker(path: str, *, immutable: bool) -> tuple[set[str], int | None]:
+    """The database's tables, and durable's schema version if it is a durable store."""
+    conn = _read_only_connection(path, timeout=5.0, immutable=immutable)
+    try:
+        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        if "durable_meta" not in tables:
+            return tables, None
+        row = conn.execute("SELECT value FROM durable_meta WHERE key = 'schema_version'").fetchone()
+        return tables, int(row[0]) if row else 0
+    finally:
+        conn.close()
+
+
+def _foreign(tables: set[str]) -> str:
+    return (
+        "is a SQLite database but not a durable store (it has tables " + ", ".join(sorted(tables)[:5])
+        + "); it was left untouched: point DURABLE_STORE at a new file"
+    )
+
+
+def _newer(version: int) -> str:
+    return f"was written by a newer durable (schema {version}; this version reads up to {SCHEMA_VERSION})"
+
+
+def _open_error(exc: sqlite3.Error, path: str) -> StoreError:
+    """Why a file could not be opened, in words a person can act on: read-only locations and
+    permission problems are not corruption."""
+    if os.path.exists(path) and not os.access(path, os.R_OK):
+        return StoreError(f"SQLite {path}: permission denied (the file cannot be read)")
+    code = getattr(exc, "sqlite_errorcode", 0) & 0xFF
+    reason = _unwritable(path)
+    if reason or code in (_READONLY, _PERM, _CANTOPEN):
+        return StoreError(
+            f"SQLite {path}: cannot be opened for writing: {reason or exc} (to read it, open it read-only: "
+            "sqlite:///...?mode=ro; `durable runs`, `inspect` and `events` do)"
+        )
+    if code == _FULL:
+        return StoreError(f"SQLite {path}: disk full: the store cannot be opened until some space is freed")
+    return StoreCorrupt(path, f"cannot be opened as a durable store: {exc}")
 
 
 def _migrate(conn: sqlite3.Connection, location: str) -> None:
@@ -396,12 +694,7 @@ def _migrate(conn: sqlite3.Connection, location: str) -> None:
         tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
         if "durable_meta" not in tables:
             if tables:
-                raise StoreCorrupt(
-                    location,
-                    "is a SQLite database but not a durable store (it has tables "
-                    + ", ".join(sorted(tables)[:5])
-                    + "); point DURABLE_STORE at a new file",
-                )
+                raise StoreCorrupt(location, _foreign(tables))
             for statement in _SCHEMA:
                 conn.execute(statement)
             conn.execute("INSERT INTO durable_meta (key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
@@ -410,9 +703,7 @@ def _migrate(conn: sqlite3.Connection, location: str) -> None:
             row = conn.execute("SELECT value FROM durable_meta WHERE key = 'schema_version'").fetchone()
             version = int(row[0]) if row else 0
             if version > SCHEMA_VERSION:
-                raise StoreCorrupt(
-                    location, f"was written by a newer durable (schema {version}; this version reads up to {SCHEMA_VERSION})"
-                )
+                raise StoreCorrupt(location, _newer(version))
             while version < SCHEMA_VERSION:
                 if version not in MIGRATIONS:
                     raise StoreCorrupt(location, f"has unknown schema version {version}")
@@ -422,5 +713,5 @@ def _migrate(conn: sqlite3.Connection, location: str) -> None:
                 conn.execute("UPDATE durable_meta SET value = ? WHERE key = 'schema_version'", (str(version),))
         conn.execute("COMMIT")
     except BaseException:
-        conn.execute("ROLLBACK")
+        _rollback(conn)
         raise

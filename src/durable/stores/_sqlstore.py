@@ -11,10 +11,13 @@ import abc
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
+from .._core.checks import check_int
 from .._core.events import Event
 from .._core.queues import QueueSpec, QueueState
 from . import _sql
 from ._base import (
+    MAX_INDEX,
+    MAX_LIST_LIMIT,
     ChunkPage,
     Collected,
     CommitResult,
@@ -80,6 +83,7 @@ class SQLStore(Store):
         queue: str | None = None,
         version: str | None = None,
     ) -> list[RunRecord]:
+        check_int("limit", limit, minimum=1, maximum=MAX_LIST_LIMIT)
         return await self._run(_sql.list_runs, status, workflow, limit, before, queue, version, write=False)
 
     async def load_events(self, run_id: str, after_seq: int = 0) -> list[Event]:
@@ -210,6 +214,8 @@ class SQLStore(Store):
         await self._run(_sql.close_stream, run_id, namespace, error)
 
     async def read_chunks(self, run_id: str, namespace: str, start: int, limit: int) -> ChunkPage:
+        check_int("start_index", start, minimum=-MAX_INDEX, maximum=MAX_INDEX)
+        check_int("limit", limit, minimum=1, maximum=MAX_INDEX)
         return await self._run(_sql.read_chunks, run_id, namespace, start, limit, write=False)
 
     async def list_streams(self, run_id: str) -> list[tuple[str, int, bool]]:

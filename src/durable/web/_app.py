@@ -37,7 +37,13 @@ _PAGE_HEADERS = {
     "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; object-src 'none'; base-uri 'none'; frame-ancestors 'none'",
     "X-Content-Type-Options": "nosniff",
 }
-_STATIC = {"app.js": "text/javascript; charset=utf-8", "app.css": "text/css; charset=utf-8"}
+_MEDIA_TYPES = {".js": "text/javascript; charset=utf-8", ".css": "text/css; charset=utf-8"}
+# The page's files (its script is a set of plain ES modules): only these are served.
+_STATIC = {
+    item.name: _MEDIA_TYPES[suffix]
+    for item in resources.files(__package__).joinpath("static").iterdir()
+    if (suffix := "." + item.name.rpartition(".")[2]) in _MEDIA_TYPES
+}
 
 
 def create_app(
@@ -91,6 +97,7 @@ def create_app(
         ping=ping,
         poll_interval=runtime.poll_interval if runtime is not None else 0.5,
         reads=SharedReads(store),
+        tracebacks=guard.shows_tracebacks,
     )
     runs, hooks = RunEndpoints(ctx), HookEndpoints(ctx)
     schedules, values = ScheduleEndpoints(ctx), ValueEndpoints(ctx)
@@ -130,6 +137,7 @@ def create_app(
         api("/runs", runs.start, ["POST"]),
         api("/runs/{run_id}", runs.get_run, ["GET"]),
         api("/runs/{run_id}/events", runs.events, ["GET"]),
+        api("/runs/{run_id}/steps/{step_id}", runs.step, ["GET"]),
         api("/runs/{run_id}/cancel", runs.cancel, ["POST"]),
         api("/runs/{run_id}/fork", runs.fork, ["POST"]),
         api("/runs/{run_id}/stream", runs.stream, ["GET"]),

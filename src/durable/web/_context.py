@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+
+from starlette.requests import Request
 
 from .._client.client import Client
 from .._worker.runtime import Runtime
@@ -37,6 +39,7 @@ class Context:
     """``client`` reads, cancels and resumes (the runtime itself when the app has one);
     ``runtime`` is None when the app serves a bare store: it can then not start runs. A bare
     client only writes to the store: the worker that owns a run picks up what was written.
+    ``tracebacks`` says whether a request may read recorded tracebacks (the guard decides).
     """
 
     store: Store
@@ -49,6 +52,7 @@ class Context:
     ping: float
     poll_interval: float
     reads: SharedReads
+    tracebacks: Callable[[Request], bool] = lambda request: False
 
     async def run_record(self, run_id: str) -> RunRecord:
         record = await self.store.get_run(run_id)

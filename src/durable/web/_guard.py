@@ -10,6 +10,11 @@ What each defends against::
     tokens in URLs       access logs, proxies and browser history keep them -> refused; the page
                          logs in once (POST /login) and rides an HttpOnly cookie instead
 
+Recorded tracebacks (of failed steps and runs) name files and source lines: the API shows them
+to whoever may use it at all when that is a small circle -- the holders of the token, or, on a
+server without one, the users of the machine it listens on (loopback) -- and never on a server
+without a token that listens on another address, where anyone who reaches the port could read them.
+
 The cookie never holds the token itself: it holds an HMAC of a fixed label keyed by the token,
 so it is worthless anywhere else, changes when the token does, and needs no server-side state.
 Its name is derived from the token too, so two servers on one host (cookies ignore ports)
@@ -107,6 +112,14 @@ class Guard:
             400, f"Host {host!r} is not allowed ({hint}); add it with create_app(allowed_hosts=[...]) "
             "or durable serve --allowed-host"
         )
+
+    def shows_tracebacks(self, request: Request) -> bool:
+        """Whether this (already admitted) API request may read recorded tracebacks: with a token,
+        yes; without one, only on a server listening on loopback."""
+        if self.token is not None:
+            return True
+        server = request.scope.get("server")
+        return server is not None and is_loopback(str(server[0]))
 
     # -- the API -------------------------------------------------------------------------------
 

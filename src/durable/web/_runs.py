@@ -10,17 +10,26 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from .._client.fork import fork_run
-from .._client.present import event_json, published_json, queue_json, run_detail, run_summary, waiting_reasons
+from .._client.present import (
+    event_json,
+    published_json,
+    queue_json,
+    run_detail,
+    run_summary,
+    step_detail,
+    waiting_reasons,
+)
 from .._client.projection import HookInfo, RunInfo, StepInfo
 from .._client.run import Run
+from .._client.timeline import Timeline
 from .._core.errors import ForkError, NonDeterminismError, RunConflict, RunNotFound, WorkflowNotFound
 from .._core.ids import DEFAULT_NAMESPACE
-from ..stores._base import TERMINAL
+from ..stores._base import TERMINAL, RunRecord
 from ._context import Context
 from ._http import MAX_INDEX, HTTPError, JSONResponse, int_param, parse_json, prefers_ndjson, read_body
+from ._listing import list_page, parse_filters
 from ._streams import changes, follow_pages, ndjson_response, snapshots, sse_response
 
-STATUSES = ("pending", "running", "completed", "failed", "cancelled")
 _START_KEYS = {"workflow", "args", "kwargs", "run_id", "idempotency_key"}
 _LIVE_SETTLE = 0.1  # seconds: at most ~10 updates a second per page
 
@@ -31,19 +40,7 @@ class RunEndpoints:
 
     # -- reading -------------------------------------------------------------------------------
 
-    def _filters(self, request: Request) -> dict[str, Any]:
-        status = request.query_params.get("status") or None
-        if status is not None and status not in STATUSES:
-            raise HTTPError(400, f"status must be one of {', '.join(STATUSES)}, got {status!r}")
-        limit = int_param(request, "limit", 50, minimum=1, maximum=1000)
-        workflow = self.ctx.client.stored_name(request.query_params.get("workflow") or None)
-        version = request.query_params.get("version") or None
-        return {
-            "status": status, "workflow": workflow, "limit": limit, "queue": request.query_params.get("queue") or None,
-            "version": version,
-        }
-
-    async def _summaries(self, records: list[Any]) -> list[dict[str, Any]]:
+    async def _summaries(self, records: list[RunRecord]) -> list[dict[str, Any]]:
         """Run summaries; a queued run still waiting says why (its queue's state)."""
         summaries = [run_summary(RunInfo.from_record(r)) for r in records]
         waiting = sorted({s["queue"]["name"] for s in summaries if s["queue"] and s["queue"]["waiting"]})
@@ -51,42 +48,63 @@ class RunEndpoints:
             waiting_reasons(summaries, await self.ctx.store.queue_states(waiting, time.time()))
         return summaries
 
+    async def _page(self, request: Request) -> dict[str, Any]:
+        """One page of the list, with the query's filters and cursor."""
+        filters = parse_filters(request, self.ctx.client)
+        return await list_page(self.ctx.store, filters, request.query_params.get("cursor") or None, self._summaries)
+
     async def list_runs(self, request: Request) -> Response:
-        filters = self._filters(request)
-        cursor = request.query_params.get("cursor") or None
-        try:
-            records = await self.ctx.store.list_runs(**filters, before=cursor)
-        except RunNotFound:
-            raise HTTPError(400, f"unknown cursor {cursor!r}: pass the next_cursor of a previous page") from None
-        next_cursor = records[-1].run_id if len(records) == filters["limit"] else None
-        return JSONResponse({"runs": await self._summaries(records), "next_cursor": next_cursor})
+        return JSONResponse(await self._page(request))
 
     async def queues(self, request: Request) -> Response:
         """Every queue the store knows: active and waiting entries, rate window, what blocks it."""
         return JSONResponse({"queues": [queue_json(q) for q in await self.ctx.store.queue_states(None, time.time())]})
 
-    async def _detail(self, run_id: str) -> dict[str, Any]:
+    async def _detail(self, run_id: str, *, tracebacks: bool, timeline: Timeline | None = None) -> dict[str, Any]:
+        """The run in full; ``timeline`` (kept by a live feed) takes in only the events it has not seen."""
         store = self.ctx.store
         record = await self.ctx.run_record(run_id)
         steps = await store.list_steps(run_id)
         hooks = await store.list_hooks(run_id, active_only=False)
         streams = await store.list_streams(run_id)
         children = await store.list_children(run_id)
+        values = await store.list_values(run_id)
+        timeline = timeline or Timeline()
+        timeline.feed(await store.load_events(run_id, timeline.last_seq))
         return run_detail(
             RunInfo.from_record(record), record.output, [StepInfo.from_record(s) for s in steps],
-            [HookInfo.from_record(h) for h in hooks], streams, [RunInfo.from_record(c) for c in children],
-            await store.list_values(run_id),
+            [HookInfo.from_record(h) for h in hooks], streams, [RunInfo.from_record(c) for c in children], values,
+            input=record.input, timeline=timeline, tracebacks=tracebacks,
         )
 
     async def get_run(self, request: Request) -> Response:
-        return JSONResponse(await self._detail(request.path_params["run_id"]))
+        return JSONResponse(await self._detail(request.path_params["run_id"], tracebacks=self.ctx.tracebacks(request)))
+
+    async def step(self, request: Request) -> Response:
+        """One step in full: arguments, result or error (with its traceback where the reader may see
+        it), and every attempt with its timings."""
+        run_id, step_id = request.path_params["run_id"], request.path_params["step_id"]
+        await self.ctx.run_record(run_id)
+        found = [s for s in await self.ctx.store.list_steps(run_id) if s.step_id == step_id]
+        if not found:
+            raise HTTPError(404, f"run {run_id!r} has no step {step_id!r}")
+        timeline = Timeline()
+        timeline.feed(await self.ctx.store.load_events(run_id))
+        detail = step_detail(
+            StepInfo.from_record(found[0]), found[0].output, timeline.lane(step_id), tracebacks=self.ctx.tracebacks(request)
+        )
+        return JSONResponse(detail)
 
     async def events(self, request: Request) -> Response:
         run_id = request.path_params["run_id"]
         await self.ctx.run_record(run_id)
         after = int_param(request, "after", 0, minimum=0)
+        limit = int_param(request, "limit", 0, minimum=0)  # 0: all of them
         events = await self.ctx.store.load_events(run_id, after)
-        return JSONResponse({"events": [event_json(e) for e in events]})
+        more = bool(limit) and len(events) > limit
+        if more:
+            events = events[:limit]
+        return JSONResponse({"events": [event_json(e) for e in events], "more": more})
 
     async def workflows(self, request: Request) -> Response:
         """What POST /runs can start: the runtime's own workflows, and those workers published."""
@@ -198,12 +216,13 @@ class RunEndpoints:
         return sse_response(pages, ping=self.ctx.ping)
 
     async def live_runs(self, request: Request) -> Response:
-        """The first page of runs (with the list's filters), re-sent whenever it changes."""
-        filters = self._filters(request)
+        """A page of runs (the list's filters and cursor; the first page without one), as GET /runs
+        answers it, re-sent whenever it changes."""
+        await self._page(request)  # a bad filter or cursor is a 400, before the stream begins
         store = self.ctx.store
 
         async def read() -> tuple[str, Any, bool]:
-            return "runs", await self._summaries(await store.list_runs(**filters)), False
+            return "runs", await self._page(request), False
 
         updates = changes(store, ("runs",), poll_interval=self.ctx.poll_interval, settle=_LIVE_SETTLE)
         return EventSourceResponse(snapshots(updates, read), ping=self.ctx.ping, sep="\n")
@@ -212,9 +231,11 @@ class RunEndpoints:
         """One run's detail, re-sent whenever its log grows; ``event: end`` once it has ended."""
         run_id = request.path_params["run_id"]
         await self.ctx.run_record(run_id)
+        tracebacks = self.ctx.tracebacks(request)
+        timeline = Timeline()  # this feed's own: each update reads only the events after the last one
 
         async def read() -> tuple[str, Any, bool]:
-            detail = await self._detail(run_id)
+            detail = await self._detail(run_id, tracebacks=tracebacks, timeline=timeline)
             return "run", detail, detail["status"] in TERMINAL
 
         updates = changes(self.ctx.store, ("run", run_id), poll_interval=self.ctx.poll_interval, settle=_LIVE_SETTLE)

@@ -31,7 +31,7 @@ STEP_DELAY = float(os.environ.get("PGW_STEP_DELAY", "0.02"))
 
 def _log_attempt() -> None:
     meta = durable.get_step_metadata()
-    step_id = meta.step_id.rpartition("/")[2]  # metadata ids are "<run id>/<step id>"
+    step_id = meta.step_id
     if LOG is not None:
         LOG.write(f"{WORKER} {meta.run_id} {step_id} {meta.attempt}\n")
         LOG.flush()  # the page cache survives SIGKILL of this process; no fsync needed

@@ -48,9 +48,9 @@ async def charge_card(order: dict[str, Any]) -> str:
     progress = durable.get_writable("progress")
     await progress.write({"done": 2, "of": 5, "step": f"charging card (attempt {meta.attempt})"})
     await progress.flush()
-    _effect(f"charge {order['amount']} with idempotency key {meta.step_id} (attempt {meta.attempt})")
+    _effect(f"charge {order['amount']} with idempotency key {meta.idempotency_key} (attempt {meta.attempt})")
     await anyio.sleep(1.5 if meta.attempt == 1 else 0.2)  # slow payment provider: the crash lands here
-    return f"ch-{meta.step_id}"
+    return f"ch-{meta.idempotency_key}"
 
 
 @durable.step(name="demo.notify")

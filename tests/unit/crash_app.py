@@ -1,6 +1,6 @@
 """Workflows for the crash tests, and a child-process entry point that the tests SIGKILL.
 
-Every step appends ``[label, step_id, attempt]`` to the side-effect log named by
+Every step appends ``[label, idempotency_key, attempt]`` to the side-effect log named by
 ``CRASH_LOG`` (fsynced), so a test can count executions. A step reaching the point named by
 ``CRASH_AT`` on its first attempt writes a marker file and waits to be killed.
 
@@ -41,7 +41,7 @@ def crash_point(point: str, attempt: int) -> bool:
 @durable.step(name="crash.record", retry_delay="50ms")
 async def record(label: str) -> str:
     meta = durable.get_step_metadata()
-    log_effect(label, meta.step_id, meta.attempt, time.time())
+    log_effect(label, meta.idempotency_key, meta.attempt, time.time())
     if crash_point(f"step:{label}", meta.attempt):
         await wait_to_be_killed(f"step:{label}")
     return label.upper()
@@ -50,7 +50,7 @@ async def record(label: str) -> str:
 @durable.step(name="crash.stream_tokens", retry_delay="50ms")
 async def stream_tokens(n: int) -> int:
     meta = durable.get_step_metadata()
-    log_effect("stream", meta.step_id, meta.attempt, time.time())
+    log_effect("stream", meta.idempotency_key, meta.attempt, time.time())
     writer = durable.get_writable("tokens")
     for i in range(n):
         await writer.write({"i": i, "attempt": meta.attempt})
@@ -115,7 +115,7 @@ async def tick_step(n: int) -> float:
     meta = durable.get_step_metadata()
     scheduled = durable.get_workflow_metadata().scheduled_at
     assert scheduled is not None
-    log_effect("tick", meta.step_id, meta.attempt, time.time(), scheduled.timestamp())
+    log_effect("tick", meta.idempotency_key, meta.attempt, time.time(), scheduled.timestamp())
     if os.environ.get("CRASH_AT") == "tick" and meta.attempt == 1 and len(Path(os.environ["CRASH_LOG"]).read_text().splitlines()) >= n:
         await wait_to_be_killed("tick")
     return scheduled.timestamp()

@@ -1,6 +1,6 @@
 """Workflows for the fault-injection suite, and the worker process it SIGKILLs again and again.
 
-Every step appends ``[step_id, attempt, label]`` (``step_id`` is ``run_id/step_N``) to the
+Every step appends ``[idempotency_key, attempt, label]`` (``run_id/step_N``) to the
 side-effect log named by ``FAULT_LOG``, before it returns: a test reads it to check that every
 recorded step really ran, and to count how often steps ran again after a kill.
 
@@ -24,7 +24,7 @@ import durable
 
 def log_effect(label: str) -> None:
     meta = durable.get_step_metadata()
-    line = json.dumps([meta.step_id, meta.attempt, label]) + "\n"
+    line = json.dumps([meta.idempotency_key, meta.attempt, label]) + "\n"
     fd = os.open(os.environ["FAULT_LOG"], os.O_WRONLY | os.O_APPEND | os.O_CREAT)
     try:
         os.write(fd, line.encode())  # one small O_APPEND write: lines never interleave

@@ -551,3 +551,27 @@ async def test_schedules_commands_list_pause_resume_trigger_and_delete(rt: durab
     assert (await cli("schedules", "delete", "cli-nightly", store=sqlite_url)).returncode == 0
     missing = await cli("schedules", "pause", "cli-nightly", store=sqlite_url)
     assert missing.returncode == 1 and "no schedule named 'cli-nightly'" in missing.stderr
+
+
+@durable.workflow
+async def cli_started(order: str, amount: int = 1) -> str:
+    return f"{order} x{amount}"
+
+
+async def test_start_starts_a_published_workflow_once_per_key(rt: durable.Runtime, sqlite_url: str) -> None:
+    """`start WORKFLOW --args --kwargs` records a run a worker executes and prints its id; the same key
+    prints the same run, other arguments under it are refused naming the key, a call that does not fit
+    the signature is exit 2 with nothing recorded."""
+    name = cli_started.name
+    done = await cli("start", name, "--args", '["A-1"]', "--kwargs", '{"amount": 3}', "--idempotency-key", "k-1", "--json", store=sqlite_url)
+    assert done.returncode == 0, done.stderr
+    started = json.loads(done.stdout)
+    assert started["workflow"] == name
+    assert await durable.Run(started["run_id"], store=rt.store).result(timeout=30) == "A-1 x3"
+    again = await cli_here("start", name, "--args", '["A-1"]', "--kwargs", '{"amount": 3}', "--idempotency-key", "k-1", store=sqlite_url)
+    assert (again.returncode, again.stdout.strip()) == (0, started["run_id"])
+    other = await cli_here("start", name, "--args", '["A-1"]', "--kwargs", '{"amount": 4}', "--idempotency-key", "k-1", store=sqlite_url)
+    assert other.returncode != 0 and "k-1" in other.stderr and len(other.stderr.strip().splitlines()) == 1, other.stderr
+    misfit = await cli_here("start", name, "--args", '["A-2", 1, 2]', store=sqlite_url)
+    assert misfit.returncode == 2 and "argument" in misfit.stderr, misfit.stderr
+    assert [r.run_id for r in await rt.list_runs(workflow=name)] == [started["run_id"]]

@@ -55,6 +55,29 @@ async def test_sys_exit_in_a_step_fails_its_attempts_and_reaches_the_workflow_as
     assert failed.value.error_type == "SystemExit"
 
 
+@durable.step(max_retries=1, retry_delay="10ms")
+async def escape_interrupted() -> int:
+    raise KeyboardInterrupt
+
+
+@durable.workflow
+async def escape_interrupted_flow() -> str:
+    try:
+        await escape_interrupted()
+    except durable.StepFailed as exc:
+        return f"caught {exc.error_type}"
+    return "not raised"
+
+
+async def test_keyboard_interrupt_in_a_step_fails_that_step_not_the_runtime(runtime: durable.Runtime) -> None:
+    """A step raising KeyboardInterrupt (a library's own Ctrl-C handling, say) fails each attempt like
+    any error; the workflow catches the final failure and the runtime goes on running other runs."""
+    run = await runtime.start(escape_interrupted_flow)
+    assert await run.result(timeout=20) == "caught KeyboardInterrupt"
+    assert [(s.status, s.attempts, s.error and s.error.type) for s in await run.steps()] == [("failed", 2, "KeyboardInterrupt")]
+    assert await (await runtime.start(escape_caught)).result(timeout=20) == "caught SystemExit"
+
+
 async def test_system_exit_or_keyboard_interrupt_in_workflow_code_fails_only_that_run(runtime: durable.Runtime) -> None:
     """The runtime keeps running: a later run on it completes."""
     for wf in (escape_in_workflow, escape_keyboard):

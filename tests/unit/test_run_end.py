@@ -69,3 +69,23 @@ async def test_a_step_running_when_its_run_is_cancelled_is_cancelled_not_failed(
         await anyio.sleep(0.02)
     assert [s.status for s in steps] == ["cancelled"]
     assert "step_cancelled" in [e.kind for e in await run.events()]
+
+    # Every surface says so: the web API (what the runs page draws), the notebook's step table, the CLI.
+    from durable._client.present import run_detail
+    from durable.notebook import snapshot
+    from durable.notebook._html import now_utc, steps_html
+
+    detail = run_detail(await run.info(), None, steps, [], [])
+    assert [(s["status"], s["error"]["type"].rpartition(".")[2]) for s in detail["steps"]] == [("cancelled", "RunCancelled")]
+    table = steps_html(await snapshot(run), now_utc())
+    assert 'durable-badge durable-cancelled"' in table and ">cancelled</span>" in table
+    assert "RuntimeError" not in table and "failed" not in table
+    if runtime.store.url.startswith("sqlite"):
+        from typer.testing import CliRunner
+
+        from durable._cli import app
+
+        shown = await anyio.to_thread.run_sync(lambda: CliRunner().invoke(app, ["inspect", run.run_id, "--store", runtime.store.url]))
+        assert shown.exit_code == 0, shown.stderr
+        (line,) = [line for line in shown.stdout.splitlines() if "end_long_step" in line]
+        assert "cancelled" in line and "failed" not in line, shown.stdout

@@ -159,7 +159,7 @@ async def flaky(key: str, failures: int) -> str:
     meta = durable.get_step_metadata()
     if meta.attempt <= failures:
         raise ConnectionError(f"attempt {meta.attempt} failed")
-    return f"{meta.step_id}@{meta.attempt}"
+    return f"{meta.idempotency_key}@{meta.attempt}"
 
 
 @durable.workflow
@@ -174,9 +174,32 @@ async def test_failing_step_is_retried_with_the_same_step_id(runtime: durable.Ru
     assert result == f"{run.run_id}/step_1@3"
     (step,) = await run.steps()
     assert step.attempts == 3 and step.status == "completed"
+    assert result.startswith(f"{run.run_id}/{step.step_id}@")  # the idempotency key is run id / step id
     kinds = [e.kind for e in await run.events() if e.kind.startswith("step_")]
     assert kinds == ["step_created", "step_started", "step_retrying", "step_started", "step_retrying",
                      "step_started", "step_completed"]
+
+
+@durable.step
+async def whoami() -> list[str]:
+    meta = durable.get_step_metadata()
+    return [meta.step_id, meta.idempotency_key]
+
+
+@durable.workflow
+async def asks_who_it_is() -> list[list[str]]:
+    return [await whoami(), await whoami()]
+
+
+async def test_a_steps_metadata_names_it_as_the_runs_steps_do(runtime: durable.Runtime) -> None:
+    """``get_step_metadata().step_id`` is the id ``run.steps()`` and the events show; the key
+    unique across runs is ``idempotency_key``, one name per format."""
+    run = await runtime.start(asks_who_it_is)
+    (first, second) = await run.result(timeout=20)
+    ids = [s.step_id for s in await run.steps()]
+    assert [first[0], second[0]] == ids == ["step_1", "step_2"]
+    assert [first[1], second[1]] == [f"{run.run_id}/step_1", f"{run.run_id}/step_2"]
+    assert {e.correlation_id for e in await run.events() if e.kind == "step_completed"} == set(ids)
 
 
 async def test_exhausted_retries_raise_the_original_error_type(runtime: durable.Runtime) -> None:

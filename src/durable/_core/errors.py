@@ -314,7 +314,7 @@ class RunConflict(DurableError):
         elif other_arguments:
             message = (
                 f"{key_kind} {key!r} already names run {run_id!r} of workflow {workflow!r}, started with other arguments "
-                f"(a {key_kind} names one call: to start it again, use a new {key_kind})"
+                f"(one {key_kind} names one call: to call it with these, use a new {key_kind})"
             )
         else:
             message = f"run {run_id!r} ({key_kind} {key!r}) already exists for workflow {existing_workflow!r}, not {workflow!r}"

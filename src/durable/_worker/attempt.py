@@ -21,6 +21,7 @@ from .._core.errors import (
     EncryptedValueError,
     FatalError,
     RetryableError,
+    RunCancelled,
     SerializationError,
     StepTimeout,
     StreamClosedError,
@@ -50,7 +51,7 @@ class StepContext:
     def metadata(self) -> StepMetadata:
         claim = self.claim
         started = datetime.fromtimestamp(claim.first_started_at, UTC)
-        return StepMetadata(f"{claim.run_id}/{claim.step_id}", claim.name, claim.attempt, started, claim.run_id)
+        return StepMetadata(claim.step_id, claim.name, claim.attempt, started, claim.run_id)
 
     @property
     def workflow_metadata(self) -> WorkflowMetadata:
@@ -153,7 +154,7 @@ async def run_step(
     flush_error = await context.settle_writers()
     if cancel_scope.cancelled_caught:
         return StepOutcome(
-            EventKind.STEP_CANCELLED, encode_error(RuntimeError("step cancelled: its run was cancelled")), cancelled=True
+            EventKind.STEP_CANCELLED, encode_error(RunCancelled(claim.run_id)), cancelled=True
         )
     if error is None and flush_error is not None:
         error = flush_error

@@ -35,13 +35,20 @@ class WorkflowMetadata:
 
 @dataclass(frozen=True, slots=True)
 class StepMetadata:
-    """``step_id`` is stable across retries and unique across runs: use it as an idempotency key."""
+    """Who this attempt is. ``step_id`` is the step's id within its run (``step_1``, as
+    ``run.steps()``, the events, the CLI and the runs page show it); ``idempotency_key`` is
+    ``"<run_id>/<step_id>"``: stable across retries and unique across runs, the key to hand to
+    external side effects."""
 
     step_id: str
     step_name: str
     attempt: int
     started_at: datetime
     run_id: str
+
+    @property
+    def idempotency_key(self) -> str:
+        return f"{self.run_id}/{self.step_id}"
 
 
 class HookSubscriber(Protocol):

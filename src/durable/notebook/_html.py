@@ -124,6 +124,8 @@ def steps_html(state: RunState, now: datetime, max_rows: int = _MAX_ROWS) -> str
                 note += f" <i>(retry at {fmt_time(row.retry_at)})</i>"
             elif status == "completed":  # what an earlier attempt died of: history, not a problem
                 note, colour = f"attempt {row.attempt - 1}: {note}", "var(--jp-ui-font-color2, #6b7280)"
+            elif status == "cancelled":  # why it stopped, not an error of its own
+                colour = "var(--jp-ui-font-color2, #6b7280)"
         arguments = f'<span style="{_MONO};color:var(--jp-ui-font-color2, #6b7280)">{escape(row.arguments)}</span>' if row.arguments else ""
         body.append(
             f'<tr><td style="{_TD};{_MONO}">{escape(row.name)}{arguments}</td><td style="{_TD}">{badge(status)}</td>'

@@ -769,3 +769,93 @@ def test_pages_of_other_origins_cannot_change_anything(tab: Tab, other_origin: t
         page.click("#cancel-yes")
         page.wait_for_selector('#run-status[data-status="cancelled"]')
     tab.check()
+
+
+# -- the notebook view, in JupyterLab's dark theme ---------------------------------------------
+
+# JupyterLab's dark theme (@jupyterlab/theme-dark-extension, variables.css): the values the
+# notebook view's var(--jp-...) colours take there, and the output area's background.
+JUPYTERLAB_DARK = """
+:root { --jp-layout-color0: #111111; --jp-layout-color1: #212121; --jp-layout-color2: #424242;
+  --jp-ui-font-color0: rgba(255,255,255,1); --jp-ui-font-color1: rgba(255,255,255,0.87);
+  --jp-ui-font-color2: rgba(255,255,255,0.54); --jp-ui-font-color3: rgba(255,255,255,0.38);
+  --jp-content-font-color0: rgba(255,255,255,1); --jp-content-font-color1: rgba(255,255,255,1);
+  --jp-content-font-color2: rgba(255,255,255,0.7); --jp-border-color0: #616161;
+  --jp-border-color1: #616161; --jp-border-color2: #424242; --jp-border-color3: #212121;
+  --jp-rendermime-error-background: rgba(244, 67, 54, 0.28); }
+body { background: var(--jp-layout-color0); color: var(--jp-content-font-color1); }
+"""
+JUPYTERLAB_LIGHT = """
+:root { --jp-layout-color0: white; --jp-ui-font-color1: rgba(0,0,0,0.87); --jp-ui-font-color2: rgba(0,0,0,0.54);
+  --jp-content-font-color1: rgba(0,0,0,0.87); --jp-border-color1: #bdbdbd; --jp-border-color3: #eee;
+  --jp-rendermime-error-background: #fdd; }
+body { background: var(--jp-layout-color0); color: var(--jp-content-font-color1); }
+"""
+
+# The contrast of every piece of text with what is behind it (WCAG's formula; colours with alpha
+# blended over the nearest background, walking up to the page).
+CONTRASTS_JS = """() => {
+  const parse = (c) => { const m = c.match(/[\\d.]+/g).map(Number); return [m[0], m[1], m[2], m.length > 3 ? m[3] : 1]; };
+  const over = (top, under) => [0, 1, 2].map((i) => top[i] * top[3] + under[i] * (1 - top[3])).concat([1]);
+  const background = (el) => {
+    const layers = [];
+    for (let node = el; node; node = node.parentElement) {
+      const c = parse(getComputedStyle(node).backgroundColor);
+      if (c[3] > 0) layers.push(c);
+      if (c[3] === 1) break;
+    }
+    return layers.reverse().reduce((under, top) => over(top, under), [255, 255, 255, 1]);
+  };
+  const lum = (c) => { const [r, g, b] = c.slice(0, 3).map((v) => { v /= 255; return v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4; }); return 0.2126 * r + 0.7152 * g + 0.0722 * b; };
+  const found = [];
+  for (const el of document.querySelectorAll(".durable-run *")) {
+    const own = [...el.childNodes].filter((n) => n.nodeType === 3 && n.textContent.trim()).map((n) => n.textContent.trim()).join(" ");
+    if (!own) continue;
+    const bg = background(el);
+    const fg = over(parse(getComputedStyle(el).color), bg);
+    const [a, b] = [lum(fg), lum(bg)].sort((x, y) => y - x);
+    found.push({ text: own.slice(0, 40), ratio: (a + 0.05) / (b + 0.05) });
+  }
+  return found;
+}"""
+
+
+def test_the_notebook_view_is_readable_in_jupyterlabs_dark_theme(browser: Any, tmp_path: Path) -> None:
+    """Every piece of text the view draws -- header, error, steps in each status with their notes,
+    hooks, chunks -- keeps a contrast of at least 4.5:1 (WCAG AA) against what is behind it, in
+    JupyterLab's dark theme as in its light one and where no theme is set (a saved notebook)."""
+    from datetime import UTC, datetime, timedelta
+
+    from durable._client.projection import HookInfo, RunInfo, StepInfo
+    from durable._client.streams import StreamChunk
+    from durable._core.errorinfo import ErrorInfo
+    from durable.notebook import RunState
+    from durable.notebook._html import state_html
+
+    now = datetime.now(UTC)
+    error = ErrorInfo("ConnectionError", "the link dropped", "Traceback ...")
+    steps = [
+        StepInfo("step_1", "fetch", "completed", 2, 4, now, now, now, None, error),
+        StepInfo("step_2", "charge", "pending", 1, 4, now, now, None, now + timedelta(seconds=5), error),
+        StepInfo("step_3", "ship", "failed", 4, 4, now, now, now, None, error),
+        StepInfo("step_4", "notify", "cancelled", 1, 4, now, now, now, None, ErrorInfo("RunCancelled", "run r1 was cancelled", "")),
+        StepInfo("step_5", "report", "running", 1, 4, now, now, None, None, None),
+    ]
+    running = (
+        RunState("r1").with_info(RunInfo("r1", "shop:checkout", "running", now, now, None, None, None)).with_steps(steps)
+        .with_hooks([HookInfo("hook_1", "approve:r1", "active", now, {"who": "ada"})])
+        .with_chunks([StreamChunk(0, "half way", None, None, 0.0)], closed=False, error=None)
+    )
+    failed = RunState("r2").with_info(RunInfo("r2", "shop:checkout", "failed", now, now, now, error, None)).with_steps(steps)
+    page = browser.new_context().new_page()
+    try:
+        for theme, css in (("dark", JUPYTERLAB_DARK), ("light", JUPYTERLAB_LIGHT), ("no theme", "")):
+            page.set_content(f"<!doctype html><style>{css}</style>{state_html(running, now)}{state_html(failed, now)}")
+            page.screenshot(path=str(tmp_path / f"notebook-{theme.replace(' ', '-')}.png"), full_page=True)
+            found = page.evaluate(CONTRASTS_JS)
+            texts = " ".join(f["text"] for f in found)
+            assert all(word in texts for word in ("charge", "cancelled", "the link dropped", "traceback", "approve:r1", "half way")), texts
+            poor = [(f["text"], round(f["ratio"], 2)) for f in found if f["ratio"] < 4.5]
+            assert poor == [], (theme, poor)
+    finally:
+        page.context.close()

@@ -27,7 +27,7 @@ STATUS_COLOURS: dict[str, tuple[str, str]] = {
     "retrying": ("#fef3c7", "#92400e"),
     "completed": ("#dcfce7", "#166534"),
     "failed": ("#fee2e2", "#991b1b"),
-    "cancelled": ("#f3f4f6", "#6b7280"),
+    "cancelled": ("#f3f4f6", "#4b5563"),
 }
 _NEUTRAL = ("#f3f4f6", "#374151")
 _MAX_ROWS = 100
@@ -35,9 +35,16 @@ _STEPS_HEIGHT = "240px"
 _MAX_REPR = 2_000
 
 _TABLE = "border-collapse:collapse;font-size:12px;margin:2px 0"
-_TH = "text-align:left;padding:2px 10px 2px 0;border-bottom:1px solid var(--jp-border-color1, #d1d5db);color:var(--jp-ui-font-color2, #4b5563);font-weight:600"
+_MUTED = "color:var(--jp-ui-font-color2, #4b5563)"
+_TH = "text-align:left;padding:2px 10px 2px 0;border-bottom:1px solid var(--jp-border-color1, #d1d5db);" + _MUTED + ";font-weight:600"
 _TD = "padding:2px 10px 2px 0;border-bottom:1px solid var(--jp-border-color3, #f3f4f6);vertical-align:top"
 _MONO = "font-family:SFMono-Regular,Menlo,Consolas,monospace"
+# Text that must stay readable in JupyterLab's light and dark themes alike (JupyterLab's own red
+# and orange text colours fall below 4.5:1 on one of them): errors take JupyterLab's error
+# background with its primary text colour (a light red pair where no theme is set); warnings a
+# fixed amber pair, like the status badges.
+ERROR_STYLE = "background:var(--jp-rendermime-error-background, #fee2e2);color:var(--jp-ui-font-color1, #991b1b)"
+WARN_STYLE = "background:#fef3c7;color:#92400e"
 
 
 def now_utc() -> datetime:
@@ -113,29 +120,29 @@ def steps_html(state: RunState, now: datetime, max_rows: int = _MAX_ROWS) -> str
     hidden = len(state.steps) - len(rows)
     body = []
     if hidden:
-        body.append(f'<tr><td colspan="5" style="{_TD};color:var(--jp-ui-font-color2, #6b7280)">… {hidden} earlier steps</td></tr>')
+        body.append(f'<tr><td colspan="5" style="{_TD};{_MUTED}">… {hidden} earlier steps</td></tr>')
     for row in rows:
         status = step_status(row)
         attempt = f"{row.attempt}/{row.max_attempts}" if row.attempt else f"-/{row.max_attempts}"
-        note, colour = "", "#991b1b"
+        note, colour = "", ERROR_STYLE
         if row.error:
             note = escape(row.error if len(row.error) < 300 else row.error[:299] + "…")
             if status == "retrying" and row.retry_at is not None:
                 note += f" <i>(retry at {fmt_time(row.retry_at)})</i>"
             elif status == "completed":  # what an earlier attempt died of: history, not a problem
-                note, colour = f"attempt {row.attempt - 1}: {note}", "var(--jp-ui-font-color2, #6b7280)"
+                note, colour = f"attempt {row.attempt - 1}: {note}", _MUTED
             elif status == "cancelled":  # why it stopped, not an error of its own
-                colour = "var(--jp-ui-font-color2, #6b7280)"
-        arguments = f'<span style="{_MONO};color:var(--jp-ui-font-color2, #6b7280)">{escape(row.arguments)}</span>' if row.arguments else ""
+                colour = _MUTED
+        arguments = f'<span style="{_MONO};{_MUTED}">{escape(row.arguments)}</span>' if row.arguments else ""
         body.append(
             f'<tr><td style="{_TD};{_MONO}">{escape(row.name)}{arguments}</td><td style="{_TD}">{badge(status)}</td>'
             f'<td style="{_TD}">{attempt}</td><td style="{_TD}">{fmt_duration(row.duration(now))}</td>'
-            f'<td style="{_TD};color:{colour}">{note}</td></tr>'
+            f'<td style="{_TD};{colour if note else ""}">{note}</td></tr>'
         )
     head = "".join(f'<th style="{_TH}">{h}</th>' for h in ("step", "status", "attempt", "duration", ""))
     # A run of thousands of steps must not push the rest of the view off screen: the table scrolls.
     return (
-        f'<div style="font-size:12px;color:var(--jp-ui-font-color2, #4b5563)">{len(state.steps)} steps: {escape(summary)}</div>'
+        f'<div style="font-size:12px;{_MUTED}">{len(state.steps)} steps: {escape(summary)}</div>'
         f'<div class="durable-steps-box" style="max-height:{_STEPS_HEIGHT};overflow:auto">'
         f'<table class="durable-steps" style="{_TABLE}"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>'
         "</div>"
@@ -151,7 +158,7 @@ def hooks_html(state: RunState) -> str:
         for h in state.hooks
     )
     return (
-        f'<div style="font-size:12px;color:var(--jp-ui-font-color2, #4b5563)">waiting on {len(state.hooks)} hook(s):</div>'
+        f'<div style="font-size:12px;{_MUTED}">waiting on {len(state.hooks)} hook(s):</div>'
         f'<table class="durable-hooks" style="{_TABLE}"><tbody>{rows}</tbody></table>'
     )
 
@@ -162,9 +169,9 @@ def error_html(state: RunState) -> str:
         return ""
     tb = escape(state.traceback or "")
     return (
-        f'<div class="durable-error" style="border-left:3px solid #dc2626;padding:2px 8px;margin:4px 0">'
-        f'<b style="color:#991b1b">{escape(state.error_type)}</b>: {escape(state.error_message or "")}'
-        f'<details open><summary style="cursor:pointer;color:var(--jp-ui-font-color2, #6b7280);font-size:12px">traceback</summary>'
+        f'<div class="durable-error" style="border-left:3px solid #dc2626;padding:2px 8px;margin:4px 0;{ERROR_STYLE}">'
+        f'<b>{escape(state.error_type)}</b>: {escape(state.error_message or "")}'
+        f'<details open><summary style="cursor:pointer;font-size:12px">traceback</summary>'
         f'<pre style="font-size:11px;white-space:pre-wrap;margin:2px 0">{tb}</pre></details></div>'
     )
 
@@ -178,9 +185,9 @@ def result_html(state: RunState) -> str:
 def footer_html(state: RunState) -> str:
     """Where the view stands: why it stopped, or how the stream ended."""
     if state.problem:
-        return f'<div style="color:#92400e;font-size:12px">view stopped: {escape(state.problem)}</div>'
+        return f'<div style="{WARN_STYLE};font-size:12px">view stopped: {escape(state.problem)}</div>'
     if state.stream_closed and state.stream_error and state.status != "cancelled":
-        return f'<div style="color:#991b1b;font-size:12px">stream ended with an error: {escape(state.stream_error)}</div>'
+        return f'<div style="{ERROR_STYLE};font-size:12px">stream ended with an error: {escape(state.stream_error)}</div>'
     return ""
 
 
@@ -300,7 +307,7 @@ def chunks_html(state: RunState) -> str:
     if not parts:
         return ""
     label = f'stream "{escape(state.namespace)}": {state.chunk_count} chunks' + (" (closed)" if state.stream_closed else "")
-    return f'<div style="font-size:12px;color:var(--jp-ui-font-color2, #4b5563)">{label}</div>' + "".join(parts)
+    return f'<div style="font-size:12px;{_MUTED}">{label}</div>' + "".join(parts)
 
 
 def progress_html(state: RunState) -> str:
@@ -334,7 +341,7 @@ def code_changes_html(state: RunState) -> str:
 def stale_html(state: RunState) -> str:
     """The saved form of a live view: what a notebook shows once the kernel that drew it is gone."""
     note = (
-        '<div style="font-size:12px;color:var(--jp-ui-font-color2, #6b7280)">A saved view: the kernel that followed '
+        f'<div style="font-size:12px;{_MUTED}">A saved view: the kernel that followed '
         f"this run has stopped. To follow it again: <code>await durable.get_run({escape(repr(state.run_id))})</code>.</div>"
     )
     return state_html(state).replace('<div class="durable-run"', '<div class="durable-run durable-stale"', 1)[:-6] + note + "</div>"
@@ -349,7 +356,7 @@ def values_html(state: RunState) -> str:
         for k, v in state.values
     )
     return (
-        f'<div style="font-size:12px;color:var(--jp-ui-font-color2, #4b5563)">values:</div>'
+        f'<div style="font-size:12px;{_MUTED}">values:</div>'
         f'<table class="durable-values" style="{_TABLE}"><tbody>{rows}</tbody></table>'
     )
 
@@ -411,7 +418,7 @@ def state_text(state: RunState, now: datetime | None = None) -> str:
 def runs_html(runs: Sequence[RunInfo], now: datetime | None = None, *, selected: str | None = None) -> str:
     now = now or now_utc()
     if not runs:
-        return '<div style="font-size:12px;color:var(--jp-ui-font-color2, #6b7280)">no runs yet</div>'
+        return f'<div style="font-size:12px;{_MUTED}">no runs yet</div>'
     head = "".join(f'<th style="{_TH}">{h}</th>' for h in ("run", "workflow", "status", "created", "duration"))
     rows = []
     for r in runs:

@@ -275,8 +275,8 @@ async def resume_hook_for(run: Run, token: str, payload: Any) -> Any:
 
 
 def _note(text: str, *, error: bool = False) -> str:
-    colour = "#991b1b" if error else "#374151"
-    return f'<span style="font-size:12px;color:{colour}">{escape(text)}</span>'
+    style = _html.ERROR_STYLE if error else "color:var(--jp-ui-font-color1, #374151)"
+    return f'<span style="font-size:12px;{style}">{escape(text)}</span>'
 
 
 class RunsView(widgets.VBox):  # type: ignore[misc]  # ipywidgets ships no type hints

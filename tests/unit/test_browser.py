@@ -857,5 +857,6 @@ def test_the_notebook_view_is_readable_in_jupyterlabs_dark_theme(browser: Any, t
             assert all(word in texts for word in ("charge", "cancelled", "the link dropped", "traceback", "approve:r1", "half way")), texts
             poor = [(f["text"], round(f["ratio"], 2)) for f in found if f["ratio"] < 4.5]
             assert poor == [], (theme, poor)
+            assert "1 retrying, 1 failed, 1 cancelled, 1 running" in page.inner_text("body")  # as the rows say
     finally:
         page.context.close()

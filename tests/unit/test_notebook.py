@@ -188,7 +188,7 @@ def test_step_table_names_retries_and_keeps_big_runs_short() -> None:
     state = RunState("r1").with_info(_info("running")).with_steps([retrying, *done])
     assert step_status(state.steps[0]) == "retrying"
     html = steps_html(state, now, max_rows=100)
-    assert "151 steps: 1 pending, 150 completed" in html
+    assert "151 steps: 1 retrying, 150 completed" in html  # the summary counts what the rows say
     assert "… 51 earlier steps" in html and html.count("<tr>") == 1 + 1 + 100
 
 

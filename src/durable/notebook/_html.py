@@ -53,9 +53,7 @@ def now_utc() -> datetime:
 
 def step_status(row: StepRow) -> str:
     """The status a person expects: a step waiting to be retried is *retrying*, not pending."""
-    if row.status == "pending" and row.attempt >= 1 and row.error:
-        return "retrying"
-    return row.status
+    return row.shown_status
 
 
 def badge(status: str) -> str:

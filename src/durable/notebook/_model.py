@@ -173,6 +173,11 @@ class StepRow:
     traceback: str | None = None
     arguments: str | None = None  # a one-line preview of the call's arguments, e.g. ("A-1", 42)
 
+    @property
+    def shown_status(self) -> str:
+        """The status a person expects: a step waiting to be retried is *retrying*, not pending."""
+        return "retrying" if self.status == "pending" and self.attempt >= 1 and self.error else self.status
+
     def duration(self, now: datetime) -> float | None:
         """Seconds from the first start to completion, or to ``now`` while the step is unfinished."""
         if self.started_at is None:
@@ -269,7 +274,7 @@ class RunState:
         """Steps by status, in the order statuses first appear: for a one-line summary."""
         counts: dict[str, int] = {}
         for s in self.steps:
-            counts[s.status] = counts.get(s.status, 0) + 1
+            counts[s.shown_status] = counts.get(s.shown_status, 0) + 1
         return counts
 
     # -- transitions -------------------------------------------------------------------------

@@ -630,8 +630,11 @@ def inspect_run(run_id: RunIdArgument, json_output: JSONOption = False, store: S
         record = await s.get_run(run_id)
         if record is None:
             raise RunNotFound(run_id)
+        events = []
+        if record.status not in TERMINAL:  # the log before the rows: see projection.waiting_for
+            events = await s.load_events(run_id)
+            record = await s.get_run(run_id) or record
         steps, hooks = await s.list_steps(run_id), await s.list_hooks(run_id, active_only=False)
-        events = await s.load_events(run_id) if record.status not in TERMINAL else []
         return record, steps, hooks, await s.list_streams(run_id), events, await _descendants(s, run_id)
 
     record, step_records, hook_records, streams, events, children = _with_store(store, read, read_only=True)

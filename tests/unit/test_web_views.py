@@ -177,6 +177,7 @@ async def test_a_sleeping_run_shows_its_timeline_input_and_timer_deadline(client
     assert step["attempts"][0]["error"]["type"] == "ConnectionError" and step["attempts"][0]["retry_at"]
     assert "traceback" not in step["attempts"][0]["error"]  # the waterfall never carries them
     assert (timer["kind"], timer["status"], timer["ended_at"]) == ("timer", "waiting", None)
+    assert len(found["waiting_for"]) == 1, found["waiting_for"]
     [waiting] = found["waiting_for"]
     assert (waiting["kind"], waiting["until"]) == ("timer", timer["until"])
     slept_at = datetime.fromisoformat(timer["created_at"]).timestamp()

@@ -194,7 +194,9 @@ def waiting_for(run: RunInfo, steps: list[StepInfo], hooks: list[HookInfo], even
     """What an unfinished run waits for, soonest first where there is a time; nothing once it ended.
 
     Timers come from the log (``wait_created`` without a ``wait_completed``/``wait_cancelled``),
-    hooks and steps from their rows.
+    hooks and steps from their rows. Read ``events`` before the rows: separate reads are separate
+    snapshots, and rows older than the log would show a step still running next to the timer
+    its completion led to.
     """
     if run.status in TERMINAL:
         return []

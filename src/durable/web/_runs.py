@@ -63,14 +63,17 @@ class RunEndpoints:
     async def _detail(self, run_id: str, *, tracebacks: bool, timeline: Timeline | None = None) -> dict[str, Any]:
         """The run in full; ``timeline`` (kept by a live feed) takes in only the events it has not seen."""
         store = self.ctx.store
+        # The log first, the rows after (each read is its own snapshot): the rows are then never
+        # older than the log, so a step the log shows finished is never still waited for.
+        timeline = timeline or Timeline()
+        events = await store.load_events(run_id, timeline.last_seq)
         record = await self.ctx.run_record(run_id)
+        timeline.feed(events)
         steps = await store.list_steps(run_id)
         hooks = await store.list_hooks(run_id, active_only=False)
         streams = await store.list_streams(run_id)
         children = await store.list_children(run_id)
         values = await store.list_values(run_id)
-        timeline = timeline or Timeline()
-        timeline.feed(await store.load_events(run_id, timeline.last_seq))
         return run_detail(
             RunInfo.from_record(record), record.output, [StepInfo.from_record(s) for s in steps],
             [HookInfo.from_record(h) for h in hooks], streams, [RunInfo.from_record(c) for c in children], values,

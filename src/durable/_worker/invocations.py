@@ -44,7 +44,9 @@ class Invocations:
 
     ``workflow(name)`` finds the code this worker executes; ``launch(claims)`` starts the steps
     a commit claimed for this worker (none unless ``runs_steps``). ``stats`` counts cold replays, sticky resumes,
-    speculative commits and fallbacks (a step result that had to be stored alone).
+    speculative commits, fallbacks (a step result that had to be stored alone) and unclaimed successors
+    (steps a finished step's commit created but could not claim for want of a free slot: each costs the
+    dispatcher a claim transaction and a new task).
     """
 
     def __init__(
@@ -76,7 +78,9 @@ class Invocations:
         self._tracing = tracing
         self._now = now
         self._failures: dict[str, int] = {}  # consecutive failed invocations per run (back-off)
-        self.stats = {"cold_replays": 0, "sticky_resumes": 0, "speculative_commits": 0, "fallbacks": 0}
+        self.stats = {
+            "cold_replays": 0, "sticky_resumes": 0, "speculative_commits": 0, "fallbacks": 0, "unclaimed_successors": 0,
+        }
 
     def _new_instance(self, wf: Workflow[Any, Any], record: RunRecord, *, replay_until: float | None = None) -> WorkflowInstance:
         if record.input[:4] == _codec.ENCRYPTED_TAG:
@@ -132,18 +136,26 @@ class Invocations:
         # itself; ``known + 1`` is the seq it gets if the commit goes through).
         event = Event(instance.run_id, known + 1, kind, corr, self._now(), None, data, attempt)
         outcome = instance.advance([event])
-        claims = await self._commit(instance, outcome, known, [event], holds_lease=holds_lease)
+        claims = await self._commit(
+            instance, outcome, known, [event], holds_lease=holds_lease, successors=kind != EventKind.RUN_STARTED
+        )
         if claims is not None:
             self.stats["speculative_commits"] += 1
         return claims
 
     async def _commit(
-        self, instance: WorkflowInstance, outcome: Outcome, known_seq: int, speculative: list[Event], *, holds_lease: bool
+        self, instance: WorkflowInstance, outcome: Outcome, known_seq: int, speculative: list[Event], *, holds_lease: bool,
+        successors: bool = False,
     ) -> list[StepClaim] | None:
-        """Commit an advanced instance; return the steps claimed here (not yet launched), None if refused."""
+        """Commit an advanced instance; return the steps claimed here (not yet launched), None if refused.
+
+        ``successors``: the commit records a finished step's outcome (the steps it creates are its successors).
+        """
         run_id = instance.run_id
         new_steps = sum(1 for c in outcome.commands if isinstance(c, ScheduleStep))
         claim_now = self.slots.take(new_steps) if self._runs_steps else 0
+        if successors and claim_now < new_steps and self._runs_steps:
+            self.stats["unclaimed_successors"] += new_steps - claim_now
         invocation = Invocation(
             run_id=run_id, worker_id=self.worker_id, known_seq=known_seq, now=self._now(),
             commands=outcome.commands, status=outcome.status, result=outcome.result, error=outcome.error,

@@ -366,7 +366,7 @@ class _World:
         if self.instance is None:
             self.instance = _Recording(  # a simulation: durable.logger stays quiet in it, as in a replay
                 self.spec.workflow, run_id="run_check", input=self.run.input, seed=self.run.seed,
-                check=self._check_argument, replay_until=math.inf,
+                check=self._check_argument, replay_until=math.inf, notice_calls=False,
             )
         known = len(self.run.events)
         outcome = self.instance.advance(self.run.events)
@@ -552,7 +552,9 @@ def check_replays(run: SimulatedRun) -> None:
         if replayed != _expected(commit):
             raise NotDeterministic(_mismatch(f"a cold replay of the history at commit {index} (as after a crash there)",
                                              commit, replayed, run))
-    instance = WorkflowInstance(run.workflow, run_id="run_check", input=run.input, seed=run.seed, replay_until=math.inf)
+    instance = WorkflowInstance(
+        run.workflow, run_id="run_check", input=run.input, seed=run.seed, replay_until=math.inf, notice_calls=False
+    )
     try:
         for index, commit in enumerate(run.commits, 1):
             got = _described(instance.advance(run.events[instance.seen_seq: commit.known]))
@@ -653,7 +655,9 @@ def check_determinism(
 
 
 def _replay(run: SimulatedRun, events: Sequence[Event]) -> tuple[Any, ...]:
-    instance = WorkflowInstance(run.workflow, run_id="run_check", input=run.input, seed=run.seed, replay_until=math.inf)
+    instance = WorkflowInstance(
+        run.workflow, run_id="run_check", input=run.input, seed=run.seed, replay_until=math.inf, notice_calls=False
+    )
     try:
         return _described(instance.advance(events))
     finally:

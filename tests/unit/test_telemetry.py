@@ -69,6 +69,8 @@ def test_a_run_is_one_span_with_a_child_per_step_attempt_and_none_repeated_by_re
     assert metrics["durable.runs.started"] == 1 and metrics["durable.runs.completed"] == 1
     assert metrics["durable.steps.completed"] == 2 and metrics["durable.steps.retried"] == 1
     assert metrics["durable.step.duration"] == 3 and metrics["durable.replay.event_cost"] >= 1
+    # The steps-queued gauge is read at collection: the running step while it runs, none after.
+    assert printed["queued_in_step"] == 1 and metrics["durable.steps.queued"] == 0
 
 
 def test_spans_across_a_sigkill_and_recovery_in_another_process_form_one_trace(tmp_path: Path) -> None:

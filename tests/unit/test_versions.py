@@ -17,7 +17,7 @@ from durable._client.present import run_summary
 from durable._workflow.workflow import Workflow
 from durable.stores import store_from_url
 from durable.stores._base import NewRun, Store
-from durable.stores._sql import SCHEMA_VERSION
+from durable.stores._sql import SCHEMA_VERSION, VERSIONS_MIGRATION_FROM
 from tests.helpers import fresh_store_url, wait_for_hook, wait_for_status
 
 pytestmark = pytest.mark.anyio
@@ -142,9 +142,10 @@ async def test_version_filters_reach_the_claim_query_of_every_store(store_url: s
 
 
 def _back_to_the_schema_before(store_url: str, path: Path) -> None:
-    """Drop what this schema added (the last migration), as a store written by the previous release would be."""
+    """Drop the columns versions added, and mark the store with the schema version before them, as a
+    store written by that release would be (later migrations run again too: they are idempotent)."""
     drops = [f"ALTER TABLE runs DROP COLUMN {c}" for c in ("version", "forked_from", "forked_step")]
-    back = f"UPDATE durable_meta SET value = '{SCHEMA_VERSION - 1}' WHERE key = 'schema_version'"
+    back = f"UPDATE durable_meta SET value = '{VERSIONS_MIGRATION_FROM}' WHERE key = 'schema_version'"
     if store_url.startswith("sqlite"):
         with sqlite3.connect(path) as conn:
             for statement in [*drops, back]:

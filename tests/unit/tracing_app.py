@@ -68,8 +68,20 @@ async def traced_flaky(x: int) -> int:
     return x + 1
 
 
+def queued_now() -> int:
+    """What durable.steps.queued reads at a collection made now."""
+    data = reader.get_metrics_data()
+    for resource in data.resource_metrics if data is not None else []:
+        for scope in resource.scope_metrics:
+            for metric in scope.metrics:
+                if metric.name == "durable.steps.queued":
+                    return sum(int(getattr(p, "value", 0)) for p in metric.data.data_points)
+    return -1
+
+
 @durable.step
 async def traced_slow(x: int) -> int:
+    print(json.dumps({"queued_in_step": queued_now()}), flush=True)
     if sys.argv[3] == "crash":
         gate.write_text("in the second step")
         await asyncio.sleep(60)  # SIGKILLed here

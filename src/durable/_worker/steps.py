@@ -54,6 +54,8 @@ class StepExecutor:
     ) -> None:
         self.store = store
         self._tracing = tracing
+        if tracing is not None:
+            tracing.count_queued(self)  # durable.steps.queued reads len(self.running) when collected
         self.max_value_size = max_value_size
         self.slots = slots
         self.invocations = invocations
@@ -67,8 +69,6 @@ class StepExecutor:
 
     def launch(self, claims: list[StepClaim]) -> None:
         """Start each claimed step in its own task (each holds one slot, taken by its claimer)."""
-        if self._tracing is not None and claims:
-            self._tracing.queued.add(len(claims))
         for claim in claims:
             scope = anyio.CancelScope()
             self.running[(claim.run_id, claim.step_id)] = scope
@@ -128,8 +128,6 @@ class StepExecutor:
                     carried = hand_off
                     next_claim = claims[0]
                     scope = anyio.CancelScope()
-                    if self._tracing is not None:
-                        self._tracing.queued.add(1)
                     self.launch(claims[1:])
             except Exception:
                 # The outcome could not be stored (store unreachable, disk full, ...). The step
@@ -141,8 +139,6 @@ class StepExecutor:
                 self.running.pop(key, None)
                 if not carried:
                     self.slots.release()
-                if self._tracing is not None:
-                    self._tracing.queued.add(-1)
 
     async def _traced(self, step: Step[Any, Any], claim: StepClaim, scope: anyio.CancelScope, tracing: Telemetry) -> StepOutcome:
         """One attempt inside its span (a child of the run span, wherever the run's span is emitted)."""

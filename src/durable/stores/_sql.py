@@ -257,6 +257,7 @@ _RETAIN_CHANGES = [
     "CREATE INDEX IF NOT EXISTS runs_finished ON runs (completed_at, run_id) WHERE completed_at IS NOT NULL",
 ]
 _SCHEMA_TEMPLATE += _RETAIN_CHANGES
+VERSIONS_MIGRATION_FROM = COMPOSE_MIGRATION_FROM + 1  # the schema version before runs had versions
 RETAIN_MIGRATION_FROM = 5  # the schema version _RETAIN_CHANGES upgrades from
 # end of migration: h-retain
 
@@ -277,7 +278,7 @@ _MIGRATION_TEMPLATES: dict[int, list[str]] = {
     2: [_PUBLISHED_WORKFLOWS],  # migration: h-web
     COMPOSE_MIGRATION_FROM: _COMPOSE_CHANGES,  # migration: h-compose
     # migration: h-verify -- the version label of the code that started a run; where a fork came from
-    COMPOSE_MIGRATION_FROM + 1: [
+    VERSIONS_MIGRATION_FROM: [
         "ALTER TABLE runs ADD COLUMN version TEXT",
         "ALTER TABLE runs ADD COLUMN forked_from TEXT",
         "ALTER TABLE runs ADD COLUMN forked_step TEXT",

@@ -62,8 +62,8 @@ MUTANTS = [
         "(ids follow completion order instead of call order)",
     ),
     Mutant(
-        "unseeded-random", "durable._engine.instance:WorkflowInstance.__init__",
-        'self.user_random = random.Random(f"{seed}:random")', "self.user_random = random.Random()",
+        "unseeded-random", "durable._engine.instance:WorkflowInstance._seeded_random",
+        'random.Random(f"{self._seed}:random")', "random.Random()",
         "1", (DETERMINISM,), "durable.random() is not seeded by the run, so a replay takes other branches",
     ),
     Mutant(

@@ -89,6 +89,11 @@ class Client:
         """The workflow ``name`` names (``module:qualname``, an explicit name, or an unambiguous bare qualname)."""
         return registered_workflows.resolve(name)
 
+    def holds_run(self, run_id: str) -> bool:
+        """Whether a runtime in this process holds ``run_id`` live (its end is written and notified
+        here, so waiting for it need not poll). A client runs nothing: False."""
+        return False
+
     def stored_name(self, workflow: str | None) -> str | None:
         """The name runs of ``workflow`` are stored under: a bare qualname (``checkout``) that names
         one defined workflow is its ``module:qualname``; anything else is taken as written."""

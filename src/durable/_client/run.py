@@ -33,6 +33,7 @@ class RunSource(Protocol):
     async def cancel(self, run_id: str) -> str: ...
     async def resume_hook(self, token: str, payload: Any) -> Any: ...
     def get_workflow(self, name: str) -> Workflow[Any, Any] | None: ...
+    def holds_run(self, run_id: str) -> bool: ...
 
 
 class BareStore:
@@ -54,6 +55,9 @@ class BareStore:
 
     def get_workflow(self, name: str) -> Workflow[Any, Any] | None:
         return registered_workflows.resolve(name)
+
+    def holds_run(self, run_id: str) -> bool:
+        return False
 
 
 class Run:
@@ -116,7 +120,10 @@ class Run:
             shown = f"{timeout}s" if isinstance(timeout, int | float) else repr(timeout)
             return f"run {self.run_id} did not finish within {shown} (status: {last})"
 
-        return await wait_until(self._store, ("run-end", self.run_id), check, timeout, describe)
+        run_id, client = self.run_id, self.client
+        return await wait_until(
+            self._store, ("run-end", run_id), check, timeout, describe, held=lambda: client.holds_run(run_id)
+        )
 
     async def wait_for_hook(self, token: str, timeout: Duration | None = None) -> HookInfo:
         """Wait until this run has a live hook holding ``token`` (created by its workflow) and return it.

@@ -15,16 +15,22 @@ from ..stores._base import Store
 
 T = TypeVar("T")
 
+# Seconds between re-checks while ``held`` says this process will write what is awaited: the
+# notification wakes the waiter; the re-check only covers the work moving to another process.
+_HELD_RECHECK = 1.0
+
 
 async def wait_until(
     store: Store, topic: tuple[str, ...], check: Callable[[], Awaitable[T | None]], timeout: Duration | None,
-    describe: Callable[[], str],
+    describe: Callable[[], str], *, held: Callable[[], bool] | None = None,
 ) -> T:
     """Return what ``check`` finds as soon as it finds something (not None).
 
     The listener on ``topic`` is armed before each check, so a write landing between the check
     and the wait is not missed; where other processes write without notifying this one (SQLite
-    files), it re-checks after a back-off capped at a second. TimeoutError (``describe()``) after
+    files), it re-checks after a back-off capped at a second -- or, while ``held()`` is true (a
+    runtime in this process holds the run live, so the write awaited is normally its own and
+    notifies ``topic``), once a second from the start. TimeoutError (``describe()``) after
     ``timeout`` (seconds, ``"5m"``, a timedelta; None waits as long as it takes).
 
     A store out of reach for longer than its own reconnect budget does not end the wait: the
@@ -49,5 +55,10 @@ async def wait_until(
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             raise TimeoutError(describe())
-        await notifier.wait(listener, min(remaining, idle if poll else math.inf))
-        idle = min(1.0, idle * 2)
+        if not poll:
+            wait = math.inf
+        elif held is not None and held():
+            wait = _HELD_RECHECK
+        else:
+            wait, idle = idle, min(1.0, idle * 2)
+        await notifier.wait(listener, min(remaining, wait))

@@ -170,7 +170,7 @@ class WorkflowInstance:
         self._seed = seed
         self._base_url = base_url
         self.loop = DeterministicLoop(self)  # type: ignore[abstract]  # typeshed marks I/O methods abstract
-        self.user_random = random.Random(f"{seed}:random")
+        self._user_random: random.Random | None = None  # made on first use: see user_random
         self.seen_seq = 0  # last event consumed (or known to be this instance's own record)
         # Events up to this seq were consumed by an execution already committed: code running on
         # them is re-living history (durable.logger stays quiet); what follows a later one is new.
@@ -198,6 +198,22 @@ class WorkflowInstance:
         self._main: asyncio.Task[Any] | None = None
         self._divergence: NonDeterminismError | None = None
         self._pending_error: BaseException | None = None
+
+    @property
+    def user_random(self) -> random.Random:
+        """``durable.random`` and ``durable.uuid4`` of this run: seeded by the run, made on first use.
+
+        Most runs never call either, and a ``random.Random`` is ~2.9 KiB of every live instance
+        (a quarter of a suspended sticky run's heap). Its sequence depends only on the seed and the
+        calls made on it, so making it later changes nothing a replay sees.
+        """
+        rng = self._user_random
+        if rng is None:
+            rng = self._user_random = self._seeded_random()
+        return rng
+
+    def _seeded_random(self) -> random.Random:
+        return random.Random(f"{self._seed}:random")
 
     # ------------------------------------------------------------------------------------
     # driving

@@ -14,11 +14,10 @@ consumed.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import sys
 from collections import deque
-from collections.abc import Callable, Coroutine, Generator, Iterator
+from collections.abc import Callable, Coroutine, Generator
 from contextvars import Context
 from typing import Any, Protocol
 
@@ -45,6 +44,29 @@ class DurableTimer(asyncio.TimerHandle):
     durable_id: str | None = None
 
 
+class _Activation:
+    """``with loop.activate():`` -- a plain class, not ``contextlib.contextmanager``: it is entered
+    on every delivery, and the generator-based manager costs a few µs more each time."""
+
+    __slots__ = ("_loop", "_outer_hooks", "_outer_loop")
+
+    def __init__(self, loop: DeterministicLoop) -> None:
+        self._loop = loop
+
+    def __enter__(self) -> None:
+        loop = self._loop
+        self._outer_loop = asyncio.events._get_running_loop()
+        self._outer_hooks = sys.get_asyncgen_hooks()
+        asyncio.events._set_running_loop(loop)
+        sys.set_asyncgen_hooks(firstiter=loop._asyncgen_firstiter, finalizer=loop._asyncgen_finalizer)
+        loop._running = True
+
+    def __exit__(self, *exc: object) -> None:
+        self._loop._running = False
+        sys.set_asyncgen_hooks(*self._outer_hooks)
+        asyncio.events._set_running_loop(self._outer_loop)
+
+
 class DeterministicLoop(asyncio.AbstractEventLoop):
     """An asyncio loop with no clock and no I/O, run to idle by the replay engine."""
 
@@ -63,24 +85,13 @@ class DeterministicLoop(asyncio.AbstractEventLoop):
         if now > self._now:
             self._now = now
 
-    @contextlib.contextmanager
-    def activate(self) -> Iterator[None]:
+    def activate(self) -> _Activation:
         """Make this the running loop of the thread (and own async-generator hooks) for a while.
 
         The engine activates the loop once per batch of deliveries, not per idle point: saving
         and restoring the outer loop and hooks is a large part of a delivery's cost.
         """
-        outer_loop = asyncio.events._get_running_loop()
-        outer_hooks = sys.get_asyncgen_hooks()
-        asyncio.events._set_running_loop(self)
-        sys.set_asyncgen_hooks(firstiter=self._asyncgen_firstiter, finalizer=self._asyncgen_finalizer)
-        self._running = True
-        try:
-            yield
-        finally:
-            self._running = False
-            sys.set_asyncgen_hooks(*outer_hooks)
-            asyncio.events._set_running_loop(outer_loop)
+        return _Activation(self)
 
     def run_until_idle(self) -> None:
         """Run every ready callback, including those they schedule, until none is left (inside :meth:`activate`).

@@ -44,7 +44,9 @@ class Invocations:
 
     ``workflow(name)`` finds the code this worker executes; ``launch(claims)`` starts the steps
     a commit claimed for this worker (none unless ``runs_steps``). ``stats`` counts cold replays, sticky resumes,
-    speculative commits and fallbacks (a step result that had to be stored alone).
+    speculative commits, fallbacks (a step result that had to be stored alone) and unclaimed successors
+    (steps a finished step's commit created but could not claim for want of a free slot: each costs the
+    dispatcher a claim transaction and a new task).
     """
 
     def __init__(
@@ -76,7 +78,9 @@ class Invocations:
         self._tracing = tracing
         self._now = now
         self._failures: dict[str, int] = {}  # consecutive failed invocations per run (back-off)
-        self.stats = {"cold_replays": 0, "sticky_resumes": 0, "speculative_commits": 0, "fallbacks": 0}
+        self.stats = {
+            "cold_replays": 0, "sticky_resumes": 0, "speculative_commits": 0, "fallbacks": 0, "unclaimed_successors": 0,
+        }
 
     def _new_instance(self, wf: Workflow[Any, Any], record: RunRecord, *, replay_until: float | None = None) -> WorkflowInstance:
         if record.input[:4] == _codec.ENCRYPTED_TAG:
@@ -118,10 +122,14 @@ class Invocations:
 
     async def advance(
         self, entry: Sticky, kind: str, corr: str | None, data: bytes | None, attempt: int | None,
-        *, holds_lease: bool = False,
+        *, holds_lease: bool = False, held_slot: bool = False,
     ) -> list[StepClaim] | None:
         """Feed an event not yet stored to a live instance and commit it with the commands it
         led to, atomically. The caller holds the run's lock and ``entry.store_seq`` is known.
+
+        ``held_slot``: the caller (a finished step) hands its own step slot to the first step the
+        commit creates. If the commit claims any step, that slot is now the claims'; if it claims
+        none (or is refused, or raises), the slot is still the caller's to release.
 
         Returns the steps claimed for this worker, or None if the commit was refused.
         """
@@ -132,18 +140,31 @@ class Invocations:
         # itself; ``known + 1`` is the seq it gets if the commit goes through).
         event = Event(instance.run_id, known + 1, kind, corr, self._now(), None, data, attempt)
         outcome = instance.advance([event])
-        claims = await self._commit(instance, outcome, known, [event], holds_lease=holds_lease)
+        claims = await self._commit(
+            instance, outcome, known, [event], holds_lease=holds_lease, successors=kind != EventKind.RUN_STARTED,
+            held=1 if held_slot else 0,
+        )
         if claims is not None:
             self.stats["speculative_commits"] += 1
         return claims
 
     async def _commit(
-        self, instance: WorkflowInstance, outcome: Outcome, known_seq: int, speculative: list[Event], *, holds_lease: bool
+        self, instance: WorkflowInstance, outcome: Outcome, known_seq: int, speculative: list[Event], *, holds_lease: bool,
+        successors: bool = False, held: int = 0,
     ) -> list[StepClaim] | None:
-        """Commit an advanced instance; return the steps claimed here (not yet launched), None if refused."""
+        """Commit an advanced instance; return the steps claimed here (not yet launched), None if refused.
+
+        ``successors``: the commit records a finished step's outcome (the steps it creates are its
+        successors). ``held``: slots the caller hands to the steps created (see :meth:`advance`).
+        """
         run_id = instance.run_id
         new_steps = sum(1 for c in outcome.commands if isinstance(c, ScheduleStep))
-        claim_now = self.slots.take(new_steps) if self._runs_steps else 0
+        # The caller's slot claims first, the free ones after it: a finished step that still holds
+        # its slot must not leave its own successor unclaimed when the pool is empty.
+        handed = min(held, new_steps) if self._runs_steps else 0
+        claim_now = handed + self.slots.take(new_steps - handed) if self._runs_steps else 0
+        if successors and claim_now < new_steps and self._runs_steps:
+            self.stats["unclaimed_successors"] += new_steps - claim_now
         invocation = Invocation(
             run_id=run_id, worker_id=self.worker_id, known_seq=known_seq, now=self._now(),
             commands=outcome.commands, status=outcome.status, result=outcome.result, error=outcome.error,
@@ -153,10 +174,11 @@ class Invocations:
         try:
             result = await self._commit_failing_lost_writes(invocation)
         except BaseException:
-            self.slots.give_back(claim_now)
+            self.slots.give_back(claim_now - handed)  # the handed slot stays the caller's
             self.cache.evict(run_id)
             raise
-        self.slots.give_back(claim_now - len(result.claimed))
+        # A claim uses the handed slot first; claiming nothing, the commit leaves it to the caller.
+        self.slots.give_back(claim_now - len(result.claimed) - (0 if result.claimed else handed))
         if result.ok and result.run_status in ("completed", "failed") and self._tracing is not None:
             # This commit ended the run (a terminal run refuses commits): its span is emitted here, once.
             record = await self.store.get_run(run_id)

@@ -369,6 +369,12 @@ class Runtime(Client):
         """The workflow a stored name names, among those this runtime executes (bare legacy names too)."""
         return self._executed().resolve(name)
 
+    def holds_run(self, run_id: str) -> bool:
+        """Whether this runtime holds ``run_id``'s live instance: its next writes, its end among
+        them, are normally this process's own (another process may still take it over, so a
+        waiter keeps a slow re-check)."""
+        return self._running and run_id in self.cache
+
     def _claimable_workflows(self) -> list[str]:
         return self._executed().claimable()
 

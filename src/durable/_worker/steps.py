@@ -37,6 +37,10 @@ Spawn = Callable[..., None]
 # Seconds a chain of steps may run before it yields to the event loop (a yield costs ~10 µs:
 # at most one per 5 ms is noise, and nothing else waits longer than that behind a chain).
 _TURN = 0.005
+# Successors in a row a chain of steps hands its slot to (see StepExecutor._execute): enough that a
+# chain of any usual length never loses its successor's claim, few enough that a chain without end
+# lets steps queued for a slot through.
+_HANDOFFS = 100
 
 
 class StepExecutor:
@@ -86,8 +90,10 @@ class StepExecutor:
     async def _execute(self, claim: StepClaim, scope: anyio.CancelScope) -> None:
         next_claim: StepClaim | None = claim
         turn_started = time.perf_counter()
+        handoffs = 0  # in a row: the slot this chain passed from step to successor
         while next_claim is not None:
             claim, next_claim = next_claim, None
+            carried = False  # this step's slot went to its successor (claimed in the commit): not released
             if log.isEnabledFor(logging.DEBUG):  # the hot path: no formatting unless asked for
                 log.debug("running step %s %s of run %s (attempt %d/%d)", claim.step_id, claim.name, claim.run_id,
                           claim.attempt, claim.max_attempts)
@@ -112,8 +118,14 @@ class StepExecutor:
                     )
                 else:
                     outcome = await self._traced(step, claim, scope, self._tracing)
-                claims = await self._record_storable(claim, outcome)
+                # The slot goes to the successor, except once every _HANDOFFS steps: then the
+                # successor is claimed only from a free slot, so steps waiting for one get their
+                # turn even behind chains that never end.
+                hand_off = handoffs < _HANDOFFS
+                claims = await self._record_storable(claim, outcome, held_slot=hand_off)
+                handoffs = handoffs + 1 if hand_off else 0
                 if claims:
+                    carried = hand_off
                     next_claim = claims[0]
                     scope = anyio.CancelScope()
                     self.launch(claims[1:])
@@ -125,7 +137,8 @@ class StepExecutor:
                     self._unrecorded.append((claim, outcome))
             finally:
                 self.running.pop(key, None)
-                self.slots.release()
+                if not carried:
+                    self.slots.release()
 
     async def _traced(self, step: Step[Any, Any], claim: StepClaim, scope: anyio.CancelScope, tracing: Telemetry) -> StepOutcome:
         """One attempt inside its span (a child of the run span, wherever the run's span is emitted)."""
@@ -153,19 +166,22 @@ class StepExecutor:
         step = await self.invocations.replayed_step(claim.run_id, claim.step_id)
         return step if step is not None and step.matches(claim.name) else None
 
-    async def _record_storable(self, claim: StepClaim, outcome: StepOutcome) -> list[StepClaim]:
+    async def _record_storable(self, claim: StepClaim, outcome: StepOutcome, *, held_slot: bool) -> list[StepClaim]:
         """:meth:`_record`; an outcome the store itself refuses as too big (its own limit is below
         ``max_value_size``) fails the step with that error instead: a retry would be refused again,
         and kept for the heartbeat it would be retried forever."""
         try:
-            return await self._record(claim, outcome)
+            return await self._record(claim, outcome, held_slot=held_slot)
         except SerializationError as exc:
             log.warning("step %s of run %s: the store cannot hold its outcome (%s); the step fails", claim.step_id,
                         claim.run_id, exc)
-            return await self._record(claim, StepOutcome(EventKind.STEP_FAILED, encode_error(exc)))
+            return await self._record(claim, StepOutcome(EventKind.STEP_FAILED, encode_error(exc)), held_slot=held_slot)
 
-    async def _record(self, claim: StepClaim, outcome: StepOutcome) -> list[StepClaim]:
-        """Record a step's outcome; in the fast path also advance its run and return the steps claimed."""
+    async def _record(self, claim: StepClaim, outcome: StepOutcome, *, held_slot: bool = False) -> list[StepClaim]:
+        """Record a step's outcome; in the fast path also advance its run and return the steps claimed.
+
+        ``held_slot``: the step's slot is handed to the first step claimed (see :meth:`Invocations.advance`).
+        """
         run_id = claim.run_id
         cache = self.invocations.cache
         if outcome.kind != EventKind.STEP_RETRYING and not outcome.cancelled:
@@ -175,7 +191,7 @@ class StepExecutor:
                     entry = cache.get(run_id)
                     if entry is not None and entry.instance.status == "running" and entry.store_seq is not None:
                         claims = await self.invocations.advance(
-                            entry, outcome.kind, claim.step_id, outcome.data, claim.attempt
+                            entry, outcome.kind, claim.step_id, outcome.data, claim.attempt, held_slot=held_slot
                         )
                         if claims is not None:
                             cache.release_if_uncached(run_id)

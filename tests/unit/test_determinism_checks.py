@@ -60,6 +60,55 @@ def test_a_deterministic_workflow_passes() -> None:
     )
 
 
+@durable.workflow(name="dc.parcel")
+async def ship_parcel(order: str, parcel: int) -> str:
+    return await charge(f"{order}/{parcel}", parcel)
+
+
+@durable.workflow(name="dc.shipment")
+async def shipment(order: str) -> list[str]:
+    """Children awaited together, one started and cancelled when it takes longer than a day."""
+    shipped = await asyncio.gather(ship_parcel(order, 1), ship_parcel(order, 2), return_exceptions=True)
+    slow = await durable.start_child(ship_parcel, order, 3)
+    try:
+        last = await asyncio.wait_for(asyncio.shield(slow), timeout=86_400)
+    except TimeoutError:
+        slow.cancel()
+        last = "gave up"
+    except (durable.RunCancelled, durable.ChildFailed, durable.FatalError) as exc:
+        last = type(exc).__name__
+    return [type(r).__name__ if isinstance(r, BaseException) else r for r in shipped] + [last]
+
+
+@durable.workflow(name="dc.shipment_clock")
+async def shipment_by_clock(order: str) -> str:
+    return await ship_parcel(order, int(time.time()) % 7)
+
+
+def test_child_workflows_end_in_any_order_and_way_and_are_checked_like_steps() -> None:
+    """Children complete (with values of their return annotation), fail or are cancelled, before or after
+    the parent awaits them; a parent that passes the wall clock to a child is caught at that child."""
+    durable.testing.check_determinism(shipment, max_examples=EXAMPLES)
+    with pytest.raises(durable.testing.NotDeterministic) as info:
+        durable.testing.check_determinism(shipment_by_clock, max_examples=EXAMPLES)
+    assert "first child run of 'dc.parcel'" in str(info.value)
+
+
+def test_a_generated_run_of_children_covers_each_way_a_child_ends() -> None:
+    """Over generated runs, children complete, fail and are cancelled, and the parent cancels a slow one."""
+    seen: set[str] = set()
+
+    @settings(max_examples=60, deadline=None, database=None)
+    @given(run=ds.runs(shipment))
+    def collect(run: ds.SimulatedRun) -> None:
+        ds.check(run)
+        seen.update(e.kind for e in run.events if e.kind.startswith("child_"))
+        seen.update("parent cancelled" for line in run.schedule if "cancelling child" in line)
+
+    collect()
+    assert seen >= {"child_started", "child_completed", "child_failed", "child_cancelled", "parent cancelled"}, seen
+
+
 @durable.workflow(name="dc.clock")
 async def stamped(order: str) -> str:
     return await charge(order, int(time.time()))

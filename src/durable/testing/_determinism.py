@@ -10,6 +10,11 @@ to a short schedule and prints it, one line per decision.
 
 Each simulated run is checked three ways:
 
+Child workflows are part of the world too, seen from the parent: a child started with
+``await child(...)`` or ``start_child`` ends whenever Hypothesis says -- completing with a value
+of its return annotation (or of ``steps={child: strategy}``), failing, or cancelled from outside
+-- before or after the parent awaits it. (Check each child workflow on its own as well.)
+
 1. values: every step argument, step result, hook payload and the workflow's result round-trips
    the codec with its type (what crosses a boundary is what is recorded);
 2. replays: a cold replay of the history at every commit, and one live instance fed it commit by
@@ -67,7 +72,7 @@ from .._core.events import Event, EventKind
 from .._engine.instance import Outcome, WorkflowInstance
 from .._workflow.hooks import hook_definitions
 from .._workflow.step import BoundStep, Step
-from .._workflow.workflow import Workflow
+from .._workflow.workflow import Workflow, workflows
 
 T0 = 1_750_000_000.0  # the simulated world's clock starts here, whatever the wall clock says
 # The second run's wall clock: a week and a few odd hours, minutes and seconds later (no round
@@ -98,12 +103,13 @@ def arguments(workflow: Workflow[Any, Any]) -> st.SearchStrategy[dict[str, Any]]
     return st.fixed_dictionaries(parts)
 
 
-def step_results(step: Step[Any, Any] | BoundStep) -> st.SearchStrategy[Any]:
-    """Values of a step's return annotation (``st.from_type``); TypeError if it has none."""
+def step_results(step: Step[Any, Any] | BoundStep | Workflow[Any, Any]) -> st.SearchStrategy[Any]:
+    """Values of a step's (or a child workflow's) return annotation (``st.from_type``); TypeError if it has none."""
     target = step.step if isinstance(step, BoundStep) else step
     hints = _hints(target.fn)
     if "return" not in hints:
-        raise TypeError(f"step {target.name!r} has no return annotation: give steps={{{target.__name__}: <a strategy>}}")
+        what = "child workflow" if isinstance(target, Workflow) else "step"
+        raise TypeError(f"{what} {target.name!r} has no return annotation: give steps={{{target.fn.__name__}: <a strategy>}}")
     annotation = hints["return"]
     return st.none() if annotation is None or annotation is type(None) else st.from_type(annotation)
 
@@ -121,7 +127,7 @@ class Spec:
 
     workflow: Workflow[Any, Any]
     args: st.SearchStrategy[Any] | None = None
-    steps: Mapping[Step[Any, Any] | BoundStep | str, st.SearchStrategy[Any]] = field(default_factory=dict)
+    steps: Mapping[Step[Any, Any] | BoundStep | Workflow[Any, Any] | str, st.SearchStrategy[Any]] = field(default_factory=dict)
     hooks: Mapping[str, st.SearchStrategy[Any]] = field(default_factory=dict)
     failures: bool = True
     crashes: bool = True
@@ -137,7 +143,7 @@ class Spec:
             self._results[name] = strategy
         self.arguments = self.args if self.args is not None else arguments(self.workflow)
 
-    def results_of(self, step: Step[Any, Any]) -> st.SearchStrategy[Any]:
+    def results_of(self, step: Step[Any, Any] | Workflow[Any, Any]) -> st.SearchStrategy[Any]:
         found = self._results.get(step.name)
         if found is None:
             found = self._results[step.name] = step_results(step)
@@ -287,6 +293,7 @@ class _World:
         self.metadata: dict[str, bytes | None] = {}
         self.delivered: dict[str, int] = {}
         self.streams: dict[str, bool] = {}  # namespace -> closed
+        self.children: dict[str, tuple[Workflow[Any, Any], str]] = {}  # unfinished child: corr -> (workflow, run id)
         self.dirty = False
 
     # -- the log -----------------------------------------------------------------------------------------
@@ -354,6 +361,8 @@ class _World:
         for corr, due in self.waits.items():
             if due <= self.now:
                 out.append((corr, partial(self.fire, corr)))
+        for corr in self.children:
+            out.append((corr, partial(self.end_child, corr)))
         later = [t for t in (*self.waits.values(), *(p.ready_at for p in self.pending.values())) if t > self.now]
         if later:
             out.append(("time", partial(self.advance, min(later))))
@@ -420,11 +429,16 @@ class _World:
                 self.append(EventKind.PATCH_MARKED, corr, name=cmd.patch_id)
             elif isinstance(cmd, SetValue):
                 self.append(EventKind.VALUE_SET, corr, name=cmd.key, data=cmd.data)
-            elif isinstance(cmd, StartChild | CancelChild):
-                raise TypeError(
-                    "check_determinism does not run child workflows yet: check the child workflow on its own, "
-                    "and the parent with the child replaced by a step"
-                )
+            elif isinstance(cmd, StartChild):
+                child = workflows.resolve(cmd.workflow_name)
+                if child is None:
+                    raise self.fail(f"the workflow starts child workflow {cmd.workflow_name!r}, which is not defined")
+                self.append(EventKind.CHILD_STARTED, corr, name=cmd.workflow_name, data=cmd.input)
+                self.children[corr] = (child, cmd.run_id)
+            elif isinstance(cmd, CancelChild) and corr in self.children:  # (one that ended first: nothing to cancel)
+                _, child_id = self.children.pop(corr)
+                self.append(EventKind.CHILD_CANCELLED, corr, name=child_id)
+                self.dirty = True
         if outcome.status == "suspended":
             return
         if outcome.status == "completed" and self.check_values:
@@ -443,6 +457,7 @@ class _World:
         self.pending.clear()
         self.hooks.clear()
         self.waits.clear()
+        self.children.clear()
 
     # -- what happens in the world ------------------------------------------------------------------------------
 
@@ -478,6 +493,25 @@ class _World:
             del self.pending[corr]
             self.dirty = True
             self.say(f"{label} -> FatalError")
+
+    def end_child(self, corr: str) -> None:
+        child, child_id = self.children.pop(corr)
+        kinds = ["completes", "fails", "is cancelled"] if self.spec.failures else ["completes"]
+        how = kinds[self.chooser.pick(f"child {child.name} ({corr})", len(kinds))]
+        label = f"child workflow {child.name} ({corr})"
+        if how == "completes":
+            value = self.chooser.value(f"result of child {child.name}", self.spec.results_of(child))
+            data = self._round_trip(f"the result of child workflow {child.name!r}", value, child.serializer)
+            self.append(EventKind.CHILD_COMPLETED, corr, name=child_id, data=data)
+            self.say(f"{label} -> {_short(value)}")
+        elif how == "fails":
+            failed = FatalError(f"a generated failure of child workflow {child.name!r}")
+            self.append(EventKind.CHILD_FAILED, corr, name=child_id, data=encode_error(failed))
+            self.say(f"{label} -> FatalError")
+        else:
+            self.append(EventKind.CHILD_CANCELLED, corr, name=child_id)
+            self.say(f"{label} is cancelled")
+        self.dirty = True
 
     def deliver(self, corr: str) -> None:
         token = self.hooks[corr]
@@ -606,7 +640,7 @@ def check_determinism(
     workflow: Workflow[Any, Any],
     *,
     args: st.SearchStrategy[Any] | None = None,
-    steps: Mapping[Step[Any, Any] | BoundStep | str, st.SearchStrategy[Any]] | None = None,
+    steps: Mapping[Step[Any, Any] | BoundStep | Workflow[Any, Any] | str, st.SearchStrategy[Any]] | None = None,
     hooks: Mapping[str, st.SearchStrategy[Any]] | None = None,
     failures: bool = True,
     crashes: bool = True,
@@ -620,7 +654,7 @@ def check_determinism(
 
     ``args``: a strategy for the arguments (a tuple/list of positional ones, or a dict of keyword
     ones; default: the parameters' annotations). ``steps={step: strategy}``: its results (default:
-    its return annotation). ``hooks={"token prefix": strategy}``: payloads for hooks whose token
+    its return annotation); a child workflow may be a key too. ``hooks={"token prefix": strategy}``: payloads for hooks whose token
     starts so (a hook with none is never resumed). ``failures``: attempts may fail and be retried
     (per the step's retry policy) or fail for good; ``crashes``: the live instance may be lost after
     any commit. ``max_decisions`` bounds each run, ``max_payloads`` the payloads per hook.

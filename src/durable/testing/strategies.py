@@ -38,7 +38,7 @@ def runs(
     workflow: Workflow[Any, Any],
     *,
     args: st.SearchStrategy[Any] | None = None,
-    steps: Mapping[Step[Any, Any] | BoundStep | str, st.SearchStrategy[Any]] | None = None,
+    steps: Mapping[Step[Any, Any] | BoundStep | Workflow[Any, Any] | str, st.SearchStrategy[Any]] | None = None,
     hooks: Mapping[str, st.SearchStrategy[Any]] | None = None,
     failures: bool = True,
     crashes: bool = True,

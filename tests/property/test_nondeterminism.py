@@ -44,6 +44,7 @@ from .programs import (
 from .sim import History, simulate
 
 COMMAND_NODES = (Step, Child, Sleep, HookCreate, HookTimeout, Write, Close, Yield)
+NO_TIMER_FIRST = (Step, Child, HookCreate, Write, Close, Yield)  # their first command is never a timer
 
 
 def _signature(node: Any) -> tuple[Any, ...]:
@@ -91,6 +92,9 @@ def mutations(program: Program, executed: set[int], recorded_hooks: set[str]) ->
 
     A hook created and disposed within one slice is never recorded (it could not receive
     anything), so its creation holds no position: removing it changes nothing the log can show.
+    Nor does removing a timer (a sleep, a hook's timeout) when what follows may start with a
+    timer of its own: that timer takes the position, and durations are not compared (a sleep
+    removed before ``wait_for(hook, 3600)`` whose payload is already in: the log cannot tell).
     """
     out = []
     for path, seq in sequences(program):
@@ -103,7 +107,9 @@ def mutations(program: Program, executed: set[int], recorded_hooks: set[str]) ->
                 continue
             if isinstance(node, Step | Child):
                 out += [Mutation("rename", path, i), Mutation("argument", path, i)]
-            out.append(Mutation("remove", path, i))
+            following = seq.items[i + 1] if i + 1 < len(seq.items) else None
+            if _signature(node) != ("wait",) or following is None or isinstance(following, NO_TIMER_FIRST):
+                out.append(Mutation("remove", path, i))
             if i + 1 < len(seq.items) and reached[i + 1] and _signature(node) != _signature(seq.items[i + 1]):
                 out.append(Mutation("swap", path, i))
     return out

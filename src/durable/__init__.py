@@ -117,3 +117,12 @@ __all__ = [
     "get_writable", "list_runs", "logger", "now", "patched", "random", "register_class", "rerun", "resume_hook", "resume_webhook",
     "schedule", "set_event", "sleep", "start", "start_child", "step", "uuid4", "workflow",
 ]
+
+# Public errors name themselves where users import them from (``durable.RunCancelled``), not by
+# the private module defining them: in a run's ``error_type``, the CLI, the page, reprs and
+# tracebacks. (Pickles and codec references by the new name resolve through this module.)
+for _name in __all__:
+    _public = globals()[_name]
+    if isinstance(_public, type) and issubclass(_public, BaseException) and _public.__module__.startswith("durable._"):
+        _public.__module__ = "durable"
+del _name, _public

@@ -174,7 +174,7 @@ async def test_an_edited_workflow_fails_with_non_determinism_and_keeps_its_log(s
             events = await (await rt.get_run(run.run_id)).events()
     finally:
         registered_workflows["edited"] = edited_v1
-    assert info.value.error_type == "durable._core.errors.NonDeterminismError"
+    assert info.value.error_type == "durable.NonDeterminismError"
     assert "command #1" in info.value.message and "durable sleep" in info.value.message and "shout" in info.value.message
     assert [e.kind for e in events][: len(logged)] == logged  # nothing rewritten
     assert events[-1].kind == "run_failed"

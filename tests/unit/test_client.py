@@ -48,7 +48,7 @@ async def test_start_or_resume_in_workflow_code_fails_the_run_clearly(store_url:
             run = await rt.start(workflow)
             with pytest.raises(durable.RunFailed) as failed:
                 await run.result(timeout=10)
-            assert failed.value.error_type == "durable._core.errors.SideEffectInWorkflowError"
+            assert failed.value.error_type == "durable.SideEffectInWorkflowError"
             assert f"durable.{api}() cannot be called in workflow code" in failed.value.message
             assert "@durable.step" in failed.value.message
         assert [r.workflow_name for r in await rt.list_runs(workflow="edges.child")] == []

@@ -88,7 +88,7 @@ async def test_strict_runtimes_fail_the_run_naming_the_call(store_url: str) -> N
             run = await rt.start(strict_clock_reader, call)
             with pytest.raises(durable.RunFailed) as info:
                 await run.result(timeout=10)
-            assert info.value.error_type == "durable._core.errors.NonDeterministicCallError"
+            assert info.value.error_type == "durable.NonDeterministicCallError"
             assert call in info.value.message and "durable." in info.value.message, info.value.message
     with pytest.raises(TypeError, match="strict must be True or False"):
         durable.Runtime("memory://", strict="yes")  # type: ignore[arg-type]

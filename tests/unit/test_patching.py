@@ -122,7 +122,7 @@ async def test_the_same_patch_id_twice_in_one_run_fails_it_with_non_determinism(
         run = await rt.start(wf, "D", 100)
         with pytest.raises(durable.RunFailed) as info:
             await run.result(timeout=20)
-    assert info.value.error_type == "durable._core.errors.NonDeterminismError"
+    assert info.value.error_type == "durable.NonDeterminismError"
     assert "patched('fee-v2') a second time" in info.value.message
 
 
@@ -140,7 +140,7 @@ async def test_a_recorded_marker_the_code_no_longer_checks_is_non_determinism(de
         await rt.resume_hook("pay:E", "paid")
         with pytest.raises(durable.RunFailed) as info:
             await (await rt.get_run(run_id)).result(timeout=20)
-    assert info.value.error_type == "durable._core.errors.NonDeterminismError"
+    assert info.value.error_type == "durable.NonDeterminismError"
     assert "patch marker 'fee-v2'" in info.value.message and "command #1" in info.value.message
 
 

@@ -103,7 +103,7 @@ async def test_values_over_max_value_size_are_refused_where_made_and_nothing_is_
             run = await (rt.start(workflow, what) if what else rt.start(workflow))
             with pytest.raises(durable.RunFailed) as failed:
                 await run.result(timeout=10)
-            assert failed.value.error_type == "durable._core.errors.SerializationError", failed.value
+            assert failed.value.error_type == "durable.SerializationError", failed.value
             assert _sizes_named(failed.value.message), failed.value.message
 
         run = await rt.start(oversized, "hook payload")

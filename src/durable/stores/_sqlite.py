@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import queue
+import re
 import sqlite3
 import threading
 import typing
@@ -57,6 +59,7 @@ class _Tx:
 
     for_update = ""
     skip_locked = ""
+    counts_rows = True
 
     def __init__(self, conn: sqlite3.Connection) -> None:
         self.conn = conn
@@ -65,11 +68,34 @@ class _Tx:
     def execute(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         return self.conn.execute(sql, params).fetchall()
 
+    def execute_count(self, sql: str, params: Sequence[Any] = ()) -> int:
+        return self.conn.execute(sql, params).rowcount
+
     def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
-        self.conn.executemany(sql, rows)
+        # A few rows (a step's commit appends three events) as one multi-row INSERT: one
+        # statement instead of three steps of one.
+        multi = _multirow(sql, len(rows)) if 1 < len(rows) <= _MULTIROW_MAX else None
+        if multi is not None:
+            self.conn.execute(multi, [value for row in rows for value in row])
+        else:
+            self.conn.executemany(sql, rows)
 
     def note(self, *topic: str) -> None:
         self.topics.append(topic)
+
+
+_MULTIROW_MAX = 8
+_VALUES = re.compile(r"^(INSERT INTO .*? VALUES )(\([?,]+\))$", re.DOTALL)
+
+
+@functools.lru_cache(maxsize=256)
+def _multirow(statement: str, count: int) -> str | None:
+    """``INSERT ... VALUES (?,?)`` for ``count`` rows as one multi-row INSERT, or None if it is another shape."""
+    match = _VALUES.match(statement.strip())
+    if match is None:
+        return None
+    head, row = match.groups()
+    return head + ",".join([row] * count)
 
 
 class _Op:

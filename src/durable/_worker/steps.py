@@ -89,6 +89,7 @@ class StepExecutor:
 
     async def _execute(self, claim: StepClaim, scope: anyio.CancelScope) -> None:
         next_claim: StepClaim | None = claim
+        new_scope = type(scope)  # the running backend's scope class: anyio.CancelScope() looks it up on every call
         turn_started = time.perf_counter()
         handoffs = 0  # in a row: the slot this chain passed from step to successor
         while next_claim is not None:
@@ -104,7 +105,12 @@ class StepExecutor:
                 if time.perf_counter() - turn_started > _TURN:
                     await asyncio.sleep(0)  # the chain has kept the loop for a turn: let everyone else run
                     turn_started = time.perf_counter()
-                step = None if claim.attempt > claim.max_attempts else await self._step_for(claim)
+                if claim.attempt > claim.max_attempts:
+                    step = None
+                else:  # the live instance's step when it is here (no coroutine), else the slower ways
+                    step = self.invocations.issued_step(claim.run_id, claim.step_id)
+                    if step is None or not step.matches(claim.name):
+                        step = await self._step_for(claim)
                 if claim.attempt > claim.max_attempts:
                     # Attempts lost to crashes count: a step that keeps killing its worker must end.
                     outcome = StepOutcome(EventKind.STEP_FAILED, _exhausted(claim))
@@ -127,8 +133,9 @@ class StepExecutor:
                 if claims:
                     carried = hand_off
                     next_claim = claims[0]
-                    scope = anyio.CancelScope()
-                    self.launch(claims[1:])
+                    scope = new_scope()
+                    if len(claims) > 1:
+                        self.launch(claims[1:])
             except Exception:
                 # The outcome could not be stored (store unreachable, disk full, ...). The step
                 # stays ours, so keep the outcome and let the heartbeat retry until it lands.

@@ -150,7 +150,7 @@ async def run_step(
                 error = exc  # raised by the step's own code: a failure like any other
     finally:
         current_step.reset(token)
-    flush_error = await context.settle_writers()
+    flush_error = await context.settle_writers() if context.writers else None  # most steps write no stream
     if cancel_scope.cancelled_caught:
         return StepOutcome(
             EventKind.STEP_CANCELLED, encode_error(RuntimeError("step cancelled: its run was cancelled")), cancelled=True

@@ -302,6 +302,34 @@ def run_batch(
     return results
 
 
+def run_one(
+    conn: sqlite3.Connection, fn: Callable[..., Any], args: tuple[Any, ...], write: bool, *, fail_if_busy: bool = False,
+    location: str = "",
+) -> tuple[bool, Any, list[tuple[str, ...]]]:
+    """:func:`run_batch` of one operation ``fn(tx, *args)``, without the batch's bookkeeping (the
+    inline path: every step's commit goes through here); returns (ok, value or error, topics)."""
+    try:
+        conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+    except sqlite3.OperationalError as exc:
+        if fail_if_busy and "locked" in str(exc):
+            raise Busy() from exc
+        return False, _translate(exc, location), []
+    except sqlite3.Error as exc:
+        return False, _translate(exc, location), []
+    tx = _Tx(conn)
+    try:
+        value = fn(tx, *args)
+    except BaseException as exc:
+        _rollback(conn)  # nothing of it was committed
+        return False, exc if isinstance(exc, DurableError) else _translate(exc, location), []
+    try:
+        conn.execute("COMMIT")
+    except sqlite3.Error as exc:
+        _rollback(conn)  # SQLite may have rolled back already (SQLITE_FULL at COMMIT does)
+        return False, _translate(exc, location), tx.topics
+    return True, value, tx.topics
+
+
 def _rollback(conn: sqlite3.Connection) -> None:
     """Roll back the open transaction, if there still is one."""
     if conn.in_transaction:
@@ -531,17 +559,16 @@ class SQLiteStore(SQLStore):
         if self._thread is None or not write or self.inline_writes:
             # No checkpoint here: an inline call completes without yielding, like a dict
             # lookup. Loops that call the store repeatedly checkpoint themselves.
-            op = _Op(_bound(fn, args), write)
             try:
-                ((_, ok, value),) = run_batch(
-                    self._inline, [op], fail_if_busy=self._thread is not None, location=self.path
+                ok, value, topics = run_one(
+                    self._inline, fn, args, write, fail_if_busy=self._thread is not None, location=self.path
                 )
             except Busy:
                 pass
             else:
                 if write:
                     self._count_inline_write()
-                for topic in op.topics:
+                for topic in topics:
                     self.notifier.notify(*topic)
                 if not ok:
                     raise value

@@ -32,6 +32,7 @@ from ..stores._base import StepClaim, Store
 from .writers import StreamWriter
 
 log = logging.getLogger("durable")
+_STEP_COMPLETED = EventKind.STEP_COMPLETED  # every step returns it: a module constant, not an enum lookup
 
 
 @dataclass(slots=True)
@@ -164,7 +165,7 @@ async def run_step(
         except Exception as exc:  # SerializationError, or whatever a pickler raised
             # Re-running will not make the value serializable (or smaller): fail now, with the path.
             return StepOutcome(EventKind.STEP_FAILED, encode_error(exc), error=exc)
-        return StepOutcome(EventKind.STEP_COMPLETED, data)
+        return StepOutcome(_STEP_COMPLETED, data)
     return _failure(step, claim, error, now())
 
 

@@ -32,6 +32,7 @@ from .invocations import Invocations
 from .slots import StepSlots
 
 log = logging.getLogger("durable")
+_STEP_RETRYING = EventKind.STEP_RETRYING
 
 Spawn = Callable[..., None]
 # Seconds a chain of steps may run before it yields to the event loop (a yield costs ~10 µs:
@@ -128,7 +129,10 @@ class StepExecutor:
                 # successor is claimed only from a free slot, so steps waiting for one get their
                 # turn even behind chains that never end.
                 hand_off = handoffs < _HANDOFFS
-                claims = await self._record_storable(claim, outcome, held_slot=hand_off)
+                try:
+                    claims = await self._record(claim, outcome, held_slot=hand_off)
+                except SerializationError as exc:
+                    claims = await self._record_too_big(claim, exc, held_slot=hand_off)
                 handoffs = handoffs + 1 if hand_off else 0
                 if claims:
                     carried = hand_off
@@ -173,16 +177,13 @@ class StepExecutor:
         step = await self.invocations.replayed_step(claim.run_id, claim.step_id)
         return step if step is not None and step.matches(claim.name) else None
 
-    async def _record_storable(self, claim: StepClaim, outcome: StepOutcome, *, held_slot: bool) -> list[StepClaim]:
-        """:meth:`_record`; an outcome the store itself refuses as too big (its own limit is below
-        ``max_value_size``) fails the step with that error instead: a retry would be refused again,
-        and kept for the heartbeat it would be retried forever."""
-        try:
-            return await self._record(claim, outcome, held_slot=held_slot)
-        except SerializationError as exc:
-            log.warning("step %s of run %s: the store cannot hold its outcome (%s); the step fails", claim.step_id,
-                        claim.run_id, exc)
-            return await self._record(claim, StepOutcome(EventKind.STEP_FAILED, encode_error(exc)), held_slot=held_slot)
+    async def _record_too_big(self, claim: StepClaim, exc: SerializationError, *, held_slot: bool) -> list[StepClaim]:
+        """An outcome the store itself refused as too big (its own limit is below ``max_value_size``)
+        fails the step with that error instead: a retry would be refused again, and kept for the
+        heartbeat it would be retried forever."""
+        log.warning("step %s of run %s: the store cannot hold its outcome (%s); the step fails", claim.step_id,
+                    claim.run_id, exc)
+        return await self._record(claim, StepOutcome(EventKind.STEP_FAILED, encode_error(exc)), held_slot=held_slot)
 
     async def _record(self, claim: StepClaim, outcome: StepOutcome, *, held_slot: bool = False) -> list[StepClaim]:
         """Record a step's outcome; in the fast path also advance its run and return the steps claimed.
@@ -191,7 +192,7 @@ class StepExecutor:
         """
         run_id = claim.run_id
         cache = self.invocations.cache
-        if outcome.kind != EventKind.STEP_RETRYING and not outcome.cancelled:
+        if outcome.kind != _STEP_RETRYING and not outcome.cancelled:
             entry = cache.get(run_id)
             if entry is not None and entry.store_seq is not None:
                 async with cache.lock(run_id):

@@ -33,6 +33,7 @@ from ..stores._base import StepClaim, Store
 from .writers import StreamWriter
 
 log = logging.getLogger("durable")
+_STEP_COMPLETED = EventKind.STEP_COMPLETED  # every step returns it: a module constant, not an enum lookup
 
 
 @dataclass(slots=True)
@@ -151,7 +152,7 @@ async def run_step(
                 error = exc  # raised by the step's own code: a failure like any other
     finally:
         current_step.reset(token)
-    flush_error = await context.settle_writers()
+    flush_error = await context.settle_writers() if context.writers else None  # most steps write no stream
     if cancel_scope.cancelled_caught:
         return StepOutcome(
             EventKind.STEP_CANCELLED, encode_error(RunCancelled(claim.run_id)), cancelled=True
@@ -165,7 +166,7 @@ async def run_step(
         except Exception as exc:  # SerializationError, or whatever a pickler raised
             # Re-running will not make the value serializable (or smaller): fail now, with the path.
             return StepOutcome(EventKind.STEP_FAILED, encode_error(exc), error=exc)
-        return StepOutcome(EventKind.STEP_COMPLETED, data)
+        return StepOutcome(_STEP_COMPLETED, data)
     return _failure(step, claim, error, now())
 
 

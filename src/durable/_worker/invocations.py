@@ -37,6 +37,7 @@ from .slots import StepSlots
 from .sticky import Sticky, StickyCache
 
 log = logging.getLogger("durable")
+_RUN_STARTED = EventKind.RUN_STARTED
 
 
 class Invocations:
@@ -141,7 +142,7 @@ class Invocations:
         event = Event(instance.run_id, known + 1, kind, corr, self._now(), None, data, attempt)
         outcome = instance.advance([event])
         claims = await self._commit(
-            instance, outcome, known, [event], holds_lease=holds_lease, successors=kind != EventKind.RUN_STARTED,
+            instance, outcome, known, [event], holds_lease=holds_lease, successors=kind != _RUN_STARTED,
             held=1 if held_slot else 0,
         )
         if claims is not None:
@@ -224,7 +225,7 @@ class Invocations:
             except SerializationError as exc:
                 # A value the store itself refuses as too big (its own limit is below max_value_size):
                 # committing it again would fail forever, so the run fails with that error. A step
-                # result fed speculatively is the step's to fail (see StepExecutor._record_storable).
+                # result fed speculatively is the step's to fail (see StepExecutor._record_too_big).
                 if invocation.status == "failed" or any(
                     e.kind in (EventKind.STEP_COMPLETED, EventKind.STEP_FAILED) for e in invocation.speculative
                 ):

@@ -32,6 +32,7 @@ from .invocations import Invocations
 from .slots import StepSlots
 
 log = logging.getLogger("durable")
+_STEP_RETRYING = EventKind.STEP_RETRYING
 
 Spawn = Callable[..., None]
 # Seconds a chain of steps may run before it yields to the event loop (a yield costs ~10 µs:
@@ -89,6 +90,7 @@ class StepExecutor:
 
     async def _execute(self, claim: StepClaim, scope: anyio.CancelScope) -> None:
         next_claim: StepClaim | None = claim
+        new_scope = type(scope)  # the running backend's scope class: anyio.CancelScope() looks it up on every call
         turn_started = time.perf_counter()
         handoffs = 0  # in a row: the slot this chain passed from step to successor
         while next_claim is not None:
@@ -104,7 +106,12 @@ class StepExecutor:
                 if time.perf_counter() - turn_started > _TURN:
                     await asyncio.sleep(0)  # the chain has kept the loop for a turn: let everyone else run
                     turn_started = time.perf_counter()
-                step = None if claim.attempt > claim.max_attempts else await self._step_for(claim)
+                if claim.attempt > claim.max_attempts:
+                    step = None
+                else:  # the live instance's step when it is here (no coroutine), else the slower ways
+                    step = self.invocations.issued_step(claim.run_id, claim.step_id)
+                    if step is None or not step.matches(claim.name):
+                        step = await self._step_for(claim)
                 if claim.attempt > claim.max_attempts:
                     # Attempts lost to crashes count: a step that keeps killing its worker must end.
                     outcome = StepOutcome(EventKind.STEP_FAILED, _exhausted(claim))
@@ -122,13 +129,17 @@ class StepExecutor:
                 # successor is claimed only from a free slot, so steps waiting for one get their
                 # turn even behind chains that never end.
                 hand_off = handoffs < _HANDOFFS
-                claims = await self._record_storable(claim, outcome, held_slot=hand_off)
+                try:
+                    claims = await self._record(claim, outcome, held_slot=hand_off)
+                except SerializationError as exc:
+                    claims = await self._record_too_big(claim, exc, held_slot=hand_off)
                 handoffs = handoffs + 1 if hand_off else 0
                 if claims:
                     carried = hand_off
                     next_claim = claims[0]
-                    scope = anyio.CancelScope()
-                    self.launch(claims[1:])
+                    scope = new_scope()
+                    if len(claims) > 1:
+                        self.launch(claims[1:])
             except Exception:
                 # The outcome could not be stored (store unreachable, disk full, ...). The step
                 # stays ours, so keep the outcome and let the heartbeat retry until it lands.
@@ -166,16 +177,13 @@ class StepExecutor:
         step = await self.invocations.replayed_step(claim.run_id, claim.step_id)
         return step if step is not None and step.matches(claim.name) else None
 
-    async def _record_storable(self, claim: StepClaim, outcome: StepOutcome, *, held_slot: bool) -> list[StepClaim]:
-        """:meth:`_record`; an outcome the store itself refuses as too big (its own limit is below
-        ``max_value_size``) fails the step with that error instead: a retry would be refused again,
-        and kept for the heartbeat it would be retried forever."""
-        try:
-            return await self._record(claim, outcome, held_slot=held_slot)
-        except SerializationError as exc:
-            log.warning("step %s of run %s: the store cannot hold its outcome (%s); the step fails", claim.step_id,
-                        claim.run_id, exc)
-            return await self._record(claim, StepOutcome(EventKind.STEP_FAILED, encode_error(exc)), held_slot=held_slot)
+    async def _record_too_big(self, claim: StepClaim, exc: SerializationError, *, held_slot: bool) -> list[StepClaim]:
+        """An outcome the store itself refused as too big (its own limit is below ``max_value_size``)
+        fails the step with that error instead: a retry would be refused again, and kept for the
+        heartbeat it would be retried forever."""
+        log.warning("step %s of run %s: the store cannot hold its outcome (%s); the step fails", claim.step_id,
+                    claim.run_id, exc)
+        return await self._record(claim, StepOutcome(EventKind.STEP_FAILED, encode_error(exc)), held_slot=held_slot)
 
     async def _record(self, claim: StepClaim, outcome: StepOutcome, *, held_slot: bool = False) -> list[StepClaim]:
         """Record a step's outcome; in the fast path also advance its run and return the steps claimed.
@@ -184,7 +192,7 @@ class StepExecutor:
         """
         run_id = claim.run_id
         cache = self.invocations.cache
-        if outcome.kind != EventKind.STEP_RETRYING and not outcome.cancelled:
+        if outcome.kind != _STEP_RETRYING and not outcome.cancelled:
             entry = cache.get(run_id)
             if entry is not None and entry.store_seq is not None:
                 async with cache.lock(run_id):

@@ -254,6 +254,7 @@ class _Tx:
 
     for_update = " FOR UPDATE"
     skip_locked = " FOR UPDATE SKIP LOCKED"
+    counts_rows = False  # a row count waits for the statement's answer: RETURNING costs the same and says more
 
     def __init__(self, conn: psycopg.Connection[Any]) -> None:
         self.cursor = conn.cursor()  # one cursor for the whole transaction: a new one per statement costs ~2x
@@ -268,6 +269,12 @@ class _Tx:
         if self.pipeline is not None:
             self.pipeline.sync()
         return self.cursor.fetchall()
+
+    def execute_count(self, statement: str, params: Sequence[Any] = ()) -> int:
+        self.cursor.execute(_pg(statement)[0], params)
+        if self.pipeline is not None:
+            self.pipeline.sync()
+        return self.cursor.rowcount
 
     def executemany(self, statement: str, rows: Sequence[Sequence[Any]]) -> None:
         multi = _multirow(statement, len(rows)) if 1 < len(rows) <= _MULTIROW_MAX else None

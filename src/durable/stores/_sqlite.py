@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import queue
+import re
 import sqlite3
 import threading
 import typing
@@ -57,6 +59,7 @@ class _Tx:
 
     for_update = ""
     skip_locked = ""
+    counts_rows = True
 
     def __init__(self, conn: sqlite3.Connection) -> None:
         self.conn = conn
@@ -65,11 +68,34 @@ class _Tx:
     def execute(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         return self.conn.execute(sql, params).fetchall()
 
+    def execute_count(self, sql: str, params: Sequence[Any] = ()) -> int:
+        return self.conn.execute(sql, params).rowcount
+
     def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
-        self.conn.executemany(sql, rows)
+        # A few rows (a step's commit appends three events) as one multi-row INSERT: one
+        # statement instead of three steps of one.
+        multi = _multirow(sql, len(rows)) if 1 < len(rows) <= _MULTIROW_MAX else None
+        if multi is not None:
+            self.conn.execute(multi, [value for row in rows for value in row])
+        else:
+            self.conn.executemany(sql, rows)
 
     def note(self, *topic: str) -> None:
         self.topics.append(topic)
+
+
+_MULTIROW_MAX = 8
+_VALUES = re.compile(r"^(INSERT INTO .*? VALUES )(\([?,]+\))$", re.DOTALL)
+
+
+@functools.lru_cache(maxsize=256)
+def _multirow(statement: str, count: int) -> str | None:
+    """``INSERT ... VALUES (?,?)`` for ``count`` rows as one multi-row INSERT, or None if it is another shape."""
+    match = _VALUES.match(statement.strip())
+    if match is None:
+        return None
+    head, row = match.groups()
+    return head + ",".join([row] * count)
 
 
 class _Op:
@@ -274,6 +300,34 @@ def run_batch(
         error = _translate(exc, location)
         results = [(op, False, error) for op, _, _ in results]
     return results
+
+
+def run_one(
+    conn: sqlite3.Connection, fn: Callable[..., Any], args: tuple[Any, ...], write: bool, *, fail_if_busy: bool = False,
+    location: str = "",
+) -> tuple[bool, Any, list[tuple[str, ...]]]:
+    """:func:`run_batch` of one operation ``fn(tx, *args)``, without the batch's bookkeeping (the
+    inline path: every step's commit goes through here); returns (ok, value or error, topics)."""
+    try:
+        conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+    except sqlite3.OperationalError as exc:
+        if fail_if_busy and "locked" in str(exc):
+            raise Busy() from exc
+        return False, _translate(exc, location), []
+    except sqlite3.Error as exc:
+        return False, _translate(exc, location), []
+    tx = _Tx(conn)
+    try:
+        value = fn(tx, *args)
+    except BaseException as exc:
+        _rollback(conn)  # nothing of it was committed
+        return False, exc if isinstance(exc, DurableError) else _translate(exc, location), []
+    try:
+        conn.execute("COMMIT")
+    except sqlite3.Error as exc:
+        _rollback(conn)  # SQLite may have rolled back already (SQLITE_FULL at COMMIT does)
+        return False, _translate(exc, location), tx.topics
+    return True, value, tx.topics
 
 
 def _rollback(conn: sqlite3.Connection) -> None:
@@ -505,17 +559,16 @@ class SQLiteStore(SQLStore):
         if self._thread is None or not write or self.inline_writes:
             # No checkpoint here: an inline call completes without yielding, like a dict
             # lookup. Loops that call the store repeatedly checkpoint themselves.
-            op = _Op(_bound(fn, args), write)
             try:
-                ((_, ok, value),) = run_batch(
-                    self._inline, [op], fail_if_busy=self._thread is not None, location=self.path
+                ok, value, topics = run_one(
+                    self._inline, fn, args, write, fail_if_busy=self._thread is not None, location=self.path
                 )
             except Busy:
                 pass
             else:
                 if write:
                     self._count_inline_write()
-                for topic in op.topics:
+                for topic in topics:
                     self.notifier.notify(*topic)
                 if not ok:
                     raise value

@@ -47,12 +47,11 @@ from .harness import drive_hooks, read_history
 from .programs import (
     CHILD_WORKFLOWS,
     STEP_MAX_ATTEMPTS,
-    Parallel,
     Program,
-    Random,
-    Seq,
     Step,
+    mutate_seq_items,
     programs,
+    sequences,
     to_workflow,
 )
 from .sim import History, simulate
@@ -208,19 +207,18 @@ def _no_last_attempts(program: Program) -> Program:
     crashes count"); the simulated crashes hold back there, a real SIGKILL cannot.
     """
 
-    def fix(seq: Seq) -> Seq:
-        items: list[Any] = []
-        for item in seq.items:
-            if isinstance(item, Step) and item.fails >= STEP_MAX_ATTEMPTS:
-                item = dataclasses.replace(item, fails=2, fatal=True)
-            elif isinstance(item, Random):
-                item = Random(fix(item.then), fix(item.otherwise))
-            elif isinstance(item, Parallel):
-                item = Parallel(item.kind, tuple(fix(b) for b in item.branches))
-            items.append(item)
-        return Seq(tuple(items))
-
-    return Program(fix(program.body), program.generator)
+    # Every sequence, nested ones too (Random, Patched and Parallel branches): each keeps its
+    # length, so the paths stay valid while items are replaced.
+    for path, seq in sequences(program):
+        current = dict(sequences(program))[path]
+        items = tuple(
+            dataclasses.replace(item, fails=2, fatal=True) if isinstance(item, Step) and item.fails >= STEP_MAX_ATTEMPTS
+            else item
+            for item in current.items
+        )
+        if items != seq.items:
+            program = mutate_seq_items(program, path, items)
+    return program
 
 
 @pytest.mark.slow

@@ -109,9 +109,7 @@ class StepExecutor:
                 if claim.attempt > claim.max_attempts:
                     step = None
                 else:  # the live instance's step when it is here (no coroutine), else the slower ways
-                    step = self.invocations.issued_step(claim.run_id, claim.step_id)
-                    if step is None or not step.matches(claim.name):
-                        step = await self._step_for(claim)
+                    step = self._live_step(claim) or await self._step_for(claim)
                 if claim.attempt > claim.max_attempts:
                     # Attempts lost to crashes count: a step that keeps killing its worker must end.
                     outcome = StepOutcome(EventKind.STEP_FAILED, _exhausted(claim))
@@ -164,13 +162,16 @@ class StepExecutor:
             tracing.step_finished(span, claim.name, outcome_name, time.monotonic() - started, outcome.error)
         return outcome
 
-    async def _step_for(self, claim: StepClaim) -> Step[Any, Any] | None:
+    def _live_step(self, claim: StepClaim) -> Step[Any, Any] | None:
         """The code a claimed step runs: the step object its run's workflow called at that
-        position -- from the live instance, else the definition of that name, else (for a step
-        defined inside a workflow body, whose closure only its own run can make) a cold replay."""
+        position, when the run's instance is live here."""
         step = self.invocations.issued_step(claim.run_id, claim.step_id)
-        if step is not None and step.matches(claim.name):
-            return step
+        return step if step is not None and step.matches(claim.name) else None
+
+    async def _step_for(self, claim: StepClaim) -> Step[Any, Any] | None:
+        """The code a claimed step runs when its run is not live here (see :meth:`_live_step`): the
+        definition of that name, else (for a step defined inside a workflow body, whose closure only
+        its own run can make) a cold replay."""
         defined = registered_steps.resolve(claim.name)
         if defined is not None and "<locals>" not in defined.__qualname__:
             return defined

@@ -225,17 +225,6 @@ def _pg(statement: str) -> tuple[str, bool]:
 
 
 _MULTIROW_MAX = 64
-_VALUES = re.compile(r"^(INSERT INTO .*? VALUES )(\([?,]+\))$", re.DOTALL)
-
-
-@functools.lru_cache(maxsize=256)
-def _multirow(statement: str, count: int) -> str | None:
-    """``INSERT ... VALUES (?,?)`` for ``count`` rows as one multi-row INSERT, or None if it is another shape."""
-    match = _VALUES.match(statement.strip())
-    if match is None:
-        return None
-    head, row = match.groups()
-    return _pg(head + ",".join([row] * count))[0]
 
 
 class _Tx:
@@ -277,9 +266,9 @@ class _Tx:
         return self.cursor.rowcount
 
     def executemany(self, statement: str, rows: Sequence[Sequence[Any]]) -> None:
-        multi = _multirow(statement, len(rows)) if 1 < len(rows) <= _MULTIROW_MAX else None
+        multi = _sql.multirow_insert(statement, len(rows)) if 1 < len(rows) <= _MULTIROW_MAX else None
         if multi is not None:  # one statement, not one per row: psycopg's per-statement cost dominates here
-            self.cursor.execute(multi, [value for row in rows for value in row])
+            self.cursor.execute(_pg(multi)[0], [value for row in rows for value in row])
         else:
             self.cursor.executemany(_pg(statement)[0], rows)
 

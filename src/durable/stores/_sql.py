@@ -9,8 +9,10 @@ wake-up (and a NOTIFY on PostgreSQL) sent after the transaction commits.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
+import re
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
@@ -54,6 +56,20 @@ from ._base import (
 )
 
 Row = tuple[Any, ...]
+
+
+_VALUES = re.compile(r"^(INSERT INTO .*? VALUES )(\([?,]+\))$", re.DOTALL)
+
+
+@functools.lru_cache(maxsize=256)
+def multirow_insert(statement: str, count: int) -> str | None:
+    """``INSERT ... VALUES (?,?)`` for ``count`` rows as one multi-row INSERT (one statement
+    instead of one per row, for a store's ``executemany``), or None if it is another shape."""
+    match = _VALUES.match(statement.strip())
+    if match is None:
+        return None
+    head, row = match.groups()
+    return head + ",".join([row] * count)
 
 
 class DB(Protocol):

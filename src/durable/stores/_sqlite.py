@@ -13,11 +13,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
 import os
 import queue
-import re
 import sqlite3
 import threading
 import typing
@@ -74,7 +72,7 @@ class _Tx:
     def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
         # A few rows (a step's commit appends three events) as one multi-row INSERT: one
         # statement instead of three steps of one.
-        multi = _multirow(sql, len(rows)) if 1 < len(rows) <= _MULTIROW_MAX else None
+        multi = _sql.multirow_insert(sql, len(rows)) if 1 < len(rows) <= _MULTIROW_MAX else None
         if multi is not None:
             self.conn.execute(multi, [value for row in rows for value in row])
         else:
@@ -85,17 +83,6 @@ class _Tx:
 
 
 _MULTIROW_MAX = 8
-_VALUES = re.compile(r"^(INSERT INTO .*? VALUES )(\([?,]+\))$", re.DOTALL)
-
-
-@functools.lru_cache(maxsize=256)
-def _multirow(statement: str, count: int) -> str | None:
-    """``INSERT ... VALUES (?,?)`` for ``count`` rows as one multi-row INSERT, or None if it is another shape."""
-    match = _VALUES.match(statement.strip())
-    if match is None:
-        return None
-    head, row = match.groups()
-    return head + ",".join([row] * count)
 
 
 class _Op:
@@ -257,6 +244,10 @@ def run_batch(
     mid-transaction (the disk is full, say) may already have made SQLite roll the whole transaction
     back; every rollback here checks first, so the connection is left usable whatever happened.
     """
+    if len(batch) == 1:  # no savepoint for a lone operation
+        op = batch[0]
+        ok, value, op.topics = run_one(conn, op.fn, (), op.write, fail_if_busy=fail_if_busy, location=location)
+        return [(op, ok, value)]
     results: list[tuple[_Op, bool, Any]] = []
     writing = any(op.write for op in batch)
     try:
@@ -267,24 +258,23 @@ def run_batch(
         return [(op, False, _translate(exc, location)) for op in batch]
     except sqlite3.Error as exc:
         return [(op, False, _translate(exc, location)) for op in batch]
-    single = len(batch) == 1
     for i, op in enumerate(batch):
         tx = _Tx(conn)
         savepoint = f"op{i}"
         try:
-            if writing and not single:
+            if writing:
                 conn.execute(f"SAVEPOINT {savepoint}")
             value = op.fn(tx)
         except BaseException as exc:
             error = exc if isinstance(exc, DurableError) else _translate(exc, location)
-            if single or (writing and not _rollback_to(conn, savepoint)):
+            if writing and not _rollback_to(conn, savepoint):
                 # The transaction is gone (rolled back by us, or by SQLite itself on SQLITE_FULL,
                 # an I/O error, ...): nothing of this batch was committed.
                 _rollback(conn)
                 return [(o, False, error) for o in batch]
             results.append((op, False, error))
             continue
-        if writing and not single:
+        if writing:
             try:
                 conn.execute(f"RELEASE {savepoint}")
             except sqlite3.Error as exc:
@@ -306,8 +296,9 @@ def run_one(
     conn: sqlite3.Connection, fn: Callable[..., Any], args: tuple[Any, ...], write: bool, *, fail_if_busy: bool = False,
     location: str = "",
 ) -> tuple[bool, Any, list[tuple[str, ...]]]:
-    """:func:`run_batch` of one operation ``fn(tx, *args)``, without the batch's bookkeeping (the
-    inline path: every step's commit goes through here); returns (ok, value or error, topics)."""
+    """One operation ``fn(tx, *args)`` in its own transaction, without a batch's savepoints (the
+    inline path, every step's commit, and a batch of one); returns (ok, value or error, topics).
+    Never raises for a failed operation or commit (see :func:`run_batch`)."""
     try:
         conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
     except sqlite3.OperationalError as exc:

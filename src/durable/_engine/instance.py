@@ -303,7 +303,7 @@ class WorkflowInstance:
             return
         self._new.clear()
         self.status = "closed"
-        tasks = [t for t in asyncio.all_tasks(loop) if not t.done()] if self._main is not None else []
+        tasks = loop.pending_tasks() if self._main is not None else []
         for task in tasks:
             task.cancel()
         try:

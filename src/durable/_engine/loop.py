@@ -78,6 +78,7 @@ class DeterministicLoop(asyncio.AbstractEventLoop):
         self._closed = False
         self._task_factory: Any = None
         self._asyncgens: list[Any] = []
+        self._live_tasks: set[asyncio.Task[Any]] | None = None  # made lazily: most runs make one task
 
     # -- driving -------------------------------------------------------------------------
 
@@ -166,8 +167,23 @@ class DeterministicLoop(asyncio.AbstractEventLoop):
         context: Context | None = None,
     ) -> asyncio.Task[Any]:
         if self._task_factory is not None:
-            return self._task_factory(self, coro, context=context)  # type: ignore[no-any-return]
-        return asyncio.Task(coro, loop=self, name=name, context=context)
+            task: asyncio.Task[Any] = self._task_factory(self, coro, context=context)
+        else:
+            task = asyncio.Task(coro, loop=self, name=name, context=context)
+        live = self._live_tasks
+        if live is None:
+            live = self._live_tasks = set()
+        live.add(task)
+        task.add_done_callback(live.discard)
+        return task
+
+    def pending_tasks(self) -> list[asyncio.Task[Any]]:
+        """The tasks made on this loop that have not finished.
+
+        Its own record, not ``asyncio.all_tasks(loop)``: that walks every task of the process
+        -- with a thousand runs live, closing each run's instance would cost a thousand steps.
+        """
+        return [task for task in self._live_tasks or () if not task.done()]
 
     def set_task_factory(self, factory: Any) -> None:
         self._task_factory = factory

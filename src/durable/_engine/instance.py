@@ -21,7 +21,6 @@ import hashlib
 import random
 import secrets
 import warnings
-from collections import deque
 from collections.abc import Sequence
 from contextvars import copy_context
 from dataclasses import dataclass, field
@@ -142,6 +141,15 @@ def _short(data: bytes | None, limit: int = 80) -> str:
 class WorkflowInstance:
     """One live execution of a workflow run, advanced event by event."""
 
+    # Slots, not a __dict__: a sticky cache holds thousands of suspended instances, and the
+    # dict of ~30 attributes was the largest single allocation of each (~1.6 KiB).
+    __slots__ = (
+        "__weakref__", "_base_url", "_delivered_seq", "_deliveries", "_divergence", "_ended", "_input", "_main", "_new",
+        "_new_positions", "_noted", "_patches", "_pending_error", "_position", "_records", "_replay_until",
+        "_scheduled_at", "_seed", "_subscribers", "_timers", "_user_random", "issued_steps", "loop",
+        "max_value_size", "metadata", "notice_calls", "run_id", "seen_seq", "status", "strict", "workflow",
+    )
+
     def __init__(
         self,
         workflow: Workflow[Any, Any],
@@ -181,13 +189,14 @@ class WorkflowInstance:
 
         self._position = 0
         self._records: dict[int, Event] = {}
-        self._cancelled_waits: set[str] = set()
-        self._disposed_hooks: set[str] = set()
-        self._ended_children: set[str] = set()  # child positions whose end is in the log (read ahead)
-        self._cancelled_children: set[str] = set()  # child positions this instance asked to cancel
+        # (what, correlation id) of: a wait cancelled ("wait"), a hook disposed ("hook"), a child
+        # whose end is in the log, read ahead ("ended child"), a child this instance asked to
+        # cancel ("cancelled child"). One set, not four: most runs never add to it, and an empty
+        # set is 216 bytes of every suspended instance.
+        self._noted: set[tuple[str, str]] = set()
         self._patches: dict[str, int] = {}  # patch id -> the position it was checked at
         self._ended = False  # the events fed include the run's terminal event: the history is complete
-        self._deliveries: deque[Event] = deque()
+        self._deliveries: list[Event] = []  # a list, not a deque: see DeterministicLoop._ready
         self._subscribers: dict[str, Any] = {}  # correlation id -> what waits for its result
         self._timers: dict[str, asyncio.TimerHandle] = {}  # pending durable timers
         self._new: list[Command] = []
@@ -232,12 +241,12 @@ class WorkflowInstance:
             if kind in DELIVERY_KINDS:
                 self._deliveries.append(event)
                 if kind in CHILD_ENDS:
-                    self._ended_children.add(event.correlation_id or "")
+                    self._noted.add(("ended child", event.correlation_id or ""))
             elif kind in _NOTED_KINDS:
                 if kind == EventKind.WAIT_CANCELLED:
-                    self._cancelled_waits.add(event.correlation_id or "")
+                    self._noted.add(("wait", event.correlation_id or ""))
                 elif kind == EventKind.HOOK_DISPOSED:
-                    self._disposed_hooks.add(event.correlation_id or "")
+                    self._noted.add(("hook", event.correlation_id or ""))
                 else:
                     self._ended = True
         return self._drive()
@@ -251,9 +260,16 @@ class WorkflowInstance:
         deliveries = self._deliveries
         with loop.activate():
             loop.run_until_idle()
-            while deliveries and self._divergence is None and not (self._main is not None and self._main.done()):
-                self._deliver(deliveries.popleft())
-                loop.run_until_idle()
+            taken = 0
+            try:
+                while taken < len(deliveries) and self._divergence is None and not (
+                    self._main is not None and self._main.done()
+                ):
+                    taken += 1
+                    self._deliver(deliveries[taken - 1])
+                    loop.run_until_idle()
+            finally:
+                del deliveries[:taken]
             return self._outcome()
 
     def _outcome(self) -> Outcome:
@@ -399,12 +415,21 @@ class WorkflowInstance:
         context.run(current_instance.set, self)
         self._main = self.loop.create_task(self._run_main(), name=f"workflow {self.workflow.name}", context=context)
 
-    async def _run_main(self) -> Any:
+    def _call_workflow(self) -> Any:
+        """The workflow function called on the run's input (its coroutine or async generator).
+
+        Apart from ``_run_main``, so that frame, alive for the whole run, keeps neither the decoded
+        payload nor the encoded input: the instance drops it, it is read once.
+        """
         payload = _codec.decode(self._input, allow_pickle=self.workflow.serializer == "pickle", root="workflow input")
-        args, kwargs = payload["args"], payload["kwargs"]
+        self._input = b""
+        return self.workflow.fn(*payload["args"], **payload["kwargs"])
+
+    async def _run_main(self) -> Any:
+        call = self._call_workflow()
         if not self.workflow.is_generator:
-            return await self.workflow.fn(*args, **kwargs)
-        agen = self.workflow.fn(*args, **kwargs)
+            return await call
+        agen = call
         try:
             async for item in agen:
                 self.write_chunk(DEFAULT_NAMESPACE, item, root="yielded value")
@@ -503,9 +528,9 @@ class WorkflowInstance:
 
     def dispose_hook(self, corr: str) -> None:
         self._subscribers.pop(corr, None)
-        if corr in self._disposed_hooks:
+        if ("hook", corr) in self._noted:
             return
-        self._disposed_hooks.add(corr)
+        self._noted.add(("hook", corr))
         if not self._drop_uncommitted(corr):
             self._issue(DisposeHook(corr))
 
@@ -554,11 +579,11 @@ class WorkflowInstance:
         if self.status == "closed" or self.loop.is_closed():
             return
         waiter = self._subscribers.get(corr)
-        if corr in self._ended_children or corr in self._cancelled_children or (
+        if ("ended child", corr) in self._noted or ("cancelled child", corr) in self._noted or (
             isinstance(waiter, _ChildWaiter) and waiter.future.done() and not waiter.future.cancelled()
         ):
             return
-        self._cancelled_children.add(corr)
+        self._noted.add(("cancelled child", corr))
         self._issue(CancelChild(corr))
 
     def set_value(self, key: str, value: Any) -> None:
@@ -630,8 +655,8 @@ class WorkflowInstance:
         if corr is None or self.loop.is_closed() or self._subscribers.pop(corr, None) is None:
             return
         self._timers.pop(corr, None)
-        if corr in self._cancelled_waits:
+        if ("wait", corr) in self._noted:
             return
-        self._cancelled_waits.add(corr)
+        self._noted.add(("wait", corr))
         if not self._drop_uncommitted(corr):
             self._issue(CancelWait(corr))

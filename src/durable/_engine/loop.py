@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import sys
-from collections import deque
 from collections.abc import Callable, Coroutine, Generator
 from contextvars import Context
 from typing import Any, Protocol
@@ -72,7 +71,7 @@ class DeterministicLoop(asyncio.AbstractEventLoop):
 
     def __init__(self, sink: TimerSink, now: float = 0.0) -> None:
         self._sink = sink
-        self._ready: deque[asyncio.Handle] = deque()
+        self._ready: list[asyncio.Handle] = []
         self._now = now
         self._running = False
         self._closed = False
@@ -101,14 +100,16 @@ class DeterministicLoop(asyncio.AbstractEventLoop):
         is the raising task's exception -- asyncio has set it there -- and fails that run; it must
         not escape into the runtime and end the whole worker with every other run in it.
         """
-        ready = self._ready
-        while ready:
-            handle = ready.popleft()
-            if not handle._cancelled:
-                try:  # noqa: SIM105  # contextlib.suppress costs a context manager per callback here
-                    handle._run()
-                except (SystemExit, KeyboardInterrupt):
-                    pass
+        # Batches in FIFO order, as asyncio's own loop does; a list, not a deque: the queue of an
+        # idle loop is an empty list (56 bytes) where a deque keeps a 624-byte block per instance.
+        while self._ready:
+            batch, self._ready = self._ready, []
+            for handle in batch:
+                if not handle._cancelled and not self._closed:  # close() drops what was still ready
+                    try:  # noqa: SIM105  # contextlib.suppress costs a context manager per callback here
+                        handle._run()
+                    except (SystemExit, KeyboardInterrupt):
+                        pass
 
     def _asyncgen_firstiter(self, agen: Any) -> None:
         self._asyncgens.append(agen)

@@ -260,16 +260,17 @@ class WorkflowInstance:
         deliveries = self._deliveries
         with loop.activate():
             loop.run_until_idle()
-            taken = 0
-            try:
-                while taken < len(deliveries) and self._divergence is None and not (
-                    self._main is not None and self._main.done()
-                ):
-                    taken += 1
-                    self._deliver(deliveries[taken - 1])
-                    loop.run_until_idle()
-            finally:
-                del deliveries[:taken]
+            if deliveries:
+                taken = 0  # consumed from the front (a list, so no popleft); advance() alone appends
+                try:
+                    for event in deliveries:
+                        if self._divergence is not None or (self._main is not None and self._main.done()):
+                            break
+                        taken += 1
+                        self._deliver(event)
+                        loop.run_until_idle()
+                finally:
+                    del deliveries[:taken]
             return self._outcome()
 
     def _outcome(self) -> Outcome:

@@ -3,8 +3,7 @@
 The heap is what ``tracemalloc`` sees allocated by Python between before the runs were started and
 after all of them suspended (the instances, their loops and tasks, the cache's bookkeeping); RSS
 also counts the store's own memory (memory:// is an in-memory SQLite database, outside the
-Python heap). Both per run. RSS is measured in a round of its own with ``tracemalloc`` off: its
-bookkeeping of every traced block (~7 KiB a run here) would otherwise count as the runs' own.
+Python heap). Both per run.
 
 Run: ``.venv/bin/python benchmarks/sticky_memory.py`` (``BENCH_QUICK=1`` shrinks it).
 """
@@ -38,15 +37,14 @@ def rss() -> int:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
-async def per_run(n: int, *, trace: bool) -> float:
-    """Heap bytes (``trace``) or RSS bytes per suspended sticky run."""
+async def per_run(n: int) -> tuple[float, float]:
+    """(heap bytes, RSS bytes) per suspended sticky run."""
     async with durable.Runtime("memory://", workflows=[sleeper], sticky_cache_size=n + 10) as rt:
         await rt.start(sleeper, -1)  # warm up: the first run allocates what every run shares
         while rt.stats["speculative_commits"] < 2:
             await asyncio.sleep(0.01)
         gc.collect()
-        if trace:
-            tracemalloc.start()
+        tracemalloc.start()
         heap0, rss0 = tracemalloc.get_traced_memory()[0], rss()
         base = rt.stats["speculative_commits"]
         for i in range(n):
@@ -58,7 +56,7 @@ async def per_run(n: int, *, trace: bool) -> float:
         heap1, rss1 = tracemalloc.get_traced_memory()[0], rss()
         tracemalloc.stop()
         assert len(rt.cache) == n + 1
-        return (heap1 - heap0) / n if trace else (rss1 - rss0) / n
+        return (heap1 - heap0) / n, (rss1 - rss0) / n
 
 
 async def main() -> None:
@@ -66,8 +64,7 @@ async def main() -> None:
     header(f"sticky memory: {n} suspended sticky runs (one step done, sleeping)")
     # Once per process: the heap is the same every time, and RSS after a first round only counts
     # what the allocator could not reuse from it.
-    resident = await per_run(n, trace=False)  # first: RSS of later rounds reuses what this one freed
-    heap = await per_run(n, trace=True)
+    heap, resident = await per_run(n)
     print(f"{'per run':<16}{'heap':>12}{'RSS':>12}")
     print(f"{'memory://':<16}{heap / 1024:>8.1f} KiB{resident / 1024:>8.1f} KiB")
 

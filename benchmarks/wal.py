@@ -91,15 +91,21 @@ async def pages_per_step(n: int, synchronous: str) -> tuple[int, Counter[str]]:
     # No limit: the WAL must not start over during the run, or its first frames are overwritten.
     async with durable.Runtime(SQLiteStore(path, synchronous=synchronous, wal_limit=2**40), workflows=[steps]) as rt:
         await (await rt.start(steps, 5)).result()  # the schema and a first run are written already
+        # A reader's open snapshot keeps checkpoints from finishing, so the WAL cannot start over
+        # (under `full` the database thread's checkpoints would otherwise catch up between steps).
+        pin = sqlite3.connect(path, isolation_level=None)
+        pin.execute("BEGIN")
+        pin.execute("SELECT count(*) FROM durable_meta").fetchall()
         before = len(_frames(path))
         assert await (await rt.start(steps, n)).result() == n * (n - 1) // 2
         written = _frames(path)[before:]
+        pin.close()
     conn = sqlite3.connect(path)
     try:
         owner = dict(conn.execute("SELECT pageno, name FROM dbstat"))
     finally:
         conn.close()
-    return len(written), Counter(owner.get(page, "(free list)") for page in written)
+    return len(written), Counter(owner.get(page, "(pointer map, free list)") for page in written)
 
 
 def _mb(size: float) -> str:

@@ -82,7 +82,8 @@ async def shipment(order: str) -> list[str]:
 
 @durable.workflow(name="dc.shipment_clock")
 async def shipment_by_clock(order: str) -> str:
-    return await ship_parcel(order, int(time.time()) % 7)
+    shipped: str = await ship_parcel(order, int(time.time()) % 7)
+    return shipped
 
 
 def test_child_workflows_end_in_any_order_and_way_and_are_checked_like_steps() -> None:

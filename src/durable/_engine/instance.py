@@ -138,6 +138,10 @@ def _short(data: bytes | None, limit: int = 80) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+# What WorkflowInstance._noted holds a correlation id for (see there).
+_CANCELLED_WAIT, _DISPOSED_HOOK, _ENDED_CHILD, _CANCELLED_CHILD = "wait", "hook", "ended child", "cancelled child"
+
+
 class WorkflowInstance:
     """One live execution of a workflow run, advanced event by event."""
 
@@ -189,10 +193,9 @@ class WorkflowInstance:
 
         self._position = 0
         self._records: dict[int, Event] = {}
-        # (what, correlation id) of: a wait cancelled ("wait"), a hook disposed ("hook"), a child
-        # whose end is in the log, read ahead ("ended child"), a child this instance asked to
-        # cancel ("cancelled child"). One set, not four: most runs never add to it, and an empty
-        # set is 216 bytes of every suspended instance.
+        # (what, correlation id) of: a wait cancelled, a hook disposed, a child whose end is in
+        # the log (read ahead), a child this instance asked to cancel. One set, not four: most
+        # runs never add to it, and an empty set is 216 bytes of every suspended instance.
         self._noted: set[tuple[str, str]] = set()
         self._patches: dict[str, int] = {}  # patch id -> the position it was checked at
         self._ended = False  # the events fed include the run's terminal event: the history is complete
@@ -241,12 +244,12 @@ class WorkflowInstance:
             if kind in DELIVERY_KINDS:
                 self._deliveries.append(event)
                 if kind in CHILD_ENDS:
-                    self._noted.add(("ended child", event.correlation_id or ""))
+                    self._noted.add((_ENDED_CHILD, event.correlation_id or ""))
             elif kind in _NOTED_KINDS:
                 if kind == EventKind.WAIT_CANCELLED:
-                    self._noted.add(("wait", event.correlation_id or ""))
+                    self._noted.add((_CANCELLED_WAIT, event.correlation_id or ""))
                 elif kind == EventKind.HOOK_DISPOSED:
-                    self._noted.add(("hook", event.correlation_id or ""))
+                    self._noted.add((_DISPOSED_HOOK, event.correlation_id or ""))
                 else:
                     self._ended = True
         return self._drive()
@@ -529,9 +532,9 @@ class WorkflowInstance:
 
     def dispose_hook(self, corr: str) -> None:
         self._subscribers.pop(corr, None)
-        if ("hook", corr) in self._noted:
+        if (_DISPOSED_HOOK, corr) in self._noted:
             return
-        self._noted.add(("hook", corr))
+        self._noted.add((_DISPOSED_HOOK, corr))
         if not self._drop_uncommitted(corr):
             self._issue(DisposeHook(corr))
 
@@ -580,11 +583,11 @@ class WorkflowInstance:
         if self.status == "closed" or self.loop.is_closed():
             return
         waiter = self._subscribers.get(corr)
-        if ("ended child", corr) in self._noted or ("cancelled child", corr) in self._noted or (
+        if (_ENDED_CHILD, corr) in self._noted or (_CANCELLED_CHILD, corr) in self._noted or (
             isinstance(waiter, _ChildWaiter) and waiter.future.done() and not waiter.future.cancelled()
         ):
             return
-        self._noted.add(("cancelled child", corr))
+        self._noted.add((_CANCELLED_CHILD, corr))
         self._issue(CancelChild(corr))
 
     def set_value(self, key: str, value: Any) -> None:
@@ -656,8 +659,8 @@ class WorkflowInstance:
         if corr is None or self.loop.is_closed() or self._subscribers.pop(corr, None) is None:
             return
         self._timers.pop(corr, None)
-        if ("wait", corr) in self._noted:
+        if (_CANCELLED_WAIT, corr) in self._noted:
             return
-        self._noted.add(("wait", corr))
+        self._noted.add((_CANCELLED_WAIT, corr))
         if not self._drop_uncommitted(corr):
             self._issue(CancelWait(corr))

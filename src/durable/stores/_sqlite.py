@@ -3,8 +3,9 @@
 All database work happens on one dedicated thread that owns the connection, so the event
 loop never blocks on SQLite. That thread also *groups commits*: operations queued while a
 transaction is being written run together in the next one (each inside its own SAVEPOINT, so
-one failing operation does not undo the others), turning N fsyncs into one under load. Writes made inline on the event loop (``memory://``,
-``synchronous=normal``) group the same way, per loop iteration (see ``SQLiteStore._open_group``).
+one failing operation does not undo the others), turning N fsyncs into one under load. Writes
+made inline on the event loop (``memory://``, ``synchronous=normal``) group the same way, per
+loop iteration (see ``SQLiteStore._open_group``).
 
 Durability: ``synchronous=FULL`` by default (a committed change survives power loss);
 ``?synchronous=normal`` survives process crashes but may lose the last commits on power loss.
@@ -564,7 +565,9 @@ class SQLiteStore(SQLStore):
             if write:
                 group = self._group
                 if group is not None and group.opener is not asyncio.current_task() and group.loop is asyncio.get_running_loop():
-                    return typing.cast(T, await self._join(group, _Op(_bound(fn, args), True, group.loop)))
+                    op = _Op(_bound(fn, args), True, group.loop)
+                    group.ops.append(op)
+                    return typing.cast(T, await self._outcome(op))
             # No checkpoint here: an inline call completes without yielding, like a dict
             # lookup. Loops that call the store repeatedly checkpoint themselves.
             try:
@@ -610,10 +613,6 @@ class SQLiteStore(SQLStore):
         loop = asyncio.get_running_loop()
         self._group = _Group(loop, opener)
         loop.call_soon(self._commit_group)
-
-    async def _join(self, group: _Group, op: _Op) -> Any:
-        group.ops.append(op)
-        return await self._outcome(op)
 
     def _commit_group(self) -> None:
         group, self._group = self._group, None

@@ -5,10 +5,12 @@ without the key (Python views, the web API, the CLI, the notebook), and a SIGKIL
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -370,7 +372,8 @@ def test_keys_come_from_the_environment_for_the_command_line() -> None:
 @pytest.mark.slow
 async def test_a_sigkilled_encrypted_run_recovers_in_a_new_process(tmp_path: Path) -> None:
     """SIGKILL a runtime with encryption mid-step: a new runtime holding the key finishes the run, everything
-    stored stays ciphertext, and only the interrupted step runs again."""
+    stored stays ciphertext, and only the interrupted step runs again. (Step c runs beside b: the kill waits
+    for its completion to be recorded, else c too may be interrupted after its effect and rightly run again.)"""
     url = f"sqlite:///{tmp_path / 'crash.db'}"
     log_file = tmp_path / "effects.log"
     env = {**os.environ, "CRASH_LOG": str(log_file), "CRASH_DIR": str(tmp_path), "CRASH_AT": "step:b",
@@ -382,9 +385,15 @@ async def test_a_sigkilled_encrypted_run_recovers_in_a_new_process(tmp_path: Pat
         proc = subprocess.Popen([sys.executable, str(Path(crash_app.__file__)), url, "run-enc", "crash.pipeline"],
                                 env=env, stdout=subprocess.DEVNULL, stderr=err)
     deadline = time.monotonic() + 30
-    while not (tmp_path / "step:b").exists():
+
+    def completed_steps() -> int:  # c runs beside b: kill only once its completion is recorded
+        with contextlib.closing(sqlite3.connect(f"file:{tmp_path / 'crash.db'}?mode=ro", uri=True, timeout=5)) as conn:
+            return int(conn.execute("SELECT count(*) FROM events WHERE run_id = 'run-enc' "
+                                    "AND kind = 'step_completed'").fetchone()[0])
+
+    while not (tmp_path / "step:b").exists() or completed_steps() < 2:
         assert proc.poll() is None, (tmp_path / "child.err").read_text()
-        assert time.monotonic() < deadline, "the child never reached step b"
+        assert time.monotonic() < deadline, "the child never reached step b with a and c recorded"
         await asyncio.sleep(0.02)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()

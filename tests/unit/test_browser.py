@@ -194,7 +194,8 @@ class Tab:
         text: str = message.text
         refused = re.match(r"Failed to load resource: the server responded with a status of (\d+)", text)
         if message.type == "error" and not (refused and int(refused.group(1)) in self.allowed):
-            self.problems.append(text)
+            url = (message.location or {}).get("url")
+            self.problems.append(f"{text} ({url})" if url else text)  # which request: a refusal's text names none
 
     def open(self, fragment: str = "") -> None:
         self.page.goto(self.base + "/" + fragment)
@@ -699,7 +700,9 @@ class _QuietHandler(http.server.SimpleHTTPRequestHandler):
         pass
 
 
-ATTACK = """<!doctype html><html><body>
+# (The icon link: without it Chromium asks the static server for /favicon.ico, whose 404 can reach
+# the console late, after the test has moved on to the server's own page.)
+ATTACK = """<!doctype html><html><head><link rel="icon" href="data:,"></head><body>
 <iframe name="sink"></iframe>
 <form id="forged" method="POST" enctype="text/plain" target="sink" action="TARGET/runs">
   <input name='{"workflow": "flows:page_waiter", "args": ["forged-by-form"], "pad": "' value='"}'>

@@ -2,8 +2,9 @@
 
 All database work happens on one dedicated thread that owns the connection, so the event
 loop never blocks on SQLite. That thread also *groups commits*: operations queued while a
-transaction is being written run together in the next one (each inside its own SAVEPOINT, so
-one failing operation does not undo the others), turning N fsyncs into one under load. Writes
+transaction is being written run together in the next one (if one of them fails, they run
+again each inside its own SAVEPOINT, so it does not undo the others), turning N fsyncs into one
+under load. Writes
 made inline on the event loop (``memory://``, ``synchronous=normal``) group the same way, per
 loop iteration (see ``SQLiteStore._open_group``).
 
@@ -251,7 +252,13 @@ class Busy(Exception):
 def run_batch(
     conn: sqlite3.Connection, batch: list[_Op], *, fail_if_busy: bool = False, location: str = ""
 ) -> list[tuple[_Op, bool, Any]]:
-    """Run operations in one transaction, each in its own savepoint; return (op, ok, value) per op.
+    """Run operations in one transaction; return (op, ok, value) per op.
+
+    Writes run one after the other with nothing in between. If one of them raises, the whole
+    transaction is rolled back and the batch runs again with each op in its own savepoint, so the
+    failing op undoes only itself. (Every op is a function of the database and its own arguments,
+    which it never changes: running it again after a rollback computes the same thing. Two
+    savepoint statements per op would cost about a fifth of a step's statements.)
 
     Never raises for a failed operation or commit: each op gets its own error. A write that fails
     mid-transaction (the disk is full, say) may already have made SQLite roll the whole transaction
@@ -261,16 +268,19 @@ def run_batch(
         op = batch[0]
         ok, value, op.topics = run_one(conn, op.fn, (), op.write, fail_if_busy=fail_if_busy, location=location)
         return [(op, ok, value)]
-    results: list[tuple[_Op, bool, Any]] = []
     writing = any(op.write for op in batch)
-    try:
-        conn.execute("BEGIN IMMEDIATE" if writing else "BEGIN")
-    except sqlite3.OperationalError as exc:
-        if fail_if_busy and "locked" in str(exc):
-            raise Busy() from exc
-        return [(op, False, _translate(exc, location)) for op in batch]
-    except sqlite3.Error as exc:
-        return [(op, False, _translate(exc, location)) for op in batch]
+    refused = _begin(conn, batch, writing, fail_if_busy=fail_if_busy, location=location)
+    if refused is not None:
+        return refused
+    if writing:
+        together = _run_together(conn, batch)
+        if together is not None:
+            return _commit(conn, together, location)
+        _rollback(conn)  # one of them raised: none of them happened; now each in its own savepoint
+        refused = _begin(conn, batch, writing, fail_if_busy=fail_if_busy, location=location)
+        if refused is not None:
+            return refused
+    results: list[tuple[_Op, bool, Any]] = []
     for i, op in enumerate(batch):
         tx = _Tx(conn)
         savepoint = f"op{i}"
@@ -296,12 +306,45 @@ def run_batch(
                 return [(o, False, error) for o in batch]
         op.topics = tx.topics
         results.append((op, True, value))
+    return _commit(conn, results, location)
+
+
+def _begin(
+    conn: sqlite3.Connection, batch: list[_Op], writing: bool, *, fail_if_busy: bool, location: str
+) -> list[tuple[_Op, bool, Any]] | None:
+    """Open the batch's transaction; None, or every op's error if it could not be opened."""
+    try:
+        conn.execute("BEGIN IMMEDIATE" if writing else "BEGIN")
+    except sqlite3.OperationalError as exc:
+        if fail_if_busy and "locked" in str(exc):
+            raise Busy() from exc
+        return [(op, False, _translate(exc, location)) for op in batch]
+    except sqlite3.Error as exc:
+        return [(op, False, _translate(exc, location)) for op in batch]
+    return None
+
+
+def _run_together(conn: sqlite3.Connection, batch: list[_Op]) -> list[tuple[_Op, bool, Any]] | None:
+    """Every op of the batch in the open transaction, without savepoints; None as soon as one raises."""
+    results: list[tuple[_Op, bool, Any]] = []
+    for op in batch:
+        tx = _Tx(conn)
+        try:
+            value = op.fn(tx)
+        except BaseException:
+            return None
+        op.topics = tx.topics
+        results.append((op, True, value))
+    return results
+
+
+def _commit(conn: sqlite3.Connection, results: list[tuple[_Op, bool, Any]], location: str) -> list[tuple[_Op, bool, Any]]:
     try:
         conn.execute("COMMIT")
     except sqlite3.Error as exc:
         _rollback(conn)  # SQLite may have rolled back already (SQLITE_FULL at COMMIT does)
         error = _translate(exc, location)
-        results = [(op, False, error) for op, _, _ in results]
+        return [(op, False, error) for op, _, _ in results]
     return results
 
 
@@ -604,8 +647,8 @@ class SQLiteStore(SQLStore):
     #
     # An inline write commits at once, and opens a group for the rest of this loop iteration:
     # writes that other tasks make before the loop comes round again join it, and commit
-    # together in one transaction at the start of the next iteration (each in its own
-    # savepoint, as on the database thread). Under load -- a thousand runs each finishing a step
+    # together in one transaction at the start of the next iteration (as on the database
+    # thread: see run_batch). Under load -- a thousand runs each finishing a step
     # -- that is one BEGIN/COMMIT for all of them instead of one each; a lone chain of steps
     # (its own writes never join the group it opened) keeps committing inline without yielding.
 

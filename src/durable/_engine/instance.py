@@ -140,6 +140,8 @@ def _short(data: bytes | None, limit: int = 80) -> str:
 
 # What WorkflowInstance._noted holds a correlation id for (see there).
 _CANCELLED_WAIT, _DISPOSED_HOOK, _ENDED_CHILD, _CANCELLED_CHILD = "wait", "hook", "ended child", "cancelled child"
+# WorkflowInstance._noted until its first note (see there).
+_NOTHING_NOTED: frozenset[tuple[str, str]] = frozenset()
 
 
 class WorkflowInstance:
@@ -194,9 +196,10 @@ class WorkflowInstance:
         self._position = 0
         self._records: dict[int, Event] = {}
         # (what, correlation id) of: a wait cancelled, a hook disposed, a child whose end is in
-        # the log (read ahead), a child this instance asked to cancel. One set, not four: most
-        # runs never add to it, and an empty set is 216 bytes of every suspended instance.
-        self._noted: set[tuple[str, str]] = set()
+        # the log (read ahead), a child this instance asked to cancel. One set, not four, made at
+        # the first note (_note): most runs never note anything, and an empty set is 216 bytes of
+        # every suspended instance.
+        self._noted: set[tuple[str, str]] | frozenset[tuple[str, str]] = _NOTHING_NOTED
         self._patches: dict[str, int] = {}  # patch id -> the position it was checked at
         self._ended = False  # the events fed include the run's terminal event: the history is complete
         self._deliveries: list[Event] = []  # a list, not a deque: see DeterministicLoop._ready
@@ -244,12 +247,12 @@ class WorkflowInstance:
             if kind in DELIVERY_KINDS:
                 self._deliveries.append(event)
                 if kind in CHILD_ENDS:
-                    self._noted.add((_ENDED_CHILD, event.correlation_id or ""))
+                    self._note(_ENDED_CHILD, event.correlation_id or "")
             elif kind in _NOTED_KINDS:
                 if kind == EventKind.WAIT_CANCELLED:
-                    self._noted.add((_CANCELLED_WAIT, event.correlation_id or ""))
+                    self._note(_CANCELLED_WAIT, event.correlation_id or "")
                 elif kind == EventKind.HOOK_DISPOSED:
-                    self._noted.add((_DISPOSED_HOOK, event.correlation_id or ""))
+                    self._note(_DISPOSED_HOOK, event.correlation_id or "")
                 else:
                     self._ended = True
         return self._drive()
@@ -530,11 +533,17 @@ class WorkflowInstance:
         self._subscribers[corr] = hook
         return corr, token
 
+    def _note(self, tag: str, corr: str) -> None:
+        noted = self._noted
+        if not isinstance(noted, set):  # the shared empty one: this instance's first note
+            noted = self._noted = set()
+        noted.add((tag, corr))
+
     def dispose_hook(self, corr: str) -> None:
         self._subscribers.pop(corr, None)
         if (_DISPOSED_HOOK, corr) in self._noted:
             return
-        self._noted.add((_DISPOSED_HOOK, corr))
+        self._note(_DISPOSED_HOOK, corr)
         if not self._drop_uncommitted(corr):
             self._issue(DisposeHook(corr))
 
@@ -587,7 +596,7 @@ class WorkflowInstance:
             isinstance(waiter, _ChildWaiter) and waiter.future.done() and not waiter.future.cancelled()
         ):
             return
-        self._noted.add((_CANCELLED_CHILD, corr))
+        self._note(_CANCELLED_CHILD, corr)
         self._issue(CancelChild(corr))
 
     def set_value(self, key: str, value: Any) -> None:
@@ -661,6 +670,6 @@ class WorkflowInstance:
         self._timers.pop(corr, None)
         if (_CANCELLED_WAIT, corr) in self._noted:
             return
-        self._noted.add((_CANCELLED_WAIT, corr))
+        self._note(_CANCELLED_WAIT, corr)
         if not self._drop_uncommitted(corr):
             self._issue(CancelWait(corr))

@@ -66,6 +66,10 @@ class _Activation:
         asyncio.events._set_running_loop(self._outer_loop)
 
 
+# Tasks a loop keeps before it drops those that finished (see DeterministicLoop.create_task).
+_KEEP_TASKS = 8
+
+
 class DeterministicLoop(asyncio.AbstractEventLoop):
     """An asyncio loop with no clock and no I/O, run to idle by the replay engine."""
 
@@ -77,7 +81,10 @@ class DeterministicLoop(asyncio.AbstractEventLoop):
         self._closed = False
         self._task_factory: Any = None
         self._asyncgens: list[Any] = []
-        self._live_tasks: set[asyncio.Task[Any]] | None = None  # made lazily: most runs make one task
+        # The tasks made here, finished ones dropped now and then (see create_task): a list, not a
+        # set with a done callback per task -- most runs make one task, and a set is 216 bytes.
+        self._tasks: list[asyncio.Task[Any]] = []
+        self._tasks_kept = _KEEP_TASKS
 
     # -- driving -------------------------------------------------------------------------
 
@@ -171,11 +178,11 @@ class DeterministicLoop(asyncio.AbstractEventLoop):
             task: asyncio.Task[Any] = self._task_factory(self, coro, context=context)
         else:
             task = asyncio.Task(coro, loop=self, name=name, context=context)
-        live = self._live_tasks
-        if live is None:
-            live = self._live_tasks = set()
-        live.add(task)
-        task.add_done_callback(live.discard)
+        tasks = self._tasks
+        if len(tasks) >= self._tasks_kept:  # (amortised: at most as many finished ones as live ones are kept)
+            tasks[:] = [t for t in tasks if not t.done()]
+            self._tasks_kept = max(_KEEP_TASKS, 2 * len(tasks))
+        tasks.append(task)
         return task
 
     def pending_tasks(self) -> list[asyncio.Task[Any]]:
@@ -184,7 +191,7 @@ class DeterministicLoop(asyncio.AbstractEventLoop):
         Its own record, not ``asyncio.all_tasks(loop)``: that walks every task of the process
         -- with a thousand runs live, closing each run's instance would cost a thousand steps.
         """
-        return [task for task in self._live_tasks or () if not task.done()]
+        return [task for task in self._tasks if not task.done()]
 
     def set_task_factory(self, factory: Any) -> None:
         self._task_factory = factory

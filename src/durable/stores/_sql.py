@@ -148,14 +148,34 @@ class _Appender:
             self.db.note("run", self.run_id)
 
 
+# What _lock_run reads of a run: its parent's id and child_started position (indexes 8, 9) too,
+# so that a run ending delivers to its parent without reading its row again.
+_LOCKED = "status, last_seq, owner, workflow_name, started_at, deadline, queue, scheduled_at, parent_run_id, parent_corr"
+
+
 def _lock_run(db: DB, run_id: str) -> Row | None:
-    """(status, last_seq, owner, workflow_name, started_at, deadline, queue, scheduled_at) of a run, locked."""
-    rows = db.execute(
-        f"SELECT status, last_seq, owner, workflow_name, started_at, deadline, queue, scheduled_at FROM runs "
-        f"WHERE run_id = ?{db.for_update}",
-        (run_id,),
-    )
+    """(status, last_seq, owner, workflow_name, started_at, deadline, queue, scheduled_at, parent_run_id,
+    parent_corr) of a run, locked."""
+    rows = db.execute(f"SELECT {_LOCKED} FROM runs WHERE run_id = ?{db.for_update}", (run_id,))
     return rows[0] if rows else None
+
+
+def _lock_ending(db: DB, run_id: str) -> tuple[Row | None, Row | None]:
+    """A run about to end and its parent (each as :func:`_lock_run` reads it; None: no such run, or
+    no parent), locked in one statement, the parent first.
+
+    The lock order is a parent before its child (see "child runs" below): PostgreSQL sorts the rows
+    before it locks them, one by one, in that order. SQLite has one writer: the order is moot there.
+    """
+    rows = db.execute(
+        f"SELECT {_LOCKED} FROM runs WHERE run_id = ? OR run_id = (SELECT parent_run_id FROM runs WHERE run_id = ?) "
+        f"ORDER BY run_id = ?{db.for_update}",
+        (run_id, run_id, run_id),
+    )
+    if not rows:
+        return None, None
+    # Two rows: the parent, then the run; one: the run (it has no parent, or its parent is gone).
+    return rows[-1], rows[0] if len(rows) == 2 else None
 
 
 def _until(wake_at: float | None, deadline: float | None) -> float | None:
@@ -634,9 +654,11 @@ def terminal_runs(db: DB, run_ids: Sequence[str]) -> list[str]:
 
 
 def commit(db: DB, inv: Invocation) -> CommitResult:
-    if inv.status != "suspended":
-        _lock_parent(db, inv.run_id)  # the run ends: its parent gets the delivery (a parent is locked first)
-    locked = _lock_run(db, inv.run_id)
+    ending = inv.status != "suspended"
+    if ending:  # its parent gets the delivery: it is locked too (first)
+        locked, parent = _lock_ending(db, inv.run_id)
+    else:
+        locked, parent = _lock_run(db, inv.run_id), None
     if locked is None:
         return CommitResult(False, "no such run")
     status, last_seq, owner, run_started_at, deadline = locked[0], locked[1], locked[2], locked[4], locked[5]
@@ -647,7 +669,9 @@ def commit(db: DB, inv: Invocation) -> CommitResult:
     if deadline is not None and deadline <= inv.now:
         # Past its deadline: whatever the invocation computed, the run ends here, cancelled.
         _cancel_locked(db, inv.run_id, last_seq, inv.now, "timeout")
-        _deliver_to_parent(db, inv.run_id, "cancelled", encode({"reason": "timeout"}), inv.now)
+        if not ending and locked[8] is not None:
+            parent = _lock_run(db, locked[8])
+        _deliver_to_parent(db, inv.run_id, locked, parent, "cancelled", encode({"reason": "timeout"}), inv.now)
         return CommitResult(False, "run timed out", run_status="cancelled")
     # Only events replay reads can invalidate what the instance computed; step_started and
     # step_retrying appended meanwhile (by parallel steps) do not.
@@ -725,7 +749,7 @@ def commit(db: DB, inv: Invocation) -> CommitResult:
             "wake_at = NULL, updated_at = ? WHERE run_id = ?",
             (run_status, inv.result, inv.error, now, out.seq, now, inv.run_id),
         )
-        _deliver_to_parent(db, inv.run_id, run_status, inv.result if run_status == "completed" else inv.error, now)
+        _deliver_to_parent(db, inv.run_id, locked, parent, run_status, inv.result if run_status == "completed" else inv.error, now)
         if locked[6] is not None:
             db.note("work")  # a queued run ended: its queue has room again, for any worker
     return CommitResult(
@@ -958,25 +982,46 @@ def _finalize(db: DB, out: _Appender, run_id: str, stream_error: str | None, now
     terminal event, which stays the last), in a fixed order: hooks, then waits, by position; then
     streams, by namespace. They carry no command position: replay skips them.
     """
-    hooks = db.execute(
-        "SELECT hook_id, token FROM hooks WHERE run_id = ? AND status = 'active' ORDER BY length(hook_id), hook_id",
-        (run_id,),
+    # One query finds all five kinds (most runs end with none of them), each with its own order:
+    # (kind, id, length(id) or 0, token, created_at) sorted by kind, created_at, length, id.
+    # Only the kinds found are updated. The run's lock keeps them as read until the commit:
+    # every writer of its hooks, waits, steps and children locks the run (or, for a child's
+    # status, its parent) first.
+    # The children come first in the text: PostgreSQL types a UNION's columns pair by pair from
+    # the left, and two NULLs first would make created_at's column text.
+    found = db.execute(
+        "SELECT 4, run_id, length(run_id), NULL, created_at FROM runs WHERE parent_run_id = ? "
+        "AND on_parent_close = 'cancel' AND status IN ('pending', 'running') "
+        "UNION ALL SELECT 0, hook_id, length(hook_id), token, NULL FROM hooks WHERE run_id = ? AND status = 'active' "
+        "UNION ALL SELECT 1, wait_id, length(wait_id), NULL, NULL FROM waits WHERE run_id = ? AND status = 'waiting' "
+        "UNION ALL SELECT 2, namespace, 0, NULL, NULL FROM streams WHERE run_id = ? AND closed = 0 "
+        "UNION ALL SELECT 3, NULL, 0, NULL, NULL WHERE EXISTS "
+        "(SELECT 1 FROM steps WHERE run_id = ? AND status = 'pending') "
+        "ORDER BY 1, 5, 3, 2",
+        (run_id, run_id, run_id, run_id, run_id),
     )
-    waits = db.execute(
-        "SELECT wait_id FROM waits WHERE run_id = ? AND status = 'waiting' ORDER BY length(wait_id), wait_id", (run_id,)
-    )
-    streams = db.execute("SELECT namespace FROM streams WHERE run_id = ? AND closed = 0 ORDER BY namespace", (run_id,))
-    for hook_id, token in hooks:
-        out.add(EventKind.HOOK_DISPOSED, hook_id, now, name=token)
-    for (wait_id,) in waits:
-        out.add(EventKind.WAIT_CANCELLED, wait_id, now)
-    for (namespace,) in streams:
-        out.add(EventKind.STREAM_CLOSED, None, now, name=namespace)
-    db.execute("UPDATE hooks SET status = 'disposed' WHERE run_id = ? AND status = 'active'", (run_id,))
-    db.execute("UPDATE waits SET status = 'cancelled' WHERE run_id = ? AND status = 'waiting'", (run_id,))
-    db.execute("UPDATE steps SET status = 'cancelled', owner = NULL WHERE run_id = ? AND status = 'pending'", (run_id,))
-    db.execute("UPDATE streams SET closed = 1, error = ? WHERE run_id = ? AND closed = 0", (stream_error, run_id))
-    _close_children(db, run_id, now)
+    kinds = {row[0] for row in found}
+    for kind, corr, _, token, _ in found:
+        if kind == 0:
+            out.add(EventKind.HOOK_DISPOSED, corr, now, name=token)
+        elif kind == 1:
+            out.add(EventKind.WAIT_CANCELLED, corr, now)
+        elif kind == 2:
+            out.add(EventKind.STREAM_CLOSED, None, now, name=corr)
+    if 0 in kinds:
+        db.execute("UPDATE hooks SET status = 'disposed' WHERE run_id = ? AND status = 'active'", (run_id,))
+    if 1 in kinds:
+        db.execute("UPDATE waits SET status = 'cancelled' WHERE run_id = ? AND status = 'waiting'", (run_id,))
+    if 3 in kinds:
+        db.execute("UPDATE steps SET status = 'cancelled', owner = NULL WHERE run_id = ? AND status = 'pending'", (run_id,))
+    if 2 in kinds:
+        db.execute("UPDATE streams SET closed = 1, error = ? WHERE run_id = ? AND closed = 0", (stream_error, run_id))
+    # Its unfinished children whose policy says so are cancelled (and theirs, recursively).
+    for kind, child, *_ in found:
+        if kind == 4:
+            locked = _lock_run(db, child)
+            if locked is not None and locked[0] not in TERMINAL:
+                _cancel_locked(db, child, locked[1], now, "parent closed")
     db.note("stream", run_id)  # also wakes readers of streams never written, which end with the run
     db.note("runs")
     db.note("run", run_id)
@@ -984,13 +1029,12 @@ def _finalize(db: DB, out: _Appender, run_id: str, stream_error: str | None, now
 
 
 def cancel_run(db: DB, run_id: str, now: float, reason: str | None = None) -> RunRecord | None:
-    _lock_parent(db, run_id)
-    locked = _lock_run(db, run_id)
+    locked, parent = _lock_ending(db, run_id)
     if locked is None:
         return None
     if locked[0] not in TERMINAL:
         _cancel_locked(db, run_id, locked[1], now, reason)
-        _deliver_to_parent(db, run_id, "cancelled", encode({"reason": reason}) if reason else None, now)
+        _deliver_to_parent(db, run_id, locked, parent, "cancelled", encode({"reason": reason}) if reason else None, now)
     return get_run(db, run_id)
 
 
@@ -1019,40 +1063,20 @@ _CHILD_END = {
 }
 
 
-def _lock_parent(db: DB, run_id: str) -> None:
-    if db.for_update:  # SQLite has one writer at a time: nothing to order
-        rows = db.execute("SELECT parent_run_id FROM runs WHERE run_id = ?", (run_id,))
-        if rows and rows[0][0] is not None:
-            _lock_run(db, rows[0][0])
+def _deliver_to_parent(db: DB, run_id: str, run: Row, parent: Row | None, status: str, data: bytes | None, now: float) -> None:
+    """A child run ended: append its end to its parent's log (if the parent still runs) and wake the parent.
 
-
-def _deliver_to_parent(db: DB, run_id: str, status: str, data: bytes | None, now: float) -> None:
-    """A child run ended: append its end to its parent's log (if the parent still runs) and wake the parent."""
-    rows = db.execute("SELECT parent_run_id, parent_corr FROM runs WHERE run_id = ?", (run_id,))
-    if not rows or rows[0][0] is None:
-        return
-    parent_id, corr = rows[0]
-    parent = _lock_run(db, parent_id)
+    ``run`` and ``parent`` are the child's and its parent's rows as :func:`_lock_run` read them,
+    both locked (``parent`` None: the run has no parent, or its parent is gone).
+    """
     if parent is None or parent[0] in TERMINAL:
-        return  # an abandoned child outlived its parent: nobody waits for it
+        return  # (or an abandoned child outlived its parent: nobody waits for it)
+    parent_id, corr = run[8], run[9]
     out = _Appender(db, parent_id, parent[1])
     out.add(_CHILD_END[status], corr, now, name=run_id, data=data)
     out.flush()
     db.execute("UPDATE runs SET last_seq = ?, wake_at = ?, updated_at = ? WHERE run_id = ?", (out.seq, now, now, parent_id))
     db.note("work")
-
-
-def _close_children(db: DB, run_id: str, now: float) -> None:
-    """The run ends: cancel its unfinished children whose policy says so (and theirs, recursively)."""
-    rows = db.execute(
-        "SELECT run_id FROM runs WHERE parent_run_id = ? AND on_parent_close = 'cancel' AND status IN ('pending', 'running') "
-        "ORDER BY created_at, length(run_id), run_id",
-        (run_id,),
-    )
-    for (child,) in rows:
-        locked = _lock_run(db, child)
-        if locked is not None and locked[0] not in TERMINAL:
-            _cancel_locked(db, child, locked[1], now, "parent closed")
 
 
 def list_children(db: DB, run_id: str) -> list[RunRecord]:

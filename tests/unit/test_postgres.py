@@ -545,6 +545,55 @@ async def test_deadlocks_and_unique_races_are_retried(pg_url: str) -> None:
         await store.aclose()
 
 
+@pytest.mark.anyio
+async def test_a_run_ending_locks_its_parent_before_itself(pg_url: str) -> None:
+    """The one statement that locks an ending run and its parent waits for the parent first, holding
+    nothing of the child meanwhile (the lock order that keeps parent and child from deadlocking)."""
+    from durable.stores import _sql
+
+    store = await open_store(pg_url)
+    try:
+        for run_id in ("parent", "child"):
+            await store.create_run(NewRun(run_id, "wf", b"x", "seed", None, time.time()))
+        await store._call(lambda db: db.execute(
+            "UPDATE runs SET parent_run_id = 'parent', parent_corr = 'c1' WHERE run_id = 'child'"
+        ))
+        parent_locked = threading.Event()
+
+        def hold_parent(db: Any) -> bool:
+            db.execute("SELECT 1 FROM runs WHERE run_id = 'parent' FOR UPDATE")
+            parent_locked.set()
+            for _ in range(500):  # until the other transaction waits for a lock
+                db.execute("SELECT pg_stat_clear_snapshot()")  # (a transaction sees one snapshot of the view otherwise)
+                if db.execute(
+                    "SELECT 1 FROM pg_stat_activity WHERE application_name = ? AND wait_event_type = 'Lock'",
+                    (app_name(pg_url),),
+                ):
+                    break
+                time.sleep(0.01)
+            else:
+                raise AssertionError("the ending run's lock never waited for its parent")
+            return bool(db.execute("SELECT 1 FROM runs WHERE run_id = 'child' FOR UPDATE SKIP LOCKED"))
+
+        def lock_ending(db: Any) -> tuple[Any, Any]:
+            parent_locked.wait(10)
+            return _sql._lock_ending(db, "child")
+
+        results: dict[str, Any] = {}
+
+        async def call(name: str, fn: Any) -> None:
+            results[name] = await store._call(fn)
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(call, "holder", hold_parent)
+            tg.start_soon(call, "ending", lock_ending)
+        assert results["holder"] is True  # the child was free while its ending waited for the parent
+        run, parent = results["ending"]
+        assert (run[8], run[9], parent is not None) == ("parent", "c1", True)
+    finally:
+        await store.aclose()
+
+
 # -- many workers -------------------------------------------------------------------------------
 
 

@@ -716,19 +716,26 @@ def test_three_workers_300_runs_and_one_sigkilled(pg_url: str, tmp_path: Path, v
                 assert time.monotonic() < deadline, "no progress"
                 time.sleep(0.02)
             # Freeze the victim, note what it holds, then kill it: nothing can change in between.
-            workers.kill("w3", signal.SIGSTOP)
-            # A COMMIT it sent just before may still be on its way or running on the server: let it land.
-            # (Its sessions waiting for a row lock or for its next message never commit: it is frozen.)
-            time.sleep(0.5)
-            while conn.execute(
-                "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'durable-w3' AND state = 'active' "
-                "AND wait_event_type IS DISTINCT FROM 'Lock' AND wait_event_type IS DISTINCT FROM 'Client'"
-            ).fetchone() != (0,):
-                time.sleep(0.01)
-            held_steps = conn.execute(
-                "SELECT run_id, step_id, attempt FROM steps WHERE status = 'running' AND owner = 'w3'"
-            ).fetchall()
-            held_runs = [r[0] for r in conn.execute("SELECT run_id FROM runs WHERE owner = 'w3'").fetchall()]
+            # (Frozen between two steps -- on a loaded machine, it may be -- it holds none: thaw
+            # it and try again a moment later.)
+            for _ in range(50):
+                workers.kill("w3", signal.SIGSTOP)
+                # A COMMIT it sent just before may still be on its way or running on the server: let it land.
+                # (Its sessions waiting for a row lock or for its next message never commit: it is frozen.)
+                time.sleep(0.5)
+                while conn.execute(
+                    "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'durable-w3' AND state = 'active' "
+                    "AND wait_event_type IS DISTINCT FROM 'Lock' AND wait_event_type IS DISTINCT FROM 'Client'"
+                ).fetchone() != (0,):
+                    time.sleep(0.01)
+                held_steps = conn.execute(
+                    "SELECT run_id, step_id, attempt FROM steps WHERE status = 'running' AND owner = 'w3'"
+                ).fetchall()
+                held_runs = [r[0] for r in conn.execute("SELECT run_id FROM runs WHERE owner = 'w3'").fetchall()]
+                if held_steps:
+                    break
+                workers.kill("w3", signal.SIGCONT)
+                time.sleep(0.05)
             done_at_kill = completed()
             workers.kill("w3", signal.SIGKILL)
             assert held_steps, "the victim held no step lease when it was killed"

@@ -332,6 +332,8 @@ def _run_together(conn: sqlite3.Connection, batch: list[_Op]) -> list[tuple[_Op,
         try:
             value = op.fn(tx)
         except BaseException:
+            for done, _, _ in results:
+                done.topics = []  # rolled back: nothing of theirs to wake anyone for (yet)
             return None
         op.topics = tx.topics
         results.append((op, True, value))

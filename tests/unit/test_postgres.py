@@ -33,6 +33,7 @@ import pytest
 import durable
 from durable._client.streams import read_stream
 from durable._core import codec as _codec
+from durable._core.errors import StreamClosedError
 from durable.stores import _postgres, store_from_url
 from durable.stores._base import NewRun
 from durable.stores._postgres import PostgresStore
@@ -590,6 +591,47 @@ async def test_a_run_ending_locks_its_parent_before_itself(pg_url: str) -> None:
         assert results["holder"] is True  # the child was free while its ending waited for the parent
         run, parent = results["ending"]
         assert (run[8], run[9], parent is not None) == ("parent", "c1", True)
+    finally:
+        await store.aclose()
+
+
+@pytest.mark.anyio
+async def test_a_chunk_appended_while_its_run_ends_never_leaves_a_stream_open(pg_url: str) -> None:
+    """A step's append that comes while its run is ending waits for the end, then is refused: the run
+    does not end with a stream nobody will close (readers would wait for it forever)."""
+    from durable.stores import _sql
+
+    store = await open_store(pg_url)
+    try:
+        await store.create_run(NewRun("ending", "wf", b"x", "seed", None, time.time()))
+        run_locked = threading.Event()
+
+        def end_run(db: Any) -> None:
+            db.execute("SELECT 1 FROM runs WHERE run_id = 'ending' FOR UPDATE")  # as a run's end locks it
+            run_locked.set()
+            for _ in range(500):  # until the append waits for the run
+                db.execute("SELECT pg_stat_clear_snapshot()")  # (a transaction sees one snapshot of the view otherwise)
+                if db.execute(
+                    "SELECT 1 FROM pg_stat_activity WHERE application_name = ? AND wait_event_type = 'Lock'",
+                    (app_name(pg_url),),
+                ):
+                    break
+                time.sleep(0.01)
+            else:
+                raise AssertionError("the append never waited for the ending run")
+            _sql.cancel_run(db, "ending", time.time(), "ended meanwhile")  # closes the streams it finds
+
+        async def append_late() -> None:
+            await anyio.to_thread.run_sync(run_locked.wait, 10)
+            with pytest.raises(StreamClosedError):
+                await store.append_chunks("ending", "late", [b"after the end"], "step_1", 1, time.time())
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(store._call, end_run)
+            tg.start_soon(append_late)
+        page = await store.read_chunks("ending", "late", 0, 10)
+        assert (page.chunks, page.closed) == ([], True)
+        assert await store.list_streams("ending") == []
     finally:
         await store.aclose()
 

@@ -21,6 +21,7 @@ class _Counting:
     def __init__(self, db: _sql.DB) -> None:
         self.db = db
         self.for_update = db.for_update
+        self.for_share = db.for_share
         self.skip_locked = db.skip_locked
         self.counts_rows = db.counts_rows
         self.statements: list[str] = []

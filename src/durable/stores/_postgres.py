@@ -242,6 +242,7 @@ class _Tx:
     """
 
     for_update = " FOR UPDATE"
+    for_share = " FOR SHARE"
     skip_locked = " FOR UPDATE SKIP LOCKED"
     counts_rows = False  # a row count waits for the statement's answer: RETURNING costs the same and says more
 

@@ -74,6 +74,7 @@ def multirow_insert(statement: str, count: int) -> str | None:
 
 class DB(Protocol):
     for_update: str  # " FOR UPDATE" or ""
+    for_share: str  # " FOR SHARE" or ""
     skip_locked: str  # " FOR UPDATE SKIP LOCKED" or ""
 
     # Whether ``execute_count`` is free (SQLite: the connection counts the rows a statement
@@ -1816,7 +1817,10 @@ def append_chunks(
     db: DB, run_id: str, namespace: str, chunks: Sequence[bytes], step_id: str | None, attempt: int | None,
     now: float, close: bool,
 ) -> int:
-    run = db.execute("SELECT status FROM runs WHERE run_id = ?", (run_id,))
+    # A share lock on the run: appends go on side by side, but not beside the run's end, which
+    # locks it for update. Either the end waits and then closes this stream too, or this waits
+    # and then finds the run ended: never a stream left open by a run that has ended.
+    run = db.execute(f"SELECT status FROM runs WHERE run_id = ?{db.for_share}", (run_id,))
     if not run:
         raise RunNotFound(run_id)
     if run[0][0] in TERMINAL:

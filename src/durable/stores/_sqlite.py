@@ -59,6 +59,7 @@ class _Tx:
     """The :class:`_sql.DB` view of the connection inside one transaction."""
 
     for_update = ""
+    for_share = ""
     skip_locked = ""
     counts_rows = True
 

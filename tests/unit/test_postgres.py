@@ -546,6 +546,19 @@ async def test_deadlocks_and_unique_races_are_retried(pg_url: str) -> None:
         await store.aclose()
 
 
+def wait_for_a_lock_waiter(db: Any, pg_url: str, failure: str) -> None:
+    """Inside a transaction holding a lock: return once another of the store's sessions waits for a lock
+    (AssertionError ``failure`` after ~5 s)."""
+    for _ in range(500):
+        db.execute("SELECT pg_stat_clear_snapshot()")  # (a transaction sees one snapshot of the view otherwise)
+        if db.execute(
+            "SELECT 1 FROM pg_stat_activity WHERE application_name = ? AND wait_event_type = 'Lock'", (app_name(pg_url),)
+        ):
+            return
+        time.sleep(0.01)
+    raise AssertionError(failure)
+
+
 @pytest.mark.anyio
 async def test_a_run_ending_locks_its_parent_before_itself(pg_url: str) -> None:
     """The one statement that locks an ending run and its parent waits for the parent first, holding
@@ -564,16 +577,7 @@ async def test_a_run_ending_locks_its_parent_before_itself(pg_url: str) -> None:
         def hold_parent(db: Any) -> bool:
             db.execute("SELECT 1 FROM runs WHERE run_id = 'parent' FOR UPDATE")
             parent_locked.set()
-            for _ in range(500):  # until the other transaction waits for a lock
-                db.execute("SELECT pg_stat_clear_snapshot()")  # (a transaction sees one snapshot of the view otherwise)
-                if db.execute(
-                    "SELECT 1 FROM pg_stat_activity WHERE application_name = ? AND wait_event_type = 'Lock'",
-                    (app_name(pg_url),),
-                ):
-                    break
-                time.sleep(0.01)
-            else:
-                raise AssertionError("the ending run's lock never waited for its parent")
+            wait_for_a_lock_waiter(db, pg_url, "the ending run's lock never waited for its parent")
             return bool(db.execute("SELECT 1 FROM runs WHERE run_id = 'child' FOR UPDATE SKIP LOCKED"))
 
         def lock_ending(db: Any) -> tuple[Any, Any]:
@@ -609,16 +613,7 @@ async def test_a_chunk_appended_while_its_run_ends_never_leaves_a_stream_open(pg
         def end_run(db: Any) -> None:
             db.execute("SELECT 1 FROM runs WHERE run_id = 'ending' FOR UPDATE")  # as a run's end locks it
             run_locked.set()
-            for _ in range(500):  # until the append waits for the run
-                db.execute("SELECT pg_stat_clear_snapshot()")  # (a transaction sees one snapshot of the view otherwise)
-                if db.execute(
-                    "SELECT 1 FROM pg_stat_activity WHERE application_name = ? AND wait_event_type = 'Lock'",
-                    (app_name(pg_url),),
-                ):
-                    break
-                time.sleep(0.01)
-            else:
-                raise AssertionError("the append never waited for the ending run")
+            wait_for_a_lock_waiter(db, pg_url, "the append never waited for the ending run")
             _sql.cancel_run(db, "ending", time.time(), "ended meanwhile")  # closes the streams it finds
 
         async def append_late() -> None:

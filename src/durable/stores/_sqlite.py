@@ -270,17 +270,15 @@ def run_batch(
         ok, value, op.topics = run_one(conn, op.fn, (), op.write, fail_if_busy=fail_if_busy, location=location)
         return [(op, ok, value)]
     writing = any(op.write for op in batch)
-    refused = _begin(conn, batch, writing, fail_if_busy=fail_if_busy, location=location)
-    if refused is not None:
-        return refused
-    if writing:
+    refused = _begin(conn, writing, fail_if_busy=fail_if_busy, location=location)
+    if refused is None and writing:
         together = _run_together(conn, batch)
         if together is not None:
             return _commit(conn, together, location)
         _rollback(conn)  # one of them raised: none of them happened; now each in its own savepoint
-        refused = _begin(conn, batch, writing, fail_if_busy=fail_if_busy, location=location)
-        if refused is not None:
-            return refused
+        refused = _begin(conn, writing, fail_if_busy=fail_if_busy, location=location)
+    if refused is not None:
+        return [(op, False, refused) for op in batch]
     results: list[tuple[_Op, bool, Any]] = []
     for i, op in enumerate(batch):
         tx = _Tx(conn)
@@ -310,18 +308,16 @@ def run_batch(
     return _commit(conn, results, location)
 
 
-def _begin(
-    conn: sqlite3.Connection, batch: list[_Op], writing: bool, *, fail_if_busy: bool, location: str
-) -> list[tuple[_Op, bool, Any]] | None:
-    """Open the batch's transaction; None, or every op's error if it could not be opened."""
+def _begin(conn: sqlite3.Connection, write: bool, *, fail_if_busy: bool, location: str) -> BaseException | None:
+    """Open a transaction; None, or why it could not be opened (Busy raised instead, with ``fail_if_busy``)."""
     try:
-        conn.execute("BEGIN IMMEDIATE" if writing else "BEGIN")
+        conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
     except sqlite3.OperationalError as exc:
         if fail_if_busy and "locked" in str(exc):
             raise Busy() from exc
-        return [(op, False, _translate(exc, location)) for op in batch]
+        return _translate(exc, location)
     except sqlite3.Error as exc:
-        return [(op, False, _translate(exc, location)) for op in batch]
+        return _translate(exc, location)
     return None
 
 
@@ -358,14 +354,9 @@ def run_one(
     """One operation ``fn(tx, *args)`` in its own transaction, without a batch's savepoints (the
     inline path, every step's commit, and a batch of one); returns (ok, value or error, topics).
     Never raises for a failed operation or commit (see :func:`run_batch`)."""
-    try:
-        conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
-    except sqlite3.OperationalError as exc:
-        if fail_if_busy and "locked" in str(exc):
-            raise Busy() from exc
-        return False, _translate(exc, location), []
-    except sqlite3.Error as exc:
-        return False, _translate(exc, location), []
+    refused = _begin(conn, write, fail_if_busy=fail_if_busy, location=location)
+    if refused is not None:
+        return False, refused, []
     tx = _Tx(conn)
     try:
         value = fn(tx, *args)

@@ -49,6 +49,15 @@ def fresh_store_url(kind: str, directory: Path) -> str:
     return fresh_database(os.environ["DURABLE_TEST_POSTGRES"], f"t_{uuid.uuid4().hex[:12]}")
 
 
+def undo_inline_step() -> list[str]:
+    """The statements that take a store of the current schema back to schema 6 (before runs kept their
+    inline step): the index first, as SQLite cannot drop an indexed column. Tests that take a store back
+    further run these first."""
+    from durable.stores import _sql
+
+    return ["DROP INDEX runs_inline_owner", *(f"ALTER TABLE runs DROP COLUMN {c}" for c in _sql.INLINE_COLUMNS)]
+
+
 def encode_args(*args: Any, **kwargs: Any) -> bytes:
     """A run's (or a step's) input as Runtime.start encodes it, for runs and events made by hand."""
     return _codec.encode({"args": list(args), "kwargs": kwargs})

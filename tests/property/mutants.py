@@ -153,8 +153,8 @@ MUTANTS = [
     ),
     Mutant(
         "finish-leaves-run-asleep", "durable.stores._sql:finish_step",
-        '"UPDATE runs SET last_seq = ?, wake_at = ?, updated_at = ? WHERE run_id = ?", (out.seq, now, now, run_id)',
-        '"UPDATE runs SET last_seq = ?, updated_at = ? WHERE run_id = ?", (out.seq, now, run_id)',
+        'f"UPDATE runs SET last_seq = ?, wake_at = ?, updated_at = ?{cleared} WHERE run_id = ?", (out.seq, now, now, run_id)',
+        'f"UPDATE runs SET last_seq = ?, updated_at = ?{cleared} WHERE run_id = ?", (out.seq, now, run_id)',
         "5", (STORE,), "a finished step does not wake its run",
     ),
     Mutant(

@@ -39,7 +39,7 @@ from durable.stores._base import NewRun
 from durable.stores._postgres import PostgresStore
 from durable.stores._sql import SCHEMA_VERSION
 from tests import pg
-from tests.helpers import ROOT, encode_args, wait_until
+from tests.helpers import ROOT, encode_args, undo_inline_step, wait_until
 
 BASE = os.environ.get("DURABLE_TEST_POSTGRES", "")
 pytestmark = [
@@ -240,7 +240,9 @@ def undo_compose(conn: Any) -> None:
     """Take a current PostgreSQL store back to schema 3: drop what the h-verify and h-compose migrations add."""
     from durable.stores import _sql
 
-    for column in ("version", "forked_from", "forked_step"):  # the later h-verify schema's columns first
+    for statement in undo_inline_step():  # the later schemas' changes first
+        conn.execute(statement)
+    for column in ("version", "forked_from", "forked_step"):  # (h-verify's)
         conn.execute(f"ALTER TABLE runs DROP COLUMN {column}")
 
     for statement in reversed(_sql._COMPOSE_CHANGES):
@@ -765,8 +767,9 @@ def test_three_workers_300_runs_and_one_sigkilled(pg_url: str, tmp_path: Path, v
                     "AND wait_event_type IS DISTINCT FROM 'Lock' AND wait_event_type IS DISTINCT FROM 'Client'"
                 ).fetchone() != (0,):
                     time.sleep(0.01)
-                held_steps = conn.execute(
-                    "SELECT run_id, step_id, attempt FROM steps WHERE status = 'running' AND owner = 'w3'"
+                held_steps = conn.execute(  # (a step its run's commit claimed has no row while it runs)
+                    "SELECT run_id, step_id, attempt FROM steps WHERE status = 'running' AND owner = 'w3' "
+                    "UNION ALL SELECT run_id, inline_step, 1 FROM runs WHERE inline_owner = 'w3' AND inline_step IS NOT NULL"
                 ).fetchall()
                 held_runs = [r[0] for r in conn.execute("SELECT run_id FROM runs WHERE owner = 'w3'").fetchall()]
                 if held_steps:

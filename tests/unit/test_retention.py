@@ -19,7 +19,7 @@ from durable.stores import _sql
 from durable.stores._base import Store
 from durable.stores._encrypted import EncryptedStore
 from durable.stores._sqlstore import SQLStore
-from tests.helpers import sqlite_store_url
+from tests.helpers import sqlite_store_url, undo_inline_step
 
 pytestmark = pytest.mark.anyio
 
@@ -254,7 +254,7 @@ async def test_a_store_from_before_retention_gains_the_finished_runs_index(store
         await rows(client.store, "SELECT 1 FROM runs")  # created
         inner = client.store
         assert isinstance(inner, SQLStore)
-        await inner._run(lambda db: (db.execute("DROP INDEX runs_finished"),
+        await inner._run(lambda db: ([db.execute(s) for s in undo_inline_step()], db.execute("DROP INDEX runs_finished"),
                                      db.execute("UPDATE durable_meta SET value = ? WHERE key = 'schema_version'",
                                                 (str(_sql.RETAIN_MIGRATION_FROM),))))
     async with durable.Client(store_url) as client:

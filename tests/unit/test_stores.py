@@ -14,7 +14,7 @@ import pytest
 from durable._core.events import Event, EventKind
 from durable.stores import store_from_url
 from durable.stores._base import NewRun
-from tests.helpers import encode_args
+from tests.helpers import encode_args, undo_inline_step
 
 pytestmark = pytest.mark.anyio
 
@@ -103,7 +103,9 @@ def undo_compose(conn: sqlite3.Connection) -> None:
     """Take a current SQLite store back to schema 3: drop what the h-verify and h-compose migrations add (indexes, tables, columns)."""
     from durable.stores import _sql
 
-    for column in ("version", "forked_from", "forked_step"):  # the later h-verify schema's columns first
+    for statement in undo_inline_step():  # the later schemas' changes first
+        conn.execute(statement)
+    for column in ("version", "forked_from", "forked_step"):  # (h-verify's)
         conn.execute(f"ALTER TABLE runs DROP COLUMN {column}")
 
     for statement in reversed(_sql._COMPOSE_CHANGES):

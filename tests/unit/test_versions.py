@@ -18,7 +18,7 @@ from durable._workflow.workflow import Workflow
 from durable.stores import store_from_url
 from durable.stores._base import NewRun, Store
 from durable.stores._sql import SCHEMA_VERSION, VERSIONS_MIGRATION_FROM
-from tests.helpers import fresh_store_url, wait_for_hook, wait_for_status
+from tests.helpers import fresh_store_url, undo_inline_step, wait_for_hook, wait_for_status
 
 pytestmark = pytest.mark.anyio
 NAME = "versions.checkout"
@@ -144,7 +144,7 @@ async def test_version_filters_reach_the_claim_query_of_every_store(store_url: s
 def _back_to_the_schema_before(store_url: str, path: Path) -> None:
     """Drop the columns versions added, and mark the store with the schema version before them, as a
     store written by that release would be (later migrations run again too: they are idempotent)."""
-    drops = [f"ALTER TABLE runs DROP COLUMN {c}" for c in ("version", "forked_from", "forked_step")]
+    drops = [*undo_inline_step(), *(f"ALTER TABLE runs DROP COLUMN {c}" for c in ("version", "forked_from", "forked_step"))]
     back = f"UPDATE durable_meta SET value = '{VERSIONS_MIGRATION_FROM}' WHERE key = 'schema_version'"
     if store_url.startswith("sqlite"):
         with sqlite3.connect(path) as conn:

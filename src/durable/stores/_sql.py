@@ -150,8 +150,13 @@ class _Appender:
 
 
 # What _lock_run reads of a run: its parent's id and child_started position (indexes 8, 9) too,
-# so that a run ending delivers to its parent without reading its row again.
-_LOCKED = "status, last_seq, owner, workflow_name, started_at, deadline, queue, scheduled_at, parent_run_id, parent_corr"
+# so that a run ending delivers to its parent without reading its row again; and its inline step
+# (indexes 10-13, see _INLINE_CHANGES), which the commit finishing it writes the row of.
+_LOCKED = (
+    "status, last_seq, owner, workflow_name, started_at, deadline, queue, scheduled_at, parent_run_id, parent_corr, "
+    "inline_step, inline_seq, inline_max_attempts, inline_owner"
+)
+_INLINE = 10  # where the inline step's columns start in a _LOCKED row
 
 
 def _lock_run(db: DB, run_id: str) -> Row | None:
@@ -159,6 +164,57 @@ def _lock_run(db: DB, run_id: str) -> Row | None:
     parent_corr) of a run, locked."""
     rows = db.execute(f"SELECT {_LOCKED} FROM runs WHERE run_id = ?{db.for_update}", (run_id,))
     return rows[0] if rows else None
+
+
+# -- a run's inline step (schema 7) -----------------------------------------------------------------
+#
+# The step a run's commit claimed for its own worker (the first it may: one per run) is kept on the
+# run's row, not in steps, until it finishes; its finish inserts its steps row, complete, from its
+# step_created event. Whatever else needs it as a row first (a dead worker's step reclaimed, the run
+# ending with it unfinished) materializes it: the same row, running, as if inserted when claimed.
+# Every path holds the run's lock, so a step is either inline or has its row, never both.
+
+_INLINE_ROW = (
+    "INSERT INTO steps (run_id, step_id, name, status, attempt, max_attempts, input, output, error, created_at, "
+    "started_at, attempt_started_at, completed_at, ready_at, owner) "
+    "SELECT run_id, corr_id, name, ?, 1, ?, data, ?, ?, created_at, created_at, created_at, ?, ?, ? "
+    "FROM events WHERE run_id = ? AND seq = ?"
+)
+_NO_INLINE = "inline_step = NULL, inline_seq = NULL, inline_max_attempts = NULL, inline_owner = NULL"
+
+
+def _is_inline(locked: Row, step_id: str | None) -> bool:
+    return step_id is not None and locked[_INLINE] == step_id
+
+
+def _inline_accepts(kind: str, attempt: int | None) -> bool:
+    """Whether the inline step takes this outcome (as _step_accepts): it runs its first attempt."""
+    return kind == _STEP_COMPLETED or attempt is None or attempt == 1
+
+
+def _write_inline_row(db: DB, run_id: str, locked: Row, kind: str, data: bytes | None, now: float,
+                      retry_at: float | None) -> None:
+    """The steps row of the run's inline step, with the outcome ``kind`` (an EventKind of a step's end,
+    or _STEP_STARTED: still running, on its worker). Its run's inline columns are the caller's to clear."""
+    max_attempts, seq, owner = locked[_INLINE + 2], locked[_INLINE + 1], locked[_INLINE + 3]
+    if kind == _STEP_COMPLETED:
+        values: tuple[Any, ...] = ("completed", max_attempts, data, None, now, None, None)
+    elif kind == _STEP_STARTED:
+        values = ("running", max_attempts, None, None, None, None, owner)
+    elif kind == _STEP_RETRYING:
+        values = ("pending", max_attempts, None, data, None, retry_at if retry_at is not None else now, None)
+    else:
+        values = ("failed" if kind == _STEP_FAILED else "cancelled", max_attempts, None, data, now, None, None)
+    db.execute(_INLINE_ROW, (*values, run_id, seq))
+    if kind not in (_STEP_STARTED, _STEP_RETRYING):
+        db.note("stream", run_id)  # a stream its attempt closed is final now: readers may end (as _finish_step_row)
+
+
+def _materialize_inline(db: DB, run_id: str, locked: Row) -> None:
+    """Give the locked run's inline step (if it has one) its steps row, running on its worker."""
+    if locked[_INLINE] is not None:
+        _write_inline_row(db, run_id, locked, _STEP_STARTED, None, 0.0, None)
+        db.execute(f"UPDATE runs SET {_NO_INLINE} WHERE run_id = ?", (run_id,))
 
 
 def _lock_ending(db: DB, run_id: str) -> tuple[Row | None, Row | None]:
@@ -190,7 +246,7 @@ def _until(wake_at: float | None, deadline: float | None) -> float | None:
 
 # migration: h-web (2 -> 3: published_workflows); migration: h-compose (3 -> 4); migration: h-verify (4 -> 5: versions, forks)
 # migration: h-retain (5 -> 6: the finished-runs index)
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 # The tables, written once for both dialects: {blob}, {real}, {bigint} and {norowid} are filled in
 # by each store (BLOB/REAL/INTEGER/" WITHOUT ROWID" for SQLite, BYTEA/DOUBLE PRECISION/BIGINT/""
 # for PostgreSQL), so the two schemas cannot drift apart.
@@ -309,6 +365,25 @@ RETAIN_MIGRATION_FROM = 5  # the schema version _RETAIN_CHANGES upgrades from
 # end of migration: h-retain
 
 
+# migration: inline-step (schema 6 -> 7) -- a step claimed by its run's own commit (a chain of steps
+# on one worker) has no steps row while it runs: its run's row says which step it is, so that the
+# row is written once, when the step has finished -- one write of the steps table instead of an
+# insert and an update, and no entry in the running-steps index (2 of a step's 6 WAL pages).
+# inline_seq is its step_created event (its name, input and creation time); inline_owner, the worker
+# running it, is indexed for finding a dead worker's steps, and a chain on one worker never rewrites it.
+INLINE_COLUMNS = ("inline_step", "inline_seq", "inline_max_attempts", "inline_owner")
+_INLINE_CHANGES = [
+    "ALTER TABLE runs ADD COLUMN inline_step TEXT",
+    "ALTER TABLE runs ADD COLUMN inline_seq {bigint}",
+    "ALTER TABLE runs ADD COLUMN inline_max_attempts INTEGER",
+    "ALTER TABLE runs ADD COLUMN inline_owner TEXT",
+    "CREATE INDEX runs_inline_owner ON runs (inline_owner) WHERE inline_owner IS NOT NULL",
+]
+_SCHEMA_TEMPLATE += _INLINE_CHANGES
+INLINE_MIGRATION_FROM = 6  # the schema version _INLINE_CHANGES upgrades from
+# end of migration: inline-step
+
+
 def schema(*, blob: str, real: str, bigint: str, norowid: str) -> list[str]:
     """The CREATE statements of the current schema in one dialect's types."""
     return [t.format(blob=blob, real=real, bigint=bigint, norowid=norowid) for t in _SCHEMA_TEMPLATE]
@@ -331,6 +406,7 @@ _MIGRATION_TEMPLATES: dict[int, list[str]] = {
         "ALTER TABLE runs ADD COLUMN forked_step TEXT",
     ],
     RETAIN_MIGRATION_FROM: _RETAIN_CHANGES,  # migration: h-retain
+    INLINE_MIGRATION_FROM: _INLINE_CHANGES,  # migration: inline-step
 }
 
 
@@ -669,7 +745,7 @@ def commit(db: DB, inv: Invocation) -> CommitResult:
         return CommitResult(False, "lease lost", run_status=status)
     if deadline is not None and deadline <= inv.now:
         # Past its deadline: whatever the invocation computed, the run ends here, cancelled.
-        _cancel_locked(db, inv.run_id, last_seq, inv.now, "timeout")
+        _cancel_locked(db, inv.run_id, locked, inv.now, "timeout")
         if not ending and locked[8] is not None:
             parent = _lock_run(db, locked[8])
         _deliver_to_parent(db, inv.run_id, locked, parent, "cancelled", encode({"reason": "timeout"}), inv.now)
@@ -687,11 +763,12 @@ def commit(db: DB, inv: Invocation) -> CommitResult:
             "SELECT 1 FROM workers WHERE worker_id = ? AND alive_until > ?", (owner, inv.now)
         ):
             return CommitResult(False, "run is leased", run_status=status)
-        refusal = _check_speculative(db, inv, status)
+        refusal = _check_speculative(db, inv, status, locked)
         if refusal:  # checked before any write: a refused commit changes nothing
             return CommitResult(False, refusal, run_status=status)
     now = inv.now
     out = _Appender(db, inv.run_id, last_seq)
+    inline = locked[_INLINE]  # the run's inline step while this commit runs (None: its slot is free)
 
     for ev in inv.speculative:  # all checked by _check_speculative above
         if ev.kind == _RUN_STARTED:
@@ -700,7 +777,10 @@ def commit(db: DB, inv: Invocation) -> CommitResult:
             run_started_at = ev.created_at
             db.note("runs")
         elif ev.kind in (_STEP_COMPLETED, _STEP_FAILED):
-            if not _finish_step_row(db, inv.run_id, ev.correlation_id or "", ev.kind, ev.data, ev.created_at, None, ev.attempt):
+            if inline is not None and ev.correlation_id == inline and _inline_accepts(ev.kind, ev.attempt):
+                _write_inline_row(db, inv.run_id, locked, ev.kind, ev.data, ev.created_at, None)
+                inline = None
+            elif not _finish_step_row(db, inv.run_id, ev.correlation_id or "", ev.kind, ev.data, ev.created_at, None, ev.attempt):
                 # Only a lone speculative event gets here unchecked (see _check_speculative), and
                 # its update is the commit's first write: refusing now still changes nothing.
                 assert len(inv.speculative) == 1
@@ -713,7 +793,7 @@ def commit(db: DB, inv: Invocation) -> CommitResult:
         out.add(ev.kind, ev.correlation_id, ev.created_at, data=ev.data, attempt=ev.attempt)
 
     commands = _Commands(db, inv, out, workflow_name=locked[3], run_started_at=run_started_at or now,
-                         run_scheduled_at=locked[7])
+                         run_scheduled_at=locked[7], inline_free=inline is None)
     for cmd in inv.commands:
         _APPLY[type(cmd)](commands, cmd)
     wake_now = not clean or commands.conflicts
@@ -733,21 +813,23 @@ def commit(db: DB, inv: Invocation) -> CommitResult:
             if wake_at is not None:
                 db.note("work")
         out.flush()
+        inline_sql, inline_params = _inline_changes(locked, inline, commands.new_inline, inv.worker_id)
         db.execute(
             "UPDATE runs SET last_seq = ?, owner = NULL, wake_at = ?, updated_at = ?, "
-            "consumed_seq = CASE WHEN consumed_seq > ? THEN consumed_seq ELSE ? END WHERE run_id = ?",
-            (out.seq, wake_at, now, inv.consumed_seq, inv.consumed_seq, inv.run_id),
+            f"consumed_seq = CASE WHEN consumed_seq > ? THEN consumed_seq ELSE ? END{inline_sql} WHERE run_id = ?",
+            (out.seq, wake_at, now, inv.consumed_seq, inv.consumed_seq, *inline_params, inv.run_id),
         )
         run_status = status
     else:
         kind = EventKind.RUN_COMPLETED if inv.status == "completed" else EventKind.RUN_FAILED
         run_status = "completed" if inv.status == "completed" else "failed"
-        _finalize(db, out, inv.run_id, None if run_status == "completed" else _error_text(inv.error), now)
+        _finalize(db, out, inv.run_id, None if run_status == "completed" else _error_text(inv.error), now,
+                  locked if inline is not None else None)
         out.add(kind, None, now, data=inv.result if inv.status == "completed" else inv.error)
         out.flush()
         db.execute(
             "UPDATE runs SET status = ?, output = ?, error = ?, completed_at = ?, last_seq = ?, owner = NULL, "
-            "wake_at = NULL, updated_at = ? WHERE run_id = ?",
+            f"wake_at = NULL, updated_at = ?, {_NO_INLINE} WHERE run_id = ?",
             (run_status, inv.result, inv.error, now, out.seq, now, inv.run_id),
         )
         _deliver_to_parent(db, inv.run_id, locked, parent, run_status, inv.result if run_status == "completed" else inv.error, now)
@@ -758,20 +840,41 @@ def commit(db: DB, inv: Invocation) -> CommitResult:
     )
 
 
+def _inline_changes(
+    locked: Row, left: str | None, new: tuple[str, int, int] | None, worker_id: str
+) -> tuple[str, tuple[Any, ...]]:
+    """The SET clause (and its values) that leaves a suspended run's inline step as the commit left it:
+    ``left`` is the one it had, if still running; ``new``, (step, seq, max_attempts) of the step this
+    commit claimed into the free slot. Nothing if unchanged; the owner only if it changed, so that a
+    chain of steps on one worker never touches the owner's index."""
+    if new is None:
+        if left is not None:
+            return "", ()  # unchanged (still running)
+        if locked[_INLINE] is None:
+            return "", ()  # none before, none now
+        return ", " + _NO_INLINE, ()
+    if locked[_INLINE + 3] == worker_id:
+        return ", inline_step = ?, inline_seq = ?, inline_max_attempts = ?", new
+    return ", inline_step = ?, inline_seq = ?, inline_max_attempts = ?, inline_owner = ?", (*new, worker_id)
+
+
 class _Commands:
     """An invocation's commands applied to its locked run, one method per command kind.
 
     Each turns its command into the entity row and the creation event, in the same transaction
     as the rest of the commit. ``claimed`` collects the new steps inserted already running on the
     committing worker (the first ``claim_steps`` of them: it saves a pending -> running round
-    trip); ``conflicts`` says a hook token was taken, which the instance must be shown.
+    trip); the first of those takes the run's inline slot if it is free (``new_inline``: it gets no
+    steps row until it finishes). ``conflicts`` says a hook token was taken, which the instance must be shown.
     """
 
     def __init__(
         self, db: DB, inv: Invocation, out: _Appender, *, workflow_name: str, run_started_at: float,
-        run_scheduled_at: float | None = None,
+        run_scheduled_at: float | None = None, inline_free: bool = False,
     ) -> None:
         self.db = db
+        self.inline_free = inline_free
+        self.new_inline: tuple[str, int, int] | None = None
         self.run_scheduled_at = run_scheduled_at
         self.inv = inv
         self.out = out
@@ -786,7 +889,7 @@ class _Commands:
     def schedule_step(self, cmd: ScheduleStep) -> None:
         inv, now, corr = self.inv, self.now, cmd.correlation_id
         self.new_steps += 1
-        self.out.add(_STEP_CREATED, corr, now, name=cmd.name, data=cmd.input)
+        created = self.out.add(_STEP_CREATED, corr, now, name=cmd.name, data=cmd.input)
         if cmd.queue is not None:  # admitted by claim_steps, under its queue's limits
             self.db.execute(
                 "INSERT INTO steps (run_id, step_id, name, status, attempt, max_attempts, input, created_at, ready_at, queue) "
@@ -796,11 +899,15 @@ class _Commands:
             _ensure_queue(self.db, cmd.queue, now)
         elif self.claim_left > 0:
             self.claim_left -= 1
-            self.db.execute(
-                "INSERT INTO steps (run_id, step_id, name, status, attempt, max_attempts, input, created_at, "
-                "started_at, attempt_started_at, owner) VALUES (?,?,?,'running',1,?,?,?,?,?,?)",
-                (inv.run_id, corr, cmd.name, cmd.max_attempts, cmd.input, now, now, now, inv.worker_id),
-            )
+            if self.inline_free:
+                self.inline_free = False
+                self.new_inline = (corr, created, cmd.max_attempts)
+            else:
+                self.db.execute(
+                    "INSERT INTO steps (run_id, step_id, name, status, attempt, max_attempts, input, created_at, "
+                    "started_at, attempt_started_at, owner) VALUES (?,?,?,'running',1,?,?,?,?,?,?)",
+                    (inv.run_id, corr, cmd.name, cmd.max_attempts, cmd.input, now, now, now, inv.worker_id),
+                )
             self.out.add(_STEP_STARTED, corr, now, attempt=1)
             self.claimed.append(StepClaim(
                 inv.run_id, corr, cmd.name, cmd.input, 1, cmd.max_attempts, now, self.workflow_name, self.run_started_at,
@@ -903,7 +1010,7 @@ class _Commands:
         locked = _lock_run(self.db, rows[0][0])
         if locked is None or locked[0] in TERMINAL:
             return  # it ended first: its end is already in this run's log
-        _cancel_locked(self.db, rows[0][0], locked[1], self.now, None)
+        _cancel_locked(self.db, rows[0][0], locked, self.now, None)
         self.out.add(EventKind.CHILD_CANCELLED, cmd.correlation_id, self.now, name=rows[0][0])
         self.conflicts = True  # a delivery the instance has not seen
     def mark_patch(self, cmd: MarkPatch) -> None:
@@ -926,7 +1033,7 @@ _APPLY: dict[type, Callable[[_Commands, Any], None]] = {
 }
 
 
-def _check_speculative(db: DB, inv: Invocation, status: str) -> str:
+def _check_speculative(db: DB, inv: Invocation, status: str, locked: Row) -> str:
     """Why the speculative events cannot be appended now ("" if they can), read-only.
 
     Each event is checked against the state the ones before it leave (two run_started, or two
@@ -949,7 +1056,10 @@ def _check_speculative(db: DB, inv: Invocation, status: str) -> str:
                 return "step finished twice"
             if len(inv.speculative) == 1:
                 continue  # the commit's first write, a conditional update, checks it (one query less per step)
-            if not _step_accepts(db, inv.run_id, ev.correlation_id or "", ev.kind, ev.attempt):
+            if _is_inline(locked, ev.correlation_id):
+                if not _inline_accepts(ev.kind, ev.attempt):
+                    return "step not running"
+            elif not _step_accepts(db, inv.run_id, ev.correlation_id or "", ev.kind, ev.attempt):
                 return "step not running"
         elif ev.kind == EventKind.WAIT_COMPLETED:
             if not db.execute(
@@ -975,9 +1085,11 @@ def _error_text(error: bytes | None) -> str:
     return f"{info.type}: {info.message}"
 
 
-def _finalize(db: DB, out: _Appender, run_id: str, stream_error: str | None, now: float) -> None:
+def _finalize(db: DB, out: _Appender, run_id: str, stream_error: str | None, now: float, inline: Row | None) -> None:
     """A run is ending: free its hook tokens, cancel its waits and pending steps, close its streams,
-    cancel its unfinished children (those started with ``on_parent_close="cancel"``).
+    cancel its unfinished children (those started with ``on_parent_close="cancel"``), and give its
+    inline step, if one is still running (``inline``: the run's locked row), its steps row: the
+    caller's update of the run clears its inline columns.
 
     Each hook disposed, wait cancelled and stream closed here is an event too (before the run's
     terminal event, which stays the last), in a fixed order: hooks, then waits, by position; then
@@ -1001,6 +1113,8 @@ def _finalize(db: DB, out: _Appender, run_id: str, stream_error: str | None, now
         "ORDER BY 1, 5, 3, 2",
         (run_id, run_id, run_id, run_id, run_id),
     )
+    if inline is not None:
+        _write_inline_row(db, run_id, inline, _STEP_STARTED, None, now, None)
     kinds = {row[0] for row in found}
     for kind, corr, _, token, _ in found:
         if kind == 0:
@@ -1022,7 +1136,7 @@ def _finalize(db: DB, out: _Appender, run_id: str, stream_error: str | None, now
         if kind == 4:
             locked = _lock_run(db, child)
             if locked is not None and locked[0] not in TERMINAL:
-                _cancel_locked(db, child, locked[1], now, "parent closed")
+                _cancel_locked(db, child, locked, now, "parent closed")
     db.note("stream", run_id)  # also wakes readers of streams never written, which end with the run
     db.note("runs")
     db.note("run", run_id)
@@ -1034,21 +1148,22 @@ def cancel_run(db: DB, run_id: str, now: float, reason: str | None = None) -> Ru
     if locked is None:
         return None
     if locked[0] not in TERMINAL:
-        _cancel_locked(db, run_id, locked[1], now, reason)
+        _cancel_locked(db, run_id, locked, now, reason)
         _deliver_to_parent(db, run_id, locked, parent, "cancelled", encode({"reason": reason}) if reason else None, now)
     return get_run(db, run_id)
 
 
-def _cancel_locked(db: DB, run_id: str, last_seq: int, now: float, reason: str | None) -> None:
-    """End a locked, unfinished run as cancelled (``reason`` in its run_cancelled event and its row)."""
+def _cancel_locked(db: DB, run_id: str, locked: Row, now: float, reason: str | None) -> None:
+    """End a locked, unfinished run as cancelled (``reason`` in its run_cancelled event and its row);
+    ``locked`` is its row as _lock_run read it."""
     db.note("work")  # (if it was queued, its queue has room again)
-    out = _Appender(db, run_id, last_seq)
-    _finalize(db, out, run_id, "run cancelled", now)
+    out = _Appender(db, run_id, locked[1])
+    _finalize(db, out, run_id, "run cancelled", now, locked if locked[_INLINE] is not None else None)
     out.add(EventKind.RUN_CANCELLED, None, now, data=encode({"reason": reason}) if reason else None)
     out.flush()
     db.execute(
         "UPDATE runs SET status = 'cancelled', cancel_reason = ?, completed_at = ?, last_seq = ?, owner = NULL, "
-        "wake_at = NULL, updated_at = ? WHERE run_id = ?",
+        f"wake_at = NULL, updated_at = ?, {_NO_INLINE} WHERE run_id = ?",
         (reason, now, out.seq, now, run_id),
     )
 
@@ -1478,7 +1593,11 @@ def fork_run(db: DB, fork: ForkRun) -> RunRecord:
 
 def _fork_steps(db: DB, fork: ForkRun, kept: list[Event], finished: dict[str | None, Event]) -> None:
     limits: dict[str, int] = {
-        r[0]: r[1] for r in db.execute("SELECT step_id, max_attempts FROM steps WHERE run_id = ?", (fork.source_id,))
+        r[0]: r[1] for r in db.execute(
+            "SELECT step_id, max_attempts FROM steps WHERE run_id = ? "
+            "UNION ALL SELECT inline_step, inline_max_attempts FROM runs WHERE run_id = ? AND inline_step IS NOT NULL",
+            (fork.source_id, fork.source_id),
+        )
     }
     starts: dict[str | None, list[Event]] = {}
     for e in kept:
@@ -1593,31 +1712,37 @@ def claim_steps(db: DB, worker_id: str, names: Sequence[str], now: float, limit:
     if limit > len(candidates):  # room left for queued steps (those of a queue with room, under its lock)
         queued, room = _queued_step_candidates(db, names, now, limit - len(candidates))
         candidates += queued
-    if len(candidates) < limit:
+    if len(candidates) < limit:  # the steps of dead workers: their rows, then inline steps (see _INLINE_ROW)
         candidates += [(r, s, None) for r, s in db.execute(
             f"SELECT run_id, step_id FROM steps WHERE status = 'running' AND name IN ({marks}) "
             f"AND (owner IS NULL OR (owner <> ? AND owner NOT IN {_ALIVE})) LIMIT ?",
             (*names, worker_id, now, limit - len(candidates)),
         )]
+        left = limit - len(candidates)
+        if left > 0:  # (of any name: the loop below gives each its row, and claims those it serves)
+            candidates += [(r, s, None) for r, s in db.execute(
+                f"SELECT run_id, inline_step FROM runs WHERE inline_owner IS NOT NULL AND inline_owner <> ? "
+                f"AND inline_owner NOT IN {_ALIVE} LIMIT ?",
+                (worker_id, now, left),
+            )]
     claims = []
     for run_id, step_id, queue in candidates:
         if queue is not None and room[queue][0] <= 0:
             continue  # its queue admitted as many as it has room for in this claim
         # Lock order everywhere: run, then its steps/hooks/streams. A run another worker holds
         # is skipped, not waited for.
-        runs = db.execute(
-            f"SELECT status, last_seq, owner, workflow_name, started_at, scheduled_at FROM runs WHERE run_id = ?{db.skip_locked}",
-            (run_id,),
-        )
+        runs = db.execute(f"SELECT {_LOCKED} FROM runs WHERE run_id = ?{db.skip_locked}", (run_id,))
         if not runs:
             continue
         run = runs[0]
+        if _is_inline(run, step_id):
+            _materialize_inline(db, run_id, run)  # then claimed (or not) as any running step
         rows = db.execute(
             "SELECT name, input, attempt, max_attempts, started_at FROM steps WHERE run_id = ? AND step_id = ? "
-            f"AND ((status = 'pending' AND ready_at <= ?) OR "
+            f"AND name IN ({marks}) AND ((status = 'pending' AND ready_at <= ?) OR "
             f"(status = 'running' AND (owner IS NULL OR (owner <> ? AND owner NOT IN {_ALIVE}))))"
             f"{db.for_update}",
-            (run_id, step_id, now, worker_id, now),
+            (run_id, step_id, *names, now, worker_id, now),
         )
         if not rows:
             continue  # claimed or finished meanwhile
@@ -1636,7 +1761,7 @@ def claim_steps(db: DB, worker_id: str, names: Sequence[str], now: float, limit:
         out.flush()
         db.execute("UPDATE runs SET last_seq = ?, updated_at = ? WHERE run_id = ?", (out.seq, now, run_id))
         claims.append(StepClaim(
-            run_id, step_id, name, data, attempt, max_attempts, started_at or now, run[3], run[4] or now, run[5]
+            run_id, step_id, name, data, attempt, max_attempts, started_at or now, run[3], run[4] or now, run[7]
         ))
         if queue is not None:
             left, limits = room[queue]
@@ -1701,26 +1826,36 @@ def finish_step(
     db: DB, run_id: str, step_id: str, kind: str, data: bytes, attempt: int, now: float, retry_at: float | None
 ) -> bool:
     run = _lock_run(db, run_id)
-    if run is None or not _finish_step_row(db, run_id, step_id, kind, data, now, retry_at, attempt):
+    if run is None:
+        return False
+    inline = _is_inline(run, step_id) and _inline_accepts(kind, attempt)
+    if inline:
+        _write_inline_row(db, run_id, run, kind, data, now, retry_at)
+    elif not _finish_step_row(db, run_id, step_id, kind, data, now, retry_at, attempt):
         return False
     out = _Appender(db, run_id, run[1])
     out.add(kind, step_id, now, data=data, attempt=attempt)
     out.flush()
+    cleared = f", {_NO_INLINE}" if inline else ""
     if run[0] in ACTIVE and kind not in (EventKind.STEP_RETRYING, EventKind.STEP_CANCELLED):
         db.execute(
-            "UPDATE runs SET last_seq = ?, wake_at = ?, updated_at = ? WHERE run_id = ?", (out.seq, now, now, run_id)
+            f"UPDATE runs SET last_seq = ?, wake_at = ?, updated_at = ?{cleared} WHERE run_id = ?", (out.seq, now, now, run_id)
         )
     else:
-        db.execute("UPDATE runs SET last_seq = ?, updated_at = ? WHERE run_id = ?", (out.seq, now, run_id))
+        db.execute(f"UPDATE runs SET last_seq = ?, updated_at = ?{cleared} WHERE run_id = ?", (out.seq, now, run_id))
     db.note("work")
     return True
 
 
 def list_steps(db: DB, run_id: str) -> list[StepRecord]:
+    # Its inline step (if it has one running) as the row it will get: running its first attempt.
     rows = db.execute(
-        "SELECT run_id, step_id, name, status, attempt, max_attempts, created_at, started_at, completed_at, output, "
-        "error, ready_at, input FROM steps WHERE run_id = ? ORDER BY created_at, length(step_id), step_id",
-        (run_id,),
+        "SELECT * FROM (SELECT run_id, step_id, name, status, attempt, max_attempts, created_at, started_at, "
+        "completed_at, output, error, ready_at, input FROM steps WHERE run_id = ? "
+        "UNION ALL SELECT r.run_id, r.inline_step, e.name, 'running', 1, r.inline_max_attempts, e.created_at, "
+        "e.created_at, NULL, NULL, NULL, NULL, e.data FROM runs r JOIN events e ON e.run_id = r.run_id AND e.seq = r.inline_seq "
+        "WHERE r.run_id = ? AND r.inline_step IS NOT NULL) AS s ORDER BY created_at, length(step_id), step_id",
+        (run_id, run_id),
     )
     return [
         StepRecord(
@@ -1881,13 +2016,15 @@ def _close_is_final(db: DB, run_id: str, closed_by: str) -> bool:
     the attempt may fail, and the next attempt reopens the stream (see ``_append_chunks``)."""
     step_id = closed_by.rpartition("#")[0]
     rows = db.execute(
-        "SELECT r.status, s.status FROM runs r LEFT JOIN steps s ON s.run_id = r.run_id AND s.step_id = ? "
+        "SELECT r.status, s.status, r.inline_step FROM runs r LEFT JOIN steps s ON s.run_id = r.run_id AND s.step_id = ? "
         "WHERE r.run_id = ?",
         (step_id, run_id),
     )
     if not rows:
         return True
-    run_status, step_status = rows[0]
+    run_status, step_status, inline = rows[0]
+    if inline == step_id:
+        step_status = "running"  # (it has no steps row while it runs)
     return run_status in TERMINAL or step_status in (None, "completed", "failed", "cancelled")
 
 

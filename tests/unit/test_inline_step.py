@@ -1,0 +1,177 @@
+"""A step claimed by its run's own commit (a chain of steps on one worker) keeps no steps row while it
+runs: its run's row names it, and its row is written once, when it ends. Everything that needs it as a
+row first -- a dead worker's step claimed again, the run ending with it unfinished, a fork, a listing --
+sees the same step as before. On every store."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import durable
+from durable._core.codec import encode
+from durable._core.commands import ScheduleStep
+from durable._core.events import Event, EventKind
+from durable.stores import _sql, store_from_url
+from durable.stores._base import ForkRun, Invocation, NewRun, Store
+from tests.helpers import encode_args, fresh_store_url, undo_inline_step, wait_for_hook
+from tests.unit.test_retention import rows
+
+pytestmark = pytest.mark.anyio
+
+RUN, STEP = "run_inline", "inline.step"
+
+
+@pytest.fixture
+async def store(store_url: str) -> AsyncIterator[Store]:
+    async with store_from_url(store_url) as opened:
+        for worker in ("w1", "w2", "w3"):
+            await opened.register_worker(worker, "host-a", 1, "start", 60.0, 1.0)
+        yield opened
+
+
+async def _start_chain(store: Store) -> None:
+    """RUN started by w1, whose commit claims step_1 (input 1) for itself."""
+    await store.create_run(NewRun(RUN, "wf", encode_args(), "seed", None, 1.0))
+    result = await store.commit(Invocation(
+        run_id=RUN, worker_id="w1", known_seq=1, now=2.0, status="suspended", claim_steps=1,
+        commands=[ScheduleStep("step_1", STEP, encode_args(1), 3)],
+        speculative=[Event(RUN, 2, EventKind.RUN_STARTED, None, 2.0)],
+    ))
+    assert result.ok and [(c.step_id, c.attempt) for c in result.claimed] == [("step_1", 1)]
+
+
+async def _rows_of_steps(store: Store) -> list[tuple[Any, ...]]:
+    return await rows(store, "SELECT step_id, status, attempt, owner FROM steps WHERE run_id = ? ORDER BY step_id", RUN)
+
+
+async def _inline(store: Store) -> list[tuple[Any, ...]]:
+    return await rows(store, "SELECT inline_step, inline_owner FROM runs WHERE run_id = ?", RUN)
+
+
+async def test_a_chained_step_has_no_row_while_it_runs_and_gets_it_complete_when_it_ends(store: Store) -> None:
+    """While step_1 runs it is listed running (attempt 1, its input and attempts) without a steps row; the
+    commit of its result writes its row completed and claims step_2 the same way."""
+    await _start_chain(store)
+    assert await _rows_of_steps(store) == [] and await _inline(store) == [("step_1", "w1")]
+    [listed] = await store.list_steps(RUN)
+    assert (listed.step_id, listed.name, listed.status, listed.attempt, listed.max_attempts, listed.input,
+            listed.started_at, listed.completed_at) == ("step_1", STEP, "running", 1, 3, encode_args(1), 2.0, None)
+
+    run = await store.get_run(RUN)
+    assert run is not None
+    result = await store.commit(Invocation(
+        run_id=RUN, worker_id="w1", known_seq=run.last_seq, now=3.0, status="suspended", claim_steps=1,
+        commands=[ScheduleStep("step_2", STEP, encode_args(2), 1)],
+        speculative=[Event(RUN, run.last_seq + 1, EventKind.STEP_COMPLETED, "step_1", 3.0, data=encode(10), attempt=1)],
+    ))
+    assert result.ok and [c.step_id for c in result.claimed] == ["step_2"]
+    assert await _rows_of_steps(store) == [("step_1", "completed", 1, None)]
+    assert await _inline(store) == [("step_2", "w1")]
+    first, second = await store.list_steps(RUN)
+    assert (first.status, first.output, first.input, first.max_attempts, first.started_at, first.completed_at) == (
+        "completed", encode(10), encode_args(1), 3, 2.0, 3.0
+    )
+    assert (second.step_id, second.status, second.max_attempts) == ("step_2", "running", 1)
+
+
+async def test_a_dead_workers_inline_step_is_claimed_again_by_a_worker_serving_it(store: Store) -> None:
+    """w1 dies while step_1 runs: a worker serving other steps leaves it alone (it only gets its row), a
+    worker serving it claims attempt 2 with the same input, and its result ends the step."""
+    await _start_chain(store)
+    await store.mark_workers_dead(["w1"])
+    assert await store.claim_steps("w3", ["other.step"], 5.0, 10) == []
+    assert await _rows_of_steps(store) == [("step_1", "running", 1, "w1")] and await _inline(store) == [(None, None)]
+    [claim] = await store.claim_steps("w2", [STEP], 5.0, 10)
+    assert (claim.step_id, claim.attempt, claim.input, claim.max_attempts) == ("step_1", 2, encode_args(1), 3)
+    assert await store.finish_step(RUN, "step_1", EventKind.STEP_COMPLETED, encode(10), 2, 6.0, None)
+    [listed] = await store.list_steps(RUN)
+    assert (listed.status, listed.attempt, listed.output) == ("completed", 2, encode(10))
+
+
+async def test_an_inline_step_still_running_when_its_run_is_cancelled_keeps_running_as_a_row(store: Store) -> None:
+    """Cancelling the run gives its running inline step its row; the attempt's late result is still recorded."""
+    await _start_chain(store)
+    cancelled = await store.cancel_run(RUN, 4.0)
+    assert cancelled is not None and cancelled.status == "cancelled"
+    assert await _rows_of_steps(store) == [("step_1", "running", 1, "w1")] and await _inline(store) == [(None, None)]
+    assert await store.finish_step(RUN, "step_1", EventKind.STEP_COMPLETED, encode(10), 1, 5.0, None)
+    assert [(s.status, s.output) for s in await store.list_steps(RUN)] == [("completed", encode(10))]
+
+
+async def test_an_inline_step_that_fails_and_retries_waits_pending_then_runs_its_second_attempt(store: Store) -> None:
+    """A retry of the inline step's first attempt gets its row pending until its retry time; a stale
+    attempt's failure is refused."""
+    await _start_chain(store)
+    assert not await store.finish_step(RUN, "step_1", EventKind.STEP_RETRYING, encode("boom"), 2, 3.0, 9.0)
+    assert await store.finish_step(RUN, "step_1", EventKind.STEP_RETRYING, encode("boom"), 1, 3.0, 9.0)
+    assert await _rows_of_steps(store) == [("step_1", "pending", 1, None)] and await _inline(store) == [(None, None)]
+    assert await store.claim_steps("w2", [STEP], 8.0, 10) == []
+    [claim] = await store.claim_steps("w2", [STEP], 9.0, 10)
+    assert (claim.step_id, claim.attempt) == ("step_1", 2)
+
+
+async def test_a_fork_of_a_run_whose_inline_step_runs_reruns_it_with_its_attempts(store: Store) -> None:
+    """Forked at its end, a run whose step_1 was running inline gets step_1 pending, with the same attempts
+    and input; the source keeps its inline step."""
+    await _start_chain(store)
+    source = await store.get_run(RUN)
+    assert source is not None
+    await store.fork_run(ForkRun(RUN, "run_fork", source.last_seq + 1, "end", None, None, 5.0))
+    [forked] = await store.list_steps("run_fork")
+    assert (forked.step_id, forked.status, forked.max_attempts, forked.input) == ("step_1", "pending", 3, encode_args(1))
+    assert await _inline(store) == [("step_1", "w1")]
+
+
+# -- the migration (schema 6 -> 7) ------------------------------------------------------------------
+
+
+@durable.step(name="inline.double")
+async def double(x: int) -> int:
+    return 2 * x
+
+
+@durable.workflow(name="inline.chain")
+async def chain(x: int) -> list[int]:
+    first = await double(x)
+    await durable.create_hook(token="inline:go")
+    return [first, await double(first), await double(first + 1)]
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+async def test_a_run_in_flight_in_a_schema_6_store_goes_on_after_the_upgrade(backend: str, tmp_path: Path) -> None:
+    """A store from before inline steps, holding a run between two steps, is upgraded on open; the run
+    resumes, its later steps go inline, and its earlier step keeps its row."""
+    if backend == "postgres" and not os.environ.get("DURABLE_TEST_POSTGRES"):
+        pytest.skip("needs DURABLE_TEST_POSTGRES")
+    url = fresh_store_url(backend, tmp_path)
+    async with durable.Runtime(url, workflows=[chain]) as rt:
+        run = await rt.start(chain, 3)
+        await wait_for_hook(rt, "inline:go")
+    statements = [*undo_inline_step(), f"UPDATE durable_meta SET value = '{_sql.INLINE_MIGRATION_FROM}' "
+                  "WHERE key = 'schema_version'"]
+    if backend == "sqlite":
+        with sqlite3.connect(tmp_path / "durable.db") as conn:
+            for statement in statements:
+                conn.execute(statement)
+    else:
+        from tests import pg
+
+        with pg.connect(url) as conn:
+            for statement in statements:
+                conn.execute(statement)
+    async with durable.Runtime(url, workflows=[chain]) as rt:
+        assert await rows(rt.store, "SELECT value FROM durable_meta WHERE key = 'schema_version'") == [
+            (str(_sql.SCHEMA_VERSION),)
+        ]
+        await rt.resume_hook("inline:go", None)
+        assert await rt.run(run.run_id).result() == [6, 12, 14]
+        steps = await rt.store.list_steps(run.run_id)
+        assert [(s.step_id, s.status, s.attempt) for s in steps] == [
+            ("step_1", "completed", 1), ("step_3", "completed", 1), ("step_4", "completed", 1)
+        ]

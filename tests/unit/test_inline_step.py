@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ import pytest
 import durable
 from durable._core.codec import encode
 from durable._core.commands import ScheduleStep
+from durable._core.errors import StoreError
 from durable._core.events import Event, EventKind
 from durable.stores import _sql, store_from_url
 from durable.stores._base import ForkRun, Invocation, NewRun, Store
@@ -35,9 +37,9 @@ async def store(store_url: str) -> AsyncIterator[Store]:
         yield opened
 
 
-async def _start_chain(store: Store) -> None:
+async def _start_chain(store: Store, deadline: float | None = None) -> None:
     """RUN started by w1, whose commit claims step_1 (input 1) for itself."""
-    await store.create_run(NewRun(RUN, "wf", encode_args(), "seed", None, 1.0))
+    await store.create_run(NewRun(RUN, "wf", encode_args(), "seed", None, 1.0, deadline=deadline))
     result = await store.commit(Invocation(
         run_id=RUN, worker_id="w1", known_seq=1, now=2.0, status="suspended", claim_steps=1,
         commands=[ScheduleStep("step_1", STEP, encode_args(1), 3)],
@@ -81,15 +83,17 @@ async def test_a_chained_step_has_no_row_while_it_runs_and_gets_it_complete_when
 
 
 async def test_a_dead_workers_inline_step_is_claimed_again_by_a_worker_serving_it(store: Store) -> None:
-    """w1 dies while step_1 runs: a worker serving other steps leaves it alone (it only gets its row), a
-    worker serving it claims attempt 2 with the same input, and its result ends the step."""
+    """w1 dies while step_1 runs: a worker serving other steps does not see it, a worker serving it claims
+    attempt 2 with the same input; the late attempt 1 may still complete it but no longer fail it."""
     await _start_chain(store)
     await store.mark_workers_dead(["w1"])
-    assert await store.claim_steps("w3", ["other.step"], 5.0, 10) == []
-    assert await _rows_of_steps(store) == [("step_1", "running", 1, "w1")] and await _inline(store) == [(None, None)]
-    [claim] = await store.claim_steps("w2", [STEP], 5.0, 10)
+    assert await store.claim_steps("w3", ["other.step"], 5.0, 1) == []
+    assert await _rows_of_steps(store) == [] and await _inline(store) == [("step_1", "w1")]
+    [claim] = await store.claim_steps("w2", [STEP], 5.0, 1)
     assert (claim.step_id, claim.attempt, claim.input, claim.max_attempts) == ("step_1", 2, encode_args(1), 3)
-    assert await store.finish_step(RUN, "step_1", EventKind.STEP_COMPLETED, encode(10), 2, 6.0, None)
+    assert await _rows_of_steps(store) == [("step_1", "running", 2, "w2")] and await _inline(store) == [(None, None)]
+    assert not await store.finish_step(RUN, "step_1", EventKind.STEP_FAILED, encode("late"), 1, 6.0, None)
+    assert await store.finish_step(RUN, "step_1", EventKind.STEP_COMPLETED, encode(10), 1, 6.0, None)
     [listed] = await store.list_steps(RUN)
     assert (listed.status, listed.attempt, listed.output) == ("completed", 2, encode(10))
 
@@ -104,9 +108,39 @@ async def test_an_inline_step_still_running_when_its_run_is_cancelled_keeps_runn
     assert [(s.status, s.output) for s in await store.list_steps(RUN)] == [("completed", encode(10))]
 
 
+async def test_a_run_that_ends_while_its_inline_step_runs_leaves_the_step_running_as_a_row(store: Store) -> None:
+    """The run's final commit (its workflow returned without awaiting step_1) gives the step its row, running
+    on its worker, and clears the run's inline step; the late result is recorded."""
+    await _start_chain(store)
+    run = await store.get_run(RUN)
+    assert run is not None
+    result = await store.commit(Invocation(
+        run_id=RUN, worker_id="w1", known_seq=run.last_seq, now=3.0, status="completed", result=encode(0), commands=[],
+    ))
+    assert result.ok and result.run_status == "completed"
+    assert await _rows_of_steps(store) == [("step_1", "running", 1, "w1")] and await _inline(store) == [(None, None)]
+    assert await store.finish_step(RUN, "step_1", EventKind.STEP_COMPLETED, encode(10), 1, 4.0, None)
+    assert [(s.status, s.output) for s in await store.list_steps(RUN)] == [("completed", encode(10))]
+
+
+async def test_a_commit_past_the_deadline_cancels_the_run_and_keeps_its_inline_step_as_a_row(store: Store) -> None:
+    """step_1's result comes after the run's deadline: the run is cancelled ("timeout"), the result is not
+    recorded, and step_1 is left running as a row."""
+    await _start_chain(store, deadline=5.0)
+    run = await store.get_run(RUN)
+    assert run is not None
+    result = await store.commit(Invocation(
+        run_id=RUN, worker_id="w1", known_seq=run.last_seq, now=6.0, status="suspended", claim_steps=1,
+        commands=[ScheduleStep("step_2", STEP, encode_args(2), 1)],
+        speculative=[Event(RUN, run.last_seq + 1, EventKind.STEP_COMPLETED, "step_1", 6.0, data=encode(10), attempt=1)],
+    ))
+    assert not result.ok and result.run_status == "cancelled"
+    assert await _rows_of_steps(store) == [("step_1", "running", 1, "w1")] and await _inline(store) == [(None, None)]
+
+
 async def test_an_inline_step_that_fails_and_retries_waits_pending_then_runs_its_second_attempt(store: Store) -> None:
-    """A retry of the inline step's first attempt gets its row pending until its retry time; a stale
-    attempt's failure is refused."""
+    """A retry of the inline step's first attempt gets its row pending until its retry time; a retry from
+    an attempt that is not running is refused."""
     await _start_chain(store)
     assert not await store.finish_step(RUN, "step_1", EventKind.STEP_RETRYING, encode("boom"), 2, 3.0, 9.0)
     assert await store.finish_step(RUN, "step_1", EventKind.STEP_RETRYING, encode("boom"), 1, 3.0, 9.0)
@@ -146,25 +180,15 @@ async def chain(x: int) -> list[int]:
 @pytest.mark.parametrize("backend", ["sqlite", "postgres"])
 async def test_a_run_in_flight_in_a_schema_6_store_goes_on_after_the_upgrade(backend: str, tmp_path: Path) -> None:
     """A store from before inline steps, holding a run between two steps, is upgraded on open; the run
-    resumes, its later steps go inline, and its earlier step keeps its row."""
+    resumes, its later steps run (inline), and its earlier step keeps its row."""
     if backend == "postgres" and not os.environ.get("DURABLE_TEST_POSTGRES"):
         pytest.skip("needs DURABLE_TEST_POSTGRES")
     url = fresh_store_url(backend, tmp_path)
     async with durable.Runtime(url, workflows=[chain]) as rt:
         run = await rt.start(chain, 3)
         await wait_for_hook(rt, "inline:go")
-    statements = [*undo_inline_step(), f"UPDATE durable_meta SET value = '{_sql.INLINE_MIGRATION_FROM}' "
-                  "WHERE key = 'schema_version'"]
-    if backend == "sqlite":
-        with sqlite3.connect(tmp_path / "durable.db") as conn:
-            for statement in statements:
-                conn.execute(statement)
-    else:
-        from tests import pg
-
-        with pg.connect(url) as conn:
-            for statement in statements:
-                conn.execute(statement)
+    _run_sql(backend, url, tmp_path, [*undo_inline_step(), f"UPDATE durable_meta SET value = '{_sql.INLINE_MIGRATION_FROM}' "
+                                      "WHERE key = 'schema_version'"])
     async with durable.Runtime(url, workflows=[chain]) as rt:
         assert await rows(rt.store, "SELECT value FROM durable_meta WHERE key = 'schema_version'") == [
             (str(_sql.SCHEMA_VERSION),)
@@ -175,3 +199,39 @@ async def test_a_run_in_flight_in_a_schema_6_store_goes_on_after_the_upgrade(bac
         assert [(s.step_id, s.status, s.attempt) for s in steps] == [
             ("step_1", "completed", 1), ("step_3", "completed", 1), ("step_4", "completed", 1)
         ]
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+async def test_a_schema_6_store_is_not_upgraded_while_workers_of_the_older_durable_run_on_it(
+    backend: str, tmp_path: Path
+) -> None:
+    """They would not see steps kept inline: opening the store names the live worker and changes nothing;
+    once it has stopped, the store is upgraded."""
+    if backend == "postgres" and not os.environ.get("DURABLE_TEST_POSTGRES"):
+        pytest.skip("needs DURABLE_TEST_POSTGRES")
+    url = fresh_store_url(backend, tmp_path)
+    async with store_from_url(url) as store:
+        await store.register_worker("old-worker", "host-a", 4242, "start", 60.0, time.time())
+    _run_sql(backend, url, tmp_path, [*undo_inline_step(), f"UPDATE durable_meta SET value = '{_sql.INLINE_MIGRATION_FROM}' "
+                                      "WHERE key = 'schema_version'"])
+    with pytest.raises(StoreError, match=r"is at schema 6 and workers of an older durable are running on it: "
+                                         r"old-worker \(host host-a, pid 4242\)\. Stop them"):
+        async with store_from_url(url):
+            pass
+    _run_sql(backend, url, tmp_path, ["DELETE FROM workers WHERE worker_id = 'old-worker'"])  # it stopped
+    async with store_from_url(url) as store:
+        assert await rows(store, "SELECT value FROM durable_meta WHERE key = 'schema_version'") == [(str(_sql.SCHEMA_VERSION),)]
+
+
+def _run_sql(backend: str, url: str, tmp_path: Path, statements: list[str]) -> None:
+    """Statements run on the store's database directly, as another program would."""
+    if backend == "sqlite":
+        with sqlite3.connect(tmp_path / "durable.db") as conn:
+            for statement in statements:
+                conn.execute(statement)
+    else:
+        from tests import pg
+
+        with pg.connect(url) as conn:
+            for statement in statements:
+                conn.execute(statement)

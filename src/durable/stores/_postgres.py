@@ -701,6 +701,10 @@ def _migrate(conn: psycopg.Connection[Any], target: _Target) -> tuple[int, int]:
             raise StoreCorrupt(
                 location, f"was written by a newer durable (schema {version}; this version reads up to {SCHEMA_VERSION})"
             )
+        if version < SCHEMA_VERSION:
+            refusal = _sql.upgrade_refusal(version, conn.execute(_sql.LIVE_WORKERS.replace("?", "%s"), (time.time(),)).fetchall())
+            if refusal is not None:
+                raise StoreError(f"PostgreSQL {location} {refusal}")
         while version < SCHEMA_VERSION:
             if version not in MIGRATIONS:
                 raise StoreCorrupt(location, f"has unknown schema version {version}")

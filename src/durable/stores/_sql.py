@@ -160,8 +160,7 @@ _INLINE = 10  # where the inline step's columns start in a _LOCKED row
 
 
 def _lock_run(db: DB, run_id: str) -> Row | None:
-    """(status, last_seq, owner, workflow_name, started_at, deadline, queue, scheduled_at, parent_run_id,
-    parent_corr) of a run, locked."""
+    """A run's row as _LOCKED reads it (status, last_seq, owner, ..., parent_corr, its inline step), locked."""
     rows = db.execute(f"SELECT {_LOCKED} FROM runs WHERE run_id = ?{db.for_update}", (run_id,))
     return rows[0] if rows else None
 
@@ -381,6 +380,23 @@ _INLINE_CHANGES = [
 ]
 _SCHEMA_TEMPLATE += _INLINE_CHANGES
 INLINE_MIGRATION_FROM = 6  # the schema version _INLINE_CHANGES upgrades from
+LIVE_WORKERS = "SELECT worker_id, host, pid FROM workers WHERE alive_until > ?"
+
+
+def upgrade_refusal(version: int, live_workers: Sequence[Row]) -> str | None:
+    """Why a store at schema ``version`` must not be upgraded now (None: it may be), given its live
+    workers (LIVE_WORKERS). From before inline steps, a worker of the older durable still running on
+    it would not see a step kept inline: it would list and fork runs without it, and leave it on a
+    run it ends. All of a store's workers are of its version, so any live one is in the way."""
+    if version > INLINE_MIGRATION_FROM or not live_workers:
+        return None
+    named = ", ".join(f"{w} (host {h}, pid {p})" for w, h, p in live_workers[:3])
+    more = f" and {len(live_workers) - 3} more" if len(live_workers) > 3 else ""
+    return (
+        f"is at schema {version} and workers of an older durable are running on it: {named}{more}. Stop them "
+        f"before this version upgrades it to schema {SCHEMA_VERSION} (a worker that crashed counts until its "
+        "lease runs out)"
+    )
 # end of migration: inline-step
 
 
@@ -1719,11 +1735,12 @@ def claim_steps(db: DB, worker_id: str, names: Sequence[str], now: float, limit:
             (*names, worker_id, now, limit - len(candidates)),
         )]
         left = limit - len(candidates)
-        if left > 0:  # (of any name: the loop below gives each its row, and claims those it serves)
+        if left > 0:  # (its name is its step_created event's)
             candidates += [(r, s, None) for r, s in db.execute(
-                f"SELECT run_id, inline_step FROM runs WHERE inline_owner IS NOT NULL AND inline_owner <> ? "
-                f"AND inline_owner NOT IN {_ALIVE} LIMIT ?",
-                (worker_id, now, left),
+                "SELECT r.run_id, r.inline_step FROM runs r JOIN events e ON e.run_id = r.run_id AND e.seq = r.inline_seq "
+                f"WHERE r.inline_owner IS NOT NULL AND r.inline_owner <> ? AND r.inline_owner NOT IN {_ALIVE} "
+                f"AND e.name IN ({marks}) LIMIT ?",
+                (worker_id, now, *names, left),
             )]
     claims = []
     for run_id, step_id, queue in candidates:

@@ -21,6 +21,7 @@ import os
 import queue
 import sqlite3
 import threading
+import time
 import typing
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -845,6 +846,10 @@ def _migrate(conn: sqlite3.Connection, location: str) -> None:
             version = int(row[0]) if row else 0
             if version > SCHEMA_VERSION:
                 raise StoreCorrupt(location, _newer(version))
+            if version < SCHEMA_VERSION:
+                refusal = _sql.upgrade_refusal(version, conn.execute(_sql.LIVE_WORKERS, (time.time(),)).fetchall())
+                if refusal is not None:
+                    raise StoreError(f"SQLite {location} {refusal}")
             while version < SCHEMA_VERSION:
                 if version not in MIGRATIONS:
                     raise StoreCorrupt(location, f"has unknown schema version {version}")

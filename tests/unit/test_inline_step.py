@@ -20,7 +20,7 @@ from durable._core.commands import ScheduleStep
 from durable._core.errors import StoreError
 from durable._core.events import Event, EventKind
 from durable.stores import _sql, store_from_url
-from durable.stores._base import ForkRun, Invocation, NewRun, Store
+from durable.stores._base import CommitResult, ForkRun, Invocation, NewRun, Store
 from tests.helpers import encode_args, fresh_store_url, undo_inline_step, wait_for_hook
 from tests.unit.test_retention import rows
 
@@ -48,6 +48,17 @@ async def _start_chain(store: Store, deadline: float | None = None) -> None:
     assert result.ok and [(c.step_id, c.attempt) for c in result.claimed] == [("step_1", 1)]
 
 
+async def _complete_step_1_and_chain(store: Store, now: float) -> CommitResult:
+    """w1's commit of step_1's result (10), claiming step_2 as it goes."""
+    run = await store.get_run(RUN)
+    assert run is not None
+    return await store.commit(Invocation(
+        run_id=RUN, worker_id="w1", known_seq=run.last_seq, now=now, status="suspended", claim_steps=1,
+        commands=[ScheduleStep("step_2", STEP, encode_args(2), 1)],
+        speculative=[Event(RUN, run.last_seq + 1, EventKind.STEP_COMPLETED, "step_1", now, data=encode(10), attempt=1)],
+    ))
+
+
 async def _rows_of_steps(store: Store) -> list[tuple[Any, ...]]:
     return await rows(store, "SELECT step_id, status, attempt, owner FROM steps WHERE run_id = ? ORDER BY step_id", RUN)
 
@@ -65,13 +76,7 @@ async def test_a_chained_step_has_no_row_while_it_runs_and_gets_it_complete_when
     assert (listed.step_id, listed.name, listed.status, listed.attempt, listed.max_attempts, listed.input,
             listed.started_at, listed.completed_at) == ("step_1", STEP, "running", 1, 3, encode_args(1), 2.0, None)
 
-    run = await store.get_run(RUN)
-    assert run is not None
-    result = await store.commit(Invocation(
-        run_id=RUN, worker_id="w1", known_seq=run.last_seq, now=3.0, status="suspended", claim_steps=1,
-        commands=[ScheduleStep("step_2", STEP, encode_args(2), 1)],
-        speculative=[Event(RUN, run.last_seq + 1, EventKind.STEP_COMPLETED, "step_1", 3.0, data=encode(10), attempt=1)],
-    ))
+    result = await _complete_step_1_and_chain(store, 3.0)
     assert result.ok and [c.step_id for c in result.claimed] == ["step_2"]
     assert await _rows_of_steps(store) == [("step_1", "completed", 1, None)]
     assert await _inline(store) == [("step_2", "w1")]
@@ -127,13 +132,7 @@ async def test_a_commit_past_the_deadline_cancels_the_run_and_keeps_its_inline_s
     """step_1's result comes after the run's deadline: the run is cancelled ("timeout"), the result is not
     recorded, and step_1 is left running as a row."""
     await _start_chain(store, deadline=5.0)
-    run = await store.get_run(RUN)
-    assert run is not None
-    result = await store.commit(Invocation(
-        run_id=RUN, worker_id="w1", known_seq=run.last_seq, now=6.0, status="suspended", claim_steps=1,
-        commands=[ScheduleStep("step_2", STEP, encode_args(2), 1)],
-        speculative=[Event(RUN, run.last_seq + 1, EventKind.STEP_COMPLETED, "step_1", 6.0, data=encode(10), attempt=1)],
-    ))
+    result = await _complete_step_1_and_chain(store, 6.0)
     assert not result.ok and result.run_status == "cancelled"
     assert await _rows_of_steps(store) == [("step_1", "running", 1, "w1")] and await _inline(store) == [(None, None)]
 

@@ -13,8 +13,12 @@ from typing import TypeAlias
 
 from .queues import QueueSpec
 
+# Plain slotted records, not frozen: a frozen dataclass's __init__ sets each field through
+# object.__setattr__ (~1 µs more for five fields), and a ScheduleStep is made on every step call.
+# Nothing changes a command once it is made.
 
-@dataclass(frozen=True, slots=True)
+
+@dataclass(slots=True)
 class ScheduleStep:
     correlation_id: str
     name: str
@@ -23,30 +27,30 @@ class ScheduleStep:
     queue: QueueSpec | None = None  # @step(queue=...): the step waits for its queue's admission
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class CreateHook:
     correlation_id: str
     token: str
     metadata: bytes | None  # codec bytes: {"webhook": ..., "schema": ...}
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class StartWait:
     correlation_id: str
     resume_at: float
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class CancelWait:
     correlation_id: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class DisposeHook:
     correlation_id: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class WriteChunk:
     correlation_id: str
     namespace: str
@@ -54,13 +58,13 @@ class WriteChunk:
     digest: bytes
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class CloseStream:
     correlation_id: str
     namespace: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class StartChild:
     """Create a child run in the parent's commit (its id is deterministic, so it is created once)."""
 
@@ -74,12 +78,12 @@ class StartChild:
     queue: QueueSpec | None = None  # start_child(queue=...): the child waits for its queue's admission
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class CancelChild:
     correlation_id: str  # the child_started position
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class SetValue:
     """``durable.set_event(key, value)``: publish the run's current value under ``key``."""
 
@@ -88,7 +92,7 @@ class SetValue:
     data: bytes
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class MarkPatch:
     """``durable.patched(patch_id)`` reached for the first time: the run takes the patched code from here."""
 

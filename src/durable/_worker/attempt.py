@@ -87,7 +87,7 @@ class StepContext:
         return first_error
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: made on every step attempt (see StepClaim)
 class StepOutcome:
     kind: str  # step_completed | step_retrying | step_failed | step_cancelled
     data: bytes

@@ -27,6 +27,7 @@ property-thorough: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/replay.py
 	$(BIN)/python benchmarks/steps.py
+	$(BIN)/python benchmarks/instructions.py
 	$(BIN)/python benchmarks/concurrent_runs.py
 	$(BIN)/python benchmarks/sticky_memory.py
 	$(BIN)/python benchmarks/streams.py

@@ -42,11 +42,11 @@ def us(seconds: float) -> str:
     return f"{seconds * 1e6:9.2f} µs"
 
 
-def header(title: str) -> None:
+def header(title: str, method: str = "medians of repeated measurements") -> None:
     print()
     print(title)
     print("-" * len(title))
-    print(f"python {sys.version.split()[0]}, {os.cpu_count()} cpus; medians of repeated measurements")
+    print(f"python {sys.version.split()[0]}, {os.cpu_count()} cpus; {method}")
 
 
 def quick() -> bool:

@@ -7,7 +7,8 @@ user-space work only (no fsync wait, no kernel), which is what code changes move
 Each figure is the difference of two child processes run under ``valgrind --tool=callgrind``, one
 running ``BASE`` steps and one ``BASE + N``, divided by ``N``: start-up, imports and the runtime's
 opening cancel out. The floor is measured the same way: ``N`` more ``BEGIN IMMEDIATE; INSERT;
-COMMIT`` transactions through the ``sqlite3`` module with the same pragmas.
+COMMIT`` transactions through the ``sqlite3`` module with the same pragmas. The workflow and the
+floor are ``steps.py``'s, so the two benchmarks measure the same work.
 
 Run: ``.venv/bin/python benchmarks/instructions.py`` (needs valgrind; about a minute). Without
 valgrind it says so and exits 0.
@@ -19,30 +20,17 @@ import asyncio
 import os
 import re
 import shutil
-import sqlite3
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 from _common import fresh_db, header, quick, sqlite_url
+from steps import floor_connection, insert_commits, steps
 
 import durable
 
 BASE = 200
-
-
-@durable.step(name="bench.noop")
-async def noop(i: int) -> int:
-    return i
-
-
-@durable.workflow(name="bench.steps")
-async def steps(n: int) -> int:
-    total = 0
-    for i in range(n):
-        total += await noop(i)
-    return total
 
 
 async def run_steps(url: str, n: int) -> None:
@@ -50,22 +38,9 @@ async def run_steps(url: str, n: int) -> None:
         await (await rt.start(steps, n)).result()
 
 
-def insert_commits(path: str, n: int) -> None:
-    conn = sqlite3.connect(path, isolation_level=None)
-    conn.execute("PRAGMA journal_mode=WAL")
-    conn.execute("PRAGMA synchronous=NORMAL")
-    conn.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, data BLOB)")
-    payload = b"x" * 64
-    for _ in range(n):
-        conn.execute("BEGIN IMMEDIATE")
-        conn.execute("INSERT INTO t (data) VALUES (?)", (payload,))
-        conn.execute("COMMIT")
-    conn.close()
-
-
 def child(kind: str, n: int) -> None:
     if kind == "insert":
-        insert_commits(fresh_db("floor"), n)
+        insert_commits(floor_connection(fresh_db("floor"), "normal"), n)
     elif kind == "memory":
         asyncio.run(run_steps("memory://", n))
     else:

@@ -47,17 +47,28 @@ async def durable_per_step(url: str, n: int) -> float:
         return (time.perf_counter() - t0) / n
 
 
-def insert_floor(path: str, synchronous: str, n: int) -> float:
+def floor_connection(path: str, synchronous: str) -> sqlite3.Connection:
+    """A new SQLite file with the store's pragmas and one table, for the floor's commits."""
     conn = sqlite3.connect(path, isolation_level=None)
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute(f"PRAGMA synchronous={synchronous.upper()}")
     conn.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, data BLOB)")
+    return conn
+
+
+def insert_commits(conn: sqlite3.Connection, n: int) -> None:
+    """The floor: ``n`` transactions of one small INSERT each."""
     payload = b"x" * 64
-    t0 = time.perf_counter()
     for _ in range(n):
         conn.execute("BEGIN IMMEDIATE")
         conn.execute("INSERT INTO t (data) VALUES (?)", (payload,))
         conn.execute("COMMIT")
+
+
+def insert_floor(path: str, synchronous: str, n: int) -> float:
+    conn = floor_connection(path, synchronous)
+    t0 = time.perf_counter()
+    insert_commits(conn, n)
     elapsed = time.perf_counter() - t0
     conn.close()
     return elapsed / n

@@ -50,5 +50,5 @@ def header(title: str, method: str = "medians of repeated measurements") -> None
 
 
 def quick() -> bool:
-    """``BENCH_QUICK=1`` shrinks the workloads (used by the smoke test of the benchmarks)."""
+    """``BENCH_QUICK=1`` shrinks the workloads (tests/unit/test_benchmarks.py runs every script so)."""
     return os.environ.get("BENCH_QUICK") == "1"

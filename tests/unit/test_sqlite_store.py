@@ -127,9 +127,10 @@ async def test_the_wal_stays_bounded_under_a_continuous_chain_of_inline_writes(t
     async with durable.Runtime(store, workflows=[wal_chain]) as rt:
         run = await rt.start(wal_chain, f"{path}-wal", 1500)
         largest = await run.result(timeout=120)
-    # Between two looks at its size (every 100 inline writes) the WAL grows by ~100 steps' pages, and
-    # by more while the checkpoint waits for its turn on a loaded machine (up to ~11 MB seen).
-    assert largest < 16 * 1024 * 1024, f"the WAL reached {largest:,} bytes"
+    # Past twice the limit the next inline write waits for the checkpoint, however loaded the machine
+    # (before that, a checkpoint that lost its turn to the chain let it reach 28 MB here): the WAL
+    # stays under 2 x the limit plus the ~100 steps' pages written between two looks at its size.
+    assert largest < 2 * limit + 4 * 1024 * 1024, f"the WAL reached {largest:,} bytes"
 
 
 # -- files that are not durable stores ---------------------------------------------------------------

@@ -500,6 +500,9 @@ class SQLiteStore(SQLStore):
         self._thread: _DatabaseThread | None = None
         self._inline: sqlite3.Connection | None = None
         self._inline_writes = 0
+        # The WAL was twice wal_limit at the last look: the next write queues behind the checkpoint
+        # asked for then (see _count_inline_write).
+        self._wal_over = False
         self._opened_read_only = False
         self._read_only_reason = ""  # why it was opened read-only: asked for, or what was found
         self.inline_writes = self.memory or synchronous in ("normal", "off")
@@ -571,9 +574,16 @@ class SQLiteStore(SQLStore):
             return
         # Inline writes never checkpoint: ask the database thread to, every so many writes, and
         # sooner once the WAL has passed its limit (a stat every 100 writes costs ~15 ns a write).
-        if self._inline_writes >= _CHECKPOINT_AFTER_OPS or _size(f"{self.path}-wal") > self.wal_limit:
+        size = _size(f"{self.path}-wal")
+        if self._inline_writes >= _CHECKPOINT_AFTER_OPS or size > self.wal_limit:
             self._inline_writes = 0
             self._thread.request_checkpoint()
+            # Writes go on inline while the thread's PASSIVE checkpoint copies the WAL. But a chain of
+            # inline writes holds the GIL and the write lock nearly all the time, and on a busy machine
+            # the thread's RESTART could lose to it for thousands of writes (the WAL growing ~20 KB a
+            # step): at twice the limit, the next write goes to the thread, behind that checkpoint,
+            # and waits for it. That bounds the WAL near 2 x wal_limit under any load.
+            self._wal_over = size > 2 * self.wal_limit
 
     def _connect(self) -> sqlite3.Connection:
         if not self.memory:
@@ -622,7 +632,7 @@ class SQLiteStore(SQLStore):
             raise StoreError(
                 f"SQLite {self.path} is open read-only ({self._read_only_reason}): {fn.__name__} cannot write to it"
             )
-        if self._thread is None or not write or self.inline_writes:
+        if self._thread is None or not write or (self.inline_writes and not self._wal_over):
             if write:
                 group = self._group
                 if group is not None and group.opener is not asyncio.current_task() and group.loop is asyncio.get_running_loop():
@@ -648,6 +658,8 @@ class SQLiteStore(SQLStore):
                     raise value
                 return value  # type: ignore[no-any-return]  # fn's own value (typing.cast is a call, every step)
         assert self._thread is not None
+        if write:
+            self._wal_over = False  # this write queues behind the checkpoint: the ones after it go inline again
         op = _Op(_bound(fn, args), write, asyncio.get_running_loop())
         self._thread.submit(op)
         return typing.cast(T, await self._outcome(op))

@@ -159,10 +159,7 @@ class Invocations:
         successors). ``held``: slots the caller hands to the steps created (see :meth:`advance`).
         """
         run_id = instance.run_id
-        new_steps = 0
-        for command in outcome.commands:  # a loop, not sum() over a generator: this runs on every step
-            if type(command) is ScheduleStep:
-                new_steps += 1
+        new_steps = sum(1 for c in outcome.commands if isinstance(c, ScheduleStep))
         # The caller's slot claims first, the free ones after it: a finished step that still holds
         # its slot must not leave its own successor unclaimed when the pool is empty.
         handed = min(held, new_steps) if self._runs_steps else 0

@@ -159,14 +159,9 @@ _LOCKED = (
 _INLINE = 10  # where the inline step's columns start in a _LOCKED row
 
 
-# Built once per dialect (by its row-lock suffix): every step's commit runs it, and a string built
-# per call is hashed again by the driver's statement cache.
-_LOCK_RUN = {lock: f"SELECT {_LOCKED} FROM runs WHERE run_id = ?{lock}" for lock in ("", " FOR UPDATE")}
-
-
 def _lock_run(db: DB, run_id: str) -> Row | None:
     """A run's row as _LOCKED reads it (status, last_seq, owner, ..., parent_corr, its inline step), locked."""
-    rows = db.execute(_LOCK_RUN[db.for_update], (run_id,))
+    rows = db.execute(f"SELECT {_LOCKED} FROM runs WHERE run_id = ?{db.for_update}", (run_id,))
     return rows[0] if rows else None
 
 
@@ -836,7 +831,9 @@ def commit(db: DB, inv: Invocation) -> CommitResult:
         out.flush()
         inline_sql, inline_params = _inline_changes(locked, inline, commands.new_inline, inv.worker_id)
         db.execute(
-            _SUSPEND[inline_sql], (out.seq, wake_at, now, inv.consumed_seq, inv.consumed_seq, *inline_params, inv.run_id)
+            "UPDATE runs SET last_seq = ?, owner = NULL, wake_at = ?, updated_at = ?, "
+            f"consumed_seq = CASE WHEN consumed_seq > ? THEN consumed_seq ELSE ? END{inline_sql} WHERE run_id = ?",
+            (out.seq, wake_at, now, inv.consumed_seq, inv.consumed_seq, *inline_params, inv.run_id),
         )
         run_status = status
     else:
@@ -859,34 +856,22 @@ def commit(db: DB, inv: Invocation) -> CommitResult:
     )
 
 
-_INLINE_CLEARED = ", " + _NO_INLINE
-_INLINE_SET = ", inline_step = ?, inline_seq = ?, inline_max_attempts = ?"
-_INLINE_SET_OWNER = _INLINE_SET + ", inline_owner = ?"
-# The UPDATE that suspends a run, by what it does to the inline step (see _inline_changes): built
-# once, since every step's commit runs one and a string built per call is hashed again by the driver.
-_SUSPEND = {
-    changes: "UPDATE runs SET last_seq = ?, owner = NULL, wake_at = ?, updated_at = ?, "
-    f"consumed_seq = CASE WHEN consumed_seq > ? THEN consumed_seq ELSE ? END{changes} WHERE run_id = ?"
-    for changes in ("", _INLINE_CLEARED, _INLINE_SET, _INLINE_SET_OWNER)
-}
-
-
 def _inline_changes(
     locked: Row, left: str | None, new: tuple[str, int, int] | None, worker_id: str
 ) -> tuple[str, tuple[Any, ...]]:
-    """The SET clause (one of _SUSPEND's keys) and its values that leave a suspended run's inline step
-    as the commit left it: ``left`` is the one it had, if still running; ``new``, (step, seq,
-    max_attempts) of the step this commit claimed into the free slot. Nothing if unchanged; the owner
-    only if it changed, so that a chain of steps on one worker never touches the owner's index."""
+    """The SET clause (and its values) that leaves a suspended run's inline step as the commit left it:
+    ``left`` is the one it had, if still running; ``new``, (step, seq, max_attempts) of the step this
+    commit claimed into the free slot. Nothing if unchanged; the owner only if it changed, so that a
+    chain of steps on one worker never touches the owner's index."""
     if new is None:
         if left is not None:
             return "", ()  # unchanged (still running)
         if locked[_INLINE] is None:
             return "", ()  # none before, none now
-        return _INLINE_CLEARED, ()
+        return ", " + _NO_INLINE, ()
     if locked[_INLINE + 3] == worker_id:
-        return _INLINE_SET, new
-    return _INLINE_SET_OWNER, (*new, worker_id)
+        return ", inline_step = ?, inline_seq = ?, inline_max_attempts = ?", new
+    return ", inline_step = ?, inline_seq = ?, inline_max_attempts = ?, inline_owner = ?", (*new, worker_id)
 
 
 class _Commands:

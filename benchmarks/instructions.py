@@ -1,8 +1,10 @@
 """Instructions per durable step, counted by valgrind, next to the instructions of one INSERT commit.
 
 Wall-clock figures on a shared 2-core machine wander by 10-20% between runs; instruction counts
-repeat within 0.5%, so this is the figure to compare two versions of the hot path by. It counts
-user-space work only (no fsync wait, no kernel), which is what code changes move.
+of memory:// steps repeat within ~1%, so this is the figure to compare two versions of the hot path
+by. It counts user-space work only (no fsync wait, no kernel), which is what code changes move.
+Under ``synchronous=normal`` the database thread's checkpoints are counted too, and how much they
+copy depends on timing: single counts there vary by ~3%, so each figure is a median of three.
 
 Each figure is the difference of two child processes run under ``valgrind --tool=callgrind``, one
 running ``BASE`` steps and one ``BASE + N``, divided by ``N``: start-up, imports and the runtime's
@@ -10,7 +12,7 @@ opening cancel out. The floor is measured the same way: ``N`` more ``BEGIN IMMED
 COMMIT`` transactions through the ``sqlite3`` module with the same pragmas. The workflow and the
 floor are ``steps.py``'s, so the two benchmarks measure the same work.
 
-Run: ``.venv/bin/python benchmarks/instructions.py`` (needs valgrind; about a minute). Without
+Run: ``.venv/bin/python benchmarks/instructions.py`` (needs valgrind; about three minutes). Without
 valgrind it says so and exits 0.
 """
 
@@ -25,7 +27,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from _common import fresh_db, header, quick, sqlite_url
+from _common import fresh_db, header, median, quick, sqlite_url
 from steps import floor_connection, insert_commits, steps
 
 import durable
@@ -63,25 +65,28 @@ def instructions(valgrind: str, kind: str, n: int) -> int:
         return int(match.group(1))
 
 
-def per_unit(valgrind: str, kind: str, n: int) -> float:
-    return (instructions(valgrind, kind, BASE + n) - instructions(valgrind, kind, BASE)) / n
+def per_unit(valgrind: str, kind: str, n: int, repeats: int) -> float:
+    """Median over ``repeats`` of (instructions of BASE + n units - instructions of BASE) / n."""
+    return median([
+        (instructions(valgrind, kind, BASE + n) - instructions(valgrind, kind, BASE)) / n for _ in range(repeats)
+    ])
 
 
 def main() -> None:
     valgrind = shutil.which("valgrind")
+    n, repeats = (200, 1) if quick() else (1000, 3)
     header(
         "instructions: user-space instructions per sequential step (valgrind callgrind)",
-        "one count each: instruction counts repeat within 0.5% (PYTHONHASHSEED=0)",
+        f"medians of {repeats} count(s) (PYTHONHASHSEED=0)",
     )
     if valgrind is None:
         print("valgrind is not installed; nothing measured")
         return
-    n = 200 if quick() else 1000
-    floor = per_unit(valgrind, "insert", n)
+    floor = per_unit(valgrind, "insert", n, repeats)
     print(f"{'what':<34}{'instructions':>14}{'ratio':>8}")
     print(f"{'floor: one INSERT commit (normal)':<34}{floor / 1e3:>13.1f}k{1:>7.1f}x")
     for kind, label in (("memory", "durable step, memory://"), ("normal", "durable step, sqlite normal")):
-        count = per_unit(valgrind, kind, n)
+        count = per_unit(valgrind, kind, n, repeats)
         print(f"{label:<34}{count / 1e3:>13.1f}k{count / floor:>7.1f}x")
 
 

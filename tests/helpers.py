@@ -49,13 +49,30 @@ def fresh_store_url(kind: str, directory: Path) -> str:
     return fresh_database(os.environ["DURABLE_TEST_POSTGRES"], f"t_{uuid.uuid4().hex[:12]}")
 
 
+def undo_rowless_step() -> list[str]:
+    """The statements that take a store of the current schema back to schema 7 (before a completed inline
+    step kept no row): each such step gets the row schema 7 would have written, then the column goes."""
+    return [
+        "INSERT INTO steps (run_id, step_id, name, status, attempt, max_attempts, input, output, created_at, started_at, "
+        "attempt_started_at, completed_at) SELECT c.run_id, c.corr_id, c.name, 'completed', COALESCE(d.attempt, 1), "
+        "c.max_attempts, c.data, d.data, c.created_at, c.created_at, c.created_at, d.created_at FROM events c "
+        "JOIN events d ON d.run_id = c.run_id AND d.corr_id = c.corr_id AND d.kind = 'step_completed' "
+        "WHERE c.kind = 'step_created' AND NOT EXISTS (SELECT 1 FROM steps s WHERE s.run_id = c.run_id AND "
+        "s.step_id = c.corr_id)",
+        "ALTER TABLE events DROP COLUMN max_attempts",
+    ]
+
+
 def undo_inline_step() -> list[str]:
     """The statements that take a store of the current schema back to schema 6 (before runs kept their
     inline step): the index first, as SQLite cannot drop an indexed column. Tests that take a store back
     further run these first."""
     from durable.stores import _sql
 
-    return ["DROP INDEX runs_inline_owner", *(f"ALTER TABLE runs DROP COLUMN {c}" for c in _sql.INLINE_COLUMNS)]
+    return [
+        *undo_rowless_step(), "DROP INDEX runs_inline_owner",
+        *(f"ALTER TABLE runs DROP COLUMN {c}" for c in _sql.INLINE_COLUMNS),
+    ]
 
 
 def encode_args(*args: Any, **kwargs: Any) -> bytes:

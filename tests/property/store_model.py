@@ -87,6 +87,7 @@ class ModelRun:
     cancel_reason: str | None = None
     deadline: float | None = None
     version: str | None = None
+    inline: str | None = None  # the step its own commit claimed into its one inline slot (no steps row while it runs)
 
     @property
     def last_seq(self) -> int:
@@ -117,6 +118,7 @@ class ModelStep:
     completed_at: float | None = None
     output: bytes | None = None
     error: bytes | None = None
+    row: bool = True  # False once it completed as its run's inline step: the store keeps only its events
 
     def record(self) -> StepRecord:
         return StepRecord(
@@ -190,10 +192,20 @@ class StoreModel:
                 data: bytes | None = None, attempt: int | None = None, block: int | None = None) -> None:
         run.events.append(ModelEvent(run.last_seq + 1, kind, corr, now, name, data, attempt, block))
 
+    @staticmethod
+    def _finished(run: ModelRun, step: ModelStep, kind: str) -> None:
+        """``step`` took the outcome ``kind``: as its run's inline step, it leaves the slot, completed
+        without a row (any other end gives it one)."""
+        if run.inline == step.step_id:
+            run.inline = None
+            step.row = kind != EventKind.STEP_COMPLETED
+
     def _finalize(self, run: ModelRun, stream_error: str | None, now: float) -> None:
         """The run ends: each hook disposed, wait cancelled and stream closed is an event (hooks,
-        then waits by position, then streams by namespace), before the terminal event."""
+        then waits by position, then streams by namespace), before the terminal event. Its inline
+        step, if still running, runs on as a row."""
         run_id = run.run_id
+        run.inline = None
 
         def position(key: str) -> tuple[int, str]:
             return (len(key), key)
@@ -382,6 +394,7 @@ class StoreModel:
                 run.status, run.started_at = "running", ev.created_at
             elif ev.kind in (EventKind.STEP_COMPLETED, EventKind.STEP_FAILED):
                 step = self.steps[(inv.run_id, ev.correlation_id or "")]
+                self._finished(run, step, ev.kind)
                 step.status = "completed" if ev.kind == EventKind.STEP_COMPLETED else "failed"
                 if ev.kind == EventKind.STEP_COMPLETED:
                     step.output = ev.data
@@ -432,6 +445,8 @@ class StoreModel:
         if isinstance(cmd, ScheduleStep):
             self._append(run, EventKind.STEP_CREATED, corr, now, name=cmd.name, data=cmd.input)
             if corr in claiming:
+                if run.inline is None and inv.status == "suspended":
+                    run.inline = corr
                 self.steps[(run_id, corr)] = ModelStep(run_id, corr, cmd.name, "running", 1, cmd.max_attempts, cmd.input,
                                                        now, None, inv.worker_id, now)
                 self._append(run, EventKind.STEP_STARTED, corr, now, attempt=1)
@@ -520,6 +535,8 @@ class StoreModel:
         claims = []
         for step in [*pending, *orphans]:
             run = self.runs[step.run_id]
+            if run.inline == step.step_id:
+                run.inline = None  # claimed again as a row
             if run.status in TERMINAL:
                 step.status, step.owner = "cancelled", None
                 continue
@@ -545,6 +562,7 @@ class StoreModel:
         step = self.steps.get((run_id, step_id))
         if run is None or step is None or not self.step_accepts(run_id, step_id, kind, attempt):
             return False
+        self._finished(run, step, kind)
         if kind == EventKind.STEP_COMPLETED:
             step.status, step.output, step.completed_at = "completed", data, now
         elif kind == EventKind.STEP_FAILED:
@@ -660,7 +678,7 @@ class StoreModel:
         ids = set(run_ids)
         counts = {
             "runs": len(ids), "events": sum(len(self.runs[r].events) for r in ids),
-            "steps": sum(1 for k in self.steps if k[0] in ids), "hooks": sum(1 for k in self.hooks if k[0] in ids),
+            "steps": sum(1 for k, s in self.steps.items() if k[0] in ids and s.row), "hooks": sum(1 for k in self.hooks if k[0] in ids),
             "waits": sum(1 for k in self.waits if k[0] in ids), "streams": sum(1 for k in self.streams if k[0] in ids),
             "chunks": sum(len(s.chunks) for k, s in self.streams.items() if k[0] in ids),
             "run_values": sum(1 for k in self.values if k[0] in ids),

@@ -106,11 +106,12 @@ async def test_payloads_are_ciphertext_in_the_database_and_round_trip(store_url:
         payloads: list[bytes] = []
         for sql in ("SELECT input FROM runs", "SELECT output FROM runs WHERE output IS NOT NULL",
                     "SELECT data FROM events WHERE data IS NOT NULL AND kind NOT IN ('wait_created', 'hook_created')",
-                    "SELECT input FROM steps", "SELECT output FROM steps", "SELECT data FROM chunks",
-                    "SELECT data FROM run_values"):
+                    "SELECT data FROM chunks", "SELECT data FROM run_values"):
             found = [bytes(r[0]) for r in await raw(rt.store, sql)]
             assert found, sql
             payloads += found
+        # A step that completed in its run's own chain has no row (its events hold it); any that has one is checked.
+        payloads += [bytes(v) for r in await raw(rt.store, "SELECT input, output FROM steps") for v in r if v is not None]
         assert all(p[:4] == b"DE1:" and _codec.encrypted_key_id(p) == "a" for p in payloads)
         everything_stored = b"".join(bytes(r[0]) for r in await raw(rt.store, "SELECT data FROM events WHERE data IS NOT NULL"))
         assert SECRET.encode() not in everything_stored and SECRET.upper().encode() not in everything_stored
@@ -285,7 +286,10 @@ async def test_a_fork_of_an_encrypted_run_reads_its_copied_history_and_encrypts_
         assert await forked.result(timeout=20) == ["ONE", "ONE!"]  # step 1 reused from the copied history
         copied = [bytes(r[0]) for r in await raw(rt.store, "SELECT output FROM steps WHERE run_id = ? AND output IS NOT NULL",
                                                 forked.run_id)]
-        assert len(copied) == 2 and all(d[:4] == b"DE1:" for d in copied)
+        results = [bytes(r[0]) for r in await raw(rt.store, "SELECT data FROM events WHERE run_id = ? AND kind = 'step_completed'",
+                                                 forked.run_id)]
+        # Step 1's row was copied; step 2 ran again, with a row or (in the fork's own chain) with only its events.
+        assert len(copied) in (1, 2) and len(results) == 2 and all(d[:4] == b"DE1:" for d in copied + results)
         again = await source.fork(from_step=1, input=["two"])
         assert await again.result(timeout=20) == ["TWO", "TWO!"]
         (row,) = await raw(rt.store, "SELECT input FROM runs WHERE run_id = ?", again.run_id)

@@ -1,7 +1,8 @@
 """A step claimed by its run's own commit (a chain of steps on one worker) keeps no steps row while it
-runs: its run's row names it, and its row is written once, when it ends. Everything that needs it as a
-row first -- a dead worker's step claimed again, the run ending with it unfinished, a fork, a listing --
-sees the same step as before. On every store."""
+runs: its run's row names it. If it completes, it never gets one (its step_created and step_completed
+events are its record); any other end writes its row. Everything that needs it as a row first -- a dead
+worker's step claimed again, the run ending with it unfinished -- gives it one, and a fork or a listing
+sees the same step either way. On every store."""
 
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ from durable._core.errors import StoreError
 from durable._core.events import Event, EventKind
 from durable.stores import _sql, store_from_url
 from durable.stores._base import CommitResult, ForkRun, Invocation, NewRun, Store
-from tests.helpers import encode_args, fresh_store_url, undo_inline_step, wait_for_hook
+from tests.helpers import encode_args, fresh_store_url, undo_inline_step, undo_rowless_step, wait_for_hook
 from tests.unit.test_retention import rows
 
 pytestmark = pytest.mark.anyio
@@ -67,9 +68,10 @@ async def _inline(store: Store) -> list[tuple[Any, ...]]:
     return await rows(store, "SELECT inline_step, inline_owner FROM runs WHERE run_id = ?", RUN)
 
 
-async def test_a_chained_step_has_no_row_while_it_runs_and_gets_it_complete_when_it_ends(store: Store) -> None:
+async def test_a_chained_step_that_completes_never_has_a_row_and_is_listed_from_its_events(store: Store) -> None:
     """While step_1 runs it is listed running (attempt 1, its input and attempts) without a steps row; the
-    commit of its result writes its row completed and claims step_2 the same way."""
+    commit of its result claims step_2 the same way and writes no row: step_1 is listed completed, with
+    everything its row would have held, from its events."""
     await _start_chain(store)
     assert await _rows_of_steps(store) == [] and await _inline(store) == [("step_1", "w1")]
     [listed] = await store.list_steps(RUN)
@@ -78,13 +80,49 @@ async def test_a_chained_step_has_no_row_while_it_runs_and_gets_it_complete_when
 
     result = await _complete_step_1_and_chain(store, 3.0)
     assert result.ok and [c.step_id for c in result.claimed] == ["step_2"]
-    assert await _rows_of_steps(store) == [("step_1", "completed", 1, None)]
+    assert await _rows_of_steps(store) == []
     assert await _inline(store) == [("step_2", "w1")]
     first, second = await store.list_steps(RUN)
-    assert (first.status, first.output, first.input, first.max_attempts, first.started_at, first.completed_at) == (
-        "completed", encode(10), encode_args(1), 3, 2.0, 3.0
+    assert (first.step_id, first.name, first.status, first.attempt, first.output, first.error, first.input,
+            first.max_attempts, first.created_at, first.started_at, first.completed_at, first.ready_at) == (
+        "step_1", STEP, "completed", 1, encode(10), None, encode_args(1), 3, 2.0, 2.0, 3.0, None
     )
     assert (second.step_id, second.status, second.max_attempts) == ("step_2", "running", 1)
+
+
+async def test_a_step_completed_without_a_row_takes_no_second_outcome(store: Store) -> None:
+    """Its late duplicates (a result, a failure, a retry, of its attempt or another) are refused and
+    append nothing; its listing does not change."""
+    await _start_chain(store)
+    assert (await _complete_step_1_and_chain(store, 3.0)).ok
+    run = await store.get_run(RUN)
+    assert run is not None
+    for kind, attempt in [(EventKind.STEP_COMPLETED, 1), (EventKind.STEP_FAILED, 1), (EventKind.STEP_RETRYING, 1),
+                          (EventKind.STEP_COMPLETED, 2)]:
+        assert not await store.finish_step(RUN, "step_1", kind, encode("late"), attempt, 4.0, 5.0)
+    refused = await store.commit(Invocation(
+        run_id=RUN, worker_id="w1", known_seq=run.last_seq, now=4.0, status="suspended", commands=[],
+        speculative=[Event(RUN, run.last_seq + 1, EventKind.STEP_COMPLETED, "step_1", 4.0, data=encode(11), attempt=1)],
+    ))
+    assert not refused.ok
+    after = await store.get_run(RUN)
+    assert after is not None and after.last_seq == run.last_seq
+    assert [(s.step_id, s.status, s.output) for s in await store.list_steps(RUN)] == [
+        ("step_1", "completed", encode(10)), ("step_2", "running", None)
+    ]
+
+
+async def test_a_fork_after_a_step_completed_without_a_row_keeps_its_result_and_attempts(store: Store) -> None:
+    """Forked after step_1's result, the fork has step_1 completed (a row now, as every forked step) with its
+    result, input and max_attempts, and step_2 pending with its own."""
+    await _start_chain(store)
+    assert (await _complete_step_1_and_chain(store, 3.0)).ok
+    source = await store.get_run(RUN)
+    assert source is not None
+    await store.fork_run(ForkRun(RUN, "run_fork", source.last_seq + 1, "end", None, None, 5.0))
+    assert [(s.step_id, s.status, s.output, s.input, s.max_attempts) for s in await store.list_steps("run_fork")] == [
+        ("step_1", "completed", encode(10), encode_args(1), 3), ("step_2", "pending", None, encode_args(2), 1),
+    ]
 
 
 async def test_a_dead_workers_inline_step_is_claimed_again_by_a_worker_serving_it(store: Store) -> None:
@@ -201,25 +239,56 @@ async def test_a_run_in_flight_in_a_schema_6_store_goes_on_after_the_upgrade(bac
 
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgres"])
-async def test_a_schema_6_store_is_not_upgraded_while_workers_of_the_older_durable_run_on_it(
-    backend: str, tmp_path: Path
+@pytest.mark.parametrize("version", [_sql.INLINE_MIGRATION_FROM, _sql.ROWLESS_MIGRATION_FROM])
+async def test_a_schema_6_or_7_store_is_not_upgraded_while_workers_of_the_older_durable_run_on_it(
+    backend: str, version: int, tmp_path: Path
 ) -> None:
-    """They would not see steps kept inline: opening the store names the live worker and changes nothing;
-    once it has stopped, the store is upgraded."""
+    """They would not see steps kept inline, or completed without a row: opening the store names the live
+    worker and changes nothing; once it has stopped, the store is upgraded."""
     if backend == "postgres" and not os.environ.get("DURABLE_TEST_POSTGRES"):
         pytest.skip("needs DURABLE_TEST_POSTGRES")
     url = fresh_store_url(backend, tmp_path)
     async with store_from_url(url) as store:
         await store.register_worker("old-worker", "host-a", 4242, "start", 60.0, time.time())
-    _run_sql(backend, url, tmp_path, [*undo_inline_step(), f"UPDATE durable_meta SET value = '{_sql.INLINE_MIGRATION_FROM}' "
-                                      "WHERE key = 'schema_version'"])
-    with pytest.raises(StoreError, match=r"is at schema 6 and workers of an older durable are running on it: "
+    undo = undo_inline_step() if version == _sql.INLINE_MIGRATION_FROM else undo_rowless_step()
+    _run_sql(backend, url, tmp_path, [*undo, f"UPDATE durable_meta SET value = '{version}' WHERE key = 'schema_version'"])
+    with pytest.raises(StoreError, match=rf"is at schema {version} and workers of an older durable are running on it: "
                                          r"old-worker \(host host-a, pid 4242\)\. Stop them"):
         async with store_from_url(url):
             pass
     _run_sql(backend, url, tmp_path, ["DELETE FROM workers WHERE worker_id = 'old-worker'"])  # it stopped
     async with store_from_url(url) as store:
         assert await rows(store, "SELECT value FROM durable_meta WHERE key = 'schema_version'") == [(str(_sql.SCHEMA_VERSION),)]
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+async def test_a_schema_7_store_keeps_its_step_rows_and_its_running_inline_step_completes_without_one(
+    backend: str, tmp_path: Path
+) -> None:
+    """A store from before completed inline steps went rowless, its run between step_1 (completed, with its
+    row) and step_2 (running inline), is upgraded on open: step_1 keeps its row, and step_2 completes
+    without one, listed with the max_attempts its run's row held."""
+    if backend == "postgres" and not os.environ.get("DURABLE_TEST_POSTGRES"):
+        pytest.skip("needs DURABLE_TEST_POSTGRES")
+    url = fresh_store_url(backend, tmp_path)
+    async with store_from_url(url) as store:
+        await _start_chain(store)
+        assert (await _complete_step_1_and_chain(store, 3.0)).ok
+    _run_sql(backend, url, tmp_path, [*undo_rowless_step(), f"UPDATE durable_meta SET value = '{_sql.ROWLESS_MIGRATION_FROM}' "
+                                      "WHERE key = 'schema_version'"])
+    async with store_from_url(url) as store:
+        assert await rows(store, "SELECT value FROM durable_meta WHERE key = 'schema_version'") == [(str(_sql.SCHEMA_VERSION),)]
+        assert await _rows_of_steps(store) == [("step_1", "completed", 1, None)]
+        run = await store.get_run(RUN)
+        assert run is not None
+        result = await store.commit(Invocation(
+            run_id=RUN, worker_id="w1", known_seq=run.last_seq, now=4.0, status="completed", result=encode(0), commands=[],
+            speculative=[Event(RUN, run.last_seq + 1, EventKind.STEP_COMPLETED, "step_2", 4.0, data=encode(20), attempt=1)],
+        ))
+        assert result.ok and await _rows_of_steps(store) == [("step_1", "completed", 1, None)]
+        assert [(s.step_id, s.status, s.output, s.max_attempts, s.completed_at) for s in await store.list_steps(RUN)] == [
+            ("step_1", "completed", encode(10), 3, 3.0), ("step_2", "completed", encode(20), 1, 4.0)
+        ]
 
 
 def _run_sql(backend: str, url: str, tmp_path: Path, statements: list[str]) -> None:

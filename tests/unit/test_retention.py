@@ -3,6 +3,7 @@ everything that belongs to them, in bounded batches, on every store -- and never
 
 from __future__ import annotations
 
+import asyncio
 import os
 import sqlite3
 import time
@@ -55,7 +56,8 @@ async def child(x: int) -> int:
 
 @durable.workflow(name="retain.everything")
 async def everything(x: int, token: str) -> int:
-    y = await write_and_double(x)
+    # Two at once: the second has a steps row (a step that completes in its run's chain has none).
+    y, _ = await asyncio.gather(write_and_double(x), write_and_double(0))
     durable.set_event("y", y)
     got = await durable.create_hook(token=token)
     await durable.sleep(0.01)

@@ -133,16 +133,17 @@ class _Appender:
 
     def add(
         self, kind: str, corr: str | None, now: float, *, name: str | None = None, data: bytes | None = None,
-        attempt: int | None = None,
+        attempt: int | None = None, max_attempts: int | None = None,
     ) -> int:
         self.seq += 1
-        self.rows.append((self.run_id, self.seq, kind, corr, name, data, attempt, now))
+        self.rows.append((self.run_id, self.seq, kind, corr, name, data, attempt, now, max_attempts))
         return self.seq
 
     def flush(self) -> None:
         if self.rows:
             self.db.executemany(
-                "INSERT INTO events (run_id, seq, kind, corr_id, name, data, attempt, created_at) VALUES (?,?,?,?,?,?,?,?)",
+                "INSERT INTO events (run_id, seq, kind, corr_id, name, data, attempt, created_at, max_attempts) "
+                "VALUES (?,?,?,?,?,?,?,?,?)",
                 self.rows,
             )
             self.rows = []
@@ -165,13 +166,17 @@ def _lock_run(db: DB, run_id: str) -> Row | None:
     return rows[0] if rows else None
 
 
-# -- a run's inline step (schema 7) -----------------------------------------------------------------
+# -- a run's inline step (schemas 7 and 8) ------------------------------------------------------------
 #
 # The step a run's commit claimed for its own worker (the first it may: one per run) is kept on the
-# run's row, not in steps, until it finishes; its finish inserts its steps row, complete, from its
-# step_created event. Whatever else needs it as a row first (a dead worker's step reclaimed, the run
-# ending with it unfinished) materializes it: the same row, running, as if inserted when claimed.
-# Every path holds the run's lock, so a step is either inline or has its row, never both.
+# run's row, not in steps, until it finishes. If it completes (the common case) it never gets a steps
+# row: its step_created event (name, input, max_attempts, creation) and step_completed event (result,
+# completion) are all there is to it, and list_steps reads it from them -- one write of the log per
+# step instead of a log write and a row (schema 8; a schema 7 store's completed inline steps kept
+# rows, which stay). Any other end (failed, retrying) inserts its steps row from its step_created event;
+# whatever needs it as a row first (a dead worker's step reclaimed, the run ending with it unfinished)
+# materializes it: the same row, running, as if inserted when claimed. Every path holds the run's
+# lock, so a step is inline, completed without a row, or has its row: only one of the three.
 
 _INLINE_ROW = (
     "INSERT INTO steps (run_id, step_id, name, status, attempt, max_attempts, input, output, error, created_at, "
@@ -191,14 +196,24 @@ def _inline_accepts(kind: str, attempt: int | None) -> bool:
     return kind == _STEP_COMPLETED or attempt is None or attempt == 1
 
 
+def _finish_inline(db: DB, run_id: str, locked: Row, kind: str, data: bytes | None, now: float,
+                   retry_at: float | None) -> None:
+    """The run's inline step ends with ``kind`` (an EventKind of a step's end): completed, it keeps no
+    row (its events are its record); otherwise it gets its row. Its run's inline columns are the
+    caller's to clear, and the outcome's event the caller's to append."""
+    if kind == _STEP_COMPLETED:
+        db.note("stream", run_id)  # a stream its attempt closed is final now: readers may end
+    else:
+        _write_inline_row(db, run_id, locked, kind, data, now, retry_at)
+
+
 def _write_inline_row(db: DB, run_id: str, locked: Row, kind: str, data: bytes | None, now: float,
                       retry_at: float | None) -> None:
-    """The steps row of the run's inline step, with the outcome ``kind`` (an EventKind of a step's end,
-    or _STEP_STARTED: still running, on its worker). Its run's inline columns are the caller's to clear."""
+    """The steps row of the run's inline step, with the outcome ``kind`` (step_failed, step_retrying,
+    step_cancelled, or _STEP_STARTED: still running, on its worker)."""
     max_attempts, seq, owner = locked[_INLINE + 2], locked[_INLINE + 1], locked[_INLINE + 3]
-    if kind == _STEP_COMPLETED:
-        values: tuple[Any, ...] = ("completed", max_attempts, data, None, now, None, None)
-    elif kind == _STEP_STARTED:
+    values: tuple[Any, ...]
+    if kind == _STEP_STARTED:
         values = ("running", max_attempts, None, None, None, None, owner)
     elif kind == _STEP_RETRYING:
         values = ("pending", max_attempts, None, data, None, retry_at if retry_at is not None else now, None)
@@ -244,8 +259,8 @@ def _until(wake_at: float | None, deadline: float | None) -> float | None:
 # -- schema -----------------------------------------------------------------------------------------
 
 # migration: h-web (2 -> 3: published_workflows); migration: h-compose (3 -> 4); migration: h-verify (4 -> 5: versions, forks)
-# migration: h-retain (5 -> 6: the finished-runs index)
-SCHEMA_VERSION = 7
+# migration: h-retain (5 -> 6: the finished-runs index); migration: rowless-step (7 -> 8)
+SCHEMA_VERSION = 8
 # The tables, written once for both dialects: {blob}, {real}, {bigint} and {norowid} are filled in
 # by each store (BLOB/REAL/INTEGER/" WITHOUT ROWID" for SQLite, BYTEA/DOUBLE PRECISION/BIGINT/""
 # for PostgreSQL), so the two schemas cannot drift apart.
@@ -380,15 +395,32 @@ _INLINE_CHANGES = [
 ]
 _SCHEMA_TEMPLATE += _INLINE_CHANGES
 INLINE_MIGRATION_FROM = 6  # the schema version _INLINE_CHANGES upgrades from
+# end of migration: inline-step
+
+
+# migration: rowless-step (schema 7 -> 8) -- an inline step that completes gets no steps row: its
+# step_created event carries its max_attempts (NULL on every other event and on older step_created
+# events, whose steps all have rows), so that its two events hold everything its row would have.
+_ROWLESS_CHANGES = [
+    "ALTER TABLE events ADD COLUMN max_attempts INTEGER",
+    # An inline step left unfinished by a schema 7 store's worker may yet complete without a row.
+    "UPDATE events SET max_attempts = (SELECT r.inline_max_attempts FROM runs r WHERE r.run_id = events.run_id "
+    "AND r.inline_seq = events.seq) WHERE EXISTS (SELECT 1 FROM runs r WHERE r.run_id = events.run_id "
+    "AND r.inline_seq = events.seq)",
+]
+_SCHEMA_TEMPLATE += _ROWLESS_CHANGES
+ROWLESS_MIGRATION_FROM = 7  # the schema version _ROWLESS_CHANGES upgrades from
+# end of migration: rowless-step
 LIVE_WORKERS = "SELECT worker_id, host, pid FROM workers WHERE alive_until > ?"
 
 
 def upgrade_refusal(version: int, live_workers: Sequence[Row]) -> str | None:
     """Why a store at schema ``version`` must not be upgraded now (None: it may be), given its live
-    workers (LIVE_WORKERS). From before inline steps, a worker of the older durable still running on
-    it would not see a step kept inline: it would list and fork runs without it, and leave it on a
-    run it ends. All of a store's workers are of its version, so any live one is in the way."""
-    if version > INLINE_MIGRATION_FROM or not live_workers:
+    workers (LIVE_WORKERS). From before completed inline steps kept no row (schema 8; before schema 7,
+    inline steps at all), a worker of the older durable still running on it would not see such a
+    step: it would list and fork runs without it (and, before schema 7, leave a running one on a run
+    it ends). All of a store's workers are of its version, so any live one is in the way."""
+    if version > ROWLESS_MIGRATION_FROM or not live_workers:
         return None
     named = ", ".join(f"{w} (host {h}, pid {p})" for w, h, p in live_workers[:3])
     more = f" and {len(live_workers) - 3} more" if len(live_workers) > 3 else ""
@@ -397,7 +429,6 @@ def upgrade_refusal(version: int, live_workers: Sequence[Row]) -> str | None:
         f"before this version upgrades it to schema {SCHEMA_VERSION} (a worker that crashed counts until its "
         "lease runs out)"
     )
-# end of migration: inline-step
 
 
 def schema(*, blob: str, real: str, bigint: str, norowid: str) -> list[str]:
@@ -423,6 +454,7 @@ _MIGRATION_TEMPLATES: dict[int, list[str]] = {
     ],
     RETAIN_MIGRATION_FROM: _RETAIN_CHANGES,  # migration: h-retain
     INLINE_MIGRATION_FROM: _INLINE_CHANGES,  # migration: inline-step
+    ROWLESS_MIGRATION_FROM: _ROWLESS_CHANGES,  # migration: rowless-step
 }
 
 
@@ -794,7 +826,7 @@ def commit(db: DB, inv: Invocation) -> CommitResult:
             db.note("runs")
         elif ev.kind in (_STEP_COMPLETED, _STEP_FAILED):
             if inline is not None and ev.correlation_id == inline and _inline_accepts(ev.kind, ev.attempt):
-                _write_inline_row(db, inv.run_id, locked, ev.kind, ev.data, ev.created_at, None)
+                _finish_inline(db, inv.run_id, locked, ev.kind, ev.data, ev.created_at, None)
                 inline = None
             elif not _finish_step_row(db, inv.run_id, ev.correlation_id or "", ev.kind, ev.data, ev.created_at, None, ev.attempt):
                 # Only a lone speculative event gets here unchecked (see _check_speculative), and
@@ -905,7 +937,7 @@ class _Commands:
     def schedule_step(self, cmd: ScheduleStep) -> None:
         inv, now, corr = self.inv, self.now, cmd.correlation_id
         self.new_steps += 1
-        created = self.out.add(_STEP_CREATED, corr, now, name=cmd.name, data=cmd.input)
+        created = self.out.add(_STEP_CREATED, corr, now, name=cmd.name, data=cmd.input, max_attempts=cmd.max_attempts)
         if cmd.queue is not None:  # admitted by claim_steps, under its queue's limits
             self.db.execute(
                 "INSERT INTO steps (run_id, step_id, name, status, attempt, max_attempts, input, created_at, ready_at, queue) "
@@ -1611,8 +1643,9 @@ def _fork_steps(db: DB, fork: ForkRun, kept: list[Event], finished: dict[str | N
     limits: dict[str, int] = {
         r[0]: r[1] for r in db.execute(
             "SELECT step_id, max_attempts FROM steps WHERE run_id = ? "
-            "UNION ALL SELECT inline_step, inline_max_attempts FROM runs WHERE run_id = ? AND inline_step IS NOT NULL",
-            (fork.source_id, fork.source_id),
+            "UNION ALL SELECT inline_step, inline_max_attempts FROM runs WHERE run_id = ? AND inline_step IS NOT NULL "
+            "UNION ALL SELECT corr_id, max_attempts FROM events WHERE run_id = ? AND kind = ? AND max_attempts IS NOT NULL",
+            (fork.source_id, fork.source_id, fork.source_id, _STEP_CREATED),
         )
     }
     starts: dict[str | None, list[Event]] = {}
@@ -1847,7 +1880,7 @@ def finish_step(
         return False
     inline = _is_inline(run, step_id) and _inline_accepts(kind, attempt)
     if inline:
-        _write_inline_row(db, run_id, run, kind, data, now, retry_at)
+        _finish_inline(db, run_id, run, kind, data, now, retry_at)
     elif not _finish_step_row(db, run_id, step_id, kind, data, now, retry_at, attempt):
         return False
     out = _Appender(db, run_id, run[1])
@@ -1865,22 +1898,43 @@ def finish_step(
 
 
 def list_steps(db: DB, run_id: str) -> list[StepRecord]:
-    # Its inline step (if it has one running) as the row it will get: running its first attempt.
+    """The run's steps in the order they were created: those with rows, its inline step (if it has one
+    running) as the row it will get (running its first attempt), and its steps that completed inline,
+    which have no row, from their step_created and step_completed events."""
     rows = db.execute(
         "SELECT * FROM (SELECT run_id, step_id, name, status, attempt, max_attempts, created_at, started_at, "
         "completed_at, output, error, ready_at, input FROM steps WHERE run_id = ? "
         "UNION ALL SELECT r.run_id, r.inline_step, e.name, 'running', 1, r.inline_max_attempts, e.created_at, "
         "e.created_at, NULL, NULL, NULL, NULL, e.data FROM runs r JOIN events e ON e.run_id = r.run_id AND e.seq = r.inline_seq "
-        "WHERE r.run_id = ? AND r.inline_step IS NOT NULL) AS s ORDER BY created_at, length(step_id), step_id",
+        "WHERE r.run_id = ? AND r.inline_step IS NOT NULL) AS s",
         (run_id, run_id),
     )
-    return [
+    records = [
         StepRecord(
             r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8],
             None if r[9] is None else bytes(r[9]), None if r[10] is None else bytes(r[10]), r[11], bytes(r[12]),
         )
         for r in rows
     ]
+    with_rows = {r.step_id for r in records}
+    created: dict[str, Row] = {}
+    for kind, step_id, name, data, attempt, at, max_attempts in db.execute(
+        "SELECT kind, corr_id, name, data, attempt, created_at, max_attempts FROM events WHERE run_id = ? "
+        "AND kind IN (?, ?) ORDER BY seq",
+        (run_id, _STEP_CREATED, _STEP_COMPLETED),
+    ):
+        if step_id in with_rows:
+            continue
+        if kind == _STEP_CREATED:
+            created[step_id] = (name, data, at, max_attempts)
+        elif step_id in created:  # claimed when created, so started then (as the row it would have had)
+            name, step_input, created_at, limit = created[step_id]
+            records.append(StepRecord(
+                run_id, step_id, name, "completed", attempt or 1, limit, created_at, created_at, at, bytes(data), None,
+                None, bytes(step_input),
+            ))
+    records.sort(key=lambda r: (r.created_at, len(r.step_id), r.step_id))
+    return records
 
 
 # -- hooks ----------------------------------------------------------------------------------------

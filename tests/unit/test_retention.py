@@ -57,7 +57,7 @@ async def child(x: int) -> int:
 @durable.workflow(name="retain.everything")
 async def everything(x: int, token: str) -> int:
     # Two at once: the second has a steps row (a step that completes in its run's chain has none).
-    y, _ = await asyncio.gather(write_and_double(x), write_and_double(0))
+    y = int((await asyncio.gather(write_and_double(x), write_and_double(0)))[0])
     durable.set_event("y", y)
     got = await durable.create_hook(token=token)
     await durable.sleep(0.01)

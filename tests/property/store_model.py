@@ -445,13 +445,14 @@ class StoreModel:
         if isinstance(cmd, ScheduleStep):
             self._append(run, EventKind.STEP_CREATED, corr, now, name=cmd.name, data=cmd.input)
             if corr in claiming:
-                if run.inline is None and inv.status == "suspended":
+                inline = run.inline is None
+                if inline:
                     run.inline = corr
                 self.steps[(run_id, corr)] = ModelStep(run_id, corr, cmd.name, "running", 1, cmd.max_attempts, cmd.input,
                                                        now, None, inv.worker_id, now)
                 self._append(run, EventKind.STEP_STARTED, corr, now, attempt=1)
                 claimed.append(StepClaim(run_id, corr, cmd.name, cmd.input, 1, cmd.max_attempts, now, run.workflow_name,
-                                         run.started_at or now))
+                                         run.started_at or now, inline=inline))
             else:
                 self.steps[(run_id, corr)] = ModelStep(run_id, corr, cmd.name, "pending", 0, cmd.max_attempts, cmd.input,
                                                        now, now)

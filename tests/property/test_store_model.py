@@ -49,7 +49,7 @@ from durable._core.errorinfo import encode_error
 from durable._core.errors import DurableError, HookNotFound, RunNotFound, StreamClosedError
 from durable._core.events import REPLAY_KINDS, Event, EventKind
 from durable.stores import store_from_url
-from durable.stores._base import Invocation, NewRun, PublishedWorkflow, Store, Versions
+from durable.stores._base import Invocation, NewRun, PublishedWorkflow, StepClaim, Store, Versions
 from durable.stores._encrypted import EncryptedStore, Encryption
 
 from .conftest import examples
@@ -98,6 +98,9 @@ class StoreMachine(RuleBasedStateMachine):
         self.model = StoreModel(HOST)
         self.now = 1000.0
         self.positions: dict[str, int] = {}  # run -> last correlation position used
+        # The claims handed out, by (run, step): a commit of a step's result passes its claim, as the
+        # runtime does for an inline one (Invocation.finished: the store may skip reading the run row).
+        self.claims: dict[tuple[str, str], StepClaim] = {}
         self.names = 0
 
     def teardown(self) -> None:
@@ -256,6 +259,8 @@ class StoreMachine(RuleBasedStateMachine):
             commands.append(command)
         speculative = [self._speculative(run_id, data) for _ in range(data.draw(st.sampled_from([0, 0, 1, 1, 2]), label="speculative"))]
         status = data.draw(st.sampled_from(["suspended"] * 6 + ["completed", "failed"]), label="status")
+        lone = [s for s in speculative if s is not None]
+        finished = self.claims.get((run_id, lone[0].correlation_id or "")) if len(lone) == 1 else None
         inv = Invocation(
             run_id=run_id, worker_id=worker, known_seq=max(1, run.last_seq - stale), now=now,
             commands=[c for c in commands if c is not None], status=status,  # type: ignore[arg-type]
@@ -264,6 +269,7 @@ class StoreMachine(RuleBasedStateMachine):
             speculative=[s for s in speculative if s is not None], holds_lease=holds_lease,
             claim_steps=data.draw(st.sampled_from([0, 0, 1, 2]), label="claim"),
             next_wake=data.draw(st.none() | st.sampled_from([now + 2.0, now + 50.0]), label="next wake"),
+            finished=finished if data.draw(st.booleans(), label="with its claim") else None,
         )
         try:
             expected = self.model.commit(inv)
@@ -274,7 +280,10 @@ class StoreMachine(RuleBasedStateMachine):
                 self.call("commit", inv)
             return
         got = self.call("commit", inv)
+        self.claims.update({(c.run_id, c.step_id): c for c in got.claimed})
         event(f"commit: {'ok' if got.ok else got.reason.split(':')[0]}")
+        if inv.finished is not None and inv.finished.inline and got.ok:
+            event("commit: an inline step's result, with its claim")
         if got.ok and got.run_status in TERMINAL and any(h.run_id == run_id for h in self.model.hooks.values()):
             event("a run with hooks ended")
         if got.ok and got.run_status in TERMINAL and run.parent_run_id is not None:
@@ -356,6 +365,7 @@ class StoreMachine(RuleBasedStateMachine):
     def claim_steps(self, worker: str, names: tuple[str, ...]) -> None:
         now = self.tick()
         got = self.call("claim_steps", worker, list(names), now, 64)
+        self.claims.update({(c.run_id, c.step_id): c for c in got})
         expected = self.model.claim_steps(worker, names, now)
         event(f"claim_steps: {'some' if got else 'none'}")
         assert Counter(map(repr, got)) == Counter(map(repr, expected)), (got, expected)

@@ -10,8 +10,9 @@ import os
 import sqlite3
 import time
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
@@ -21,7 +22,8 @@ from durable._core.commands import ScheduleStep
 from durable._core.errors import StoreError
 from durable._core.events import Event, EventKind
 from durable.stores import _sql, store_from_url
-from durable.stores._base import CommitResult, ForkRun, Invocation, NewRun, Store
+from durable.stores._base import CommitResult, ForkRun, Invocation, NewRun, StepClaim, Store
+from durable.stores._sqlstore import SQLStore
 from tests.helpers import encode_args, fresh_store_url, undo_inline_step, undo_rowless_step, wait_for_hook
 from tests.unit.test_retention import rows
 
@@ -197,6 +199,105 @@ async def test_a_fork_of_a_run_whose_inline_step_runs_reruns_it_with_its_attempt
     [forked] = await store.list_steps("run_fork")
     assert (forked.step_id, forked.status, forked.max_attempts, forked.input) == ("step_1", "pending", 3, encode_args(1))
     assert await _inline(store) == [("step_1", "w1")]
+
+
+# -- a chain's commit without reading the run row first (Invocation.finished) ---------------------------
+
+
+async def _chain_claim(store: Store, run_id: str, deadline: float | None = None) -> StepClaim:
+    """``run_id`` started by w1, whose commit claims step_1 inline; that claim."""
+    await store.create_run(NewRun(run_id, "wf", encode_args(), "seed", None, 1.0, deadline=deadline))
+    result = await store.commit(Invocation(
+        run_id=run_id, worker_id="w1", known_seq=1, now=2.0, status="suspended", claim_steps=1,
+        commands=[ScheduleStep("step_1", STEP, encode_args(1), 3)],
+        speculative=[Event(run_id, 2, EventKind.RUN_STARTED, None, 2.0)],
+    ))
+    [claim] = result.claimed
+    assert claim.inline
+    return claim
+
+
+def _finish_step_1(claim: StepClaim, *, finished: bool, worker: str = "w1", now: float = 3.0) -> Invocation:
+    """step_1's result (10), creating step_2 and step_3 and claiming both (step_2 takes the inline slot)."""
+    return Invocation(
+        run_id=claim.run_id, worker_id=worker, known_seq=4, now=now, status="suspended", claim_steps=2, next_wake=9.0,
+        commands=[ScheduleStep("step_2", STEP, encode_args(2), 1), ScheduleStep("step_3", STEP, encode_args(3), 2)],
+        speculative=[Event(claim.run_id, 5, EventKind.STEP_COMPLETED, "step_1", now, data=encode(10), attempt=1)],
+        consumed_seq=5, finished=claim if finished else None,
+    )
+
+
+async def _state(store: Store, run_id: str) -> tuple[Any, ...]:
+    """Everything a commit writes of a run, as rows."""
+    return (
+        await rows(store, "SELECT seq, kind, corr_id, name, data, attempt, created_at, max_attempts FROM events "
+                          "WHERE run_id = ? ORDER BY seq", run_id),
+        await rows(store, "SELECT status, last_seq, owner, wake_at, updated_at, consumed_seq, inline_step, inline_seq, "
+                          "inline_max_attempts, inline_owner FROM runs WHERE run_id = ?", run_id),
+        await rows(store, "SELECT step_id, name, status, attempt, max_attempts, input, output, created_at, started_at, "
+                          "owner FROM steps WHERE run_id = ? ORDER BY step_id", run_id),
+    )
+
+
+async def test_a_chains_commit_does_not_read_the_run_row_and_writes_what_the_general_commit_writes(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two runs in the same state: step_1's result committed with its claim (no read of the run row) and
+    without (the general commit) leave the same events, run row and step rows, and claim the same steps."""
+    fast, general = await _chain_claim(store, "run_fast"), await _chain_claim(store, "run_general")
+    reads: list[str] = []
+    lock_run = _sql._lock_run
+
+    def counted(db: _sql.DB, run_id: str) -> Any:
+        reads.append(run_id)
+        return lock_run(db, run_id)
+
+    monkeypatch.setattr(_sql, "_lock_run", counted)
+    by_claim = await store.commit(_finish_step_1(fast, finished=True))
+    assert reads == []
+    by_row = await store.commit(_finish_step_1(general, finished=False))
+    assert reads == ["run_general"]
+    assert by_claim.ok and by_row.ok and (by_claim.last_seq, by_claim.clean, by_claim.run_status) == (9, True, "running")
+    assert [(c.step_id, c.inline, c.max_attempts) for c in by_claim.claimed] == [("step_2", True, 1), ("step_3", False, 2)]
+    assert [replace(c, run_id="") for c in by_claim.claimed] == [replace(c, run_id="") for c in by_row.claimed]
+    assert await _state(store, "run_fast") == await _state(store, "run_general")
+
+
+async def _cancelled(store: Store, claim: StepClaim) -> None:
+    await store.cancel_run(claim.run_id, 2.5)
+
+
+async def _reclaimed(store: Store, claim: StepClaim) -> None:
+    await store.mark_workers_dead(["w1"])
+    assert [c.attempt for c in await store.claim_steps("w2", [STEP], 2.5, 1)] == [2]
+
+
+async def _leased(store: Store, claim: StepClaim) -> None:
+    def lease(db: _sql.DB) -> None:  # as claim_runs leaves it (w2 is alive)
+        db.execute("UPDATE runs SET owner = 'w2' WHERE run_id = ?", (claim.run_id,))
+
+    await cast(SQLStore, store)._run(lease)
+
+
+@pytest.mark.parametrize("change", [_cancelled, _reclaimed, _leased])
+async def test_a_chains_commit_of_a_run_changed_meanwhile_is_the_general_commits(store: Store, change: Any) -> None:
+    """Cancelled, its step claimed again by another worker after w1 was marked dead, or leased by another
+    worker: the commit with the claim ends as the general commit of the same invocation does (compared on
+    two runs in the same state)."""
+    fast, general = await _chain_claim(store, "run_fast"), await _chain_claim(store, "run_general")
+    await change(store, fast)
+    await change(store, general)
+    by_claim = await store.commit(_finish_step_1(fast, finished=True))
+    by_row = await store.commit(_finish_step_1(general, finished=False))
+    assert (by_claim.ok, by_claim.reason, by_claim.run_status) == (by_row.ok, by_row.reason, by_row.run_status)
+    assert await _state(store, "run_fast") == await _state(store, "run_general")
+
+
+async def test_a_chains_commit_past_its_runs_deadline_times_the_run_out(store: Store) -> None:
+    """A run with a deadline takes the general commit, which cancels it once the deadline has passed."""
+    claim = await _chain_claim(store, "run_deadline", deadline=2.5)
+    result = await store.commit(_finish_step_1(claim, finished=True))
+    assert not result.ok and result.run_status == "cancelled"
 
 
 # -- the migration (schema 6 -> 7) ------------------------------------------------------------------

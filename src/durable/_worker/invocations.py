@@ -123,14 +123,15 @@ class Invocations:
 
     async def advance(
         self, entry: Sticky, kind: str, corr: str | None, data: bytes | None, attempt: int | None,
-        *, holds_lease: bool = False, held_slot: bool = False,
+        *, holds_lease: bool = False, held_slot: bool = False, finished: StepClaim | None = None,
     ) -> list[StepClaim] | None:
         """Feed an event not yet stored to a live instance and commit it with the commands it
         led to, atomically. The caller holds the run's lock and ``entry.store_seq`` is known.
 
         ``held_slot``: the caller (a finished step) hands its own step slot to the first step the
         commit creates. If the commit claims any step, that slot is now the claims'; if it claims
-        none (or is refused, or raises), the slot is still the caller's to release.
+        none (or is refused, or raises), the slot is still the caller's to release. ``finished``: the
+        claim of the inline step whose result ``kind`` is (see ``Invocation.finished``).
 
         Returns the steps claimed for this worker, or None if the commit was refused.
         """
@@ -143,7 +144,7 @@ class Invocations:
         outcome = instance.advance([event])
         claims = await self._commit(
             instance, outcome, known, [event], holds_lease=holds_lease, successors=kind != _RUN_STARTED,
-            held=1 if held_slot else 0,
+            held=1 if held_slot else 0, finished=finished,
         )
         if claims is not None:
             self.stats["speculative_commits"] += 1
@@ -151,7 +152,7 @@ class Invocations:
 
     async def _commit(
         self, instance: WorkflowInstance, outcome: Outcome, known_seq: int, speculative: list[Event], *, holds_lease: bool,
-        successors: bool = False, held: int = 0,
+        successors: bool = False, held: int = 0, finished: StepClaim | None = None,
     ) -> list[StepClaim] | None:
         """Commit an advanced instance; return the steps claimed here (not yet launched), None if refused.
 
@@ -170,7 +171,7 @@ class Invocations:
             run_id=run_id, worker_id=self.worker_id, known_seq=known_seq, now=self._now(),
             commands=outcome.commands, status=outcome.status, result=outcome.result, error=outcome.error,
             speculative=speculative, holds_lease=holds_lease, claim_steps=claim_now, next_wake=outcome.next_wake,
-            consumed_seq=known_seq + len(speculative),
+            consumed_seq=known_seq + len(speculative), finished=finished,
         )
         try:
             result = await self._commit_failing_lost_writes(invocation)

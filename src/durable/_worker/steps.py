@@ -200,7 +200,8 @@ class StepExecutor:
                     entry = cache.get(run_id)
                     if entry is not None and entry.instance.status == "running" and entry.store_seq is not None:
                         claims = await self.invocations.advance(
-                            entry, outcome.kind, claim.step_id, outcome.data, claim.attempt, held_slot=held_slot
+                            entry, outcome.kind, claim.step_id, outcome.data, claim.attempt, held_slot=held_slot,
+                            finished=claim if claim.inline else None,
                         )
                         if claims is not None:
                             cache.release_if_uncached(run_id)

@@ -138,6 +138,7 @@ class StepClaim:
     workflow_name: str
     run_started_at: float  # when the step's run started (get_workflow_metadata().started_at in a step)
     run_scheduled_at: float | None = None  # the tick a schedule started the step's run for
+    inline: bool = False  # its run's inline step: claimed by its run's own commit, it has no steps row while it runs
 
 
 @dataclass(frozen=True, slots=True)
@@ -235,6 +236,10 @@ class Invocation:
     claim_steps: int = 0
     next_wake: float | None = None  # earliest pending timer of the instance (it has seen every wait)
     consumed_seq: int = 0  # the last event the instance consumed (known_seq plus the speculative ones)
+    # The claim of the inline step whose result is the lone speculative event, as this worker ran it:
+    # the store may take the run's unchanging facts from it (workflow, start, schedule) and check the
+    # rest in the commit's one update of the run, instead of reading the run's row first.
+    finished: StepClaim | None = None
 
 
 @dataclass(frozen=True, slots=True)

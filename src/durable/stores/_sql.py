@@ -779,6 +779,10 @@ def terminal_runs(db: DB, run_ids: Sequence[str]) -> list[str]:
 
 
 def commit(db: DB, inv: Invocation) -> CommitResult:
+    if inv.finished is not None:
+        done = _commit_inline_result(db, inv, inv.finished)
+        if done is not None:
+            return done
     ending = inv.status != "suspended"
     if ending:  # its parent gets the delivery: it is locked too (first)
         locked, parent = _lock_ending(db, inv.run_id)
@@ -888,6 +892,52 @@ def commit(db: DB, inv: Invocation) -> CommitResult:
     )
 
 
+def _commit_inline_result(db: DB, inv: Invocation, finished: StepClaim) -> CommitResult | None:
+    """A chain's step (the hot path): ``inv`` records the result of the run's inline step ``finished``
+    and creates steps outside any queue. Instead of reading the run's row first, the commit's one
+    update of the run checks what :func:`commit` would read there: the run running, its log where the
+    worker left it (``known_seq``), no lease on it but this worker's, no deadline, and this step its
+    inline step, on this worker. Its other facts (workflow, start, schedule) are the claim's: a run never
+    changes them. That update comes first, so it must say what the rest writes (the run's last seq and
+    its next inline step); the rest then is :func:`commit`'s own code.
+
+    None (nothing written) when the run is not as the worker left it, or the invocation is not of
+    that shape: :func:`commit` decides then.
+    """
+    [event] = inv.speculative
+    steps = [c for c in inv.commands if isinstance(c, ScheduleStep) and c.queue is None]
+    if (inv.status != "suspended" or inv.holds_lease or event.kind != _STEP_COMPLETED
+            or event.correlation_id != finished.step_id or len(steps) != len(inv.commands)):
+        return None
+    claimed = min(inv.claim_steps, len(steps))
+    last_seq = inv.known_seq + 1 + len(steps) + claimed  # its result, each step created, each claimed started
+    # The first step claimed takes the inline slot this step frees; its step_created comes right after the result.
+    new_inline = (steps[0].correlation_id, inv.known_seq + 2, steps[0].max_attempts) if claimed else None
+    inline_sql = "inline_step = ?, inline_seq = ?, inline_max_attempts = ?" if new_inline is not None else _NO_INLINE
+    sql = (
+        "UPDATE runs SET last_seq = ?, owner = NULL, wake_at = ?, updated_at = ?, "
+        f"consumed_seq = CASE WHEN consumed_seq > ? THEN consumed_seq ELSE ? END, {inline_sql} "
+        "WHERE run_id = ? AND last_seq = ? AND status = 'running' AND (owner IS NULL OR owner = ?) AND deadline IS NULL "
+        "AND inline_step = ? AND inline_owner = ?"
+    )
+    params = (last_seq, inv.next_wake, inv.now, inv.consumed_seq, inv.consumed_seq, *(new_inline or ()), inv.run_id,
+              inv.known_seq, inv.worker_id, finished.step_id, inv.worker_id)
+    if not (db.execute_count(sql, params) if db.counts_rows else db.execute(sql + " RETURNING 1", params)):
+        return None
+    db.note("stream", inv.run_id)  # as _finish_inline: a stream its attempt closed is final now
+    out = _Appender(db, inv.run_id, inv.known_seq)
+    out.add(event.kind, event.correlation_id, event.created_at, data=event.data, attempt=event.attempt)
+    commands = _Commands(db, inv, out, workflow_name=finished.workflow_name, run_started_at=finished.run_started_at,
+                         run_scheduled_at=finished.run_scheduled_at, inline_free=True)
+    for step in steps:
+        commands.schedule_step(step)
+    out.flush()
+    assert out.seq == last_seq and commands.new_inline == new_inline, "the run's update must say what was written"
+    if commands.new_steps > len(commands.claimed) or inv.next_wake is not None:
+        db.note("work")
+    return CommitResult(True, last_seq=last_seq, clean=True, claimed=commands.claimed, run_status="running")
+
+
 def _inline_changes(
     locked: Row, left: str | None, new: tuple[str, int, int] | None, worker_id: str
 ) -> tuple[str, tuple[Any, ...]]:
@@ -947,7 +997,8 @@ class _Commands:
             _ensure_queue(self.db, cmd.queue, now)
         elif self.claim_left > 0:
             self.claim_left -= 1
-            if self.inline_free:
+            inline = self.inline_free
+            if inline:
                 self.inline_free = False
                 self.new_inline = (corr, created, cmd.max_attempts)
             else:
@@ -959,7 +1010,7 @@ class _Commands:
             self.out.add(_STEP_STARTED, corr, now, attempt=1)
             self.claimed.append(StepClaim(
                 inv.run_id, corr, cmd.name, cmd.input, 1, cmd.max_attempts, now, self.workflow_name, self.run_started_at,
-                self.run_scheduled_at,
+                self.run_scheduled_at, inline,
             ))
         else:
             self.db.execute(

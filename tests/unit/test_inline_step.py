@@ -40,15 +40,23 @@ async def store(store_url: str) -> AsyncIterator[Store]:
         yield opened
 
 
+async def _chain_claim(store: Store, run_id: str, deadline: float | None = None) -> StepClaim:
+    """``run_id`` started by w1, whose commit claims step_1 inline; that claim."""
+    await store.create_run(NewRun(run_id, "wf", encode_args(), "seed", None, 1.0, deadline=deadline))
+    result = await store.commit(Invocation(
+        run_id=run_id, worker_id="w1", known_seq=1, now=2.0, status="suspended", claim_steps=1,
+        commands=[ScheduleStep("step_1", STEP, encode_args(1), 3)],
+        speculative=[Event(run_id, 2, EventKind.RUN_STARTED, None, 2.0)],
+    ))
+    [claim] = result.claimed
+    assert claim.inline
+    return claim
+
+
 async def _start_chain(store: Store, deadline: float | None = None) -> None:
     """RUN started by w1, whose commit claims step_1 (input 1) for itself."""
-    await store.create_run(NewRun(RUN, "wf", encode_args(), "seed", None, 1.0, deadline=deadline))
-    result = await store.commit(Invocation(
-        run_id=RUN, worker_id="w1", known_seq=1, now=2.0, status="suspended", claim_steps=1,
-        commands=[ScheduleStep("step_1", STEP, encode_args(1), 3)],
-        speculative=[Event(RUN, 2, EventKind.RUN_STARTED, None, 2.0)],
-    ))
-    assert result.ok and [(c.step_id, c.attempt) for c in result.claimed] == [("step_1", 1)]
+    claim = await _chain_claim(store, RUN, deadline)
+    assert (claim.step_id, claim.attempt) == ("step_1", 1)
 
 
 async def _complete_step_1_and_chain(store: Store, now: float) -> CommitResult:
@@ -204,23 +212,12 @@ async def test_a_fork_of_a_run_whose_inline_step_runs_reruns_it_with_its_attempt
 # -- a chain's commit without reading the run row first (Invocation.finished) ---------------------------
 
 
-async def _chain_claim(store: Store, run_id: str, deadline: float | None = None) -> StepClaim:
-    """``run_id`` started by w1, whose commit claims step_1 inline; that claim."""
-    await store.create_run(NewRun(run_id, "wf", encode_args(), "seed", None, 1.0, deadline=deadline))
-    result = await store.commit(Invocation(
-        run_id=run_id, worker_id="w1", known_seq=1, now=2.0, status="suspended", claim_steps=1,
-        commands=[ScheduleStep("step_1", STEP, encode_args(1), 3)],
-        speculative=[Event(run_id, 2, EventKind.RUN_STARTED, None, 2.0)],
-    ))
-    [claim] = result.claimed
-    assert claim.inline
-    return claim
-
-
-def _finish_step_1(claim: StepClaim, *, finished: bool, worker: str = "w1", now: float = 3.0) -> Invocation:
-    """step_1's result (10), creating step_2 and step_3 and claiming both (step_2 takes the inline slot)."""
+def _finish_step_1(claim: StepClaim, *, finished: bool) -> Invocation:
+    """w1's commit at 3.0 of step_1's result (10), creating step_2 and step_3 and claiming both (step_2
+    takes the inline slot)."""
+    now = 3.0
     return Invocation(
-        run_id=claim.run_id, worker_id=worker, known_seq=4, now=now, status="suspended", claim_steps=2, next_wake=9.0,
+        run_id=claim.run_id, worker_id="w1", known_seq=4, now=now, status="suspended", claim_steps=2, next_wake=9.0,
         commands=[ScheduleStep("step_2", STEP, encode_args(2), 1), ScheduleStep("step_3", STEP, encode_args(3), 2)],
         speculative=[Event(claim.run_id, 5, EventKind.STEP_COMPLETED, "step_1", now, data=encode(10), attempt=1)],
         consumed_seq=5, finished=claim if finished else None,

@@ -867,8 +867,7 @@ def commit(db: DB, inv: Invocation) -> CommitResult:
         out.flush()
         inline_sql, inline_params = _inline_changes(locked, inline, commands.new_inline, inv.worker_id)
         db.execute(
-            "UPDATE runs SET last_seq = ?, owner = NULL, wake_at = ?, updated_at = ?, "
-            f"consumed_seq = CASE WHEN consumed_seq > ? THEN consumed_seq ELSE ? END{inline_sql} WHERE run_id = ?",
+            f"{_SUSPEND}{inline_sql} WHERE run_id = ?",
             (out.seq, wake_at, now, inv.consumed_seq, inv.consumed_seq, *inline_params, inv.run_id),
         )
         run_status = status
@@ -892,6 +891,15 @@ def commit(db: DB, inv: Invocation) -> CommitResult:
     )
 
 
+# A suspending commit's update of its run (last_seq, wake_at, updated_at, consumed_seq twice), then
+# its inline step's columns (_SET_INLINE: step, seq, max_attempts) and its WHERE.
+_SUSPEND = (
+    "UPDATE runs SET last_seq = ?, owner = NULL, wake_at = ?, updated_at = ?, "
+    "consumed_seq = CASE WHEN consumed_seq > ? THEN consumed_seq ELSE ? END"
+)
+_SET_INLINE = ", inline_step = ?, inline_seq = ?, inline_max_attempts = ?"
+
+
 def _commit_inline_result(db: DB, inv: Invocation, finished: StepClaim) -> CommitResult | None:
     """A chain's step (the hot path): ``inv`` records the result of the run's inline step ``finished``
     and creates steps outside any queue. Instead of reading the run's row first, the commit's one
@@ -913,11 +921,9 @@ def _commit_inline_result(db: DB, inv: Invocation, finished: StepClaim) -> Commi
     last_seq = inv.known_seq + 1 + len(steps) + claimed  # its result, each step created, each claimed started
     # The first step claimed takes the inline slot this step frees; its step_created comes right after the result.
     new_inline = (steps[0].correlation_id, inv.known_seq + 2, steps[0].max_attempts) if claimed else None
-    inline_sql = "inline_step = ?, inline_seq = ?, inline_max_attempts = ?" if new_inline is not None else _NO_INLINE
+    inline_sql = _SET_INLINE if new_inline is not None else ", " + _NO_INLINE
     sql = (
-        "UPDATE runs SET last_seq = ?, owner = NULL, wake_at = ?, updated_at = ?, "
-        f"consumed_seq = CASE WHEN consumed_seq > ? THEN consumed_seq ELSE ? END, {inline_sql} "
-        "WHERE run_id = ? AND last_seq = ? AND status = 'running' AND (owner IS NULL OR owner = ?) AND deadline IS NULL "
+        f"{_SUSPEND}{inline_sql} WHERE run_id = ? AND last_seq = ? AND status = 'running' AND (owner IS NULL OR owner = ?) AND deadline IS NULL "
         "AND inline_step = ? AND inline_owner = ?"
     )
     params = (last_seq, inv.next_wake, inv.now, inv.consumed_seq, inv.consumed_seq, *(new_inline or ()), inv.run_id,
@@ -952,8 +958,8 @@ def _inline_changes(
             return "", ()  # none before, none now
         return ", " + _NO_INLINE, ()
     if locked[_INLINE + 3] == worker_id:
-        return ", inline_step = ?, inline_seq = ?, inline_max_attempts = ?", new
-    return ", inline_step = ?, inline_seq = ?, inline_max_attempts = ?, inline_owner = ?", (*new, worker_id)
+        return _SET_INLINE, new
+    return _SET_INLINE + ", inline_owner = ?", (*new, worker_id)
 
 
 class _Commands:

@@ -51,7 +51,8 @@ def fresh_store_url(kind: str, directory: Path) -> str:
 
 def undo_rowless_step() -> list[str]:
     """The statements that take a store of the current schema back to schema 7 (before a completed inline
-    step kept no row): each such step gets the row schema 7 would have written, then the column goes."""
+    step kept no row): each such step gets the row schema 7 would have written, then the column goes. (Its
+    log keeps the step_created events that started their steps, schema 9's: this version reads both forms.)"""
     return [
         "INSERT INTO steps (run_id, step_id, name, status, attempt, max_attempts, input, output, created_at, started_at, "
         "attempt_started_at, completed_at) SELECT c.run_id, c.corr_id, c.name, 'completed', COALESCE(d.attempt, 1), "

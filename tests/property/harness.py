@@ -149,7 +149,14 @@ def observe(history: History) -> Observation:
             info = decode_error(final.data or b"")
             result = ("failed", info.type, info.message)
         assert key not in steps, f"step key {key} was scheduled twice"
-        steps[key] = (name, tuple(str(e.kind) for e in evs), result)
+        # A step_created that started the step (schema 9) is the lifecycle of a step_created and a
+        # step_started: a step may be claimed as it is created or later, in either order of completion.
+        lifecycle: list[str] = []
+        for e in evs:
+            lifecycle.append(str(e.kind))
+            if e.kind == EventKind.STEP_CREATED and e.starts_attempt:
+                lifecycle.append(EventKind.STEP_STARTED.value)
+        steps[key] = (name, tuple(lifecycle), result)
     for corr, token in hook_of.items():
         evs = by_corr[corr]
         payloads = [_codec.decode(e.data or b"") for e in evs if e.kind == EventKind.HOOK_RECEIVED]

@@ -443,14 +443,15 @@ class StoreModel:
         """Apply one command; False only for a write to a closed stream (it is lost)."""
         corr, run_id = cmd.correlation_id, run.run_id
         if isinstance(cmd, ScheduleStep):
-            self._append(run, EventKind.STEP_CREATED, corr, now, name=cmd.name, data=cmd.input)
+            # a step claimed here starts with its step_created (attempt 1), without a step_started
+            self._append(run, EventKind.STEP_CREATED, corr, now, name=cmd.name, data=cmd.input,
+                         attempt=1 if corr in claiming else None)
             if corr in claiming:
                 inline = run.inline is None
                 if inline:
                     run.inline = corr
                 self.steps[(run_id, corr)] = ModelStep(run_id, corr, cmd.name, "running", 1, cmd.max_attempts, cmd.input,
                                                        now, None, inv.worker_id, now)
-                self._append(run, EventKind.STEP_STARTED, corr, now, attempt=1)
                 claimed.append(StepClaim(run_id, corr, cmd.name, cmd.input, 1, cmd.max_attempts, now, run.workflow_name,
                                          run.started_at or now, inline=inline))
             else:

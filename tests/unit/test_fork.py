@@ -135,6 +135,9 @@ async def test_parallel_steps_unfinished_at_the_point_run_again(store_url: str) 
         assert await forked.result(timeout=20) == ["held d-slow", "x did d-after"]
         assert (executed["d-slow"], executed["d-after"]) == (2, 2)
         assert {s.step_id: s.status for s in await forked.steps()} == {"step_1": "completed", "step_3": "completed"}
+        # step_1 started with its step_created in the source; in the fork, which ran it again, only its new attempt did
+        assert [e.attempt for e in await forked.events() if e.starts_attempt and e.correlation_id == "step_1"] == [1]
+        assert [(s.step_id, s.attempts) for s in await forked.steps()] == [("step_1", 1), ("step_3", 1)]
 
 
 async def test_streams_and_timers_before_the_point_come_along(store_url: str) -> None:

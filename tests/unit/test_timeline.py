@@ -50,6 +50,31 @@ def test_attempts_are_timed_and_a_crashed_one_is_lost() -> None:
     assert (timeline.created_at, timeline.started_at, timeline.ended_at) == (0.0, 0.5, 10.0)
 
 
+def test_a_step_claimed_as_it_was_created_starts_its_first_attempt_with_its_step_created() -> None:
+    """A step_created with attempt 1 (schema 9: the commit that created the step claimed it) opens attempt 1
+    at once, as a step_started would; the step's later attempts start with their step_started."""
+    timeline = Timeline()
+    timeline.feed(log(
+        ("run_created", None, 0.0), ("run_started", None, 0.5),
+        ("step_created", "step_1", 1.0, {"name": "fetch", "attempt": 1}),
+    ))
+    lane = timeline.lane("step_1")
+    assert lane is not None and lane.status == "running"
+    assert [(a.attempt, a.started_at, a.outcome) for a in lane.attempts] == [(1, 1.0, "running")]
+    timeline.feed(log(
+        ("run_created", None, 0.0), ("run_started", None, 0.5),
+        ("step_created", "step_1", 1.0, {"name": "fetch", "attempt": 1}),
+        ("step_retrying", "step_1", 2.0, {"attempt": 1, "data": failure("nope", retry_at=3.0)}),
+        ("step_started", "step_1", 3.0, {"attempt": 2}),
+        ("step_completed", "step_1", 4.0, {"attempt": 2, "data": _codec.encode(1)}),
+    ))
+    assert [(a.attempt, a.started_at, a.ended_at, a.outcome) for a in lane.attempts] == [
+        (1, 1.0, 2.0, "retrying"), (2, 3.0, 4.0, "completed"),
+    ]
+    assert [e.starts_attempt for e in log(("step_created", "step_1", 1.0, {"attempt": 1}), ("step_created", "step_2", 1.0),
+                                          ("step_started", "step_2", 2.0, {"attempt": 1}))] == [True, False, True]
+
+
 def test_sleeps_and_hooks_have_lanes_of_their_own() -> None:
     """A timer lane carries its deadline and ends fired or cancelled; a hook lane ends with its first payload (and
     lists every one), or with its disposal if none came; a conflicting token ends at once."""

@@ -175,9 +175,11 @@ async def test_failing_step_is_retried_with_the_same_step_id(runtime: durable.Ru
     (step,) = await run.steps()
     assert step.attempts == 3 and step.status == "completed"
     assert result.startswith(f"{run.run_id}/{step.step_id}@")  # the idempotency key is run id / step id
-    kinds = [e.kind for e in await run.events() if e.kind.startswith("step_")]
-    assert kinds == ["step_created", "step_started", "step_retrying", "step_started", "step_retrying",
-                     "step_started", "step_completed"]
+    # claimed as it was created, the step's first attempt starts with its step_created (attempt 1)
+    kinds = [(e.kind, e.attempt) for e in await run.events() if e.kind.startswith("step_")]
+    assert kinds == [("step_created", 1), ("step_retrying", 1), ("step_started", 2), ("step_retrying", 2),
+                     ("step_started", 3), ("step_completed", 3)]
+    assert [e.attempt for e in await run.events() if e.starts_attempt] == [1, 2, 3]
 
 
 @durable.step

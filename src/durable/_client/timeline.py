@@ -89,13 +89,11 @@ class Timeline:
         elif not corr:
             return
         elif kind == EventKind.STEP_CREATED:
-            self.lanes[corr] = Lane("step", corr, e.name, e.created_at, "pending")
+            lane = self.lanes[corr] = Lane("step", corr, e.name, e.created_at, "pending")
+            if e.attempt:  # claimed by the commit that created it: its first attempt started then
+                self._start(lane, e)
         elif kind == EventKind.STEP_STARTED:
-            lane = self._lane(corr, "step", e)
-            if lane.attempts and lane.attempts[-1].ended_at is None:  # its worker died mid-attempt
-                lane.attempts[-1].ended_at, lane.attempts[-1].outcome = e.created_at, "lost"
-            lane.attempts.append(Attempt(e.attempt or len(lane.attempts) + 1, e.created_at))
-            lane.status = "running"
+            self._start(self._lane(corr, "step", e), e)
         elif kind in _ENDS_ATTEMPT:
             lane = self._lane(corr, "step", e)
             outcome = _ENDS_ATTEMPT[EventKind(kind)]
@@ -141,6 +139,14 @@ class Timeline:
         if lane is None:
             lane = self.lanes[corr] = Lane(kind, corr, e.name, e.created_at, "pending" if kind == "step" else "waiting")
         return lane
+
+    @staticmethod
+    def _start(lane: Lane, e: Event) -> None:
+        """An attempt of the lane's step starts (``e``: its step_started, or the step_created that started it)."""
+        if lane.attempts and lane.attempts[-1].ended_at is None:  # its worker died mid-attempt
+            lane.attempts[-1].ended_at, lane.attempts[-1].outcome = e.created_at, "lost"
+        lane.attempts.append(Attempt(e.attempt or len(lane.attempts) + 1, e.created_at))
+        lane.status = "running"
 
     def lane(self, corr: str) -> Lane | None:
         return self.lanes.get(corr)

@@ -14,6 +14,11 @@ Kinds, grouped by what replay does with them:
 - the rest are history that replay skips (``run_created``, ``step_started``,
   ``step_retrying``, ``step_cancelled``, ``wait_cancelled``, ``hook_disposed``, terminal run
   events).
+
+A step's attempts start with ``step_started`` (``attempt``: which one), except the first attempt of
+a step claimed by the very commit that created it (a chain's next step, the first steps of a gather):
+its ``step_created`` carries ``attempt=1`` instead (schema 9: one event a step fewer). On any other
+``step_created``, ``attempt`` is None: the step waits to be claimed.
 """
 
 from __future__ import annotations
@@ -121,6 +126,12 @@ class Event(NamedTuple):
         if self.data[:4] == _codec.ENCRYPTED_TAG:
             return _codec.ENCRYPTED  # read without its key (see durable.Encryption)
         return _codec.decode(self.data, root=f"{self.kind}.data")
+
+    @property
+    def starts_attempt(self) -> bool:
+        """Whether an attempt of the event's step started with it: a ``step_started``, or the
+        ``step_created`` of a step claimed as it was created (its first attempt, ``attempt`` 1)."""
+        return self.kind == EventKind.STEP_STARTED or (self.kind == EventKind.STEP_CREATED and self.attempt is not None)
 
     @property
     def position(self) -> int | None:

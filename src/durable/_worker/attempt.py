@@ -33,7 +33,8 @@ from ..stores._base import StepClaim, Store
 from .writers import StreamWriter
 
 log = logging.getLogger("durable")
-_STEP_COMPLETED = EventKind.STEP_COMPLETED  # every step returns it: a module constant, not an enum lookup
+# Every step returns it: a module constant, not an enum lookup; a plain str, as the log holds it.
+_STEP_COMPLETED = EventKind.STEP_COMPLETED.value
 
 
 @dataclass(slots=True)

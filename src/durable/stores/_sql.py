@@ -100,9 +100,10 @@ _RUN_COLUMNS = (
 _REPLAY_KIND_LIST = tuple(sorted(str(k) for k in REPLAY_KINDS))
 # The kinds a step's commit compares with, as module constants: an enum member's lookup on its
 # class costs ~100 ns, a dozen times per step.
-_RUN_STARTED, _STEP_CREATED, _STEP_STARTED = EventKind.RUN_STARTED, EventKind.STEP_CREATED, EventKind.STEP_STARTED
-_STEP_COMPLETED, _STEP_FAILED = EventKind.STEP_COMPLETED, EventKind.STEP_FAILED
-_STEP_CANCELLED, _STEP_RETRYING = EventKind.STEP_CANCELLED, EventKind.STEP_RETRYING
+# The kinds as the log holds them (plain str, as read back): the drivers bind a str as it is.
+_RUN_STARTED, _STEP_CREATED, _STEP_STARTED = EventKind.RUN_STARTED.value, EventKind.STEP_CREATED.value, EventKind.STEP_STARTED.value
+_STEP_COMPLETED, _STEP_FAILED = EventKind.STEP_COMPLETED.value, EventKind.STEP_FAILED.value
+_STEP_CANCELLED, _STEP_RETRYING = EventKind.STEP_CANCELLED.value, EventKind.STEP_RETRYING.value
 
 
 def _run(row: Row) -> RunRecord:
@@ -259,8 +260,9 @@ def _until(wake_at: float | None, deadline: float | None) -> float | None:
 # -- schema -----------------------------------------------------------------------------------------
 
 # migration: h-web (2 -> 3: published_workflows); migration: h-compose (3 -> 4); migration: h-verify (4 -> 5: versions, forks)
-# migration: h-retain (5 -> 6: the finished-runs index); migration: rowless-step (7 -> 8)
-SCHEMA_VERSION = 8
+# migration: h-retain (5 -> 6: the finished-runs index); migration: rowless-step (7 -> 8);
+# migration: started-with-created (8 -> 9)
+SCHEMA_VERSION = 9
 # The tables, written once for both dialects: {blob}, {real}, {bigint} and {norowid} are filled in
 # by each store (BLOB/REAL/INTEGER/" WITHOUT ROWID" for SQLite, BYTEA/DOUBLE PRECISION/BIGINT/""
 # for PostgreSQL), so the two schemas cannot drift apart.
@@ -411,16 +413,27 @@ _ROWLESS_CHANGES = [
 _SCHEMA_TEMPLATE += _ROWLESS_CHANGES
 ROWLESS_MIGRATION_FROM = 7  # the schema version _ROWLESS_CHANGES upgrades from
 # end of migration: rowless-step
+
+
+# migration: started-with-created (schema 8 -> 9) -- a step claimed by the commit that creates it (a
+# chain's next step, the first steps of a gather) starts its first attempt in that commit: its
+# step_created event says so with attempt 1, and no step_started event follows -- one event of three
+# a step fewer. A step claimed later still gets its step_started. Nothing in the tables changes; the
+# version keeps workers of the older durable (which would read such a step as never started) off it.
+_STARTED_WITH_CREATED_CHANGES: list[str] = []
+STARTED_WITH_CREATED_MIGRATION_FROM = 8  # the schema version _STARTED_WITH_CREATED_CHANGES upgrades from
+# end of migration: started-with-created
 LIVE_WORKERS = "SELECT worker_id, host, pid FROM workers WHERE alive_until > ?"
 
 
 def upgrade_refusal(version: int, live_workers: Sequence[Row]) -> str | None:
     """Why a store at schema ``version`` must not be upgraded now (None: it may be), given its live
-    workers (LIVE_WORKERS). From before completed inline steps kept no row (schema 8; before schema 7,
-    inline steps at all), a worker of the older durable still running on it would not see such a
-    step: it would list and fork runs without it (and, before schema 7, leave a running one on a run
-    it ends). All of a store's workers are of its version, so any live one is in the way."""
-    if version > ROWLESS_MIGRATION_FROM or not live_workers:
+    workers (LIVE_WORKERS). A worker of the older durable still running on it would misread what this
+    version writes: before schema 9, a step started by its step_created event as never started (its
+    attempts miscounted in timelines and forks); before schema 8, a completed inline step (it has no
+    row) as missing from its run; before schema 7, an inline step at all (it would leave a running one
+    on a run it ends). All of a store's workers are of its version, so any live one is in the way."""
+    if version > STARTED_WITH_CREATED_MIGRATION_FROM or not live_workers:
         return None
     named = ", ".join(f"{w} (host {h}, pid {p})" for w, h, p in live_workers[:3])
     more = f" and {len(live_workers) - 3} more" if len(live_workers) > 3 else ""
@@ -455,6 +468,7 @@ _MIGRATION_TEMPLATES: dict[int, list[str]] = {
     RETAIN_MIGRATION_FROM: _RETAIN_CHANGES,  # migration: h-retain
     INLINE_MIGRATION_FROM: _INLINE_CHANGES,  # migration: inline-step
     ROWLESS_MIGRATION_FROM: _ROWLESS_CHANGES,  # migration: rowless-step
+    STARTED_WITH_CREATED_MIGRATION_FROM: _STARTED_WITH_CREATED_CHANGES,  # migration: started-with-created
 }
 
 
@@ -918,7 +932,7 @@ def _commit_inline_result(db: DB, inv: Invocation, finished: StepClaim) -> Commi
             or event.correlation_id != finished.step_id or len(steps) != len(inv.commands)):
         return None
     claimed = min(inv.claim_steps, len(steps))
-    last_seq = inv.known_seq + 1 + len(steps) + claimed  # its result, each step created, each claimed started
+    last_seq = inv.known_seq + 1 + len(steps)  # its result, then each step created (a claimed one started with it)
     # The first step claimed takes the inline slot this step frees; its step_created comes right after the result.
     new_inline = (steps[0].correlation_id, inv.known_seq + 2, steps[0].max_attempts) if claimed else None
     inline_sql = _SET_INLINE if new_inline is not None else ", " + _NO_INLINE
@@ -993,7 +1007,11 @@ class _Commands:
     def schedule_step(self, cmd: ScheduleStep) -> None:
         inv, now, corr = self.inv, self.now, cmd.correlation_id
         self.new_steps += 1
-        created = self.out.add(_STEP_CREATED, corr, now, name=cmd.name, data=cmd.input, max_attempts=cmd.max_attempts)
+        claim = cmd.queue is None and self.claim_left > 0
+        # A step claimed here starts its first attempt now: its step_created says so (attempt 1), and
+        # no step_started follows it (schema 9).
+        created = self.out.add(_STEP_CREATED, corr, now, name=cmd.name, data=cmd.input, attempt=1 if claim else None,
+                               max_attempts=cmd.max_attempts)
         if cmd.queue is not None:  # admitted by claim_steps, under its queue's limits
             self.db.execute(
                 "INSERT INTO steps (run_id, step_id, name, status, attempt, max_attempts, input, created_at, ready_at, queue) "
@@ -1001,7 +1019,7 @@ class _Commands:
                 (inv.run_id, corr, cmd.name, cmd.max_attempts, cmd.input, now, now, cmd.queue.name),
             )
             _ensure_queue(self.db, cmd.queue, now)
-        elif self.claim_left > 0:
+        elif claim:
             self.claim_left -= 1
             inline = self.inline_free
             if inline:
@@ -1013,7 +1031,6 @@ class _Commands:
                     "started_at, attempt_started_at, owner) VALUES (?,?,?,'running',1,?,?,?,?,?,?)",
                     (inv.run_id, corr, cmd.name, cmd.max_attempts, cmd.input, now, now, now, inv.worker_id),
                 )
-            self.out.add(_STEP_STARTED, corr, now, attempt=1)
             self.claimed.append(StepClaim(
                 inv.run_id, corr, cmd.name, cmd.input, 1, cmd.max_attempts, now, self.workflow_name, self.run_started_at,
                 self.run_scheduled_at, inline,
@@ -1665,7 +1682,12 @@ def fork_run(db: DB, fork: ForkRun) -> RunRecord:
         raise ForkError(fork.source_id, f"its history has no event {fork.before_seq} to fork before")
     events = load_events(db, fork.source_id, 0, False)[: fork.before_seq - 1]
     finished = {e.correlation_id: e for e in events if e.kind in (EventKind.STEP_COMPLETED, EventKind.STEP_FAILED)}
-    kept = [e for e in events if not (e.kind in _UNFINISHED_STEP_HISTORY and e.correlation_id not in finished)]
+    kept = [
+        # a step the fork runs again was not started yet there, even if its step_created started it
+        e._replace(attempt=None) if e.kind == EventKind.STEP_CREATED and e.attempt and e.correlation_id not in finished
+        else e
+        for e in events if not (e.kind in _UNFINISHED_STEP_HISTORY and e.correlation_id not in finished)
+    ]
     started = next((e.created_at for e in kept if e.kind == EventKind.RUN_STARTED), None)
     run_id, now = fork.run_id, fork.now
     # What the source's committed invocations had consumed of that history was executed once
@@ -1707,7 +1729,7 @@ def _fork_steps(db: DB, fork: ForkRun, kept: list[Event], finished: dict[str | N
     }
     starts: dict[str | None, list[Event]] = {}
     for e in kept:
-        if e.kind == EventKind.STEP_STARTED:
+        if e.starts_attempt:
             starts.setdefault(e.correlation_id, []).append(e)
     rows = []
     for e in kept:

@@ -30,6 +30,7 @@ from urllib.parse import quote
 
 from .._core.checks import check_number
 from .._core.errors import DurableError, SerializationError, StoreCorrupt, StoreError
+from .._core.events import EventKind
 from . import _sql
 from ._base import Notifier
 from ._sqlstore import SQLStore
@@ -72,6 +73,9 @@ def _null(value: None) -> None:
 
 _bind_directly(type(None), _null)
 _bind_directly(bytes, bytes.__bytes__)  # a C method: returns the bytes object itself
+# An EventKind is a str subclass, adapted too: str.__str__ (a C method) gives its plain value, as
+# the module would have bound it, without the StrEnum's own __str__.
+_bind_directly(EventKind, str.__str__)
 
 _SCHEMA = _sql.schema(blob="BLOB", real="REAL", bigint="INTEGER", norowid=" WITHOUT ROWID")
 # Migrations from version N to N+1, appended as the schema evolves: MIGRATIONS[N] runs on a version-N store.

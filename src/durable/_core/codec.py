@@ -431,9 +431,12 @@ def decode(data: bytes, *, allow_pickle: bool = False, root: str = "value") -> A
     data = bytes(data)
     head = data[:4]
     if head == JSON_TAG:
-        body = data[4:]
-        obj = _loads_json(body.decode("utf-8", "surrogatepass"), root)
-        if b'"$' not in body:
+        text = data[4:].decode("utf-8", "surrogatepass")
+        obj = _loads_json(text, root)
+        # Looked for in the text, not the bytes (the same answer: UTF-8 never puts an ASCII byte
+        # inside another character): ``bytes in bytes`` first tries its operand as an int, and
+        # the TypeError it formats and drops costs more than the search.
+        if '"$' not in text:
             return obj  # no tags and no escaped keys anywhere: plain JSON data as is
         return from_tagged(obj, root)
     if head == PICKLE_TAG:

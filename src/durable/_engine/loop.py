@@ -57,7 +57,7 @@ class _Activation:
         self._outer_loop = asyncio.events._get_running_loop()
         self._outer_hooks = sys.get_asyncgen_hooks()
         asyncio.events._set_running_loop(loop)
-        sys.set_asyncgen_hooks(firstiter=loop._asyncgen_firstiter, finalizer=loop._asyncgen_finalizer)
+        sys.set_asyncgen_hooks(loop._asyncgen_firstiter, loop._asyncgen_finalizer)  # positional: parsed faster
         loop._running = True
 
     def __exit__(self, *exc: object) -> None:

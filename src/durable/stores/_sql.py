@@ -912,6 +912,13 @@ _SUSPEND = (
     "consumed_seq = CASE WHEN consumed_seq > ? THEN consumed_seq ELSE ? END"
 )
 _SET_INLINE = ", inline_step = ?, inline_seq = ?, inline_max_attempts = ?"
+# The chain commit's update of its run (see _commit_inline_result): checks what commit() would read.
+_CHAIN_WHERE = (
+    " WHERE run_id = ? AND last_seq = ? AND status = 'running' AND (owner IS NULL OR owner = ?) AND deadline IS NULL "
+    "AND inline_step = ? AND inline_owner = ?"
+)
+_CHAIN_UPDATE_CLAIMING = _SUSPEND + _SET_INLINE + _CHAIN_WHERE  # its successor takes the inline slot
+_CHAIN_UPDATE = _SUSPEND + ", " + _NO_INLINE + _CHAIN_WHERE  # nothing claimed: the slot is left free
 
 
 def _commit_inline_result(db: DB, inv: Invocation, finished: StepClaim) -> CommitResult | None:
@@ -935,11 +942,7 @@ def _commit_inline_result(db: DB, inv: Invocation, finished: StepClaim) -> Commi
     last_seq = inv.known_seq + 1 + len(steps)  # its result, then each step created (a claimed one started with it)
     # The first step claimed takes the inline slot this step frees; its step_created comes right after the result.
     new_inline = (steps[0].correlation_id, inv.known_seq + 2, steps[0].max_attempts) if claimed else None
-    inline_sql = _SET_INLINE if new_inline is not None else ", " + _NO_INLINE
-    sql = (
-        f"{_SUSPEND}{inline_sql} WHERE run_id = ? AND last_seq = ? AND status = 'running' AND (owner IS NULL OR owner = ?) AND deadline IS NULL "
-        "AND inline_step = ? AND inline_owner = ?"
-    )
+    sql = _CHAIN_UPDATE_CLAIMING if new_inline is not None else _CHAIN_UPDATE
     params = (last_seq, inv.next_wake, inv.now, inv.consumed_seq, inv.consumed_seq, *(new_inline or ()), inv.run_id,
               inv.known_seq, inv.worker_id, finished.step_id, inv.worker_id)
     if not (db.execute_count(sql, params) if db.counts_rows else db.execute(sql + " RETURNING 1", params)):

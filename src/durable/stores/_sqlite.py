@@ -99,8 +99,8 @@ class _Tx:
         return self.conn.execute(sql, params).rowcount
 
     def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
-        # A few rows (a step's commit appends three events) as one multi-row INSERT: one
-        # statement instead of three steps of one.
+        # A few rows (a step's commit appends two events) as one multi-row INSERT: one
+        # statement instead of one per row.
         multi = _sql.multirow_insert(sql, len(rows)) if 1 < len(rows) <= _MULTIROW_MAX else None
         if multi is not None:
             self.conn.execute(multi, [value for row in rows for value in row])
